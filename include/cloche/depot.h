@@ -1,0 +1,71 @@
+/* The depot: crash-safe on-disk state, one directory per container.
+ *
+ *   <depot>/containers/<handle>/state.json   the ContainerRecord, written atomically
+ *   <depot>/containers/<handle>/...          later: rootfs upper/work, processes
+ *
+ * Every mutation of a container is persisted with depot_write_record() before the
+ * API replies; a daemon restarted after a crash reads every record back with
+ * depot_load_all(). */
+#pragma once
+
+#include <stdint.h>
+
+#include "cloche/error.h"
+#include "cloche/spec.h"
+#include "cloche/strmap.h"
+
+#define DEPOT_RECORD_VERSION 1
+#define DEPOT_RECORD_MAX (16u << 20) /* refuse to read a state file larger than this */
+
+typedef enum ContainerState {
+    CONTAINER_STATE_CREATING = 0,
+    CONTAINER_STATE_ACTIVE,
+    CONTAINER_STATE_STOPPED,
+    CONTAINER_STATE_DESTROYING,
+} ContainerState;
+
+/* "creating", "active", "stopped", "destroying" */
+const char *container_state_to_string(ContainerState s);
+int container_state_from_string(const char *s, ContainerState *ret);
+
+typedef struct ContainerRecord {
+    char *handle;
+    ContainerState state;
+    int64_t created_at_ns;  /* CLOCK_REALTIME */
+    int64_t grace_time_ns;  /* effective grace time (0 = never) */
+    StringMap properties;   /* the container's properties, including garden.* keys */
+    StringMap events;       /* reserved: events as keys (e.g. "oom"), values "" */
+    ContainerSpec spec;     /* the create request as received (handle filled in) */
+} ContainerRecord;
+
+typedef struct Depot Depot;
+
+/* Open (creating if needed, mode 0700) the depot at path. Removes temp files that
+ * a crash left behind. */
+int depot_open(const char *path, Depot **ret);
+void depot_free(Depot *d);
+const char *depot_path(const Depot *d);
+
+/* mkdir <depot>/containers/<handle>; -EEXIST if it exists. */
+int depot_container_create(Depot *d, const char *handle);
+/* Remove <depot>/containers/<handle> and everything in it; missing = 0. */
+int depot_container_remove(Depot *d, const char *handle);
+/* Absolute path of the container's directory, malloc'd. */
+int depot_container_path(const Depot *d, const char *handle, char **ret);
+
+/* Atomically write rec to <handle>/state.json (the directory must exist). */
+int depot_write_record(Depot *d, const ContainerRecord *rec);
+/* Read one record. -ENOENT if there is none; -EBADMSG if it is corrupt. */
+int depot_read_record(Depot *d, const char *handle, ContainerRecord *ret);
+
+/* Read every container's record. Directories without a readable record are
+ * reported through *ret_bad (malloc'd NULL-terminated list of handles, may be NULL)
+ * so the caller can log and clean them up. */
+int depot_load_all(Depot *d, ContainerRecord **ret_records, size_t *ret_n, char ***ret_bad);
+
+/* JSON form of a record (exposed for tests and tools). */
+char *container_record_serialize(const ContainerRecord *rec, size_t *ret_len);
+int container_record_parse(const char *buf, size_t len, ContainerRecord *ret);
+
+void container_record_done(ContainerRecord *rec);
+void container_records_free(ContainerRecord *recs, size_t n);
