@@ -1,4 +1,342 @@
-int main(void)
+/* cloched: the cloche daemon. Options, start-up order, signals, shutdown. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "cloche/api.h"
+#include "cloche/duration.h"
+#include "cloche/fileio.h"
+#include "cloche/garden.h"
+#include "cloche/log.h"
+#include "cloche/netpool.h"
+
+#define DEFAULT_SOCKET "/run/cloche/cloche.sock"
+#define DEFAULT_DEPOT "/var/lib/cloche/depot"
+#define DEFAULT_ROOTFS "/var/lib/cloche/rootfs/busybox"
+#define DEFAULT_POOL "10.254.0.0/22"
+#define DEFAULT_MAX_CONTAINERS 4096
+
+typedef struct Options {
+    const char *socket_path;
+    const char *bind_ip;
+    uint16_t bind_port;
+    const char *auth_token_file;
+    bool insecure_no_auth;
+    const char *depot;
+    const char *default_rootfs;
+    uint64_t max_containers;
+    int64_t default_grace_time_ns;
+    const char *cgroup_parent;
+    NetPool pool;
+    uint32_t port_pool_start;
+    uint32_t port_pool_size;
+    LogLevel log_level;
+    LogFormat log_format;
+} Options;
+
+static ApiServer *the_server;
+
+static void on_stop_signal(int sig)
 {
+    if (the_server)
+        api_server_stop(the_server);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: cloched [OPTIONS]\n"
+            "\n"
+            "The cloche container server: the Garden HTTP API on a Unix socket and/or TCP.\n"
+            "\n"
+            "Listeners:\n"
+            "  --bind-socket PATH        Unix socket to serve on, mode 0660 ('' = none)\n"
+            "                            (default " DEFAULT_SOCKET ")\n"
+            "  --bind-ip IP              Also serve TCP on this address\n"
+            "  --bind-port PORT          TCP port (default 7777 when --bind-ip is given)\n"
+            "  --auth-token-file FILE    Bearer token required on non-loopback TCP\n"
+            "  --insecure-no-auth        Serve non-loopback TCP without a token\n"
+            "\n"
+            "State and containers:\n"
+            "  --depot DIR               Container state directory (default " DEFAULT_DEPOT ")\n"
+            "  --default-rootfs DIR      Root filesystem for containers that name none\n"
+            "                            (default " DEFAULT_ROOTFS ")\n"
+            "  --max-containers N        At most N containers (default %d; capacity also\n"
+            "                            counts the subnets in --network-pool)\n"
+            "  --default-grace-time DUR  Grace time for containers created without one,\n"
+            "                            Go syntax: 30s, 5m, 1h30m; 0 = never (default 0)\n"
+            "  --cgroup-parent NAME      Parent cgroup of every container (default cloche)\n"
+            "\n"
+            "Networking:\n"
+            "  --network-pool CIDR       IPv4 pool carved into /30s (default " DEFAULT_POOL ")\n"
+            "  --port-pool-start N       First host port for NetIn (default 61001)\n"
+            "  --port-pool-size N        Number of host ports for NetIn (default 4534)\n"
+            "\n"
+            "Logging:\n"
+            "  --log-level LEVEL         debug, info, warn or error (default info)\n"
+            "  --log-format FORMAT       text or json (default text)\n"
+            "\n"
+            "  -h, --help                Show this help\n"
+            "  --version                 Show the version\n",
+            DEFAULT_MAX_CONTAINERS);
+}
+
+static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
+    if (!s || *s < '0' || *s > '9')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -ERANGE;
+    *ret = v;
     return 0;
+}
+
+static int bad_option(const char *opt, const char *value, const char *why)
+{
+    fprintf(stderr, "cloched: invalid value '%s' for %s: %s\n", value, opt, why);
+    return -EINVAL;
+}
+
+enum {
+    OPT_BIND_SOCKET = 0x100,
+    OPT_BIND_IP,
+    OPT_BIND_PORT,
+    OPT_AUTH_TOKEN_FILE,
+    OPT_INSECURE_NO_AUTH,
+    OPT_DEPOT,
+    OPT_DEFAULT_ROOTFS,
+    OPT_MAX_CONTAINERS,
+    OPT_DEFAULT_GRACE_TIME,
+    OPT_CGROUP_PARENT,
+    OPT_NETWORK_POOL,
+    OPT_PORT_POOL_START,
+    OPT_PORT_POOL_SIZE,
+    OPT_LOG_LEVEL,
+    OPT_LOG_FORMAT,
+    OPT_VERSION,
+};
+
+/* 0 = run, 1 = exit successfully (help/version), <0 = usage error. */
+static int parse_options(int argc, char **argv, Options *o)
+{
+    static const struct option longopts[] = {
+        {"bind-socket", required_argument, NULL, OPT_BIND_SOCKET},
+        {"bind-ip", required_argument, NULL, OPT_BIND_IP},
+        {"bind-port", required_argument, NULL, OPT_BIND_PORT},
+        {"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
+        {"insecure-no-auth", no_argument, NULL, OPT_INSECURE_NO_AUTH},
+        {"depot", required_argument, NULL, OPT_DEPOT},
+        {"default-rootfs", required_argument, NULL, OPT_DEFAULT_ROOTFS},
+        {"max-containers", required_argument, NULL, OPT_MAX_CONTAINERS},
+        {"default-grace-time", required_argument, NULL, OPT_DEFAULT_GRACE_TIME},
+        {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
+        {"network-pool", required_argument, NULL, OPT_NETWORK_POOL},
+        {"port-pool-start", required_argument, NULL, OPT_PORT_POOL_START},
+        {"port-pool-size", required_argument, NULL, OPT_PORT_POOL_SIZE},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {0},
+    };
+    *o = (Options){
+        .socket_path = DEFAULT_SOCKET,
+        .depot = DEFAULT_DEPOT,
+        .default_rootfs = DEFAULT_ROOTFS,
+        .max_containers = DEFAULT_MAX_CONTAINERS,
+        .cgroup_parent = "cloche",
+        .port_pool_start = 61001,
+        .port_pool_size = 4534,
+        .log_level = LOG_LEVEL_INFO,
+        .log_format = LOG_FORMAT_TEXT,
+    };
+    (void)netpool_parse(DEFAULT_POOL, &o->pool);
+    bool port_given = false;
+    uint64_t v;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
+        switch (c) {
+        case OPT_BIND_SOCKET:
+            o->socket_path = optarg;
+            break;
+        case OPT_BIND_IP:
+            o->bind_ip = optarg;
+            break;
+        case OPT_BIND_PORT:
+            if (parse_u64(optarg, 1, 65535, &v) < 0)
+                return bad_option("--bind-port", optarg, "expected a port number 1..65535");
+            o->bind_port = (uint16_t)v;
+            port_given = true;
+            break;
+        case OPT_AUTH_TOKEN_FILE:
+            o->auth_token_file = optarg;
+            break;
+        case OPT_INSECURE_NO_AUTH:
+            o->insecure_no_auth = true;
+            break;
+        case OPT_DEPOT:
+            if (optarg[0] != '/')
+                return bad_option("--depot", optarg, "expected an absolute path");
+            o->depot = optarg;
+            break;
+        case OPT_DEFAULT_ROOTFS:
+            o->default_rootfs = optarg;
+            break;
+        case OPT_MAX_CONTAINERS:
+            if (parse_u64(optarg, 1, 1000000, &v) < 0)
+                return bad_option("--max-containers", optarg, "expected 1..1000000");
+            o->max_containers = v;
+            break;
+        case OPT_DEFAULT_GRACE_TIME:
+            if (duration_parse_ns(optarg, &o->default_grace_time_ns) < 0)
+                return bad_option("--default-grace-time", optarg,
+                                  "expected a duration such as 30s, 5m or 0");
+            break;
+        case OPT_CGROUP_PARENT:
+            if (!*optarg || optarg[0] == '/' || strstr(optarg, "..") || strchr(optarg, '\n'))
+                return bad_option("--cgroup-parent", optarg,
+                                  "expected a relative cgroup path without '..'");
+            o->cgroup_parent = optarg;
+            break;
+        case OPT_NETWORK_POOL:
+            if (netpool_parse(optarg, &o->pool) < 0)
+                return bad_option("--network-pool", optarg,
+                                  "expected an IPv4 network such as 10.254.0.0/22 (prefix "
+                                  "1..30, host bits zero)");
+            break;
+        case OPT_PORT_POOL_START:
+            if (parse_u64(optarg, 1, 65535, &v) < 0)
+                return bad_option("--port-pool-start", optarg, "expected a port 1..65535");
+            o->port_pool_start = (uint32_t)v;
+            break;
+        case OPT_PORT_POOL_SIZE:
+            if (parse_u64(optarg, 1, 65535, &v) < 0)
+                return bad_option("--port-pool-size", optarg, "expected 1..65535");
+            o->port_pool_size = (uint32_t)v;
+            break;
+        case OPT_LOG_LEVEL:
+            if (log_level_from_string(optarg, &o->log_level) < 0)
+                return bad_option("--log-level", optarg, "expected debug, info, warn or error");
+            break;
+        case OPT_LOG_FORMAT:
+            if (log_format_from_string(optarg, &o->log_format) < 0)
+                return bad_option("--log-format", optarg, "expected text or json");
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
+        case OPT_VERSION:
+            printf("cloched %s\n", CLOCHE_VERSION);
+            return 1;
+        default:
+            usage(stderr);
+            return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "cloched: unexpected argument '%s'\n", argv[optind]);
+        return -EINVAL;
+    }
+    if (o->port_pool_start + o->port_pool_size - 1 > 65535) {
+        fprintf(stderr, "cloched: the port pool %u+%u runs past port 65535\n", o->port_pool_start,
+                o->port_pool_size);
+        return -EINVAL;
+    }
+    if (o->bind_ip && !port_given)
+        o->bind_port = 7777;
+    if (port_given && !o->bind_ip) {
+        fprintf(stderr, "cloched: --bind-port needs --bind-ip\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int read_token(const char *path, char **ret)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return log_error_errno(-errno, "Cannot read the token file %s: %m", path);
+    if (st.st_mode & 0004)
+        log_warn("The token file %s is readable by everyone", path);
+    char *data = NULL;
+    size_t len = 0;
+    int r = read_file_at(AT_FDCWD, path, 4096, &data, &len);
+    if (r < 0)
+        return log_error_errno(r, "Cannot read the token file %s: %m", path);
+    while (len && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' '))
+        data[--len] = '\0';
+    if (len < 8) {
+        free(data);
+        log_error("The token in %s is empty or shorter than 8 characters", path);
+        return -EINVAL;
+    }
+    *ret = data;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    Options o;
+    int r = parse_options(argc, argv, &o);
+    if (r != 0)
+        return r > 0 ? EXIT_SUCCESS : 2;
+    log_setup(o.log_level, o.log_format);
+
+    _cleanup_free_ char *token = NULL;
+    if (o.auth_token_file && read_token(o.auth_token_file, &token) < 0)
+        return EXIT_FAILURE;
+
+    struct sigaction sa = {.sa_handler = SIG_IGN};
+    sigaction(SIGPIPE, &sa, NULL);
+
+    GardenConfig gc = {
+        .depot_path = o.depot,
+        .default_rootfs = o.default_rootfs,
+        .max_containers = o.max_containers,
+        .network_capacity = netpool_capacity(&o.pool),
+        .default_grace_time_ns = o.default_grace_time_ns,
+        .cgroup_parent = o.cgroup_parent,
+    };
+    Garden *garden = NULL;
+    r = garden_new(&gc, &garden);
+    if (r < 0) {
+        log_error_errno(r, "Failed to open the depot %s: %m", o.depot);
+        return EXIT_FAILURE;
+    }
+    log_info("Depot %s: %zu container(s) restored", o.depot, garden_count(garden));
+
+    ApiConfig ac = {
+        .socket_path = o.socket_path,
+        .bind_ip = o.bind_ip,
+        .bind_port = o.bind_port,
+        .auth_token = token,
+        .insecure_no_auth = o.insecure_no_auth,
+    };
+    r = api_server_new(&ac, garden, &the_server);
+    if (r < 0) {
+        garden_free(garden);
+        return EXIT_FAILURE;
+    }
+
+    sa = (struct sigaction){.sa_handler = on_stop_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    log_info("cloched %s ready", CLOCHE_VERSION);
+
+    r = api_server_run(the_server);
+    log_info("Shutting down");
+    /* Order: stop taking requests and finish those in flight, then the model. Every
+     * depot write is atomic, so whatever was interrupted left whole files. */
+    api_server_free(the_server);
+    the_server = NULL;
+    garden_free(garden);
+    return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -30,7 +30,7 @@ static inline void json_object_putp(json_object **o)
  *   trailing bytes        -> "Unexpected data after the JSON value at offset N"
  *   syntax / bad UTF-8    -> "Invalid JSON at offset N: <json-c's description>"
  *   integer out of range  -> "Number N at offset M is out of range"
- * *ret is untouched on failure. */
+ * The body `null` succeeds with *ret = NULL. *ret is untouched on failure. */
 int json_parse_strict(const char *buf, size_t len, json_object **ret, ApiError *reterr);
 
 /* Case-insensitive member lookup (an exact match wins over a case-insensitive one,
@@ -49,7 +49,8 @@ int json_get_bool(json_object *v, const char *what, bool *ret, ApiError *reterr)
  * and strings with embedded NUL bytes. */
 int json_get_string(json_object *v, const char *what, size_t max_len, char **ret,
                     ApiError *reterr);
-/* Checks v is an object / array, else 400 "... expected an object, got ...". */
+/* Checks v is an object / array, else 400 "... expected an object, got ...".
+ * what NULL or "" means the request body itself ("Invalid request body: ..."). */
 int json_expect_object(json_object *v, const char *what, ApiError *reterr);
 int json_expect_array(json_object *v, const char *what, size_t max_items, ApiError *reterr);
 

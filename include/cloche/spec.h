@@ -196,7 +196,9 @@ int spec_validate_handle(const char *handle, ApiError *reterr);
 /* Decoders: obj is the parsed request body. Unknown keys are ignored, keys match
  * case-insensitively, null = absent. Every field is type- and range-checked, enum
  * integers outside their set are refused, list lengths are capped by the SPEC_*
- * limits. On failure: -EINVAL and a 400 naming the field path, *ret zeroed. */
+ * limits. On failure: -EINVAL and a 400 naming the field path, *ret zeroed.
+ * Decoded strings are NULL when absent or "", lists NULL (count 0) when absent or
+ * empty, so that decode(encode(x)) == x. */
 int spec_decode_container_spec(json_object *obj, ContainerSpec *ret, ApiError *reterr);
 int spec_decode_process_spec(json_object *obj, ProcessSpec *ret, ApiError *reterr);
 int spec_decode_netout_rule(json_object *obj, NetOutRule *ret, ApiError *reterr);

@@ -1,1 +1,380 @@
-/* placeholder: being written */
+/* The depot's directories: <depot>/containers/<handle>/state.json, each record
+ * replaced atomically (fileio's write temp, fsync, rename, fsync directory).
+ *
+ * Callers serialise mutations of one container (the registry's per-container
+ * lock): two concurrent writers of the same record would share its temp file. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cloche/cleanup.h"
+#include "cloche/depot.h"
+#include "cloche/fileio.h"
+
+#define DEPOT_CONTAINERS_DIR "containers"
+#define DEPOT_STATE_FILE "state.json"
+#define DEPOT_MODE 0700
+#define DEPOT_STATE_MODE 0600
+
+struct Depot {
+    char *path;        /* absolute, canonical */
+    int containers_fd; /* O_PATH|O_DIRECTORY of <path>/containers */
+};
+
+/* Handles arrive validated; refuse anything that could name another directory. */
+static int depot_check_handle(const char *handle)
+{
+    if (!handle || !*handle || handle[0] == '.' || strchr(handle, '/'))
+        return -EINVAL;
+    if (strlen(handle) > SPEC_HANDLE_MAX)
+        return -EINVAL;
+    return 0;
+}
+
+static int fsync_dirfd(int dirfd)
+{
+    _cleanup_close_ int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    return fsync(fd) < 0 ? -errno : 0;
+}
+
+/* A readable stream over the entries of containers/. */
+static int depot_open_listing(Depot *d, DIR **ret)
+{
+    int fd = openat(d->containers_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *dir = fdopendir(fd);
+    if (!dir) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    *ret = dir;
+    return 0;
+}
+
+static int depot_open_container(Depot *d, const char *handle, int *ret)
+{
+    int r = depot_check_handle(handle);
+    if (r < 0)
+        return r;
+    int fd = openat(d->containers_fd, handle, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    *ret = fd;
+    return 0;
+}
+
+/* A crash between writing a temp file and renaming it leaves the temp behind; the
+ * state.json beside it is still the last complete record. */
+static int depot_remove_stale_temps(Depot *d)
+{
+    char tmp[NAME_MAX + 1];
+    int r = atomic_write_temp_name(DEPOT_STATE_FILE, tmp, sizeof(tmp));
+    if (r < 0)
+        return r;
+
+    _cleanup_closedir_ DIR *dir = NULL;
+    r = depot_open_listing(d, &dir);
+    if (r < 0)
+        return r;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(dir);
+        if (!de)
+            return errno != 0 ? -errno : 0;
+        if (de->d_name[0] == '.')
+            continue;
+        if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+            continue;
+        _cleanup_close_ int cfd = -EBADF;
+        if (depot_open_container(d, de->d_name, &cfd) < 0)
+            continue;
+        /* Best effort: an undeletable leftover only blocks that container's next
+         * write, which then reports the error where it can be acted on. */
+        (void)unlinkat(cfd, tmp, 0);
+    }
+}
+
+static void depot_freep(Depot **d)
+{
+    depot_free(*d);
+    *d = NULL;
+}
+
+int depot_open(const char *path, Depot **ret)
+{
+    if (!path || !*path || !ret)
+        return -EINVAL;
+
+    int r = mkdir_p(path, DEPOT_MODE);
+    if (r < 0)
+        return r;
+
+    _cleanup_(depot_freep) Depot *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    d->containers_fd = -EBADF;
+
+    d->path = realpath(path, NULL);
+    if (!d->path)
+        return -errno;
+
+    _cleanup_close_ int depot_fd = open(d->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (depot_fd < 0)
+        r = -errno;
+    if (r >= 0 && mkdirat(depot_fd, DEPOT_CONTAINERS_DIR, DEPOT_MODE) < 0 && errno != EEXIST)
+        r = -errno;
+    if (r >= 0) {
+        d->containers_fd =
+            openat(depot_fd, DEPOT_CONTAINERS_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (d->containers_fd < 0)
+            r = -errno;
+    }
+    if (r >= 0)
+        r = depot_remove_stale_temps(d);
+    if (r < 0)
+        return r;
+
+    *ret = TAKE_PTR(d);
+    return 0;
+}
+
+void depot_free(Depot *d)
+{
+    if (!d)
+        return;
+    closep(&d->containers_fd);
+    free(d->path);
+    free(d);
+}
+
+const char *depot_path(const Depot *d)
+{
+    return d ? d->path : NULL;
+}
+
+int depot_container_create(Depot *d, const char *handle)
+{
+    int r = depot_check_handle(handle);
+    if (r < 0)
+        return r;
+    if (mkdirat(d->containers_fd, handle, DEPOT_MODE) < 0)
+        return -errno;
+    /* Make the new directory's entry durable before any record is written in it. */
+    return fsync_dirfd(d->containers_fd);
+}
+
+int depot_container_remove(Depot *d, const char *handle)
+{
+    _cleanup_close_ int cfd = -EBADF;
+    int r = depot_open_container(d, handle, &cfd);
+    if (r == -ENOENT)
+        return 0;
+    if (r == 0) {
+        /* Record first: a removal cut short by a crash then shows up as a bad
+         * directory in depot_load_all, not as a live container with half its
+         * files gone. */
+        if (unlinkat(cfd, DEPOT_STATE_FILE, 0) < 0 && errno != ENOENT)
+            return -errno;
+        r = fsync_dirfd(cfd);
+        if (r < 0)
+            return r;
+    } else if (r != -ENOTDIR && r != -ELOOP)
+        return r; /* a stray file or symlink in its place is removed below */
+
+    r = rm_rf_at(d->containers_fd, handle);
+    if (r < 0)
+        return r;
+    return fsync_dirfd(d->containers_fd);
+}
+
+int depot_container_path(const Depot *d, const char *handle, char **ret)
+{
+    int r = depot_check_handle(handle);
+    if (r < 0)
+        return r;
+    char *p;
+    if (asprintf(&p, "%s/" DEPOT_CONTAINERS_DIR "/%s", d->path, handle) < 0)
+        return -ENOMEM;
+    *ret = p;
+    return 0;
+}
+
+int depot_write_record(Depot *d, const ContainerRecord *rec)
+{
+    if (!rec)
+        return -EINVAL;
+    _cleanup_close_ int cfd = -EBADF;
+    int r = depot_open_container(d, rec->handle, &cfd);
+    if (r < 0)
+        return r;
+
+    size_t len;
+    _cleanup_free_ char *buf = container_record_serialize(rec, &len);
+    if (!buf)
+        return container_state_to_string(rec->state) ? -ENOMEM : -EINVAL;
+    /* Never write what depot_read_record would refuse to read back. */
+    if (len > DEPOT_RECORD_MAX)
+        return -EFBIG;
+
+    return atomic_write_at(cfd, DEPOT_STATE_FILE, buf, len, DEPOT_STATE_MODE);
+}
+
+int depot_read_record(Depot *d, const char *handle, ContainerRecord *ret)
+{
+    _cleanup_close_ int cfd = -EBADF;
+    int r = depot_open_container(d, handle, &cfd);
+    if (r < 0)
+        return r;
+
+    _cleanup_free_ char *buf = NULL;
+    size_t len;
+    r = read_file_at(cfd, DEPOT_STATE_FILE, DEPOT_RECORD_MAX, &buf, &len);
+    if (r == -EFBIG)
+        return -EBADMSG;
+    if (r < 0)
+        return r;
+
+    ContainerRecord rec;
+    r = container_record_parse(buf, len, &rec);
+    if (r < 0)
+        return r;
+    /* A record copied or renamed into another container's directory is not that
+     * container's. */
+    if (strcmp(rec.handle, handle) != 0) {
+        container_record_done(&rec);
+        return -EBADMSG;
+    }
+    *ret = rec;
+    return 0;
+}
+
+static int compare_records(const void *a, const void *b)
+{
+    return strcmp(((const ContainerRecord *)a)->handle, ((const ContainerRecord *)b)->handle);
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+typedef struct RecordList {
+    ContainerRecord *items;
+    size_t n, allocated;
+} RecordList;
+
+static void record_list_done(RecordList *l)
+{
+    container_records_free(l->items, l->n);
+    *l = (RecordList){0};
+}
+
+typedef struct NameList {
+    char **items; /* NULL-terminated once non-empty */
+    size_t n, allocated;
+} NameList;
+
+static void name_list_done(NameList *l)
+{
+    strv_free(l->items);
+    *l = (NameList){0};
+}
+
+static int record_list_push(RecordList *l, ContainerRecord *rec)
+{
+    if (l->n == l->allocated) {
+        size_t na = l->allocated ? l->allocated * 2 : 16;
+        ContainerRecord *ni = reallocarray(l->items, na, sizeof(*ni));
+        if (!ni)
+            return -ENOMEM;
+        l->items = ni;
+        l->allocated = na;
+    }
+    l->items[l->n++] = *rec;
+    *rec = (ContainerRecord){0};
+    return 0;
+}
+
+static int name_list_push(NameList *l, const char *name)
+{
+    if (l->n + 1 >= l->allocated) {
+        size_t na = l->allocated ? l->allocated * 2 : 8;
+        char **ni = reallocarray(l->items, na, sizeof(*ni));
+        if (!ni)
+            return -ENOMEM;
+        l->items = ni;
+        l->allocated = na;
+    }
+    l->items[l->n] = strdup(name);
+    if (!l->items[l->n])
+        return -ENOMEM;
+    l->items[++l->n] = NULL;
+    return 0;
+}
+
+int depot_load_all(Depot *d, ContainerRecord **ret_records, size_t *ret_n, char ***ret_bad)
+{
+    if (!ret_records || !ret_n)
+        return -EINVAL;
+
+    _cleanup_closedir_ DIR *dir = NULL;
+    int r = depot_open_listing(d, &dir);
+    if (r < 0)
+        return r;
+
+    _cleanup_(record_list_done) RecordList records = {0};
+    _cleanup_(name_list_done) NameList bad = {0};
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(dir);
+        if (!de) {
+            if (errno != 0)
+                return -errno;
+            break;
+        }
+        /* Not a handle: ".", "..", and nothing cloche creates. */
+        if (de->d_name[0] == '.')
+            continue;
+
+        ContainerRecord rec;
+        r = depot_read_record(d, de->d_name, &rec);
+        if (r == -ENOMEM)
+            return r;
+        if (r < 0) {
+            /* Missing, corrupt, unreadable, or not a directory at all. */
+            r = name_list_push(&bad, de->d_name);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        r = record_list_push(&records, &rec);
+        if (r < 0) {
+            container_record_done(&rec);
+            return r;
+        }
+    }
+
+    if (records.n > 0)
+        qsort(records.items, records.n, sizeof(*records.items), compare_records);
+    if (bad.n > 0)
+        qsort(bad.items, bad.n, sizeof(*bad.items), compare_strings);
+
+    *ret_n = records.n;
+    *ret_records = TAKE_PTR(records.items); /* NULL when there are none */
+    records.n = 0;
+    if (ret_bad) {
+        *ret_bad = TAKE_PTR(bad.items); /* NULL when there are none */
+        bad.n = 0;
+    }
+    return 0;
+}

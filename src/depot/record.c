@@ -1,1 +1,257 @@
-/* placeholder: being written */
+/* ContainerRecord <-> its JSON form in state.json:
+ *
+ *   {"version":1,"handle":"h","state":"active","created_at":<ns>,"grace_time":<ns>,
+ *    "properties":{...},"events":["oom",...],"spec":<the create request's wire form>}
+ *
+ * A record is read back only if every field is present and well-typed; anything
+ * else, or a version newer than this build knows, is -EBADMSG. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cloche/cleanup.h"
+#include "cloche/depot.h"
+#include "cloche/json.h"
+#include "cloche/spec.h"
+#include "cloche/strmap.h"
+
+static const char *const container_state_names[] = {
+    [CONTAINER_STATE_CREATING] = "creating",
+    [CONTAINER_STATE_ACTIVE] = "active",
+    [CONTAINER_STATE_STOPPED] = "stopped",
+    [CONTAINER_STATE_DESTROYING] = "destroying",
+};
+
+const char *container_state_to_string(ContainerState s)
+{
+    if ((unsigned)s >= ELEMENTSOF(container_state_names))
+        return NULL;
+    return container_state_names[s];
+}
+
+int container_state_from_string(const char *s, ContainerState *ret)
+{
+    if (!s)
+        return -EINVAL;
+    for (size_t i = 0; i < ELEMENTSOF(container_state_names); i++)
+        if (strcmp(s, container_state_names[i]) == 0) {
+            *ret = (ContainerState)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+void container_record_done(ContainerRecord *rec)
+{
+    if (!rec)
+        return;
+    free(rec->handle);
+    strmap_clear(&rec->properties);
+    strmap_clear(&rec->events);
+    container_spec_done(&rec->spec);
+    *rec = (ContainerRecord){0};
+}
+
+void container_records_free(ContainerRecord *recs, size_t n)
+{
+    if (!recs)
+        return;
+    for (size_t i = 0; i < n; i++)
+        container_record_done(&recs[i]);
+    free(recs);
+}
+
+/* Add val (taken, may be NULL after a failed allocation) to obj under key. */
+static int object_add(json_object *obj, const char *key, json_object *val)
+{
+    if (!val)
+        return -ENOMEM;
+    if (json_object_object_add(obj, key, val) < 0) {
+        json_object_put(val);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int array_add(json_object *arr, json_object *val)
+{
+    if (!val)
+        return -ENOMEM;
+    if (json_object_array_add(arr, val) < 0) {
+        json_object_put(val);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static json_object *record_to_json(const ContainerRecord *rec)
+{
+    const char *state = container_state_to_string(rec->state);
+    if (!rec->handle || !state)
+        return NULL;
+
+    _cleanup_json_ json_object *obj = json_object_new_object();
+    if (!obj)
+        return NULL;
+    if (object_add(obj, "version", json_object_new_int(DEPOT_RECORD_VERSION)) < 0 ||
+        object_add(obj, "handle", json_object_new_string(rec->handle)) < 0 ||
+        object_add(obj, "state", json_object_new_string(state)) < 0 ||
+        object_add(obj, "created_at", json_object_new_int64(rec->created_at_ns)) < 0 ||
+        object_add(obj, "grace_time", json_object_new_int64(rec->grace_time_ns)) < 0)
+        return NULL;
+
+    json_object *props = json_object_new_object();
+    if (object_add(obj, "properties", props) < 0)
+        return NULL;
+    STRMAP_FOREACH (i, &rec->properties) {
+        if (object_add(props, rec->properties.keys[i],
+                       json_object_new_string(rec->properties.values[i])) < 0)
+            return NULL;
+    }
+
+    json_object *events = json_object_new_array();
+    if (object_add(obj, "events", events) < 0)
+        return NULL;
+    STRMAP_FOREACH (i, &rec->events) {
+        if (array_add(events, json_object_new_string(rec->events.keys[i])) < 0)
+            return NULL;
+    }
+
+    if (object_add(obj, "spec", spec_encode_container_spec(&rec->spec)) < 0)
+        return NULL;
+    return TAKE_PTR(obj);
+}
+
+char *container_record_serialize(const ContainerRecord *rec, size_t *ret_len)
+{
+    if (!rec)
+        return NULL;
+    _cleanup_json_ json_object *obj = record_to_json(rec);
+    if (!obj)
+        return NULL;
+    return json_serialize(obj, ret_len);
+}
+
+/* Our own file, bounded by DEPOT_RECORD_MAX as a whole: no per-string limit
+ * beyond that, so that anything we wrote can be read back. */
+#define RECORD_STRING_MAX DEPOT_RECORD_MAX
+
+static int parse_string_map(json_object *v, const char *what, StringMap *ret)
+{
+    ApiError err = {0};
+    if (json_expect_object(v, what, &err) < 0)
+        return -EBADMSG;
+    json_object_object_foreach(v, key, val)
+    {
+        _cleanup_free_ char *s = NULL;
+        if (!val || json_get_string(val, what, RECORD_STRING_MAX, &s, &err) < 0)
+            return -EBADMSG;
+        int r = strmap_set(ret, key, s);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int parse_events(json_object *v, StringMap *ret)
+{
+    ApiError err = {0};
+    if (json_expect_array(v, "events", SIZE_MAX, &err) < 0)
+        return -EBADMSG;
+    size_t n = json_object_array_length(v);
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_free_ char *s = NULL;
+        json_object *e = json_object_array_get_idx(v, i);
+        if (!e || json_get_string(e, "events", RECORD_STRING_MAX, &s, &err) < 0)
+            return -EBADMSG;
+        int r = strmap_set(ret, s, "");
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int record_from_json(json_object *obj, ContainerRecord *rec)
+{
+    ApiError err = {0};
+    int r;
+
+    if (json_expect_object(obj, "record", &err) < 0)
+        return -EBADMSG;
+
+    uint64_t version;
+    json_object *v = json_member(obj, "version");
+    if (!v || json_get_u64(v, "version", UINT32_MAX, &version, &err) < 0)
+        return -EBADMSG;
+    /* A newer daemon's record may mean something this one would misread. */
+    if (version < 1 || version > DEPOT_RECORD_VERSION)
+        return -EBADMSG;
+
+    v = json_member(obj, "handle");
+    if (!v || json_get_string(v, "handle", SPEC_HANDLE_MAX, &rec->handle, &err) < 0)
+        return -EBADMSG;
+    if (spec_validate_handle(rec->handle, &err) < 0)
+        return -EBADMSG;
+
+    _cleanup_free_ char *state = NULL;
+    v = json_member(obj, "state");
+    if (!v || json_get_string(v, "state", 64, &state, &err) < 0)
+        return -EBADMSG;
+    if (container_state_from_string(state, &rec->state) < 0)
+        return -EBADMSG;
+
+    v = json_member(obj, "created_at");
+    if (!v || json_get_i64(v, "created_at", &rec->created_at_ns, &err) < 0)
+        return -EBADMSG;
+    v = json_member(obj, "grace_time");
+    if (!v || json_get_i64(v, "grace_time", &rec->grace_time_ns, &err) < 0)
+        return -EBADMSG;
+    if (rec->grace_time_ns < 0)
+        return -EBADMSG;
+
+    v = json_member(obj, "properties");
+    if (!v)
+        return -EBADMSG;
+    r = parse_string_map(v, "properties", &rec->properties);
+    if (r < 0)
+        return r;
+
+    v = json_member(obj, "events");
+    if (!v)
+        return -EBADMSG;
+    r = parse_events(v, &rec->events);
+    if (r < 0)
+        return r;
+
+    v = json_member(obj, "spec");
+    if (!v)
+        return -EBADMSG;
+    r = spec_decode_container_spec(v, &rec->spec, &err);
+    if (r == -ENOMEM)
+        return r;
+    if (r < 0)
+        return -EBADMSG;
+    return 0;
+}
+
+int container_record_parse(const char *buf, size_t len, ContainerRecord *ret)
+{
+    if (!buf || !ret)
+        return -EINVAL;
+    if (len > DEPOT_RECORD_MAX)
+        return -EBADMSG;
+
+    ApiError err = {0};
+    _cleanup_json_ json_object *obj = NULL;
+    if (json_parse_strict(buf, len, &obj, &err) < 0)
+        return -EBADMSG;
+
+    ContainerRecord rec = {0};
+    int r = record_from_json(obj, &rec);
+    if (r < 0) {
+        container_record_done(&rec);
+        return r;
+    }
+    *ret = rec;
+    return 0;
+}

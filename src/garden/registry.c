@@ -1,1 +1,619 @@
-/* placeholder */
+/* Container registry: handle -> Container, persisted through the depot. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/sysinfo.h>
+
+#include "cloche/garden.h"
+#include "cloche/grace.h"
+#include "cloche/hashmap.h"
+#include "cloche/log.h"
+#include "cloche/spec.h"
+
+struct Container {
+    atomic_uint refcount;
+    pthread_mutex_t lock;
+    ContainerRecord rec; /* under lock */
+    GraceTimer grace;    /* under lock */
+    int64_t grace_scheduled_ns; /* earliest deadline queued in the service, under lock */
+};
+
+struct Garden {
+    GardenConfig cfg;
+    char *depot_path;
+    char *default_rootfs;
+    char *cgroup_parent;
+    Depot *depot;
+    GraceService *grace;
+    pthread_mutex_t lock; /* guards containers */
+    HashMap *containers;  /* handle -> Container*, one reference held */
+};
+
+void container_unref(Container *c)
+{
+    if (!c || atomic_fetch_sub(&c->refcount, 1) != 1)
+        return;
+    container_record_done(&c->rec);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static Container *container_new(ContainerRecord *rec)
+{
+    Container *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    atomic_init(&c->refcount, 1);
+    pthread_mutex_init(&c->lock, NULL);
+    c->rec = *rec;
+    *rec = (ContainerRecord){0};
+    c->grace_scheduled_ns = GRACE_NEVER;
+    return c;
+}
+
+const char *container_handle(const Container *c)
+{
+    return c->rec.handle;
+}
+
+/* Queue an expiry check unless an earlier one is already queued. Called with
+ * c->lock held. One pending entry per container keeps the heap bounded. */
+static void container_schedule_grace(Garden *g, Container *c)
+{
+    int64_t d = c->grace.deadline_ns;
+    if (d == GRACE_NEVER || d >= c->grace_scheduled_ns)
+        return;
+    if (grace_service_schedule(g->grace, c->rec.handle, d, c->grace.generation) == 0)
+        c->grace_scheduled_ns = d;
+}
+
+static int garden_destroy_claimed(Garden *g, Container *c, ContainerState previous,
+                                  ApiError *reterr);
+
+static void garden_grace_fire(const char *handle, uint64_t generation, void *userdata)
+{
+    Garden *g = userdata;
+    pthread_mutex_lock(&g->lock);
+    Container *c = hashmap_get(g->containers, handle);
+    if (c)
+        atomic_fetch_add(&c->refcount, 1);
+    pthread_mutex_unlock(&g->lock);
+    if (!c)
+        return;
+
+    int64_t now = grace_now();
+    pthread_mutex_lock(&c->lock);
+    /* Checked and claimed under the container's lock, so a request that arrives
+     * now either paused the timer first or finds the container being destroyed. */
+    bool expired = grace_timer_expired(&c->grace, now) &&
+                   c->rec.state != CONTAINER_STATE_DESTROYING;
+    ContainerState previous = c->rec.state;
+    c->grace_scheduled_ns = GRACE_NEVER;
+    if (expired)
+        c->rec.state = CONTAINER_STATE_DESTROYING;
+    else
+        container_schedule_grace(g, c);
+    pthread_mutex_unlock(&c->lock);
+    (void)generation;
+
+    if (expired) {
+        ApiError err;
+        log_info("Grace time of container '%s' expired, destroying it", handle);
+        if (garden_destroy_claimed(g, c, previous, &err) < 0)
+            log_warn("Destroying expired container '%s' failed: %s", handle, err.message);
+    }
+    container_unref(c);
+}
+
+/* Insert c into the registry and arm its timer. Takes c's initial reference. */
+static int garden_insert(Garden *g, Container *c)
+{
+    pthread_mutex_lock(&g->lock);
+    int r = hashmap_put(g->containers, c->rec.handle, c);
+    pthread_mutex_unlock(&g->lock);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&c->lock);
+    grace_timer_init(&c->grace, c->rec.grace_time_ns, grace_now());
+    container_schedule_grace(g, c);
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+int garden_new(const GardenConfig *cfg, Garden **ret)
+{
+    Garden *g = calloc(1, sizeof(*g));
+    if (!g)
+        return -ENOMEM;
+    pthread_mutex_init(&g->lock, NULL);
+    g->cfg = *cfg;
+    g->depot_path = strdup(cfg->depot_path);
+    g->default_rootfs = strdup(cfg->default_rootfs ? cfg->default_rootfs : "");
+    g->cgroup_parent = strdup(cfg->cgroup_parent ? cfg->cgroup_parent : "cloche");
+    g->cfg.depot_path = g->depot_path;
+    g->cfg.default_rootfs = g->default_rootfs;
+    g->cfg.cgroup_parent = g->cgroup_parent;
+    int r = -ENOMEM;
+    if (!g->depot_path || !g->default_rootfs || !g->cgroup_parent)
+        goto fail;
+    r = hashmap_new(&g->containers);
+    if (r < 0)
+        goto fail;
+    r = depot_open(cfg->depot_path, &g->depot);
+    if (r < 0)
+        goto fail;
+    r = grace_service_start(garden_grace_fire, g, &g->grace);
+    if (r < 0)
+        goto fail;
+
+    ContainerRecord *recs = NULL;
+    size_t n = 0;
+    _cleanup_strv_free_ char **bad = NULL;
+    r = depot_load_all(g->depot, &recs, &n, &bad);
+    if (r < 0)
+        goto fail;
+    for (char **b = bad; b && *b; b++)
+        log_warn("Container directory '%s' in the depot has no readable state; left alone", *b);
+    for (size_t i = 0; i < n; i++) {
+        if (recs[i].state == CONTAINER_STATE_CREATING ||
+            recs[i].state == CONTAINER_STATE_DESTROYING) {
+            /* A create or destroy the previous daemon did not finish: finish
+             * tearing it down rather than restoring half a container. */
+            log_info("Removing container '%s' left %s by the previous daemon", recs[i].handle,
+                     container_state_to_string(recs[i].state));
+            int k = depot_container_remove(g->depot, recs[i].handle);
+            if (k < 0)
+                log_warn_errno(k, "Failed to remove '%s' from the depot: %m", recs[i].handle);
+            continue;
+        }
+        Container *c = container_new(&recs[i]);
+        if (!c || garden_insert(g, c) < 0) {
+            log_error("Failed to restore container '%s'", c ? c->rec.handle : "?");
+            container_unref(c);
+            continue;
+        }
+        log_debug("Restored container '%s'", c->rec.handle);
+    }
+    container_records_free(recs, n);
+    *ret = g;
+    return 0;
+fail:
+    garden_free(g);
+    return r;
+}
+
+void garden_free(Garden *g)
+{
+    if (!g)
+        return;
+    grace_service_stop(g->grace);
+    if (g->containers) {
+        size_t state = 0;
+        const char *key;
+        void *value;
+        while (hashmap_iterate(g->containers, &state, &key, &value) == 0)
+            container_unref(value);
+        hashmap_free(g->containers);
+    }
+    depot_free(g->depot);
+    free(g->depot_path);
+    free(g->default_rootfs);
+    free(g->cgroup_parent);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}
+
+size_t garden_count(Garden *g)
+{
+    pthread_mutex_lock(&g->lock);
+    size_t n = hashmap_size(g->containers);
+    pthread_mutex_unlock(&g->lock);
+    return n;
+}
+
+int garden_capacity(Garden *g, Capacity *ret)
+{
+    struct sysinfo si;
+    if (sysinfo(&si) < 0)
+        return -errno;
+    struct statvfs sv;
+    if (statvfs(g->depot_path, &sv) < 0)
+        return -errno;
+    uint64_t max = g->cfg.network_capacity;
+    if (g->cfg.max_containers > 0 && g->cfg.max_containers < max)
+        max = g->cfg.max_containers;
+    *ret = (Capacity){
+        .memory_in_bytes = (uint64_t)si.totalram * si.mem_unit,
+        .disk_in_bytes = (uint64_t)sv.f_blocks * sv.f_frsize,
+        .schedulable_disk_in_bytes = (uint64_t)sv.f_bavail * sv.f_frsize,
+        .max_containers = max,
+    };
+    return 0;
+}
+
+int garden_acquire(Garden *g, const char *handle, Container **ret, ApiError *reterr)
+{
+    pthread_mutex_lock(&g->lock);
+    Container *c = hashmap_get(g->containers, handle);
+    if (c)
+        atomic_fetch_add(&c->refcount, 1);
+    pthread_mutex_unlock(&g->lock);
+    if (!c)
+        return api_container_not_found(reterr, handle);
+    pthread_mutex_lock(&c->lock);
+    if (c->rec.state == CONTAINER_STATE_DESTROYING) {
+        pthread_mutex_unlock(&c->lock);
+        container_unref(c);
+        return api_container_not_found(reterr, handle);
+    }
+    grace_timer_begin(&c->grace);
+    pthread_mutex_unlock(&c->lock);
+    *ret = c;
+    return 0;
+}
+
+void garden_release(Garden *g, Container *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    grace_timer_end(&c->grace, grace_now());
+    container_schedule_grace(g, c);
+    pthread_mutex_unlock(&c->lock);
+    container_unref(c);
+}
+
+static bool container_matches(Container *c, const StringMap *filter)
+{
+    bool show_all = false;
+    STRMAP_FOREACH(i, filter)
+    {
+        if (strcmp(filter->keys[i], "garden.state") == 0 && strcmp(filter->values[i], "all") == 0) {
+            show_all = true;
+            continue;
+        }
+        const char *v = strmap_get(&c->rec.properties, filter->keys[i]);
+        if (!v || strcmp(v, filter->values[i]) != 0)
+            return false;
+    }
+    return show_all || (c->rec.state != CONTAINER_STATE_CREATING &&
+                        c->rec.state != CONTAINER_STATE_DESTROYING);
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int garden_list(Garden *g, const StringMap *filter, char ***ret_handles, size_t *ret_n)
+{
+    pthread_mutex_lock(&g->lock);
+    size_t total = hashmap_size(g->containers);
+    Container **all = calloc(total + 1, sizeof(Container *));
+    if (!all) {
+        pthread_mutex_unlock(&g->lock);
+        return -ENOMEM;
+    }
+    size_t state = 0, n = 0;
+    const char *key;
+    void *value;
+    while (hashmap_iterate(g->containers, &state, &key, &value) == 0) {
+        all[n] = value;
+        atomic_fetch_add(&all[n]->refcount, 1);
+        n++;
+    }
+    pthread_mutex_unlock(&g->lock);
+
+    char **handles = calloc(n + 1, sizeof(char *));
+    size_t k = 0;
+    int r = handles ? 0 : -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        Container *c = all[i];
+        if (r == 0) {
+            pthread_mutex_lock(&c->lock);
+            if (container_matches(c, filter)) {
+                handles[k] = strdup(c->rec.handle);
+                if (!handles[k])
+                    r = -ENOMEM;
+                else
+                    k++;
+            }
+            pthread_mutex_unlock(&c->lock);
+        }
+        container_unref(c);
+    }
+    free(all);
+    if (r < 0) {
+        strv_free(handles);
+        return r;
+    }
+    qsort(handles, k, sizeof(char *), compare_strings);
+    *ret_handles = handles;
+    *ret_n = k;
+    return 0;
+}
+
+int garden_register(Garden *g, ContainerRecord *rec, ApiError *reterr)
+{
+    Container *c = container_new(rec);
+    if (!c)
+        return api_internal_error(reterr, -ENOMEM, "Failed to register container");
+    const char *handle = c->rec.handle;
+
+    /* The registry entry is the reservation: a concurrent register of the same
+     * handle fails here, before either touches the depot. */
+    pthread_mutex_lock(&g->lock);
+    int r = hashmap_put(g->containers, handle, c);
+    pthread_mutex_unlock(&g->lock);
+    if (r == -EEXIST) {
+        /* Hand the record back untouched so the caller still owns it. */
+        *rec = c->rec;
+        c->rec = (ContainerRecord){0};
+        container_unref(c);
+        return api_errorf(reterr, -EEXIST, 409, GARDEN_ERR_GENERIC,
+                          "Handle '%s' already in use", rec->handle);
+    }
+    if (r < 0) {
+        container_unref(c);
+        return api_internal_error(reterr, r, "Failed to register container");
+    }
+
+    r = depot_container_create(g->depot, handle);
+    if (r >= 0)
+        r = depot_write_record(g->depot, &c->rec);
+    if (r < 0) {
+        api_internal_error(reterr, r, "Failed to persist container '%s'", handle);
+        if (r != -EEXIST)
+            (void)depot_container_remove(g->depot, handle);
+        pthread_mutex_lock(&g->lock);
+        hashmap_remove(g->containers, handle);
+        pthread_mutex_unlock(&g->lock);
+        container_unref(c);
+        return r;
+    }
+
+    pthread_mutex_lock(&c->lock);
+    grace_timer_init(&c->grace, c->rec.grace_time_ns, grace_now());
+    container_schedule_grace(g, c);
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+/* Second half of destroy, for a container already marked DESTROYING by the caller
+ * (previous = its state before, restored if the teardown fails). */
+static int garden_destroy_claimed(Garden *g, Container *c, ContainerState previous,
+                                  ApiError *reterr)
+{
+    const char *handle = c->rec.handle;
+    /* Persist the intent first, so a crash mid-destroy is finished on restart
+     * rather than resurrecting a half-torn-down container. */
+    pthread_mutex_lock(&c->lock);
+    int r = depot_write_record(g->depot, &c->rec);
+    pthread_mutex_unlock(&c->lock);
+    if (r >= 0)
+        r = depot_container_remove(g->depot, handle);
+    if (r < 0) {
+        pthread_mutex_lock(&c->lock);
+        c->rec.state = previous;
+        pthread_mutex_unlock(&c->lock);
+        return api_internal_error(reterr, r, "Failed to remove container '%s' from the depot",
+                                  handle);
+    }
+
+    pthread_mutex_lock(&g->lock);
+    Container *removed = hashmap_remove(g->containers, handle);
+    pthread_mutex_unlock(&g->lock);
+    container_unref(removed); /* the registry's reference */
+    return 0;
+}
+
+int garden_destroy(Garden *g, const char *handle, ApiError *reterr)
+{
+    pthread_mutex_lock(&g->lock);
+    Container *c = hashmap_get(g->containers, handle);
+    if (c)
+        atomic_fetch_add(&c->refcount, 1);
+    pthread_mutex_unlock(&g->lock);
+    if (!c)
+        return api_container_not_found(reterr, handle);
+
+    pthread_mutex_lock(&c->lock);
+    if (c->rec.state == CONTAINER_STATE_DESTROYING) {
+        pthread_mutex_unlock(&c->lock);
+        container_unref(c);
+        return api_errorf(reterr, -EBUSY, 500, GARDEN_ERR_GENERIC,
+                          "container already being destroyed");
+    }
+    ContainerState previous = c->rec.state;
+    c->rec.state = CONTAINER_STATE_DESTROYING;
+    pthread_mutex_unlock(&c->lock);
+    int r = garden_destroy_claimed(g, c, previous, reterr);
+    container_unref(c);
+    return r;
+}
+
+int container_get_properties(Container *c, StringMap *ret)
+{
+    pthread_mutex_lock(&c->lock);
+    int r = strmap_copy(&c->rec.properties, ret);
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+int container_get_property(Container *c, const char *key, char **ret, ApiError *reterr)
+{
+    pthread_mutex_lock(&c->lock);
+    const char *v = strmap_get(&c->rec.properties, key);
+    char *copy = v ? strdup(v) : NULL;
+    pthread_mutex_unlock(&c->lock);
+    if (!v)
+        return api_errorf(reterr, -ENOENT, 500, GARDEN_ERR_GENERIC, "property does not exist: %s",
+                          key);
+    if (!copy)
+        return api_internal_error(reterr, -ENOMEM, "Failed to read property");
+    *ret = copy;
+    return 0;
+}
+
+static int validate_property(const char *key, const char *value, ApiError *reterr)
+{
+    size_t klen = strlen(key);
+    if (klen == 0)
+        return api_bad_request(reterr, "Property key must not be empty");
+    if (klen > SPEC_PROPERTY_KEY_MAX)
+        return api_bad_request(reterr, "Property key is too long: %zu bytes (at most %d)", klen,
+                               SPEC_PROPERTY_KEY_MAX);
+    if (value && strlen(value) > SPEC_PROPERTY_VALUE_MAX)
+        return api_bad_request(reterr, "Value of property '%s' is too long (at most %d bytes)",
+                               key, SPEC_PROPERTY_VALUE_MAX);
+    return 0;
+}
+
+int container_set_property(Garden *g, Container *c, const char *key, const char *value,
+                           ApiError *reterr)
+{
+    int r = validate_property(key, value, reterr);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&c->lock);
+    const char *old = strmap_get(&c->rec.properties, key);
+    _cleanup_free_ char *saved = old ? strdup(old) : NULL;
+    if (old && !saved) {
+        r = api_internal_error(reterr, -ENOMEM, "Failed to set property");
+        goto out;
+    }
+    if (!old && c->rec.properties.n >= SPEC_PROPERTIES_MAX) {
+        r = api_errorf(reterr, -E2BIG, 400, GARDEN_ERR_GENERIC,
+                       "Container '%s' already has %d properties (the maximum)", c->rec.handle,
+                       SPEC_PROPERTIES_MAX);
+        goto out;
+    }
+    r = strmap_set(&c->rec.properties, key, value);
+    if (r < 0) {
+        r = api_internal_error(reterr, r, "Failed to set property '%s'", key);
+        goto out;
+    }
+    r = depot_write_record(g->depot, &c->rec);
+    if (r < 0) {
+        /* Roll back so memory and disk agree. */
+        if (saved)
+            (void)strmap_set(&c->rec.properties, key, saved);
+        else
+            strmap_remove(&c->rec.properties, key);
+        r = api_internal_error(reterr, r, "Failed to persist property '%s'", key);
+    }
+out:
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+int container_remove_property(Garden *g, Container *c, const char *key, ApiError *reterr)
+{
+    pthread_mutex_lock(&c->lock);
+    const char *old = strmap_get(&c->rec.properties, key);
+    _cleanup_free_ char *saved = old ? strdup(old) : NULL;
+    int r = 0;
+    if (old && !saved)
+        r = api_internal_error(reterr, -ENOMEM, "Failed to remove property");
+    else if (old && strmap_remove(&c->rec.properties, key)) {
+        r = depot_write_record(g->depot, &c->rec);
+        if (r < 0) {
+            (void)strmap_set(&c->rec.properties, key, saved);
+            r = api_internal_error(reterr, r, "Failed to persist removal of property '%s'", key);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+int container_set_grace_time(Garden *g, Container *c, int64_t grace_ns, ApiError *reterr)
+{
+    if (grace_ns < 0)
+        return api_bad_request(reterr, "Grace time must not be negative");
+    char text[32];
+    snprintf(text, sizeof(text), "%" PRId64, grace_ns);
+    pthread_mutex_lock(&c->lock);
+    int64_t old = c->rec.grace_time_ns;
+    c->rec.grace_time_ns = grace_ns;
+    int r = strmap_set(&c->rec.properties, "garden.grace-time", text);
+    if (r >= 0)
+        r = depot_write_record(g->depot, &c->rec);
+    if (r < 0) {
+        c->rec.grace_time_ns = old;
+        snprintf(text, sizeof(text), "%" PRId64, old);
+        (void)strmap_set(&c->rec.properties, "garden.grace-time", text);
+        pthread_mutex_unlock(&c->lock);
+        return api_internal_error(reterr, r, "Failed to persist the grace time");
+    }
+    grace_timer_set(&c->grace, grace_ns, grace_now());
+    container_schedule_grace(g, c);
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+int64_t container_grace_time(Container *c)
+{
+    pthread_mutex_lock(&c->lock);
+    int64_t v = c->rec.grace_time_ns;
+    pthread_mutex_unlock(&c->lock);
+    return v;
+}
+
+ContainerState container_state(Container *c)
+{
+    pthread_mutex_lock(&c->lock);
+    ContainerState s = c->rec.state;
+    pthread_mutex_unlock(&c->lock);
+    return s;
+}
+
+int garden_find(Garden *g, const char *handle, Container **ret, ApiError *reterr)
+{
+    pthread_mutex_lock(&g->lock);
+    Container *c = hashmap_get(g->containers, handle);
+    if (c)
+        atomic_fetch_add(&c->refcount, 1);
+    pthread_mutex_unlock(&g->lock);
+    if (!c)
+        return api_container_not_found(reterr, handle);
+    *ret = c;
+    return 0;
+}
+
+int container_snapshot(Garden *g, Container *c, ContainerSnapshot *ret)
+{
+    ContainerSnapshot s = {0};
+    int r = depot_container_path(g->depot, c->rec.handle, &s.container_path);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&c->lock);
+    s.state = c->rec.state;
+    r = strmap_copy(&c->rec.properties, &s.properties);
+    if (r >= 0) {
+        s.events = calloc(c->rec.events.n + 1, sizeof(char *));
+        if (!s.events)
+            r = -ENOMEM;
+        for (size_t i = 0; r >= 0 && i < c->rec.events.n; i++)
+            if (!(s.events[i] = strdup(c->rec.events.keys[i])))
+                r = -ENOMEM;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (r < 0) {
+        container_snapshot_done(&s);
+        return r;
+    }
+    *ret = s;
+    return 0;
+}
+
+void container_snapshot_done(ContainerSnapshot *s)
+{
+    strv_free(s->events);
+    strmap_clear(&s->properties);
+    free(s->container_path);
+    *s = (ContainerSnapshot){0};
+}

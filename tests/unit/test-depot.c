@@ -1,6 +1,393 @@
+/* depot: records written atomically, read back after a "restart" (re-open),
+ * crash leftovers ignored and cleaned, corrupt records reported, handles checked. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "tap.h"
+
+#include "cloche/cleanup.h"
+#include "cloche/depot.h"
+#include "cloche/fileio.h"
+#include "cloche/json.h"
+
+static char tmpdir[PATH_MAX];
+static char depot_dir[PATH_MAX + 32];
+
+static int container_fd(const char *handle)
+{
+    char p[PATH_MAX * 2];
+    snprintf(p, sizeof(p), "%s/containers/%s", depot_dir, handle);
+    return open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+static bool exists_in(const char *handle, const char *name)
+{
+    _cleanup_close_ int fd = container_fd(handle);
+    struct stat st;
+    return fd >= 0 && fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (!p)
+        abort();
+    return p;
+}
+
+static void make_record(ContainerRecord *rec, const char *handle)
+{
+    *rec = (ContainerRecord){0};
+    rec->handle = xstrdup(handle);
+    rec->state = CONTAINER_STATE_ACTIVE;
+    rec->created_at_ns = 1700000000123456789LL;
+    rec->grace_time_ns = 300LL * 1000000000LL;
+    strmap_set(&rec->properties, "garden.network.container-ip", "10.254.0.2");
+    strmap_set(&rec->properties, "owner", "tricky <&> \"quoted\" \\ caf\xc3\xa9 \n");
+    strmap_set(&rec->events, "oom", "");
+
+    ContainerSpec *s = &rec->spec;
+    s->handle = xstrdup(handle);
+    s->grace_time_ns = rec->grace_time_ns;
+    s->image.uri = xstrdup("docker:///busybox");
+    s->n_bind_mounts = 2;
+    s->bind_mounts = calloc(2, sizeof(BindMount));
+    s->bind_mounts[0] =
+        (BindMount){xstrdup("/srv/data"), xstrdup("/data"), BIND_MOUNT_RO, BIND_MOUNT_HOST};
+    s->bind_mounts[1] =
+        (BindMount){xstrdup("/tmp/in"), xstrdup("/scratch"), BIND_MOUNT_RW, BIND_MOUNT_CONTAINER};
+    s->limits.memory.limit_in_bytes = 1ULL << 30;
+    s->limits.cpu.weight = 512;
+    s->limits.pid.max = 100;
+    s->limits.disk.byte_hard = 1ULL << 32;
+    s->limits.disk.scope = DISK_SCOPE_EXCLUSIVE;
+    s->limits.bandwidth.rate = 1000000;
+    s->limits.bandwidth.burst = 65536;
+    strmap_set(&s->properties, "owner", "tricky");
+    s->n_env = 2;
+    s->env = calloc(3, sizeof(char *));
+    s->env[0] = xstrdup("A=1");
+    s->env[1] = xstrdup("PATH=/bin");
+}
+
+static void check_record(const ContainerRecord *got, const ContainerRecord *want, const char *what)
+{
+    is_str(got->handle, want->handle, "%s: handle", what);
+    is_int(got->state, want->state, "%s: state", what);
+    is_int(got->created_at_ns, want->created_at_ns, "%s: created_at", what);
+    is_int(got->grace_time_ns, want->grace_time_ns, "%s: grace_time", what);
+    bool same = got->properties.n == want->properties.n;
+    STRMAP_FOREACH (i, &want->properties) {
+        const char *v = strmap_get(&got->properties, want->properties.keys[i]);
+        same = same && v && strcmp(v, want->properties.values[i]) == 0;
+    }
+    ok(same, "%s: properties", what);
+    same = got->events.n == want->events.n;
+    STRMAP_FOREACH (i, &want->events)
+        same = same && strmap_get(&got->events, want->events.keys[i]);
+    ok(same, "%s: events", what);
+
+    const ContainerSpec *g = &got->spec, *w = &want->spec;
+    is_str(g->handle, w->handle, "%s: spec handle", what);
+    is_int(g->grace_time_ns, w->grace_time_ns, "%s: spec grace_time", what);
+    is_str(g->image.uri, w->image.uri, "%s: spec image", what);
+    if (is_int(g->n_bind_mounts, w->n_bind_mounts, "%s: bind mount count", what))
+        for (size_t i = 0; i < w->n_bind_mounts; i++) {
+            const BindMount *a = &g->bind_mounts[i], *b = &w->bind_mounts[i];
+            ok(strcmp(a->src_path, b->src_path) == 0 && strcmp(a->dst_path, b->dst_path) == 0 &&
+                   a->mode == b->mode && a->origin == b->origin,
+               "%s: bind mount %zu", what, i);
+        }
+    is_u64(g->limits.memory.limit_in_bytes, w->limits.memory.limit_in_bytes, "%s: memory limit",
+           what);
+    is_u64(g->limits.cpu.weight, w->limits.cpu.weight, "%s: cpu weight", what);
+    is_u64(g->limits.pid.max, w->limits.pid.max, "%s: pid limit", what);
+    is_u64(g->limits.disk.byte_hard, w->limits.disk.byte_hard, "%s: disk limit", what);
+    is_int(g->limits.disk.scope, w->limits.disk.scope, "%s: disk scope", what);
+    is_u64(g->limits.bandwidth.rate, w->limits.bandwidth.rate, "%s: bandwidth rate", what);
+    is_u64(g->limits.bandwidth.burst, w->limits.bandwidth.burst, "%s: bandwidth burst", what);
+    is_str(strmap_get(&g->properties, "owner"), "tricky", "%s: spec properties", what);
+    ok(g->n_env == 2 && g->env && strcmp(g->env[1], "PATH=/bin") == 0, "%s: spec env", what);
+}
+
+static void test_states(void)
+{
+    ContainerState s;
+    is_str(container_state_to_string(CONTAINER_STATE_CREATING), "creating", "state creating");
+    is_str(container_state_to_string(CONTAINER_STATE_DESTROYING), "destroying", "state destroying");
+    ok(container_state_to_string((ContainerState)42) == NULL, "unknown state has no name");
+    ok(container_state_from_string("stopped", &s) == 0 && s == CONTAINER_STATE_STOPPED,
+       "parse stopped");
+    is_int(container_state_from_string("Stopped", &s), -EINVAL, "state names are exact");
+    is_int(container_state_from_string("", &s), -EINVAL, "empty state refused");
+}
+
+static void test_parse(void)
+{
+    ContainerRecord rec, got = {0};
+    make_record(&rec, "p1");
+    size_t len;
+    _cleanup_free_ char *buf = container_record_serialize(&rec, &len);
+    ok(buf && len == strlen(buf), "serialize");
+
+    _cleanup_json_ json_object *obj = NULL;
+    ApiError perr = {0};
+    ok(buf && json_parse_strict(buf, len, &obj, &perr) == 0, "serialised form is JSON");
+    json_object *v = obj ? json_object_object_get(obj, "version") : NULL;
+    ok(v && json_object_get_int(v) == DEPOT_RECORD_VERSION, "carries the version");
+    v = obj ? json_object_object_get(obj, "state") : NULL;
+    is_str(v ? json_object_get_string(v) : NULL, "active", "state as a string");
+    v = obj ? json_object_object_get(obj, "events") : NULL;
+    ok(v && json_object_is_type(v, json_type_array) && json_object_array_length(v) == 1,
+       "events as an array");
+
+    is_int(container_record_parse(buf, len, &got), 0, "parse");
+    check_record(&got, &rec, "round trip");
+    container_record_done(&got);
+
+    /* A newer daemon's record. */
+    ok(obj != NULL, "have object");
+    json_object_object_add(obj, "version", json_object_new_int(DEPOT_RECORD_VERSION + 1));
+    _cleanup_free_ char *newer = json_serialize(obj, &len);
+    is_int(container_record_parse(newer, len, &got), -EBADMSG, "newer version refused");
+    json_object_object_add(obj, "version", json_object_new_int(0));
+    _cleanup_free_ char *zero = json_serialize(obj, &len);
+    is_int(container_record_parse(zero, len, &got), -EBADMSG, "version 0 refused");
+    json_object_object_add(obj, "version", json_object_new_int(DEPOT_RECORD_VERSION));
+    json_object_object_add(obj, "state", json_object_new_string("paused"));
+    _cleanup_free_ char *badstate = json_serialize(obj, &len);
+    is_int(container_record_parse(badstate, len, &got), -EBADMSG, "unknown state refused");
+    json_object_object_add(obj, "state", json_object_new_string("active"));
+    json_object_object_del(obj, "spec");
+    _cleanup_free_ char *nospec = json_serialize(obj, &len);
+    is_int(container_record_parse(nospec, len, &got), -EBADMSG, "missing spec refused");
+
+    const char *bad[] = {"", "{", "[]", "null", "{\"version\":1}", "{\"version\":\"1\"}"};
+    for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+        is_int(container_record_parse(bad[i], strlen(bad[i]), &got), -EBADMSG,
+               "garbage %zu refused", i);
+    _cleanup_free_ char *trailing = NULL;
+    ok(asprintf(&trailing, "%s}", buf) > 0, "trailing byte");
+    is_int(container_record_parse(trailing, strlen(trailing), &got), -EBADMSG,
+           "trailing bytes refused");
+    ok(got.handle == NULL, "output untouched on failure");
+
+    rec.state = (ContainerState)42;
+    ok(container_record_serialize(&rec, &len) == NULL, "unknown state not serialised");
+    container_record_done(&rec);
+}
+
+static void test_depot(void)
+{
+    Depot *d = NULL;
+    ContainerRecord rec, rec2, got;
+    struct stat st;
+
+    is_int(depot_open(depot_dir, &d), 0, "open creates the depot");
+    ok(d && depot_path(d)[0] == '/', "absolute depot path");
+    ok(stat(depot_dir, &st) == 0 && (st.st_mode & 07777) == 0700, "depot mode 0700");
+    char containers[PATH_MAX * 2];
+    snprintf(containers, sizeof(containers), "%s/containers", depot_dir);
+    ok(stat(containers, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 0700,
+       "containers/ made, 0700");
+
+    const char *h1 = "web-1.a_b";
+    make_record(&rec, h1);
+    is_int(depot_write_record(d, &rec), -ENOENT, "write needs the container directory");
+    is_int(depot_container_create(d, h1), 0, "create container dir");
+    is_int(depot_container_create(d, h1), -EEXIST, "duplicate create: -EEXIST");
+    is_int(depot_read_record(d, h1, &got), -ENOENT, "no record yet: -ENOENT");
+    is_int(depot_read_record(d, "nope", &got), -ENOENT, "unknown container: -ENOENT");
+
+    _cleanup_free_ char *cpath = NULL;
+    is_int(depot_container_path(d, h1, &cpath), 0, "container path");
+    _cleanup_free_ char *want_path = NULL;
+    ok(asprintf(&want_path, "%s/containers/%s", depot_path(d), h1) > 0 && cpath &&
+           strcmp(cpath, want_path) == 0,
+       "container path is <depot>/containers/<handle>");
+
+    is_int(depot_write_record(d, &rec), 0, "write record");
+    ok(exists_in(h1, "state.json") && !exists_in(h1, ".state.json.tmp"),
+       "state.json written, no temp left");
+    {
+        _cleanup_close_ int fd = container_fd(h1);
+        ok(fd >= 0 && fstatat(fd, "state.json", &st, 0) == 0 && (st.st_mode & 07777) == 0600,
+           "state.json mode 0600");
+    }
+    is_int(depot_read_record(d, h1, &got), 0, "read record");
+    check_record(&got, &rec, "read");
+    container_record_done(&got);
+
+    /* Rewrite. */
+    rec.state = CONTAINER_STATE_STOPPED;
+    strmap_set(&rec.properties, "new", "value");
+    strmap_remove(&rec.events, "oom");
+    is_int(depot_write_record(d, &rec), 0, "rewrite record");
+    is_int(depot_read_record(d, h1, &got), 0, "read rewritten record");
+    check_record(&got, &rec, "rewrite");
+    container_record_done(&got);
+
+    make_record(&rec2, "a0");
+    rec2.state = CONTAINER_STATE_CREATING;
+    rec2.grace_time_ns = 0;
+    rec2.spec.grace_time_ns = 0;
+    is_int(depot_container_create(d, "a0"), 0, "second container");
+    is_int(depot_write_record(d, &rec2), 0, "second record");
+
+    /* Crash between write and rename of the second container's next record. */
+    {
+        _cleanup_close_ int fd = container_fd("a0");
+        const char *half = "{\"version\":1,\"hand";
+        is_int(atomic_write_stage(fd, "state.json", half, strlen(half), 0600), 0,
+               "stage a record, no commit (crash)");
+    }
+    ok(exists_in("a0", ".state.json.tmp"), "stale temp present");
+    is_int(depot_read_record(d, "a0", &got), 0, "stale temp ignored by read");
+    check_record(&got, &rec2, "before restart");
+    container_record_done(&got);
+
+    /* Directories without a good record. */
+    is_int(depot_container_create(d, "empty"), 0, "container without a record");
+    is_int(depot_container_create(d, "corrupt"), 0, "container with a corrupt record");
+    {
+        _cleanup_close_ int fd = container_fd("corrupt");
+        is_int(atomic_write_at(fd, "state.json", "{\"version\":1,", 13, 0600), 0,
+               "write corrupt state.json");
+    }
+    is_int(depot_read_record(d, "corrupt", &got), -EBADMSG, "corrupt record: -EBADMSG");
+    is_int(depot_container_create(d, "moved"), 0, "container with another's record");
+    {
+        _cleanup_close_ int from = container_fd("a0"), to = container_fd("moved");
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0;
+        ok(read_file_at(from, "state.json", DEPOT_RECORD_MAX, &buf, &len) == 0 &&
+               atomic_write_at(to, "state.json", buf, len, 0600) == 0,
+           "copy a0's record into moved/");
+    }
+    is_int(depot_read_record(d, "moved", &got), -EBADMSG, "handle mismatch: -EBADMSG");
+
+    /* Never write what cannot be read back. */
+    {
+        ContainerRecord huge;
+        make_record(&huge, h1);
+        size_t n = DEPOT_RECORD_MAX + 1;
+        char *big = malloc(n + 1);
+        memset(big, 'x', n);
+        big[n] = '\0';
+        strmap_set(&huge.properties, "big", big);
+        free(big);
+        is_int(depot_write_record(d, &huge), -EFBIG, "record over DEPOT_RECORD_MAX: -EFBIG");
+        container_record_done(&huge);
+        is_int(depot_read_record(d, h1, &got), 0, "previous record still there");
+        container_record_done(&got);
+    }
+
+    /* Restart. */
+    depot_free(d);
+    d = NULL;
+    is_int(depot_open(depot_dir, &d), 0, "re-open (daemon restart)");
+    ok(!exists_in("a0", ".state.json.tmp"), "stale temp removed by open");
+    ok(exists_in("a0", "state.json"), "old state.json kept");
+
+    ContainerRecord *recs = NULL;
+    size_t n = 0;
+    char **bad = NULL;
+    is_int(depot_load_all(d, &recs, &n, &bad), 0, "load all");
+    if (is_int(n, 2, "two good records")) {
+        is_str(recs[0].handle, "a0", "sorted: a0 first");
+        check_record(&recs[0], &rec2, "restart a0");
+        check_record(&recs[1], &rec, "restart web");
+    }
+    ok(bad && bad[0] && bad[1] && bad[2] && !bad[3], "three bad directories");
+    if (bad && bad[0] && bad[1] && bad[2]) {
+        is_str(bad[0], "corrupt", "bad: corrupt");
+        is_str(bad[1], "empty", "bad: empty (no record)");
+        is_str(bad[2], "moved", "bad: moved (wrong handle)");
+    }
+    container_records_free(recs, n);
+    strv_free(bad);
+
+    /* Remove. */
+    is_int(depot_container_remove(d, "corrupt"), 0, "remove corrupt");
+    is_int(depot_container_remove(d, "empty"), 0, "remove empty");
+    is_int(depot_container_remove(d, "moved"), 0, "remove moved");
+    {
+        _cleanup_close_ int fd = container_fd("a0");
+        ok(fd >= 0 && mkdirat(fd, "rootfs", 0700) == 0 && mkdirat(fd, "rootfs/etc", 0700) == 0 &&
+               symlinkat(depot_dir, fd, "rootfs/escape") == 0,
+           "nested content with a symlink out");
+    }
+    is_int(depot_container_remove(d, "a0"), 0, "remove a0 with content");
+    {
+        _cleanup_close_ int fd = container_fd("a0");
+        ok(fd < 0 && errno == ENOENT, "a0 gone");
+    }
+    ok(stat(containers, &st) == 0, "symlink target (the depot) survives");
+    is_int(depot_container_remove(d, "a0"), 0, "remove again is success");
+    is_int(depot_read_record(d, "a0", &got), -ENOENT, "removed: -ENOENT");
+
+    recs = NULL;
+    bad = (char **)1;
+    is_int(depot_load_all(d, &recs, &n, &bad), 0, "load all after remove");
+    ok(n == 1 && recs && strcmp(recs[0].handle, h1) == 0, "one record left");
+    ok(bad == NULL, "no bad directories: NULL");
+    container_records_free(recs, n);
+    is_int(depot_load_all(d, &recs, &n, NULL), 0, "load all without a bad list");
+    container_records_free(recs, n);
+
+    /* Handles. */
+    const char *invalid[] = {"", ".", "..", ".hidden", "a/b", "/abs", "../x"};
+    for (size_t i = 0; i < ELEMENTSOF(invalid); i++) {
+        char *p = NULL;
+        is_int(depot_container_create(d, invalid[i]), -EINVAL, "create '%s' refused", invalid[i]);
+        is_int(depot_container_remove(d, invalid[i]), -EINVAL, "remove '%s' refused", invalid[i]);
+        is_int(depot_read_record(d, invalid[i], &got), -EINVAL, "read '%s' refused", invalid[i]);
+        is_int(depot_container_path(d, invalid[i], &p), -EINVAL, "path '%s' refused", invalid[i]);
+    }
+    is_int(depot_container_create(d, NULL), -EINVAL, "NULL handle refused");
+    char longh[SPEC_HANDLE_MAX + 2];
+    memset(longh, 'h', sizeof(longh) - 1);
+    longh[sizeof(longh) - 1] = '\0';
+    is_int(depot_container_create(d, longh), -EINVAL, "over-long handle refused");
+    free(rec.handle);
+    rec.handle = xstrdup("../escape");
+    is_int(depot_write_record(d, &rec), -EINVAL, "write with a bad handle refused");
+    ok(stat(containers, &st) == 0, "containers/ still there");
+
+    container_record_done(&rec);
+    container_record_done(&rec2);
+    depot_free(d);
+
+    /* A file where the depot should be. */
+    char file[PATH_MAX + 32];
+    snprintf(file, sizeof(file), "%s/afile", tmpdir);
+    int fd = open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    close(fd);
+    d = NULL;
+    is_int(depot_open(file, &d), -ENOTDIR, "depot path is a file: -ENOTDIR");
+    ok(d == NULL, "no depot returned on failure");
+}
+
 int main(void)
 {
-    ok(1, "placeholder");
+    const char *base = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof(tmpdir), "%s/test-depot.XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(tmpdir)) {
+        ok(0, "mkdtemp: %s", strerror(errno));
+        return tap_done();
+    }
+    snprintf(depot_dir, sizeof(depot_dir), "%s/var/depot", tmpdir);
+
+    test_states();
+    test_parse();
+    test_depot();
+
+    is_int(rm_rf_at(AT_FDCWD, tmpdir), 0, "remove temp dir");
     return tap_done();
 }

@@ -1,0 +1,36 @@
+/* The HTTP face: listeners owned by the daemon, ordinary routes served through
+ * libmicrohttpd, the four streaming process routes by cloche's own handler. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cloche/garden.h"
+
+#define API_DEFAULT_MAX_BODY (1u << 20)     /* JSON request bodies */
+#define API_MAX_HEADER_BYTES (16u << 10)    /* request line + headers */
+#define API_DEFAULT_MAX_CONNECTIONS 4096
+
+typedef struct ApiConfig {
+    const char *socket_path; /* NULL or "" = no Unix socket */
+    const char *bind_ip;     /* NULL = no TCP listener */
+    uint16_t bind_port;
+    const char *auth_token;  /* bearer token for non-loopback TCP; NULL = none */
+    bool insecure_no_auth;   /* serve non-loopback TCP without a token */
+    size_t max_body;         /* 0 = API_DEFAULT_MAX_BODY */
+    unsigned max_connections;
+    unsigned threads;        /* MHD worker threads; 0 = one per CPU */
+} ApiConfig;
+
+typedef struct ApiServer ApiServer;
+
+/* Validate cfg, bind the listeners and start serving threads. Refuses (-EPERM)
+ * a non-loopback TCP address without a token unless insecure_no_auth. */
+int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret);
+/* Accept connections until api_server_stop(). */
+int api_server_run(ApiServer *s);
+/* Async-signal-safe: ask api_server_run() to return. */
+void api_server_stop(ApiServer *s);
+/* Stop serving, close listeners, remove the Unix socket file. NULL-safe. */
+void api_server_free(ApiServer *s);

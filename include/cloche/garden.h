@@ -1,0 +1,88 @@
+/* The model: the container registry, properties, grace timers and capacity. The
+ * only module that knows a container as a whole; it persists every mutation to the
+ * depot before it reports success. Thread-safe: the registry has one lock, each
+ * container its own; containers are refcounted. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cloche/depot.h"
+#include "cloche/error.h"
+#include "cloche/strmap.h"
+
+typedef struct Garden Garden;
+typedef struct Container Container;
+
+typedef struct GardenConfig {
+    const char *depot_path;
+    const char *default_rootfs;
+    uint64_t max_containers;       /* from --max-containers */
+    uint64_t network_capacity;     /* number of subnets in --network-pool */
+    int64_t default_grace_time_ns; /* 0 = never */
+    const char *cgroup_parent;
+} GardenConfig;
+
+typedef struct Capacity {
+    uint64_t memory_in_bytes;
+    uint64_t disk_in_bytes;
+    uint64_t schedulable_disk_in_bytes;
+    uint64_t max_containers;
+} Capacity;
+
+/* Open the depot, load every container recorded in it, start the grace timers.
+ * Copies cfg's strings. */
+int garden_new(const GardenConfig *cfg, Garden **ret);
+void garden_free(Garden *g);
+
+int garden_capacity(Garden *g, Capacity *ret);
+size_t garden_count(Garden *g);
+
+/* Look up a container for the duration of a request: takes a reference and pauses
+ * its grace timer. 404 ContainerNotFoundError if unknown (or being destroyed). */
+int garden_acquire(Garden *g, const char *handle, Container **ret, ApiError *reterr);
+/* End of the request: resumes the grace countdown and drops the reference. */
+void garden_release(Garden *g, Container *c);
+
+/* Handles of containers whose properties match every filter entry, sorted. The
+ * filter key "garden.state" with value "all" also lists containers that are being
+ * created or destroyed (hidden otherwise, as guardian does). */
+int garden_list(Garden *g, const StringMap *filter, char ***ret_handles, size_t *ret_n);
+
+/* Register a container from a complete record: reserves the handle (409 "Handle
+ * 'H' already in use" if taken, *rec left with the caller), creates its depot
+ * directory and writes the record, then arms its grace timer. On success the
+ * record's contents are taken and *rec is zeroed. */
+int garden_register(Garden *g, ContainerRecord *rec, ApiError *reterr);
+
+/* Destroy: refuses a second concurrent destroy with 500 "container already being
+ * destroyed"; removes the depot directory and the registry entry. */
+int garden_destroy(Garden *g, const char *handle, ApiError *reterr);
+
+/* Look up without touching the grace timer (BulkInfo, BulkMetrics, List): takes a
+ * reference, dropped with container_unref(). */
+int garden_find(Garden *g, const char *handle, Container **ret, ApiError *reterr);
+void container_unref(Container *c);
+
+/* A consistent snapshot of what Info reports from the model. */
+typedef struct ContainerSnapshot {
+    ContainerState state;
+    char **events; /* NULL-terminated */
+    StringMap properties;
+    char *container_path;
+} ContainerSnapshot;
+
+int container_snapshot(Garden *g, Container *c, ContainerSnapshot *ret);
+void container_snapshot_done(ContainerSnapshot *s);
+
+const char *container_handle(const Container *c);
+int container_get_properties(Container *c, StringMap *ret);
+/* 500 "property does not exist: KEY" when missing (guardian's message). */
+int container_get_property(Container *c, const char *key, char **ret, ApiError *reterr);
+int container_set_property(Garden *g, Container *c, const char *key, const char *value,
+                           ApiError *reterr);
+/* Removing a missing key is not an error (as guardian). */
+int container_remove_property(Garden *g, Container *c, const char *key, ApiError *reterr);
+int container_set_grace_time(Garden *g, Container *c, int64_t grace_ns, ApiError *reterr);
+int64_t container_grace_time(Container *c);
+ContainerState container_state(Container *c);

@@ -1,0 +1,56 @@
+/* Private to src/api: the request context handlers see and the reply helpers. */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "cloche/api.h"
+#include "cloche/error.h"
+#include "cloche/garden.h"
+#include "cloche/router.h"
+#include "cloche/strmap.h"
+
+typedef struct ApiRequest {
+    Garden *garden;
+    const ApiConfig *cfg;
+    const char *method;
+    const char *path;
+    RouteMatch match;
+    StringMap query;
+    const char *body; /* NUL-terminated copy, body_len bytes */
+    size_t body_len;
+    Container *container; /* acquired by api_request_container(), released after */
+
+    /* reply */
+    int status;
+    json_object *reply;
+    ApiError error;
+} ApiRequest;
+
+/* Validate the :handle param (400), then acquire the container (404); the
+ * reference is released after the reply is built. */
+int api_request_container(ApiRequest *req, Container **ret);
+/* Parse the body as strict JSON (400 on malformed input). */
+int api_request_json(ApiRequest *req, json_object **ret);
+/* Reply {} */
+int api_reply_empty(ApiRequest *req);
+
+/* Run the matched route's handler and release what the request acquired. Always
+ * leaves a status and a serialized body (JSON + "\n") in *ret_body. */
+void api_dispatch(ApiRequest *req, int *ret_status, char **ret_body, size_t *ret_len);
+void api_request_done(ApiRequest *req);
+
+/* The Garden error object (five keys) for e, serialized. */
+char *api_error_serialize(const ApiError *e, size_t *ret_len);
+const char *http_reason(int status);
+
+/* Authorization: does a connection on fd need a bearer token? (Only TCP whose
+ * local address is not loopback.) */
+bool api_connection_needs_token(int fd, const ApiConfig *cfg);
+/* Constant-time check of an "Authorization" header value against the token. */
+bool api_token_ok(const char *authorization, const ApiConfig *cfg);
+
+/* Streaming routes: the daemon's own handler for one connection (the caller
+ * closes fd afterwards). */
+void api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden);

@@ -1,0 +1,425 @@
+/* The route table: Garden's 28 routes (protocol §2), one handler each. Handlers
+ * validate input first (400), then look the container up (404), then act. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api-internal.h"
+#include "cloche/json.h"
+#include "cloche/spec.h"
+
+int api_reply_empty(ApiRequest *req)
+{
+    req->reply = json_object_new_object();
+    return req->reply ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+}
+
+/* Routes whose feature lands with a later part of cloche: validate what can be
+ * validated, then say so plainly. */
+static int not_implemented(ApiRequest *req)
+{
+    return api_errorf(&req->error, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
+                      "%s is not implemented by this cloche yet", req->match.route->name);
+}
+
+static int route_ping(ApiRequest *req)
+{
+    return api_reply_empty(req);
+}
+
+static void add_u64_omitempty(json_object *o, const char *key, uint64_t v)
+{
+    if (v)
+        json_object_object_add(o, key, json_new_u64(v));
+}
+
+static int route_capacity(ApiRequest *req)
+{
+    Capacity cap;
+    int r = garden_capacity(req->garden, &cap);
+    if (r < 0)
+        return api_internal_error(&req->error, r, "Failed to read the host's capacity");
+    json_object *o = json_object_new_object();
+    if (!o)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    add_u64_omitempty(o, "memory_in_bytes", cap.memory_in_bytes);
+    add_u64_omitempty(o, "disk_in_bytes", cap.disk_in_bytes);
+    add_u64_omitempty(o, "schedulable_disk_in_bytes", cap.schedulable_disk_in_bytes);
+    add_u64_omitempty(o, "max_containers", cap.max_containers);
+    req->reply = o;
+    return 0;
+}
+
+static int route_list(ApiRequest *req)
+{
+    char **handles = NULL;
+    size_t n = 0;
+    int r = garden_list(req->garden, &req->query, &handles, &n);
+    if (r < 0)
+        return api_internal_error(&req->error, r, "Failed to list containers");
+    json_object *o = json_object_new_object();
+    json_object *a = json_object_new_array_ext((int)n);
+    for (size_t i = 0; o && a && i < n; i++)
+        json_object_array_add(a, json_object_new_string(handles[i]));
+    strv_free(handles);
+    if (!o || !a) {
+        json_object_put(o);
+        json_object_put(a);
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    }
+    json_object_object_add(o, "Handles", a);
+    req->reply = o;
+    return 0;
+}
+
+static int route_create(ApiRequest *req)
+{
+    _cleanup_json_ json_object *body = NULL;
+    int r = api_request_json(req, &body);
+    if (r < 0)
+        return r;
+    ContainerSpec spec;
+    r = spec_decode_container_spec(body, &spec, &req->error);
+    if (r < 0)
+        return r;
+    container_spec_done(&spec);
+    return not_implemented(req);
+}
+
+static json_object *strv_to_array(char **v)
+{
+    json_object *a = json_object_new_array();
+    for (char **p = v; a && p && *p; p++)
+        json_object_array_add(a, json_object_new_string(*p));
+    return a;
+}
+
+static json_object *strmap_to_object(const StringMap *m)
+{
+    json_object *o = json_object_new_object();
+    STRMAP_FOREACH(i, m)
+    {
+        if (o)
+            json_object_object_add(o, m->keys[i], json_object_new_string(m->values[i]));
+    }
+    return o;
+}
+
+/* ContainerInfo (protocol §3.5) from the model. Network fields stay empty until
+ * containers are networked. */
+static json_object *info_to_json(const ContainerSnapshot *s)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return NULL;
+    const char *state = s->state == CONTAINER_STATE_STOPPED ? "stopped" : "active";
+    json_object_object_add(o, "State", json_object_new_string(state));
+    json_object_object_add(o, "Events", strv_to_array(s->events));
+    json_object_object_add(o, "HostIP", json_object_new_string(""));
+    json_object_object_add(o, "ContainerIP", json_object_new_string(""));
+    json_object_object_add(o, "ContainerIPv6", json_object_new_string(""));
+    json_object_object_add(o, "ExternalIP", json_object_new_string(""));
+    json_object_object_add(o, "ContainerPath", json_object_new_string(s->container_path));
+    json_object_object_add(o, "ProcessIDs", json_object_new_array());
+    json_object_object_add(o, "Properties", strmap_to_object(&s->properties));
+    json_object_object_add(o, "MappedPorts", json_object_new_array());
+    return o;
+}
+
+/* The zero ContainerInfo Go writes beside a per-handle error. */
+static json_object *info_zero_json(void)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return NULL;
+    static const char *const strings[] = {"State", "HostIP", "ContainerIP", "ContainerIPv6",
+                                          "ExternalIP", "ContainerPath"};
+    for (size_t i = 0; i < ELEMENTSOF(strings); i++)
+        json_object_object_add(o, strings[i], json_object_new_string(""));
+    json_object_object_add(o, "Events", NULL);
+    json_object_object_add(o, "ProcessIDs", NULL);
+    json_object_object_add(o, "Properties", NULL);
+    json_object_object_add(o, "MappedPorts", NULL);
+    return o;
+}
+
+static int route_info(ApiRequest *req)
+{
+    Container *c;
+    int r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    ContainerSnapshot s;
+    r = container_snapshot(req->garden, c, &s);
+    if (r < 0)
+        return api_internal_error(&req->error, r, "Failed to read container '%s'",
+                                  container_handle(c));
+    req->reply = info_to_json(&s);
+    container_snapshot_done(&s);
+    return req->reply ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+}
+
+static json_object *error_to_json(const ApiError *e)
+{
+    size_t len;
+    _cleanup_free_ char *text = api_error_serialize(e, &len);
+    return text ? json_tokener_parse(text) : NULL;
+}
+
+static int route_bulk_info(ApiRequest *req)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    req->reply = o;
+    const char *list = strmap_get(&req->query, "handles");
+    if (!list || !*list)
+        return 0;
+    _cleanup_free_ char *copy = strdup(list);
+    if (!copy)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    size_t count = 0;
+    char *save = NULL;
+    for (char *h = strtok_r(copy, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
+        if (++count > 10000)
+            return api_bad_request(&req->error, "Too many handles (at most 10000)");
+        if (json_object_object_get_ex(o, h, NULL))
+            continue;
+        json_object *entry = json_object_new_object();
+        ApiError err;
+        api_error_clear(&err);
+        Container *c = NULL;
+        ContainerSnapshot s;
+        int r = spec_validate_handle(h, &err);
+        if (r >= 0)
+            r = garden_find(req->garden, h, &c, &err);
+        if (r >= 0) {
+            r = container_snapshot(req->garden, c, &s);
+            container_unref(c);
+            if (r < 0)
+                api_internal_error(&err, r, "Failed to read container '%s'", h);
+        }
+        if (r >= 0) {
+            json_object_object_add(entry, "Info", info_to_json(&s));
+            json_object_object_add(entry, "Err", NULL);
+            container_snapshot_done(&s);
+        } else {
+            json_object_object_add(entry, "Info", info_zero_json());
+            json_object_object_add(entry, "Err", error_to_json(&err));
+        }
+        json_object_object_add(o, h, entry);
+    }
+    return 0;
+}
+
+static int route_destroy(ApiRequest *req)
+{
+    int r = spec_validate_handle(req->match.params[0], &req->error);
+    if (r < 0)
+        return r;
+    r = garden_destroy(req->garden, req->match.params[0], &req->error);
+    if (r < 0)
+        return r;
+    return api_reply_empty(req);
+}
+
+static int route_stop(ApiRequest *req)
+{
+    _cleanup_json_ json_object *body = NULL;
+    int r = api_request_json(req, &body);
+    if (r < 0)
+        return r;
+    r = json_expect_object(body, "body", &req->error);
+    if (r < 0)
+        return r;
+    bool kill = false;
+    json_object *k = json_member(body, "kill");
+    if (k && (r = json_get_bool(k, "kill", &kill, &req->error)) < 0)
+        return r;
+    Container *c;
+    r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    return not_implemented(req);
+}
+
+/* Routes that need only a known container before they can say "not yet". */
+static int route_container_pending(ApiRequest *req)
+{
+    Container *c;
+    int r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    return not_implemented(req);
+}
+
+/* Routes with a JSON body that need a known container: body first, then handle. */
+static int route_container_body_pending(ApiRequest *req)
+{
+    _cleanup_json_ json_object *body = NULL;
+    int r = api_request_json(req, &body);
+    if (r < 0)
+        return r;
+    if (strcmp(req->match.route->name, "BulkNetOut") == 0) {
+        NetOutRule *rules = NULL;
+        size_t n = 0;
+        r = spec_decode_netout_rules(body, &rules, &n, &req->error);
+        if (r >= 0)
+            netout_rules_free(rules, n);
+    } else if (strcmp(req->match.route->name, "NetOut") == 0) {
+        NetOutRule rule;
+        r = spec_decode_netout_rule(body, &rule, &req->error);
+        if (r >= 0)
+            netout_rule_done(&rule);
+    } else if (strcmp(req->match.route->name, "NetIn") == 0) {
+        NetInSpec netin;
+        r = spec_decode_netin(body, &netin, &req->error);
+    }
+    if (r < 0)
+        return r;
+    return route_container_pending(req);
+}
+
+static int route_bulk_pending(ApiRequest *req)
+{
+    return not_implemented(req);
+}
+
+static int route_set_grace_time(ApiRequest *req)
+{
+    _cleanup_json_ json_object *body = NULL;
+    int r = api_request_json(req, &body);
+    if (r < 0)
+        return r;
+    int64_t ns;
+    r = json_get_i64(body, "grace_time", &ns, &req->error);
+    if (r < 0)
+        return r;
+    if (ns < 0)
+        return api_bad_request(&req->error, "Invalid value for 'grace_time': %lld is negative",
+                               (long long)ns);
+    Container *c;
+    r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    r = container_set_grace_time(req->garden, c, ns, &req->error);
+    if (r < 0)
+        return r;
+    return api_reply_empty(req);
+}
+
+static int route_properties(ApiRequest *req)
+{
+    Container *c;
+    int r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    StringMap props = STRING_MAP_INIT;
+    r = container_get_properties(c, &props);
+    if (r < 0)
+        return api_internal_error(&req->error, r, "Failed to read properties");
+    req->reply = strmap_to_object(&props);
+    strmap_clear(&props);
+    return req->reply ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+}
+
+static int route_property(ApiRequest *req)
+{
+    Container *c;
+    int r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *value = NULL;
+    r = container_get_property(c, req->match.params[1], &value, &req->error);
+    if (r < 0)
+        return r;
+    json_object *o = json_object_new_object();
+    if (!o)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    json_object_object_add(o, "value", json_object_new_string(value));
+    req->reply = o;
+    return 0;
+}
+
+static int route_set_property(ApiRequest *req)
+{
+    _cleanup_json_ json_object *body = NULL;
+    int r = api_request_json(req, &body);
+    if (r < 0)
+        return r;
+    r = json_expect_object(body, "body", &req->error);
+    if (r < 0)
+        return r;
+    _cleanup_free_ char *value = NULL;
+    json_object *v = json_member(body, "value");
+    if (v)
+        r = json_get_string(v, "value", SPEC_PROPERTY_VALUE_MAX, &value, &req->error);
+    else
+        value = strdup("");
+    if (r < 0)
+        return r;
+    if (!value)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to read the body");
+    Container *c;
+    r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    r = container_set_property(req->garden, c, req->match.params[1], value, &req->error);
+    if (r < 0)
+        return r;
+    return api_reply_empty(req);
+}
+
+static int route_remove_property(ApiRequest *req)
+{
+    Container *c;
+    int r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    r = container_remove_property(req->garden, c, req->match.params[1], &req->error);
+    if (r < 0)
+        return r;
+    return api_reply_empty(req);
+}
+
+#define C "/containers/:handle"
+const Route api_routes[] = {
+    {"Ping", "GET", "/ping", 0, route_ping},
+    {"Capacity", "GET", "/capacity", 0, route_capacity},
+    {"List", "GET", "/containers", 0, route_list},
+    {"Create", "POST", "/containers", ROUTE_JSON_BODY, route_create},
+    {"BulkInfo", "GET", "/containers/bulk_info", 0, route_bulk_info},
+    {"BulkMetrics", "GET", "/containers/bulk_metrics", 0, route_bulk_pending},
+    {"Info", "GET", C "/info", ROUTE_CONTAINER, route_info},
+    {"Destroy", "DELETE", C, ROUTE_CONTAINER, route_destroy},
+    {"Stop", "PUT", C "/stop", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_stop},
+    {"StreamIn", "PUT", C "/files", ROUTE_CONTAINER, route_container_pending},
+    {"StreamOut", "GET", C "/files", ROUTE_CONTAINER, route_container_pending},
+    {"CurrentBandwidthLimits", "GET", C "/limits/bandwidth", ROUTE_CONTAINER,
+     route_container_pending},
+    {"CurrentCPULimits", "GET", C "/limits/cpu", ROUTE_CONTAINER, route_container_pending},
+    {"CurrentDiskLimits", "GET", C "/limits/disk", ROUTE_CONTAINER, route_container_pending},
+    {"CurrentMemoryLimits", "GET", C "/limits/memory", ROUTE_CONTAINER, route_container_pending},
+    {"NetIn", "POST", C "/net/in", ROUTE_CONTAINER | ROUTE_JSON_BODY,
+     route_container_body_pending},
+    {"NetOut", "POST", C "/net/out", ROUTE_CONTAINER | ROUTE_JSON_BODY,
+     route_container_body_pending},
+    {"BulkNetOut", "POST", C "/net/out/bulk", ROUTE_CONTAINER | ROUTE_JSON_BODY,
+     route_container_body_pending},
+    {"Run", "POST", C "/processes", ROUTE_CONTAINER | ROUTE_STREAMING, route_container_pending},
+    {"Attach", "GET", C "/processes/:pid", ROUTE_CONTAINER | ROUTE_STREAMING,
+     route_container_pending},
+    {"Stdout", "GET", C "/processes/:pid/attaches/:streamid/stdout",
+     ROUTE_CONTAINER | ROUTE_STREAMING, route_container_pending},
+    {"Stderr", "GET", C "/processes/:pid/attaches/:streamid/stderr",
+     ROUTE_CONTAINER | ROUTE_STREAMING, route_container_pending},
+    {"SetGraceTime", "PUT", C "/grace_time", ROUTE_CONTAINER | ROUTE_JSON_BODY,
+     route_set_grace_time},
+    {"Properties", "GET", C "/properties", ROUTE_CONTAINER, route_properties},
+    {"Property", "GET", C "/properties/:key", ROUTE_CONTAINER, route_property},
+    {"SetProperty", "PUT", C "/properties/:key", ROUTE_CONTAINER | ROUTE_JSON_BODY,
+     route_set_property},
+    {"RemoveProperty", "DELETE", C "/properties/:key", ROUTE_CONTAINER, route_remove_property},
+    {"Metrics", "GET", C "/metrics", ROUTE_CONTAINER, route_container_pending},
+};
+#undef C
+const size_t api_routes_count = ELEMENTSOF(api_routes);

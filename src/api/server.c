@@ -1,0 +1,475 @@
+/* The daemon's listeners and its connection triage. Every new connection waits
+ * (in one epoll loop) until its request head has arrived, then is looked at with
+ * MSG_PEEK: the four streaming process routes go to cloche's own handler
+ * (stream.c), everything else to libmicrohttpd. Heads that are not HTTP at all
+ * are answered here with a Garden error, since MHD would answer them in HTML. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "api-internal.h"
+#include "cloche/fileio.h"
+#include "cloche/grace.h"
+#include "cloche/log.h"
+#include "http.h"
+#include "stream.h"
+
+#define HEAD_TIMEOUT_NS (10LL * 1000000000LL)
+
+typedef enum ItemKind { ITEM_LISTENER, ITEM_PENDING, ITEM_STOP } ItemKind;
+
+typedef struct Item {
+    ItemKind kind;
+    int fd;
+    /* pending connections */
+    int64_t deadline_ns;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    struct Item *prev, *next;
+} Item;
+
+struct ApiServer {
+    ApiConfig cfg;
+    char *socket_path;
+    char *auth_token;
+    int epfd;
+    Item stop;
+    Item listeners[2];
+    size_t n_listeners;
+    Item *pending; /* list of connections whose head has not arrived */
+    size_t n_pending;
+    HttpServer http;
+    Garden *garden;
+    /* Streaming connections run on threads of their own; shutdown waits for them. */
+    pthread_mutex_t stream_lock;
+    pthread_cond_t stream_done;
+    struct StreamJob *streams;
+};
+
+static int listen_unix(const char *path, int *ret)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa.sun_path, path);
+    _cleanup_free_ char *dir = strdup(path);
+    if (!dir)
+        return -ENOMEM;
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        int r = mkdir_p(dir, 0755);
+        if (r < 0)
+            return r;
+    }
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    /* A stale socket from a previous run would make bind fail; it is ours. */
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path);
+    mode_t old = umask(0117);
+    int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (r < 0)
+        return -errno;
+    if (chmod(path, 0660) < 0 || listen(fd, 1024) < 0)
+        return -errno;
+    *ret = TAKE_FD(fd);
+    return 0;
+}
+
+static int listen_tcp(const char *ip, uint16_t port, int *ret)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, ip, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(port);
+        len = sizeof(*in);
+    } else if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        len = sizeof(*in6);
+    } else {
+        return -EINVAL;
+    }
+    _cleanup_close_ int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0)
+        return -errno;
+    *ret = TAKE_FD(fd);
+    return 0;
+}
+
+static bool ip_is_loopback(const char *ip)
+{
+    struct in_addr a;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, ip, &a) == 1)
+        return (ntohl(a.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, ip, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return false;
+}
+
+static int epoll_add(ApiServer *s, Item *it, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = it};
+    return epoll_ctl(s->epfd, EPOLL_CTL_ADD, it->fd, &ev) < 0 ? -errno : 0;
+}
+
+int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
+{
+    bool unix_sock = cfg->socket_path && *cfg->socket_path;
+    bool tcp = cfg->bind_ip && *cfg->bind_ip;
+    if (!unix_sock && !tcp)
+        return log_error_errno(-EINVAL, "No listener: give --bind-socket or --bind-ip");
+    if (tcp && !ip_is_loopback(cfg->bind_ip) && !cfg->auth_token && !cfg->insecure_no_auth)
+        return log_error_errno(-EPERM,
+                               "Refusing to serve %s without a token: give --auth-token-file, "
+                               "or --insecure-no-auth to serve it unauthenticated",
+                               cfg->bind_ip);
+
+    ApiServer *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->cfg = *cfg;
+    s->garden = garden;
+    s->epfd = -EBADF;
+    s->stop.fd = -EBADF;
+    pthread_mutex_init(&s->stream_lock, NULL);
+    pthread_cond_init(&s->stream_done, NULL);
+    s->listeners[0].fd = s->listeners[1].fd = -EBADF;
+    s->socket_path = unix_sock ? strdup(cfg->socket_path) : NULL;
+    s->auth_token = cfg->auth_token ? strdup(cfg->auth_token) : NULL;
+    s->cfg.socket_path = s->socket_path;
+    s->cfg.auth_token = s->auth_token;
+    s->cfg.bind_ip = NULL; /* not needed after binding */
+    if (!s->cfg.max_body)
+        s->cfg.max_body = API_DEFAULT_MAX_BODY;
+    if (!s->cfg.max_connections)
+        s->cfg.max_connections = API_DEFAULT_MAX_CONNECTIONS;
+
+    int r;
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    s->stop.kind = ITEM_STOP;
+    s->stop.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->epfd < 0 || s->stop.fd < 0) {
+        r = -errno;
+        goto fail;
+    }
+    if ((r = epoll_add(s, &s->stop, EPOLLIN)) < 0)
+        goto fail;
+    if (unix_sock) {
+        Item *l = &s->listeners[s->n_listeners];
+        r = listen_unix(cfg->socket_path, &l->fd);
+        if (r < 0) {
+            log_error_errno(r, "Failed to listen on %s: %m", cfg->socket_path);
+            goto fail;
+        }
+        l->kind = ITEM_LISTENER;
+        s->n_listeners++;
+        if ((r = epoll_add(s, l, EPOLLIN)) < 0)
+            goto fail;
+        log_info("Listening on unix:%s", cfg->socket_path);
+    }
+    if (tcp) {
+        Item *l = &s->listeners[s->n_listeners];
+        r = listen_tcp(cfg->bind_ip, cfg->bind_port, &l->fd);
+        if (r < 0) {
+            log_error_errno(r, "Failed to listen on %s:%u: %m", cfg->bind_ip, cfg->bind_port);
+            goto fail;
+        }
+        l->kind = ITEM_LISTENER;
+        s->n_listeners++;
+        if ((r = epoll_add(s, l, EPOLLIN)) < 0)
+            goto fail;
+        log_info("Listening on tcp:%s:%u%s", cfg->bind_ip, cfg->bind_port,
+                 ip_is_loopback(cfg->bind_ip) ? "" :
+                 cfg->auth_token          ? " (bearer token required)" :
+                                            " (UNAUTHENTICATED)");
+    }
+
+    s->http = (HttpServer){.cfg = &s->cfg,
+                           .garden = garden,
+                           .max_body = s->cfg.max_body,
+                           .max_connections = s->cfg.max_connections,
+                           .threads = s->cfg.threads ? s->cfg.threads
+                                                     : (unsigned)sysconf(_SC_NPROCESSORS_ONLN)};
+    r = http_server_start(&s->http);
+    if (r < 0) {
+        log_error("Failed to start libmicrohttpd");
+        goto fail;
+    }
+    *ret = s;
+    return 0;
+fail:
+    api_server_free(s);
+    return r;
+}
+
+static void pending_unlink(ApiServer *s, Item *it)
+{
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        s->pending = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    s->n_pending--;
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, it->fd, NULL);
+}
+
+static void accept_all(ApiServer *s, Item *l)
+{
+    for (;;) {
+        Item *it = calloc(1, sizeof(*it));
+        if (!it)
+            return;
+        it->addrlen = sizeof(it->addr);
+        it->fd = accept4(l->fd, (struct sockaddr *)&it->addr, &it->addrlen,
+                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (it->fd < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                log_debug("accept failed: %m");
+            free(it);
+            return;
+        }
+        if (s->n_pending >= s->cfg.max_connections) {
+            close(it->fd);
+            free(it);
+            continue;
+        }
+        it->kind = ITEM_PENDING;
+        it->deadline_ns = grace_now() + HEAD_TIMEOUT_NS;
+        if (epoll_add(s, it, EPOLLIN | EPOLLRDHUP) < 0) {
+            close(it->fd);
+            free(it);
+            continue;
+        }
+        it->next = s->pending;
+        if (s->pending)
+            s->pending->prev = it;
+        s->pending = it;
+        s->n_pending++;
+    }
+}
+
+/* Answer a broken request head ourselves (status and message) and close. */
+static void reply_and_close(int fd, int status, const char *message)
+{
+    ApiError e;
+    api_error_clear(&e);
+    api_errorf(&e, -EINVAL, status, GARDEN_ERR_GENERIC, "%s", message);
+    size_t len = 0;
+    _cleanup_free_ char *body = api_error_serialize(&e, &len);
+    char head[256];
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\n\r\n",
+                      status, http_reason(status), len);
+    int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (send(fd, head, (size_t)hl, MSG_NOSIGNAL) == hl && body)
+        (void)send(fd, body, len, MSG_NOSIGNAL);
+    shutdown(fd, SHUT_WR);
+    close(fd);
+}
+
+typedef struct StreamJob {
+    int fd;
+    ApiServer *server;
+    struct StreamJob *prev, *next;
+} StreamJob;
+
+static void *stream_thread(void *arg)
+{
+    StreamJob *job = arg;
+    ApiServer *s = job->server;
+    api_stream_serve(job->fd, &s->cfg, s->garden);
+    pthread_mutex_lock(&s->stream_lock);
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        s->streams = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    close(job->fd); /* under the lock: shutdown in api_server_free must not see a reused fd */
+    pthread_cond_broadcast(&s->stream_done);
+    pthread_mutex_unlock(&s->stream_lock);
+    free(job);
+    return NULL;
+}
+
+static void start_stream(ApiServer *s, int fd)
+{
+    StreamJob *job = malloc(sizeof(*job));
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (job) {
+        *job = (StreamJob){.fd = fd, .server = s};
+        pthread_mutex_lock(&s->stream_lock);
+        job->next = s->streams;
+        if (s->streams)
+            s->streams->prev = job;
+        s->streams = job;
+        if (pthread_create(&t, &attr, stream_thread, job) == 0) {
+            pthread_mutex_unlock(&s->stream_lock);
+            pthread_attr_destroy(&attr);
+            return;
+        }
+        s->streams = job->next;
+        if (s->streams)
+            s->streams->prev = NULL;
+        pthread_mutex_unlock(&s->stream_lock);
+        free(job);
+    }
+    pthread_attr_destroy(&attr);
+    reply_and_close(fd, 503, "Out of resources for a streaming connection");
+}
+
+/* The head of a pending connection may have arrived: decide where it goes. */
+static void triage(ApiServer *s, Item *it)
+{
+    char buf[API_MAX_HEADER_BYTES + 1];
+    ssize_t n = recv(it->fd, buf, API_MAX_HEADER_BYTES, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    int fd = it->fd;
+    if (n <= 0) {
+        pending_unlink(s, it);
+        close(fd);
+        free(it);
+        return;
+    }
+    buf[n] = '\0';
+    char *eol = memmem(buf, (size_t)n, "\r\n", 2);
+    char *end = memmem(buf, (size_t)n, "\r\n\r\n", 4);
+    if (!end && (size_t)n < API_MAX_HEADER_BYTES)
+        return; /* wait for the rest of the head */
+
+    pending_unlink(s, it);
+    if (!eol) {
+        reply_and_close(fd, 414, "Request line is too long");
+        free(it);
+        return;
+    }
+    if (!end) {
+        reply_and_close(fd, 431, "Request headers are too large");
+        free(it);
+        return;
+    }
+    HttpHead head;
+    if (http_head_parse(buf, (size_t)(end - buf) + 4, &head) < 0) {
+        reply_and_close(fd, 400, "Malformed HTTP request line");
+        free(it);
+        return;
+    }
+    if (stream_route_wanted(&head)) {
+        start_stream(s, fd);
+    } else if (http_server_add_connection(&s->http, fd, (struct sockaddr *)&it->addr,
+                                          it->addrlen) < 0) {
+        log_debug("libmicrohttpd refused a connection: %m");
+    }
+    free(it);
+}
+
+static void expire_pending(ApiServer *s)
+{
+    int64_t now = grace_now();
+    for (Item *it = s->pending, *next; it; it = next) {
+        next = it->next;
+        if (it->deadline_ns > now)
+            continue;
+        pending_unlink(s, it);
+        reply_and_close(it->fd, 408, "Timed out waiting for the request");
+        free(it);
+    }
+}
+
+int api_server_run(ApiServer *s)
+{
+    struct epoll_event events[64];
+    for (;;) {
+        int n = epoll_wait(s->epfd, events, (int)ELEMENTSOF(events), 1000);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        for (int i = 0; i < n; i++) {
+            Item *it = events[i].data.ptr;
+            switch (it->kind) {
+            case ITEM_STOP:
+                return 0;
+            case ITEM_LISTENER:
+                accept_all(s, it);
+                break;
+            case ITEM_PENDING:
+                triage(s, it);
+                break;
+            }
+        }
+        if (s->pending)
+            expire_pending(s);
+    }
+}
+
+void api_server_stop(ApiServer *s)
+{
+    uint64_t one = 1;
+    ssize_t w = write(s->stop.fd, &one, sizeof(one));
+    (void)w;
+}
+
+void api_server_free(ApiServer *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n_listeners; i++)
+        close(s->listeners[i].fd);
+    if (s->socket_path && s->n_listeners > 0)
+        unlink(s->socket_path);
+    while (s->pending) {
+        Item *it = s->pending;
+        pending_unlink(s, it);
+        close(it->fd);
+        free(it);
+    }
+    http_server_stop(&s->http);
+    /* Wake every streaming connection and wait until its thread is gone. */
+    pthread_mutex_lock(&s->stream_lock);
+    for (StreamJob *j = s->streams; j; j = j->next)
+        shutdown(j->fd, SHUT_RDWR);
+    while (s->streams)
+        pthread_cond_wait(&s->stream_done, &s->stream_lock);
+    pthread_mutex_unlock(&s->stream_lock);
+    pthread_cond_destroy(&s->stream_done);
+    pthread_mutex_destroy(&s->stream_lock);
+    if (s->stop.fd >= 0)
+        close(s->stop.fd);
+    if (s->epfd >= 0)
+        close(s->epfd);
+    free(s->socket_path);
+    free(s->auth_token);
+    free(s);
+}

@@ -1,0 +1,239 @@
+/* The daemon's own handler for the streaming process routes (Run, Attach, Stdout,
+ * Stderr). Their replies hand the raw socket over to the process protocol, which
+ * comes with process support; until then every request gets a precise error in
+ * the form the Go client can parse on a hijacked call (protocol §4.2): HTTP/1.1,
+ * Content-Length, and never "Connection: close". */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "api-internal.h"
+#include "cloche/log.h"
+#include "cloche/spec.h"
+#include "stream.h"
+
+static bool is_token_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static void copy_value(char *dst, size_t size, const char *v, size_t len)
+{
+    while (len && (*v == ' ' || *v == '\t')) {
+        v++;
+        len--;
+    }
+    while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    if (len >= size)
+        len = size - 1;
+    memcpy(dst, v, len);
+    dst[len] = '\0';
+}
+
+int http_head_parse(const char *buf, size_t len, HttpHead *ret)
+{
+    HttpHead h = {.content_length = -1};
+    const char *end = buf + len;
+    const char *eol = memmem(buf, len, "\r\n", 2);
+    if (!eol)
+        return -EINVAL;
+
+    /* Request line. */
+    const char *p = buf;
+    size_t ml = 0;
+    while (p + ml < eol && is_token_char(p[ml]))
+        ml++;
+    if (ml == 0 || ml >= sizeof(h.method) || p[ml] != ' ')
+        return -EINVAL;
+    memcpy(h.method, p, ml);
+    p += ml + 1;
+    const char *sp = memchr(p, ' ', (size_t)(eol - p));
+    if (!sp || *p != '/')
+        return -EINVAL;
+    const char *q = memchr(p, '?', (size_t)(sp - p));
+    const char *path_end = q ? q : sp;
+    if ((size_t)(path_end - p) >= sizeof(h.path) || (q && (size_t)(sp - q - 1) >= sizeof(h.query)))
+        return -EINVAL;
+    memcpy(h.path, p, (size_t)(path_end - p));
+    if (q)
+        memcpy(h.query, q + 1, (size_t)(sp - q - 1));
+    for (const char *c = p; c < sp; c++)
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+            return -EINVAL;
+    if (eol - sp - 1 != 8 || memcmp(sp + 1, "HTTP/1.", 7) != 0 || (sp[8] != '0' && sp[8] != '1'))
+        return -EINVAL;
+    h.minor_version = sp[8] - '0';
+
+    /* Headers. */
+    p = eol + 2;
+    while (p < end) {
+        eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+        if (!eol)
+            return -EINVAL;
+        if (eol == p) {
+            h.head_len = (size_t)(eol + 2 - buf);
+            *ret = h;
+            return 0;
+        }
+        const char *colon = memchr(p, ':', (size_t)(eol - p));
+        if (!colon || colon == p)
+            return -EINVAL;
+        for (const char *c = p; c < colon; c++)
+            if (!is_token_char(*c))
+                return -EINVAL;
+        size_t nl = (size_t)(colon - p);
+        const char *v = colon + 1;
+        size_t vl = (size_t)(eol - v);
+        char value[HTTP_HEADER_VALUE_MAX];
+        copy_value(value, sizeof(value), v, vl);
+        if (nl == 14 && strncasecmp(p, "Content-Length", nl) == 0) {
+            char *e;
+            errno = 0;
+            long long n = strtoll(value, &e, 10);
+            if (errno || *e || n < 0 || value[0] < '0' || value[0] > '9')
+                return -EINVAL;
+            h.content_length = n;
+        } else if (nl == 17 && strncasecmp(p, "Transfer-Encoding", nl) == 0) {
+            h.chunked = strcasestr(value, "chunked") != NULL;
+        } else if (nl == 6 && strncasecmp(p, "Expect", nl) == 0) {
+            h.expect_continue = strcasecmp(value, "100-continue") == 0;
+        } else if (nl == 6 && strncasecmp(p, "Accept", nl) == 0) {
+            copy_value(h.accept, sizeof(h.accept), v, vl);
+        } else if (nl == 13 && strncasecmp(p, "Authorization", nl) == 0) {
+            copy_value(h.authorization, sizeof(h.authorization), v, vl);
+        }
+        p = eol + 2;
+    }
+    return -EINVAL;
+}
+
+bool stream_route_wanted(const HttpHead *head)
+{
+    RouteMatch m;
+    char allow[64];
+    if (router_match(api_routes, api_routes_count, head->method, head->path, &m, allow,
+                     sizeof(allow), NULL) < 0)
+        return false;
+    bool streaming = m.route->flags & ROUTE_STREAMING;
+    bool ndjson = strcmp(m.route->name, "Run") == 0 &&
+                  strcasestr(head->accept, "application/x-ndjson") != NULL;
+    route_match_done(&m);
+    return streaming && !ndjson;
+}
+
+static void send_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+static void stream_reply_error(int fd, const HttpHead *head, const ApiError *e)
+{
+    size_t len = 0;
+    _cleanup_free_ char *body = api_error_serialize(e, &len);
+    char line[256];
+    int hl = snprintf(line, sizeof(line),
+                      "HTTP/1.%d %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                      head ? head->minor_version : 1, e->status, http_reason(e->status), len);
+    send_all(fd, line, (size_t)hl);
+    if (body)
+        send_all(fd, body, len);
+}
+
+/* Read the head (already known to be complete) and a Content-Length body, which
+ * no streaming route needs yet but which must leave the socket before the reply. */
+static int read_request(int fd, HttpHead *head, ApiError *err)
+{
+    char buf[API_MAX_HEADER_BYTES + 1];
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf + have, API_MAX_HEADER_BYTES - have, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -EIO;
+        have += (size_t)n;
+        buf[have] = '\0';
+        if (memmem(buf, have, "\r\n\r\n", 4))
+            break;
+        if (have == API_MAX_HEADER_BYTES)
+            return api_errorf(err, -E2BIG, 431, GARDEN_ERR_GENERIC,
+                              "Request headers are too large");
+    }
+    const char *end = memmem(buf, have, "\r\n\r\n", 4);
+    if (http_head_parse(buf, (size_t)(end - buf) + 4, head) < 0)
+        return api_bad_request(err, "Malformed HTTP request");
+    long long rest = head->content_length > 0 ? head->content_length : 0;
+    if (rest > (long long)API_DEFAULT_MAX_BODY)
+        return api_errorf(err, -E2BIG, 413, GARDEN_ERR_GENERIC,
+                          "Request body is too large: %lld bytes (at most %u)", rest,
+                          API_DEFAULT_MAX_BODY);
+    if (head->expect_continue && rest > 0)
+        send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    rest -= (long long)(have - head->head_len);
+    while (rest > 0) {
+        ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -EIO;
+        rest -= n;
+    }
+    return 0;
+}
+
+void api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
+{
+    int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    struct timeval tv = {.tv_sec = 30};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+
+    ApiError err;
+    api_error_clear(&err);
+    HttpHead head;
+    RouteMatch m = {0};
+    Container *c = NULL;
+    int r = read_request(fd, &head, &err);
+    if (r == -EIO)
+        goto out;
+    if (r < 0) {
+        stream_reply_error(fd, NULL, &err);
+        goto out;
+    }
+    if (api_connection_needs_token(fd, cfg) && !api_token_ok(head.authorization, cfg)) {
+        api_errorf(&err, -EACCES, 401, GARDEN_ERR_GENERIC,
+                   head.authorization[0] ? "Invalid bearer token" : "A bearer token is required");
+        stream_reply_error(fd, &head, &err);
+        goto out;
+    }
+    char allow[64];
+    r = router_match(api_routes, api_routes_count, head.method, head.path, &m, allow,
+                     sizeof(allow), &err);
+    if (r >= 0)
+        r = spec_validate_handle(m.params[0], &err);
+    if (r >= 0)
+        r = garden_acquire(garden, m.params[0], &c, &err);
+    if (r >= 0)
+        api_errorf(&err, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
+                   "%s is not implemented by this cloche yet", m.route->name);
+    stream_reply_error(fd, &head, &err);
+out:
+    if (c)
+        garden_release(garden, c);
+    route_match_done(&m);
+    shutdown(fd, SHUT_WR);
+}

@@ -1,0 +1,518 @@
+"""Fixtures for cloche's integration tests: a sandbox check and real daemons.
+
+The tests drive a real ``cloched`` over HTTP.  A daemon creates network
+devices, firewall rules and cgroups, so the tests must never run against the
+host's own configuration (design.md §10): ``run.sh`` starts pytest inside a
+private mount and network namespace, and the session fixture below refuses to
+run anywhere else.  Each daemon gets a temporary depot, a socket in a
+temporary directory, a free loopback port and a cgroup parent unique to it;
+teardown stops it by pid and removes all of these, even when the test failed.
+
+Environment:
+  CLOCHE_BUILD        build directory holding ``cloched`` (default: build)
+  CLOCHE_TEST_ROOTFS  rootfs for --default-rootfs (default: build/rootfs/busybox)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from garden_client import GardenClient, GardenError  # noqa: E402
+
+START_TIMEOUT = 10.0  # seconds for a new daemon to answer GET /ping
+STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL at teardown
+LOG_TAIL_LINES = 400  # daemon log lines attached to a failed test's report
+
+# The non-loopback address the token tests bind to: TEST-NET-1 (RFC 5737),
+# added to lo inside the sandbox's own network namespace only.
+NONLOOPBACK_IP = "192.0.2.1"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_MNT_DETACH = 2
+_PR_SET_PDEATHSIG = 1
+
+
+def _resolve(env_name: str, default: Path) -> Path:
+    value = os.environ.get(env_name)
+    return Path(value).resolve() if value else default
+
+
+BUILD_DIR = _resolve("CLOCHE_BUILD", REPO_ROOT / "build")
+DEFAULT_ROOTFS = _resolve("CLOCHE_TEST_ROOTFS", REPO_ROOT / "build" / "rootfs" / "busybox")
+
+
+# --------------------------------------------------------------------------
+# Sandbox safety
+
+
+def _namespace(pid: str, kind: str) -> "str | None":
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        return None
+
+
+def in_sandbox() -> tuple[bool, str]:
+    """Whether this process runs as root in private net and mount namespaces.
+
+    A namespace is private when it differs from a namespace known to be the
+    host's: PID 1's (run.sh makes no PID namespace, so /proc/1 is the host's
+    init), and those run.sh recorded in CLOCHE_HOST_NETNS/CLOCHE_HOST_MNTNS
+    before calling unshare (PID 1's are unreadable without ptrace rights,
+    as inside some containers).  With neither to compare against, the answer
+    is no.
+    """
+    if os.geteuid() != 0:
+        return False, "integration tests must run as root (they start a container daemon)"
+    for kind in ("net", "mnt"):
+        ours = _namespace("self", kind)
+        hosts = {_namespace("1", kind), os.environ.get(f"CLOCHE_HOST_{kind.upper()}NS")}
+        hosts.discard(None)
+        hosts.discard("")
+        if ours is None or not hosts:
+            return False, (f"cannot tell whether the {kind} namespace is private; run the "
+                           "tests through tests/integration/run.sh BUILD_DIR")
+        if ours in hosts:
+            return False, (f"not in a private {kind} namespace; run the tests through "
+                           "tests/integration/run.sh BUILD_DIR")
+    return True, ""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sandbox_guard():
+    """Refuse to run outside the sandbox: a daemon here would touch the host."""
+    ok, why = in_sandbox()
+    if not ok:
+        pytest.exit(f"refusing to run: {why}", returncode=3)
+
+
+@pytest.fixture(scope="session")
+def nonloopback_ip(sandbox_guard):
+    """A non-loopback local address, added to lo of the sandbox's netns only."""
+    ok, why = in_sandbox()
+    assert ok, why  # never touch a host interface, even if the guard was bypassed
+    result = subprocess.run(["ip", "addr", "add", f"{NONLOOPBACK_IP}/32", "dev", "lo"],
+                            capture_output=True, text=True)
+    if result.returncode != 0 and "File exists" not in result.stderr:
+        pytest.fail(f"ip addr add failed: {result.stderr.strip()}")
+    yield NONLOOPBACK_IP
+    subprocess.run(["ip", "addr", "del", f"{NONLOOPBACK_IP}/32", "dev", "lo"],
+                   capture_output=True)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the netns is ours alone)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------
+# Cleanup helpers
+
+
+def _mount_points() -> list[tuple[str, str]]:
+    """(mount point, fstype) for every mount this namespace sees."""
+    mounts = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            point = fields[4].encode().decode("unicode_escape")  # \040 etc.
+            mounts.append((point, fields[sep + 1]))
+    return mounts
+
+
+def unmount_below(path: Path) -> None:
+    """Lazily unmount everything mounted at or below path, deepest first.
+
+    A depot may hold a container's rootfs or bind mounts; deleting through
+    them would delete whatever they show, possibly host files.
+    """
+    prefix = str(path).rstrip("/") + "/"
+    points = [p for p, _ in _mount_points() if p == str(path) or p.startswith(prefix)]
+    for point in sorted(set(points), key=len, reverse=True):
+        _libc.umount2(os.fsencode(point), _MNT_DETACH)
+
+
+def remove_tree(path: Path) -> None:
+    """rmtree that never crosses into another filesystem.
+
+    Anything still mounted after unmount_below() is left in place rather than
+    emptied.
+    """
+    if not path.exists():
+        return
+    unmount_below(path)
+    root_dev = path.lstat().st_dev
+
+    def walk(p: Path) -> None:
+        for entry in os.scandir(p):
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                if st.st_dev != root_dev:
+                    continue
+                walk(Path(entry.path))
+                try:
+                    os.rmdir(entry.path)
+                except OSError:
+                    pass
+            else:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+
+    try:
+        os.chmod(path, 0o700)
+        walk(path)
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def cgroup_mounts() -> list[str]:
+    """Mount points of every cgroup v1 controller and of the v2 hierarchy."""
+    return [p for p, fstype in _mount_points() if fstype in ("cgroup", "cgroup2")]
+
+
+def remove_cgroups(parent_name: str, timeout: float = 5.0) -> list[str]:
+    """Remove every cgroup directory named parent_name, and everything in it.
+
+    Only directories whose own name is this run's unique parent are touched.
+    Processes still inside them (a container left behind by a crashed
+    daemon) can only be this run's, so they are killed by pid first.
+    Returns the directories that could not be removed.
+    """
+    roots = []
+    for mount in cgroup_mounts():
+        for dirpath, dirnames, _ in os.walk(mount):
+            if os.path.basename(dirpath) == parent_name:
+                roots.append(dirpath)
+                dirnames[:] = []  # its descendants are handled below
+    leftovers = []
+    for root in roots:
+        subdirs = [d for d, _, _ in os.walk(root)]
+        for d in sorted(subdirs, key=lambda s: s.count("/"), reverse=True):
+            if not _rmdir_cgroup(d, timeout):
+                leftovers.append(d)
+    return leftovers
+
+
+def _rmdir_cgroup(path: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.rmdir(path)
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                for pid in f.read().split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        except OSError:
+            pass
+        time.sleep(0.05)
+
+
+def _die_with_parent() -> None:
+    """In the daemon's child: get SIGKILL if pytest dies, so none is left behind."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+# --------------------------------------------------------------------------
+# Daemons
+
+
+class DaemonStartError(Exception):
+    pass
+
+
+class Daemon:
+    """One cloched with its own depot, socket, port and cgroup parent.
+
+    The state directories outlive stop(), so restart() brings a new daemon up
+    on the same depot (for crash and restart tests); cleanup() removes them.
+    """
+
+    def __init__(self, name: str, extra_args=(), *, socket_enabled: bool = True,
+                 bind_ip: "str | None" = "127.0.0.1", bind_port: "int | None" = None,
+                 token: "str | None" = None, depot: "Path | None" = None,
+                 cgroup_parent: "str | None" = None, rootfs: "Path | None" = None):
+        self.name = name
+        self.extra_args = list(extra_args)
+        self.workdir = Path(tempfile.mkdtemp(prefix="cloche-test-", dir="/tmp"))
+        self.depot = depot if depot is not None else self.workdir / "depot"
+        self.owns_depot = depot is None
+        self.depot.mkdir(parents=True, exist_ok=True)
+        self.socket_path = self.workdir / "cloche.sock" if socket_enabled else None
+        self.bind_ip = bind_ip
+        self.bind_port = (bind_port or free_port(bind_ip)) if bind_ip else None
+        self.token = token
+        self.token_file: "Path | None" = None
+        if token is not None:
+            self.token_file = self.workdir / "token"
+            self.token_file.write_text(token + "\n")
+            self.token_file.chmod(0o600)
+        self.cgroup_parent = cgroup_parent or f"cloche-test-{secrets.token_hex(6)}"
+        self.rootfs = rootfs if rootfs is not None else DEFAULT_ROOTFS
+        self.log_path = self.workdir / "cloched.log"
+        self.proc: "subprocess.Popen | None" = None
+        self.starts = 0
+        self._log_cache = ""
+
+    # ---- command line
+
+    def argv(self, extra_args=()) -> list[str]:
+        args = [str(BUILD_DIR / "cloched"),
+                "--depot", str(self.depot),
+                "--bind-socket", str(self.socket_path) if self.socket_path else "",
+                "--cgroup-parent", self.cgroup_parent,
+                "--log-level", "debug"]
+        if self.bind_ip:
+            args += ["--bind-ip", self.bind_ip, "--bind-port", str(self.bind_port)]
+        if self.token_file:
+            args += ["--auth-token-file", str(self.token_file)]
+        if self.rootfs.is_dir():  # not needed until containers run processes
+            args += ["--default-rootfs", str(self.rootfs)]
+        return args + self.extra_args + list(extra_args)
+
+    # ---- lifecycle
+
+    def spawn(self, extra_args=()) -> subprocess.Popen:
+        """Start the process without waiting for it to serve."""
+        if self.alive():
+            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"==== start #{self.starts}: {' '.join(self.argv(extra_args))}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.argv(extra_args), stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
+        return self.proc
+
+    def start(self, extra_args=(), timeout: float = START_TIMEOUT) -> "Daemon":
+        """Start and wait until GET /ping answers."""
+        proc = self.spawn(extra_args)
+        deadline = time.monotonic() + timeout
+        last_error: "Exception | None" = None
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise DaemonStartError(f"{self.name} exited with status {proc.returncode} "
+                                       f"before serving\n{self.log_tail()}")
+            try:
+                self.client(timeout=1.0).ping()
+                return self
+            except (OSError, GardenError) as e:
+                last_error = e
+            time.sleep(0.02)
+        self.stop()
+        raise DaemonStartError(f"{self.name} did not answer /ping within {timeout} s "
+                               f"(last error: {last_error!r})\n{self.log_tail()}")
+
+    def restart(self, extra_args=(), timeout: float = START_TIMEOUT) -> "Daemon":
+        """Stop (SIGTERM) and start again on the same depot, socket and port."""
+        self.stop()
+        return self.start(extra_args, timeout)
+
+    @property
+    def pid(self) -> "int | None":
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Send sig to this daemon's pid (never to anything found by name)."""
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float) -> "int | None":
+        """Exit status, or None if still running after timeout seconds."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> "int | None":
+        """SIGTERM, wait up to timeout, then SIGKILL. Returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.alive():
+            self.signal(signal.SIGTERM)
+            if self.wait(timeout) is None:
+                self.signal(signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> "int | None":
+        """SIGKILL at once, as a crash would."""
+        if self.proc is None:
+            return None
+        self.signal(signal.SIGKILL)
+        return self.proc.wait()
+
+    def cleanup(self) -> list[str]:
+        """Stop, then remove the depot, work directory and cgroups.
+
+        Returns cgroup directories that could not be removed.
+        """
+        self.stop()
+        self._log_cache = self._read_log()
+        leftovers = remove_cgroups(self.cgroup_parent)
+        if self.owns_depot:
+            remove_tree(self.depot)
+        remove_tree(self.workdir)
+        return leftovers
+
+    # ---- clients
+
+    def client(self, token: "str | None" = None, timeout: float = 30.0) -> GardenClient:
+        """A client on the Unix socket if there is one, else on TCP."""
+        if self.socket_path is not None:
+            return GardenClient(unix_path=str(self.socket_path), token=token, timeout=timeout)
+        return self.tcp_client(token, timeout)
+
+    def unix_client(self, timeout: float = 30.0) -> GardenClient:
+        assert self.socket_path is not None, "this daemon has no Unix socket"
+        return GardenClient(unix_path=str(self.socket_path), timeout=timeout)
+
+    def tcp_client(self, token: "str | None" = None, timeout: float = 30.0) -> GardenClient:
+        assert self.bind_ip, "this daemon does not listen on TCP"
+        return GardenClient(host=self.bind_ip, port=self.bind_port,
+                            token=token if token is not None else self.token, timeout=timeout)
+
+    # ---- logs
+
+    def _read_log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return self._log_cache
+
+    def log_text(self) -> str:
+        return self._read_log()
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        text = self.log_text().splitlines()
+        return "\n".join(text[-lines:])
+
+
+def run_to_exit(argv: list[str], timeout: float = 10.0) -> subprocess.CompletedProcess:
+    """Run a daemon command line that is expected to exit by itself.
+
+    If it is still running after timeout it is killed by pid and the result
+    has returncode None, which every assertion on the status will reject.
+    """
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_die_with_parent)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return subprocess.CompletedProcess(argv, None, out, err)
+
+
+class DaemonFactory:
+    """Callable fixture: ``daemon(*extra_args, **options)`` starts a daemon.
+
+    ``options`` are those of Daemon (socket_enabled, bind_ip, bind_port,
+    token, depot, cgroup_parent, rootfs) plus ``wait=False`` to only spawn.
+    Every daemon made here is stopped and cleaned up at teardown.
+    """
+
+    def __init__(self, owner: str):
+        self.owner = owner
+        self.daemons: list[Daemon] = []
+
+    def __call__(self, *extra_args: str, wait: bool = True, **options) -> Daemon:
+        d = self.new(*extra_args, **options)
+        if wait:
+            d.start()
+        else:
+            d.spawn()
+        return d
+
+    def new(self, *extra_args: str, **options) -> Daemon:
+        """A configured daemon that is not started yet."""
+        d = Daemon(f"cloched-{len(self.daemons) + 1}", extra_args, **options)
+        self.daemons.append(d)
+        return d
+
+    def cleanup(self) -> list[str]:
+        leftovers = []
+        for d in reversed(self.daemons):
+            leftovers += d.cleanup()
+        return leftovers
+
+
+@pytest.fixture
+def daemon(request, sandbox_guard):
+    """Factory for daemons private to one test."""
+    factory = DaemonFactory(request.node.nodeid)
+    yield factory
+    leftovers = factory.cleanup()
+    assert not leftovers, f"cgroups left behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def module_daemon(request, sandbox_guard):
+    """One default daemon shared by a module's tests (for many cheap requests)."""
+    factory = DaemonFactory(request.node.nodeid)
+    yield factory()
+    leftovers = factory.cleanup()
+    assert not leftovers, f"cgroups left behind: {leftovers}"
+
+
+@pytest.fixture
+def garden(daemon) -> GardenClient:
+    """A Unix-socket client of a fresh default daemon."""
+    return daemon().client()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the logs of the daemons a failed test used to its report."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    daemons = []
+    for value in (getattr(item, "funcargs", None) or {}).values():
+        if isinstance(value, DaemonFactory):
+            daemons += [d for d in value.daemons if d not in daemons]
+        elif isinstance(value, Daemon) and value not in daemons:
+            daemons.append(value)
+    for d in daemons:
+        report.sections.append((f"{d.name} log (pid {d.pid}, last {LOG_TAIL_LINES} lines)",
+                                d.log_tail()))
