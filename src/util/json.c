@@ -83,10 +83,18 @@ static bool digits_fit(const char *d, size_t n, const char *limit)
     return memcmp(d, limit, n) <= 0;
 }
 
+/* A number cut off by the end of input ("-", "1.", "1e") is truncation. */
+static int bad_number(bool truncated, size_t offset, ApiError *reterr)
+{
+    if (truncated)
+        return api_bad_request(reterr, "Unexpected end of JSON input");
+    return invalid_at(reterr, offset, "invalid number");
+}
+
 /* Checks one number token against RFC 8259's grammar (json-c accepts "1.", "-01",
  * NaN and Infinity even in strict mode) and integer literals against int64/uint64
  * (json-c saturates them silently). */
-static int scan_number(const char *tok, size_t n, size_t offset, ApiError *reterr)
+static int scan_number(const char *tok, size_t n, size_t offset, bool at_eof, ApiError *reterr)
 {
     size_t i = 0;
     bool negative = false, integer = true;
@@ -102,7 +110,7 @@ static int scan_number(const char *tok, size_t n, size_t offset, ApiError *reter
         while (i < n && tok[i] >= '0' && tok[i] <= '9')
             i++;
     else
-        return invalid_at(reterr, offset, "invalid number");
+        return bad_number(i == n && at_eof, offset, reterr);
     size_t digits_end = i;
     if (i < n && tok[i] == '.') {
         integer = false;
@@ -111,7 +119,7 @@ static int scan_number(const char *tok, size_t n, size_t offset, ApiError *reter
         while (i < n && tok[i] >= '0' && tok[i] <= '9')
             i++;
         if (i == f)
-            return invalid_at(reterr, offset, "invalid number");
+            return bad_number(i == n && at_eof, offset, reterr);
     }
     if (i < n && (tok[i] == 'e' || tok[i] == 'E')) {
         integer = false;
@@ -122,10 +130,10 @@ static int scan_number(const char *tok, size_t n, size_t offset, ApiError *reter
         while (i < n && tok[i] >= '0' && tok[i] <= '9')
             i++;
         if (i == e)
-            return invalid_at(reterr, offset, "invalid number");
+            return bad_number(i == n && at_eof, offset, reterr);
     }
     if (i != n)
-        return invalid_at(reterr, offset, "invalid number");
+        return bad_number(false, offset, reterr);
 
     if (integer && !digits_fit(tok + digits, digits_end - digits,
                                negative ? "9223372036854775808" : "18446744073709551615"))
@@ -143,6 +151,20 @@ static bool is_number_char(char c)
 static bool is_letter(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* true, false or null; a cut-off prefix of one at the end of input is truncation. */
+static int scan_literal(const char *tok, size_t n, size_t offset, bool at_eof, ApiError *reterr)
+{
+    static const char *const literals[] = {"true", "false", "null"};
+    for (size_t k = 0; k < ELEMENTSOF(literals); k++) {
+        size_t ln = strlen(literals[k]);
+        if (n == ln && memcmp(tok, literals[k], n) == 0)
+            return 0;
+        if (at_eof && n < ln && memcmp(tok, literals[k], n) == 0)
+            return api_bad_request(reterr, "Unexpected end of JSON input");
+    }
+    return invalid_at(reterr, offset, "invalid literal");
 }
 
 /* Scans one string starting at the opening quote buf[*i]; leaves *i after the closing
@@ -215,18 +237,16 @@ static int prescan(const char *buf, size_t len, size_t start, size_t *ret_end, A
             size_t s = i;
             while (i < len && is_number_char(buf[i]))
                 i++;
-            int r = scan_number(buf + s, i - s, s, reterr);
+            int r = scan_number(buf + s, i - s, s, i == len, reterr);
             if (r < 0)
                 return r;
         } else if (is_letter(c)) {
             size_t s = i;
             while (i < len && is_letter(buf[i]))
                 i++;
-            size_t n = i - s;
-            if (!(n == 4 && memcmp(buf + s, "true", 4) == 0) &&
-                !(n == 5 && memcmp(buf + s, "false", 5) == 0) &&
-                !(n == 4 && memcmp(buf + s, "null", 4) == 0))
-                return invalid_at(reterr, s, "invalid literal");
+            int r = scan_literal(buf + s, i - s, s, i == len, reterr);
+            if (r < 0)
+                return r;
         } else
             i++; /* whitespace, ':' and anything json-c will refuse itself */
 
