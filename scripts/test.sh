@@ -1,0 +1,72 @@
+#!/bin/bash
+# Build cloche and run every test tier: the warning-as-error build, the format
+# check, the C unit tests (plain and under ASan/UBSan), and the integration tests
+# against real daemons in a private mount+network namespace. Ends with one line
+# "N passed, N failed" counting every test run. Run as root.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "cloche: test.sh must run as root (integration tests create namespaces)" >&2
+    exit 1
+fi
+scripts/deps.sh test || exit 1
+
+out=$root/build-test/results
+rm -rf "$out"
+mkdir -p "$out"
+checks=$out/checks.txt
+: >"$checks"
+
+# check NAME COMMAND...: one pass/fail entry in the summary.
+check() {
+    local name=$1
+    shift
+    echo "=== $name"
+    if "$@" >"$out/$name.log" 2>&1; then
+        echo "PASS $name" >>"$checks"
+        echo "    ok"
+    else
+        echo "FAIL $name" >>"$checks"
+        tail -n 40 "$out/$name.log" | sed 's/^/    /'
+    fi
+}
+
+build() {
+    local dir=$1
+    shift
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" "$@" || return 1
+    else
+        meson configure "$dir" "$@" || return 1
+    fi
+    ninja -C "$dir"
+}
+
+check build-werror build build-test/werror -Dwerror=true
+check clang-format bash -c 'clang-format --dry-run --Werror $(git ls-files "*.c" "*.h")'
+check build-asan build build-test/asan -Dwerror=true -Db_sanitize=address,undefined \
+    -Db_lundef=false
+
+echo "=== unit tests"
+meson test -C build-test/werror --suite unit --print-errorlogs >"$out/unit.log" 2>&1
+cp build-test/werror/meson-logs/testlog.json "$out/unit.json" 2>/dev/null || true
+tail -n 5 "$out/unit.log" | sed 's/^/    /'
+
+echo "=== unit tests under ASan/UBSan"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    meson test -C build-test/asan --suite unit --print-errorlogs >"$out/unit-asan.log" 2>&1
+cp build-test/asan/meson-logs/testlog.json "$out/unit-asan.json" 2>/dev/null || true
+tail -n 5 "$out/unit-asan.log" | sed 's/^/    /'
+
+echo "=== integration tests"
+rootfs=$root/build-test/rootfs/busybox
+rootfs-tools/mkrootfs-busybox.sh "$rootfs" >"$out/rootfs.log" 2>&1 ||
+    echo "FAIL rootfs-build" >>"$checks"
+CLOCHE_BUILD=$root/build-test/werror CLOCHE_TEST_ROOTFS=$rootfs \
+    CLOCHE_JUNIT=$out/integration.xml \
+    tests/integration/run.sh "$root/build-test/werror" -q 2>&1 | tee "$out/integration.log" |
+    tail -n 25 | sed 's/^/    /'
+
+/usr/bin/python3 scripts/summarize.py "$out"
