@@ -13,10 +13,12 @@
 
 /* Limits on everything a caller controls. */
 #define SPEC_HANDLE_MAX 128          /* bytes; charset [A-Za-z0-9._-], not starting with '.' */
-#define SPEC_STRING_MAX 4096         /* any free-form string field (paths, uris, env entries) */
+#define SPEC_STRING_MAX 4096         /* any free-form string field (paths, uris, users) */
+#define SPEC_ARG_STRING_MAX 131072   /* one arg or env entry: the kernel's MAX_ARG_STRLEN */
 #define SPEC_PROPERTY_KEY_MAX 1024
 #define SPEC_PROPERTY_VALUE_MAX 65536
 #define SPEC_PROPERTIES_MAX 1024     /* keys per container */
+#define SPEC_PROPERTIES_BYTES_MAX (1u << 20) /* keys and values together, per container */
 #define SPEC_ENV_MAX 1024            /* entries */
 #define SPEC_ARGS_MAX 4096
 #define SPEC_BIND_MOUNTS_MAX 256

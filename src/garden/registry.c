@@ -492,6 +492,18 @@ int container_set_property(Garden *g, Container *c, const char *key, const char 
                        SPEC_PROPERTIES_MAX);
         goto out;
     }
+    size_t total = strlen(key) + strlen(value);
+    STRMAP_FOREACH(i, &c->rec.properties)
+    {
+        if (strcmp(c->rec.properties.keys[i], key) != 0)
+            total += strlen(c->rec.properties.keys[i]) + strlen(c->rec.properties.values[i]);
+    }
+    if (total > SPEC_PROPERTIES_BYTES_MAX) {
+        r = api_errorf(reterr, -E2BIG, 400, GARDEN_ERR_GENERIC,
+                       "Properties of container '%s' would exceed %u bytes", c->rec.handle,
+                       SPEC_PROPERTIES_BYTES_MAX);
+        goto out;
+    }
     r = strmap_set(&c->rec.properties, key, value);
     if (r < 0) {
         r = api_internal_error(reterr, r, "Failed to set property '%s'", key);

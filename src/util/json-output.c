@@ -149,10 +149,35 @@ static void write_double(OutBuf *b, double d)
         out_str(b, tmp);
         return;
     }
-    int exponent = atoi(strchr(tmp, 'e') + 1);
-    int decimals = precision - 1 - exponent;
-    snprintf(tmp, sizeof(tmp), "%.*f", decimals > 0 ? decimals : 0, d);
-    out_str(b, tmp);
+    /* Plain notation from the shortest digits, zero-padded: printf's %f would print
+     * the exact binary value (184644073709551616000 where Go writes ...620000). */
+    char digits[24], plain[64];
+    size_t nd = 0, np = 0;
+    const char *m = tmp;
+    if (*m == '-') {
+        plain[np++] = '-';
+        m++;
+    }
+    for (; *m != 'e'; m++)
+        if (*m != '.')
+            digits[nd++] = *m;
+    int exponent = atoi(m + 1);
+    if (exponent < 0) {
+        plain[np++] = '0';
+        plain[np++] = '.';
+        for (int z = -1; z > exponent; z--)
+            plain[np++] = '0';
+        for (size_t k = 0; k < nd; k++)
+            plain[np++] = digits[k];
+    } else {
+        for (size_t k = 0; k < nd || k <= (size_t)exponent; k++) {
+            if (k == (size_t)exponent + 1)
+                plain[np++] = '.';
+            plain[np++] = k < nd ? digits[k] : '0';
+        }
+    }
+    plain[np] = '\0';
+    out_str(b, plain);
 }
 
 static void write_value(OutBuf *b, json_object *v)

@@ -201,6 +201,7 @@ static int scan_string(const char *buf, size_t len, size_t *i, bool is_key, ApiE
  * that they match. */
 static int prescan(const char *buf, size_t len, size_t start, size_t *ret_end, ApiError *reterr)
 {
+    _Static_assert(JSON_MAX_DEPTH <= 64, "object_bits has one bit per nesting level");
     uint64_t object_bits = 0; /* bit d set: the container at depth d+1 is an object */
     unsigned depth = 0;
     bool expect_key = false;
@@ -293,8 +294,7 @@ int json_parse_strict(const char *buf, size_t len, json_object **ret, ApiError *
 
     size_t rest = skip_space(buf, end, len);
     if (rest != len)
-        return api_bad_request(reterr, "Unexpected data after the JSON value at offset %zu",
-                               rest);
+        return api_bad_request(reterr, "Unexpected data after the JSON value at offset %zu", rest);
 
     *ret = TAKE_PTR(obj);
     return 0;
@@ -398,12 +398,14 @@ int json_get_u64(json_object *v, const char *what, uint64_t max, uint64_t *ret, 
     if (r < 0)
         return r;
     if (negative)
-        return api_bad_request(reterr, "Invalid value for '%s': %" PRId64 " is out of range "
-                                       "(0..%" PRIu64 ")",
+        return api_bad_request(reterr,
+                               "Invalid value for '%s': %" PRId64 " is out of range "
+                               "(0..%" PRIu64 ")",
                                what, s, max);
     if (abs > max)
-        return api_bad_request(reterr, "Invalid value for '%s': %" PRIu64 " is out of range "
-                                       "(0..%" PRIu64 ")",
+        return api_bad_request(reterr,
+                               "Invalid value for '%s': %" PRIu64 " is out of range "
+                               "(0..%" PRIu64 ")",
                                what, abs, max);
     *ret = abs;
     return 0;
@@ -418,8 +420,9 @@ int json_get_i64(json_object *v, const char *what, int64_t *ret, ApiError *reter
     if (r < 0)
         return r;
     if (!negative && abs > (uint64_t)INT64_MAX)
-        return api_bad_request(reterr, "Invalid value for '%s': %" PRIu64 " is out of range "
-                                       "(%" PRId64 "..%" PRId64 ")",
+        return api_bad_request(reterr,
+                               "Invalid value for '%s': %" PRIu64 " is out of range "
+                               "(%" PRId64 "..%" PRId64 ")",
                                what, abs, INT64_MIN, INT64_MAX);
     *ret = s;
     return 0;
@@ -433,8 +436,7 @@ int json_get_bool(json_object *v, const char *what, bool *ret, ApiError *reterr)
     return 0;
 }
 
-int json_get_string(json_object *v, const char *what, size_t max_len, char **ret,
-                    ApiError *reterr)
+int json_get_string(json_object *v, const char *what, size_t max_len, char **ret, ApiError *reterr)
 {
     if (!json_object_is_type(v, json_type_string))
         return wrong_type(v, what, "a string", reterr);

@@ -49,8 +49,7 @@ int spec_add_bool(json_object *obj, const char *key, bool v);
 /* Path-taking decoders (path "" for a request body of that type). obj may be any
  * json value; a non-object is refused. */
 int spec_decode_limits_at(json_object *obj, const char *path, Limits *ret, ApiError *reterr);
-int spec_decode_cpu_limits_at(json_object *obj, const char *path, CpuLimits *ret,
-                              ApiError *reterr);
+int spec_decode_cpu_limits_at(json_object *obj, const char *path, CpuLimits *ret, ApiError *reterr);
 int spec_decode_memory_limits_at(json_object *obj, const char *path, MemoryLimits *ret,
                                  ApiError *reterr);
 int spec_decode_rlimits_at(json_object *obj, const char *path, ResourceLimits *ret,

@@ -9,20 +9,13 @@
 #include "spec-internal.h"
 
 const char *const rlimit_kind_names[_RLIMIT_KIND_MAX] = {
-    [RLIMIT_KIND_AS] = "as",
-    [RLIMIT_KIND_CORE] = "core",
-    [RLIMIT_KIND_CPU] = "cpu",
-    [RLIMIT_KIND_DATA] = "data",
-    [RLIMIT_KIND_FSIZE] = "fsize",
-    [RLIMIT_KIND_LOCKS] = "locks",
-    [RLIMIT_KIND_MEMLOCK] = "memlock",
-    [RLIMIT_KIND_MSGQUEUE] = "msgqueue",
-    [RLIMIT_KIND_NICE] = "nice",
-    [RLIMIT_KIND_NOFILE] = "nofile",
-    [RLIMIT_KIND_NPROC] = "nproc",
-    [RLIMIT_KIND_RSS] = "rss",
-    [RLIMIT_KIND_RTPRIO] = "rtprio",
-    [RLIMIT_KIND_SIGPENDING] = "sigpending",
+    [RLIMIT_KIND_AS] = "as",           [RLIMIT_KIND_CORE] = "core",
+    [RLIMIT_KIND_CPU] = "cpu",         [RLIMIT_KIND_DATA] = "data",
+    [RLIMIT_KIND_FSIZE] = "fsize",     [RLIMIT_KIND_LOCKS] = "locks",
+    [RLIMIT_KIND_MEMLOCK] = "memlock", [RLIMIT_KIND_MSGQUEUE] = "msgqueue",
+    [RLIMIT_KIND_NICE] = "nice",       [RLIMIT_KIND_NOFILE] = "nofile",
+    [RLIMIT_KIND_NPROC] = "nproc",     [RLIMIT_KIND_RSS] = "rss",
+    [RLIMIT_KIND_RTPRIO] = "rtprio",   [RLIMIT_KIND_SIGPENDING] = "sigpending",
     [RLIMIT_KIND_STACK] = "stack",
 };
 
@@ -31,7 +24,10 @@ typedef struct U64Field {
     size_t offset;
 } U64Field;
 
-#define FIELD(type, key, member) {key, offsetof(type, member)}
+#define FIELD(type, key, member)                                                                   \
+    {                                                                                              \
+        key, offsetof(type, member)                                                                \
+    }
 
 static const U64Field bandwidth_fields[] = {
     FIELD(BandwidthLimits, "rate", rate),
@@ -88,8 +84,7 @@ static json_object *encode_u64_fields(const U64Field *fields, size_t n_fields, c
 
 /* Each public decoder fills a local copy so that *ret is zeroed on failure. */
 #define DEFINE_U64_CODEC(name, type, fields)                                                       \
-    static int decode_##name##_at(json_object *obj, const char *path, type *ret,                  \
-                                  ApiError *reterr)                                                \
+    static int decode_##name##_at(json_object *obj, const char *path, type *ret, ApiError *reterr) \
     {                                                                                              \
         type l = {0};                                                                              \
         int r = decode_u64_fields(obj, path, fields, ELEMENTSOF(fields), &l, reterr);              \
@@ -113,8 +108,7 @@ DEFINE_U64_CODEC(cpu_limits, CpuLimits, cpu_fields)
 DEFINE_U64_CODEC(memory_limits, MemoryLimits, memory_fields)
 DEFINE_U64_CODEC(pid_limits, PidLimits, pid_fields)
 
-int spec_decode_cpu_limits_at(json_object *obj, const char *path, CpuLimits *ret,
-                              ApiError *reterr)
+int spec_decode_cpu_limits_at(json_object *obj, const char *path, CpuLimits *ret, ApiError *reterr)
 {
     return decode_cpu_limits_at(obj, path, ret, reterr);
 }
@@ -134,8 +128,8 @@ static int decode_disk_limits_at(json_object *obj, const char *path, DiskLimits 
     int r = decode_u64_fields(obj, path, disk_fields, ELEMENTSOF(disk_fields), &l, reterr);
     if (r < 0)
         return r;
-    r = spec_member_enum(obj, path, "scope", disk_scope_names, ELEMENTSOF(disk_scope_names),
-                         &scope, reterr);
+    r = spec_member_enum(obj, path, "scope", disk_scope_names, ELEMENTSOF(disk_scope_names), &scope,
+                         reterr);
     if (r < 0)
         return r;
     l.scope = (DiskLimitScope)scope;
@@ -171,11 +165,10 @@ int spec_decode_limits_at(json_object *obj, const char *path, Limits *ret, ApiEr
     int r = json_expect_object(obj, path, reterr);
     if (r < 0)
         return r;
-    if ((r = DECODE_MEMBER(obj, path, "bandwidth_limits", decode_bandwidth_limits_at,
-                           &l.bandwidth, reterr)) < 0 ||
+    if ((r = DECODE_MEMBER(obj, path, "bandwidth_limits", decode_bandwidth_limits_at, &l.bandwidth,
+                           reterr)) < 0 ||
         (r = DECODE_MEMBER(obj, path, "cpu_limits", decode_cpu_limits_at, &l.cpu, reterr)) < 0 ||
-        (r = DECODE_MEMBER(obj, path, "disk_limits", decode_disk_limits_at, &l.disk, reterr)) <
-            0 ||
+        (r = DECODE_MEMBER(obj, path, "disk_limits", decode_disk_limits_at, &l.disk, reterr)) < 0 ||
         (r = DECODE_MEMBER(obj, path, "memory_limits", decode_memory_limits_at, &l.memory,
                            reterr)) < 0 ||
         (r = DECODE_MEMBER(obj, path, "pid_limits", decode_pid_limits_at, &l.pid, reterr)) < 0)

@@ -16,7 +16,7 @@
 #define PORT_MAX 65535
 
 static const char *const protocol_names[] = {
-    [NET_PROTOCOL_ALL] = "all",   [NET_PROTOCOL_TCP] = "tcp",   [NET_PROTOCOL_UDP] = "udp",
+    [NET_PROTOCOL_ALL] = "all",   [NET_PROTOCOL_TCP] = "tcp",       [NET_PROTOCOL_UDP] = "udp",
     [NET_PROTOCOL_ICMP] = "icmp", [NET_PROTOCOL_ICMPV6] = "icmpv6",
 };
 
@@ -80,8 +80,7 @@ static int decode_ip_range(json_object *obj, const char *path, IpRange *ret, Api
     return 0;
 }
 
-static int decode_port_range(json_object *obj, const char *path, PortRange *ret,
-                             ApiError *reterr)
+static int decode_port_range(json_object *obj, const char *path, PortRange *ret, ApiError *reterr)
 {
     uint64_t start = 0, end = 0;
     int r = json_expect_object(obj, path, reterr);
@@ -166,8 +165,8 @@ int spec_decode_netout_rule_at(json_object *obj, const char *path, NetOutRule *r
         spec_path(p, path, "ports");
         for (; rule.n_ports < n; rule.n_ports++) {
             r = decode_port_range(json_object_array_get_idx(ports, rule.n_ports),
-                                  spec_path_index(item, p, rule.n_ports),
-                                  &rule.ports[rule.n_ports], reterr);
+                                  spec_path_index(item, p, rule.n_ports), &rule.ports[rule.n_ports],
+                                  reterr);
             if (r < 0)
                 return r;
         }
@@ -272,8 +271,7 @@ json_object *spec_encode_netout_rule(const NetOutRule *rule)
         if (spec_add(obj, "icmps", icmps) < 0 || spec_add_u64(icmps, "type", rule->icmps.type) < 0)
             return NULL;
         /* "code" is a pointer in Go: a set 0 is written, unset is omitted */
-        if (rule->icmps.has_code &&
-            spec_add(icmps, "code", json_new_u64(rule->icmps.code)) < 0)
+        if (rule->icmps.has_code && spec_add(icmps, "code", json_new_u64(rule->icmps.code)) < 0)
             return NULL;
     }
 
@@ -314,8 +312,8 @@ int spec_decode_netin_at(json_object *obj, const char *path, NetInSpec *ret, Api
         (r = spec_member_u64(obj, path, "container_port", PORT_MAX, &container_port, NULL,
                              reterr)) < 0)
         return r;
-    *ret = (NetInSpec){.host_port = (uint32_t)host_port,
-                       .container_port = (uint32_t)container_port};
+    *ret =
+        (NetInSpec){.host_port = (uint32_t)host_port, .container_port = (uint32_t)container_port};
     return 0;
 }
 

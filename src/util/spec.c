@@ -12,10 +12,6 @@
 #include "cloche/spec.h"
 #include "spec-internal.h"
 
-/* One argument or environment entry: the kernel's MAX_ARG_STRLEN. Environments
- * such as Cloud Foundry's VCAP_SERVICES are far longer than SPEC_STRING_MAX. */
-#define SPEC_ARG_STRING_MAX (32 * 4096)
-
 static const char *const bind_mount_mode_names[] = {
     [BIND_MOUNT_RO] = "RO",
     [BIND_MOUNT_RW] = "RW",
@@ -201,10 +197,10 @@ static int decode_image_ref(json_object *obj, const char *path, ImageRef *ret, A
     if (r < 0)
         return r;
     if ((r = spec_member_string(obj, path, "uri", SPEC_STRING_MAX, &ret->uri, reterr)) < 0 ||
-        (r = spec_member_string(obj, path, "username", SPEC_STRING_MAX, &ret->username,
-                                reterr)) < 0 ||
-        (r = spec_member_string(obj, path, "password", SPEC_STRING_MAX, &ret->password,
-                                reterr)) < 0)
+        (r = spec_member_string(obj, path, "username", SPEC_STRING_MAX, &ret->username, reterr)) <
+            0 ||
+        (r = spec_member_string(obj, path, "password", SPEC_STRING_MAX, &ret->password, reterr)) <
+            0)
         return r;
     return 0;
 }
@@ -234,10 +230,10 @@ static int decode_bind_mount(json_object *obj, const char *path, BindMount *ret,
     int r = json_expect_object(obj, path, reterr);
     if (r < 0)
         return r;
-    if ((r = spec_member_string(obj, path, "src_path", SPEC_STRING_MAX, &ret->src_path,
-                                reterr)) < 0 ||
-        (r = spec_member_string(obj, path, "dst_path", SPEC_STRING_MAX, &ret->dst_path,
-                                reterr)) < 0 ||
+    if ((r = spec_member_string(obj, path, "src_path", SPEC_STRING_MAX, &ret->src_path, reterr)) <
+            0 ||
+        (r = spec_member_string(obj, path, "dst_path", SPEC_STRING_MAX, &ret->dst_path, reterr)) <
+            0 ||
         (r = spec_member_enum(obj, path, "mode", bind_mount_mode_names,
                               ELEMENTSOF(bind_mount_mode_names), &mode, reterr)) < 0 ||
         (r = spec_member_enum(obj, path, "origin", bind_mount_origin_names,
@@ -291,7 +287,9 @@ static json_object *encode_bind_mounts(const BindMount *mounts, size_t n)
 }
 
 /* A list of strings into a NULL-terminated vector (left NULL when empty). With
- * is_env, each entry must look like NAME=VALUE with a non-empty NAME. */
+ * is_env, each entry must look like NAME=VALUE with a non-empty NAME. Entries may
+ * be as long as execve allows: Cloud Foundry's VCAP_SERVICES alone often exceeds
+ * SPEC_STRING_MAX. */
 static int decode_string_list(json_object *obj, const char *key, size_t max_items, bool is_env,
                               char ***ret, size_t *ret_n, ApiError *reterr)
 {
@@ -312,9 +310,8 @@ static int decode_string_list(json_object *obj, const char *key, size_t max_item
             return r;
         const char *eq = strchr(v[i], '=');
         if (is_env && (!eq || eq == v[i]))
-            return api_bad_request(reterr,
-                                   "Invalid value for '%s': '%.64s' is not of the form NAME=VALUE",
-                                   p, v[i]);
+            return api_bad_request(
+                reterr, "Invalid value for '%s': '%.64s' is not of the form NAME=VALUE", p, v[i]);
     }
     *ret = TAKE_PTR(v);
     *ret_n = n;
@@ -348,18 +345,27 @@ static int decode_properties(json_object *obj, StringMap *ret, ApiError *reterr)
         return api_bad_request(reterr, "Too many properties: %zu (at most %d)", n,
                                SPEC_PROPERTIES_MAX);
     /* A map in Go: keys are exact here, not matched case-insensitively. */
+    size_t total = 0;
     json_object_object_foreach(props, key, val)
     {
         _cleanup_free_ char *value = NULL;
         if (!val)
             continue; /* null = absent, as everywhere else */
-        if (strlen(key) > SPEC_PROPERTY_KEY_MAX)
+        size_t key_len = strlen(key);
+        if (key_len > SPEC_PROPERTY_KEY_MAX)
             return api_bad_request(reterr, "Invalid property key '%.32s...': longer than %d bytes",
                                    key, SPEC_PROPERTY_KEY_MAX);
         snprintf(p, sizeof(p), "properties.%.200s", key);
         r = json_get_string(val, p, SPEC_PROPERTY_VALUE_MAX, &value, reterr);
         if (r < 0)
             return r;
+        /* the same budget SetProperty enforces later, so Create cannot exceed it */
+        total += key_len + strlen(value);
+        if (total > SPEC_PROPERTIES_BYTES_MAX)
+            return api_bad_request(reterr,
+                                   "Invalid value for 'properties': keys and values exceed %u "
+                                   "bytes",
+                                   SPEC_PROPERTIES_BYTES_MAX);
         r = strmap_set(ret, key, value);
         if (r < 0)
             return api_internal_error(reterr, r, "Failed to store property '%.32s'", key);
@@ -372,8 +378,7 @@ static json_object *encode_properties(const StringMap *m)
     _cleanup_json_ json_object *obj = json_object_new_object();
     if (!obj)
         return NULL;
-    STRMAP_FOREACH(i, m)
-    {
+    STRMAP_FOREACH (i, m) {
         if (spec_add(obj, m->keys[i], json_object_new_string(m->values[i])) < 0)
             return NULL;
     }
@@ -402,8 +407,8 @@ static int decode_netin_member(json_object *obj, ContainerSpec *spec, ApiError *
         return api_internal_error(reterr, -ENOMEM, "Failed to decode 'netin'");
     spec->n_netin = n;
     for (size_t i = 0; i < n; i++) {
-        r = spec_decode_netin_at(json_object_array_get_idx(arr, i),
-                                 spec_path_index(p, "netin", i), &spec->netin[i], reterr);
+        r = spec_decode_netin_at(json_object_array_get_idx(arr, i), spec_path_index(p, "netin", i),
+                                 &spec->netin[i], reterr);
         if (r < 0)
             return r;
     }
@@ -435,17 +440,17 @@ int spec_decode_container_spec(json_object *obj, ContainerSpec *ret, ApiError *r
 
     if ((r = spec_member_string(obj, "", "rootfs", SPEC_STRING_MAX, &spec.rootfs, reterr)) < 0)
         return r;
-    if ((v = json_member(obj, "image")) && (r = decode_image_ref(v, "image", &spec.image, reterr)) < 0)
+    if ((v = json_member(obj, "image")) &&
+        (r = decode_image_ref(v, "image", &spec.image, reterr)) < 0)
         return r;
     if (spec.rootfs && spec.image.uri) /* guardian refuses this too */
         return api_bad_request(reterr, "Cannot set both 'rootfs' and 'image.uri'");
 
     if ((r = decode_bind_mounts(obj, &spec.bind_mounts, &spec.n_bind_mounts, reterr)) < 0 ||
-        (r = spec_member_string(obj, "", "network", SPEC_STRING_MAX, &spec.network, reterr)) <
-            0 ||
+        (r = spec_member_string(obj, "", "network", SPEC_STRING_MAX, &spec.network, reterr)) < 0 ||
         (r = decode_properties(obj, &spec.properties, reterr)) < 0 ||
-        (r = decode_string_list(obj, "env", SPEC_ENV_MAX, true, &spec.env, &spec.n_env,
-                                reterr)) < 0 ||
+        (r = decode_string_list(obj, "env", SPEC_ENV_MAX, true, &spec.env, &spec.n_env, reterr)) <
+            0 ||
         (r = spec_member_bool(obj, "", "privileged", &spec.privileged, reterr)) < 0)
         return r;
 
@@ -563,8 +568,8 @@ int spec_decode_process_spec(json_object *obj, ProcessSpec *ret, ApiError *reter
         (r = spec_member_string(obj, "", "path", SPEC_STRING_MAX, &spec.path, reterr)) < 0 ||
         (r = decode_string_list(obj, "args", SPEC_ARGS_MAX, false, &spec.args, &spec.n_args,
                                 reterr)) < 0 ||
-        (r = decode_string_list(obj, "env", SPEC_ENV_MAX, true, &spec.env, &spec.n_env,
-                                reterr)) < 0 ||
+        (r = decode_string_list(obj, "env", SPEC_ENV_MAX, true, &spec.env, &spec.n_env, reterr)) <
+            0 ||
         (r = spec_member_string(obj, "", "dir", SPEC_STRING_MAX, &spec.dir, reterr)) < 0 ||
         (r = spec_member_string(obj, "", "user", SPEC_STRING_MAX, &spec.user, reterr)) < 0)
         return r;
@@ -576,7 +581,8 @@ int spec_decode_process_spec(json_object *obj, ProcessSpec *ret, ApiError *reter
         return r;
     if ((v = json_member(obj, "tty")) && (r = decode_tty(v, &spec.tty, reterr)) < 0)
         return r;
-    if ((v = json_member(obj, "image")) && (r = decode_image_ref(v, "image", &spec.image, reterr)) < 0)
+    if ((v = json_member(obj, "image")) &&
+        (r = decode_image_ref(v, "image", &spec.image, reterr)) < 0)
         return r;
     if ((r = decode_bind_mounts(obj, &spec.bind_mounts, &spec.n_bind_mounts, reterr)) < 0)
         return r;

@@ -109,8 +109,7 @@ static void test_integers(void)
         uint64_t v = 0;
         ApiError e = {0};
         is_int(json_get_u64(o, "mode", 255, &v, &e), -EINVAL, "300 refused for u8");
-        is_str(e.message, "Invalid value for 'mode': 300 is out of range (0..255)",
-               "max message");
+        is_str(e.message, "Invalid value for 'mode': 300 is out of range (0..255)", "max message");
         is_int(json_get_u64(o, "mode", 300, &v, &e), 0, "300 ok at max 300");
     }
     static const char *const fractions[] = {"1.0", "1e3", "-2.5E-3", "0.1"};
@@ -150,8 +149,9 @@ static void test_strings(void)
     /* Go's decoder turns lone surrogates into U+FFFD; so does json-c */
     string_is("\"\\ud83d\"", "\xef\xbf\xbd", 3, "lone high surrogate -> U+FFFD");
     string_is("\"\\ude00x\"", "\xef\xbf\xbdx", 4, "lone low surrogate -> U+FFFD");
-    string_is("\"\\ud83d\\u0041\"", "\xef\xbf\xbd"
-                                    "A",
+    string_is("\"\\ud83d\\u0041\"",
+              "\xef\xbf\xbd"
+              "A",
               4, "high surrogate then non-surrogate");
 
     {
@@ -205,7 +205,7 @@ static void test_syntax(void)
     parse_fails_len("{}\0", 3, "Unexpected data after the JSON value at offset 2", "trailing NUL");
 
     static const char *const truncated[] = {"{",     "{\"a\":",  "{\"a\":1", "[1,2", "\"abc",
-                                            "\"a\\", "tru",      "-",       "1.",   "[1e",
+                                            "\"a\\", "tru",      "-",        "1.",   "[1e",
                                             "nul",   "{\"a\":[", "[fals"};
     for (size_t i = 0; i < ELEMENTSOF(truncated); i++)
         parse_fails(truncated[i], "Unexpected end of JSON input", truncated[i]);
@@ -345,10 +345,12 @@ static void test_serialize(void)
     _cleanup_json_ json_object *o = json_object_new_object();
     json_object_object_add(o, "html", json_object_new_string("<a href=\"/x\">&</a>"));
     json_object_object_add(o, "ctl", json_object_new_string("\x01\b\f\n\r\t\\\x7f"));
-    json_object_object_add(o, "uni", json_object_new_string("\xc3\xa9\xe2\x80\xa8\xe2\x80\xa9"
-                                                            "\xf0\x9f\x98\x80"));
-    json_object_object_add(o, "bad", json_object_new_string("a\xff"
-                                                            "b\xed\xa0\x80"));
+    json_object_object_add(o, "uni",
+                           json_object_new_string("\xc3\xa9\xe2\x80\xa8\xe2\x80\xa9"
+                                                  "\xf0\x9f\x98\x80"));
+    json_object_object_add(o, "bad",
+                           json_object_new_string("a\xff"
+                                                  "b\xed\xa0\x80"));
     json_object_object_add(o, "max", json_new_u64(UINT64_MAX));
     json_object_object_add(o, "min", json_object_new_int64(INT64_MIN));
     json_object_object_add(o, "zero", json_new_u64(0));
@@ -372,8 +374,11 @@ static void test_serialize(void)
     serialized_is(p, want, "parse/serialize round trip, no \\/");
 
     _cleanup_json_ json_object *d =
-        parse("[1.5,1e21,1e-7,0.000001,1e20,3.0,-0.25,123456789.125,5e-324]");
-    serialized_is(d, "[1.5,1e+21,1e-7,0.000001,100000000000000000000,3,-0.25,123456789.125,5e-324]\n",
+        parse("[1.5,1e21,1e-7,0.000001,1e20,3.0,-0.25,123456789.125,5e-324,1.8464407370955162e20,"
+              "-0.0,0.0001234]");
+    serialized_is(d,
+                  "[1.5,1e+21,1e-7,0.000001,100000000000000000000,3,-0.25,123456789.125,5e-324,"
+                  "184644073709551600000,-0,0.0001234]\n",
                   "floats formatted like Go");
 
     _cleanup_json_ json_object *u = json_new_u64(UINT64_C(9007199254740993));
