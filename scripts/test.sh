@@ -64,6 +64,7 @@ echo "=== integration tests"
 rootfs=$root/build-test/rootfs/busybox
 rootfs-tools/mkrootfs-busybox.sh "$rootfs" >"$out/rootfs.log" 2>&1 ||
     echo "FAIL rootfs-build" >>"$checks"
+install -m 0755 build-test/werror/tests/payload/cloche-payload "$rootfs/usr/bin/cloche-payload"
 CLOCHE_BUILD=$root/build-test/werror CLOCHE_TEST_ROOTFS=$rootfs \
     CLOCHE_JUNIT=$out/integration.xml \
     tests/integration/run.sh "$root/build-test/werror" -q 2>&1 | tee "$out/integration.log" |

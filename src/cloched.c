@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cloche/api.h"
 #include "cloche/duration.h"
@@ -32,6 +34,9 @@ typedef struct Options {
     uint64_t max_containers;
     int64_t default_grace_time_ns;
     const char *cgroup_parent;
+    const char *init_binary;
+    uint32_t uid_pool_start;
+    uint32_t uid_pool_size;
     NetPool pool;
     uint32_t port_pool_start;
     uint32_t port_pool_size;
@@ -71,6 +76,11 @@ static void usage(FILE *f)
             "  --default-grace-time DUR  Grace time for containers created without one,\n"
             "                            Go syntax: 30s, 5m, 1h30m; 0 = never (default 0)\n"
             "  --cgroup-parent NAME      Parent cgroup of every container (default cloche)\n"
+            "  --init-binary PATH        cloche-init, PID 1 of every container (default:\n"
+            "                            next to cloched, else " CLOCHE_LIBEXECDIR ")\n"
+            "  --uid-pool-start ID       First host id of the per-container id ranges\n"
+            "                            (default 268435456)\n"
+            "  --uid-pool-size N         Number of 65536-id ranges (default 4096)\n"
             "\n"
             "Networking:\n"
             "  --network-pool CIDR       IPv4 pool carved into /30s (default " DEFAULT_POOL ")\n"
@@ -116,6 +126,9 @@ enum {
     OPT_MAX_CONTAINERS,
     OPT_DEFAULT_GRACE_TIME,
     OPT_CGROUP_PARENT,
+    OPT_INIT_BINARY,
+    OPT_UID_POOL_START,
+    OPT_UID_POOL_SIZE,
     OPT_NETWORK_POOL,
     OPT_PORT_POOL_START,
     OPT_PORT_POOL_SIZE,
@@ -138,6 +151,9 @@ static int parse_options(int argc, char **argv, Options *o)
         {"max-containers", required_argument, NULL, OPT_MAX_CONTAINERS},
         {"default-grace-time", required_argument, NULL, OPT_DEFAULT_GRACE_TIME},
         {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
+        {"init-binary", required_argument, NULL, OPT_INIT_BINARY},
+        {"uid-pool-start", required_argument, NULL, OPT_UID_POOL_START},
+        {"uid-pool-size", required_argument, NULL, OPT_UID_POOL_SIZE},
         {"network-pool", required_argument, NULL, OPT_NETWORK_POOL},
         {"port-pool-start", required_argument, NULL, OPT_PORT_POOL_START},
         {"port-pool-size", required_argument, NULL, OPT_PORT_POOL_SIZE},
@@ -153,6 +169,8 @@ static int parse_options(int argc, char **argv, Options *o)
         .default_rootfs = DEFAULT_ROOTFS,
         .max_containers = DEFAULT_MAX_CONTAINERS,
         .cgroup_parent = "cloche",
+        .uid_pool_start = 0x10000000u,
+        .uid_pool_size = 4096,
         .port_pool_start = 61001,
         .port_pool_size = 4534,
         .log_level = LOG_LEVEL_INFO,
@@ -206,6 +224,19 @@ static int parse_options(int argc, char **argv, Options *o)
                                   "expected a relative cgroup path without '..'");
             o->cgroup_parent = optarg;
             break;
+        case OPT_INIT_BINARY:
+            o->init_binary = optarg;
+            break;
+        case OPT_UID_POOL_START:
+            if (parse_u64(optarg, 65536, UINT32_MAX, &v) < 0)
+                return bad_option("--uid-pool-start", optarg, "expected an id >= 65536");
+            o->uid_pool_start = (uint32_t)v;
+            break;
+        case OPT_UID_POOL_SIZE:
+            if (parse_u64(optarg, 1, 65535, &v) < 0)
+                return bad_option("--uid-pool-size", optarg, "expected 1..65535");
+            o->uid_pool_size = (uint32_t)v;
+            break;
         case OPT_NETWORK_POOL:
             if (netpool_parse(optarg, &o->pool) < 0)
                 return bad_option("--network-pool", optarg,
@@ -250,6 +281,11 @@ static int parse_options(int argc, char **argv, Options *o)
                 o->port_pool_size);
         return -EINVAL;
     }
+    if ((uint64_t)o->uid_pool_start + (uint64_t)o->uid_pool_size * 65536 > UINT32_MAX) {
+        fprintf(stderr, "cloched: the id pool %u+%u*65536 runs past the last id\n",
+                o->uid_pool_start, o->uid_pool_size);
+        return -EINVAL;
+    }
     if (o->bind_ip && !port_given)
         o->bind_port = 7777;
     if (port_given && !o->bind_ip) {
@@ -282,6 +318,24 @@ static int read_token(const char *path, char **ret)
     return 0;
 }
 
+/* cloche-init next to this executable (a build tree or a relocated install), else
+ * the configured libexec directory. */
+static char *default_init_binary(void)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            strcpy(slash + 1, "cloche-init");
+            if (access(self, X_OK) == 0)
+                return strdup(self);
+        }
+    }
+    return strdup(CLOCHE_LIBEXECDIR "/cloche-init");
+}
+
 int main(int argc, char **argv)
 {
     Options o;
@@ -297,7 +351,15 @@ int main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = SIG_IGN};
     sigaction(SIGPIPE, &sa, NULL);
 
+    _cleanup_free_ char *init_binary =
+        o.init_binary ? strdup(o.init_binary) : default_init_binary();
+    if (!init_binary)
+        return EXIT_FAILURE;
+
     GardenConfig gc = {
+        .init_path = init_binary,
+        .uid_pool_base = o.uid_pool_start,
+        .uid_pool_count = o.uid_pool_size,
         .depot_path = o.depot,
         .default_rootfs = o.default_rootfs,
         .max_containers = o.max_containers,
@@ -308,7 +370,7 @@ int main(int argc, char **argv)
     Garden *garden = NULL;
     r = garden_new(&gc, &garden);
     if (r < 0) {
-        log_error_errno(r, "Failed to open the depot %s: %m", o.depot);
+        log_error_errno(r, "Failed to start with the depot %s: %m", o.depot);
         return EXIT_FAILURE;
     }
     log_info("Depot %s: %zu container(s) restored", o.depot, garden_count(garden));

@@ -34,15 +34,23 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 __all__ = [
+    "STYLE_ATTACH",
+    "STYLE_ORDINARY",
+    "STYLE_RUN",
+    "STYLE_STREAM",
     "GardenClient",
     "GardenError",
     "Headers",
+    "HijackedReply",
     "IncompleteResponse",
     "ProtocolError",
     "Response",
+    "build_request",
     "go_encode_query",
     "go_escape_path",
     "go_json",
+    "go_request_target",
+    "is_garden_error_object",
     "parse_response",
 ]
 

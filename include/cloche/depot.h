@@ -36,6 +36,12 @@ typedef struct ContainerRecord {
     StringMap properties;   /* the container's properties, including garden.* keys */
     StringMap events;       /* reserved: events as keys (e.g. "oom"), values "" */
     ContainerSpec spec;     /* the create request as received (handle filled in) */
+
+    /* Kernel objects, so a restarted daemon can find them again. */
+    int32_t init_pid;          /* 0 until the init exists */
+    uint64_t init_start_time;  /* /proc/PID/stat start time, to tell a reused pid */
+    uint32_t uid_base;         /* host id of container root (unprivileged) */
+    char *rootfs;              /* the image directory used as the lower */
 } ContainerRecord;
 
 typedef struct Depot Depot;

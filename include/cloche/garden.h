@@ -21,6 +21,11 @@ typedef struct GardenConfig {
     uint64_t network_capacity;     /* number of subnets in --network-pool */
     int64_t default_grace_time_ns; /* 0 = never */
     const char *cgroup_parent;
+    /* The kernel side. NULL init_path = no containers can be created (unit tests
+     * of the model); otherwise cgroups are set up at start-up. */
+    const char *init_path; /* cloche-init executable */
+    uint32_t uid_pool_base; /* first host id of the first per-container range */
+    uint32_t uid_pool_count; /* number of 65536-id ranges */
 } GardenConfig;
 
 typedef struct Capacity {
@@ -54,6 +59,18 @@ int garden_list(Garden *g, const StringMap *filter, char ***ret_handles, size_t 
  * directory and writes the record, then arms its grace timer. On success the
  * record's contents are taken and *rec is zeroed. */
 int garden_register(Garden *g, ContainerRecord *rec, ApiError *reterr);
+
+/* Create a container from spec (its contents are taken; the struct is zeroed):
+ * reserve the handle, prepare the root file system, cgroups and namespaces,
+ * persist, and reply the handle (malloc'd). Every failure undoes every step. */
+int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *reterr);
+
+/* Stop: SIGTERM to every process but init, up to 10 s, then SIGKILL (kill: at
+ * once). The container's state becomes stopped. */
+int garden_stop(Garden *g, Container *c, bool kill, ApiError *reterr);
+
+/* The limits applied at create. */
+int container_get_limits(Container *c, Limits *ret);
 
 /* Destroy: refuses a second concurrent destroy with 500 "container already being
  * destroyed"; removes the depot directory and the registry entry. */

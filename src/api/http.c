@@ -3,6 +3,8 @@
  * URL unescaping is turned off so routing sees the escaped path, as Garden's Go
  * server does; path params and query strings are decoded by router.c. */
 #include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,57 @@ typedef struct HttpRequest {
     char *body;
     size_t body_len, body_allocated;
     bool replied; /* an early reply (error) is queued */
+
+    /* Slow routes run on a worker thread while MHD holds the connection suspended. */
+    HttpServer *server;
+    struct MHD_Connection *conn;
+    atomic_bool done;
+    int status;
+    char *out;
+    size_t out_len;
 } HttpRequest;
+
+#define SLOW_WORKERS_MAX 64
+
+static void *slow_worker(void *arg)
+{
+    HttpRequest *hr = arg;
+    HttpServer *hs = hr->server;
+    api_dispatch(&hr->api, &hr->status, &hr->out, &hr->out_len);
+    atomic_store(&hr->done, true);
+    /* hr may be freed once resumed: touch only hs from here on. */
+    pthread_mutex_lock(&hs->workers_lock);
+    MHD_resume_connection(hr->conn);
+    hs->workers--;
+    pthread_cond_broadcast(&hs->workers_done);
+    pthread_mutex_unlock(&hs->workers_lock);
+    return NULL;
+}
+
+/* Run a slow route off the HTTP thread. Returns false if it must run inline. */
+static bool start_slow(HttpServer *hs, HttpRequest *hr, struct MHD_Connection *conn)
+{
+    pthread_mutex_lock(&hs->workers_lock);
+    if (hs->workers >= SLOW_WORKERS_MAX || hs->stopping) {
+        pthread_mutex_unlock(&hs->workers_lock);
+        return false;
+    }
+    hr->server = hs;
+    hr->conn = conn;
+    MHD_suspend_connection(conn);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    bool started = pthread_create(&t, &attr, slow_worker, hr) == 0;
+    pthread_attr_destroy(&attr);
+    if (started)
+        hs->workers++;
+    else
+        MHD_resume_connection(conn);
+    pthread_mutex_unlock(&hs->workers_lock);
+    return started;
+}
 
 /* Per connection: whether it needs a bearer token, decided once from its local
  * address. Stored directly in MHD's socket_context pointer. */
@@ -205,8 +257,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    if (atomic_load(&hr->done)) {
+        char *out = TAKE_PTR(hr->out);
+        return queue_body(conn, hr->status, out, hr->out_len, NULL);
+    }
     hr->api.body = hr->body;
     hr->api.body_len = hr->body_len;
+    if ((hr->api.match.route->flags & ROUTE_SLOW) && start_slow(hs, hr, conn))
+        return MHD_YES;
     int status;
     char *body;
     size_t len;
@@ -222,12 +280,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     api_request_done(&hr->api);
     free(hr->body);
+    free(hr->out);
     free(hr);
     *con_cls = NULL;
 }
 
 int http_server_start(HttpServer *hs)
 {
+    pthread_mutex_init(&hs->workers_lock, NULL);
+    pthread_cond_init(&hs->workers_done, NULL);
+    hs->started = true;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET |
                      MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     hs->mhd = MHD_start_daemon(
@@ -251,7 +313,18 @@ int http_server_add_connection(HttpServer *hs, int fd, const struct sockaddr *ad
 
 void http_server_stop(HttpServer *hs)
 {
+    if (!hs->started)
+        return;
+    /* Let slow requests finish (and resume their connections) before MHD goes. */
+    pthread_mutex_lock(&hs->workers_lock);
+    hs->stopping = true;
+    while (hs->workers > 0)
+        pthread_cond_wait(&hs->workers_done, &hs->workers_lock);
+    pthread_mutex_unlock(&hs->workers_lock);
     if (hs->mhd)
         MHD_stop_daemon(hs->mhd);
     hs->mhd = NULL;
+    pthread_cond_destroy(&hs->workers_done);
+    pthread_mutex_destroy(&hs->workers_lock);
+    hs->started = false;
 }

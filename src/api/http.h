@@ -1,6 +1,8 @@
 /* Private to src/api: the libmicrohttpd side of the server. */
 #pragma once
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 
 #include "api-internal.h"
@@ -14,6 +16,11 @@ typedef struct HttpServer {
     size_t max_body;
     unsigned max_connections;
     unsigned threads;
+    pthread_mutex_t workers_lock;
+    pthread_cond_t workers_done;
+    unsigned workers; /* slow-route threads running */
+    bool stopping;
+    bool started;
 } HttpServer;
 
 int http_server_start(HttpServer *hs);

@@ -81,8 +81,17 @@ static int route_create(ApiRequest *req)
     r = spec_decode_container_spec(body, &spec, &req->error);
     if (r < 0)
         return r;
+    _cleanup_free_ char *handle = NULL;
+    r = garden_create(req->garden, &spec, &handle, &req->error);
     container_spec_done(&spec);
-    return not_implemented(req);
+    if (r < 0)
+        return r;
+    json_object *o = json_object_new_object();
+    if (!o)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    json_object_object_add(o, "Handle", json_object_new_string(handle));
+    req->reply = o;
+    return 0;
 }
 
 static json_object *strv_to_array(char **v)
@@ -239,7 +248,34 @@ static int route_stop(ApiRequest *req)
     r = api_request_container(req, &c);
     if (r < 0)
         return r;
-    return not_implemented(req);
+    r = garden_stop(req->garden, c, kill, &req->error);
+    if (r < 0)
+        return r;
+    return api_reply_empty(req);
+}
+
+static int route_memory_limits(ApiRequest *req)
+{
+    Container *c;
+    int r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    Limits l;
+    container_get_limits(c, &l);
+    req->reply = spec_encode_memory_limits(&l.memory);
+    return req->reply ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+}
+
+static int route_cpu_limits(ApiRequest *req)
+{
+    Container *c;
+    int r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    Limits l;
+    container_get_limits(c, &l);
+    req->reply = spec_encode_cpu_limits(&l.cpu);
+    return req->reply ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
 }
 
 /* Routes that need only a known container before they can say "not yet". */
@@ -279,9 +315,42 @@ static int route_container_body_pending(ApiRequest *req)
     return route_container_pending(req);
 }
 
-static int route_bulk_pending(ApiRequest *req)
+/* BulkMetrics: like BulkInfo, an entry per handle; metrics themselves come with
+ * the limits work, so a known container's entry carries a 501-style error. */
+static int route_bulk_metrics(ApiRequest *req)
 {
-    return not_implemented(req);
+    json_object *o = json_object_new_object();
+    if (!o)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    req->reply = o;
+    const char *list = strmap_get(&req->query, "handles");
+    if (!list || !*list)
+        return 0;
+    _cleanup_free_ char *copy = strdup(list);
+    if (!copy)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    size_t count = 0;
+    char *save = NULL;
+    for (char *h = strtok_r(copy, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
+        if (++count > 10000)
+            return api_bad_request(&req->error, "Too many handles (at most 10000)");
+        ApiError err;
+        api_error_clear(&err);
+        Container *c = NULL;
+        int r = spec_validate_handle(h, &err);
+        if (r >= 0)
+            r = garden_find(req->garden, h, &c, &err);
+        if (r >= 0) {
+            container_unref(c);
+            api_errorf(&err, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
+                       "Metrics is not implemented by this cloche yet");
+        }
+        json_object *entry = json_object_new_object();
+        json_object_object_add(entry, "Metrics", json_object_new_object());
+        json_object_object_add(entry, "Err", error_to_json(&err));
+        json_object_object_add(o, h, entry);
+    }
+    return 0;
 }
 
 static int route_set_grace_time(ApiRequest *req)
@@ -386,19 +455,19 @@ const Route api_routes[] = {
     {"Ping", "GET", "/ping", 0, route_ping},
     {"Capacity", "GET", "/capacity", 0, route_capacity},
     {"List", "GET", "/containers", 0, route_list},
-    {"Create", "POST", "/containers", ROUTE_JSON_BODY, route_create},
+    {"Create", "POST", "/containers", ROUTE_JSON_BODY | ROUTE_SLOW, route_create},
     {"BulkInfo", "GET", "/containers/bulk_info", 0, route_bulk_info},
-    {"BulkMetrics", "GET", "/containers/bulk_metrics", 0, route_bulk_pending},
+    {"BulkMetrics", "GET", "/containers/bulk_metrics", 0, route_bulk_metrics},
     {"Info", "GET", C "/info", ROUTE_CONTAINER, route_info},
-    {"Destroy", "DELETE", C, ROUTE_CONTAINER, route_destroy},
-    {"Stop", "PUT", C "/stop", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_stop},
+    {"Destroy", "DELETE", C, ROUTE_CONTAINER | ROUTE_SLOW, route_destroy},
+    {"Stop", "PUT", C "/stop", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW, route_stop},
     {"StreamIn", "PUT", C "/files", ROUTE_CONTAINER, route_container_pending},
     {"StreamOut", "GET", C "/files", ROUTE_CONTAINER, route_container_pending},
     {"CurrentBandwidthLimits", "GET", C "/limits/bandwidth", ROUTE_CONTAINER,
      route_container_pending},
-    {"CurrentCPULimits", "GET", C "/limits/cpu", ROUTE_CONTAINER, route_container_pending},
+    {"CurrentCPULimits", "GET", C "/limits/cpu", ROUTE_CONTAINER, route_cpu_limits},
     {"CurrentDiskLimits", "GET", C "/limits/disk", ROUTE_CONTAINER, route_container_pending},
-    {"CurrentMemoryLimits", "GET", C "/limits/memory", ROUTE_CONTAINER, route_container_pending},
+    {"CurrentMemoryLimits", "GET", C "/limits/memory", ROUTE_CONTAINER, route_memory_limits},
     {"NetIn", "POST", C "/net/in", ROUTE_CONTAINER | ROUTE_JSON_BODY,
      route_container_body_pending},
     {"NetOut", "POST", C "/net/out", ROUTE_CONTAINER | ROUTE_JSON_BODY,

@@ -19,7 +19,10 @@
 
 #define DEPOT_CONTAINERS_DIR "containers"
 #define DEPOT_STATE_FILE "state.json"
-#define DEPOT_MODE 0700
+/* Traversable but not listable: the user namespace of an unprivileged container
+ * must walk to its own rootfs directories (its root maps to an unprivileged host
+ * id); state files stay 0600. */
+#define DEPOT_MODE 0711
 #define DEPOT_STATE_MODE 0600
 
 struct Depot {
@@ -131,7 +134,11 @@ int depot_open(const char *path, Depot **ret)
     _cleanup_close_ int depot_fd = open(d->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (depot_fd < 0)
         r = -errno;
+    if (r >= 0 && chmod(d->path, DEPOT_MODE) < 0)
+        r = -errno;
     if (r >= 0 && mkdirat(depot_fd, DEPOT_CONTAINERS_DIR, DEPOT_MODE) < 0 && errno != EEXIST)
+        r = -errno;
+    if (r >= 0 && fchmodat(depot_fd, DEPOT_CONTAINERS_DIR, DEPOT_MODE, 0) < 0)
         r = -errno;
     if (r >= 0) {
         d->containers_fd =

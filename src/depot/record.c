@@ -1,7 +1,10 @@
 /* ContainerRecord <-> its JSON form in state.json:
  *
  *   {"version":1,"handle":"h","state":"active","created_at":<ns>,"grace_time":<ns>,
- *    "properties":{...},"events":["oom",...],"spec":<the create request's wire form>}
+ *    "properties":{...},"events":["oom",...],"spec":<the create request's wire form>,
+ *    "runtime":{"init_pid":N,"init_start_time":N,"uid_base":N,"rootfs":"/path"}}
+ *
+ * "runtime" is optional (absent before the kernel objects exist).
  *
  * A record is read back only if every field is present and well-typed; anything
  * else, or a version newer than this build knows, is -EBADMSG. */
@@ -46,6 +49,7 @@ void container_record_done(ContainerRecord *rec)
     if (!rec)
         return;
     free(rec->handle);
+    free(rec->rootfs);
     strmap_clear(&rec->properties);
     strmap_clear(&rec->events);
     container_spec_done(&rec->spec);
@@ -118,6 +122,14 @@ static json_object *record_to_json(const ContainerRecord *rec)
     }
 
     if (object_add(obj, "spec", spec_encode_container_spec(&rec->spec)) < 0)
+        return NULL;
+
+    json_object *rt = json_object_new_object();
+    if (object_add(obj, "runtime", rt) < 0 ||
+        object_add(rt, "init_pid", json_object_new_int(rec->init_pid)) < 0 ||
+        object_add(rt, "init_start_time", json_new_u64(rec->init_start_time)) < 0 ||
+        object_add(rt, "uid_base", json_new_u64(rec->uid_base)) < 0 ||
+        object_add(rt, "rootfs", json_object_new_string(rec->rootfs ? rec->rootfs : "")) < 0)
         return NULL;
     return TAKE_PTR(obj);
 }
@@ -231,6 +243,29 @@ static int record_from_json(json_object *obj, ContainerRecord *rec)
         return r;
     if (r < 0)
         return -EBADMSG;
+
+    json_object *rt = json_member(obj, "runtime");
+    if (rt) {
+        uint64_t u;
+        if (json_expect_object(rt, "runtime", &err) < 0)
+            return -EBADMSG;
+        if ((v = json_member(rt, "init_pid"))) {
+            if (json_get_u64(v, "init_pid", INT32_MAX, &u, &err) < 0)
+                return -EBADMSG;
+            rec->init_pid = (int32_t)u;
+        }
+        if ((v = json_member(rt, "init_start_time")) &&
+            json_get_u64(v, "init_start_time", UINT64_MAX, &rec->init_start_time, &err) < 0)
+            return -EBADMSG;
+        if ((v = json_member(rt, "uid_base"))) {
+            if (json_get_u64(v, "uid_base", UINT32_MAX, &u, &err) < 0)
+                return -EBADMSG;
+            rec->uid_base = (uint32_t)u;
+        }
+        if ((v = json_member(rt, "rootfs")) &&
+            json_get_string(v, "rootfs", RECORD_STRING_MAX, &rec->rootfs, &err) < 0)
+            return -EBADMSG;
+    }
     return 0;
 }
 

@@ -13,36 +13,19 @@
 #include "cloche/hashmap.h"
 #include "cloche/log.h"
 #include "cloche/spec.h"
-
-struct Container {
-    atomic_uint refcount;
-    pthread_mutex_t lock;
-    ContainerRecord rec; /* under lock */
-    GraceTimer grace;    /* under lock */
-    int64_t grace_scheduled_ns; /* earliest deadline queued in the service, under lock */
-};
-
-struct Garden {
-    GardenConfig cfg;
-    char *depot_path;
-    char *default_rootfs;
-    char *cgroup_parent;
-    Depot *depot;
-    GraceService *grace;
-    pthread_mutex_t lock; /* guards containers */
-    HashMap *containers;  /* handle -> Container*, one reference held */
-};
+#include "garden-internal.h"
 
 void container_unref(Container *c)
 {
     if (!c || atomic_fetch_sub(&c->refcount, 1) != 1)
         return;
+    container_free_kernel(c);
     container_record_done(&c->rec);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
 
-static Container *container_new(ContainerRecord *rec)
+Container *container_new(ContainerRecord *rec)
 {
     Container *c = calloc(1, sizeof(*c));
     if (!c)
@@ -52,6 +35,7 @@ static Container *container_new(ContainerRecord *rec)
     c->rec = *rec;
     *rec = (ContainerRecord){0};
     c->grace_scheduled_ns = GRACE_NEVER;
+    c->init_pidfd = -1;
     return c;
 }
 
@@ -90,7 +74,8 @@ static void garden_grace_fire(const char *handle, uint64_t generation, void *use
     /* Checked and claimed under the container's lock, so a request that arrives
      * now either paused the timer first or finds the container being destroyed. */
     bool expired = grace_timer_expired(&c->grace, now) &&
-                   c->rec.state != CONTAINER_STATE_DESTROYING;
+                   (c->rec.state == CONTAINER_STATE_ACTIVE ||
+                    c->rec.state == CONTAINER_STATE_STOPPED);
     ContainerState previous = c->rec.state;
     c->grace_scheduled_ns = GRACE_NEVER;
     if (expired)
@@ -146,6 +131,12 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     r = depot_open(cfg->depot_path, &g->depot);
     if (r < 0)
         goto fail;
+    g->init_fd = -1;
+    if (cfg->init_path) {
+        r = garden_kernel_setup(g);
+        if (r < 0)
+            goto fail;
+    }
     r = grace_service_start(garden_grace_fire, g, &g->grace);
     if (r < 0)
         goto fail;
@@ -165,12 +156,25 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
              * tearing it down rather than restoring half a container. */
             log_info("Removing container '%s' left %s by the previous daemon", recs[i].handle,
                      container_state_to_string(recs[i].state));
+            garden_kernel_cleanup_record(g, &recs[i]);
             int k = depot_container_remove(g->depot, recs[i].handle);
             if (k < 0)
                 log_warn_errno(k, "Failed to remove '%s' from the depot: %m", recs[i].handle);
             continue;
         }
         Container *c = container_new(&recs[i]);
+        if (c && g->cgroups && garden_kernel_restore(g, c) < 0) {
+            /* Its init is gone (a reboot, or killed behind our back): never leave
+             * a container half alive. */
+            log_warn("Container '%s' lost its processes while the daemon was down; removing it",
+                     c->rec.handle);
+            garden_kernel_cleanup_record(g, &c->rec);
+            int k = depot_container_remove(g->depot, c->rec.handle);
+            if (k < 0)
+                log_warn_errno(k, "Failed to remove '%s' from the depot: %m", c->rec.handle);
+            container_unref(c);
+            continue;
+        }
         if (!c || garden_insert(g, c) < 0) {
             log_error("Failed to restore container '%s'", c ? c->rec.handle : "?");
             container_unref(c);
@@ -199,6 +203,7 @@ void garden_free(Garden *g)
             container_unref(value);
         hashmap_free(g->containers);
     }
+    garden_kernel_free(g);
     depot_free(g->depot);
     free(g->depot_path);
     free(g->default_rootfs);
@@ -394,14 +399,21 @@ static int garden_destroy_claimed(Garden *g, Container *c, ContainerState previo
     pthread_mutex_lock(&c->lock);
     int r = depot_write_record(g->depot, &c->rec);
     pthread_mutex_unlock(&c->lock);
-    if (r >= 0)
+    const char *what = "record the destroy of";
+    if (r >= 0) {
+        r = garden_kernel_teardown(g, c);
+        what = "tear down";
+    }
+    if (r >= 0) {
         r = depot_container_remove(g->depot, handle);
+        what = "remove from the depot";
+    }
     if (r < 0) {
         pthread_mutex_lock(&c->lock);
         c->rec.state = previous;
+        (void)depot_write_record(g->depot, &c->rec);
         pthread_mutex_unlock(&c->lock);
-        return api_internal_error(reterr, r, "Failed to remove container '%s' from the depot",
-                                  handle);
+        return api_internal_error(reterr, r, "Failed to %s container '%s'", what, handle);
     }
 
     pthread_mutex_lock(&g->lock);
@@ -628,4 +640,44 @@ void container_snapshot_done(ContainerSnapshot *s)
     strmap_clear(&s->properties);
     free(s->container_path);
     *s = (ContainerSnapshot){0};
+}
+
+/* For lifecycle.c: insert a new container (record already persisted). */
+int garden_insert_new(Garden *g, Container *c, ApiError *reterr)
+{
+    pthread_mutex_lock(&g->lock);
+    int r = hashmap_put(g->containers, c->rec.handle, c);
+    pthread_mutex_unlock(&g->lock);
+    if (r == -EEXIST)
+        return api_errorf(reterr, -EEXIST, 409, GARDEN_ERR_GENERIC, "Handle '%s' already in use",
+                          c->rec.handle);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to register container");
+    return 0;
+}
+
+/* Remove c from the registry (dropping the registry's reference). */
+void garden_unregister(Garden *g, Container *c)
+{
+    pthread_mutex_lock(&g->lock);
+    Container *removed = hashmap_get(g->containers, c->rec.handle) == c
+                             ? hashmap_remove(g->containers, c->rec.handle)
+                             : NULL;
+    pthread_mutex_unlock(&g->lock);
+    container_unref(removed);
+}
+
+/* Write c's record (caller holds c->lock). */
+int garden_persist(Garden *g, Container *c)
+{
+    return depot_write_record(g->depot, &c->rec);
+}
+
+/* Arm the grace timer of a container that just became active. */
+void garden_arm_grace(Garden *g, Container *c)
+{
+    pthread_mutex_lock(&c->lock);
+    grace_timer_init(&c->grace, c->rec.grace_time_ns, grace_now());
+    container_schedule_grace(g, c);
+    pthread_mutex_unlock(&c->lock);
 }

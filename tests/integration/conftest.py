@@ -18,7 +18,6 @@ from __future__ import annotations
 import ctypes
 import os
 import secrets
-import shutil
 import signal
 import socket
 import stat
@@ -349,8 +348,8 @@ class Daemon:
 
     def signal(self, sig: int) -> None:
         """Send sig to this daemon's pid (never to anything found by name)."""
-        if self.alive():
-            os.kill(self.proc.pid, sig)
+        if self.proc is not None:
+            self.proc.send_signal(sig)  # a no-op once the pid is reaped
 
     def wait(self, timeout: float) -> "int | None":
         """Exit status, or None if still running after timeout seconds."""
@@ -480,8 +479,10 @@ class DaemonFactory:
 def daemon(request, sandbox_guard):
     """Factory for daemons private to one test."""
     factory = DaemonFactory(request.node.nodeid)
-    yield factory
-    leftovers = factory.cleanup()
+    try:
+        yield factory
+    finally:
+        leftovers = factory.cleanup()
     assert not leftovers, f"cgroups left behind: {leftovers}"
 
 
@@ -489,8 +490,10 @@ def daemon(request, sandbox_guard):
 def module_daemon(request, sandbox_guard):
     """One default daemon shared by a module's tests (for many cheap requests)."""
     factory = DaemonFactory(request.node.nodeid)
-    yield factory()
-    leftovers = factory.cleanup()
+    try:
+        yield factory()
+    finally:  # also when the daemon failed to start
+        leftovers = factory.cleanup()
     assert not leftovers, f"cgroups left behind: {leftovers}"
 
 
@@ -514,5 +517,270 @@ def pytest_runtest_makereport(item, call):
         elif isinstance(value, Daemon) and value not in daemons:
             daemons.append(value)
     for d in daemons:
-        report.sections.append((f"{d.name} log (pid {d.pid}, last {LOG_TAIL_LINES} lines)",
-                                d.log_tail()))
+        # A "Captured stdout" prefix puts the log into JUnit's system-out too.
+        report.sections.append((f"Captured stdout {report.when}: {d.name} log "
+                                f"(pid {d.pid}, last {LOG_TAIL_LINES} lines)", d.log_tail()))
+
+
+# --------------------------------------------------------------------------
+# Containers: their cgroups, their init, and a test-side stand-in for Run
+#
+# These look at a container from the host, the way an operator would, so the
+# container tests can check the kernel objects themselves rather than what
+# the daemon says about them.  They find cgroup hierarchies from mountinfo,
+# so they work on hybrid hosts (v1 controllers plus cgroup2 at .../unified),
+# pure v1 and pure v2 alike.
+
+import shlex  # noqa: E402
+
+_V1_CONTROLLERS = frozenset(("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer",
+                             "net_cls", "net_prio", "blkio", "perf_event", "hugetlb", "pids",
+                             "rdma", "misc"))
+
+# Unprivileged containers get 65536-id ranges from this base (design §6).
+UID_POOL_BASE = 0x10000000
+UID_RANGE_SIZE = 65536
+
+
+def cgroup_hierarchies() -> list[tuple[str, str, list[str]]]:
+    """(mount point, fstype, v1 controllers) of every cgroup hierarchy, from mountinfo.
+
+    Named v1 hierarchies (name=systemd) have no controllers; cgroup2 has an
+    empty list here too.  A hierarchy mounted twice is listed once.
+    """
+    seen = set()
+    result = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype = fields[sep + 1]
+            if fstype not in ("cgroup", "cgroup2"):
+                continue
+            point = fields[4].encode().decode("unicode_escape")
+            dev = fields[2]
+            if dev in seen:
+                continue
+            seen.add(dev)
+            controllers = []
+            if fstype == "cgroup":
+                supers = fields[sep + 3].split(",") if len(fields) > sep + 3 else []
+                controllers = [o for o in supers if o in _V1_CONTROLLERS]
+            result.append((point, fstype, controllers))
+    return result
+
+
+def cgroup_group_dirs(parent: str, handle: str) -> list[str]:
+    """Every existing directory of container `handle`'s group, in any hierarchy.
+
+    That is ``<mount>/<parent>/<handle>`` wherever it exists: on this hybrid
+    machine memory, cpu, cpuacct, pids (v1) and unified (v2); on pure v2 the
+    one ``/sys/fs/cgroup/<parent>/<handle>``.
+    """
+    dirs = []
+    for point, _, _ in cgroup_hierarchies():
+        d = os.path.join(point, parent, handle)
+        if os.path.isdir(d):
+            dirs.append(d)
+    return dirs
+
+
+def cgroup_children(parent: str) -> list[str]:
+    """Every directory below <mount>/<parent> in any hierarchy (leftover groups)."""
+    found = []
+    for point, _, _ in cgroup_hierarchies():
+        root = os.path.join(point, parent)
+        if not os.path.isdir(root):
+            continue
+        for dirpath, dirnames, _ in os.walk(root):
+            found += [os.path.join(dirpath, d) for d in dirnames]
+    return found
+
+
+def cgroup_core_dir(parent: str, handle: str) -> "str | None":
+    """The group whose cgroup.procs lists every process of the container.
+
+    The cgroup2 group when there is a v2 hierarchy (hybrid or pure v2), else
+    the v1 memory group.
+    """
+    hier = cgroup_hierarchies()
+    for want in ("cgroup2", "memory", "pids"):
+        for point, fstype, controllers in hier:
+            if want == fstype or want in controllers:
+                d = os.path.join(point, parent, handle)
+                if os.path.isdir(d):
+                    return d
+    return None
+
+
+def cgroup_controller_dir(parent: str, handle: str, controller: str) -> "str | None":
+    """The group dir serving `controller` ("memory", "pids", "cpu"): the v1
+    hierarchy that has it, else the v2 group (pure v2)."""
+    hier = cgroup_hierarchies()
+    for point, fstype, controllers in hier:
+        if fstype == "cgroup" and controller in controllers:
+            d = os.path.join(point, parent, handle)
+            return d if os.path.isdir(d) else None
+    for point, fstype, _ in hier:
+        if fstype == "cgroup2":
+            d = os.path.join(point, parent, handle)
+            return d if os.path.isdir(d) else None
+    return None
+
+
+def cgroup_pids(group_dir: str) -> list[int]:
+    try:
+        with open(os.path.join(group_dir, "cgroup.procs")) as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _is_container_init(pid: int) -> bool:
+    """cmdline is cloche-init, or (fallback) it is PID 1 of a child pid namespace."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv0 = f.read().split(b"\0")[0].decode(errors="replace")
+        if os.path.basename(argv0) == "cloche-init":
+            return True
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    ids = line.split()[1:]
+                    return len(ids) > 1 and ids[-1] == "1"
+    except OSError:
+        pass
+    return False
+
+
+def container_init_pid(d: "Daemon", handle: str) -> int:
+    """Host pid of the container's init (cloche-init, PID 1 inside)."""
+    core = cgroup_core_dir(d.cgroup_parent, handle)
+    if core is None:
+        raise AssertionError(f"container {handle!r} has no cgroup under {d.cgroup_parent!r}")
+    pids = cgroup_pids(core)
+    for pid in pids:
+        if _is_container_init(pid):
+            return pid
+    raise AssertionError(f"no cloche-init among {pids} in {core}/cgroup.procs")
+
+
+def process_alive(pid: int) -> bool:
+    """True if pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def process_start_time(pid: int) -> "int | None":
+    """Field 22 of /proc/PID/stat: tells a process from a later one with its pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# The environment a command started by container_exec sees (the host's own
+# must not leak into containers).
+CONTAINER_EXEC_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                      "HOME": "/root", "LANG": "C"}
+
+
+def container_exec_argv(d: "Daemon", handle: str, argv: list[str]) -> list[str]:
+    """The host command line container_exec runs (see there)."""
+    pid = container_init_pid(d, handle)
+    groups = cgroup_group_dirs(d.cgroup_parent, handle)
+    script = ('for d in "$@"; do echo $$ > "$d/cgroup.procs" || exit 125; done; '
+              f"exec nsenter --target {pid} --all --wdns=/ -- "
+              + " ".join(shlex.quote(a) for a in argv))
+    return ["/bin/sh", "-c", script, "container-exec"] + groups
+
+
+def container_exec(d: "Daemon", handle: str, argv: list[str], input: "bytes | str | None" = None,
+                   timeout: float = 30.0) -> tuple[int, str, str]:
+    """Run argv INSIDE container `handle`; return (exit status, stdout, stderr).
+
+    A TEST-SIDE STAND-IN FOR Run, for the tests written before cloche can run
+    processes itself (Run comes with a later issue): it does not go through
+    the daemon at all.  A host shell moves itself into every group directory
+    of the container (so the container's memory and pids limits apply to it
+    and to what it starts), then execs nsenter, which enters all of the
+    init's namespaces (user included, so the command is uid 0 inside an
+    unprivileged container) and forks the command as a process of the
+    container's pid namespace, with / of the container as working directory
+    (--wdns: --wd would hand it a directory of the host's mount namespace).
+    No seccomp filter, capability bounding or rlimit of cloche's applies.
+
+    The exit status is the command's; a command killed by signal N gives
+    128+N (nsenter re-raises the child's signal on itself; 137 = SIGKILL).
+    125 means the helper could not join a cgroup.  On timeout the helper is
+    killed (by pid) and AssertionError raised.
+    """
+    args = container_exec_argv(d, handle, argv)
+    if isinstance(input, str):
+        input = input.encode()
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CONTAINER_EXEC_ENV,
+                            start_new_session=True, preexec_fn=_die_with_parent)
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"{argv} in {handle} still running after {timeout} s; "
+                             f"stdout {out[-500:]!r} stderr {err[-500:]!r}")
+    rc = proc.returncode
+    if rc < 0:
+        rc = 128 - rc
+    return rc, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def container_spawn(d: "Daemon", handle: str, argv: list[str]) -> subprocess.Popen:
+    """Like container_exec, but return at once with the running Popen.
+
+    The caller waits for it or kills it (by its pid) itself.
+    """
+    return subprocess.Popen(container_exec_argv(d, handle, argv), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=CONTAINER_EXEC_ENV, start_new_session=True,
+                            preexec_fn=_die_with_parent)
+
+
+class Containers:
+    """Creates containers on one daemon and destroys those left at teardown."""
+
+    def __init__(self, d: "Daemon"):
+        self.daemon = d
+        self.handles: list[str] = []
+
+    def create(self, spec: "dict | None" = None, **fields) -> str:
+        body = dict(spec or {})
+        body.update(fields)
+        handle = self.daemon.client().create(body)
+        self.handles.append(handle)
+        return handle
+
+    def cleanup(self) -> None:
+        if not self.daemon.alive():
+            return
+        client = self.daemon.client(timeout=30)
+        for h in self.handles:
+            try:
+                client.destroy(h)
+            except GardenError:
+                pass
+            except OSError:
+                return
+
+
+@pytest.fixture
+def containers(daemon):
+    """A fresh default daemon (``containers.daemon``) and a tracker of the
+    containers a test makes on it; whatever is left is destroyed at teardown."""
+    c = Containers(daemon())
+    yield c
+    c.cleanup()

@@ -74,5 +74,9 @@ for arg in "$@"; do
     esac
 done
 
-set -- -p no:cacheprovider ${CLOCHE_JUNIT:+"--junitxml=$CLOCHE_JUNIT"} "$@"
+# In JUnit, failed tests carry their daemons' logs (conftest.py) as system-out.
+if [ -n "${CLOCHE_JUNIT:-}" ]; then
+    set -- --junitxml="$CLOCHE_JUNIT" -o junit_logging=system-out -o junit_log_passing_tests=false "$@"
+fi
+set -- -p no:cacheprovider "$@"
 exec /usr/bin/python3 -m pytest $default_dir "$@"

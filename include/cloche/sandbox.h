@@ -1,0 +1,75 @@
+/* The kernel side of one container: its init cloned into new namespaces, with an
+ * overlay root (image lower, per-container upper/work), /proc, /dev, /sys, bind
+ * mounts, /etc/hosts and /etc/resolv.conf, pivoted into. Unprivileged containers
+ * get a user namespace mapping container ids 0..count-1 to host ids
+ * uid_base..uid_base+count-1, and see the shared image lower through an idmapped
+ * mount. The daemon is multi-threaded, so everything the child does between
+ * clone and exec is prepared here beforehand and uses only raw syscalls. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cloche/error.h"
+
+#define SANDBOX_ID_COUNT 65536u
+
+typedef struct SandboxBind {
+    const char *src; /* host path, or a path inside the container (from_container) */
+    const char *dst; /* path inside the container */
+    bool rw;
+    bool from_container;
+} SandboxBind;
+
+/* Called in the parent after clone and before the child runs: attach pid to the
+ * container's cgroups (those CLONE_INTO_CGROUP did not cover). */
+typedef int (*SandboxAttachFn)(pid_t pid, void *userdata);
+
+typedef struct SandboxSpec {
+    const char *handle;    /* hostname */
+    const char *rootfs;    /* image directory on the host: the overlay lower */
+    const char *dir;       /* the container's depot directory (absolute) */
+    bool privileged;       /* no user namespace */
+    uint32_t uid_base;     /* host id of container root (unprivileged) */
+    const SandboxBind *binds;
+    size_t n_binds;
+    int cgroup_fd;         /* v2/unified group for CLONE_INTO_CGROUP, or -1 */
+    SandboxAttachFn attach;
+    void *attach_userdata;
+    int init_fd;           /* executable fd of cloche-init (a sealed memfd) */
+} SandboxSpec;
+
+typedef struct SandboxInit {
+    pid_t pid;
+    int pidfd;
+    uint64_t start_time; /* /proc/PID/stat field 22, to recognise the process later */
+} SandboxInit;
+
+/* Create the container's directories under spec->dir (rootfs/upper, work, merged,
+ * lower; hosts; resolv.conf must already be written there by the caller), clone
+ * its init and wait until it has exec'd cloche-init. On failure nothing of it is
+ * left running; the directories are left for the caller's depot cleanup. */
+int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr);
+
+/* Wait for an init this process created (reaps it). */
+int sandbox_reap(SandboxInit *init);
+
+/* Start time of pid from /proc, or -ESRCH. */
+int sandbox_process_start_time(pid_t pid, uint64_t *ret);
+
+/* A sealed memfd holding a copy of the executable at path, for exec'ing into
+ * containers without exposing the host file (a privileged container could
+ * otherwise write through /proc/1/exe). */
+int sandbox_load_executable(const char *path, int *ret_fd);
+
+/* Pool of per-container id ranges: count ranges of SANDBOX_ID_COUNT ids from base. */
+typedef struct IdPool IdPool;
+int idpool_new(uint32_t base, uint32_t count, IdPool **ret);
+void idpool_free(IdPool *p);
+/* Lowest free range; -ENOSPC when exhausted. */
+int idpool_acquire(IdPool *p, uint32_t *ret_base);
+/* Mark a range used (restoring from the depot); -EEXIST if taken, -EINVAL if not a
+ * range of this pool. */
+int idpool_reserve(IdPool *p, uint32_t range_base);
+void idpool_release(IdPool *p, uint32_t range_base);

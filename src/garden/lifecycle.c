@@ -1,0 +1,513 @@
+/* The kernel side of a container's life: create (root file system, cgroups,
+ * namespaces), stop, teardown, and re-attaching after a daemon restart. The order
+ * of create matters for rollback: every step is undone by garden_kernel_teardown()
+ * plus the depot removal, whatever step failed. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cloche/fileio.h"
+#include "cloche/log.h"
+#include "cloche/spec.h"
+#include "garden-internal.h"
+
+#define DESTROY_TIMEOUT_MS 10000
+#define STOP_GRACE_MS 10000
+
+int garden_kernel_setup(Garden *g)
+{
+    CgroupMounts mounts;
+    int r = cgroup_detect("/proc/self/mountinfo", NULL, &mounts);
+    if (r < 0)
+        return log_error_errno(r, "Failed to detect the cgroup hierarchies: %m");
+    const char *missing = NULL;
+    r = cgroup_system_setup(&mounts, g->cgroup_parent, &g->cgroups, &missing);
+    CgroupLayout layout = mounts.layout;
+    cgroup_mounts_clear(&mounts);
+    if (r == -ENODEV)
+        return log_error_errno(r, "The cgroup controller '%s' is not available for '%s'; cloche "
+                                  "needs memory, cpu, cpuacct and pids",
+                               missing ? missing : "?", g->cgroup_parent);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the cgroup parent '%s': %m", g->cgroup_parent);
+    log_info("cgroups: %s layout, parent '%s'", cgroup_layout_to_string(layout), g->cgroup_parent);
+
+    uint32_t count = g->cfg.uid_pool_count ? g->cfg.uid_pool_count : 4096;
+    uint32_t base = g->cfg.uid_pool_base ? g->cfg.uid_pool_base : 0x10000000u;
+    r = idpool_new(base, count, &g->ids);
+    if (r < 0)
+        return log_error_errno(r, "Invalid id pool %u+%u*65536", base, count);
+    r = sandbox_load_executable(g->cfg.init_path, &g->init_fd);
+    if (r < 0)
+        return log_error_errno(r, "Failed to load cloche-init from %s: %m", g->cfg.init_path);
+    return 0;
+}
+
+void garden_kernel_free(Garden *g)
+{
+    if (g->cgroups)
+        g->cgroups = cgroup_system_free(g->cgroups);
+    idpool_free(g->ids);
+    g->ids = NULL;
+    if (g->init_fd >= 0)
+        close(g->init_fd);
+    g->init_fd = -1;
+}
+
+void container_free_kernel(Container *c)
+{
+    if (c->cgroup)
+        c->cgroup = cgroup_free(c->cgroup);
+    if (c->init_pidfd >= 0)
+        close(c->init_pidfd);
+    c->init_pidfd = -1;
+}
+
+static int pidfd_open_pid(pid_t pid)
+{
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : fd;
+}
+
+/* Is pid still the process that was started at start_time? */
+static bool process_matches(pid_t pid, uint64_t start_time)
+{
+    uint64_t st;
+    return pid > 0 && sandbox_process_start_time(pid, &st) == 0 && st == start_time;
+}
+
+int garden_kernel_teardown(Garden *g, Container *c)
+{
+    if (c->cgroup) {
+        int r = cgroup_destroy(c->cgroup, DESTROY_TIMEOUT_MS);
+        if (r < 0)
+            return r;
+    } else if (c->init_pidfd >= 0) {
+        syscall(SYS_pidfd_send_signal, c->init_pidfd, SIGKILL, NULL, 0);
+    }
+    if (c->init_pidfd >= 0) {
+        if (c->init_is_child) {
+            siginfo_t si;
+            while (waitid((idtype_t)3 /* P_PIDFD */, (id_t)c->init_pidfd, &si, WEXITED) < 0 &&
+                   errno == EINTR)
+                ;
+        } else {
+            struct pollfd pfd = {.fd = c->init_pidfd, .events = POLLIN};
+            (void)poll(&pfd, 1, DESTROY_TIMEOUT_MS);
+        }
+    }
+    if (!c->rec.spec.privileged && c->rec.uid_base && g->ids)
+        idpool_release(g->ids, c->rec.uid_base);
+    container_free_kernel(c);
+    return 0;
+}
+
+void garden_kernel_cleanup_record(Garden *g, const ContainerRecord *rec)
+{
+    if (!g->cgroups)
+        return;
+    Cgroup *cg = NULL;
+    if (cgroup_open_existing(g->cgroups, rec->handle, &cg) == 0) {
+        int r = cgroup_destroy(cg, DESTROY_TIMEOUT_MS);
+        if (r < 0)
+            log_warn_errno(r, "Failed to remove the cgroups of '%s': %m", rec->handle);
+        cgroup_free(cg);
+    }
+    if (process_matches(rec->init_pid, rec->init_start_time)) {
+        int fd = pidfd_open_pid(rec->init_pid);
+        if (fd >= 0) {
+            syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+            close(fd);
+        }
+    }
+}
+
+int garden_kernel_restore(Garden *g, Container *c)
+{
+    ContainerRecord *rec = &c->rec;
+    if (!process_matches(rec->init_pid, rec->init_start_time))
+        return -ESRCH;
+    int fd = pidfd_open_pid(rec->init_pid);
+    if (fd < 0)
+        return -ESRCH;
+    /* The pid could have been reused between the check and the open. */
+    if (!process_matches(rec->init_pid, rec->init_start_time)) {
+        close(fd);
+        return -ESRCH;
+    }
+    c->init_pidfd = fd;
+    c->init_is_child = false;
+    int r = cgroup_open_existing(g->cgroups, rec->handle, &c->cgroup);
+    if (r < 0)
+        return -ESRCH;
+    if (!rec->spec.privileged && rec->uid_base) {
+        r = idpool_reserve(g->ids, rec->uid_base);
+        if (r < 0)
+            log_warn("Container '%s' has id range %u, which %s", rec->handle, rec->uid_base,
+                     r == -EEXIST ? "another container also claims" : "is outside the pool");
+    }
+    return 0;
+}
+
+static int generate_handle(char **ret)
+{
+    uint8_t b[16];
+    if (getrandom(b, sizeof(b), 0) != sizeof(b))
+        return -EIO;
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    char *h = malloc(37);
+    if (!h)
+        return -ENOMEM;
+    snprintf(h, 37,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+    *ret = h;
+    return 0;
+}
+
+/* The image directory a spec names: "" = the default rootfs, raw:///path or /path.
+ * Everything else (docker://, oci://, ...) needs an image plugin cloche does not
+ * have, and is refused by name. */
+static int resolve_image(Garden *g, const ContainerSpec *spec, char **ret, ApiError *reterr)
+{
+    const char *uri = spec->image.uri && *spec->image.uri ? spec->image.uri : spec->rootfs;
+    const char *path;
+    if (!uri || !*uri)
+        path = g->default_rootfs;
+    else if (strncmp(uri, "raw://", 6) == 0)
+        path = uri + 6;
+    else
+        path = uri;
+    if (!path || path[0] != '/')
+        return api_bad_request(reterr,
+                               "Unsupported image '%s': cloche takes \"\" (the default rootfs), "
+                               "raw:///path or /path (a root file system directory)",
+                               uri);
+    if (strpbrk(path, ",:\\\n"))
+        return api_bad_request(reterr, "Image path '%s' contains ',', ':' or '\\\\', which an "
+                                       "overlay mount cannot take",
+                               path);
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return api_bad_request(reterr, "Image directory '%s' does not exist", path);
+    if (!S_ISDIR(st.st_mode))
+        return api_bad_request(reterr, "Image '%s' is not a directory", path);
+    char *copy = strdup(path);
+    if (!copy)
+        return api_internal_error(reterr, -ENOMEM, "Failed to resolve the image");
+    *ret = copy;
+    return 0;
+}
+
+static int validate_binds(const ContainerSpec *spec, ApiError *reterr)
+{
+    for (size_t i = 0; i < spec->n_bind_mounts; i++) {
+        const BindMount *b = &spec->bind_mounts[i];
+        if (!b->src_path || !*b->src_path)
+            return api_bad_request(reterr, "bind_mounts[%zu]: 'src_path' is empty", i);
+        if (!b->dst_path || b->dst_path[0] != '/' || strcmp(b->dst_path, "/") == 0)
+            return api_bad_request(reterr,
+                                   "bind_mounts[%zu]: 'dst_path' must be an absolute path "
+                                   "other than /",
+                                   i);
+        if (b->origin == BIND_MOUNT_HOST) {
+            struct stat st;
+            if (b->src_path[0] != '/')
+                return api_bad_request(reterr, "bind_mounts[%zu]: 'src_path' must be absolute",
+                                       i);
+            if (stat(b->src_path, &st) < 0)
+                return api_bad_request(reterr, "Bind mount source '%s' does not exist",
+                                       b->src_path);
+        }
+    }
+    return 0;
+}
+
+static int validate_limits(const Limits *l, ApiError *reterr)
+{
+    if (l->disk.byte_hard || l->disk.byte_soft || l->disk.inode_hard || l->disk.inode_soft)
+        return api_errorf(reterr, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
+                          "Disk limits are not supported by this cloche yet");
+    if (l->bandwidth.rate || l->bandwidth.burst)
+        return api_errorf(reterr, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
+                          "Bandwidth limits are not supported by this cloche yet");
+    return 0;
+}
+
+/* /etc/hosts and /etc/resolv.conf for the container, written into its depot dir.
+ * resolv.conf carries the host's name servers, except loopback ones, which the
+ * container's network namespace cannot reach. */
+static int write_etc_files(const char *dir, const char *handle)
+{
+    _cleanup_close_ int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    char hosts[512];
+    int n = snprintf(hosts, sizeof(hosts),
+                     "127.0.0.1 localhost %s\n::1 localhost ip6-localhost ip6-loopback\n", handle);
+    int r = atomic_write_at(dfd, "hosts", hosts, (size_t)n, 0644);
+    if (r < 0)
+        return r;
+
+    char resolv[2048] = "";
+    size_t used = 0;
+    _cleanup_free_ char *host = NULL;
+    size_t len;
+    if (read_file_at(AT_FDCWD, "/etc/resolv.conf", 65536, &host, &len) == 0) {
+        char *save = NULL;
+        for (char *line = strtok_r(host, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            char addr[64];
+            if (sscanf(line, "nameserver %63s", addr) != 1)
+                continue;
+            struct in_addr a4;
+            if (inet_pton(AF_INET, addr, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127)
+                continue;
+            if (strcmp(addr, "::1") == 0)
+                continue;
+            int k = snprintf(resolv + used, sizeof(resolv) - used, "nameserver %s\n", addr);
+            if (k < 0 || (size_t)k >= sizeof(resolv) - used)
+                break;
+            used += (size_t)k;
+        }
+    }
+    return atomic_write_at(dfd, "resolv.conf", resolv, used, 0644);
+}
+
+typedef struct AttachCtx {
+    Cgroup *cgroup;
+    bool cloned_into;
+} AttachCtx;
+
+static int attach_init(pid_t pid, void *userdata)
+{
+    AttachCtx *a = userdata;
+    return cgroup_attach(a->cgroup, pid, a->cloned_into ? CGROUP_ATTACH_SKIP_V2 : 0);
+}
+
+/* Everything kernel-side for a registered, persisted CREATING container. */
+static int create_kernel(Garden *g, Container *c, ApiError *reterr)
+{
+    ContainerRecord *rec = &c->rec;
+    const ContainerSpec *spec = &rec->spec;
+    _cleanup_free_ char *dir = NULL;
+    int r = depot_container_path(g->depot, rec->handle, &dir);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to find the container's directory");
+
+    if (!spec->privileged) {
+        r = idpool_acquire(g->ids, &rec->uid_base);
+        if (r < 0)
+            return api_errorf(reterr, r, 503, GARDEN_ERR_GENERIC,
+                              "No free user id range left for a new container");
+    }
+    r = write_etc_files(dir, rec->handle);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to write the container's /etc files");
+
+    r = cgroup_create(g->cgroups, rec->handle, &c->cgroup);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to create the container's cgroups");
+    CgroupLimits limits = {
+        .memory_bytes = spec->limits.memory.limit_in_bytes,
+        .cpu_shares = spec->limits.cpu.weight ? spec->limits.cpu.weight
+                                              : spec->limits.cpu.limit_in_shares,
+        .pids_max = spec->limits.pid.max,
+    };
+    r = cgroup_apply_limits(c->cgroup, &limits);
+    if (r < 0)
+        return api_errorf(reterr, r, r == -EINVAL || r == -EBUSY ? 400 : 500, GARDEN_ERR_GENERIC,
+                          "Failed to apply the container's limits: %s", strerror(-r));
+
+    _cleanup_free_ SandboxBind *binds = calloc(spec->n_bind_mounts + 1, sizeof(SandboxBind));
+    if (!binds)
+        return api_internal_error(reterr, -ENOMEM, "Failed to prepare bind mounts");
+    for (size_t i = 0; i < spec->n_bind_mounts; i++)
+        binds[i] = (SandboxBind){.src = spec->bind_mounts[i].src_path,
+                                 .dst = spec->bind_mounts[i].dst_path,
+                                 .rw = spec->bind_mounts[i].mode == BIND_MOUNT_RW,
+                                 .from_container =
+                                     spec->bind_mounts[i].origin == BIND_MOUNT_CONTAINER};
+
+    _cleanup_close_ int cgfd = cgroup_open_v2_fd(c->cgroup);
+    AttachCtx actx = {.cgroup = c->cgroup, .cloned_into = cgfd >= 0};
+    SandboxSpec sb = {
+        .handle = rec->handle,
+        .rootfs = rec->rootfs,
+        .dir = dir,
+        .privileged = spec->privileged,
+        .uid_base = rec->uid_base,
+        .binds = binds,
+        .n_binds = spec->n_bind_mounts,
+        .cgroup_fd = cgfd >= 0 ? cgfd : -1,
+        .attach = attach_init,
+        .attach_userdata = &actx,
+        .init_fd = g->init_fd,
+    };
+    SandboxInit init;
+    r = sandbox_create(&sb, &init, reterr);
+    if (r < 0)
+        return r;
+    c->init_pidfd = init.pidfd;
+    c->init_is_child = true;
+    rec->init_pid = init.pid;
+    rec->init_start_time = init.start_time;
+    return 0;
+}
+
+int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *reterr)
+{
+    if (!g->cgroups)
+        return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
+                          "This daemon was started without container support");
+    int r = validate_limits(&spec->limits, reterr);
+    if (r < 0)
+        return r;
+    r = validate_binds(spec, reterr);
+    if (r < 0)
+        return r;
+    if (!spec->handle || !*spec->handle) {
+        free(spec->handle);
+        spec->handle = NULL;
+        if ((r = generate_handle(&spec->handle)) < 0)
+            return api_internal_error(reterr, r, "Failed to generate a handle");
+    }
+    Capacity cap;
+    if (garden_capacity(g, &cap) == 0 && garden_count(g) >= cap.max_containers)
+        return api_errorf(reterr, -ENOSPC, 500, GARDEN_ERR_GENERIC, "max containers reached");
+
+    ContainerRecord rec = {.state = CONTAINER_STATE_CREATING};
+    r = resolve_image(g, spec, &rec.rootfs, reterr);
+    if (r < 0)
+        return r;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    rec.created_at_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    rec.grace_time_ns = spec->grace_time_ns > 0 ? spec->grace_time_ns : g->cfg.default_grace_time_ns;
+    char grace[32];
+    snprintf(grace, sizeof(grace), "%" PRId64, rec.grace_time_ns);
+    rec.handle = strdup(spec->handle);
+    r = rec.handle ? strmap_copy(&spec->properties, &rec.properties) : -ENOMEM;
+    if (r >= 0)
+        r = strmap_set(&rec.properties, "garden.state", "created");
+    if (r >= 0)
+        r = strmap_set(&rec.properties, "garden.grace-time", grace);
+    if (r < 0) {
+        container_record_done(&rec);
+        return api_internal_error(reterr, r, "Failed to prepare the container");
+    }
+    rec.spec = *spec;
+    *spec = (ContainerSpec){0};
+
+    Container *c = container_new(&rec);
+    if (!c) {
+        container_record_done(&rec);
+        return api_internal_error(reterr, -ENOMEM, "Failed to prepare the container");
+    }
+    r = garden_insert_new(g, c, reterr);
+    if (r < 0) {
+        container_unref(c);
+        return r;
+    }
+    const char *handle = c->rec.handle;
+    r = depot_container_create(g->depot, handle);
+    if (r < 0) {
+        garden_unregister(g, c);
+        return api_internal_error(reterr, r, "Failed to create the container's directory");
+    }
+    pthread_mutex_lock(&c->lock);
+    r = garden_persist(g, c);
+    pthread_mutex_unlock(&c->lock);
+    if (r < 0)
+        api_internal_error(reterr, r, "Failed to persist the container");
+    else
+        r = create_kernel(g, c, reterr);
+
+    if (r >= 0) {
+        pthread_mutex_lock(&c->lock);
+        c->rec.state = CONTAINER_STATE_ACTIVE;
+        r = garden_persist(g, c);
+        pthread_mutex_unlock(&c->lock);
+        if (r < 0)
+            api_internal_error(reterr, r, "Failed to persist the container");
+    }
+    if (r < 0) {
+        log_info("Creating container '%s' failed: %s", handle, reterr ? reterr->message : "");
+        int k = garden_kernel_teardown(g, c);
+        if (k < 0)
+            log_warn_errno(k, "Failed to tear down the half-created container '%s': %m", handle);
+        k = depot_container_remove(g->depot, handle);
+        if (k < 0)
+            log_warn_errno(k, "Failed to remove '%s' from the depot: %m", handle);
+        garden_unregister(g, c);
+        return r;
+    }
+    *ret_handle = strdup(handle);
+    garden_arm_grace(g, c);
+    return *ret_handle ? 0 : api_internal_error(reterr, -ENOMEM, "Out of memory");
+}
+
+/* Signal every process of the container but its init; returns how many remain. */
+static size_t signal_all_but_init(Container *c, int sig)
+{
+    pid_t *pids = NULL;
+    size_t n = 0, others = 0;
+    if (cgroup_list_pids(c->cgroup, &pids, &n) < 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pids[i] == c->rec.init_pid)
+            continue;
+        others++;
+        if (sig)
+            kill(pids[i], sig);
+    }
+    free(pids);
+    return others;
+}
+
+int garden_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
+{
+    if (!c->cgroup)
+        return api_errorf(reterr, -ESRCH, 500, GARDEN_ERR_GENERIC,
+                          "Container '%s' has no processes to stop", c->rec.handle);
+    if (!kill_now && signal_all_but_init(c, SIGTERM) > 0) {
+        for (int waited = 0; waited < STOP_GRACE_MS; waited += 50) {
+            usleep(50000);
+            if (signal_all_but_init(c, 0) == 0)
+                break;
+        }
+    }
+    for (int i = 0; i < 100 && signal_all_but_init(c, SIGKILL) > 0; i++)
+        usleep(20000);
+
+    pthread_mutex_lock(&c->lock);
+    ContainerState old = c->rec.state;
+    c->rec.state = CONTAINER_STATE_STOPPED;
+    int r = garden_persist(g, c);
+    if (r < 0)
+        c->rec.state = old;
+    pthread_mutex_unlock(&c->lock);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to persist the stopped state");
+    return 0;
+}
+
+int container_get_limits(Container *c, Limits *ret)
+{
+    pthread_mutex_lock(&c->lock);
+    *ret = c->rec.spec.limits;
+    pthread_mutex_unlock(&c->lock);
+    return 0;
+}

@@ -1,0 +1,23 @@
+/* cloche-init: PID 1 of every container. It reaps orphans and waits; it holds no
+ * host resource and no file descriptor that leads outside the container. The
+ * container lives exactly as long as this process. */
+#include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(void)
+{
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, NULL);
+    for (;;) {
+        siginfo_t info;
+        int sig = sigwaitinfo(&all, &info);
+        if (sig == SIGCHLD || sig < 0)
+            while (waitpid(-1, NULL, WNOHANG) > 0)
+                ;
+        /* Every other signal is ignored: as PID 1 of its namespace, init ends
+         * only by SIGKILL from outside (Destroy), which needs no handler. */
+    }
+}

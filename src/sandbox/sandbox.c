@@ -1,0 +1,628 @@
+/* Container creation: prepare in the parent, clone the init, finish in the child.
+ *
+ * The child of clone3() is a copy of one thread of a multi-threaded daemon, so
+ * from the clone to the exec it uses only raw system calls and memory prepared
+ * beforehand (ChildPlan): no malloc, no stdio, no glibc set*id broadcasting. */
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <linux/openat2.h>
+
+#include "cloche/cleanup.h"
+#include "cloche/fileio.h"
+#include "cloche/sandbox.h"
+#include "sandbox-internal.h"
+
+/* What the child reports when a step fails (the parent reads EOF on success,
+ * because the socket is close-on-exec). */
+typedef struct ChildReport {
+    int err;
+    char what[240];
+} ChildReport;
+
+typedef struct ChildPlan {
+    const SandboxSpec *spec;
+    int sock;
+    int devnull;
+    char lower[PATH_MAX];
+    char merged[PATH_MAX];
+    char hosts[PATH_MAX];
+    char resolv[PATH_MAX];
+    char overlay_opts[3 * PATH_MAX + 64];
+} ChildPlan;
+
+/* ---- async-signal-safe helpers for the child ---- */
+
+static size_t safe_strlen(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+static void safe_append(char *dst, size_t size, const char *src)
+{
+    size_t n = safe_strlen(dst);
+    while (*src && n + 1 < size)
+        dst[n++] = *src++;
+    dst[n] = '\0';
+}
+
+static _Noreturn void child_fail(const ChildPlan *plan, int err, const char *what, const char *arg)
+{
+    ChildReport rep = {.err = err};
+    safe_append(rep.what, sizeof(rep.what), what);
+    if (arg) {
+        safe_append(rep.what, sizeof(rep.what), " '");
+        safe_append(rep.what, sizeof(rep.what), arg);
+        safe_append(rep.what, sizeof(rep.what), "'");
+    }
+    ssize_t w = write(plan->sock, &rep, sizeof(rep));
+    (void)w;
+    _exit(1);
+}
+
+static int open_in_root(int rootfd, const char *path, int flags)
+{
+    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC),
+                           .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    int fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+    return fd < 0 ? -errno : fd;
+}
+
+/* Open path inside the root as O_PATH, creating it (and missing parents) as a
+ * directory, or as an empty file when !is_dir. Symlinks resolve inside the root. */
+static int ensure_in_root(int rootfd, const char *path, bool is_dir)
+{
+    char prefix[PATH_MAX];
+    size_t len = safe_strlen(path);
+    if (len >= sizeof(prefix))
+        return -ENAMETOOLONG;
+    int fd = open_in_root(rootfd, path, O_PATH | (is_dir ? O_DIRECTORY : 0));
+    if (fd >= 0 || fd != -ENOENT)
+        return fd;
+
+    /* Walk the components, creating what is missing. */
+    int parent = open_in_root(rootfd, "/", O_PATH | O_DIRECTORY);
+    if (parent < 0)
+        return parent;
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && path[i] == '/')
+            i++;
+        size_t start = i;
+        while (i < len && path[i] != '/')
+            i++;
+        if (i == start)
+            break;
+        size_t k;
+        for (k = 0; k < i; k++)
+            prefix[k] = path[k];
+        prefix[k] = '\0';
+        char name[256];
+        if (i - start >= sizeof(name)) {
+            close(parent);
+            return -ENAMETOOLONG;
+        }
+        for (k = 0; k < i - start; k++)
+            name[k] = path[start + k];
+        name[k] = '\0';
+        bool last = true;
+        for (size_t j = i; j < len; j++)
+            if (path[j] != '/')
+                last = false;
+        if (last && !is_dir) {
+            int f = openat(parent, name, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+            if (f >= 0)
+                close(f);
+            /* EEXIST-like failures (a symlink to a file) resolve below. */
+        } else if (mkdirat(parent, name, 0755) < 0 && errno != EEXIST) {
+            int r = -errno;
+            close(parent);
+            return r;
+        }
+        int next = open_in_root(rootfd, prefix, O_PATH | (last && !is_dir ? 0 : O_DIRECTORY));
+        close(parent);
+        if (next < 0)
+            return next;
+        parent = next;
+    }
+    return parent;
+}
+
+static void fd_path(char buf[32], int fd)
+{
+    char digits[16];
+    int n = 0;
+    unsigned v = (unsigned)fd;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    char *p = buf;
+    const char *prefix = "/proc/self/fd/";
+    while (*prefix)
+        *p++ = *prefix++;
+    while (n)
+        *p++ = digits[--n];
+    *p = '\0';
+}
+
+/* Mount a fresh file system at path inside the root. */
+static void mount_fs_in_root(const ChildPlan *plan, int rootfd, const char *path, const char *fstype,
+                             unsigned long flags, const char *data)
+{
+    int fd = ensure_in_root(rootfd, path, true);
+    if (fd < 0)
+        child_fail(plan, -fd, "Failed to create the mount point", path);
+    char target[32];
+    fd_path(target, fd);
+    if (mount(fstype, target, fstype, flags, data) < 0)
+        child_fail(plan, errno, "Failed to mount", path);
+    close(fd);
+}
+
+/* Bind src_fd (an open_tree clone) onto path inside the root. */
+static void attach_tree_in_root(const ChildPlan *plan, int rootfd, int src_fd, const char *path,
+                                bool rw)
+{
+    struct stat st;
+    if (fstat(src_fd, &st) < 0)
+        child_fail(plan, errno, "Failed to inspect the bind mount source for", path);
+    if (!rw) {
+        struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+        if (mount_setattr(src_fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
+            child_fail(plan, errno, "Failed to make the bind mount read-only:", path);
+    }
+    int dst = ensure_in_root(rootfd, path, S_ISDIR(st.st_mode));
+    if (dst < 0)
+        child_fail(plan, -dst, "Failed to create the bind mount point", path);
+    if (move_mount(src_fd, "", dst, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        child_fail(plan, errno, "Failed to bind mount onto", path);
+    close(dst);
+    close(src_fd);
+}
+
+static void bind_host_path(const ChildPlan *plan, int rootfd, const char *src, const char *dst,
+                           bool rw)
+{
+    int fd = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (fd < 0)
+        child_fail(plan, errno, "Failed to open the bind mount source", src);
+    attach_tree_in_root(plan, rootfd, fd, dst, rw);
+}
+
+static void setup_dev(const ChildPlan *plan, int rootfd)
+{
+    mount_fs_in_root(plan, rootfd, "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME,
+                     "mode=755,size=65536k");
+    static const char *const nodes[][2] = {{"/dev/null", "/dev/null"},     {"/dev/zero", "/dev/zero"},
+                                           {"/dev/full", "/dev/full"},     {"/dev/random", "/dev/random"},
+                                           {"/dev/urandom", "/dev/urandom"}, {"/dev/tty", "/dev/tty"}};
+    for (size_t i = 0; i < ELEMENTSOF(nodes); i++)
+        bind_host_path(plan, rootfd, nodes[i][0], nodes[i][1], true);
+    mount_fs_in_root(plan, rootfd, "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                     "newinstance,ptmxmode=0666,mode=0620,gid=5");
+    mount_fs_in_root(plan, rootfd, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     "mode=1777,size=65536k");
+    mount_fs_in_root(plan, rootfd, "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     NULL);
+    int dev = open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
+    if (dev < 0)
+        child_fail(plan, -dev, "Failed to open", "/dev");
+    static const char *const links[][2] = {{"pts/ptmx", "ptmx"},
+                                           {"/proc/self/fd", "fd"},
+                                           {"/proc/self/fd/0", "stdin"},
+                                           {"/proc/self/fd/1", "stdout"},
+                                           {"/proc/self/fd/2", "stderr"}};
+    for (size_t i = 0; i < ELEMENTSOF(links); i++)
+        if (symlinkat(links[i][0], dev, links[i][1]) < 0 && errno != EEXIST)
+            child_fail(plan, errno, "Failed to create /dev/", links[i][1]);
+    close(dev);
+}
+
+/* Privileged containers run as host root: hide what runc hides. */
+static void mask_proc(const ChildPlan *plan, int rootfd)
+{
+    static const char *const masked[] = {"/proc/kcore",       "/proc/keys",
+                                         "/proc/latency_stats", "/proc/timer_list",
+                                         "/proc/sched_debug", "/proc/acpi",
+                                         "/proc/scsi",        "/sys/firmware"};
+    for (size_t i = 0; i < ELEMENTSOF(masked); i++) {
+        int fd = open_in_root(rootfd, masked[i], O_PATH);
+        if (fd < 0)
+            continue;
+        struct stat st;
+        fstat(fd, &st);
+        char target[32];
+        fd_path(target, fd);
+        int r = S_ISDIR(st.st_mode) ? mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0")
+                                    : mount("/dev/null", target, NULL, MS_BIND, NULL);
+        if (r < 0)
+            child_fail(plan, errno, "Failed to mask", masked[i]);
+        close(fd);
+    }
+    static const char *const readonly[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq",
+                                           "/proc/bus", "/proc/fs"};
+    for (size_t i = 0; i < ELEMENTSOF(readonly); i++) {
+        int fd = open_in_root(rootfd, readonly[i], O_PATH);
+        if (fd < 0)
+            continue;
+        int t = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
+                                      AT_RECURSIVE);
+        if (t < 0)
+            child_fail(plan, errno, "Failed to open", readonly[i]);
+        struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+        if (mount_setattr(t, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0 ||
+            move_mount(t, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+            child_fail(plan, errno, "Failed to make read-only:", readonly[i]);
+        close(t);
+        close(fd);
+    }
+}
+
+static _Noreturn void child_main(const ChildPlan *plan)
+{
+    const SandboxSpec *spec = plan->spec;
+
+    /* Wait for the parent: id maps written, cgroups attached, idmapped lower sent. */
+    char byte;
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                         .msg_controllen = sizeof(cbuf)};
+    if (recvmsg(plan->sock, &msg, MSG_CMSG_CLOEXEC) != 1)
+        _exit(1); /* the parent gave up */
+    int lower_fd = -1;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+        memcpy(&lower_fd, CMSG_DATA(cm), sizeof(int));
+
+    if (!spec->privileged) {
+        if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0 ||
+            syscall(SYS_setgroups, 0, NULL) < 0)
+            child_fail(plan, errno, "Failed to become root in the user namespace", NULL);
+    }
+    /* After the parent attached us, so the namespace is rooted at our group. */
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        child_fail(plan, errno, "Failed to create the cgroup namespace", NULL);
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        child_fail(plan, errno, "Failed to make mounts private", NULL);
+    if (sethostname(spec->handle, safe_strlen(spec->handle)) < 0)
+        child_fail(plan, errno, "Failed to set the hostname", NULL);
+
+    if (lower_fd >= 0) {
+        if (move_mount(lower_fd, "", AT_FDCWD, plan->lower, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            child_fail(plan, errno, "Failed to attach the idmapped image", NULL);
+        close(lower_fd);
+    }
+    if (mount("overlay", plan->merged, "overlay", 0, plan->overlay_opts) < 0)
+        child_fail(plan, errno, "Failed to mount the overlay root file system", NULL);
+    int rootfd = open(plan->merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        child_fail(plan, errno, "Failed to open the root file system", NULL);
+
+    for (size_t i = 0; i < spec->n_binds; i++) {
+        const SandboxBind *b = &spec->binds[i];
+        if (b->from_container) {
+            int src = open_in_root(rootfd, b->src, O_PATH);
+            if (src < 0)
+                child_fail(plan, -src, "Bind mount source does not exist in the container:",
+                           b->src);
+            int t = open_tree(src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
+                                           AT_RECURSIVE);
+            if (t < 0)
+                child_fail(plan, errno, "Failed to open the bind mount source", b->src);
+            close(src);
+            attach_tree_in_root(plan, rootfd, t, b->dst, b->rw);
+        } else {
+            bind_host_path(plan, rootfd, b->src, b->dst, b->rw);
+        }
+    }
+
+    mount_fs_in_root(plan, rootfd, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    setup_dev(plan, rootfd);
+    mount_fs_in_root(plan, rootfd, "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     NULL);
+    bind_host_path(plan, rootfd, plan->hosts, "/etc/hosts", true);
+    bind_host_path(plan, rootfd, plan->resolv, "/etc/resolv.conf", true);
+    if (spec->privileged)
+        mask_proc(plan, rootfd);
+
+    if (fchdir(rootfd) < 0)
+        child_fail(plan, errno, "Failed to enter the root file system", NULL);
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        child_fail(plan, errno, "Failed to pivot into the root file system", NULL);
+    if (umount2(".", MNT_DETACH) < 0)
+        child_fail(plan, errno, "Failed to detach the host's root", NULL);
+    if (chdir("/") < 0)
+        child_fail(plan, errno, "Failed to chdir to /", NULL);
+
+    if (dup2(plan->devnull, 0) < 0 || dup2(plan->devnull, 1) < 0 || dup2(plan->devnull, 2) < 0)
+        child_fail(plan, errno, "Failed to set up init's stdio", NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    syscall(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC);
+
+    char *const argv[] = {(char *)"cloche-init", NULL};
+    char *const envp[] = {NULL};
+    syscall(SYS_execveat, spec->init_fd, "", argv, envp, AT_EMPTY_PATH);
+    child_fail(plan, errno, "Failed to execute cloche-init", NULL);
+}
+
+/* ---- parent side ---- */
+
+static int write_id_map(pid_t pid, const char *file, uint32_t base)
+{
+    char path[64], map[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
+    int n = snprintf(map, sizeof(map), "0 %u %u\n", base, SANDBOX_ID_COUNT);
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (write(fd, map, (size_t)n) != n)
+        return -errno;
+    return 0;
+}
+
+/* A detached, idmapped, read-only clone of the image for pid's user namespace. */
+static int idmapped_lower(pid_t pid, const char *rootfs, int *ret)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/user", pid);
+    _cleanup_close_ int userns = open(path, O_RDONLY | O_CLOEXEC);
+    if (userns < 0)
+        return -errno;
+    _cleanup_close_ int tree =
+        open_tree(AT_FDCWD, rootfs, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0)
+        return -errno;
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
+                              .userns_fd = (uint64_t)userns};
+    if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+        return -errno;
+    *ret = TAKE_FD(tree);
+    return 0;
+}
+
+static int send_go(int sock, int fd)
+{
+    char byte = 'g';
+    char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        msg.msg_control = cbuf;
+        msg.msg_controllen = sizeof(cbuf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    }
+    return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+static int make_dir_owned(const char *path, bool chown_it, uint32_t uid)
+{
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    if (chown_it && chown(path, uid, uid) < 0)
+        return -errno;
+    return 0;
+}
+
+static int plan_paths(ChildPlan *plan, const SandboxSpec *spec)
+{
+    char upper[PATH_MAX], work[PATH_MAX], rootdir[PATH_MAX - 16];
+    int n = snprintf(rootdir, sizeof(rootdir), "%s/rootfs", spec->dir);
+    if (n < 0 || (size_t)n >= sizeof(rootdir))
+        return -ENAMETOOLONG;
+    snprintf(upper, sizeof(upper), "%s/upper", rootdir);
+    snprintf(work, sizeof(work), "%s/work", rootdir);
+    snprintf(plan->merged, sizeof(plan->merged), "%s/merged", rootdir);
+    snprintf(plan->lower, sizeof(plan->lower), "%s/lower", rootdir);
+    snprintf(plan->hosts, sizeof(plan->hosts), "%s/hosts", spec->dir);
+    snprintf(plan->resolv, sizeof(plan->resolv), "%s/resolv.conf", spec->dir);
+    const char *lower = spec->privileged ? spec->rootfs : plan->lower;
+    n = snprintf(plan->overlay_opts, sizeof(plan->overlay_opts),
+                 "lowerdir=%s,upperdir=%s,workdir=%s%s", lower, upper, work,
+                 spec->privileged ? "" : ",userxattr");
+    if (n < 0 || (size_t)n >= sizeof(plan->overlay_opts))
+        return -ENAMETOOLONG;
+
+    bool own = !spec->privileged;
+    int r;
+    if ((r = make_dir_owned(rootdir, false, 0)) < 0 ||
+        (r = make_dir_owned(upper, own, spec->uid_base)) < 0 ||
+        (r = make_dir_owned(work, own, spec->uid_base)) < 0 ||
+        (r = make_dir_owned(plan->merged, false, 0)) < 0 ||
+        (r = make_dir_owned(plan->lower, false, 0)) < 0)
+        return r;
+    if (own && (chown(plan->hosts, spec->uid_base, spec->uid_base) < 0 ||
+                chown(plan->resolv, spec->uid_base, spec->uid_base) < 0))
+        return -errno;
+    return 0;
+}
+
+int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
+{
+    _cleanup_free_ ChildPlan *plan = calloc(1, sizeof(ChildPlan));
+    if (!plan)
+        return api_internal_error(reterr, -ENOMEM, "Failed to prepare the container");
+    plan->spec = spec;
+    int r = plan_paths(plan, spec);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to prepare the root file system directories");
+
+    _cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int sv[2];
+    if (devnull < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return api_internal_error(reterr, -errno, "Failed to prepare the container");
+    _cleanup_close_ int parent_sock = sv[0];
+    _cleanup_close_ int child_sock = sv[1];
+    plan->sock = child_sock;
+    plan->devnull = devnull;
+
+    uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET |
+                     CLONE_PIDFD | (spec->privileged ? 0 : CLONE_NEWUSER);
+    int pidfd = -1;
+    struct clone_args args = {
+        .flags = flags,
+        .pidfd = (uint64_t)(uintptr_t)&pidfd,
+        .exit_signal = SIGCHLD,
+    };
+    if (spec->cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)spec->cgroup_fd;
+    }
+    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+    if (pid < 0)
+        return api_internal_error(reterr, -errno, "Failed to create the container's namespaces");
+    if (pid == 0)
+        child_main(plan);
+
+    SandboxInit init = {.pid = pid, .pidfd = pidfd};
+    close(TAKE_FD(child_sock));
+    const char *step = NULL;
+    int lower = -1;
+    if (!spec->privileged) {
+        if ((r = write_id_map(pid, "uid_map", spec->uid_base)) < 0 ||
+            (r = write_id_map(pid, "gid_map", spec->uid_base)) < 0)
+            step = "Failed to write the container's id map";
+    }
+    if (!step && spec->attach && (r = spec->attach(pid, spec->attach_userdata)) < 0)
+        step = "Failed to place the container in its cgroups";
+    if (!step && !spec->privileged && (r = idmapped_lower(pid, spec->rootfs, &lower)) < 0)
+        step = "Failed to create the idmapped image mount";
+    if (!step && (r = send_go(parent_sock, lower)) < 0)
+        step = "Failed to start the container";
+    if (lower >= 0)
+        close(lower);
+
+    if (!step) {
+        /* EOF = the child exec'd init (its end is close-on-exec); a report = failure. */
+        struct pollfd pfd = {.fd = parent_sock, .events = POLLIN};
+        ChildReport rep;
+        if (poll(&pfd, 1, 30000) != 1) {
+            r = -ETIMEDOUT;
+            step = "Timed out setting up the container";
+        } else {
+            ssize_t n = read(parent_sock, &rep, sizeof(rep));
+            if (n == (ssize_t)sizeof(rep)) {
+                rep.what[sizeof(rep.what) - 1] = '\0';
+                api_errorf(reterr, -rep.err, 500, GARDEN_ERR_GENERIC, "%s: %s", rep.what,
+                           strerror(rep.err));
+                r = -rep.err ? -rep.err : -EIO;
+            } else if (n != 0) {
+                r = -EIO;
+                step = "Lost contact with the container while setting it up";
+            }
+        }
+    }
+    if (step || r < 0) {
+        if (step)
+            api_internal_error(reterr, r, "%s", step);
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        sandbox_reap(&init);
+        return r < 0 ? r : -EIO;
+    }
+    r = sandbox_process_start_time(pid, &init.start_time);
+    if (r < 0) {
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        sandbox_reap(&init);
+        return api_internal_error(reterr, r, "The container's init vanished");
+    }
+    *ret = init;
+    return 0;
+}
+
+int sandbox_reap(SandboxInit *init)
+{
+    if (init->pidfd < 0)
+        return 0;
+    siginfo_t si;
+    int r = 0;
+    while (waitid((idtype_t)P_PIDFD, (id_t)init->pidfd, &si, WEXITED) < 0) {
+        if (errno != EINTR) {
+            r = -errno;
+            break;
+        }
+    }
+    close(init->pidfd);
+    init->pidfd = -1;
+    return r;
+}
+
+int sandbox_process_start_time(pid_t pid, uint64_t *ret)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    _cleanup_free_ char *buf = NULL;
+    size_t len;
+    int r = read_file_at(AT_FDCWD, path, 4096, &buf, &len);
+    if (r < 0)
+        return r == -ENOENT ? -ESRCH : r;
+    /* Field 2 (comm) may contain spaces and parentheses: skip to the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -EBADMSG;
+    p++;
+    /* Fields 3..22: start time is the 20th field after comm. */
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p + 1, ' ');
+        if (!p)
+            return -EBADMSG;
+    }
+    char *end;
+    unsigned long long v = strtoull(p + 1, &end, 10);
+    if (end == p + 1)
+        return -EBADMSG;
+    *ret = v;
+    return 0;
+}
+
+int sandbox_load_executable(const char *path, int *ret_fd)
+{
+    _cleanup_close_ int src = open(path, O_RDONLY | O_CLOEXEC);
+    if (src < 0)
+        return -errno;
+    _cleanup_close_ int mfd = memfd_create("cloche-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (mfd < 0)
+        return -errno;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(src, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(mfd, buf + off, (size_t)(n - off));
+            if (w < 0)
+                return -errno;
+            off += w;
+        }
+    }
+    if (fchmod(mfd, 0555) < 0 ||
+        fcntl(mfd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0)
+        return -errno;
+    *ret_fd = TAKE_FD(mfd);
+    return 0;
+}
