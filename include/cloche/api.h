@@ -8,19 +8,19 @@
 
 #include "cloche/garden.h"
 
-#define API_DEFAULT_MAX_BODY (1u << 20)     /* JSON request bodies */
-#define API_MAX_HEADER_BYTES (16u << 10)    /* request line + headers */
+#define API_DEFAULT_MAX_BODY (1u << 20)  /* JSON request bodies */
+#define API_MAX_HEADER_BYTES (16u << 10) /* request line + headers */
 #define API_DEFAULT_MAX_CONNECTIONS 4096
 
 typedef struct ApiConfig {
     const char *socket_path; /* NULL or "" = no Unix socket */
     const char *bind_ip;     /* NULL = no TCP listener */
     uint16_t bind_port;
-    const char *auth_token;  /* bearer token for non-loopback TCP; NULL = none */
-    bool insecure_no_auth;   /* serve non-loopback TCP without a token */
-    size_t max_body;         /* 0 = API_DEFAULT_MAX_BODY */
+    const char *auth_token; /* bearer token for non-loopback TCP; NULL = none */
+    bool insecure_no_auth;  /* serve non-loopback TCP without a token */
+    size_t max_body;        /* 0 = API_DEFAULT_MAX_BODY */
     unsigned max_connections;
-    unsigned threads;        /* MHD worker threads; 0 = one per CPU */
+    unsigned threads; /* MHD worker threads; 0 = one per CPU */
 } ApiConfig;
 
 typedef struct ApiServer ApiServer;

@@ -203,8 +203,8 @@ int cgroup_destroy(const Cgroup *cgroup, int timeout_ms);
 /* Read the whole of a small group file (such as "memory.stat") of the hierarchy
  * serving `controller` into buf, NUL-terminated. -ENOBUFS if it does not fit,
  * -ENODEV if that hierarchy is not used. *ret_len (optional) = bytes read. */
-int cgroup_read_file(const Cgroup *cgroup, CgroupController controller, const char *file,
-                     char *buf, size_t size, size_t *ret_len);
+int cgroup_read_file(const Cgroup *cgroup, CgroupController controller, const char *file, char *buf,
+                     size_t size, size_t *ret_len);
 /* Read a one-value file; "max" and "-1" read as UINT64_MAX. */
 int cgroup_read_u64(const Cgroup *cgroup, CgroupController controller, const char *file,
                     uint64_t *ret);

@@ -31,17 +31,17 @@ int container_state_from_string(const char *s, ContainerState *ret);
 typedef struct ContainerRecord {
     char *handle;
     ContainerState state;
-    int64_t created_at_ns;  /* CLOCK_REALTIME */
-    int64_t grace_time_ns;  /* effective grace time (0 = never) */
-    StringMap properties;   /* the container's properties, including garden.* keys */
-    StringMap events;       /* reserved: events as keys (e.g. "oom"), values "" */
-    ContainerSpec spec;     /* the create request as received (handle filled in) */
+    int64_t created_at_ns; /* CLOCK_REALTIME */
+    int64_t grace_time_ns; /* effective grace time (0 = never) */
+    StringMap properties;  /* the container's properties, including garden.* keys */
+    StringMap events;      /* reserved: events as keys (e.g. "oom"), values "" */
+    ContainerSpec spec;    /* the create request as received (handle filled in) */
 
     /* Kernel objects, so a restarted daemon can find them again. */
-    int32_t init_pid;          /* 0 until the init exists */
-    uint64_t init_start_time;  /* /proc/PID/stat start time, to tell a reused pid */
-    uint32_t uid_base;         /* host id of container root (unprivileged) */
-    char *rootfs;              /* the image directory used as the lower */
+    int32_t init_pid;         /* 0 until the init exists */
+    uint64_t init_start_time; /* /proc/PID/stat start time, to tell a reused pid */
+    uint32_t uid_base;        /* host id of container root (unprivileged) */
+    char *rootfs;             /* the image directory used as the lower */
 } ContainerRecord;
 
 typedef struct Depot Depot;
@@ -52,15 +52,26 @@ int depot_open(const char *path, Depot **ret);
 void depot_free(Depot *d);
 const char *depot_path(const Depot *d);
 
-/* mkdir <depot>/containers/<handle>; -EEXIST if it exists. */
+/* mkdir <depot>/containers/<handle>; -EEXIST if it exists. Not yet durable: the
+ * first depot_write_record() with DEPOT_WRITE_NEW makes the directory durable. */
 int depot_container_create(Depot *d, const char *handle);
-/* Remove <depot>/containers/<handle> and everything in it; missing = 0. */
+/* Remove <depot>/containers/<handle> and everything in it; missing = 0. The
+ * directory is first renamed out of the way (atomic), then deleted; not fsynced:
+ * a record that reappears after a power loss describes a container whose
+ * processes are gone, which start-up cleans up. */
 int depot_container_remove(Depot *d, const char *handle);
 /* Absolute path of the container's directory, malloc'd. */
 int depot_container_path(const Depot *d, const char *handle, char **ret);
 
-/* Atomically write rec to <handle>/state.json (the directory must exist). */
+/* Atomically write rec to <handle>/state.json (the directory must exist), durably:
+ * fsync of the file and its directory before returning. */
 int depot_write_record(Depot *d, const ContainerRecord *rec);
+
+typedef enum DepotWriteFlags {
+    DEPOT_WRITE_VOLATILE = 1u << 0, /* no fsync: transitional states only */
+    DEPOT_WRITE_NEW = 1u << 1,      /* also make the container's directory entry durable */
+} DepotWriteFlags;
+int depot_write_record_flags(Depot *d, const ContainerRecord *rec, unsigned flags);
 /* Read one record. -ENOENT if there is none; -EBADMSG if it is corrupt. */
 int depot_read_record(Depot *d, const char *handle, ContainerRecord *ret);
 

@@ -9,6 +9,11 @@
  * content under name, never a mix. Returns 0 or a negative errno. */
 int atomic_write_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode);
 
+/* atomic_write_at without any fsync: the file is still replaced whole by a rename,
+ * but may not survive a power loss. For state that is rebuilt or cleaned up anyway. */
+int atomic_write_volatile_at(int dirfd, const char *name, const void *data, size_t len,
+                             mode_t mode);
+
 /* The two halves of atomic_write_at, exposed so tests can simulate a crash between
  * them. atomic_write_stage leaves the complete, fsynced temp file in place. */
 int atomic_write_stage(int dirfd, const char *name, const void *data, size_t len, mode_t mode);

@@ -23,8 +23,8 @@ typedef struct GardenConfig {
     const char *cgroup_parent;
     /* The kernel side. NULL init_path = no containers can be created (unit tests
      * of the model); otherwise cgroups are set up at start-up. */
-    const char *init_path; /* cloche-init executable */
-    uint32_t uid_pool_base; /* first host id of the first per-container range */
+    const char *init_path;   /* cloche-init executable */
+    uint32_t uid_pool_base;  /* first host id of the first per-container range */
     uint32_t uid_pool_count; /* number of 65536-id ranges */
 } GardenConfig;
 

@@ -47,8 +47,7 @@ int json_get_i64(json_object *v, const char *what, int64_t *ret, ApiError *reter
 int json_get_bool(json_object *v, const char *what, bool *ret, ApiError *reterr);
 /* Copies the string (malloc'd) into *ret; rejects strings longer than max_len bytes
  * and strings with embedded NUL bytes. */
-int json_get_string(json_object *v, const char *what, size_t max_len, char **ret,
-                    ApiError *reterr);
+int json_get_string(json_object *v, const char *what, size_t max_len, char **ret, ApiError *reterr);
 /* Checks v is an object / array, else 400 "... expected an object, got ...".
  * what NULL or "" means the request body itself ("Invalid request body: ..."). */
 int json_expect_object(json_object *v, const char *what, ApiError *reterr);

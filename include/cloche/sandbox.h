@@ -27,17 +27,17 @@ typedef struct SandboxBind {
 typedef int (*SandboxAttachFn)(pid_t pid, void *userdata);
 
 typedef struct SandboxSpec {
-    const char *handle;    /* hostname */
-    const char *rootfs;    /* image directory on the host: the overlay lower */
-    const char *dir;       /* the container's depot directory (absolute) */
-    bool privileged;       /* no user namespace */
-    uint32_t uid_base;     /* host id of container root (unprivileged) */
+    const char *handle; /* hostname */
+    const char *rootfs; /* image directory on the host: the overlay lower */
+    const char *dir;    /* the container's depot directory (absolute) */
+    bool privileged;    /* no user namespace */
+    uint32_t uid_base;  /* host id of container root (unprivileged) */
     const SandboxBind *binds;
     size_t n_binds;
-    int cgroup_fd;         /* v2/unified group for CLONE_INTO_CGROUP, or -1 */
+    int cgroup_fd; /* v2/unified group for CLONE_INTO_CGROUP, or -1 */
     SandboxAttachFn attach;
     void *attach_userdata;
-    int init_fd;           /* executable fd of cloche-init (a sealed memfd) */
+    int init_fd; /* executable fd of cloche-init (a sealed memfd) */
 } SandboxSpec;
 
 typedef struct SandboxInit {

@@ -12,18 +12,18 @@
 #include "cloche/strmap.h"
 
 /* Limits on everything a caller controls. */
-#define SPEC_HANDLE_MAX 128          /* bytes; charset [A-Za-z0-9._-], not starting with '.' */
-#define SPEC_STRING_MAX 4096         /* any free-form string field (paths, uris, users) */
-#define SPEC_ARG_STRING_MAX 131072   /* one arg or env entry: the kernel's MAX_ARG_STRLEN */
+#define SPEC_HANDLE_MAX 128        /* bytes; charset [A-Za-z0-9._-], not starting with '.' */
+#define SPEC_STRING_MAX 4096       /* any free-form string field (paths, uris, users) */
+#define SPEC_ARG_STRING_MAX 131072 /* one arg or env entry: the kernel's MAX_ARG_STRLEN */
 #define SPEC_PROPERTY_KEY_MAX 1024
 #define SPEC_PROPERTY_VALUE_MAX 65536
-#define SPEC_PROPERTIES_MAX 1024     /* keys per container */
+#define SPEC_PROPERTIES_MAX 1024             /* keys per container */
 #define SPEC_PROPERTIES_BYTES_MAX (1u << 20) /* keys and values together, per container */
-#define SPEC_ENV_MAX 1024            /* entries */
+#define SPEC_ENV_MAX 1024                    /* entries */
 #define SPEC_ARGS_MAX 4096
 #define SPEC_BIND_MOUNTS_MAX 256
-#define SPEC_NETOUT_RULES_MAX 4096   /* per request */
-#define SPEC_NETOUT_RANGES_MAX 256   /* networks or ports per rule */
+#define SPEC_NETOUT_RULES_MAX 4096 /* per request */
+#define SPEC_NETOUT_RANGES_MAX 256 /* networks or ports per rule */
 #define SPEC_NETIN_MAX 256
 
 typedef struct ImageRef {
@@ -182,7 +182,7 @@ typedef struct ProcessSpec {
     char *dir;
     char *user;
     ResourceLimits rlimits;
-    bool has_limits;     /* "limits" present and non-empty (peas) */
+    bool has_limits; /* "limits" present and non-empty (peas) */
     CpuLimits cpu_limits;
     MemoryLimits memory_limits;
     TtySpec tty;

@@ -12,7 +12,10 @@ typedef struct StringMap {
     char **values; /* owned */
 } StringMap;
 
-#define STRING_MAP_INIT {0}
+#define STRING_MAP_INIT                                                                            \
+    {                                                                                              \
+        0                                                                                          \
+    }
 
 /* Set key to value (both copied). Returns 0 or -ENOMEM. */
 int strmap_set(StringMap *m, const char *key, const char *value);

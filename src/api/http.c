@@ -107,9 +107,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 static enum MHD_Result queue_body(struct MHD_Connection *conn, int status, char *body, size_t len,
                                   const char *allow)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
-                                                                         : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         free(body);
         return MHD_NO;
@@ -182,8 +181,7 @@ static enum MHD_Result begin_request(HttpServer *hs, struct MHD_Connection *conn
         /* Streaming routes reach MHD only as a later request on a kept-alive
          * connection; the hijacked protocol needs a connection of its own. */
         api_errorf(&err, -EPROTO, 400, GARDEN_ERR_GENERIC,
-                   "%s must be the first request on its connection",
-                   hr->api.match.route->name);
+                   "%s must be the first request on its connection", hr->api.match.route->name);
         hr->replied = true;
         return queue_error(conn, &err, NULL);
     }
@@ -211,9 +209,8 @@ static enum MHD_Result begin_request(HttpServer *hs, struct MHD_Connection *conn
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     HttpServer *hs = cls;
     HttpRequest *hr = *con_cls;
@@ -294,12 +291,11 @@ int http_server_start(HttpServer *hs)
                      MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     hs->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, hs, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, hs, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, hs, MHD_OPTION_UNESCAPE_CALLBACK, unescape_nothing, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)hs->max_connections,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(API_MAX_HEADER_BYTES * 4),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)hs->threads, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, hs, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        hs, MHD_OPTION_UNESCAPE_CALLBACK, unescape_nothing, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)hs->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(API_MAX_HEADER_BYTES * 4), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)hs->threads, MHD_OPTION_END);
     return hs->mhd ? 0 : -EIO;
 }
 

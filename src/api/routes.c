@@ -105,8 +105,7 @@ static json_object *strv_to_array(char **v)
 static json_object *strmap_to_object(const StringMap *m)
 {
     json_object *o = json_object_new_object();
-    STRMAP_FOREACH(i, m)
-    {
+    STRMAP_FOREACH (i, m) {
         if (o)
             json_object_object_add(o, m->keys[i], json_object_new_string(m->values[i]));
     }
@@ -140,8 +139,8 @@ static json_object *info_zero_json(void)
     json_object *o = json_object_new_object();
     if (!o)
         return NULL;
-    static const char *const strings[] = {"State", "HostIP", "ContainerIP", "ContainerIPv6",
-                                          "ExternalIP", "ContainerPath"};
+    static const char *const strings[] = {"State",         "HostIP",     "ContainerIP",
+                                          "ContainerIPv6", "ExternalIP", "ContainerPath"};
     for (size_t i = 0; i < ELEMENTSOF(strings); i++)
         json_object_object_add(o, strings[i], json_object_new_string(""));
     json_object_object_add(o, "Events", NULL);
@@ -468,8 +467,7 @@ const Route api_routes[] = {
     {"CurrentCPULimits", "GET", C "/limits/cpu", ROUTE_CONTAINER, route_cpu_limits},
     {"CurrentDiskLimits", "GET", C "/limits/disk", ROUTE_CONTAINER, route_container_pending},
     {"CurrentMemoryLimits", "GET", C "/limits/memory", ROUTE_CONTAINER, route_memory_limits},
-    {"NetIn", "POST", C "/net/in", ROUTE_CONTAINER | ROUTE_JSON_BODY,
-     route_container_body_pending},
+    {"NetIn", "POST", C "/net/in", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_container_body_pending},
     {"NetOut", "POST", C "/net/out", ROUTE_CONTAINER | ROUTE_JSON_BODY,
      route_container_body_pending},
     {"BulkNetOut", "POST", C "/net/out/bulk", ROUTE_CONTAINER | ROUTE_JSON_BODY,

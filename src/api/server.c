@@ -200,9 +200,9 @@ int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
         if ((r = epoll_add(s, l, EPOLLIN)) < 0)
             goto fail;
         log_info("Listening on tcp:%s:%u%s", cfg->bind_ip, cfg->bind_port,
-                 ip_is_loopback(cfg->bind_ip) ? "" :
-                 cfg->auth_token          ? " (bearer token required)" :
-                                            " (UNAUTHENTICATED)");
+                 ip_is_loopback(cfg->bind_ip) ? ""
+                 : cfg->auth_token            ? " (bearer token required)"
+                                              : " (UNAUTHENTICATED)");
     }
 
     s->http = (HttpServer){.cfg = &s->cfg,
@@ -386,8 +386,8 @@ static void triage(ApiServer *s, Item *it)
     }
     if (stream_route_wanted(&head)) {
         start_stream(s, fd);
-    } else if (http_server_add_connection(&s->http, fd, (struct sockaddr *)&it->addr,
-                                          it->addrlen) < 0) {
+    } else if (http_server_add_connection(&s->http, fd, (struct sockaddr *)&it->addr, it->addrlen) <
+               0) {
         log_debug("libmicrohttpd refused a connection: %m");
     }
     free(it);

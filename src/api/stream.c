@@ -144,9 +144,10 @@ static void stream_reply_error(int fd, const HttpHead *head, const ApiError *e)
     size_t len = 0;
     _cleanup_free_ char *body = api_error_serialize(e, &len);
     char line[256];
-    int hl = snprintf(line, sizeof(line),
-                      "HTTP/1.%d %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                      head ? head->minor_version : 1, e->status, http_reason(e->status), len);
+    int hl =
+        snprintf(line, sizeof(line),
+                 "HTTP/1.%d %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+                 head ? head->minor_version : 1, e->status, http_reason(e->status), len);
     send_all(fd, line, (size_t)hl);
     if (body)
         send_all(fd, body, len);
@@ -221,8 +222,8 @@ void api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
         goto out;
     }
     char allow[64];
-    r = router_match(api_routes, api_routes_count, head.method, head.path, &m, allow,
-                     sizeof(allow), &err);
+    r = router_match(api_routes, api_routes_count, head.method, head.path, &m, allow, sizeof(allow),
+                     &err);
     if (r >= 0)
         r = spec_validate_handle(m.params[0], &err);
     if (r >= 0)

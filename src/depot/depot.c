@@ -5,6 +5,7 @@
  * lock): two concurrent writers of the same record would share its temp file. */
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -94,6 +95,11 @@ static int depot_remove_stale_temps(Depot *d)
         struct dirent *de = readdir(dir);
         if (!de)
             return errno != 0 ? -errno : 0;
+        if (strncmp(de->d_name, ".trash-", 7) == 0) {
+            /* A removal a crash interrupted: finish it. */
+            (void)rm_rf_at(d->containers_fd, de->d_name);
+            continue;
+        }
         if (de->d_name[0] == '.')
             continue;
         if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
@@ -176,32 +182,26 @@ int depot_container_create(Depot *d, const char *handle)
         return r;
     if (mkdirat(d->containers_fd, handle, DEPOT_MODE) < 0)
         return -errno;
-    /* Make the new directory's entry durable before any record is written in it. */
-    return fsync_dirfd(d->containers_fd);
+    /* Some umasks narrow the mode; the traversal bit matters (see DEPOT_MODE). */
+    if (fchmodat(d->containers_fd, handle, DEPOT_MODE, 0) < 0)
+        return -errno;
+    return 0;
 }
 
 int depot_container_remove(Depot *d, const char *handle)
 {
-    _cleanup_close_ int cfd = -EBADF;
-    int r = depot_open_container(d, handle, &cfd);
-    if (r == -ENOENT)
-        return 0;
-    if (r == 0) {
-        /* Record first: a removal cut short by a crash then shows up as a bad
-         * directory in depot_load_all, not as a live container with half its
-         * files gone. */
-        if (unlinkat(cfd, DEPOT_STATE_FILE, 0) < 0 && errno != ENOENT)
-            return -errno;
-        r = fsync_dirfd(cfd);
-        if (r < 0)
-            return r;
-    } else if (r != -ENOTDIR && r != -ELOOP)
-        return r; /* a stray file or symlink in its place is removed below */
-
-    r = rm_rf_at(d->containers_fd, handle);
+    int r = depot_check_handle(handle);
     if (r < 0)
         return r;
-    return fsync_dirfd(d->containers_fd);
+    /* Rename first, so the container disappears from the depot in one step; a
+     * crash during the deletion leaves a ".trash-" directory that depot_open
+     * removes (load skips names starting with '.'). */
+    char trash[NAME_MAX + 1];
+    static atomic_uint counter;
+    snprintf(trash, sizeof(trash), ".trash-%d-%u", (int)getpid(), atomic_fetch_add(&counter, 1));
+    if (renameat(d->containers_fd, handle, d->containers_fd, trash) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    return rm_rf_at(d->containers_fd, trash);
 }
 
 int depot_container_path(const Depot *d, const char *handle, char **ret)
@@ -218,6 +218,11 @@ int depot_container_path(const Depot *d, const char *handle, char **ret)
 
 int depot_write_record(Depot *d, const ContainerRecord *rec)
 {
+    return depot_write_record_flags(d, rec, 0);
+}
+
+int depot_write_record_flags(Depot *d, const ContainerRecord *rec, unsigned flags)
+{
     if (!rec)
         return -EINVAL;
     _cleanup_close_ int cfd = -EBADF;
@@ -233,7 +238,12 @@ int depot_write_record(Depot *d, const ContainerRecord *rec)
     if (len > DEPOT_RECORD_MAX)
         return -EFBIG;
 
-    return atomic_write_at(cfd, DEPOT_STATE_FILE, buf, len, DEPOT_STATE_MODE);
+    if (flags & DEPOT_WRITE_VOLATILE)
+        return atomic_write_volatile_at(cfd, DEPOT_STATE_FILE, buf, len, DEPOT_STATE_MODE);
+    r = atomic_write_at(cfd, DEPOT_STATE_FILE, buf, len, DEPOT_STATE_MODE);
+    if (r >= 0 && (flags & DEPOT_WRITE_NEW))
+        r = fsync_dirfd(d->containers_fd);
+    return r;
 }
 
 int depot_read_record(Depot *d, const char *handle, ContainerRecord *ret)

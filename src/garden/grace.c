@@ -197,8 +197,8 @@ int grace_service_schedule(GraceService *s, const char *handle, int64_t deadline
         s->allocated = na;
     }
     bool earliest = s->n == 0 || deadline_ns < s->heap[0].deadline_ns;
-    heap_push(s, (GraceEntry){.deadline_ns = deadline_ns, .generation = generation,
-                              .handle = TAKE_PTR(h)});
+    heap_push(s, (GraceEntry){
+                     .deadline_ns = deadline_ns, .generation = generation, .handle = TAKE_PTR(h)});
     if (earliest)
         pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);

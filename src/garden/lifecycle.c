@@ -36,8 +36,9 @@ int garden_kernel_setup(Garden *g)
     CgroupLayout layout = mounts.layout;
     cgroup_mounts_clear(&mounts);
     if (r == -ENODEV)
-        return log_error_errno(r, "The cgroup controller '%s' is not available for '%s'; cloche "
-                                  "needs memory, cpu, cpuacct and pids",
+        return log_error_errno(r,
+                               "The cgroup controller '%s' is not available for '%s'; cloche "
+                               "needs memory, cpu, cpuacct and pids",
                                missing ? missing : "?", g->cgroup_parent);
     if (r < 0)
         return log_error_errno(r, "Failed to set up the cgroup parent '%s': %m", g->cgroup_parent);
@@ -170,8 +171,7 @@ static int generate_handle(char **ret)
     char *h = malloc(37);
     if (!h)
         return -ENOMEM;
-    snprintf(h, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+    snprintf(h, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
              b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
              b[14], b[15]);
     *ret = h;
@@ -197,8 +197,9 @@ static int resolve_image(Garden *g, const ContainerSpec *spec, char **ret, ApiEr
                                "raw:///path or /path (a root file system directory)",
                                uri);
     if (strpbrk(path, ",:\\\n"))
-        return api_bad_request(reterr, "Image path '%s' contains ',', ':' or '\\\\', which an "
-                                       "overlay mount cannot take",
+        return api_bad_request(reterr,
+                               "Image path '%s' contains ',', ':' or '\\\\', which an "
+                               "overlay mount cannot take",
                                path);
     struct stat st;
     if (stat(path, &st) < 0)
@@ -226,8 +227,7 @@ static int validate_binds(const ContainerSpec *spec, ApiError *reterr)
         if (b->origin == BIND_MOUNT_HOST) {
             struct stat st;
             if (b->src_path[0] != '/')
-                return api_bad_request(reterr, "bind_mounts[%zu]: 'src_path' must be absolute",
-                                       i);
+                return api_bad_request(reterr, "bind_mounts[%zu]: 'src_path' must be absolute", i);
             if (stat(b->src_path, &st) < 0)
                 return api_bad_request(reterr, "Bind mount source '%s' does not exist",
                                        b->src_path);
@@ -258,7 +258,7 @@ static int write_etc_files(const char *dir, const char *handle)
     char hosts[512];
     int n = snprintf(hosts, sizeof(hosts),
                      "127.0.0.1 localhost %s\n::1 localhost ip6-localhost ip6-loopback\n", handle);
-    int r = atomic_write_at(dfd, "hosts", hosts, (size_t)n, 0644);
+    int r = atomic_write_volatile_at(dfd, "hosts", hosts, (size_t)n, 0644);
     if (r < 0)
         return r;
 
@@ -283,7 +283,7 @@ static int write_etc_files(const char *dir, const char *handle)
             used += (size_t)k;
         }
     }
-    return atomic_write_at(dfd, "resolv.conf", resolv, used, 0644);
+    return atomic_write_volatile_at(dfd, "resolv.conf", resolv, used, 0644);
 }
 
 typedef struct AttachCtx {
@@ -322,8 +322,8 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
         return api_internal_error(reterr, r, "Failed to create the container's cgroups");
     CgroupLimits limits = {
         .memory_bytes = spec->limits.memory.limit_in_bytes,
-        .cpu_shares = spec->limits.cpu.weight ? spec->limits.cpu.weight
-                                              : spec->limits.cpu.limit_in_shares,
+        .cpu_shares =
+            spec->limits.cpu.weight ? spec->limits.cpu.weight : spec->limits.cpu.limit_in_shares,
         .pids_max = spec->limits.pid.max,
     };
     r = cgroup_apply_limits(c->cgroup, &limits);
@@ -335,11 +335,11 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     if (!binds)
         return api_internal_error(reterr, -ENOMEM, "Failed to prepare bind mounts");
     for (size_t i = 0; i < spec->n_bind_mounts; i++)
-        binds[i] = (SandboxBind){.src = spec->bind_mounts[i].src_path,
-                                 .dst = spec->bind_mounts[i].dst_path,
-                                 .rw = spec->bind_mounts[i].mode == BIND_MOUNT_RW,
-                                 .from_container =
-                                     spec->bind_mounts[i].origin == BIND_MOUNT_CONTAINER};
+        binds[i] =
+            (SandboxBind){.src = spec->bind_mounts[i].src_path,
+                          .dst = spec->bind_mounts[i].dst_path,
+                          .rw = spec->bind_mounts[i].mode == BIND_MOUNT_RW,
+                          .from_container = spec->bind_mounts[i].origin == BIND_MOUNT_CONTAINER};
 
     _cleanup_close_ int cgfd = cgroup_open_v2_fd(c->cgroup);
     AttachCtx actx = {.cgroup = c->cgroup, .cloned_into = cgfd >= 0};
@@ -395,7 +395,8 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     rec.created_at_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-    rec.grace_time_ns = spec->grace_time_ns > 0 ? spec->grace_time_ns : g->cfg.default_grace_time_ns;
+    rec.grace_time_ns =
+        spec->grace_time_ns > 0 ? spec->grace_time_ns : g->cfg.default_grace_time_ns;
     char grace[32];
     snprintf(grace, sizeof(grace), "%" PRId64, rec.grace_time_ns);
     rec.handle = strdup(spec->handle);
@@ -427,8 +428,10 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         garden_unregister(g, c);
         return api_internal_error(reterr, r, "Failed to create the container's directory");
     }
+    /* Volatile: if this is lost in a crash, start-up still finds the directory
+     * (or nothing) and cleans up; only the final record must be durable. */
     pthread_mutex_lock(&c->lock);
-    r = garden_persist(g, c);
+    r = depot_write_record_flags(g->depot, &c->rec, DEPOT_WRITE_VOLATILE);
     pthread_mutex_unlock(&c->lock);
     if (r < 0)
         api_internal_error(reterr, r, "Failed to persist the container");
@@ -438,7 +441,7 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     if (r >= 0) {
         pthread_mutex_lock(&c->lock);
         c->rec.state = CONTAINER_STATE_ACTIVE;
-        r = garden_persist(g, c);
+        r = depot_write_record_flags(g->depot, &c->rec, DEPOT_WRITE_NEW);
         pthread_mutex_unlock(&c->lock);
         if (r < 0)
             api_internal_error(reterr, r, "Failed to persist the container");

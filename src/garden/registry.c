@@ -73,9 +73,8 @@ static void garden_grace_fire(const char *handle, uint64_t generation, void *use
     pthread_mutex_lock(&c->lock);
     /* Checked and claimed under the container's lock, so a request that arrives
      * now either paused the timer first or finds the container being destroyed. */
-    bool expired = grace_timer_expired(&c->grace, now) &&
-                   (c->rec.state == CONTAINER_STATE_ACTIVE ||
-                    c->rec.state == CONTAINER_STATE_STOPPED);
+    bool expired = grace_timer_expired(&c->grace, now) && (c->rec.state == CONTAINER_STATE_ACTIVE ||
+                                                           c->rec.state == CONTAINER_STATE_STOPPED);
     ContainerState previous = c->rec.state;
     c->grace_scheduled_ns = GRACE_NEVER;
     if (expired)
@@ -147,8 +146,24 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     r = depot_load_all(g->depot, &recs, &n, &bad);
     if (r < 0)
         goto fail;
-    for (char **b = bad; b && *b; b++)
-        log_warn("Container directory '%s' in the depot has no readable state; left alone", *b);
+    for (char **b = bad; b && *b; b++) {
+        ContainerRecord probe = {0};
+        int k = depot_read_record(g->depot, *b, &probe);
+        container_record_done(&probe);
+        if (k != -ENOENT) {
+            log_warn("Container directory '%s' in the depot has an unreadable state file; left "
+                     "alone for inspection",
+                     *b);
+            continue;
+        }
+        /* A create interrupted before its first record: undo what it made. */
+        log_info("Removing '%s', a container whose creation was interrupted", *b);
+        ContainerRecord stub = {.handle = *b};
+        garden_kernel_cleanup_record(g, &stub);
+        k = depot_container_remove(g->depot, *b);
+        if (k < 0)
+            log_warn_errno(k, "Failed to remove '%s' from the depot: %m", *b);
+    }
     for (size_t i = 0; i < n; i++) {
         if (recs[i].state == CONTAINER_STATE_CREATING ||
             recs[i].state == CONTAINER_STATE_DESTROYING) {
@@ -275,8 +290,7 @@ void garden_release(Garden *g, Container *c)
 static bool container_matches(Container *c, const StringMap *filter)
 {
     bool show_all = false;
-    STRMAP_FOREACH(i, filter)
-    {
+    STRMAP_FOREACH (i, filter) {
         if (strcmp(filter->keys[i], "garden.state") == 0 && strcmp(filter->values[i], "all") == 0) {
             show_all = true;
             continue;
@@ -285,8 +299,8 @@ static bool container_matches(Container *c, const StringMap *filter)
         if (!v || strcmp(v, filter->values[i]) != 0)
             return false;
     }
-    return show_all || (c->rec.state != CONTAINER_STATE_CREATING &&
-                        c->rec.state != CONTAINER_STATE_DESTROYING);
+    return show_all ||
+           (c->rec.state != CONTAINER_STATE_CREATING && c->rec.state != CONTAINER_STATE_DESTROYING);
 }
 
 static int compare_strings(const void *a, const void *b)
@@ -359,8 +373,8 @@ int garden_register(Garden *g, ContainerRecord *rec, ApiError *reterr)
         *rec = c->rec;
         c->rec = (ContainerRecord){0};
         container_unref(c);
-        return api_errorf(reterr, -EEXIST, 409, GARDEN_ERR_GENERIC,
-                          "Handle '%s' already in use", rec->handle);
+        return api_errorf(reterr, -EEXIST, 409, GARDEN_ERR_GENERIC, "Handle '%s' already in use",
+                          rec->handle);
     }
     if (r < 0) {
         container_unref(c);
@@ -394,10 +408,10 @@ static int garden_destroy_claimed(Garden *g, Container *c, ContainerState previo
                                   ApiError *reterr)
 {
     const char *handle = c->rec.handle;
-    /* Persist the intent first, so a crash mid-destroy is finished on restart
-     * rather than resurrecting a half-torn-down container. */
+    /* Record the intent (volatile: should it be lost, a container whose init is
+     * gone is cleaned up at start-up all the same). */
     pthread_mutex_lock(&c->lock);
-    int r = depot_write_record(g->depot, &c->rec);
+    int r = depot_write_record_flags(g->depot, &c->rec, DEPOT_WRITE_VOLATILE);
     pthread_mutex_unlock(&c->lock);
     const char *what = "record the destroy of";
     if (r >= 0) {
@@ -480,8 +494,8 @@ static int validate_property(const char *key, const char *value, ApiError *reter
         return api_bad_request(reterr, "Property key is too long: %zu bytes (at most %d)", klen,
                                SPEC_PROPERTY_KEY_MAX);
     if (value && strlen(value) > SPEC_PROPERTY_VALUE_MAX)
-        return api_bad_request(reterr, "Value of property '%s' is too long (at most %d bytes)",
-                               key, SPEC_PROPERTY_VALUE_MAX);
+        return api_bad_request(reterr, "Value of property '%s' is too long (at most %d bytes)", key,
+                               SPEC_PROPERTY_VALUE_MAX);
     return 0;
 }
 
@@ -505,8 +519,7 @@ int container_set_property(Garden *g, Container *c, const char *key, const char 
         goto out;
     }
     size_t total = strlen(key) + strlen(value);
-    STRMAP_FOREACH(i, &c->rec.properties)
-    {
+    STRMAP_FOREACH (i, &c->rec.properties) {
         if (strcmp(c->rec.properties.keys[i], key) != 0)
             total += strlen(c->rec.properties.keys[i]) + strlen(c->rec.properties.values[i]);
     }

@@ -54,7 +54,8 @@ const char *cgroup_controller_to_string(CgroupController controller)
 static int controller_from_name(const char *s, size_t len)
 {
     for (int c = 0; c < _CGROUP_CONTROLLER_MAX; c++)
-        if (strlen(cgroup_controller_names[c]) == len && memcmp(cgroup_controller_names[c], s, len) == 0)
+        if (strlen(cgroup_controller_names[c]) == len &&
+            memcmp(cgroup_controller_names[c], s, len) == 0)
             return c;
     return -1;
 }

@@ -254,8 +254,7 @@ static int remove_group_dir(const Cgroup *cg, int idx)
 {
     const CgroupSystem *s = cg->system;
     for (unsigned attempt = 0;; attempt++) {
-        if (unlinkat(s->hierarchies[idx].parent_fd, cg->name, AT_REMOVEDIR) == 0 ||
-            errno == ENOENT)
+        if (unlinkat(s->hierarchies[idx].parent_fd, cg->name, AT_REMOVEDIR) == 0 || errno == ENOENT)
             return 0;
         if (errno != EBUSY || attempt >= RMDIR_BUSY_RETRIES)
             return -errno;

@@ -127,8 +127,7 @@ static int setup_hierarchy(CgroupSystem *s, Hierarchy *h, const char *up_path)
         h->created = true;
     else if (errno != EEXIST)
         return -errno;
-    h->parent_fd =
-        openat(h->up_fd, s->parent_base, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    h->parent_fd = openat(h->up_fd, s->parent_base, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (h->parent_fd < 0)
         return -errno;
     return 0;
@@ -150,8 +149,7 @@ static int write_at(const CgroupSystem *s, int dirfd, const char *path, const ch
 }
 
 /* The controllers of the v2 hierarchy that the parent's parent hands down. */
-static int check_v2_available(const CgroupSystem *s, const char *up_path,
-                              const char **ret_missing)
+static int check_v2_available(const CgroupSystem *s, const char *up_path, const char **ret_missing)
 {
     const Hierarchy *h = &s->hierarchies[s->v2_index];
     _cleanup_close_ int mount_fd = open(h->mount, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -415,7 +413,7 @@ int cgroup_group_write(const Cgroup *cg, int idx, const char *file, const char *
 }
 
 int cgroup_group_read(const Cgroup *cg, int idx, const char *file, char *buf, size_t size,
-                           size_t *ret_len)
+                      size_t *ret_len)
 {
     _cleanup_close_ int fd = cgroup_group_open(cg, idx, file, O_RDONLY);
     if (fd < 0)
@@ -673,8 +671,7 @@ int cgroup_read_file(const Cgroup *cg, CgroupController controller, const char *
     return cgroup_group_read(cg, idx, file, buf, size, ret_len);
 }
 
-int cgroup_read_u64(const Cgroup *cg, CgroupController controller, const char *file,
-                    uint64_t *ret)
+int cgroup_read_u64(const Cgroup *cg, CgroupController controller, const char *file, uint64_t *ret)
 {
     char buf[64];
     size_t len;

@@ -1,8 +1,6 @@
 /* Private to src/sandbox. */
 #pragma once
 
-
-
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif

@@ -162,8 +162,8 @@ static void fd_path(char buf[32], int fd)
 }
 
 /* Mount a fresh file system at path inside the root. */
-static void mount_fs_in_root(const ChildPlan *plan, int rootfd, const char *path, const char *fstype,
-                             unsigned long flags, const char *data)
+static void mount_fs_in_root(const ChildPlan *plan, int rootfd, const char *path,
+                             const char *fstype, unsigned long flags, const char *data)
 {
     int fd = ensure_in_root(rootfd, path, true);
     if (fd < 0)
@@ -209,17 +209,17 @@ static void setup_dev(const ChildPlan *plan, int rootfd)
 {
     mount_fs_in_root(plan, rootfd, "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME,
                      "mode=755,size=65536k");
-    static const char *const nodes[][2] = {{"/dev/null", "/dev/null"},     {"/dev/zero", "/dev/zero"},
-                                           {"/dev/full", "/dev/full"},     {"/dev/random", "/dev/random"},
-                                           {"/dev/urandom", "/dev/urandom"}, {"/dev/tty", "/dev/tty"}};
+    static const char *const nodes[][2] = {
+        {"/dev/null", "/dev/null"},       {"/dev/zero", "/dev/zero"},
+        {"/dev/full", "/dev/full"},       {"/dev/random", "/dev/random"},
+        {"/dev/urandom", "/dev/urandom"}, {"/dev/tty", "/dev/tty"}};
     for (size_t i = 0; i < ELEMENTSOF(nodes); i++)
         bind_host_path(plan, rootfd, nodes[i][0], nodes[i][1], true);
     mount_fs_in_root(plan, rootfd, "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
                      "newinstance,ptmxmode=0666,mode=0620,gid=5");
     mount_fs_in_root(plan, rootfd, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                      "mode=1777,size=65536k");
-    mount_fs_in_root(plan, rootfd, "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                     NULL);
+    mount_fs_in_root(plan, rootfd, "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     int dev = open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
     if (dev < 0)
         child_fail(plan, -dev, "Failed to open", "/dev");
@@ -237,10 +237,9 @@ static void setup_dev(const ChildPlan *plan, int rootfd)
 /* Privileged containers run as host root: hide what runc hides. */
 static void mask_proc(const ChildPlan *plan, int rootfd)
 {
-    static const char *const masked[] = {"/proc/kcore",       "/proc/keys",
-                                         "/proc/latency_stats", "/proc/timer_list",
-                                         "/proc/sched_debug", "/proc/acpi",
-                                         "/proc/scsi",        "/sys/firmware"};
+    static const char *const masked[] = {
+        "/proc/kcore",       "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+        "/proc/sched_debug", "/proc/acpi", "/proc/scsi",          "/sys/firmware"};
     for (size_t i = 0; i < ELEMENTSOF(masked); i++) {
         int fd = open_in_root(rootfd, masked[i], O_PATH);
         if (fd < 0)
@@ -261,8 +260,8 @@ static void mask_proc(const ChildPlan *plan, int rootfd)
         int fd = open_in_root(rootfd, readonly[i], O_PATH);
         if (fd < 0)
             continue;
-        int t = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
-                                      AT_RECURSIVE);
+        int t =
+            open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
         if (t < 0)
             child_fail(plan, errno, "Failed to open", readonly[i]);
         struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
@@ -282,8 +281,8 @@ static _Noreturn void child_main(const ChildPlan *plan)
     char byte;
     char cbuf[CMSG_SPACE(sizeof(int))];
     struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                         .msg_controllen = sizeof(cbuf)};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
     if (recvmsg(plan->sock, &msg, MSG_CMSG_CLOEXEC) != 1)
         _exit(1); /* the parent gave up */
     int lower_fd = -1;
@@ -320,10 +319,10 @@ static _Noreturn void child_main(const ChildPlan *plan)
         if (b->from_container) {
             int src = open_in_root(rootfd, b->src, O_PATH);
             if (src < 0)
-                child_fail(plan, -src, "Bind mount source does not exist in the container:",
-                           b->src);
-            int t = open_tree(src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
-                                           AT_RECURSIVE);
+                child_fail(plan, -src,
+                           "Bind mount source does not exist in the container:", b->src);
+            int t = open_tree(src, "",
+                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
             if (t < 0)
                 child_fail(plan, errno, "Failed to open the bind mount source", b->src);
             close(src);

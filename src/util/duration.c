@@ -11,8 +11,8 @@ static int unit_ns(const char *u, size_t len, double *ret)
     static const struct {
         const char *name;
         double ns;
-    } units[] = {{"ns", 1},       {"us", 1e3},           {"\xc2\xb5s", 1e3}, {"ms", 1e6},
-                 {"s", 1e9},      {"m", 60e9},           {"h", 3600e9}};
+    } units[] = {{"ns", 1},  {"us", 1e3}, {"\xc2\xb5s", 1e3}, {"ms", 1e6},
+                 {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}};
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
         if (strlen(units[i].name) == len && memcmp(units[i].name, u, len) == 0) {
             *ret = units[i].ns;

@@ -62,7 +62,8 @@ static int fsync_directory(int dirfd)
     return 0;
 }
 
-int atomic_write_stage(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
+static int atomic_write_stage_sync(int dirfd, const char *name, const void *data, size_t len,
+                                   mode_t mode, bool sync)
 {
     char tmp[NAME_MAX + 1];
     int r = atomic_write_temp_name(name, tmp, sizeof(tmp));
@@ -82,7 +83,7 @@ int atomic_write_stage(int dirfd, const char *name, const void *data, size_t len
         r = -errno;
     if (r >= 0)
         r = write_all(fd, data, len);
-    if (r >= 0 && fsync(fd) < 0)
+    if (r >= 0 && sync && fsync(fd) < 0)
         r = -errno;
     if (r >= 0) {
         int cfd = TAKE_FD(fd);
@@ -96,6 +97,27 @@ int atomic_write_stage(int dirfd, const char *name, const void *data, size_t len
         return r;
     }
     return 0;
+}
+
+int atomic_write_stage(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
+{
+    return atomic_write_stage_sync(dirfd, name, data, len, mode, true);
+}
+
+int atomic_write_volatile_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode)
+{
+    char tmp[NAME_MAX + 1];
+    int r = atomic_write_temp_name(name, tmp, sizeof(tmp));
+    if (r < 0)
+        return r;
+    r = atomic_write_stage_sync(dirfd, name, data, len, mode, false);
+    if (r < 0)
+        return r;
+    if (renameat(dirfd, tmp, dirfd, name) < 0) {
+        r = -errno;
+        (void)unlinkat(dirfd, tmp, 0);
+    }
+    return r;
 }
 
 int atomic_write_commit(int dirfd, const char *name)

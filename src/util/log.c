@@ -101,8 +101,9 @@ void log_emit(LogLevel level, const char *file, int line, const char *fmt, ...)
     char out[4096];
     size_t n;
     if (log_format == LOG_FORMAT_JSON) {
-        int k = snprintf(out, sizeof(out), "{\"time\":\"%s\",\"level\":\"%s\",\"source\":\"%s:%d\",\"msg\":\"",
-                         when, level_names[level], base, line);
+        int k = snprintf(out, sizeof(out),
+                         "{\"time\":\"%s\",\"level\":\"%s\",\"source\":\"%s:%d\",\"msg\":\"", when,
+                         level_names[level], base, line);
         n = json_escape_into(out, sizeof(out), (size_t)k, msg);
         if (n + 3 > sizeof(out))
             n = sizeof(out) - 3;

@@ -82,8 +82,7 @@ bool strmap_remove(StringMap *m, const char *key)
 int strmap_copy(const StringMap *src, StringMap *ret)
 {
     StringMap m = STRING_MAP_INIT;
-    STRMAP_FOREACH(i, src)
-    {
+    STRMAP_FOREACH (i, src) {
         int r = strmap_set(&m, src->keys[i], src->values[i]);
         if (r < 0) {
             strmap_clear(&m);

@@ -10,8 +10,7 @@
 
 static int tap_count, tap_failed;
 
-#define ok(cond, ...)                                                                              \
-    tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+#define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
 static inline bool __attribute__((format(printf, 4, 5)))
 tap_ok(bool pass, const char *file, int line, const char *fmt, ...)

@@ -583,13 +583,12 @@ static bool in_list(pid_t pid, const pid_t *pids, size_t n)
 
 static bool group_exists_anywhere(const CgroupSystem *s, const char *name)
 {
-    static const CgroupController cs[] = {CGROUP_CONTROLLER_MEMORY, CGROUP_CONTROLLER_CPU,
+    static const CgroupController cs[] = {CGROUP_CONTROLLER_MEMORY,  CGROUP_CONTROLLER_CPU,
                                           CGROUP_CONTROLLER_CPUACCT, CGROUP_CONTROLLER_PIDS,
                                           CGROUP_CONTROLLER_FREEZER, CGROUP_CORE};
     for (size_t i = 0; i < ELEMENTSOF(cs); i++) {
         char path[PATH_MAX];
-        if (cgroup_system_path(s, cs[i], name, path, sizeof(path)) == 0 &&
-            access(path, F_OK) == 0)
+        if (cgroup_system_path(s, cs[i], name, path, sizeof(path)) == 0 && access(path, F_OK) == 0)
             return true;
     }
     return false;
@@ -755,6 +754,56 @@ static void real_tests(const CgroupMounts *m, const char *parent)
     ok(!group_exists_anywhere(s, NULL), "real: parent gone from every hierarchy");
 }
 
+/* On a hybrid host, the same hierarchies seen as pure v1 (the unified mount
+ * hidden): kill without cgroup.kill (freezer, then signals) and wait by polling
+ * cgroup.procs. */
+static void real_v1_fallback(const CgroupMounts *m, const char *parent)
+{
+    CgroupMounts v1 = *m; /* borrows the strings */
+    v1.v2 = NULL;
+    v1.layout = CGROUP_LAYOUT_V1;
+    _cleanup_cgroup_system_ CgroupSystem *s = NULL;
+    is_int(cgroup_system_setup(&v1, parent, &s, NULL), 0, "v1 view: setup %s", parent);
+    if (!s)
+        return;
+    char path[PATH_MAX];
+    ok(cgroup_system_path(s, CGROUP_CONTROLLER_FREEZER, NULL, path, sizeof(path)) == 0 &&
+           access(path, F_OK) == 0,
+       "v1 view: the freezer hierarchy is used");
+    _cleanup_cgroup_ Cgroup *cg = NULL;
+    is_int(cgroup_create(s, "c1", &cg), 0, "v1 view: create");
+    if (!cg)
+        return;
+    is_int(cgroup_open_v2_fd(cg), -ENOENT, "v1 view: no v2 fd");
+    pid_t a = spawn_sleeper(), b = spawn_sleeper();
+    ok(cgroup_attach(cg, a, 0) == 0 && cgroup_attach(cg, b, 0) == 0, "v1 view: attach two");
+    _cleanup_free_ pid_t *pids = NULL;
+    size_t n = 0;
+    ok(cgroup_list_pids(cg, &pids, &n) == 0 && n == 2 && in_list(a, pids, n) && in_list(b, pids, n),
+       "v1 view: both listed");
+    is_int(cgroup_kill_all(cg), 0, "v1 view: kill by freezing and signalling");
+    is_int(cgroup_wait_empty(cg, 5000), 0, "v1 view: wait by polling cgroup.procs");
+    ok(reaped_by_sigkill(a) && reaped_by_sigkill(b), "v1 view: both died of SIGKILL");
+    char state[64];
+    ok(cgroup_read_file(cg, CGROUP_CONTROLLER_FREEZER, "freezer.state", state, sizeof(state),
+                        NULL) == 0 &&
+           strcmp(state, "THAWED\n") == 0,
+       "v1 view: left thawed");
+    is_int(cgroup_destroy(cg, 5000), 0, "v1 view: destroy");
+    ok(!group_exists_anywhere(s, "c1"), "v1 view: c1 gone");
+
+    Cgroup *c2 = NULL;
+    is_int(cgroup_create(s, "c2", &c2), 0, "v1 view: create c2");
+    pid_t c = spawn_sleeper();
+    ok(c2 && cgroup_attach(c2, c, 0) == 0, "v1 view: attach to c2");
+    ok(c2 && cgroup_destroy(c2, 5000) == 0, "v1 view: destroy a populated group");
+    ok(reaped_by_sigkill(c), "v1 view: its process was killed");
+    cgroup_free(c2);
+    ok(!group_exists_anywhere(s, "c2"), "v1 view: c2 gone");
+    is_int(cgroup_system_remove_parent(s), 0, "v1 view: remove the parent");
+    ok(!group_exists_anywhere(s, NULL), "v1 view: parent gone");
+}
+
 /* Remove whatever the child left behind: it only ever made these names. */
 static bool sweep(const CgroupMounts *m, const char *parent)
 {
@@ -793,6 +842,8 @@ static void test_real(void)
         rnd = (uint32_t)getpid();
     char parent[64];
     snprintf(parent, sizeof(parent), "cloche-test-%08x", rnd);
+    char parent_v1[80];
+    snprintf(parent_v1, sizeof(parent_v1), "%s-v1", parent);
 
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
@@ -802,6 +853,8 @@ static void test_real(void)
     if (pid == 0) {
         close(p[0]);
         real_tests(&m, parent);
+        if (m.layout == CGROUP_LAYOUT_HYBRID)
+            real_v1_fallback(&m, parent_v1);
         fflush(stdout);
         int counts[2] = {tap_count, tap_failed};
         if (write(p[1], counts, sizeof(counts)) != sizeof(counts))
@@ -819,7 +872,7 @@ static void test_real(void)
     } else {
         ok(0, "real: the test child died (status %#x)", status);
     }
-    ok(sweep(&m, parent), "real: nothing left under %s", parent);
+    ok(sweep(&m, parent) && sweep(&m, parent_v1), "real: nothing left under %s", parent);
 }
 
 int main(void)

@@ -191,7 +191,8 @@ static void test_depot(void)
 
     is_int(depot_open(depot_dir, &d), 0, "open creates the depot");
     ok(d && depot_path(d)[0] == '/', "absolute depot path");
-    ok(stat(depot_dir, &st) == 0 && (st.st_mode & 07777) == 0711, "depot mode 0711 (traversable, not listable)");
+    ok(stat(depot_dir, &st) == 0 && (st.st_mode & 07777) == 0711,
+       "depot mode 0711 (traversable, not listable)");
     char containers[PATH_MAX * 2];
     snprintf(containers, sizeof(containers), "%s/containers", depot_dir);
     ok(stat(containers, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) == 0711,

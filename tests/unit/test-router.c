@@ -58,8 +58,8 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         r = match(cases[i].method, cases[i].path, &m, allow, &e);
-        ok(r && strcmp(r->name, cases[i].name) == 0, "%s %s -> %s", cases[i].method,
-           cases[i].path, cases[i].name);
+        ok(r && strcmp(r->name, cases[i].name) == 0, "%s %s -> %s", cases[i].method, cases[i].path,
+           cases[i].name);
         if (r)
             route_match_done(&m);
     }
