@@ -96,9 +96,11 @@ void cgroup_mounts_clear(CgroupMounts *mounts);
  * subtree_control cloche ever writes. On hybrid hosts nothing is enabled in the v2
  * hierarchy.
  * When a needed controller is not mounted (v1) or not available (v2), returns
- * -ENODEV and sets *ret_missing_controller (if not NULL) to its name; no directory
- * is left behind. Parent directories made by a failed setup are removed.
- * On success *ret owns directory fds of each parent (free: cgroup_system_free). */
+ * -ENODEV and sets *ret_missing_controller (if not NULL) to its name (static
+ * storage); no directory is left behind. -ENODEV with *ret_missing_controller
+ * untouched: no cgroup hierarchy at all. -EINVAL: parent is not a relative path.
+ * Parent directories made by a failed setup are removed. On success *ret owns
+ * directory fds of each parent (free with cgroup_system_free). */
 int cgroup_system_setup(const CgroupMounts *mounts, const char *parent, CgroupSystem **ret,
                         const char **ret_missing_controller);
 CgroupSystem *cgroup_system_free(CgroupSystem *system);

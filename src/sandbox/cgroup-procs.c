@@ -105,7 +105,9 @@ static void freeze(const Cgroup *cg, bool on)
         (void)cgroup_group_write(cg, s->v2_index, "cgroup.freeze", on ? "1" : "0");
 }
 
-/* Without cgroup.kill: signal what cgroup.procs lists until it lists nothing. */
+/* Without cgroup.kill: signal what cgroup.procs lists until it lists nothing. With a
+ * freezer the listed tasks can neither fork nor exit (so no pid is reused) between
+ * the listing and the signal; without one this is best effort, as in guardian. */
 static int kill_by_listing(const Cgroup *cg, int idx)
 {
     for (unsigned round = 0; round < KILL_ROUNDS; round++) {

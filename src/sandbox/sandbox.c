@@ -36,12 +36,18 @@ typedef struct ChildPlan {
     const SandboxSpec *spec;
     int sock;
     int devnull;
-    char lower[PATH_MAX];
-    char merged[PATH_MAX];
-    char hosts[PATH_MAX];
-    char resolv[PATH_MAX];
-    char overlay_opts[3 * PATH_MAX + 64];
+    /* The child works relative to the container's directory (it may not be able to
+     * traverse the depot's parents as an unprivileged id), and attaches trees the
+     * parent cloned from host paths before the clone. */
+    int dir_fd;
+    int *bind_fds; /* per spec->binds[i]: a detached tree for host paths, else -1 */
+    int hosts_fd;
+    int resolv_fd;
+    char overlay_opts[PATH_MAX + 128];
 } ChildPlan;
+
+#define PLAN_LOWER "rootfs/lower"
+#define PLAN_MERGED "rootfs/merged"
 
 /* ---- async-signal-safe helpers for the child ---- */
 
@@ -177,12 +183,12 @@ static void mount_fs_in_root(const ChildPlan *plan, int rootfd, const char *path
 
 /* Bind src_fd (an open_tree clone) onto path inside the root. */
 static void attach_tree_in_root(const ChildPlan *plan, int rootfd, int src_fd, const char *path,
-                                bool rw)
+                                bool make_ro)
 {
     struct stat st;
     if (fstat(src_fd, &st) < 0)
         child_fail(plan, errno, "Failed to inspect the bind mount source for", path);
-    if (!rw) {
+    if (make_ro) {
         struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
         if (mount_setattr(src_fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
             child_fail(plan, errno, "Failed to make the bind mount read-only:", path);
@@ -202,7 +208,7 @@ static void bind_host_path(const ChildPlan *plan, int rootfd, const char *src, c
     int fd = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
     if (fd < 0)
         child_fail(plan, errno, "Failed to open the bind mount source", src);
-    attach_tree_in_root(plan, rootfd, fd, dst, rw);
+    attach_tree_in_root(plan, rootfd, fd, dst, !rw);
 }
 
 static void setup_dev(const ChildPlan *plan, int rootfd)
@@ -303,14 +309,16 @@ static _Noreturn void child_main(const ChildPlan *plan)
     if (sethostname(spec->handle, safe_strlen(spec->handle)) < 0)
         child_fail(plan, errno, "Failed to set the hostname", NULL);
 
+    /* The cwd is the container's directory, in this namespace's copy of it (see
+     * sandbox_create); relative paths need no search permission above it. */
     if (lower_fd >= 0) {
-        if (move_mount(lower_fd, "", AT_FDCWD, plan->lower, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        if (move_mount(lower_fd, "", AT_FDCWD, PLAN_LOWER, MOVE_MOUNT_F_EMPTY_PATH) < 0)
             child_fail(plan, errno, "Failed to attach the idmapped image", NULL);
         close(lower_fd);
     }
-    if (mount("overlay", plan->merged, "overlay", 0, plan->overlay_opts) < 0)
+    if (mount("overlay", PLAN_MERGED, "overlay", 0, plan->overlay_opts) < 0)
         child_fail(plan, errno, "Failed to mount the overlay root file system", NULL);
-    int rootfd = open(plan->merged, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int rootfd = open(PLAN_MERGED, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
         child_fail(plan, errno, "Failed to open the root file system", NULL);
 
@@ -326,9 +334,9 @@ static _Noreturn void child_main(const ChildPlan *plan)
             if (t < 0)
                 child_fail(plan, errno, "Failed to open the bind mount source", b->src);
             close(src);
-            attach_tree_in_root(plan, rootfd, t, b->dst, b->rw);
+            attach_tree_in_root(plan, rootfd, t, b->dst, !b->rw);
         } else {
-            bind_host_path(plan, rootfd, b->src, b->dst, b->rw);
+            attach_tree_in_root(plan, rootfd, plan->bind_fds[i], b->dst, false);
         }
     }
 
@@ -336,8 +344,8 @@ static _Noreturn void child_main(const ChildPlan *plan)
     setup_dev(plan, rootfd);
     mount_fs_in_root(plan, rootfd, "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                      NULL);
-    bind_host_path(plan, rootfd, plan->hosts, "/etc/hosts", true);
-    bind_host_path(plan, rootfd, plan->resolv, "/etc/resolv.conf", true);
+    attach_tree_in_root(plan, rootfd, plan->hosts_fd, "/etc/hosts", false);
+    attach_tree_in_root(plan, rootfd, plan->resolv_fd, "/etc/resolv.conf", false);
     if (spec->privileged)
         mask_proc(plan, rootfd);
 
@@ -416,57 +424,109 @@ static int send_go(int sock, int fd)
     return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
 }
 
-static int make_dir_owned(const char *path, bool chown_it, uint32_t uid)
+/* A detached clone of a host path, read-only (recursively) unless rw. */
+static int clone_host_tree(int dirfd, const char *path, bool rw, int *ret)
 {
-    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+    _cleanup_close_ int fd =
+        open_tree(dirfd, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (fd < 0)
         return -errno;
-    if (chown_it && chown(path, uid, uid) < 0)
-        return -errno;
+    if (!rw) {
+        struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+        if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0)
+            return -errno;
+    }
+    *ret = TAKE_FD(fd);
     return 0;
 }
 
-static int plan_paths(ChildPlan *plan, const SandboxSpec *spec)
+static void plan_close(ChildPlan *plan)
 {
-    char upper[PATH_MAX], work[PATH_MAX], rootdir[PATH_MAX - 16];
-    int n = snprintf(rootdir, sizeof(rootdir), "%s/rootfs", spec->dir);
-    if (n < 0 || (size_t)n >= sizeof(rootdir))
-        return -ENAMETOOLONG;
-    snprintf(upper, sizeof(upper), "%s/upper", rootdir);
-    snprintf(work, sizeof(work), "%s/work", rootdir);
-    snprintf(plan->merged, sizeof(plan->merged), "%s/merged", rootdir);
-    snprintf(plan->lower, sizeof(plan->lower), "%s/lower", rootdir);
-    snprintf(plan->hosts, sizeof(plan->hosts), "%s/hosts", spec->dir);
-    snprintf(plan->resolv, sizeof(plan->resolv), "%s/resolv.conf", spec->dir);
-    const char *lower = spec->privileged ? spec->rootfs : plan->lower;
-    n = snprintf(plan->overlay_opts, sizeof(plan->overlay_opts),
-                 "lowerdir=%s,upperdir=%s,workdir=%s%s", lower, upper, work,
-                 spec->privileged ? "" : ",userxattr");
-    if (n < 0 || (size_t)n >= sizeof(plan->overlay_opts))
-        return -ENAMETOOLONG;
+    if (plan->bind_fds)
+        for (size_t i = 0; i < plan->spec->n_binds; i++)
+            if (plan->bind_fds[i] >= 0)
+                close(plan->bind_fds[i]);
+    free(plan->bind_fds);
+    plan->bind_fds = NULL;
+    if (plan->dir_fd >= 0)
+        close(plan->dir_fd);
+    if (plan->hosts_fd >= 0)
+        close(plan->hosts_fd);
+    if (plan->resolv_fd >= 0)
+        close(plan->resolv_fd);
+    plan->dir_fd = plan->hosts_fd = plan->resolv_fd = -1;
+}
+
+static void plan_freep(ChildPlan **plan)
+{
+    if (*plan) {
+        plan_close(*plan);
+        free(*plan);
+    }
+}
+
+/* Everything the child needs, made while allocation and logging are still fine. */
+static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, ApiError *reterr)
+{
+    plan->dir_fd = plan->hosts_fd = plan->resolv_fd = -1;
+    plan->dir_fd = open(spec->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (plan->dir_fd < 0)
+        return api_internal_error(reterr, -errno, "Failed to open the container's directory");
+    int d = plan->dir_fd;
 
     bool own = !spec->privileged;
-    int r;
-    if ((r = make_dir_owned(rootdir, false, 0)) < 0 ||
-        (r = make_dir_owned(upper, own, spec->uid_base)) < 0 ||
-        (r = make_dir_owned(work, own, spec->uid_base)) < 0 ||
-        (r = make_dir_owned(plan->merged, false, 0)) < 0 ||
-        (r = make_dir_owned(plan->lower, false, 0)) < 0)
-        return r;
-    if (own && (chown(plan->hosts, spec->uid_base, spec->uid_base) < 0 ||
-                chown(plan->resolv, spec->uid_base, spec->uid_base) < 0))
-        return -errno;
+    uid_t uid = spec->uid_base;
+    static const char *const dirs[] = {"rootfs", "rootfs/upper", "rootfs/work", PLAN_MERGED,
+                                       PLAN_LOWER};
+    for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+        if (mkdirat(d, dirs[i], 0755) < 0 && errno != EEXIST)
+            return api_internal_error(reterr, -errno, "Failed to create '%s'", dirs[i]);
+        /* upper and work belong to container root, so its writes can land there. */
+        if (own && (i == 1 || i == 2) && fchownat(d, dirs[i], uid, uid, 0) < 0)
+            return api_internal_error(reterr, -errno, "Failed to hand over '%s'", dirs[i]);
+    }
+    if (own && (fchownat(d, "hosts", uid, uid, 0) < 0 || fchownat(d, "resolv.conf", uid, uid, 0) < 0))
+        return api_internal_error(reterr, -errno, "Failed to hand over the /etc files");
+
+    int n = snprintf(plan->overlay_opts, sizeof(plan->overlay_opts),
+                     "lowerdir=%s,upperdir=rootfs/upper,workdir=rootfs/work%s",
+                     spec->privileged ? spec->rootfs : PLAN_LOWER,
+                     spec->privileged ? "" : ",userxattr");
+    if (n < 0 || (size_t)n >= sizeof(plan->overlay_opts))
+        return api_internal_error(reterr, -ENAMETOOLONG, "Image path too long");
+
+    int r = clone_host_tree(d, "hosts", true, &plan->hosts_fd);
+    if (r >= 0)
+        r = clone_host_tree(d, "resolv.conf", true, &plan->resolv_fd);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to prepare the /etc files");
+
+    plan->bind_fds = malloc((spec->n_binds + 1) * sizeof(int));
+    if (!plan->bind_fds)
+        return api_internal_error(reterr, -ENOMEM, "Failed to prepare bind mounts");
+    for (size_t i = 0; i < spec->n_binds; i++)
+        plan->bind_fds[i] = -1;
+    for (size_t i = 0; i < spec->n_binds; i++) {
+        if (spec->binds[i].from_container)
+            continue;
+        r = clone_host_tree(AT_FDCWD, spec->binds[i].src, spec->binds[i].rw, &plan->bind_fds[i]);
+        if (r < 0)
+            return api_errorf(reterr, r, r == -ENOENT ? 400 : 500, GARDEN_ERR_GENERIC,
+                              "Failed to open the bind mount source '%s': %s", spec->binds[i].src,
+                              strerror(-r));
+    }
     return 0;
 }
 
 int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
 {
-    _cleanup_free_ ChildPlan *plan = calloc(1, sizeof(ChildPlan));
+    _cleanup_(plan_freep) ChildPlan *plan = calloc(1, sizeof(ChildPlan));
     if (!plan)
         return api_internal_error(reterr, -ENOMEM, "Failed to prepare the container");
     plan->spec = spec;
-    int r = plan_paths(plan, spec);
+    int r = plan_prepare(plan, spec, reterr);
     if (r < 0)
-        return api_internal_error(reterr, r, "Failed to prepare the root file system directories");
+        return r;
 
     _cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     int sv[2];
@@ -489,11 +549,23 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = (uint64_t)spec->cgroup_fd;
     }
+    /* The child must work in its own mount namespace's copy of the container's
+     * directory, and as an unprivileged id it may not be able to walk there by
+     * path. A cwd is carried into the new namespace's copy by clone, so clone
+     * from inside the directory, on a cwd private to this thread. */
+    if (unshare(CLONE_FS) < 0)
+        return api_internal_error(reterr, -errno, "Failed to give the thread its own cwd");
+    _cleanup_close_ int oldcwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (oldcwd < 0 || fchdir(plan->dir_fd) < 0)
+        return api_internal_error(reterr, -errno, "Failed to enter the container's directory");
     pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
-    if (pid < 0)
-        return api_internal_error(reterr, -errno, "Failed to create the container's namespaces");
     if (pid == 0)
         child_main(plan);
+    int clone_errno = errno;
+    if (fchdir(oldcwd) < 0)
+        (void)chdir("/");
+    if (pid < 0)
+        return api_internal_error(reterr, -clone_errno, "Failed to create the container's namespaces");
 
     SandboxInit init = {.pid = pid, .pidfd = pidfd};
     close(TAKE_FD(child_sock));
