@@ -348,6 +348,16 @@ int main(int argc, char **argv)
     if (o.auth_token_file && read_token(o.auth_token_file, &token) < 0)
         return EXIT_FAILURE;
 
+    ApiConfig ac = {
+        .socket_path = o.socket_path,
+        .bind_ip = o.bind_ip,
+        .bind_port = o.bind_port,
+        .auth_token = token,
+        .insecure_no_auth = o.insecure_no_auth,
+    };
+    if (api_config_check(&ac) < 0)
+        return EXIT_FAILURE;
+
     struct sigaction sa = {.sa_handler = SIG_IGN};
     sigaction(SIGPIPE, &sa, NULL);
 
@@ -375,13 +385,6 @@ int main(int argc, char **argv)
     }
     log_info("Depot %s: %zu container(s) restored", o.depot, garden_count(garden));
 
-    ApiConfig ac = {
-        .socket_path = o.socket_path,
-        .bind_ip = o.bind_ip,
-        .bind_port = o.bind_port,
-        .auth_token = token,
-        .insecure_no_auth = o.insecure_no_auth,
-    };
     r = api_server_new(&ac, garden, &the_server);
     if (r < 0) {
         garden_free(garden);

@@ -25,6 +25,10 @@ typedef struct ApiConfig {
 
 typedef struct ApiServer ApiServer;
 
+/* The checks api_server_new() makes before binding, for an early start-up error:
+ * a listener is given; non-loopback TCP has a token or insecure_no_auth. */
+int api_config_check(const ApiConfig *cfg);
+
 /* Validate cfg, bind the listeners and start serving threads. Refuses (-EPERM)
  * a non-loopback TCP address without a token unless insecure_no_auth. */
 int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret);

@@ -133,7 +133,7 @@ static int epoll_add(ApiServer *s, Item *it, uint32_t events)
     return epoll_ctl(s->epfd, EPOLL_CTL_ADD, it->fd, &ev) < 0 ? -errno : 0;
 }
 
-int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
+int api_config_check(const ApiConfig *cfg)
 {
     bool unix_sock = cfg->socket_path && *cfg->socket_path;
     bool tcp = cfg->bind_ip && *cfg->bind_ip;
@@ -144,6 +144,16 @@ int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
                                "Refusing to serve %s without a token: give --auth-token-file, "
                                "or --insecure-no-auth to serve it unauthenticated",
                                cfg->bind_ip);
+    return 0;
+}
+
+int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
+{
+    bool unix_sock = cfg->socket_path && *cfg->socket_path;
+    bool tcp = cfg->bind_ip && *cfg->bind_ip;
+    int check = api_config_check(cfg);
+    if (check < 0)
+        return check;
 
     ApiServer *s = calloc(1, sizeof(*s));
     if (!s)
@@ -379,8 +389,10 @@ static void triage(ApiServer *s, Item *it)
         return;
     }
     HttpHead head;
-    if (http_head_parse(buf, (size_t)(end - buf) + 4, &head) < 0) {
-        reply_and_close(fd, 400, "Malformed HTTP request line");
+    int r = http_head_parse(buf, (size_t)(end - buf) + 4, &head);
+    if (r < 0) {
+        reply_and_close(fd, 400,
+                        r == -EBADMSG ? "Malformed HTTP header" : "Malformed HTTP request line");
         free(it);
         return;
     }

@@ -74,7 +74,7 @@ int http_head_parse(const char *buf, size_t len, HttpHead *ret)
     while (p < end) {
         eol = memmem(p, (size_t)(end - p), "\r\n", 2);
         if (!eol)
-            return -EINVAL;
+            return -EBADMSG;
         if (eol == p) {
             h.head_len = (size_t)(eol + 2 - buf);
             *ret = h;
@@ -82,10 +82,10 @@ int http_head_parse(const char *buf, size_t len, HttpHead *ret)
         }
         const char *colon = memchr(p, ':', (size_t)(eol - p));
         if (!colon || colon == p)
-            return -EINVAL;
+            return -EBADMSG;
         for (const char *c = p; c < colon; c++)
             if (!is_token_char(*c))
-                return -EINVAL;
+                return -EBADMSG;
         size_t nl = (size_t)(colon - p);
         const char *v = colon + 1;
         size_t vl = (size_t)(eol - v);
@@ -96,7 +96,7 @@ int http_head_parse(const char *buf, size_t len, HttpHead *ret)
             errno = 0;
             long long n = strtoll(value, &e, 10);
             if (errno || *e || n < 0 || value[0] < '0' || value[0] > '9')
-                return -EINVAL;
+                return -EBADMSG;
             h.content_length = n;
         } else if (nl == 17 && strncasecmp(p, "Transfer-Encoding", nl) == 0) {
             h.chunked = strcasestr(value, "chunked") != NULL;
@@ -109,7 +109,7 @@ int http_head_parse(const char *buf, size_t len, HttpHead *ret)
         }
         p = eol + 2;
     }
-    return -EINVAL;
+    return -EBADMSG;
 }
 
 bool stream_route_wanted(const HttpHead *head)

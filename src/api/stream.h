@@ -23,7 +23,7 @@ typedef struct HttpHead {
 } HttpHead;
 
 /* Parse "METHOD SP TARGET SP HTTP/1.x CRLF (header CRLF)* CRLF" in buf[0..len).
- * -EINVAL for anything else. */
+ * -EINVAL for a malformed request line, -EBADMSG for a malformed header. */
 int http_head_parse(const char *buf, size_t len, HttpHead *ret);
 
 /* Is this request for one of the four streaming routes that cloche serves itself?

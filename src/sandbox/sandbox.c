@@ -485,7 +485,8 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, ApiError *rete
         if (own && (i == 1 || i == 2) && fchownat(d, dirs[i], uid, uid, 0) < 0)
             return api_internal_error(reterr, -errno, "Failed to hand over '%s'", dirs[i]);
     }
-    if (own && (fchownat(d, "hosts", uid, uid, 0) < 0 || fchownat(d, "resolv.conf", uid, uid, 0) < 0))
+    if (own &&
+        (fchownat(d, "hosts", uid, uid, 0) < 0 || fchownat(d, "resolv.conf", uid, uid, 0) < 0))
         return api_internal_error(reterr, -errno, "Failed to hand over the /etc files");
 
     int n = snprintf(plan->overlay_opts, sizeof(plan->overlay_opts),
@@ -565,7 +566,8 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
     if (fchdir(oldcwd) < 0)
         (void)chdir("/");
     if (pid < 0)
-        return api_internal_error(reterr, -clone_errno, "Failed to create the container's namespaces");
+        return api_internal_error(reterr, -clone_errno,
+                                  "Failed to create the container's namespaces");
 
     SandboxInit init = {.pid = pid, .pidfd = pidfd};
     close(TAKE_FD(child_sock));
