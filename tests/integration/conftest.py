@@ -531,8 +531,6 @@ def pytest_runtest_makereport(item, call):
 # so they work on hybrid hosts (v1 controllers plus cgroup2 at .../unified),
 # pure v1 and pure v2 alike.
 
-import shlex  # noqa: E402
-
 _V1_CONTROLLERS = frozenset(("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer",
                              "net_cls", "net_prio", "blkio", "perf_event", "hugetlb", "pids",
                              "rdma", "misc"))
@@ -690,14 +688,53 @@ CONTAINER_EXEC_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
                       "HOME": "/root", "LANG": "C"}
 
 
+# The host side of container_exec, run as `python3 -c _EXEC_HELPER N DIR... CMD...`.
+# It stays outside the container and is a child subreaper; its child joins the N
+# cgroup directories and execs CMD (nsenter).  nsenter forks the command into the
+# container's pid namespace; if nsenter is killed first (Stop, Destroy, OOM), the
+# command is orphaned, and a zombie left to the host's init would keep the
+# container's pid namespace (and so Destroy, which waits for its init) alive
+# until that init reaps it, which on some hosts takes a second or more.  The
+# helper reaps every descendant at once, then exits as its child did (a child
+# killed by a signal is re-raised on the helper).
+_EXEC_HELPER = r"""
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+n = int(sys.argv[1])
+dirs, cmd = sys.argv[2:2 + n], sys.argv[2 + n:]
+child = os.fork()
+if child == 0:
+    try:
+        for d in dirs:
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        os.execvp(cmd[0], cmd)
+    except OSError as e:
+        sys.stderr.write(f"container-exec: {e}\n")
+        os._exit(125)
+status = 0
+while True:
+    try:
+        pid, st = os.wait()
+    except ChildProcessError:
+        break
+    if pid == child:
+        status = st
+if os.WIFSIGNALED(status):
+    sig = os.WTERMSIG(status)
+    if sig not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def container_exec_argv(d: "Daemon", handle: str, argv: list[str]) -> list[str]:
     """The host command line container_exec runs (see there)."""
     pid = container_init_pid(d, handle)
     groups = cgroup_group_dirs(d.cgroup_parent, handle)
-    script = ('for d in "$@"; do echo $$ > "$d/cgroup.procs" || exit 125; done; '
-              f"exec nsenter --target {pid} --all --wdns=/ -- "
-              + " ".join(shlex.quote(a) for a in argv))
-    return ["/bin/sh", "-c", script, "container-exec"] + groups
+    nsenter = ["nsenter", "--target", str(pid), "--all", "--wdns=/", "--"]
+    return [sys.executable, "-c", _EXEC_HELPER, str(len(groups))] + groups + nsenter + list(argv)
 
 
 def container_exec(d: "Daemon", handle: str, argv: list[str], input: "bytes | str | None" = None,
@@ -706,30 +743,37 @@ def container_exec(d: "Daemon", handle: str, argv: list[str], input: "bytes | st
 
     A TEST-SIDE STAND-IN FOR Run, for the tests written before cloche can run
     processes itself (Run comes with a later issue): it does not go through
-    the daemon at all.  A host shell moves itself into every group directory
-    of the container (so the container's memory and pids limits apply to it
-    and to what it starts), then execs nsenter, which enters all of the
-    init's namespaces (user included, so the command is uid 0 inside an
-    unprivileged container) and forks the command as a process of the
-    container's pid namespace, with / of the container as working directory
-    (--wdns: --wd would hand it a directory of the host's mount namespace).
-    No seccomp filter, capability bounding or rlimit of cloche's applies.
+    the daemon at all.  A helper process forks a child that moves itself into
+    every group directory of the container (so the container's memory and
+    pids limits apply to it and to what it starts) and execs nsenter, which
+    enters all of the init's namespaces (user included, so the command is
+    uid 0 inside an unprivileged container) and forks the command as a
+    process of the container's pid namespace, with / of the container as
+    working directory (--wdns: --wd would hand it a directory of the host's
+    mount namespace).  No seccomp filter, capability bounding or rlimit of
+    cloche's applies.  The helper itself stays outside the container's
+    cgroups and reaps whatever the kill of nsenter orphans (see _EXEC_HELPER).
+
+    Inside the container's cgroups this adds one process besides the command:
+    nsenter, which waits for it (so a pids limit of N leaves N-2 for the
+    command and its children, init counting one).
 
     The exit status is the command's; a command killed by signal N gives
     128+N (nsenter re-raises the child's signal on itself; 137 = SIGKILL).
-    125 means the helper could not join a cgroup.  On timeout the helper is
-    killed (by pid) and AssertionError raised.
+    125 means the helper could not join a cgroup or start nsenter.  On
+    timeout the helper is killed (by pid) and AssertionError raised.
     """
     args = container_exec_argv(d, handle, argv)
     if isinstance(input, str):
         input = input.encode()
-    proc = subprocess.Popen(args, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+    stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(args, stdin=stdin,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=CONTAINER_EXEC_ENV,
                             start_new_session=True, preexec_fn=_die_with_parent)
     try:
         out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        kill_exec(proc)
         out, err = proc.communicate()
         raise AssertionError(f"{argv} in {handle} still running after {timeout} s; "
                              f"stdout {out[-500:]!r} stderr {err[-500:]!r}")
@@ -739,10 +783,20 @@ def container_exec(d: "Daemon", handle: str, argv: list[str], input: "bytes | st
     return rc, out.decode(errors="replace"), err.decode(errors="replace")
 
 
+def kill_exec(proc: subprocess.Popen) -> None:
+    """SIGKILL a container_exec/container_spawn helper and everything it started
+    (its own process group, by the helper's pid), then reap the helper."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def container_spawn(d: "Daemon", handle: str, argv: list[str]) -> subprocess.Popen:
     """Like container_exec, but return at once with the running Popen.
 
-    The caller waits for it or kills it (by its pid) itself.
+    The caller waits for it, or ends it with kill_exec().
     """
     return subprocess.Popen(container_exec_argv(d, handle, argv), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,

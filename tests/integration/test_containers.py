@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 from conftest import (DEFAULT_ROOTFS, UID_POOL_BASE, UID_RANGE_SIZE, cgroup_children,
-                      cgroup_controller_dir, cgroup_group_dirs, container_exec,
-                      container_init_pid, container_spawn, process_alive, process_start_time,
-                      remove_tree)
+                      cgroup_controller_dir, cgroup_core_dir, cgroup_group_dirs, cgroup_pids,
+                      container_exec, container_init_pid, container_spawn, kill_exec,
+                      process_alive, process_start_time, remove_tree)
 from garden_client import GardenError
 
 MIB = 1 << 20
@@ -118,6 +118,33 @@ def assert_nothing_left(d, handle: str, init_pid: "int | None" = None) -> None:
         assert not os.path.exists(f"/proc/{init_pid}/mountinfo") or not process_alive(init_pid)
 
 
+def wait_for_process(d, handle: str, argv: list[str], proc, timeout: float = 15.0) -> int:
+    """Wait until a process running argv is in the container (started by
+    container_spawn as proc); return its host pid."""
+    want = "\0".join(argv) + "\0"
+
+    def find():
+        for pid in cgroup_pids(cgroup_core_dir(d.cgroup_parent, handle) or "/nonexistent"):
+            try:
+                with open(f"/proc/{pid}/cmdline") as f:
+                    if f.read() == want:
+                        return pid
+            except OSError:
+                pass
+        return None
+
+    deadline = time.monotonic() + timeout
+    while True:
+        pid = find()
+        if pid is not None:
+            return pid
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"{argv} ended early ({proc.returncode}): {out!r} {err!r}")
+        assert time.monotonic() < deadline, f"{argv} did not start in {handle}"
+        time.sleep(0.02)
+
+
 def status_ids(pid: int, key: str) -> list[int]:
     """The Uid: or Gid: line of /proc/PID/status (real, effective, saved, fs)."""
     with open(f"/proc/{pid}/status") as f:
@@ -150,10 +177,15 @@ def payload():
 
 @pytest.fixture(scope="module")
 def alt_rootfs():
-    """A copy of the default rootfs with a marker file, to tell images apart."""
+    """A copy of the default rootfs with a marker file, to tell images apart.
+
+    Made beside the default rootfs, on the same file system: unprivileged
+    containers see their image through an idmapped mount, which not every
+    file system supports (tmpfs before Linux 6.3, virtiofs).
+    """
     if not (DEFAULT_ROOTFS / "bin" / "busybox").exists():
         pytest.fail(f"no rootfs at {DEFAULT_ROOTFS}: run rootfs-tools/mkrootfs-busybox.sh")
-    top = Path(tempfile.mkdtemp(prefix="cloche-alt-rootfs-", dir="/tmp"))
+    top = Path(tempfile.mkdtemp(prefix=".cloche-alt-rootfs-", dir=DEFAULT_ROOTFS.parent))
     os.chmod(top, 0o755)
     dest = top / "rootfs"
     subprocess.run(["cp", "-a", str(DEFAULT_ROOTFS), str(dest)], check=True)
@@ -551,16 +583,14 @@ def test_stop_terminates_processes_and_info_says_stopped(containers):
     start = process_start_time(init)
     proc = container_spawn(d, handle, ["sleep", "1000"])
     try:
-        time.sleep(0.3)  # let nsenter start the sleep inside
-        assert proc.poll() is None, proc.communicate()
+        wait_for_process(d, handle, ["sleep", "1000"], proc)
         started = time.monotonic()
         client.stop(handle, kill=False)
         assert proc.wait(timeout=15) != 0
         assert time.monotonic() - started < 9, "sleep ignores nothing: TERM should do"
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            kill_exec(proc)
     assert client.info(handle)["State"] == "stopped"
     # Init stays: the container is stopped, not destroyed.
     assert process_alive(init) and process_start_time(init) == start
@@ -574,16 +604,14 @@ def test_stop_with_kill_is_immediate(containers):
     init = container_init_pid(d, handle)
     proc = container_spawn(d, handle, ["sh", "-c", "trap '' TERM; sleep 1000"])
     try:
-        time.sleep(0.3)
-        assert proc.poll() is None
+        wait_for_process(d, handle, ["sleep", "1000"], proc)
         started = time.monotonic()
         client.stop(handle, kill=True)
         proc.wait(timeout=10)
         assert time.monotonic() - started < 3, "kill: true must not wait for TERM"
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            kill_exec(proc)
     assert client.info(handle)["State"] == "stopped"
     assert process_alive(init)
 
@@ -611,7 +639,7 @@ def test_destroy_leaves_nothing_behind(containers, host_dir):
     # What there is to remove: a process, cgroups, a depot directory, mounts.
     proc = container_spawn(d, handle, ["sleep", "1000"])
     try:
-        time.sleep(0.2)
+        wait_for_process(d, handle, ["sleep", "1000"], proc)
         assert cgroup_group_dirs(d.cgroup_parent, handle)
         assert depot_dir(d, handle).is_dir()
         with open(f"/proc/{init}/mountinfo") as f:
@@ -620,8 +648,7 @@ def test_destroy_leaves_nothing_behind(containers, host_dir):
         proc.wait(timeout=5)
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            kill_exec(proc)
     assert_nothing_left(d, handle, init_pid=init)
     assert not os.path.exists(f"/proc/{init}/mountinfo")
     assert mounts_below(host_dir) == []
