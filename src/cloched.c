@@ -35,6 +35,7 @@ typedef struct Options {
     int64_t default_grace_time_ns;
     const char *cgroup_parent;
     const char *init_binary;
+    const char *shim_binary;
     uint32_t uid_pool_start;
     uint32_t uid_pool_size;
     NetPool pool;
@@ -77,6 +78,8 @@ static void usage(FILE *f)
             "                            Go syntax: 30s, 5m, 1h30m; 0 = never (default 0)\n"
             "  --cgroup-parent NAME      Parent cgroup of every container (default cloche)\n"
             "  --init-binary PATH        cloche-init, PID 1 of every container (default:\n"
+            "                            next to cloched, else " CLOCHE_LIBEXECDIR ")\n"
+            "  --shim-binary PATH        cloche-shim, the monitor of every process (default:\n"
             "                            next to cloched, else " CLOCHE_LIBEXECDIR ")\n"
             "  --uid-pool-start ID       First host id of the per-container id ranges\n"
             "                            (default 268435456)\n"
@@ -127,6 +130,7 @@ enum {
     OPT_DEFAULT_GRACE_TIME,
     OPT_CGROUP_PARENT,
     OPT_INIT_BINARY,
+    OPT_SHIM_BINARY,
     OPT_UID_POOL_START,
     OPT_UID_POOL_SIZE,
     OPT_NETWORK_POOL,
@@ -152,6 +156,7 @@ static int parse_options(int argc, char **argv, Options *o)
         {"default-grace-time", required_argument, NULL, OPT_DEFAULT_GRACE_TIME},
         {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"init-binary", required_argument, NULL, OPT_INIT_BINARY},
+        {"shim-binary", required_argument, NULL, OPT_SHIM_BINARY},
         {"uid-pool-start", required_argument, NULL, OPT_UID_POOL_START},
         {"uid-pool-size", required_argument, NULL, OPT_UID_POOL_SIZE},
         {"network-pool", required_argument, NULL, OPT_NETWORK_POOL},
@@ -226,6 +231,9 @@ static int parse_options(int argc, char **argv, Options *o)
             break;
         case OPT_INIT_BINARY:
             o->init_binary = optarg;
+            break;
+        case OPT_SHIM_BINARY:
+            o->shim_binary = optarg;
             break;
         case OPT_UID_POOL_START:
             if (parse_u64(optarg, 65536, UINT32_MAX, &v) < 0)
@@ -318,9 +326,9 @@ static int read_token(const char *path, char **ret)
     return 0;
 }
 
-/* cloche-init next to this executable (a build tree or a relocated install), else
- * the configured libexec directory. */
-static char *default_init_binary(void)
+/* A helper binary (cloche-init, cloche-shim) next to this executable (a build
+ * tree or a relocated install), else in the configured libexec directory. */
+static char *default_helper_binary(const char *name)
 {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -328,12 +336,13 @@ static char *default_init_binary(void)
         self[n] = '\0';
         char *slash = strrchr(self, '/');
         if (slash) {
-            strcpy(slash + 1, "cloche-init");
+            snprintf(slash + 1, sizeof(self) - (size_t)(slash + 1 - self), "%s", name);
             if (access(self, X_OK) == 0)
                 return strdup(self);
         }
     }
-    return strdup(CLOCHE_LIBEXECDIR "/cloche-init");
+    char *path;
+    return asprintf(&path, "%s/%s", CLOCHE_LIBEXECDIR, name) < 0 ? NULL : path;
 }
 
 int main(int argc, char **argv)
@@ -362,12 +371,18 @@ int main(int argc, char **argv)
     sigaction(SIGPIPE, &sa, NULL);
 
     _cleanup_free_ char *init_binary =
-        o.init_binary ? strdup(o.init_binary) : default_init_binary();
-    if (!init_binary)
+        o.init_binary ? strdup(o.init_binary) : default_helper_binary("cloche-init");
+    _cleanup_free_ char *shim_binary =
+        o.shim_binary ? strdup(o.shim_binary) : default_helper_binary("cloche-shim");
+    if (!init_binary || !shim_binary)
         return EXIT_FAILURE;
+    bool have_shim = access(shim_binary, X_OK) == 0;
+    if (!have_shim)
+        log_warn("cloche-shim is not executable at %s (%m): processes cannot run", shim_binary);
 
     GardenConfig gc = {
         .init_path = init_binary,
+        .shim_path = have_shim ? shim_binary : NULL,
         .uid_pool_base = o.uid_pool_start,
         .uid_pool_count = o.uid_pool_size,
         .depot_path = o.depot,

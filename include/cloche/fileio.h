@@ -26,6 +26,9 @@ int atomic_write_temp_name(const char *name, char *buf, size_t size);
  * malloc'd buffer. */
 int read_file_at(int dirfd, const char *name, size_t max, char **ret, size_t *ret_len);
 
+/* The same for an already open regular file. */
+int read_fd_all(int fd, size_t max, char **ret, size_t *ret_len);
+
 /* Remove dirfd/name recursively without following symlinks and without crossing
  * into other file systems. Missing = success. */
 int rm_rf_at(int dirfd, const char *name);

@@ -24,6 +24,7 @@ typedef struct GardenConfig {
     /* The kernel side. NULL init_path = no containers can be created (unit tests
      * of the model); otherwise cgroups are set up at start-up. */
     const char *init_path;   /* cloche-init executable */
+    const char *shim_path;   /* cloche-shim executable */
     uint32_t uid_pool_base;  /* first host id of the first per-container range */
     uint32_t uid_pool_count; /* number of 65536-id ranges */
 } GardenConfig;
@@ -68,6 +69,18 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
 /* Stop: SIGTERM to every process but init, up to 10 s, then SIGKILL (kill: at
  * once). The container's state becomes stopped. */
 int garden_stop(Garden *g, Container *c, bool kill, ApiError *reterr);
+
+/* Start a process (spec contents are taken): ExecutableNotFoundError, 409 for a
+ * duplicate id, 400 for an unknown user, 501 for peas. *ret_id is malloc'd. */
+int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
+
+/* Connect to a process's shim. If the shim is gone, *ret_fd = -1 and *ret_exit is
+ * the exit status from its exit file. 404 ProcessNotFoundError when unknown. */
+int container_process_attach(Garden *g, Container *c, const char *id, int *ret_fd, int *ret_exit,
+                             ApiError *reterr);
+
+/* Ids of the processes still running, sorted (NULL-terminated, malloc'd). */
+int container_process_ids(Garden *g, Container *c, char ***ret);
 
 /* The limits applied at create. */
 int container_get_limits(Container *c, Limits *ret);

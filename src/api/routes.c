@@ -114,7 +114,7 @@ static json_object *strmap_to_object(const StringMap *m)
 
 /* ContainerInfo (protocol §3.5) from the model. Network fields stay empty until
  * containers are networked. */
-static json_object *info_to_json(const ContainerSnapshot *s)
+static json_object *info_to_json(const ContainerSnapshot *s, char **process_ids)
 {
     json_object *o = json_object_new_object();
     if (!o)
@@ -127,7 +127,7 @@ static json_object *info_to_json(const ContainerSnapshot *s)
     json_object_object_add(o, "ContainerIPv6", json_object_new_string(""));
     json_object_object_add(o, "ExternalIP", json_object_new_string(""));
     json_object_object_add(o, "ContainerPath", json_object_new_string(s->container_path));
-    json_object_object_add(o, "ProcessIDs", json_object_new_array());
+    json_object_object_add(o, "ProcessIDs", strv_to_array(process_ids));
     json_object_object_add(o, "Properties", strmap_to_object(&s->properties));
     json_object_object_add(o, "MappedPorts", json_object_new_array());
     return o;
@@ -161,7 +161,10 @@ static int route_info(ApiRequest *req)
     if (r < 0)
         return api_internal_error(&req->error, r, "Failed to read container '%s'",
                                   container_handle(c));
-    req->reply = info_to_json(&s);
+    char **ids = NULL;
+    (void)container_process_ids(req->garden, c, &ids);
+    req->reply = info_to_json(&s, ids);
+    strv_free(ids);
     container_snapshot_done(&s);
     return req->reply ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
 }
@@ -200,16 +203,19 @@ static int route_bulk_info(ApiRequest *req)
         int r = spec_validate_handle(h, &err);
         if (r >= 0)
             r = garden_find(req->garden, h, &c, &err);
+        char **ids = NULL;
         if (r >= 0) {
             r = container_snapshot(req->garden, c, &s);
+            (void)container_process_ids(req->garden, c, &ids);
             container_unref(c);
             if (r < 0)
                 api_internal_error(&err, r, "Failed to read container '%s'", h);
         }
         if (r >= 0) {
-            json_object_object_add(entry, "Info", info_to_json(&s));
+            json_object_object_add(entry, "Info", info_to_json(&s, ids));
             json_object_object_add(entry, "Err", NULL);
             container_snapshot_done(&s);
+            strv_free(ids);
         } else {
             json_object_object_add(entry, "Info", info_zero_json());
             json_object_object_add(entry, "Err", error_to_json(&err));

@@ -53,6 +53,9 @@ int garden_kernel_teardown(Garden *g, Container *c);
 void garden_kernel_cleanup_record(Garden *g, const ContainerRecord *rec);
 void container_free_kernel(Container *c);
 
+/* process.c */
+void garden_kill_shims(Garden *g, Container *c);
+
 /* registry.c */
 int garden_insert_new(Garden *g, Container *c, ApiError *reterr);
 Container *container_new(ContainerRecord *rec);

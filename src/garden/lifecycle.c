@@ -90,6 +90,8 @@ static bool process_matches(pid_t pid, uint64_t start_time)
 
 int garden_kernel_teardown(Garden *g, Container *c)
 {
+    /* Shims live outside the container's cgroup: end them by pid. */
+    garden_kill_shims(g, c);
     if (c->cgroup) {
         int r = cgroup_destroy(c->cgroup, DESTROY_TIMEOUT_MS);
         if (r < 0)
@@ -494,6 +496,10 @@ int garden_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
     }
     for (int i = 0; i < 100 && signal_all_but_init(c, SIGKILL) > 0; i++)
         usleep(20000);
+    /* The processes are gone; give their shims a moment to record the exit
+     * statuses, then end them too. */
+    usleep(20000);
+    garden_kill_shims(g, c);
 
     pthread_mutex_lock(&c->lock);
     ContainerState old = c->rec.state;

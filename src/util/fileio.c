@@ -157,7 +157,13 @@ int read_file_at(int dirfd, const char *name, size_t max, char **ret, size_t *re
         openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return -errno;
+    return read_fd_all(fd, max, ret, ret_len);
+}
 
+int read_fd_all(int fd, size_t max, char **ret, size_t *ret_len)
+{
+    if (!ret)
+        return -EINVAL;
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -errno;

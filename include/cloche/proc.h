@@ -1,0 +1,85 @@
+/* Processes in containers, from the daemon's side: resolving the user, writing the
+ * shim's spec, starting cloche-shim, and talking to it over its socket (frames of
+ * include/cloche/shim-protocol.h). Knows nothing of HTTP or JSON. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cloche/error.h"
+#include "cloche/spec.h"
+
+#define PROC_GROUPS_MAX 64
+
+/* A user looked up in the container's /etc/passwd and /etc/group. */
+typedef struct ProcUser {
+    uid_t uid;
+    gid_t gid;
+    gid_t groups[PROC_GROUPS_MAX];
+    size_t n_groups;
+    char home[256];
+    char name[64];
+} ProcUser;
+
+/* Resolve user ("" = root, a name, or "uid:gid") inside the container whose init
+ * is init_pid, reading its files through /proc/PID/root without following any
+ * link out of it. Unknown name: 400-class error "unknown user: NAME"... returned
+ * as -ENOENT with a message in reterr. */
+int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, ApiError *reterr);
+
+/* Does dir exist (as a directory) inside the container? */
+bool proc_dir_exists(pid_t init_pid, const char *dir);
+
+/* Everything the shim needs, resolved. */
+typedef struct ProcLaunch {
+    const char *path;
+    char *const *args; /* NULL-terminated, without argv0 */
+    char *const *env;  /* NULL-terminated, complete */
+    const char *dir;
+    const ProcUser *user;
+    const ResourceLimits *rlimits;
+    bool tty;
+    uint16_t columns, rows;
+    pid_t init_pid;
+    uint64_t init_start;
+    char *const *cgroups; /* NULL-terminated host cgroup directories */
+    uint32_t ring;
+    uint32_t linger;
+} ProcLaunch;
+
+/* Write dirfd/spec (atomically, not fsynced: it is read once, at once). */
+int proc_write_spec(int dirfd, const ProcLaunch *l);
+
+/* Run `shim_path dir` detached and wait for its start line. On success *ret_pid is
+ * the process's host pid. An exec failure (ENOENT, EACCES, ENOTDIR) becomes a
+ * 500 ExecutableNotFoundError; anything else a 500 with the shim's message. */
+int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError *reterr);
+
+/* Connect to dir/sock (non-blocking off: a plain blocking SOCK_STREAM fd). */
+int proc_connect(int dirfd, int *ret_fd);
+
+/* dir/exit: the status, -ENOENT while the process runs. */
+int proc_read_exit(int dirfd, int *ret_status);
+/* dir/pid: shim pid and start time, and the process's host pid. */
+int proc_read_pid(int dirfd, pid_t *ret_shim, uint64_t *ret_shim_start, pid_t *ret_pid);
+
+/* Frames. */
+int proc_send_frame(int fd, uint8_t type, const void *data, size_t len);
+
+/* A frame reader over a blocking or non-blocking fd. */
+typedef struct ProcFrameReader {
+    uint8_t header[5];
+    size_t header_have;
+    uint8_t *payload; /* SHIM_FRAME_MAX bytes */
+    size_t payload_have;
+    uint32_t payload_len;
+} ProcFrameReader;
+
+int proc_frame_reader_init(ProcFrameReader *r);
+void proc_frame_reader_done(ProcFrameReader *r);
+/* Read from fd: 1 = a complete frame is in r (type in r->header[0], payload in
+ * r->payload[0..payload_len)), 0 = need more (EAGAIN), -EPIPE = EOF, <0 error.
+ * After a complete frame, the next call starts the next one. */
+int proc_frame_read(ProcFrameReader *r, int fd);

@@ -1,0 +1,102 @@
+/* The contract between cloched and cloche-shim, the per-process monitor (design
+ * §5). Both sides include this header; nothing here allocates.
+ *
+ * ## Process directory
+ * Each process has a directory <depot>/containers/<handle>/processes/<id>/ (mode
+ * 0700, owned by host root) holding:
+ *   spec      written by the daemon before starting the shim (format below)
+ *   sock      the shim's listening Unix socket (SOCK_STREAM, mode 0600)
+ *   pid       "<shim pid> <shim start time> <process host pid>\n", written by the
+ *             shim (atomically: pid.tmp then rename) once the process runs
+ *   exit      "<status>\n", written atomically by the shim when the process has
+ *             exited: the exit code, or 128+signal when killed by a signal
+ *
+ * ## Starting
+ * The daemon runs `cloche-shim DIR` with fd 3 = the write end of a pipe, stdin,
+ * stdout and stderr = /dev/null. The shim detaches (forks; the first process exits
+ * at once, so the daemon reaps it immediately; the monitor becomes a session
+ * leader and a child subreaper), reads DIR/spec, binds DIR/sock, starts the
+ * process in the container, then writes ONE line to fd 3 and closes it:
+ *   "ok <process host pid>\n"
+ *   "err <errno> <message>\n"     (nothing left running; errno ENOENT or EACCES
+ *                                  from exec mean the executable was not found /
+ *                                  not executable)
+ * The socket is listening before that line is written.
+ *
+ * ## spec format
+ * A sequence of records "key=value\n". Values are percent-encoded: '%', '\n' and
+ * every byte < 0x20 or == 0x7f as %XX (uppercase hex); everything else literal.
+ * Keys (repeatable ones marked *):
+ *   path        executable: absolute, or a name searched in the PATH of env
+ *   arg*        argv[1..] in order (argv[0] is path as given)
+ *   env*        "K=V", the complete environment of the process
+ *   dir         working directory inside the container ("/" if it does not exist)
+ *   uid, gid    numeric ids inside the container
+ *   group*      supplementary gid inside the container
+ *   rlimit*     "<resource number> <soft> <hard>" (RLIMIT_*; "inf" = unlimited)
+ *   tty         "<columns> <rows>": run on a PTY (stderr merged into stdout)
+ *   init_pid    host pid of the container's init
+ *   init_start  its start time (field 22 of /proc/PID/stat): the shim refuses a
+ *               reused pid
+ *   cgroup*     a host cgroup directory to join (its cgroup.procs is written)
+ *   ring        bytes of unread output kept per stream while nobody is attached
+ *   linger      seconds the shim stays after the exit while its output and status
+ *               are undelivered (0 = exit as soon as the exit file is written)
+ *
+ * ## Namespaces and cgroups
+ * The process joins the init's user (if different from the shim's), mount, pid,
+ * uts, ipc, net and cgroup namespaces (any that equal the shim's own are skipped),
+ * and every listed cgroup BEFORE it execs or allocates. The shim itself stays
+ * outside the container: it never joins its namespaces.
+ *
+ * ## Frames on a connection to DIR/sock
+ * Every message both ways: u8 type, u32 payload length (little endian), payload.
+ * Payloads are at most SHIM_FRAME_MAX bytes.
+ * shim -> daemon:
+ *   'O' stdout bytes   'E' stderr bytes
+ *   'X' exit status, decimal ASCII: sent once the process has exited and its
+ *       output pipes are drained; after it the shim closes the connection
+ * daemon -> shim:
+ *   'I' stdin bytes    'C' close stdin (EOF)
+ *   'S' signal number, decimal ASCII (any signal, sent to the process)
+ *   'W' window size "<columns> <rows>" (TIOCSWINSZ; ignored without a tty)
+ * Output: bytes produced while no connection is open are kept in a ring per stream
+ * (newest win, `ring` bytes); the next connection receives them first, then live
+ * output. While connections are open, every connection gets every byte, and the
+ * shim reads the process's output only as fast as the slowest connection drains
+ * (so nothing is lost while someone reads, and nothing blocks while nobody does).
+ * A connection made after the exit receives the ring's content and the 'X' frame.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#define SHIM_FRAME_HEADER 5
+#define SHIM_FRAME_MAX (64u << 10)
+#define SHIM_DEFAULT_RING (1u << 20)
+#define SHIM_DEFAULT_LINGER 300
+
+enum {
+    SHIM_FRAME_STDOUT = 'O',
+    SHIM_FRAME_STDERR = 'E',
+    SHIM_FRAME_EXIT = 'X',
+    SHIM_FRAME_STDIN = 'I',
+    SHIM_FRAME_STDIN_CLOSE = 'C',
+    SHIM_FRAME_SIGNAL = 'S',
+    SHIM_FRAME_WINSIZE = 'W',
+};
+
+static inline void shim_frame_header(uint8_t out[SHIM_FRAME_HEADER], uint8_t type, uint32_t len)
+{
+    out[0] = type;
+    out[1] = (uint8_t)len;
+    out[2] = (uint8_t)(len >> 8);
+    out[3] = (uint8_t)(len >> 16);
+    out[4] = (uint8_t)(len >> 24);
+}
+
+static inline uint32_t shim_frame_length(const uint8_t in[SHIM_FRAME_HEADER])
+{
+    return (uint32_t)in[1] | (uint32_t)in[2] << 8 | (uint32_t)in[3] << 16 |
+           (uint32_t)in[4] << 24;
+}

@@ -1,0 +1,344 @@
+/* Processes of a container. The depot is the process table: each process has a
+ * directory <container>/processes/<id> that the shim fills (pid, exit, sock), so a
+ * restarted daemon finds every process without any state of its own. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "cloche/fileio.h"
+#include "cloche/log.h"
+#include "cloche/proc.h"
+#include "cloche/spec.h"
+#include "garden-internal.h"
+
+#define PROCESSES_DIR "processes"
+#define PROCESSES_MAX 4096 /* directories kept per container */
+#define DEFAULT_LINGER 60
+
+static int container_dir_fd(Garden *g, Container *c, int *ret)
+{
+    _cleanup_free_ char *dir = NULL;
+    int r = depot_container_path(g->depot, c->rec.handle, &dir);
+    if (r < 0)
+        return r;
+    int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    *ret = fd;
+    return 0;
+}
+
+static int processes_dir_fd(Garden *g, Container *c, bool create, int *ret)
+{
+    _cleanup_close_ int cdir = -EBADF;
+    int r = container_dir_fd(g, c, &cdir);
+    if (r < 0)
+        return r;
+    if (create && mkdirat(cdir, PROCESSES_DIR, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    int fd = openat(cdir, PROCESSES_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    *ret = fd;
+    return 0;
+}
+
+static int generate_id(char **ret)
+{
+    uint8_t b[16];
+    if (getrandom(b, sizeof(b), 0) != sizeof(b))
+        return -EIO;
+    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+    if (asprintf(ret,
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+                 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+                 b[14], b[15]) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+/* Is the shim recorded in dirfd/pid still alive (same pid, same start time)? */
+static bool shim_alive(int dirfd, pid_t *ret_shim)
+{
+    pid_t shim, pid;
+    uint64_t start, now;
+    if (proc_read_pid(dirfd, &shim, &start, &pid) < 0)
+        return false;
+    if (sandbox_process_start_time(shim, &now) < 0 || now != start)
+        return false;
+    if (ret_shim)
+        *ret_shim = shim;
+    return true;
+}
+
+static bool env_has(char **env, size_t n, const char *key)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(env[i], key, kl) == 0 && env[i][kl] == '=')
+            return true;
+    return false;
+}
+
+/* Container env, then process env, then guardian's defaults where missing. */
+static char **build_env(const ContainerSpec *cs, const ProcessSpec *ps, const ProcUser *u)
+{
+    size_t n = 0, cap = cs->n_env + ps->n_env + 4;
+    char **env = calloc(cap + 1, sizeof(char *));
+    if (!env)
+        return NULL;
+    for (size_t i = 0; i < cs->n_env; i++)
+        env[n++] = strdup(cs->env[i]);
+    for (size_t i = 0; i < ps->n_env; i++)
+        env[n++] = strdup(ps->env[i]);
+    if (!env_has(env, n, "PATH"))
+        env[n++] = strdup(u->uid == 0
+                              ? "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+                              : "PATH=/usr/local/bin:/usr/bin:/bin");
+    if (!env_has(env, n, "USER") && asprintf(&env[n], "USER=%s", u->name[0] ? u->name : "root") >= 0)
+        n++;
+    if (!env_has(env, n, "HOME") && asprintf(&env[n], "HOME=%s", u->home) >= 0)
+        n++;
+    for (size_t i = 0; i < n; i++)
+        if (!env[i]) {
+            strv_free(env);
+            return NULL;
+        }
+    return env;
+}
+
+/* Host cgroup directories of the container (every hierarchy, no duplicates). */
+static char **cgroup_dirs(Garden *g, const char *handle)
+{
+    static const CgroupController ctrls[] = {CGROUP_CORE, CGROUP_CONTROLLER_MEMORY,
+                                             CGROUP_CONTROLLER_CPU, CGROUP_CONTROLLER_CPUACCT,
+                                             CGROUP_CONTROLLER_PIDS};
+    char **dirs = calloc(ELEMENTSOF(ctrls) + 1, sizeof(char *));
+    size_t n = 0;
+    for (size_t i = 0; dirs && i < ELEMENTSOF(ctrls); i++) {
+        char path[4096];
+        if (cgroup_system_path(g->cgroups, ctrls[i], handle, path, sizeof(path)) < 0)
+            continue;
+        bool dup = false;
+        for (size_t k = 0; k < n; k++)
+            dup = dup || strcmp(dirs[k], path) == 0;
+        if (!dup)
+            dirs[n++] = strdup(path);
+    }
+    return dirs;
+}
+
+static size_t count_entries(int dirfd)
+{
+    _cleanup_close_ int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(TAKE_FD(fd)) : NULL;
+    size_t n = 0;
+    if (!d)
+        return 0;
+    for (struct dirent *de; (de = readdir(d));)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
+{
+    if (!g->cfg.shim_path || !c->cgroup)
+        return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
+                          "This daemon cannot run processes");
+    if ((spec->image.uri && *spec->image.uri) || spec->has_limits || spec->n_bind_mounts)
+        return api_errorf(reterr, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
+                          "Processes with their own image, limits or bind mounts (peas) are not "
+                          "supported by cloche");
+    pthread_mutex_lock(&c->lock);
+    ContainerState state = c->rec.state;
+    pid_t init_pid = c->rec.init_pid;
+    uint64_t init_start = c->rec.init_start_time;
+    pthread_mutex_unlock(&c->lock);
+    if (state != CONTAINER_STATE_ACTIVE && state != CONTAINER_STATE_STOPPED)
+        return api_errorf(reterr, -EBUSY, 500, GARDEN_ERR_GENERIC,
+                          "Container '%s' is not running", c->rec.handle);
+
+    _cleanup_free_ char *id = NULL;
+    if (spec->id && *spec->id)
+        id = strdup(spec->id);
+    else if (generate_id(&id) < 0)
+        id = NULL;
+    if (!id)
+        return api_internal_error(reterr, -ENOMEM, "Failed to name the process");
+
+    ProcUser user;
+    int r = proc_resolve_user(init_pid, spec->user, &user, reterr);
+    if (r < 0)
+        return r;
+
+    _cleanup_close_ int pdir = -EBADF;
+    r = processes_dir_fd(g, c, true, &pdir);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to prepare the process directory");
+    if (count_entries(pdir) >= PROCESSES_MAX)
+        return api_errorf(reterr, -ENOSPC, 500, GARDEN_ERR_GENERIC,
+                          "Container '%s' already has %d processes", c->rec.handle,
+                          PROCESSES_MAX);
+    if (mkdirat(pdir, id, 0700) < 0) {
+        if (errno == EEXIST)
+            return api_errorf(reterr, -EEXIST, 409, GARDEN_ERR_GENERIC,
+                              "process ID '%s' already in use", id);
+        return api_internal_error(reterr, -errno, "Failed to create the process directory");
+    }
+    _cleanup_close_ int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_strv_free_ char **env = build_env(&c->rec.spec, spec, &user);
+    _cleanup_strv_free_ char **cgroups = cgroup_dirs(g, c->rec.handle);
+    if (dirfd < 0 || !env || !cgroups) {
+        (void)rm_rf_at(pdir, id);
+        return api_internal_error(reterr, dirfd < 0 ? -errno : -ENOMEM,
+                                  "Failed to prepare the process");
+    }
+    const char *dir = spec->dir && *spec->dir ? spec->dir : user.home;
+    ProcLaunch launch = {
+        .path = spec->path ? spec->path : "",
+        .args = spec->args,
+        .env = env,
+        .dir = proc_dir_exists(init_pid, dir) ? dir : "/",
+        .user = &user,
+        .rlimits = &spec->rlimits,
+        .tty = spec->tty.present,
+        .columns = spec->tty.columns,
+        .rows = spec->tty.rows,
+        .init_pid = init_pid,
+        .init_start = init_start,
+        .cgroups = cgroups,
+        .linger = DEFAULT_LINGER,
+    };
+    r = proc_write_spec(dirfd, &launch);
+    if (r < 0) {
+        (void)rm_rf_at(pdir, id);
+        return api_internal_error(reterr, r, "Failed to write the process spec");
+    }
+    _cleanup_free_ char *dirpath = NULL;
+    r = depot_container_path(g->depot, c->rec.handle, &dirpath);
+    if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", TAKE_PTR(dirpath), id) < 0)
+        r = -ENOMEM;
+    if (r < 0) {
+        (void)rm_rf_at(pdir, id);
+        return api_internal_error(reterr, r, "Failed to prepare the process");
+    }
+    pid_t pid;
+    r = proc_start(g->cfg.shim_path, dirpath, &pid, reterr);
+    if (r < 0) {
+        /* Nothing runs: the id is free again. */
+        (void)rm_rf_at(pdir, id);
+        return r;
+    }
+    log_debug("Container '%s': process '%s' started as pid %d", c->rec.handle, id, pid);
+    *ret_id = TAKE_PTR(id);
+    return 0;
+}
+
+int container_process_attach(Garden *g, Container *c, const char *id, int *ret_fd, int *ret_exit,
+                             ApiError *reterr)
+{
+    ApiError ignore;
+    if (spec_validate_handle(id, &ignore) < 0)
+        return api_process_not_found(reterr, id);
+    _cleanup_close_ int pdir = -EBADF;
+    if (processes_dir_fd(g, c, false, &pdir) < 0)
+        return api_process_not_found(reterr, id);
+    _cleanup_close_ int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dirfd < 0)
+        return api_process_not_found(reterr, id);
+    int fd = -1;
+    int r = proc_connect(dirfd, &fd);
+    if (r >= 0) {
+        *ret_fd = fd;
+        *ret_exit = -1;
+        return 0;
+    }
+    int status;
+    r = proc_read_exit(dirfd, &status);
+    if (r < 0)
+        return api_errorf(reterr, r, 500, GARDEN_ERR_GENERIC,
+                          "Process '%s' has neither a monitor nor an exit status", id);
+    *ret_fd = -1;
+    *ret_exit = status;
+    return 0;
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int container_process_ids(Garden *g, Container *c, char ***ret)
+{
+    char **ids = calloc(1, sizeof(char *));
+    size_t n = 0;
+    if (!ids)
+        return -ENOMEM;
+    _cleanup_close_ int pdir = -EBADF;
+    if (processes_dir_fd(g, c, false, &pdir) < 0) {
+        *ret = ids;
+        return 0;
+    }
+    _cleanup_close_ int fd = openat(pdir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(TAKE_FD(fd)) : NULL;
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (de->d_name[0] == '.')
+            continue;
+        _cleanup_close_ int pfd =
+            openat(pdir, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int status;
+        if (pfd < 0 || proc_read_exit(pfd, &status) == 0 || !shim_alive(pfd, NULL))
+            continue;
+        char **nids = realloc(ids, (n + 2) * sizeof(char *));
+        if (!nids)
+            break;
+        ids = nids;
+        ids[n] = strdup(de->d_name);
+        if (ids[n])
+            n++;
+        ids[n] = NULL;
+    }
+    if (d)
+        closedir(d);
+    qsort(ids, n, sizeof(char *), compare_strings);
+    *ret = ids;
+    return 0;
+}
+
+/* Kill every shim of the container (destroy; and stop, once processes are gone). */
+void garden_kill_shims(Garden *g, Container *c)
+{
+    _cleanup_close_ int pdir = -EBADF;
+    if (processes_dir_fd(g, c, false, &pdir) < 0)
+        return;
+    _cleanup_close_ int fd = openat(pdir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(TAKE_FD(fd)) : NULL;
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (de->d_name[0] == '.')
+            continue;
+        _cleanup_close_ int pfd =
+            openat(pdir, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        pid_t shim;
+        if (pfd < 0 || !shim_alive(pfd, &shim))
+            continue;
+        int pidfd = (int)syscall(SYS_pidfd_open, shim, 0);
+        if (pidfd < 0)
+            continue;
+        /* Re-checked through the pidfd's process: still that shim. */
+        if (shim_alive(pfd, NULL))
+            syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        close(pidfd);
+    }
+    if (d)
+        closedir(d);
+}

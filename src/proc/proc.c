@@ -1,0 +1,361 @@
+/* Starting processes through cloche-shim, and reading what it leaves behind. */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sys/resource.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cloche/cleanup.h"
+#include "cloche/fileio.h"
+#include "cloche/proc.h"
+#include "cloche/shim-protocol.h"
+
+extern char **environ;
+
+/* Open path inside the container's root (its init's /proc/PID/root) without
+ * letting any symlink lead out of it. */
+static int open_in_container(pid_t init_pid, const char *path, int flags)
+{
+    char root[64];
+    snprintf(root, sizeof(root), "/proc/%d/root", init_pid);
+    _cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return -errno;
+    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC),
+                           .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    int fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+    return fd < 0 ? -errno : fd;
+}
+
+static int read_container_file(pid_t init_pid, const char *path, char **ret)
+{
+    _cleanup_close_ int fd = open_in_container(init_pid, path, O_RDONLY);
+    if (fd < 0)
+        return fd;
+    return read_fd_all(fd, 4 << 20, ret, NULL);
+}
+
+bool proc_dir_exists(pid_t init_pid, const char *dir)
+{
+    _cleanup_close_ int fd = open_in_container(init_pid, dir, O_PATH | O_DIRECTORY);
+    return fd >= 0;
+}
+
+/* Field n (0-based) of a colon-separated line, copied into buf. */
+static bool field(const char *line, int n, char *buf, size_t size)
+{
+    const char *p = line;
+    for (int i = 0; i < n; i++) {
+        p = strchr(p, ':');
+        if (!p)
+            return false;
+        p++;
+    }
+    size_t len = strcspn(p, ":");
+    if (len >= size)
+        return false;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    return true;
+}
+
+static bool parse_id(const char *s, unsigned *ret)
+{
+    if (!*s || *s < '0' || *s > '9')
+        return false;
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end || v > 0xfffffffeUL)
+        return false;
+    *ret = (unsigned)v;
+    return true;
+}
+
+/* Find a passwd entry by name (by_uid: by numeric uid). */
+static bool passwd_lookup(char *passwd, const char *name, bool by_uid, unsigned uid, ProcUser *u)
+{
+    char *save = NULL;
+    for (char *line = strtok_r(passwd, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char pname[64], puid[16], pgid[16], home[256];
+        if (!field(line, 0, pname, sizeof(pname)) || !field(line, 2, puid, sizeof(puid)) ||
+            !field(line, 3, pgid, sizeof(pgid)))
+            continue;
+        unsigned v;
+        if (!parse_id(puid, &v))
+            continue;
+        if (by_uid ? v != uid : strcmp(pname, name) != 0)
+            continue;
+        unsigned g;
+        if (!parse_id(pgid, &g))
+            continue;
+        u->uid = v;
+        u->gid = g;
+        snprintf(u->name, sizeof(u->name), "%s", pname);
+        if (field(line, 5, home, sizeof(home)) && home[0] == '/')
+            snprintf(u->home, sizeof(u->home), "%s", home);
+        return true;
+    }
+    return false;
+}
+
+/* Supplementary groups naming the user in /etc/group. */
+static void group_lookup(char *group, ProcUser *u)
+{
+    char *save = NULL;
+    for (char *line = strtok_r(group, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char gid[16], members[1024];
+        unsigned g;
+        if (!field(line, 2, gid, sizeof(gid)) || !parse_id(gid, &g) ||
+            !field(line, 3, members, sizeof(members)))
+            continue;
+        char *msave = NULL;
+        for (char *m = strtok_r(members, ",", &msave); m; m = strtok_r(NULL, ",", &msave))
+            if (strcmp(m, u->name) == 0 && u->n_groups < PROC_GROUPS_MAX && g != u->gid)
+                u->groups[u->n_groups++] = g;
+    }
+}
+
+int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, ApiError *reterr)
+{
+    ProcUser u = {.uid = 0, .gid = 0};
+    snprintf(u.home, sizeof(u.home), "/");
+    const char *name = user && *user ? user : "root";
+    _cleanup_free_ char *passwd = NULL;
+    int r = read_container_file(init_pid, "/etc/passwd", &passwd);
+    if (r < 0 && r != -ENOENT)
+        return api_internal_error(reterr, r, "Failed to read the container's /etc/passwd");
+
+    const char *colon = strchr(name, ':');
+    unsigned uid, gid;
+    if (colon) {
+        char ubuf[16];
+        size_t ul = (size_t)(colon - name);
+        if (ul >= sizeof(ubuf))
+            return api_bad_request(reterr, "Invalid user '%s': expected a name or uid:gid", name);
+        memcpy(ubuf, name, ul);
+        ubuf[ul] = '\0';
+        if (!parse_id(ubuf, &uid) || !parse_id(colon + 1, &gid))
+            return api_bad_request(reterr, "Invalid user '%s': expected a name or uid:gid", name);
+        if (passwd)
+            (void)passwd_lookup(passwd, NULL, true, uid, &u);
+        u.uid = uid;
+        u.gid = gid;
+    } else if (parse_id(name, &uid)) {
+        if (!passwd || !passwd_lookup(passwd, NULL, true, uid, &u)) {
+            u.uid = uid;
+            u.gid = uid;
+        }
+    } else if (!passwd || !passwd_lookup(passwd, name, false, 0, &u)) {
+        if (strcmp(name, "root") != 0)
+            return api_errorf(reterr, -ENOENT, 400, GARDEN_ERR_GENERIC,
+                              "unable to find user %s: no matching entries in passwd file", name);
+        snprintf(u.name, sizeof(u.name), "root");
+        snprintf(u.home, sizeof(u.home), "/root");
+    }
+    if (u.name[0]) {
+        _cleanup_free_ char *group = NULL;
+        if (read_container_file(init_pid, "/etc/group", &group) == 0)
+            group_lookup(group, &u);
+    }
+    *ret = u;
+    return 0;
+}
+
+/* Append "key=value\n" with value percent-encoded as the protocol says. */
+static int spec_add(FILE *f, const char *key, const char *value)
+{
+    fputs(key, f);
+    fputc('=', f);
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if (*p == '%' || *p == '\n' || *p < 0x20 || *p == 0x7f)
+            fprintf(f, "%%%02X", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('\n', f);
+    return ferror(f) ? -EIO : 0;
+}
+
+static int spec_addf(FILE *f, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int spec_addf(FILE *f, const char *key, const char *fmt, ...)
+{
+    char buf[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    return spec_add(f, key, buf);
+}
+
+int proc_write_spec(int dirfd, const ProcLaunch *l)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f)
+        return -ENOMEM;
+    spec_add(f, "path", l->path);
+    for (char *const *a = l->args; a && *a; a++)
+        spec_add(f, "arg", *a);
+    for (char *const *e = l->env; e && *e; e++)
+        spec_add(f, "env", *e);
+    spec_add(f, "dir", l->dir);
+    spec_addf(f, "uid", "%u", l->user->uid);
+    spec_addf(f, "gid", "%u", l->user->gid);
+    for (size_t i = 0; i < l->user->n_groups; i++)
+        spec_addf(f, "group", "%u", l->user->groups[i]);
+    static const int resources[_RLIMIT_KIND_MAX] = {
+        RLIMIT_AS,     RLIMIT_CORE,   RLIMIT_CPU,    RLIMIT_DATA,       RLIMIT_FSIZE,
+        RLIMIT_LOCKS,  RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE,    RLIMIT_NOFILE,
+        RLIMIT_NPROC,  RLIMIT_RSS,    RLIMIT_RTPRIO, RLIMIT_SIGPENDING, RLIMIT_STACK};
+    for (int i = 0; l->rlimits && i < _RLIMIT_KIND_MAX; i++)
+        if (l->rlimits->set[i])
+            spec_addf(f, "rlimit", "%d %llu %llu", resources[i],
+                      (unsigned long long)l->rlimits->value[i],
+                      (unsigned long long)l->rlimits->value[i]);
+    if (l->tty)
+        spec_addf(f, "tty", "%u %u", l->columns ? l->columns : 80, l->rows ? l->rows : 24);
+    spec_addf(f, "init_pid", "%d", l->init_pid);
+    spec_addf(f, "init_start", "%llu", (unsigned long long)l->init_start);
+    for (char *const *c = l->cgroups; c && *c; c++)
+        spec_add(f, "cgroup", *c);
+    spec_addf(f, "ring", "%u", l->ring ? l->ring : SHIM_DEFAULT_RING);
+    spec_addf(f, "linger", "%u", l->linger);
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return -EIO;
+    }
+    int r = atomic_write_volatile_at(dirfd, "spec", buf, len, 0600);
+    free(buf);
+    return r;
+}
+
+int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError *reterr)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return api_internal_error(reterr, -errno, "Failed to start the process");
+    _cleanup_close_ int rd = p[0];
+    _cleanup_close_ int wr = p[1];
+
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, wr, 3);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    sigset_t all;
+    sigfillset(&all);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    char *argv[] = {(char *)"cloche-shim", (char *)dir, NULL};
+    pid_t pid;
+    int r = posix_spawn(&pid, shim_path, &fa, &attr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (r != 0)
+        return api_internal_error(reterr, -r, "Failed to run cloche-shim");
+    close(TAKE_FD(wr));
+    /* The first shim process exits as soon as it has forked the monitor. */
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+
+    char line[512];
+    size_t have = 0;
+    for (;;) {
+        struct pollfd pfd = {.fd = rd, .events = POLLIN};
+        int k = poll(&pfd, 1, 30000);
+        if (k == 0)
+            return api_internal_error(reterr, -ETIMEDOUT, "cloche-shim did not report");
+        ssize_t n = read(rd, line + have, sizeof(line) - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        if (memchr(line, '\n', have) || have == sizeof(line) - 1)
+            break;
+    }
+    line[have] = '\0';
+    char *nl = strchr(line, '\n');
+    if (nl)
+        *nl = '\0';
+    int pidv, err;
+    if (sscanf(line, "ok %d", &pidv) == 1 && pidv > 0) {
+        *ret_pid = pidv;
+        return 0;
+    }
+    int off = 0;
+    if (sscanf(line, "err %d %n", &err, &off) == 1) {
+        const char *msg = line + off;
+        if (err == ENOENT || err == EACCES || err == ENOTDIR)
+            return api_errorf(reterr, -err, 500, GARDEN_ERR_EXECUTABLE_NOT_FOUND, "%s", msg);
+        return api_errorf(reterr, -err, 500, GARDEN_ERR_GENERIC, "Failed to start the process: %s",
+                          msg);
+    }
+    return api_errorf(reterr, -EIO, 500, GARDEN_ERR_GENERIC,
+                      "cloche-shim failed without a report%s%s", have ? ": " : "", line);
+}
+
+int proc_connect(int dirfd, int *ret_fd)
+{
+    /* Connect through /proc/self/fd so the path length of the depot never matters. */
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/sock", dirfd);
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        return -errno;
+    *ret_fd = TAKE_FD(fd);
+    return 0;
+}
+
+int proc_read_exit(int dirfd, int *ret_status)
+{
+    _cleanup_free_ char *buf = NULL;
+    size_t len;
+    int r = read_file_at(dirfd, "exit", 64, &buf, &len);
+    if (r < 0)
+        return r;
+    char *end;
+    long v = strtol(buf, &end, 10);
+    if (end == buf || v < 0 || v > 255 + 128)
+        return -EBADMSG;
+    *ret_status = (int)v;
+    return 0;
+}
+
+int proc_read_pid(int dirfd, pid_t *ret_shim, uint64_t *ret_shim_start, pid_t *ret_pid)
+{
+    _cleanup_free_ char *buf = NULL;
+    size_t len;
+    int r = read_file_at(dirfd, "pid", 128, &buf, &len);
+    if (r < 0)
+        return r;
+    int shim, pid;
+    unsigned long long start;
+    if (sscanf(buf, "%d %llu %d", &shim, &start, &pid) != 3)
+        return -EBADMSG;
+    *ret_shim = shim;
+    *ret_shim_start = start;
+    *ret_pid = pid;
+    return 0;
+}
