@@ -97,6 +97,5 @@ static inline void shim_frame_header(uint8_t out[SHIM_FRAME_HEADER], uint8_t typ
 
 static inline uint32_t shim_frame_length(const uint8_t in[SHIM_FRAME_HEADER])
 {
-    return (uint32_t)in[1] | (uint32_t)in[2] << 8 | (uint32_t)in[3] << 16 |
-           (uint32_t)in[4] << 24;
+    return (uint32_t)in[1] | (uint32_t)in[2] << 8 | (uint32_t)in[3] << 16 | (uint32_t)in[4] << 24;
 }

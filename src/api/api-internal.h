@@ -51,6 +51,7 @@ bool api_connection_needs_token(int fd, const ApiConfig *cfg);
 /* Constant-time check of an "Authorization" header value against the token. */
 bool api_token_ok(const char *authorization, const ApiConfig *cfg);
 
-/* Streaming routes: the daemon's own handler for one connection (the caller
- * closes fd afterwards). */
-void api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden);
+/* Streaming routes: the daemon's own handler for one connection. Returns true if
+ * fd was handed on (a stdout/stderr stream given to its attachment); otherwise
+ * the caller closes it. */
+bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden);

@@ -21,6 +21,7 @@
 #include "cloche/log.h"
 #include "http.h"
 #include "stream.h"
+#include "attach.h"
 
 #define HEAD_TIMEOUT_NS (10LL * 1000000000LL)
 
@@ -313,7 +314,7 @@ static void *stream_thread(void *arg)
 {
     StreamJob *job = arg;
     ApiServer *s = job->server;
-    api_stream_serve(job->fd, &s->cfg, s->garden);
+    bool taken = api_stream_serve(job->fd, &s->cfg, s->garden);
     pthread_mutex_lock(&s->stream_lock);
     if (job->prev)
         job->prev->next = job->next;
@@ -321,7 +322,8 @@ static void *stream_thread(void *arg)
         s->streams = job->next;
     if (job->next)
         job->next->prev = job->prev;
-    close(job->fd); /* under the lock: shutdown in api_server_free must not see a reused fd */
+    if (!taken)
+        close(job->fd); /* under the lock: shutdown in api_server_free must not see a reused fd */
     pthread_cond_broadcast(&s->stream_done);
     pthread_mutex_unlock(&s->stream_lock);
     free(job);
@@ -468,6 +470,7 @@ void api_server_free(ApiServer *s)
         free(it);
     }
     http_server_stop(&s->http);
+    api_attachments_stop();
     /* Wake every streaming connection and wait until its thread is gone. */
     pthread_mutex_lock(&s->stream_lock);
     for (StreamJob *j = s->streams; j; j = j->next)

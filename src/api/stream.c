@@ -14,6 +14,9 @@
 #include "cloche/log.h"
 #include "cloche/spec.h"
 #include "stream.h"
+#include "attach.h"
+#include "cloche/json.h"
+#include <poll.h>
 
 static bool is_token_char(char c)
 {
@@ -153,49 +156,109 @@ static void stream_reply_error(int fd, const HttpHead *head, const ApiError *e)
         send_all(fd, body, len);
 }
 
-/* Read the head (already known to be complete) and a Content-Length body, which
- * no streaming route needs yet but which must leave the socket before the reply. */
-static int read_request(int fd, HttpHead *head, ApiError *err)
+/* Read the head (already known to be complete) and a Content-Length body (Run's
+ * ProcessSpec; the others have none). Nothing beyond the body is read: on a
+ * hijacked connection, what follows belongs to the process protocol. */
+static int read_request(int fd, HttpHead *head, char **ret_body, size_t *ret_len, ApiError *err)
 {
     char buf[API_MAX_HEADER_BYTES + 1];
     size_t have = 0;
+    /* Peek, then consume exactly the head. */
     for (;;) {
-        ssize_t n = recv(fd, buf + have, API_MAX_HEADER_BYTES - have, 0);
+        ssize_t n = recv(fd, buf, API_MAX_HEADER_BYTES, MSG_PEEK);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             return -EIO;
-        have += (size_t)n;
+        have = (size_t)n;
         buf[have] = '\0';
         if (memmem(buf, have, "\r\n\r\n", 4))
             break;
         if (have == API_MAX_HEADER_BYTES)
             return api_errorf(err, -E2BIG, 431, GARDEN_ERR_GENERIC,
                               "Request headers are too large");
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 10000) <= 0)
+            return -EIO;
     }
     const char *end = memmem(buf, have, "\r\n\r\n", 4);
-    if (http_head_parse(buf, (size_t)(end - buf) + 4, head) < 0)
-        return api_bad_request(err, "Malformed HTTP request");
-    long long rest = head->content_length > 0 ? head->content_length : 0;
-    if (rest > (long long)API_DEFAULT_MAX_BODY)
-        return api_errorf(err, -E2BIG, 413, GARDEN_ERR_GENERIC,
-                          "Request body is too large: %lld bytes (at most %u)", rest,
-                          API_DEFAULT_MAX_BODY);
-    if (head->expect_continue && rest > 0)
-        send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    rest -= (long long)(have - head->head_len);
-    while (rest > 0) {
-        ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+    int r = http_head_parse(buf, (size_t)(end - buf) + 4, head);
+    if (r < 0)
+        return api_bad_request(err, r == -EBADMSG ? "Malformed HTTP header"
+                                                  : "Malformed HTTP request line");
+    for (size_t got = 0; got < head->head_len;) {
+        ssize_t n = recv(fd, buf, head->head_len - got, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             return -EIO;
-        rest -= n;
+        got += (size_t)n;
     }
+    if (head->chunked)
+        return api_errorf(err, -EINVAL, 411, GARDEN_ERR_GENERIC,
+                          "A process request body needs a Content-Length");
+    long long len = head->content_length > 0 ? head->content_length : 0;
+    if (len > (long long)API_DEFAULT_MAX_BODY)
+        return api_errorf(err, -E2BIG, 413, GARDEN_ERR_GENERIC,
+                          "Request body is too large: %lld bytes (at most %u)", len,
+                          API_DEFAULT_MAX_BODY);
+    if (head->expect_continue && len > 0)
+        send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    _cleanup_free_ char *body = malloc((size_t)len + 1);
+    if (!body)
+        return api_internal_error(err, -ENOMEM, "Failed to read the request");
+    for (size_t got = 0; got < (size_t)len;) {
+        ssize_t n = recv(fd, body + got, (size_t)len - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -EIO;
+        got += (size_t)n;
+    }
+    body[len] = '\0';
+    *ret_body = TAKE_PTR(body);
+    *ret_len = (size_t)len;
     return 0;
 }
 
-void api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
+/* Run: start the process, then serve the new attachment. */
+static void serve_run(int fd, const HttpHead *head, Garden *garden, Container *c, const char *body,
+                      size_t len, ApiError *err)
+{
+    _cleanup_json_ json_object *obj = NULL;
+    ProcessSpec spec;
+    int r = json_parse_strict(body, len, &obj, err);
+    if (r >= 0)
+        r = spec_decode_process_spec(obj, &spec, err);
+    if (r < 0) {
+        stream_reply_error(fd, head, err);
+        return;
+    }
+    _cleanup_free_ char *id = NULL;
+    r = garden_run(garden, c, &spec, &id, err);
+    process_spec_done(&spec);
+    int shim = -1, exit_status = -1;
+    if (r >= 0)
+        r = container_process_attach(garden, c, id, &shim, &exit_status, err);
+    if (r < 0) {
+        stream_reply_error(fd, head, err);
+        return;
+    }
+    api_attach_serve(fd, head->minor_version, 201, id, shim, exit_status);
+}
+
+static void serve_attach(int fd, const HttpHead *head, Garden *garden, Container *c,
+                         const char *process_id, ApiError *err)
+{
+    int shim = -1, exit_status = -1;
+    if (container_process_attach(garden, c, process_id, &shim, &exit_status, err) < 0) {
+        stream_reply_error(fd, head, err);
+        return;
+    }
+    api_attach_serve(fd, head->minor_version, 200, process_id, shim, exit_status);
+}
+
+bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
 {
     int flags = fcntl(fd, F_GETFL);
     fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
@@ -208,13 +271,20 @@ void api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
     HttpHead head;
     RouteMatch m = {0};
     Container *c = NULL;
-    int r = read_request(fd, &head, &err);
+    _cleanup_free_ char *body = NULL;
+    size_t body_len = 0;
+    bool taken = false;
+    int r = read_request(fd, &head, &body, &body_len, &err);
     if (r == -EIO)
         goto out;
     if (r < 0) {
         stream_reply_error(fd, NULL, &err);
         goto out;
     }
+    /* The relay waits on its own; the timeouts were for reading the request. */
+    tv = (struct timeval){0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     if (api_connection_needs_token(fd, cfg) && !api_token_ok(head.authorization, cfg)) {
         api_errorf(&err, -EACCES, 401, GARDEN_ERR_GENERIC,
                    head.authorization[0] ? "Invalid bearer token" : "A bearer token is required");
@@ -224,17 +294,32 @@ void api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
     char allow[64];
     r = router_match(api_routes, api_routes_count, head.method, head.path, &m, allow, sizeof(allow),
                      &err);
-    if (r >= 0)
-        r = spec_validate_handle(m.params[0], &err);
+    if (r < 0) {
+        stream_reply_error(fd, &head, &err);
+        goto out;
+    }
+    const char *name = m.route->name;
+    if (strcmp(name, "Stdout") == 0 || strcmp(name, "Stderr") == 0) {
+        /* Go's server looks only at the stream id here. */
+        taken = api_attach_stream(fd, head.minor_version, m.params[2], strcmp(name, "Stderr") == 0);
+        goto out;
+    }
+    r = spec_validate_handle(m.params[0], &err);
     if (r >= 0)
         r = garden_acquire(garden, m.params[0], &c, &err);
-    if (r >= 0)
-        api_errorf(&err, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
-                   "%s is not implemented by this cloche yet", m.route->name);
-    stream_reply_error(fd, &head, &err);
+    if (r < 0) {
+        stream_reply_error(fd, &head, &err);
+        goto out;
+    }
+    if (strcmp(name, "Run") == 0)
+        serve_run(fd, &head, garden, c, body, body_len, &err);
+    else
+        serve_attach(fd, &head, garden, c, m.params[1], &err);
 out:
     if (c)
         garden_release(garden, c);
     route_match_done(&m);
-    shutdown(fd, SHUT_WR);
+    if (!taken)
+        shutdown(fd, SHUT_WR);
+    return taken;
 }

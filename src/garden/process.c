@@ -57,8 +57,7 @@ static int generate_id(char **ret)
         return -EIO;
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    if (asprintf(ret,
-                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+    if (asprintf(ret, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
                  b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
                  b[14], b[15]) < 0)
         return -ENOMEM;
@@ -100,10 +99,11 @@ static char **build_env(const ContainerSpec *cs, const ProcessSpec *ps, const Pr
     for (size_t i = 0; i < ps->n_env; i++)
         env[n++] = strdup(ps->env[i]);
     if (!env_has(env, n, "PATH"))
-        env[n++] = strdup(u->uid == 0
-                              ? "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-                              : "PATH=/usr/local/bin:/usr/bin:/bin");
-    if (!env_has(env, n, "USER") && asprintf(&env[n], "USER=%s", u->name[0] ? u->name : "root") >= 0)
+        env[n++] =
+            strdup(u->uid == 0 ? "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+                               : "PATH=/usr/local/bin:/usr/bin:/bin");
+    if (!env_has(env, n, "USER") &&
+        asprintf(&env[n], "USER=%s", u->name[0] ? u->name : "root") >= 0)
         n++;
     if (!env_has(env, n, "HOME") && asprintf(&env[n], "HOME=%s", u->home) >= 0)
         n++;
@@ -165,8 +165,8 @@ int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiErr
     uint64_t init_start = c->rec.init_start_time;
     pthread_mutex_unlock(&c->lock);
     if (state != CONTAINER_STATE_ACTIVE && state != CONTAINER_STATE_STOPPED)
-        return api_errorf(reterr, -EBUSY, 500, GARDEN_ERR_GENERIC,
-                          "Container '%s' is not running", c->rec.handle);
+        return api_errorf(reterr, -EBUSY, 500, GARDEN_ERR_GENERIC, "Container '%s' is not running",
+                          c->rec.handle);
 
     _cleanup_free_ char *id = NULL;
     if (spec->id && *spec->id)
@@ -187,8 +187,7 @@ int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiErr
         return api_internal_error(reterr, r, "Failed to prepare the process directory");
     if (count_entries(pdir) >= PROCESSES_MAX)
         return api_errorf(reterr, -ENOSPC, 500, GARDEN_ERR_GENERIC,
-                          "Container '%s' already has %d processes", c->rec.handle,
-                          PROCESSES_MAX);
+                          "Container '%s' already has %d processes", c->rec.handle, PROCESSES_MAX);
     if (mkdirat(pdir, id, 0700) < 0) {
         if (errno == EEXIST)
             return api_errorf(reterr, -EEXIST, 409, GARDEN_ERR_GENERIC,

@@ -186,7 +186,8 @@ static int spec_add(FILE *f, const char *key, const char *value)
     return ferror(f) ? -EIO : 0;
 }
 
-static int spec_addf(FILE *f, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int spec_addf(FILE *f, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int spec_addf(FILE *f, const char *key, const char *fmt, ...)
 {
     char buf[128];
@@ -215,9 +216,9 @@ int proc_write_spec(int dirfd, const ProcLaunch *l)
     for (size_t i = 0; i < l->user->n_groups; i++)
         spec_addf(f, "group", "%u", l->user->groups[i]);
     static const int resources[_RLIMIT_KIND_MAX] = {
-        RLIMIT_AS,     RLIMIT_CORE,   RLIMIT_CPU,    RLIMIT_DATA,       RLIMIT_FSIZE,
-        RLIMIT_LOCKS,  RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE,    RLIMIT_NOFILE,
-        RLIMIT_NPROC,  RLIMIT_RSS,    RLIMIT_RTPRIO, RLIMIT_SIGPENDING, RLIMIT_STACK};
+        RLIMIT_AS,    RLIMIT_CORE,    RLIMIT_CPU,      RLIMIT_DATA,       RLIMIT_FSIZE,
+        RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE,       RLIMIT_NOFILE,
+        RLIMIT_NPROC, RLIMIT_RSS,     RLIMIT_RTPRIO,   RLIMIT_SIGPENDING, RLIMIT_STACK};
     for (int i = 0; l->rlimits && i < _RLIMIT_KIND_MAX; i++)
         if (l->rlimits->set[i])
             spec_addf(f, "rlimit", "%d %llu %llu", resources[i],

@@ -1,0 +1,18 @@
+/* Private to src/api: the process stream relay (attach.c). */
+#pragma once
+
+#include <stdbool.h>
+
+/* Run/Attach after the process is found: send the hijack reply head (status 201
+ * or 200; HTTP/1.minor), the first line, and relay until the exit or a detach.
+ * shim: the connection to the process's shim (taken), or -1 with known_exit >= 0
+ * when the process has already exited. */
+void api_attach_serve(int ctl, int minor, int status, const char *process_id, int shim,
+                      int known_exit);
+
+/* A stdout/stderr request: reply 200 and hand fd to the attachment sid. Returns
+ * true if the attachment took fd (the caller must then not close it). */
+bool api_attach_stream(int fd, int minor, const char *sid, bool stderr_stream);
+
+/* Server shutdown: every relay detaches. */
+void api_attachments_stop(void);
