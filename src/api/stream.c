@@ -300,7 +300,17 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
     }
     const char *name = m.route->name;
     if (strcmp(name, "Stdout") == 0 || strcmp(name, "Stderr") == 0) {
-        /* Go's server looks only at the stream id here. */
+        /* Go's server looks only at the stream id; cloche also answers an unknown
+         * handle with 404, as for every route (protocol §7). */
+        Container *known = NULL;
+        r = spec_validate_handle(m.params[0], &err);
+        if (r >= 0)
+            r = garden_find(garden, m.params[0], &known, &err);
+        if (r < 0) {
+            stream_reply_error(fd, &head, &err);
+            goto out;
+        }
+        container_unref(known);
         taken = api_attach_stream(fd, head.minor_version, m.params[2], strcmp(name, "Stderr") == 0);
         goto out;
     }
