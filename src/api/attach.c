@@ -529,3 +529,84 @@ bool api_attach_stream(int fd, int minor, const char *sid, bool stderr_stream)
     attachment_unref(a);
     return taken;
 }
+
+/* Write one JSON line as an HTTP chunk (or raw, for HTTP/1.0). */
+static bool send_ndjson(int fd, int minor, json_object *o)
+{
+    size_t len;
+    _cleanup_free_ char *text = json_serialize(o, &len);
+    if (!text)
+        return false;
+    if (minor == 0)
+        return send_all(fd, text, len);
+    char size[32];
+    int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+    return send_all(fd, size, (size_t)n) && send_all(fd, text, len) && send_all(fd, "\r\n", 2);
+}
+
+void api_attach_serve_ndjson(int fd, int minor, const char *process_id, int shim, int known_exit)
+{
+    char date[64], head[256];
+    http_date(date, sizeof(date));
+    int n = snprintf(head, sizeof(head),
+                     minor == 0 ? "HTTP/1.0 200 OK\r\nContent-Type: application/x-ndjson\r\nDate: "
+                                  "%s\r\n\r\n"
+                                : "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nDate: "
+                                  "%s\r\nTransfer-Encoding: chunked\r\n\r\n",
+                     date);
+    ProcFrameReader fr;
+    bool ok = send_all(fd, head, (size_t)n) && proc_frame_reader_init(&fr) >= 0;
+    if (!ok) {
+        if (shim >= 0)
+            close(shim);
+        return;
+    }
+    json_object *first = json_object_new_object();
+    json_object_object_add(first, "process_id", json_object_new_string(process_id));
+    ok = send_ndjson(fd, minor, first);
+    json_object_put(first);
+
+    int status = known_exit;
+    while (ok && shim >= 0 && !atomic_load(&stopping)) {
+        struct pollfd pfd[2] = {{.fd = shim, .events = POLLIN}, {.fd = fd, .events = POLLRDHUP}};
+        if (poll(pfd, 2, 1000) <= 0)
+            continue;
+        if (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))
+            break; /* curl went away: detach */
+        int r = proc_frame_read(&fr, shim);
+        if (r < 0) {
+            status = status < 0 ? 255 : status;
+            break;
+        }
+        if (r == 0)
+            continue;
+        uint8_t type = fr.header[0];
+        if (type == SHIM_FRAME_EXIT) {
+            char buf[16] = {0};
+            memcpy(buf, fr.payload, fr.payload_len < 15 ? fr.payload_len : 15);
+            status = atoi(buf);
+            break;
+        }
+        if (type != SHIM_FRAME_STDOUT && type != SHIM_FRAME_STDERR)
+            continue;
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "process_id", json_object_new_string(process_id));
+        json_object_object_add(o, "source", json_object_new_int(type == SHIM_FRAME_STDOUT ? 1 : 2));
+        json_object_object_add(
+            o, "data", json_object_new_string_len((const char *)fr.payload, (int)fr.payload_len));
+        ok = send_ndjson(fd, minor, o);
+        json_object_put(o);
+    }
+    if (shim >= 0)
+        close(shim);
+    proc_frame_reader_done(&fr);
+    if (ok && status >= 0) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "process_id", json_object_new_string(process_id));
+        json_object_object_add(o, "exit_status", json_object_new_int(status));
+        send_ndjson(fd, minor, o);
+        json_object_put(o);
+        if (minor != 0)
+            send_all(fd, "0\r\n\r\n", 5);
+    }
+}

@@ -10,6 +10,11 @@
 void api_attach_serve(int ctl, int minor, int status, const char *process_id, int shim,
                       int known_exit);
 
+/* curl's one-request form of Run (Accept: application/x-ndjson): one chunked
+ * stream of JSON lines, {"process_id"} first, then {"source":1|2,"data"} for the
+ * output and {"exit_status"} last. A client that hangs up detaches. */
+void api_attach_serve_ndjson(int fd, int minor, const char *process_id, int shim, int known_exit);
+
 /* A stdout/stderr request: reply 200 and hand fd to the attachment sid. Returns
  * true if the attachment took fd (the caller must then not close it). */
 bool api_attach_stream(int fd, int minor, const char *sid, bool stderr_stream);

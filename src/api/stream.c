@@ -122,11 +122,12 @@ bool stream_route_wanted(const HttpHead *head)
     if (router_match(api_routes, api_routes_count, head->method, head->path, &m, allow,
                      sizeof(allow), NULL) < 0)
         return false;
+    /* Run's curl form (Accept: application/x-ndjson) is served here too: its reply
+     * is a long-lived chunked stream, which would hold one of libmicrohttpd's few
+     * pool threads for the life of the process. */
     bool streaming = m.route->flags & ROUTE_STREAMING;
-    bool ndjson = strcmp(m.route->name, "Run") == 0 &&
-                  strcasestr(head->accept, "application/x-ndjson") != NULL;
     route_match_done(&m);
-    return streaming && !ndjson;
+    return streaming;
 }
 
 static void send_all(int fd, const char *data, size_t len)
@@ -244,7 +245,10 @@ static void serve_run(int fd, const HttpHead *head, Garden *garden, Container *c
         stream_reply_error(fd, head, err);
         return;
     }
-    api_attach_serve(fd, head->minor_version, 201, id, shim, exit_status);
+    if (strcasestr(head->accept, "application/x-ndjson"))
+        api_attach_serve_ndjson(fd, head->minor_version, id, shim, exit_status);
+    else
+        api_attach_serve(fd, head->minor_version, 201, id, shim, exit_status);
 }
 
 static void serve_attach(int fd, const HttpHead *head, Garden *garden, Container *c,

@@ -27,5 +27,5 @@ typedef struct HttpHead {
 int http_head_parse(const char *buf, size_t len, HttpHead *ret);
 
 /* Is this request for one of the four streaming routes that cloche serves itself?
- * (Run with "Accept: application/x-ndjson" is an ordinary request.) */
+ * Run with "Accept: application/x-ndjson" (curl's one-request form) included. */
 bool stream_route_wanted(const HttpHead *head);

@@ -1,0 +1,549 @@
+/* Starting the process inside a running container (design §5; kernel notes §2.4).
+ *
+ * The shim forks a helper (C1) that joins the init's namespaces through its pidfd
+ * and clones the process (C2) with CLONE_PARENT, so C2 lives in the container's
+ * pid namespace yet is the shim's own child (a subreaper in another pid namespace
+ * would never inherit it). C1 reports C2's host pid and exits; the shim writes that
+ * pid into every cgroup, then releases C2, which drops to the spec's ids and execs.
+ * A close-on-exec report pipe tells the shim how it went: EOF = exec'd. */
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <linux/close_range.h>
+
+#include "shim.h"
+
+#define START_TIMEOUT_MS 60000 /* for the helper and the exec to report */
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* Steps that C1 and C2 report, and STAGE_PID: C1's "C2 is <value>". */
+typedef enum Stage {
+    STAGE_PID,
+    STAGE_SETNS,
+    STAGE_CLONE,
+    STAGE_TTY,
+    STAGE_RLIMIT,
+    STAGE_GROUPS,
+    STAGE_GID,
+    STAGE_UID,
+    STAGE_DIR,
+    STAGE_STDIO,
+    STAGE_EXEC,
+} Stage;
+
+typedef struct Report {
+    int stage;
+    int value; /* STAGE_PID: the pid; else a positive errno */
+    int arg;   /* STAGE_RLIMIT: the resource */
+} Report;
+
+/* Everything C1 and C2 need, prepared before the fork: they make system calls only. */
+typedef struct StartPlan {
+    const ShimSpec *spec;
+    int pidfd;
+    int ns_flags;  /* namespaces of the init that differ from the shim's */
+    int report_fd; /* write end, close-on-exec */
+    int go_fd;     /* read end: C2 waits for one byte */
+    int go_write;  /* the shim's end, closed by C1 */
+    int stdio[3];  /* the process's ends (the pty slave thrice with a tty) */
+    const char *search_path;
+} StartPlan;
+
+static const struct {
+    int flag;
+    const char *name;
+} namespaces[] = {
+    {CLONE_NEWUSER, "user"}, {CLONE_NEWNS, "mnt"},  {CLONE_NEWPID, "pid"},       {CLONE_NEWUTS, "uts"},
+    {CLONE_NEWIPC, "ipc"},   {CLONE_NEWNET, "net"}, {CLONE_NEWCGROUP, "cgroup"},
+};
+
+/* ---- C1 and C2: system calls only ---- */
+
+static void report(const StartPlan *p, int stage, int value, int arg)
+{
+    Report rep = {.stage = stage, .value = value, .arg = arg};
+    ssize_t n = write(p->report_fd, &rep, sizeof(rep));
+    (void)n;
+}
+
+static _Noreturn void child_fail(const StartPlan *p, int stage, int err, int arg)
+{
+    report(p, stage, err ? err : EIO, arg);
+    _exit(127);
+}
+
+/* execvpe() with the PATH of the spec's environment, not the shim's. Returns the
+ * errno to report. */
+static int exec_search(const StartPlan *p)
+{
+    const ShimSpec *spec = p->spec;
+    const char *file = spec->path;
+    if (!*file)
+        return ENOENT;
+    if (strchr(file, '/')) {
+        execve(file, spec->argv, spec->envp);
+        return errno;
+    }
+    size_t file_len = strlen(file);
+    if (file_len > NAME_MAX)
+        return ENAMETOOLONG;
+    bool denied = false;
+    char buf[PATH_MAX];
+    for (const char *dir = p->search_path;;) {
+        const char *end = strchrnul(dir, ':');
+        size_t dir_len = (size_t)(end - dir);
+        if (dir_len + 1 + file_len < sizeof(buf)) {
+            size_t n = 0;
+            if (dir_len) { /* an empty entry means the working directory */
+                memcpy(buf, dir, dir_len);
+                buf[dir_len] = '/';
+                n = dir_len + 1;
+            }
+            memcpy(buf + n, file, file_len + 1);
+            execve(buf, spec->argv, spec->envp);
+            switch (errno) {
+            case EACCES:
+                denied = true;
+                break;
+            case ENOENT:
+            case ENOTDIR:
+            case ESTALE:
+            case ENODEV:
+            case ETIMEDOUT:
+                break;
+            default:
+                return errno;
+            }
+        }
+        if (!*end)
+            break;
+        dir = end + 1;
+    }
+    return denied ? EACCES : ENOENT;
+}
+
+static _Noreturn void process_main(const StartPlan *p)
+{
+    const ShimSpec *spec = p->spec;
+    char go;
+    ssize_t n;
+    while ((n = read(p->go_fd, &go, 1)) < 0 && errno == EINTR)
+        ;
+    if (n != 1)
+        _exit(127); /* the shim gave up on us */
+
+    if (spec->tty && (setsid() < 0 || ioctl(p->stdio[0], TIOCSCTTY, 0) < 0))
+        child_fail(p, STAGE_TTY, errno, 0);
+    /* Limits before the ids: raising a hard limit needs the privilege we drop. */
+    for (size_t i = 0; i < spec->n_rlimits; i++)
+        if (syscall(SYS_prlimit64, 0, spec->rlimits[i].resource, &spec->rlimits[i].limit, NULL) <
+            0)
+            child_fail(p, STAGE_RLIMIT, errno, spec->rlimits[i].resource);
+    /* Raw system calls: after a raw clone, glibc's idea of this thread is stale. */
+    if (syscall(SYS_setgroups, spec->n_groups, spec->groups) < 0)
+        child_fail(p, STAGE_GROUPS, errno, 0);
+    if (syscall(SYS_setresgid, spec->gid, spec->gid, spec->gid) < 0)
+        child_fail(p, STAGE_GID, errno, 0);
+    if (syscall(SYS_setresuid, spec->uid, spec->uid, spec->uid) < 0)
+        child_fail(p, STAGE_UID, errno, 0);
+    umask(022);
+    if (chdir(spec->dir) < 0 && chdir("/") < 0)
+        child_fail(p, STAGE_DIR, errno, 0);
+
+    for (int fd = 0; fd < 3; fd++)
+        if (dup2(p->stdio[fd], fd) < 0)
+            child_fail(p, STAGE_STDIO, errno, 0);
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int sig = 1; sig < _NSIG; sig++)
+        sigaction(sig, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP, libc's own */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Everything but stdio goes at the exec, the report pipe included. */
+    syscall(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC);
+
+    child_fail(p, STAGE_EXEC, exec_search(p), 0);
+}
+
+static _Noreturn void helper_main(const StartPlan *p)
+{
+    close(p->go_write);
+    /* Nothing in the container may ptrace C2 before its exec (which resets this). */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (p->ns_flags && setns(p->pidfd, p->ns_flags) < 0)
+        child_fail(p, STAGE_SETNS, errno, 0);
+    /* Without a stack, the raw clone continues on a copy of this one, as fork does. */
+    pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)CLONE_PARENT, NULL, NULL, NULL, 0);
+    if (pid < 0)
+        child_fail(p, STAGE_CLONE, errno, 0);
+    if (pid == 0)
+        process_main(p);
+    /* In the host pid namespace still, so this is C2's host pid. */
+    report(p, STAGE_PID, pid, 0);
+    _exit(0);
+}
+
+/* ---- the shim's side ---- */
+
+int shim_process_start_time(pid_t pid, uint64_t *ret)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? -ESRCH : -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n < 0)
+        return errno == ESRCH ? -ESRCH : -errno;
+    buf[n] = '\0';
+    /* comm (field 2) may hold spaces and parentheses: start after the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -EBADMSG;
+    for (int field = 2; field < 22; field++) {
+        p = strchr(p + 1, ' ');
+        if (!p)
+            return -EBADMSG;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(p + 1, &end, 10);
+    if (end == p + 1 || errno)
+        return -EBADMSG;
+    *ret = v;
+    return 0;
+}
+
+/* A pidfd of the init, refused unless it is the process the spec names. The pidfd
+ * pins the pid, so checking the start time after opening it is race free. */
+static int open_init(const ShimSpec *spec, int *ret, ShimError *reterr)
+{
+    _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, spec->init_pid, 0);
+    if (pidfd < 0)
+        return shim_error(reterr, errno, "Failed to open the container's init (pid %d)",
+                          (int)spec->init_pid);
+    uint64_t start;
+    int r = shim_process_start_time(spec->init_pid, &start);
+    if (r < 0 && r != -ESRCH)
+        return shim_error(reterr, r, "Failed to read the start time of the container's init");
+    if (r < 0 || start != spec->init_start)
+        return shim_error(reterr, ESRCH, "The container's init (pid %d) is gone",
+                          (int)spec->init_pid);
+    *ret = TAKE_FD(pidfd);
+    return 0;
+}
+
+/* The init's namespaces that are not the shim's own. */
+static int namespaces_to_join(pid_t pid, int *ret, ShimError *reterr)
+{
+    int flags = 0;
+    for (size_t i = 0; i < ELEMENTSOF(namespaces); i++) {
+        char path[64];
+        struct stat own, theirs;
+        snprintf(path, sizeof(path), "/proc/self/ns/%s", namespaces[i].name);
+        if (stat(path, &own) < 0)
+            return shim_error(reterr, errno, "Failed to inspect the shim's %s namespace",
+                              namespaces[i].name);
+        snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, namespaces[i].name);
+        if (stat(path, &theirs) < 0)
+            return shim_error(reterr, errno == ENOENT ? ESRCH : errno,
+                              "Failed to inspect the %s namespace of the container's init",
+                              namespaces[i].name);
+        if (own.st_ino != theirs.st_ino || own.st_dev != theirs.st_dev)
+            flags |= namespaces[i].flag;
+    }
+    *ret = flags;
+    return 0;
+}
+
+static int open_cgroup_procs(const ShimSpec *spec, int *fds, ShimError *reterr)
+{
+    for (size_t i = 0; i < spec->n_cgroups; i++) {
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof(path), "%s/cgroup.procs", spec->cgroups[i]) >=
+            (int)sizeof(path))
+            return shim_error(reterr, ENAMETOOLONG, "Cgroup path '%s' is too long",
+                              spec->cgroups[i]);
+        fds[i] = open(path, O_WRONLY | O_CLOEXEC);
+        if (fds[i] < 0)
+            return shim_error(reterr, errno, "Failed to open '%s'", path);
+    }
+    return 0;
+}
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+/* A pty on the host's devpts: the master stays with the shim. */
+static int open_pty(const ShimSpec *spec, int *ret_master, int *ret_slave)
+{
+    _cleanup_close_ int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0)
+        return -errno;
+    _cleanup_close_ int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0) {
+        char name[128];
+        int r = ptsname_r(master, name, sizeof(name));
+        if (r != 0)
+            return -r;
+        slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (slave < 0)
+            return -errno;
+    }
+    struct winsize ws = {.ws_row = spec->rows, .ws_col = spec->columns};
+    if (ioctl(master, TIOCSWINSZ, &ws) < 0)
+        return -errno;
+    *ret_master = TAKE_FD(master);
+    *ret_slave = TAKE_FD(slave);
+    return 0;
+}
+
+/* The process's stdio: its ends in child[], the shim's in *proc. */
+static int open_stdio(const ShimSpec *spec, int child[3], ShimProcess *proc)
+{
+    int r;
+    if (spec->tty) {
+        int master, slave;
+        if ((r = open_pty(spec, &master, &slave)) < 0)
+            return r;
+        child[0] = child[1] = child[2] = slave;
+        proc->master_fd = proc->stdout_fd = master;
+        /* A second fd for the input side, so it can be closed on its own. */
+        proc->stdin_fd = fcntl(master, F_DUPFD_CLOEXEC, 3);
+        if (proc->stdin_fd < 0)
+            return -errno;
+        return set_nonblock(master);
+    }
+    int p[3][2];
+    for (int i = 0; i < 3; i++) {
+        if (pipe2(p[i], O_CLOEXEC) < 0)
+            return -errno;
+        bool input = i == 0;
+        child[i] = p[i][input ? 0 : 1];
+        int own = p[i][input ? 1 : 0];
+        if (i == 0)
+            proc->stdin_fd = own;
+        else if (i == 1)
+            proc->stdout_fd = own;
+        else
+            proc->stderr_fd = own;
+        if ((r = set_nonblock(own)) < 0)
+            return r;
+        /* Larger pipes: fewer wake-ups per megabyte. Best effort. */
+        if (!input)
+            (void)fcntl(own, F_SETPIPE_SZ, SHIM_PIPE_SIZE);
+    }
+    return 0;
+}
+
+static void close_stdio(int child[3], ShimProcess *proc)
+{
+    for (int i = 0; i < 3; i++) {
+        if (child[i] >= 0 && (i == 0 || child[i] != child[i - 1]))
+            close(child[i]);
+        child[i] = -1;
+    }
+    if (proc) {
+        int *fds[] = {&proc->stdin_fd, &proc->stdout_fd, &proc->stderr_fd};
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+            shim_closep(fds[i]);
+        proc->master_fd = -1;
+    }
+}
+
+/* Read one Report, waiting at most START_TIMEOUT_MS. 1 = got one, 0 = EOF. */
+static int read_report(int fd, Report *ret)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int r;
+    while ((r = poll(&pfd, 1, START_TIMEOUT_MS)) < 0 && errno == EINTR)
+        ;
+    if (r < 0)
+        return -errno;
+    if (r == 0)
+        return -ETIMEDOUT;
+    ssize_t n;
+    while ((n = read(fd, ret, sizeof(*ret))) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return 0;
+    return n == (ssize_t)sizeof(*ret) ? 1 : -EIO;
+}
+
+static int report_error(const ShimSpec *spec, const Report *rep, ShimError *reterr)
+{
+    switch ((Stage)rep->stage) {
+    case STAGE_SETNS:
+        return shim_error(reterr, rep->value, "Failed to join the container's namespaces");
+    case STAGE_CLONE:
+        return shim_error(reterr, rep->value, "Failed to create the process");
+    case STAGE_TTY:
+        return shim_error(reterr, rep->value, "Failed to give the process its terminal");
+    case STAGE_RLIMIT:
+        return shim_error(reterr, rep->value, "Failed to set rlimit %d", rep->arg);
+    case STAGE_GROUPS:
+        return shim_error(reterr, rep->value, "Failed to set the supplementary groups");
+    case STAGE_GID:
+        return shim_error(reterr, rep->value, "Failed to set gid %u", (unsigned)spec->gid);
+    case STAGE_UID:
+        return shim_error(reterr, rep->value, "Failed to set uid %u", (unsigned)spec->uid);
+    case STAGE_DIR:
+        return shim_error(reterr, rep->value, "Failed to change to the working directory");
+    case STAGE_STDIO:
+        return shim_error(reterr, rep->value, "Failed to set up the process's stdio");
+    case STAGE_EXEC:
+        return shim_error(reterr, rep->value, "Failed to execute '%s'", spec->path);
+    case STAGE_PID:
+        break;
+    }
+    return shim_error(reterr, EIO, "Failed to start the process: bad report");
+}
+
+static void kill_and_reap(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+static int attach_cgroups(const int *fds, size_t n, pid_t pid, const ShimSpec *spec,
+                          ShimError *reterr)
+{
+    char text[32];
+    int len = snprintf(text, sizeof(text), "%d", (int)pid);
+    for (size_t i = 0; i < n; i++)
+        if (write(fds[i], text, (size_t)len) != len)
+            return shim_error(reterr, errno, "Failed to join the cgroup '%s'", spec->cgroups[i]);
+    return 0;
+}
+
+int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr)
+{
+    ShimProcess proc = {.pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
+                        .master_fd = -1};
+    int child_stdio[3] = {-1, -1, -1};
+    int cgroup_fds[SHIM_CGROUPS_MAX];
+    int report_pipe[2] = {-1, -1}, go_pipe[2] = {-1, -1};
+    _cleanup_close_ int pidfd = -1;
+    pid_t helper = -1;
+    int r;
+
+    for (size_t i = 0; i < ELEMENTSOF(cgroup_fds); i++)
+        cgroup_fds[i] = -1;
+
+    if ((r = open_init(spec, &pidfd, reterr)) < 0)
+        goto out;
+    int ns_flags;
+    if ((r = namespaces_to_join(spec->init_pid, &ns_flags, reterr)) < 0)
+        goto out;
+    if ((r = open_cgroup_procs(spec, cgroup_fds, reterr)) < 0)
+        goto out;
+    if ((r = open_stdio(spec, child_stdio, &proc)) < 0) {
+        r = shim_error(reterr, r, "Failed to create the process's %s", spec->tty ? "pty" : "pipes");
+        goto out;
+    }
+    if (pipe2(report_pipe, O_CLOEXEC) < 0 || pipe2(go_pipe, O_CLOEXEC) < 0) {
+        r = shim_error(reterr, errno, "Failed to create pipes");
+        goto out;
+    }
+
+    const char *search_path = DEFAULT_PATH;
+    for (char **e = spec->envp; *e; e++)
+        if (strncmp(*e, "PATH=", 5) == 0) {
+            search_path = *e + 5;
+            break;
+        }
+    StartPlan plan = {
+        .spec = spec,
+        .pidfd = pidfd,
+        .ns_flags = ns_flags,
+        .report_fd = report_pipe[1],
+        .go_fd = go_pipe[0],
+        .go_write = go_pipe[1],
+        .stdio = {child_stdio[0], child_stdio[1], child_stdio[2]},
+        .search_path = search_path,
+    };
+
+    helper = fork();
+    if (helper < 0) {
+        r = shim_error(reterr, errno, "Failed to fork");
+        goto out;
+    }
+    if (helper == 0)
+        helper_main(&plan);
+
+    /* Only the children need these now. */
+    close_stdio(child_stdio, NULL);
+    shim_closep(&report_pipe[1]);
+    shim_closep(&go_pipe[0]);
+
+    Report rep;
+    r = read_report(report_pipe[0], &rep);
+    while (waitpid(helper, NULL, 0) < 0 && errno == EINTR)
+        ;
+    helper = -1;
+    if (r <= 0) {
+        r = shim_error(reterr, r < 0 ? r : EIO, "Failed to start the process: the helper %s",
+                       r == -ETIMEDOUT ? "hung" : "died");
+        goto out;
+    }
+    if (rep.stage != STAGE_PID) {
+        r = report_error(spec, &rep, reterr);
+        goto out;
+    }
+    proc.pid = rep.value;
+
+    if ((r = attach_cgroups(cgroup_fds, spec->n_cgroups, proc.pid, spec, reterr)) < 0)
+        goto out;
+    char go = 'g';
+    if (write(go_pipe[1], &go, 1) != 1) {
+        r = shim_error(reterr, errno, "Failed to start the process");
+        goto out;
+    }
+    shim_closep(&go_pipe[1]);
+
+    r = read_report(report_pipe[0], &rep);
+    if (r < 0) {
+        r = shim_error(reterr, r, "Failed to start the process: %s",
+                       r == -ETIMEDOUT ? "it did not exec in time" : "lost its report");
+        goto out;
+    }
+    if (r > 0) {
+        r = report_error(spec, &rep, reterr);
+        goto out;
+    }
+    *ret = proc;
+    proc = (ShimProcess){.pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
+    r = 0;
+
+out:
+    if (proc.pid > 0)
+        kill_and_reap(proc.pid); /* nothing left running */
+    if (helper > 0)
+        kill_and_reap(helper);
+    close_stdio(child_stdio, &proc);
+    for (size_t i = 0; i < ELEMENTSOF(cgroup_fds); i++)
+        shim_closep(&cgroup_fds[i]);
+    for (int i = 0; i < 2; i++) {
+        shim_closep(&report_pipe[i]);
+        shim_closep(&go_pipe[i]);
+    }
+    return r;
+}
