@@ -17,16 +17,16 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#define SHIM_SPEC_MAX (16u << 20)     /* bytes of DIR/spec */
-#define SHIM_RING_LIMIT (256u << 20)  /* largest `ring` accepted */
-#define SHIM_LINGER_LIMIT 86400u      /* largest `linger` accepted, seconds */
-#define SHIM_CGROUPS_MAX 32           /* `cgroup` records */
-#define SHIM_GROUPS_MAX 65536         /* `group` records (NGROUPS_MAX) */
-#define SHIM_CONNECTIONS_MAX 32       /* simultaneous connections to DIR/sock */
-#define SHIM_QUEUE_CAP (1u << 20)     /* output queued per connection before reads pause */
-#define SHIM_STDIN_CAP (1u << 20)     /* stdin bytes buffered before connection reads pause */
-#define SHIM_PIPE_SIZE (1 << 20)      /* requested capacity of the output pipes */
-#define SHIM_DRAIN_BUDGET (2u << 20)  /* bytes per stream read after the exit, at most */
+#define SHIM_SPEC_MAX (16u << 20)    /* bytes of DIR/spec */
+#define SHIM_RING_LIMIT (256u << 20) /* largest `ring` accepted */
+#define SHIM_LINGER_LIMIT 86400u     /* largest `linger` accepted, seconds */
+#define SHIM_CGROUPS_MAX 32          /* `cgroup` records */
+#define SHIM_GROUPS_MAX 65536        /* `group` records (NGROUPS_MAX) */
+#define SHIM_CONNECTIONS_MAX 32      /* simultaneous connections to DIR/sock */
+#define SHIM_QUEUE_CAP (1u << 20)    /* output queued per connection before reads pause */
+#define SHIM_STDIN_CAP (1u << 20)    /* stdin bytes buffered before connection reads pause */
+#define SHIM_PIPE_SIZE (1 << 20)     /* requested capacity of the output pipes */
+#define SHIM_DRAIN_BUDGET (2u << 20) /* bytes per stream read after the exit, at most */
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 

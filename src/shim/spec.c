@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cloche/shim-protocol.h"
 #include "shim.h"
 
 int shim_error(ShimError *e, int err, const char *fmt, ...)

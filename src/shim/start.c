@@ -63,8 +63,9 @@ static const struct {
     int flag;
     const char *name;
 } namespaces[] = {
-    {CLONE_NEWUSER, "user"}, {CLONE_NEWNS, "mnt"},  {CLONE_NEWPID, "pid"},       {CLONE_NEWUTS, "uts"},
-    {CLONE_NEWIPC, "ipc"},   {CLONE_NEWNET, "net"}, {CLONE_NEWCGROUP, "cgroup"},
+    {CLONE_NEWUSER, "user"},     {CLONE_NEWNS, "mnt"},  {CLONE_NEWPID, "pid"},
+    {CLONE_NEWUTS, "uts"},       {CLONE_NEWIPC, "ipc"}, {CLONE_NEWNET, "net"},
+    {CLONE_NEWCGROUP, "cgroup"},
 };
 
 /* ---- C1 and C2: system calls only ---- */
@@ -146,8 +147,7 @@ static _Noreturn void process_main(const StartPlan *p)
         child_fail(p, STAGE_TTY, errno, 0);
     /* Limits before the ids: raising a hard limit needs the privilege we drop. */
     for (size_t i = 0; i < spec->n_rlimits; i++)
-        if (syscall(SYS_prlimit64, 0, spec->rlimits[i].resource, &spec->rlimits[i].limit, NULL) <
-            0)
+        if (syscall(SYS_prlimit64, 0, spec->rlimits[i].resource, &spec->rlimits[i].limit, NULL) < 0)
             child_fail(p, STAGE_RLIMIT, errno, spec->rlimits[i].resource);
     /* Raw system calls: after a raw clone, glibc's idea of this thread is stale. */
     if (syscall(SYS_setgroups, spec->n_groups, spec->groups) < 0)
@@ -270,8 +270,7 @@ static int open_cgroup_procs(const ShimSpec *spec, int *fds, ShimError *reterr)
 {
     for (size_t i = 0; i < spec->n_cgroups; i++) {
         char path[PATH_MAX];
-        if (snprintf(path, sizeof(path), "%s/cgroup.procs", spec->cgroups[i]) >=
-            (int)sizeof(path))
+        if (snprintf(path, sizeof(path), "%s/cgroup.procs", spec->cgroups[i]) >= (int)sizeof(path))
             return shim_error(reterr, ENAMETOOLONG, "Cgroup path '%s' is too long",
                               spec->cgroups[i]);
         fds[i] = open(path, O_WRONLY | O_CLOEXEC);
@@ -318,7 +317,7 @@ static int open_stdio(const ShimSpec *spec, int child[3], ShimProcess *proc)
 {
     int r;
     if (spec->tty) {
-        int master, slave;
+        int master = -1, slave = -1;
         if ((r = open_pty(spec, &master, &slave)) < 0)
             return r;
         child[0] = child[1] = child[2] = slave;
@@ -436,8 +435,8 @@ static int attach_cgroups(const int *fds, size_t n, pid_t pid, const ShimSpec *s
 
 int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr)
 {
-    ShimProcess proc = {.pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
-                        .master_fd = -1};
+    ShimProcess proc = {
+        .pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .master_fd = -1};
     int child_stdio[3] = {-1, -1, -1};
     int cgroup_fds[SHIM_CGROUPS_MAX];
     int report_pipe[2] = {-1, -1}, go_pipe[2] = {-1, -1};
@@ -450,7 +449,7 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
 
     if ((r = open_init(spec, &pidfd, reterr)) < 0)
         goto out;
-    int ns_flags;
+    int ns_flags = 0;
     if ((r = namespaces_to_join(spec->init_pid, &ns_flags, reterr)) < 0)
         goto out;
     if ((r = open_cgroup_procs(spec, cgroup_fds, reterr)) < 0)

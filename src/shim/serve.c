@@ -1,0 +1,648 @@
+/* Serving DIR/sock: the process's output framed to every connection (or kept in a
+ * ring while nobody is attached), stdin, signals and window sizes from connections,
+ * and the exit status at the end.
+ *
+ * One poll() loop. Output is read only while every connection's queue is under
+ * SHIM_QUEUE_CAP, so an attached reader gets every byte at its own pace; with no
+ * connection, output always goes to the rings, so the process never blocks. A
+ * frame goes straight from the read buffer to the socket with writev() when the
+ * connection's queue is empty, and only what the socket did not take is copied. */
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+
+#include "cloche/shim-protocol.h"
+#include "shim.h"
+
+#define CONN_IN_SIZE (2 * (SHIM_FRAME_HEADER + SHIM_FRAME_MAX))
+#define READS_PER_WAKEUP 16
+#define SOCKET_BUFFER (1 << 20)
+#define BUFFER_KEEP (256u << 10) /* an empty Buffer larger than this is freed */
+
+enum { STREAM_STDOUT, STREAM_STDERR, _STREAM_MAX };
+
+static const uint8_t stream_frame[_STREAM_MAX] = {SHIM_FRAME_STDOUT, SHIM_FRAME_STDERR};
+
+/* A byte queue: data[start, start+len). */
+typedef struct Buffer {
+    uint8_t *data;
+    size_t start, len, size;
+} Buffer;
+
+/* The newest `size` bytes of a stream. */
+typedef struct Ring {
+    uint8_t *data; /* allocated on first use */
+    size_t size, start, len;
+} Ring;
+
+typedef struct Conn {
+    int fd;
+    Buffer out;
+    size_t in_len;
+    bool closing; /* 'X' queued: close once flushed */
+    bool dead;    /* dropped; freed after the current round of events */
+    uint8_t in[CONN_IN_SIZE];
+} Conn;
+
+typedef struct Server {
+    const ShimSpec *spec;
+    int dirfd, listen_fd, signal_fd;
+    ShimProcess *proc;
+    int out_fd[_STREAM_MAX];
+    Ring ring[_STREAM_MAX];
+    Buffer input;     /* for the process's stdin */
+    bool input_close; /* 'C' received: close stdin once input is written */
+    Conn *conns[SHIM_CONNECTIONS_MAX];
+    size_t n_conns;
+    bool exited; /* reaped, drained, exit file written */
+    int status;
+    bool delivered; /* some connection received the whole 'X' frame */
+    uint64_t deadline_ms;
+    uint8_t chunk[SHIM_FRAME_HEADER + SHIM_FRAME_MAX];
+} Server;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- Buffer and Ring ---- */
+
+static int buffer_append(Buffer *b, const void *data, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (b->start + b->len + n > b->size) {
+        if (b->len + n <= b->size / 2) {
+            memmove(b->data, b->data + b->start, b->len);
+        } else {
+            size_t size = 2 * (b->len + n);
+            if (size < (64u << 10))
+                size = 64u << 10;
+            uint8_t *d = malloc(size);
+            if (!d)
+                return -ENOMEM;
+            if (b->len)
+                memcpy(d, b->data + b->start, b->len);
+            free(b->data);
+            b->data = d;
+            b->size = size;
+        }
+        b->start = 0;
+    }
+    memcpy(b->data + b->start + b->len, data, n);
+    b->len += n;
+    return 0;
+}
+
+static void buffer_consume(Buffer *b, size_t n)
+{
+    b->start += n;
+    b->len -= n;
+    if (b->len == 0) {
+        b->start = 0;
+        if (b->size > BUFFER_KEEP) {
+            free(b->data);
+            *b = (Buffer){0};
+        }
+    }
+}
+
+static void buffer_clear(Buffer *b)
+{
+    free(b->data);
+    *b = (Buffer){0};
+}
+
+static void ring_append(Ring *r, const uint8_t *data, size_t n)
+{
+    if (r->size == 0 || n == 0)
+        return;
+    if (!r->data && !(r->data = malloc(r->size)))
+        return; /* out of memory: the bytes are lost, the process is not held up */
+    if (n >= r->size) {
+        memcpy(r->data, data + n - r->size, r->size);
+        r->start = 0;
+        r->len = r->size;
+        return;
+    }
+    size_t end = (r->start + r->len) % r->size;
+    size_t first = n < r->size - end ? n : r->size - end;
+    memcpy(r->data + end, data, first);
+    memcpy(r->data, data + first, n - first);
+    if (r->len + n > r->size) {
+        r->start = (r->start + r->len + n - r->size) % r->size;
+        r->len = r->size;
+    } else {
+        r->len += n;
+    }
+}
+
+static void ring_clear(Ring *r)
+{
+    free(r->data);
+    r->data = NULL;
+    r->start = r->len = 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_drop(Conn *c)
+{
+    c->dead = true;
+}
+
+/* Send one frame, straight to the socket while nothing is queued; queue the rest. */
+static int conn_send_frame(Conn *c, uint8_t type, const void *payload, size_t len)
+{
+    uint8_t header[SHIM_FRAME_HEADER];
+    shim_frame_header(header, type, (uint32_t)len);
+    size_t sent = 0;
+    if (c->out.len == 0) {
+        struct iovec iov[2] = {{.iov_base = header, .iov_len = sizeof(header)},
+                               {.iov_base = (void *)payload, .iov_len = len}};
+        ssize_t n = writev(c->fd, iov, len ? 2 : 1);
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return -errno;
+        sent = n > 0 ? (size_t)n : 0;
+    }
+    int r = 0;
+    if (sent < sizeof(header))
+        r = buffer_append(&c->out, header + sent, sizeof(header) - sent);
+    size_t payload_sent = sent > sizeof(header) ? sent - sizeof(header) : 0;
+    if (r >= 0)
+        r = buffer_append(&c->out, (const uint8_t *)payload + payload_sent, len - payload_sent);
+    return r;
+}
+
+/* Write what is queued. 1 = all written, 0 = the socket is full. */
+static int conn_flush(Conn *c)
+{
+    while (c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->out.start, c->out.len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return 0;
+        if (n < 0)
+            return -errno;
+        buffer_consume(&c->out, (size_t)n);
+    }
+    return 1;
+}
+
+/* The rings' content, as frames, to a new connection; the rings are emptied. */
+static int conn_send_rings(Server *s, Conn *c)
+{
+    for (int st = 0; st < _STREAM_MAX; st++) {
+        Ring *r = &s->ring[st];
+        size_t done = 0;
+        while (done < r->len) {
+            size_t pos = (r->start + done) % r->size;
+            size_t n = r->len - done;
+            if (n > r->size - pos)
+                n = r->size - pos;
+            if (n > SHIM_FRAME_MAX)
+                n = SHIM_FRAME_MAX;
+            int err = conn_send_frame(c, stream_frame[st], r->data + pos, n);
+            if (err < 0)
+                return err;
+            done += n;
+        }
+        ring_clear(r);
+    }
+    return 0;
+}
+
+/* Queue 'X' and close the connection once it is out. */
+static void conn_send_exit(Server *s, Conn *c)
+{
+    char text[16];
+    int len = snprintf(text, sizeof(text), "%d", s->status);
+    if (conn_send_frame(c, SHIM_FRAME_EXIT, text, (size_t)len) < 0) {
+        conn_drop(c);
+        return;
+    }
+    c->closing = true;
+    int r = conn_flush(c);
+    if (r < 0) {
+        conn_drop(c);
+    } else if (r > 0) {
+        s->delivered = true;
+        conn_drop(c);
+    }
+}
+
+static void server_sweep(Server *s)
+{
+    for (size_t i = 0; i < s->n_conns;) {
+        Conn *c = s->conns[i];
+        if (!c->dead) {
+            i++;
+            continue;
+        }
+        close(c->fd);
+        buffer_clear(&c->out);
+        free(c);
+        s->conns[i] = s->conns[--s->n_conns];
+    }
+}
+
+static void server_accept(Server *s)
+{
+    while (s->n_conns < SHIM_CONNECTIONS_MAX) {
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return; /* EAGAIN, or a connection that vanished: nothing to do */
+        int size = SOCKET_BUFFER;
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+        Conn *c = malloc(sizeof(Conn));
+        if (!c) {
+            close(fd);
+            return;
+        }
+        c->fd = fd;
+        c->out = (Buffer){0};
+        c->in_len = 0;
+        c->closing = c->dead = false;
+        s->conns[s->n_conns++] = c;
+        if (conn_send_rings(s, c) < 0)
+            conn_drop(c);
+        else if (s->exited)
+            conn_send_exit(s, c);
+    }
+}
+
+/* ---- the process's stdio ---- */
+
+static void stdin_close(Server *s)
+{
+    ShimProcess *p = s->proc;
+    if (p->stdin_fd < 0)
+        return;
+    if (p->master_fd >= 0) {
+        /* A terminal has no end of file: type the EOF character a user would. */
+        struct termios t;
+        if (tcgetattr(p->master_fd, &t) == 0 && (t.c_lflag & ICANON)) {
+            ssize_t n = write(p->stdin_fd, &t.c_cc[VEOF], 1);
+            (void)n;
+        }
+    }
+    shim_closep(&p->stdin_fd);
+    buffer_clear(&s->input);
+}
+
+/* Write queued input, then data; queue what the pipe does not take. */
+static void stdin_write(Server *s, const uint8_t *data, size_t len)
+{
+    ShimProcess *p = s->proc;
+    while (p->stdin_fd >= 0 && s->input.len) {
+        ssize_t n = write(p->stdin_fd, s->input.data + s->input.start, s->input.len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        if (n < 0) { /* EPIPE: the process closed its stdin; input has nowhere to go */
+            stdin_close(s);
+            return;
+        }
+        buffer_consume(&s->input, (size_t)n);
+    }
+    if (p->stdin_fd < 0)
+        return;
+    while (len && s->input.len == 0) {
+        ssize_t n = write(p->stdin_fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        if (n < 0) {
+            stdin_close(s);
+            return;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    if (len && buffer_append(&s->input, data, len) < 0)
+        stdin_close(s);
+    if (s->input.len == 0 && s->input_close)
+        stdin_close(s);
+}
+
+static void handle_signal_frame(Server *s, const uint8_t *payload, size_t len)
+{
+    char text[16];
+    if (len == 0 || len >= sizeof(text))
+        return;
+    memcpy(text, payload, len);
+    text[len] = '\0';
+    char *end;
+    long sig = strtol(text, &end, 10);
+    /* Reaped pids may be reused: signal only a process still ours to reap. */
+    if (*end == '\0' && sig > 0 && sig < _NSIG && !s->exited)
+        kill(s->proc->pid, (int)sig);
+}
+
+static void handle_winsize_frame(Server *s, const uint8_t *payload, size_t len)
+{
+    char text[32];
+    unsigned cols, rows;
+    char extra;
+    if (s->proc->master_fd < 0 || len == 0 || len >= sizeof(text))
+        return;
+    memcpy(text, payload, len);
+    text[len] = '\0';
+    if (sscanf(text, "%u %u%c", &cols, &rows, &extra) != 2 || cols > USHRT_MAX || rows > USHRT_MAX)
+        return;
+    struct winsize ws = {.ws_col = (unsigned short)cols, .ws_row = (unsigned short)rows};
+    (void)ioctl(s->proc->master_fd, TIOCSWINSZ, &ws);
+}
+
+/* Act on the complete frames in c->in, in order, until stdin is full. */
+static int conn_process_input(Server *s, Conn *c)
+{
+    size_t pos = 0;
+    while (c->in_len - pos >= SHIM_FRAME_HEADER) {
+        uint32_t len = shim_frame_length(c->in + pos);
+        if (len > SHIM_FRAME_MAX)
+            return -EPROTO;
+        if (c->in_len - pos < SHIM_FRAME_HEADER + len)
+            break;
+        uint8_t type = c->in[pos];
+        const uint8_t *payload = c->in + pos + SHIM_FRAME_HEADER;
+        bool accepting = s->proc->stdin_fd >= 0 && !s->input_close;
+        if (type == SHIM_FRAME_STDIN && accepting && s->input.len >= SHIM_STDIN_CAP)
+            break; /* resumed once the process has read some */
+        switch (type) {
+        case SHIM_FRAME_STDIN:
+            if (accepting)
+                stdin_write(s, payload, len);
+            break;
+        case SHIM_FRAME_STDIN_CLOSE:
+            s->input_close = true;
+            if (s->input.len == 0)
+                stdin_close(s);
+            break;
+        case SHIM_FRAME_SIGNAL:
+            handle_signal_frame(s, payload, len);
+            break;
+        case SHIM_FRAME_WINSIZE:
+            handle_winsize_frame(s, payload, len);
+            break;
+        default:
+            break; /* unknown frames are skipped */
+        }
+        pos += SHIM_FRAME_HEADER + len;
+    }
+    if (pos) {
+        memmove(c->in, c->in + pos, c->in_len - pos);
+        c->in_len -= pos;
+    }
+    return 0;
+}
+
+static void conn_read(Server *s, Conn *c)
+{
+    while (c->in_len < sizeof(c->in)) {
+        ssize_t n = read(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            break;
+        if (n <= 0) { /* the daemon went away, or an error: the process carries on */
+            conn_drop(c);
+            return;
+        }
+        c->in_len += (size_t)n;
+        if (conn_process_input(s, c) < 0) {
+            conn_drop(c);
+            return;
+        }
+    }
+}
+
+/* After stdin drained below its cap: frames that waited for it. */
+static void conns_resume_input(Server *s)
+{
+    for (size_t i = 0; i < s->n_conns; i++) {
+        Conn *c = s->conns[i];
+        if (!c->dead && !c->closing && c->in_len && conn_process_input(s, c) < 0)
+            conn_drop(c);
+    }
+}
+
+/* Output to every connection, or to the ring when nobody (alive) is attached. */
+static void deliver(Server *s, int stream, const uint8_t *data, size_t len)
+{
+    size_t reached = 0;
+    for (size_t i = 0; i < s->n_conns; i++) {
+        Conn *c = s->conns[i];
+        if (c->dead || c->closing)
+            continue;
+        if (conn_send_frame(c, stream_frame[stream], data, len) < 0)
+            conn_drop(c);
+        else
+            reached++;
+    }
+    if (reached == 0)
+        ring_append(&s->ring[stream], data, len);
+}
+
+static bool output_paused(const Server *s)
+{
+    for (size_t i = 0; i < s->n_conns; i++)
+        if (!s->conns[i]->dead && s->conns[i]->out.len >= SHIM_QUEUE_CAP)
+            return true;
+    return false;
+}
+
+/* One read of a stream. Returns the bytes read, 0 when nothing is available now, -1
+ * at the end (the fd is closed then). */
+static ssize_t read_output(Server *s, int stream)
+{
+    int *fd = &s->out_fd[stream];
+    ssize_t n;
+    while ((n = read(*fd, s->chunk + SHIM_FRAME_HEADER, SHIM_FRAME_MAX)) < 0 && errno == EINTR)
+        ;
+    if (n < 0 && errno == EAGAIN)
+        return 0;
+    if (n <= 0) { /* EOF; EIO from a pty master once the terminal is gone */
+        if (*fd == s->proc->master_fd)
+            s->proc->master_fd = -1;
+        shim_closep(fd);
+        return -1;
+    }
+    deliver(s, stream, s->chunk + SHIM_FRAME_HEADER, (size_t)n);
+    return n;
+}
+
+/* ---- the end ---- */
+
+/* The process is reaped: read what it left in the pipes (not waiting for a
+ * background child that may hold them forever), record the status, send 'X'. */
+static void server_finish(Server *s)
+{
+    for (int st = 0; st < _STREAM_MAX; st++) {
+        size_t drained = 0;
+        while (s->out_fd[st] >= 0 && drained < SHIM_DRAIN_BUDGET) {
+            ssize_t n = read_output(s, st);
+            if (n <= 0)
+                break;
+            drained += (size_t)n;
+        }
+        if (s->out_fd[st] == s->proc->master_fd)
+            s->proc->master_fd = -1;
+        shim_closep(&s->out_fd[st]);
+    }
+    shim_closep(&s->proc->stdin_fd);
+    buffer_clear(&s->input);
+    s->proc->master_fd = -1;
+
+    char text[16];
+    int len = snprintf(text, sizeof(text), "%d\n", s->status);
+    /* Nothing to report a failure to: the status still goes out on the connections. */
+    (void)shim_write_file_atomic(s->dirfd, "exit.tmp", "exit", text, (size_t)len);
+
+    s->exited = true;
+    s->deadline_ms = now_ms() + (uint64_t)s->spec->linger * 1000;
+    for (size_t i = 0; i < s->n_conns; i++)
+        if (!s->conns[i]->dead)
+            conn_send_exit(s, s->conns[i]);
+}
+
+static void server_reap(Server *s)
+{
+    struct signalfd_siginfo si;
+    while (read(s->signal_fd, &si, sizeof(si)) > 0)
+        ;
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0)
+            break;
+        /* Others are orphans handed to this subreaper: reaped and forgotten. */
+        if (pid == s->proc->pid && !s->exited) {
+            s->status = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+            server_finish(s);
+        }
+    }
+}
+
+/* ---- the loop ---- */
+
+enum { SLOT_LISTEN, SLOT_SIGNAL, SLOT_STDOUT, SLOT_STDERR, SLOT_STDIN, _SLOT_CONNS };
+
+int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int signal_fd, ShimProcess *proc)
+{
+    Server *s = calloc(1, sizeof(Server));
+    if (!s)
+        return -ENOMEM;
+    s->spec = spec;
+    s->dirfd = dirfd;
+    s->listen_fd = listen_fd;
+    s->signal_fd = signal_fd;
+    s->proc = proc;
+    s->out_fd[STREAM_STDOUT] = proc->stdout_fd;
+    s->out_fd[STREAM_STDERR] = proc->stderr_fd;
+    proc->stdout_fd = proc->stderr_fd = -1; /* owned through out_fd now */
+    for (int st = 0; st < _STREAM_MAX; st++)
+        s->ring[st].size = spec->ring;
+
+    struct pollfd pfd[_SLOT_CONNS + SHIM_CONNECTIONS_MAX];
+    Conn *polled[SHIM_CONNECTIONS_MAX];
+    for (;;) {
+        server_sweep(s);
+        uint64_t now = now_ms();
+        if (s->exited && s->n_conns == 0 && (s->delivered || now >= s->deadline_ms))
+            break;
+
+        bool paused = output_paused(s);
+        pfd[SLOT_LISTEN] = (struct pollfd){.fd = s->n_conns < SHIM_CONNECTIONS_MAX ? listen_fd : -1,
+                                           .events = POLLIN};
+        pfd[SLOT_SIGNAL] = (struct pollfd){.fd = s->exited ? -1 : signal_fd, .events = POLLIN};
+        for (int st = 0; st < _STREAM_MAX; st++)
+            pfd[SLOT_STDOUT + st] =
+                (struct pollfd){.fd = paused ? -1 : s->out_fd[st], .events = POLLIN};
+        pfd[SLOT_STDIN] =
+            (struct pollfd){.fd = s->input.len ? proc->stdin_fd : -1, .events = POLLOUT};
+        nfds_t n = _SLOT_CONNS;
+        for (size_t i = 0; i < s->n_conns; i++) {
+            Conn *c = s->conns[i];
+            short events = c->out.len ? POLLOUT : 0;
+            if (!c->closing && c->in_len < sizeof(c->in))
+                events |= POLLIN;
+            polled[i] = c;
+            pfd[n++] = (struct pollfd){.fd = c->fd, .events = events};
+        }
+        int timeout = -1;
+        if (s->exited && s->n_conns == 0)
+            timeout = (int)(s->deadline_ms - now);
+
+        if (poll(pfd, n, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            free(s);
+            return -errno;
+        }
+
+        for (int st = 0; st < _STREAM_MAX; st++) {
+            if (!pfd[SLOT_STDOUT + st].revents || s->exited)
+                continue;
+            /* A few reads per wake-up while every reader keeps up. */
+            for (int k = 0; k < READS_PER_WAKEUP && s->out_fd[st] >= 0; k++)
+                if (read_output(s, st) < SHIM_FRAME_MAX || output_paused(s))
+                    break;
+        }
+        for (size_t i = 0; i < s->n_conns && _SLOT_CONNS + i < n; i++) {
+            Conn *c = polled[i];
+            short re = pfd[_SLOT_CONNS + i].revents;
+            if (c->dead || !re)
+                continue;
+            if (re & POLLOUT) {
+                int r = conn_flush(c);
+                if (r < 0) {
+                    conn_drop(c);
+                    continue;
+                }
+                if (r > 0 && c->closing) {
+                    s->delivered = true;
+                    conn_drop(c);
+                    continue;
+                }
+            }
+            if (re & POLLIN)
+                conn_read(s, c);
+            else if (re & (POLLHUP | POLLERR | POLLNVAL))
+                conn_drop(c);
+        }
+        if (pfd[SLOT_STDIN].revents) {
+            stdin_write(s, NULL, 0);
+            if (s->input.len < SHIM_STDIN_CAP)
+                conns_resume_input(s);
+        }
+        if (pfd[SLOT_LISTEN].revents)
+            server_accept(s);
+        if (pfd[SLOT_SIGNAL].revents)
+            server_reap(s);
+    }
+
+    for (int st = 0; st < _STREAM_MAX; st++) {
+        ring_clear(&s->ring[st]);
+        shim_closep(&s->out_fd[st]);
+    }
+    shim_closep(&proc->stdin_fd);
+    buffer_clear(&s->input);
+    free(s);
+    return 0;
+}

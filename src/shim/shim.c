@@ -1,0 +1,213 @@
+/* cloche-shim DIR: the monitor of one process in a container (design §5). It
+ * detaches from the daemon, starts the process described by DIR/spec, reports
+ * "ok <pid>" or "err <errno> <message>" on fd 3, then serves DIR/sock until the
+ * process has exited and its status was delivered. The contract is
+ * include/cloche/shim-protocol.h. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "cloche/shim-protocol.h"
+#include "shim.h"
+
+#define START_FD 3
+
+int shim_write_file_atomic(int dirfd, const char *tmp_name, const char *name, const char *data,
+                           size_t len)
+{
+    _cleanup_close_ int fd =
+        openat(dirfd, tmp_name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return -errno;
+    while (len) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int r = -errno;
+            unlinkat(dirfd, tmp_name, 0);
+            return r;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    if (renameat(dirfd, tmp_name, dirfd, name) < 0) {
+        int r = -errno;
+        unlinkat(dirfd, tmp_name, 0);
+        return r;
+    }
+    return 0;
+}
+
+/* The one line for the daemon; fd 3 is closed after it. */
+static void start_line(const char *line)
+{
+    size_t len = strlen(line);
+    while (len) {
+        ssize_t n = write(START_FD, line, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* the daemon is gone: nobody to tell */
+        line += n;
+        len -= (size_t)n;
+    }
+    close(START_FD);
+}
+
+static void start_error(const ShimError *e)
+{
+    char line[sizeof(e->what) + 128];
+    int n = snprintf(line, sizeof(line), "err %d %s: %s", e->err, e->what, strerror(e->err));
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(line) - 1)
+        n = (int)sizeof(line) - 2;
+    /* One line, whatever the spec's strings held. */
+    for (int i = 0; i < n; i++)
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+            line[i] = '?';
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    start_line(line);
+}
+
+/* Bind and listen on dirfd/sock, mode 0600, replacing a stale socket. */
+static int listen_on(int dirfd, ShimError *reterr)
+{
+    if (unlinkat(dirfd, "sock", 0) < 0 && errno != ENOENT)
+        return shim_error(reterr, errno, "Failed to remove the stale socket");
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return shim_error(reterr, errno, "Failed to create the socket");
+    /* A relative name keeps clear of sun_path's 108 bytes; the shim has one thread. */
+    struct sockaddr_un addr = {.sun_family = AF_UNIX, .sun_path = "sock"};
+    if (fchdir(dirfd) < 0)
+        return shim_error(reterr, errno, "Failed to enter the process directory");
+    mode_t old = umask(0177);
+    int r = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    int bind_errno = errno;
+    umask(old);
+    if (chdir("/") < 0)
+        return shim_error(reterr, errno, "Failed to leave the process directory");
+    if (r < 0)
+        return shim_error(reterr, bind_errno, "Failed to bind the socket");
+    if (fchmodat(dirfd, "sock", 0600, 0) < 0 || listen(fd, SHIM_CONNECTIONS_MAX) < 0) {
+        r = shim_error(reterr, errno, "Failed to listen on the socket");
+        unlinkat(dirfd, "sock", 0);
+        return r;
+    }
+    return TAKE_FD(fd);
+}
+
+static int write_pid_file(int dirfd, pid_t pid)
+{
+    uint64_t start;
+    int r = shim_process_start_time(getpid(), &start);
+    if (r < 0)
+        return r;
+    char text[96];
+    int len = snprintf(text, sizeof(text), "%d %llu %d\n", (int)getpid(), (unsigned long long)start,
+                       (int)pid);
+    return shim_write_file_atomic(dirfd, "pid.tmp", "pid", text, (size_t)len);
+}
+
+static int run(const char *dir)
+{
+    ShimError err = {0};
+    ShimSpec spec = {0};
+    ShimProcess proc = {
+        .pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .master_fd = -1};
+    _cleanup_close_ int dirfd = -1, signal_fd = -1, listen_fd = -1;
+    int r;
+
+    dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) {
+        shim_error(&err, errno, "Failed to open the process directory '%s'", dir);
+        goto fail;
+    }
+    if (shim_spec_load(dirfd, &spec, &err) < 0)
+        goto fail;
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (signal_fd < 0) {
+        shim_error(&err, errno, "Failed to create a signalfd");
+        goto fail;
+    }
+    listen_fd = listen_on(dirfd, &err);
+    if (listen_fd < 0)
+        goto fail;
+    if (shim_process_start(&spec, &proc, &err) < 0)
+        goto fail;
+    r = write_pid_file(dirfd, proc.pid);
+    if (r < 0) {
+        shim_error(&err, r, "Failed to write the pid file");
+        kill(proc.pid, SIGKILL);
+        while (waitpid(proc.pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        goto fail;
+    }
+
+    char line[32];
+    snprintf(line, sizeof(line), "ok %d\n", (int)proc.pid);
+    start_line(line);
+
+    r = shim_serve(&spec, dirfd, listen_fd, signal_fd, &proc);
+    unlinkat(dirfd, "sock", 0);
+    shim_spec_clear(&spec);
+    return r < 0 ? 1 : 0;
+
+fail:
+    if (listen_fd >= 0)
+        unlinkat(dirfd, "sock", 0);
+    start_error(&err);
+    shim_spec_clear(&spec);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2 || fcntl(START_FD, F_GETFD) < 0) {
+        fprintf(stderr, "Usage: cloche-shim DIR, with fd 3 the write end of the start pipe\n");
+        return 2;
+    }
+    /* Detach: the daemon reaps the first process at once. */
+    pid_t pid = fork();
+    if (pid < 0) {
+        ShimError err;
+        shim_error(&err, errno, "Failed to fork the monitor");
+        start_error(&err);
+        return 1;
+    }
+    if (pid > 0)
+        _exit(0);
+
+    setsid();
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    if (fcntl(START_FD, F_SETFD, FD_CLOEXEC) < 0)
+        return 1;
+    /* The pipes and the socket must not land on 0..2, which the process's helpers
+     * dup2 over. */
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
+            return 1;
+    signal(SIGPIPE, SIG_IGN); /* a reader gone is an error on its connection only */
+    signal(SIGHUP, SIG_IGN);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    if (chdir("/") < 0)
+        return 1;
+    return run(argv[1]);
+}

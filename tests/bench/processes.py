@@ -1,0 +1,237 @@
+#!/usr/bin/python3
+"""Benchmark: processes in an existing container, through cloche's API exactly as
+the Go client drives it, beside `crun exec` of the same in a crun container.
+
+    tests/bench/processes.py [--build DIR] [--rootfs DIR] [-n N] [--gib G]
+
+Runs as root inside a private mount and network namespace of its own (it
+re-executes itself under unshare), with a temporary depot and a cgroup parent of
+its own, removed at the end.
+
+(a) Run latency: N x Run of /bin/true (busybox) in one unprivileged container,
+    timed from the Run request to the exit status with tests/garden_client.py:
+    the control connection, then the stdout and stderr connections, and Wait
+    returning once the status has arrived and both streams reached EOF (Go's
+    Wait). Also shown: the same without stream connections (a Go client with
+    nil writers). Beside it, N x `crun exec <id> /bin/true` into a crun
+    container running `sleep 1000` from the same rootfs (same namespaces, a
+    65536-id user namespace, memory/pids limits); crun refuses this machine's
+    hybrid cgroups, so it runs in a mount namespace where the cgroup2 `unified`
+    mount is hidden (as tests/bench/containers.py does).
+(b) stdout throughput: one process writing G GiB of zeros (busybox `dd bs=1M`,
+    and `head -c`), read through the stdout stream connection, in MB/s
+    (10^6 bytes per second), from the Run request to Wait.
+
+Targets (design §9): Run of `true` to exit status, median <= 2 ms; stdout
+>= 1 GB/s. Prints figures and ratios; asserts no timing. Not a CI test.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from garden_client import GardenClient  # noqa: E402
+
+GIB = 1 << 30
+
+
+def stats(xs):
+    xs = sorted(xs)
+    return statistics.median(xs) * 1e3, xs[max(int(len(xs) * 0.9) - 1, 0)] * 1e3
+
+
+def remove_cgroup_parent(parent):
+    """rmdir <hierarchy>/<parent>, deepest first, in every hierarchy."""
+    for ctrl in os.listdir("/sys/fs/cgroup"):
+        top = os.path.join("/sys/fs/cgroup", ctrl, parent)
+        if not os.path.isdir(top):
+            continue
+        dirs = [d for d, _, _ in os.walk(top)]
+        for d in sorted(dirs, key=lambda s: s.count("/"), reverse=True):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+class Counter:
+    """An io.Writer that only counts."""
+
+    def __init__(self):
+        self.n = 0
+
+    def write(self, data):
+        self.n += len(data)
+
+
+def start_daemon(build, rootfs, tmp, parent):
+    sock = os.path.join(tmp, "cloche.sock")
+    log = open(os.path.join(tmp, "cloched.log"), "w")
+    daemon = subprocess.Popen([os.path.join(build, "cloched"), "--bind-socket", sock,
+                               "--depot", os.path.join(tmp, "depot"), "--cgroup-parent", parent,
+                               "--default-rootfs", rootfs, "--log-level", "warn"],
+                              stdout=log, stderr=log)
+    client = GardenClient(sock, timeout=120)
+    for _ in range(200):
+        try:
+            client.ping()
+            return daemon, client
+        except OSError:
+            time.sleep(0.05)
+    daemon.terminate()
+    raise RuntimeError(f"cloched did not start; see {log.name}")
+
+
+def bench_cloche(build, rootfs, n, gib, tmp):
+    parent = f"cloche-bench-proc-{os.getpid()}"
+    if not os.access(os.path.join(build, "cloche-shim"), os.X_OK):
+        raise SystemExit(f"{build}/cloche-shim is missing: cloched cannot run processes")
+    daemon, client = start_daemon(build, rootfs, tmp, parent)
+    results = {}
+    try:
+        handle = client.create({"handle": "bench", "limits": {
+            "memory_limits": {"limit_in_bytes": 256 << 20}, "pid_limits": {"max": 512}}})
+        spec = {"path": "/bin/true"}
+
+        def run_true(streams):
+            t0 = time.perf_counter()
+            p = client.run(handle, spec, stdout=streams, stderr=streams)
+            status = p.wait(30)
+            t1 = time.perf_counter()
+            p.close()
+            if status != 0:
+                raise RuntimeError(f"/bin/true exited {status}")
+            return t1 - t0
+
+        for _ in range(10):  # warm-up
+            run_true(True)
+        results["run"] = [run_true(True) for _ in range(n)]
+        results["run_nostreams"] = [run_true(False) for _ in range(n)]
+
+        size = gib * GIB
+        for name, argv in (("dd", ["dd", "if=/dev/zero", "bs=1M", f"count={gib * 1024}"]),
+                           ("head", ["head", "-c", str(size), "/dev/zero"])):
+            sink = Counter()
+            t0 = time.perf_counter()
+            p = client.run(handle, {"path": argv[0], "args": argv[1:]}, stdout=sink)
+            status = p.wait(600)
+            t1 = time.perf_counter()
+            p.close()
+            if status != 0 or sink.n != size:
+                raise RuntimeError(f"{argv}: status {status}, {sink.n} of {size} bytes")
+            results[f"tput_{name}"] = (size, t1 - t0)
+        client.destroy(handle)
+    finally:
+        daemon.terminate()
+        daemon.wait()
+        remove_cgroup_parent(parent)
+    return results
+
+
+CRUN_INNER = r'''
+import json, os, subprocess, sys, time
+bundle, n = sys.argv[1], int(sys.argv[2])
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "hide-unified", "/sys/fs/cgroup/unified"],
+               check=True)
+cid = f"bench-exec-{os.getpid()}"
+subprocess.run(["crun", "run", "--detach", "--bundle", bundle, cid], check=True,
+               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    times = []
+    for i in range(n + 10):
+        t = time.perf_counter()
+        subprocess.run(["crun", "exec", cid, "/bin/true"], check=True, stdin=subprocess.DEVNULL)
+        if i >= 10:
+            times.append(time.perf_counter() - t)
+finally:
+    subprocess.run(["crun", "kill", cid, "KILL"], stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if subprocess.run(["crun", "delete", "-f", cid], stderr=subprocess.DEVNULL).returncode == 0:
+            break
+        time.sleep(0.05)
+print(json.dumps(times))
+'''
+
+
+def bench_crun(rootfs, n, tmp):
+    if not shutil.which("crun"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "crun"], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    bundle = os.path.join(tmp, "bundle")
+    os.makedirs(bundle)
+    subprocess.run(["crun", "spec"], cwd=bundle, check=True)
+    with open(os.path.join(bundle, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = ["/bin/sleep", "1000"]
+    cfg["root"] = {"path": rootfs, "readonly": True}
+    cfg["hostname"] = "crun"
+    linux = cfg["linux"]
+    linux["namespaces"] = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "user",
+                                                  "cgroup")]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 0x30000000, "size": 65536}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": 0x30000000, "size": 65536}]
+    parent = f"cloche-bench-crun-exec-{os.getpid()}"
+    linux["cgroupsPath"] = f"/{parent}/c"
+    linux["resources"] = {"memory": {"limit": 256 << 20}, "pids": {"limit": 512}}
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    try:
+        out = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c",
+                              CRUN_INNER, bundle, str(n)], check=True, capture_output=True,
+                             text=True)
+    finally:
+        remove_cgroup_parent(parent)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--rootfs", default=os.path.join(ROOT, "build", "rootfs", "busybox"))
+    ap.add_argument("-n", type=int, default=200)
+    ap.add_argument("--gib", type=int, default=1, help="GiB written for the throughput run")
+    args = ap.parse_args()
+    if os.environ.get("CLOCHE_BENCH_SANDBOX") != "1":
+        os.execvp("unshare", ["unshare", "--mount", "--net", "--propagation", "private", "--fork",
+                              "env", "CLOCHE_BENCH_SANDBOX=1", sys.executable] + sys.argv)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    args.build = os.path.abspath(args.build)
+    args.rootfs = os.path.abspath(args.rootfs)
+    if not os.path.isdir(args.rootfs):
+        subprocess.run([os.path.join(ROOT, "rootfs-tools", "mkrootfs-busybox.sh"), args.rootfs],
+                       check=True)
+    tmp = tempfile.mkdtemp(prefix="cloche-bench-")
+    os.chmod(tmp, 0o711)
+    try:
+        res = bench_cloche(args.build, args.rootfs, args.n, args.gib, tmp)
+        crun = bench_crun(args.rootfs, args.n, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    r_med, r_p90 = stats(res["run"])
+    s_med, s_p90 = stats(res["run_nostreams"])
+    c_med, c_p90 = stats(crun)
+    print(f"processes, {args.n} runs each, unprivileged container, 2 cores")
+    print(f"  cloche Run /bin/true to exit status (3 connections)  "
+          f"median {r_med:6.2f} ms  p90 {r_p90:6.2f} ms  (target <= 2)")
+    print(f"  cloche Run /bin/true, no stream connections          "
+          f"median {s_med:6.2f} ms  p90 {s_p90:6.2f} ms")
+    print(f"  crun exec /bin/true                                  "
+          f"median {c_med:6.2f} ms  p90 {c_p90:6.2f} ms")
+    print(f"  ratio cloche Run / crun exec: {r_med / c_med:.2f}")
+    for name in ("dd", "head"):
+        size, secs = res[f"tput_{name}"]
+        print(f"  stdout throughput, {size / GIB:.0f} GiB via {name:4s}: "
+              f"{size / secs / 1e6:7.0f} MB/s in {secs:.2f} s  (target >= 1000)")
+
+
+if __name__ == "__main__":
+    main()
