@@ -315,10 +315,12 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
             return api_errorf(reterr, r, 503, GARDEN_ERR_GENERIC,
                               "No free user id range left for a new container");
     }
+    int64_t t0 = grace_now();
     r = write_etc_files(dir, rec->handle);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to write the container's /etc files");
 
+    int64_t t1 = grace_now();
     r = cgroup_create(g->cgroups, rec->handle, &c->cgroup);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to create the container's cgroups");
@@ -359,7 +361,11 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
         .init_fd = g->init_fd,
     };
     SandboxInit init;
+    int64_t t2 = grace_now();
     r = sandbox_create(&sb, &init, reterr);
+    log_debug("Container '%s': /etc files %.2f ms, cgroups %.2f ms, namespaces and mounts %.2f ms",
+              rec->handle, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
+              (double)(grace_now() - t2) / 1e6);
     if (r < 0)
         return r;
     c->init_pidfd = init.pidfd;
@@ -443,7 +449,13 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     if (r >= 0) {
         pthread_mutex_lock(&c->lock);
         c->rec.state = CONTAINER_STATE_ACTIVE;
-        r = depot_write_record_flags(g->depot, &c->rec, DEPOT_WRITE_NEW);
+        /* Durable now; the containers/ directory entry itself is not fsynced: after
+         * a power loss the container's processes are gone anyway, and a record
+         * that vanished with them leaves nothing to restore. */
+        int64_t t = grace_now();
+        r = depot_write_record(g->depot, &c->rec);
+        log_debug("Container '%s': state written in %.2f ms", handle,
+                  (double)(grace_now() - t) / 1e6);
         pthread_mutex_unlock(&c->lock);
         if (r < 0)
             api_internal_error(reterr, r, "Failed to persist the container");
