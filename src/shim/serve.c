@@ -26,7 +26,7 @@
 #define CONN_IN_SIZE (2 * (SHIM_FRAME_HEADER + SHIM_FRAME_MAX))
 #define READS_PER_WAKEUP 16
 #define SOCKET_BUFFER (1 << 20)
-#define BUFFER_KEEP (256u << 10) /* an empty Buffer larger than this is freed */
+#define BUFFER_KEEP (4u << 20) /* an empty Buffer larger than this is freed (after a burst) */
 
 enum { STREAM_STDOUT, STREAM_STDERR, _STREAM_MAX };
 

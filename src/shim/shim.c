@@ -5,6 +5,7 @@
  * include/cloche/shim-protocol.h. */
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -18,6 +19,22 @@
 #include "shim.h"
 
 #define START_FD 3
+
+int shim_error(ShimError *e, int err, const char *fmt, ...)
+{
+    if (err < 0)
+        err = -err;
+    if (err == 0)
+        err = EIO;
+    if (e) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->what, sizeof(e->what), fmt, ap);
+        va_end(ap);
+        e->err = err;
+    }
+    return -err;
+}
 
 int shim_write_file_atomic(int dirfd, const char *tmp_name, const char *name, const char *data,
                            size_t len)

@@ -1,29 +1,12 @@
 /* DIR/spec: "key=value\n" records with percent-encoded values, decoded in place. */
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "cloche/shim-protocol.h"
 #include "shim.h"
-
-int shim_error(ShimError *e, int err, const char *fmt, ...)
-{
-    if (err < 0)
-        err = -err;
-    if (err == 0)
-        err = EIO;
-    if (e) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(e->what, sizeof(e->what), fmt, ap);
-        va_end(ap);
-        e->err = err;
-    }
-    return -err;
-}
 
 static int hex_digit(char c)
 {

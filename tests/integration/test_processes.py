@@ -570,6 +570,21 @@ def test_slow_reader_gets_every_byte(box):
     assert len(out) == size + 4 and out.endswith(b"xend\n") and out.count(b"x") == size
 
 
+def test_slow_reader_gets_every_byte_left_at_exit(box):
+    # The process exits right after its last write while its reader lags: what
+    # is still in the pipe and the buffers must follow, not be dropped.
+    size = 6 << 20
+    got = []
+
+    def slow_sink(data: bytes) -> None:
+        time.sleep(0.01)
+        got.append(len(data))
+
+    p = box.run({"path": "dd", "args": ["if=/dev/zero", "bs=1M", "count=6"]}, stdout=slow_sink)
+    assert p.wait(WAIT) == 0
+    assert sum(got) == size, f"{size - sum(got)} bytes lost"
+
+
 # --------------------------------------------------------------------------
 # Info and the lifecycle
 

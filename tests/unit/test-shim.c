@@ -52,6 +52,7 @@ static Run runs[MAX_RUNS]; /* static: cleaned up at the end whatever happened */
 static size_t n_runs;
 static pid_t strays[16]; /* background processes a test left behind */
 static size_t n_strays;
+static bool make_stale_socket; /* leave a file at DIR/sock before the start */
 
 static uint64_t now_ms(void)
 {
@@ -111,8 +112,15 @@ static bool shim_start_spec(Run *run, const char *const *kv, bool with_init)
     FILE *f = fopen(path, "we");
     if (!f)
         abort();
+    /* Short, so that the shims of a killed test run do not stay for long; a
+     * test's own linger comes later and wins. */
+    spec_add(f, "linger", "10");
     for (size_t i = 0; kv[i]; i += 2)
         spec_add(f, kv[i], kv[i + 1]);
+    if (make_stale_socket) {
+        snprintf(path, sizeof(path), "%s/sock", run->dir);
+        close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+    }
     if (with_init)
         fprintf(f, "init_pid=%d\ninit_start=%llu\n", init_pid, init_start);
     fclose(f);
@@ -562,13 +570,10 @@ static void test_ring(void)
         return;
     ok(wait_for_file(run, "exit", TIMEOUT_MS), "ring: a 2 MB flood with nobody attached ends");
     run_to_end(run, NULL, &o);
-    char *expect = NULL;
-    size_t expect_len = 0;
-    for (int i = 1; i <= 300000; i++) {
-        char line[16];
-        int n = snprintf(line, sizeof(line), "%d\n", i);
-        append(&expect, &expect_len, (const uint8_t *)line, (size_t)n);
-    }
+    size_t expect_size = 300000 * 8, expect_len = 0;
+    char *expect = malloc(expect_size);
+    for (int i = 1; i <= 300000; i++)
+        expect_len += (size_t)snprintf(expect + expect_len, expect_size - expect_len, "%d\n", i);
     is_int(o.out_len, 1000, "ring: the late reader gets exactly the ring's size");
     ok(o.out_len == 1000 && memcmp(o.out, expect + expect_len - 1000, 1000) == 0,
        "ring: ... and those are the newest bytes");
@@ -678,6 +683,39 @@ static void test_binary(void)
         output_free(&o);
     }
     free(big);
+    run_cleanup(run);
+}
+
+static void test_backpressure(void)
+{
+    /* A reader that stops reading holds the process up; nothing is lost. */
+    Run *run = run_new();
+    const char *kv[] = {"path", "/bin/sh", "arg", "-c", "arg", "read x; exec head -c 20M /dev/zero",
+                        NULL};
+    if (!ok(shim_start(run, kv), "backpressure: started"))
+        return;
+    int fd = shim_connect(run);
+    send_text(fd, SHIM_FRAME_STDIN, "\n");
+    sleep_ms(500);
+    ok(!file_exists(run, "exit"), "backpressure: the process waits for the reader");
+    Output o = {0};
+    ok(exchange(fd, NULL, 0, false, &o, NULL, TIMEOUT_MS), "backpressure: got 'X'");
+    is_int(o.out_len, 20 << 20, "backpressure: every byte arrived");
+    is_str(o.status, "0", "backpressure: status 0");
+    close(fd);
+    output_free(&o);
+    run_cleanup(run);
+
+    /* A stale socket (a shim that crashed) is replaced. */
+    make_stale_socket = true;
+    const char *echo[] = {"path", "/bin/echo", "arg", "fresh", NULL};
+    bool started = shim_start(run, echo);
+    make_stale_socket = false;
+    if (ok(started, "stale socket: started over a stale DIR/sock")) {
+        ok(run_to_end(run, NULL, &o), "stale socket: the new socket works");
+        is_str(o.out, "fresh\n", "stale socket: output");
+        output_free(&o);
+    }
     run_cleanup(run);
 }
 
@@ -919,6 +957,7 @@ int main(void)
     test_two_connections();
     test_tty();
     test_binary();
+    test_backpressure();
     test_disconnect();
     test_process_setup();
     test_cgroups();
