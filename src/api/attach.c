@@ -229,9 +229,54 @@ static void out_finish(OutStream *o)
     o->done = true;
 }
 
+/* Frames on their way to the shim. Written without blocking, so that a process
+ * that does not read its stdin can never stall the relay of its output (which
+ * could otherwise deadlock a process such as cat). */
+typedef struct ShimQueue {
+    uint8_t *buf;
+    size_t len, cap;
+} ShimQueue;
+
+#define SHIM_QUEUE_PAUSE (1u << 20) /* stop reading the client above this */
+
+static bool queue_frame(ShimQueue *q, uint8_t type, const void *data, size_t len)
+{
+    size_t need = q->len + SHIM_FRAME_HEADER + len;
+    if (need > q->cap) {
+        size_t ncap = need * 2;
+        uint8_t *n = realloc(q->buf, ncap);
+        if (!n)
+            return false;
+        q->buf = n;
+        q->cap = ncap;
+    }
+    shim_frame_header(q->buf + q->len, type, (uint32_t)len);
+    if (len)
+        memcpy(q->buf + q->len + SHIM_FRAME_HEADER, data, len);
+    q->len = need;
+    return true;
+}
+
+/* Write what the shim takes now. false = the shim is gone. */
+static bool queue_flush(ShimQueue *q, int shim)
+{
+    while (q->len > 0) {
+        ssize_t n = send(shim, q->buf, q->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return true;
+        if (n <= 0)
+            return false;
+        memmove(q->buf, q->buf + n, q->len - (size_t)n);
+        q->len -= (size_t)n;
+    }
+    return true;
+}
+
 /* One control message from the client (protocol §5.3), checked in the Go server's
- * order: tty, then source, then signal. Returns false when the shim is gone. */
-static bool control_message(int shim, const char *line, size_t len)
+ * order: tty, then source, then signal. Frames go to q. false = out of memory. */
+static bool control_message(ShimQueue *q, const char *line, size_t len)
 {
     _cleanup_json_ json_object *o = NULL;
     ApiError err;
@@ -252,7 +297,7 @@ static bool control_message(int shim, const char *line, size_t len)
             char buf[32];
             int n = snprintf(buf, sizeof(buf), "%llu %llu", (unsigned long long)cols,
                              (unsigned long long)rows);
-            return proc_send_frame(shim, SHIM_FRAME_WINSIZE, buf, (size_t)n) >= 0;
+            return queue_frame(q, SHIM_FRAME_WINSIZE, buf, (size_t)n);
         }
         return true;
     }
@@ -263,14 +308,14 @@ static bool control_message(int shim, const char *line, size_t len)
             return true;
         json_object *data = json_member(o, "data");
         if (!data)
-            return proc_send_frame(shim, SHIM_FRAME_STDIN_CLOSE, NULL, 0) >= 0;
+            return queue_frame(q, SHIM_FRAME_STDIN_CLOSE, NULL, 0);
         if (!json_object_is_type(data, json_type_string))
             return true;
         const char *bytes = json_object_get_string(data);
         size_t n = (size_t)json_object_get_string_len(data);
         for (size_t off = 0; off < n; off += SHIM_FRAME_MAX) {
             size_t chunk = n - off < SHIM_FRAME_MAX ? n - off : SHIM_FRAME_MAX;
-            if (proc_send_frame(shim, SHIM_FRAME_STDIN, bytes + off, chunk) < 0)
+            if (!queue_frame(q, SHIM_FRAME_STDIN, bytes + off, chunk))
                 return false;
         }
         return true;
@@ -288,7 +333,7 @@ static bool control_message(int shim, const char *line, size_t len)
     if (sig) {
         char buf[8];
         int n = snprintf(buf, sizeof(buf), "%d", sig);
-        return proc_send_frame(shim, SHIM_FRAME_SIGNAL, buf, (size_t)n) >= 0;
+        return queue_frame(q, SHIM_FRAME_SIGNAL, buf, (size_t)n);
     }
     return true;
 }
@@ -306,6 +351,7 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
     }
     size_t line_len = 0;
     bool discard_line = false;
+    ShimQueue q = {0};
     int exit_status = known_exit;
     bool ctl_open = true;
     int64_t late_deadline = -1;
@@ -362,13 +408,14 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
         if (stop && exit_status < 0)
             break; /* server shutdown: detach */
 
-        if (ctl_open) {
+        if (ctl_open && q.len < SHIM_QUEUE_PAUSE) {
             i_ctl = n;
             pfd[n++] = (struct pollfd){.fd = ctl, .events = POLLIN | POLLRDHUP};
         }
-        if (shim >= 0 && !backpressure) {
+        short shim_events = (short)((backpressure ? 0 : POLLIN) | (q.len > 0 ? POLLOUT : 0));
+        if (shim >= 0 && shim_events) {
             i_shim = n;
-            pfd[n++] = (struct pollfd){.fd = shim, .events = POLLIN};
+            pfd[n++] = (struct pollfd){.fd = shim, .events = shim_events};
         }
         i_wake = n;
         pfd[n++] = (struct pollfd){.fd = a->wake, .events = POLLIN};
@@ -392,7 +439,13 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
                 out_finish(&a->out[s]);
             pthread_mutex_unlock(&a->lock);
         }
-        if (i_shim >= 0 && pfd[i_shim].revents) {
+        if (i_shim >= 0 && (pfd[i_shim].revents & POLLOUT) && !queue_flush(&q, shim)) {
+            close(shim);
+            shim = -1;
+            if (exit_status < 0)
+                exit_status = 255;
+        }
+        if (i_shim >= 0 && shim >= 0 && (pfd[i_shim].revents & ~POLLOUT)) {
             /* Drain what is there, frame by frame. */
             for (int frames = 0; frames < 64; frames++) {
                 int r = proc_frame_read(&fr, shim);
@@ -443,29 +496,36 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
                             discard_line = true;
                         continue;
                     }
-                    if (!discard_line && line_len > 0 && shim >= 0 &&
-                        !control_message(shim, line, line_len)) {
-                        close(shim);
-                        shim = -1;
-                    }
+                    if (!discard_line && line_len > 0 && shim >= 0)
+                        (void)control_message(&q, line, line_len);
                     line_len = 0;
                     discard_line = false;
                 }
             }
+            if (shim >= 0 && q.len > 0 && !queue_flush(&q, shim)) {
+                close(shim);
+                shim = -1;
+                if (exit_status < 0)
+                    exit_status = 255;
+            }
             if (got == 0 || (got < 0 && errno != EAGAIN)) {
                 /* The client hung up: detach; the process runs on. */
                 ctl_open = false;
-                if (exit_status < 0) {
-                    if (shim >= 0)
-                        close(shim);
-                    shim = -1;
-                    break;
-                }
+                if (exit_status < 0)
+                    break; /* the shim connection is flushed and closed below */
             }
         }
     }
-    if (shim >= 0)
+    if (shim >= 0) {
+        /* Detaching: hand over what the client sent last (a signal, stdin EOF). */
+        fcntl(shim, F_SETFL, fcntl(shim, F_GETFL) & ~O_NONBLOCK);
+        struct timeval tv = {.tv_sec = 1};
+        setsockopt(shim, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (q.len > 0 && q.len <= SHIM_QUEUE_PAUSE)
+            (void)!send(shim, q.buf, q.len, MSG_NOSIGNAL);
         close(shim);
+    }
+    free(q.buf);
     proc_frame_reader_done(&fr);
     pthread_mutex_lock(&a->lock);
     for (int s = 0; s < 2; s++)
