@@ -75,9 +75,11 @@ int garden_stop(Garden *g, Container *c, bool kill, ApiError *reterr);
 int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
 
 /* Connect to a process's shim. If the shim is gone, *ret_fd = -1 and *ret_exit is
- * the exit status from its exit file. 404 ProcessNotFoundError when unknown. */
+ * the exit status from its exit file. *ret_dirfd (if not NULL) gets an O_PATH fd of
+ * the process's directory, for proc_control(). 404 ProcessNotFoundError when
+ * unknown. */
 int container_process_attach(Garden *g, Container *c, const char *id, int *ret_fd, int *ret_exit,
-                             ApiError *reterr);
+                             int *ret_dirfd, ApiError *reterr);
 
 /* Ids of the processes still running, sorted (NULL-terminated, malloc'd). */
 int container_process_ids(Garden *g, Container *c, char ***ret);

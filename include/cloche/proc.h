@@ -60,6 +60,10 @@ int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError 
 /* Connect to dir/sock (non-blocking off: a plain blocking SOCK_STREAM fd). */
 int proc_connect(int dirfd, int *ret_fd);
 
+/* Send one control frame ('S' or 'W') on a connection of its own to dir/ctl, so it
+ * is not queued behind stdin. */
+int proc_control(int dirfd, uint8_t type, const void *data, size_t len);
+
 /* dir/exit: the status, -ENOENT while the process runs. */
 int proc_read_exit(int dirfd, int *ret_status);
 /* dir/pid: shim pid and start time, and the process's host pid. */

@@ -6,6 +6,9 @@
  * 0700, owned by host root) holding:
  *   spec      written by the daemon before starting the shim (format below)
  *   sock      the shim's listening Unix socket (SOCK_STREAM, mode 0600)
+ *   ctl       a second listening socket for control-only connections: they send
+ *             'S' and 'W' frames and receive nothing (no output, no ring, no 'X'),
+ *             so a signal never waits behind stdin the process is not reading
  *   pid       "<shim pid> <shim start time> <process host pid>\n", written by the
  *             shim (atomically: pid.tmp then rename) once the process runs
  *   exit      "<status>\n", written atomically by the shim when the process has
@@ -21,7 +24,7 @@
  *   "err <errno> <message>\n"     (nothing left running; errno ENOENT or EACCES
  *                                  from exec mean the executable was not found /
  *                                  not executable)
- * The socket is listening before that line is written.
+ * Both sockets are listening before that line is written.
  *
  * ## spec format
  * A sequence of records "key=value\n". Values are percent-encoded: '%', '\n' and

@@ -276,7 +276,7 @@ static bool queue_flush(ShimQueue *q, int shim)
 
 /* One control message from the client (protocol §5.3), checked in the Go server's
  * order: tty, then source, then signal. Frames go to q. false = out of memory. */
-static bool control_message(ShimQueue *q, const char *line, size_t len)
+static bool control_message(ShimQueue *q, int proc_dirfd, const char *line, size_t len)
 {
     _cleanup_json_ json_object *o = NULL;
     ApiError err;
@@ -297,7 +297,8 @@ static bool control_message(ShimQueue *q, const char *line, size_t len)
             char buf[32];
             int n = snprintf(buf, sizeof(buf), "%llu %llu", (unsigned long long)cols,
                              (unsigned long long)rows);
-            return queue_frame(q, SHIM_FRAME_WINSIZE, buf, (size_t)n);
+            (void)proc_control(proc_dirfd, SHIM_FRAME_WINSIZE, buf, (size_t)n);
+            return true;
         }
         return true;
     }
@@ -333,14 +334,19 @@ static bool control_message(ShimQueue *q, const char *line, size_t len)
     if (sig) {
         char buf[8];
         int n = snprintf(buf, sizeof(buf), "%d", sig);
-        return queue_frame(q, SHIM_FRAME_SIGNAL, buf, (size_t)n);
+        /* On a connection of its own: stdin the process does not read must not
+         * hold up a kill. */
+        if (proc_control(proc_dirfd, SHIM_FRAME_SIGNAL, buf, (size_t)n) < 0)
+            log_debug("Signal %d not delivered: the process's monitor is gone", sig);
+        return true;
     }
     return true;
 }
 
 /* Serve one attachment until the process exits (and its streams are delivered) or
  * the client detaches. Takes shim (may be -1 when the exit is already known). */
-static void relay(int ctl, Attachment *a, const char *process_id, int shim, int known_exit)
+static void relay(int ctl, Attachment *a, const char *process_id, int shim, int known_exit,
+                  int proc_dirfd)
 {
     ProcFrameReader fr;
     _cleanup_free_ char *line = malloc(CONTROL_LINE_MAX + 1);
@@ -439,12 +445,8 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
                 out_finish(&a->out[s]);
             pthread_mutex_unlock(&a->lock);
         }
-        if (i_shim >= 0 && (pfd[i_shim].revents & POLLOUT) && !queue_flush(&q, shim)) {
-            close(shim);
-            shim = -1;
-            if (exit_status < 0)
-                exit_status = 255;
-        }
+        if (i_shim >= 0 && (pfd[i_shim].revents & POLLOUT) && !queue_flush(&q, shim))
+            q.len = 0; /* the shim stopped reading (the process ended): keep reading it */
         if (i_shim >= 0 && shim >= 0 && (pfd[i_shim].revents & ~POLLOUT)) {
             /* Drain what is there, frame by frame. */
             for (int frames = 0; frames < 64; frames++) {
@@ -454,7 +456,9 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
                 if (r < 0) {
                     close(shim);
                     shim = -1;
-                    if (exit_status < 0)
+                    /* The connection can end before its 'X' is read (a reset when
+                     * stdin was left unread); the exit file has the status. */
+                    if (exit_status < 0 && proc_read_exit(proc_dirfd, &exit_status) < 0)
                         exit_status = 255; /* the monitor vanished without a status */
                     break;
                 }
@@ -497,17 +501,13 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
                         continue;
                     }
                     if (!discard_line && line_len > 0 && shim >= 0)
-                        (void)control_message(&q, line, line_len);
+                        (void)control_message(&q, proc_dirfd, line, line_len);
                     line_len = 0;
                     discard_line = false;
                 }
             }
-            if (shim >= 0 && q.len > 0 && !queue_flush(&q, shim)) {
-                close(shim);
-                shim = -1;
-                if (exit_status < 0)
-                    exit_status = 255;
-            }
+            if (shim >= 0 && q.len > 0 && !queue_flush(&q, shim))
+                q.len = 0;
             if (got == 0 || (got < 0 && errno != EAGAIN)) {
                 /* The client hung up: detach; the process runs on. */
                 ctl_open = false;
@@ -534,12 +534,14 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
 }
 
 void api_attach_serve(int ctl, int minor, int status, const char *process_id, int shim,
-                      int known_exit)
+                      int known_exit, int proc_dirfd)
 {
     Attachment *a = attachment_new();
     if (!a) {
         if (shim >= 0)
             close(shim);
+        if (proc_dirfd >= 0)
+            close(proc_dirfd);
         return;
     }
     if (send_hijack_head(ctl, minor, status, true)) {
@@ -549,12 +551,14 @@ void api_attach_serve(int ctl, int minor, int status, const char *process_id, in
         bool ok = send_json_line(ctl, o);
         json_object_put(o);
         if (ok) {
-            relay(ctl, a, process_id, shim, known_exit);
+            relay(ctl, a, process_id, shim, known_exit, proc_dirfd);
             shim = -1;
         }
     }
     if (shim >= 0)
         close(shim);
+    if (proc_dirfd >= 0)
+        close(proc_dirfd);
     attachment_unregister(a);
     attachment_unref(a);
 }

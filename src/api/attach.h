@@ -6,9 +6,10 @@
 /* Run/Attach after the process is found: send the hijack reply head (status 201
  * or 200; HTTP/1.minor), the first line, and relay until the exit or a detach.
  * shim: the connection to the process's shim (taken), or -1 with known_exit >= 0
- * when the process has already exited. */
+ * when the process has already exited. proc_dirfd (taken): the process's
+ * directory, whose ctl socket carries signals and window sizes. */
 void api_attach_serve(int ctl, int minor, int status, const char *process_id, int shim,
-                      int known_exit);
+                      int known_exit, int proc_dirfd);
 
 /* curl's one-request form of Run (Accept: application/x-ndjson): one chunked
  * stream of JSON lines, {"process_id"} first, then {"source":1|2,"data"} for the

@@ -238,28 +238,30 @@ static void serve_run(int fd, const HttpHead *head, Garden *garden, Container *c
     _cleanup_free_ char *id = NULL;
     r = garden_run(garden, c, &spec, &id, err);
     process_spec_done(&spec);
-    int shim = -1, exit_status = -1;
+    int shim = -1, exit_status = -1, dirfd = -1;
     if (r >= 0)
-        r = container_process_attach(garden, c, id, &shim, &exit_status, err);
+        r = container_process_attach(garden, c, id, &shim, &exit_status, &dirfd, err);
     if (r < 0) {
         stream_reply_error(fd, head, err);
         return;
     }
-    if (strcasestr(head->accept, "application/x-ndjson"))
+    if (strcasestr(head->accept, "application/x-ndjson")) {
         api_attach_serve_ndjson(fd, head->minor_version, id, shim, exit_status);
-    else
-        api_attach_serve(fd, head->minor_version, 201, id, shim, exit_status);
+        close(dirfd);
+    } else {
+        api_attach_serve(fd, head->minor_version, 201, id, shim, exit_status, dirfd);
+    }
 }
 
 static void serve_attach(int fd, const HttpHead *head, Garden *garden, Container *c,
                          const char *process_id, ApiError *err)
 {
-    int shim = -1, exit_status = -1;
-    if (container_process_attach(garden, c, process_id, &shim, &exit_status, err) < 0) {
+    int shim = -1, exit_status = -1, dirfd = -1;
+    if (container_process_attach(garden, c, process_id, &shim, &exit_status, &dirfd, err) < 0) {
         stream_reply_error(fd, head, err);
         return;
     }
-    api_attach_serve(fd, head->minor_version, 200, process_id, shim, exit_status);
+    api_attach_serve(fd, head->minor_version, 200, process_id, shim, exit_status, dirfd);
 }
 
 bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)

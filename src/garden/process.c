@@ -244,7 +244,7 @@ int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiErr
 }
 
 int container_process_attach(Garden *g, Container *c, const char *id, int *ret_fd, int *ret_exit,
-                             ApiError *reterr)
+                             int *ret_dirfd, ApiError *reterr)
 {
     ApiError ignore;
     if (spec_validate_handle(id, &ignore) < 0)
@@ -260,6 +260,8 @@ int container_process_attach(Garden *g, Container *c, const char *id, int *ret_f
     if (r >= 0) {
         *ret_fd = fd;
         *ret_exit = -1;
+        if (ret_dirfd)
+            *ret_dirfd = TAKE_FD(dirfd);
         return 0;
     }
     int status;
@@ -269,6 +271,8 @@ int container_process_attach(Garden *g, Container *c, const char *id, int *ret_f
                           "Process '%s' has neither a monitor nor an exit status", id);
     *ret_fd = -1;
     *ret_exit = status;
+    if (ret_dirfd)
+        *ret_dirfd = TAKE_FD(dirfd);
     return 0;
 }
 

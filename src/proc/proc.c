@@ -315,11 +315,11 @@ int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError 
                       "cloche-shim failed without a report%s%s", have ? ": " : "", line);
 }
 
-int proc_connect(int dirfd, int *ret_fd)
+static int connect_at(int dirfd, const char *name, int *ret_fd)
 {
     /* Connect through /proc/self/fd so the path length of the depot never matters. */
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/sock", dirfd);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dirfd, name);
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
@@ -327,6 +327,22 @@ int proc_connect(int dirfd, int *ret_fd)
         return -errno;
     *ret_fd = TAKE_FD(fd);
     return 0;
+}
+
+int proc_connect(int dirfd, int *ret_fd)
+{
+    return connect_at(dirfd, "sock", ret_fd);
+}
+
+int proc_control(int dirfd, uint8_t type, const void *data, size_t len)
+{
+    _cleanup_close_ int fd = -EBADF;
+    int r = connect_at(dirfd, "ctl", &fd);
+    if (r < 0)
+        return r;
+    struct timeval tv = {.tv_sec = 1};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return proc_send_frame(fd, type, data, len);
 }
 
 int proc_read_exit(int dirfd, int *ret_status)

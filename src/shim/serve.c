@@ -49,13 +49,14 @@ typedef struct Conn {
     Buffer out;
     size_t in_len;
     bool closing; /* 'X' queued: close once flushed */
+    bool control; /* from DIR/ctl: control frames only, no output */
     bool dead;    /* dropped; freed after the current round of events */
     uint8_t in[CONN_IN_SIZE];
 } Conn;
 
 typedef struct Server {
     const ShimSpec *spec;
-    int dirfd, listen_fd, signal_fd;
+    int dirfd, listen_fd, control_fd, signal_fd;
     ShimProcess *proc;
     int out_fd[_STREAM_MAX];
     Ring ring[_STREAM_MAX];
@@ -259,10 +260,11 @@ static void server_sweep(Server *s)
     }
 }
 
-static void server_accept(Server *s)
+static void server_accept(Server *s, bool control)
 {
     while (s->n_conns < SHIM_CONNECTIONS_MAX) {
-        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(control ? s->control_fd : s->listen_fd, NULL, NULL,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return; /* EAGAIN, or a connection that vanished: nothing to do */
         int size = SOCKET_BUFFER;
@@ -276,7 +278,10 @@ static void server_accept(Server *s)
         c->out = (Buffer){0};
         c->in_len = 0;
         c->closing = c->dead = false;
+        c->control = control;
         s->conns[s->n_conns++] = c;
+        if (control)
+            continue; /* signals and window sizes only: no output, no ring */
         if (conn_send_rings(s, c) < 0)
             conn_drop(c);
         else if (s->exited)
@@ -448,7 +453,7 @@ static void deliver(Server *s, int stream, const uint8_t *data, size_t len)
     size_t reached = 0;
     for (size_t i = 0; i < s->n_conns; i++) {
         Conn *c = s->conns[i];
-        if (c->dead || c->closing)
+        if (c->dead || c->closing || c->control)
             continue;
         if (conn_send_frame(c, stream_frame[stream], data, len) < 0)
             conn_drop(c);
@@ -462,7 +467,7 @@ static void deliver(Server *s, int stream, const uint8_t *data, size_t len)
 static bool output_paused(const Server *s)
 {
     for (size_t i = 0; i < s->n_conns; i++)
-        if (!s->conns[i]->dead && s->conns[i]->out.len >= SHIM_QUEUE_CAP)
+        if (!s->conns[i]->dead && !s->conns[i]->control && s->conns[i]->out.len >= SHIM_QUEUE_CAP)
             return true;
     return false;
 }
@@ -516,9 +521,14 @@ static void server_finish(Server *s)
 
     s->exited = true;
     s->deadline_ms = now_ms() + (uint64_t)s->spec->linger * 1000;
-    for (size_t i = 0; i < s->n_conns; i++)
-        if (!s->conns[i]->dead)
+    for (size_t i = 0; i < s->n_conns; i++) {
+        if (s->conns[i]->dead)
+            continue;
+        if (s->conns[i]->control)
+            conn_drop(s->conns[i]);
+        else
             conn_send_exit(s, s->conns[i]);
+    }
 }
 
 static void server_reap(Server *s)
@@ -541,9 +551,10 @@ static void server_reap(Server *s)
 
 /* ---- the loop ---- */
 
-enum { SLOT_LISTEN, SLOT_SIGNAL, SLOT_STDOUT, SLOT_STDERR, SLOT_STDIN, _SLOT_CONNS };
+enum { SLOT_LISTEN, SLOT_CONTROL, SLOT_SIGNAL, SLOT_STDOUT, SLOT_STDERR, SLOT_STDIN, _SLOT_CONNS };
 
-int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int signal_fd, ShimProcess *proc)
+int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, int signal_fd,
+               ShimProcess *proc)
 {
     Server *s = calloc(1, sizeof(Server));
     if (!s)
@@ -551,6 +562,7 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int signal_fd, Sh
     s->spec = spec;
     s->dirfd = dirfd;
     s->listen_fd = listen_fd;
+    s->control_fd = control_fd;
     s->signal_fd = signal_fd;
     s->proc = proc;
     s->out_fd[STREAM_STDOUT] = proc->stdout_fd;
@@ -570,6 +582,9 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int signal_fd, Sh
         bool paused = output_paused(s);
         pfd[SLOT_LISTEN] = (struct pollfd){.fd = s->n_conns < SHIM_CONNECTIONS_MAX ? listen_fd : -1,
                                            .events = POLLIN};
+        pfd[SLOT_CONTROL] =
+            (struct pollfd){.fd = s->n_conns < SHIM_CONNECTIONS_MAX && !s->exited ? control_fd : -1,
+                            .events = POLLIN};
         pfd[SLOT_SIGNAL] = (struct pollfd){.fd = s->exited ? -1 : signal_fd, .events = POLLIN};
         for (int st = 0; st < _STREAM_MAX; st++)
             pfd[SLOT_STDOUT + st] =
@@ -632,7 +647,9 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int signal_fd, Sh
                 conns_resume_input(s);
         }
         if (pfd[SLOT_LISTEN].revents)
-            server_accept(s);
+            server_accept(s, false);
+        if (pfd[SLOT_CONTROL].revents)
+            server_accept(s, true);
         if (pfd[SLOT_SIGNAL].revents)
             server_reap(s);
     }

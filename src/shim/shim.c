@@ -96,16 +96,17 @@ static void start_error(const ShimError *e)
     start_line(line);
 }
 
-/* Bind and listen on dirfd/sock, mode 0600, replacing a stale socket. */
-static int listen_on(int dirfd, ShimError *reterr)
+/* Bind and listen on dirfd/name, mode 0600, replacing a stale socket. */
+static int listen_on(int dirfd, const char *name, ShimError *reterr)
 {
-    if (unlinkat(dirfd, "sock", 0) < 0 && errno != ENOENT)
+    if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
         return shim_error(reterr, errno, "Failed to remove the stale socket");
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return shim_error(reterr, errno, "Failed to create the socket");
     /* A relative name keeps clear of sun_path's 108 bytes; the shim has one thread. */
-    struct sockaddr_un addr = {.sun_family = AF_UNIX, .sun_path = "sock"};
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", name);
     if (fchdir(dirfd) < 0)
         return shim_error(reterr, errno, "Failed to enter the process directory");
     mode_t old = umask(0177);
@@ -116,9 +117,9 @@ static int listen_on(int dirfd, ShimError *reterr)
         return shim_error(reterr, errno, "Failed to leave the process directory");
     if (r < 0)
         return shim_error(reterr, bind_errno, "Failed to bind the socket");
-    if (fchmodat(dirfd, "sock", 0600, 0) < 0 || listen(fd, SHIM_CONNECTIONS_MAX) < 0) {
+    if (fchmodat(dirfd, name, 0600, 0) < 0 || listen(fd, SHIM_CONNECTIONS_MAX) < 0) {
         r = shim_error(reterr, errno, "Failed to listen on the socket");
-        unlinkat(dirfd, "sock", 0);
+        unlinkat(dirfd, name, 0);
         return r;
     }
     return TAKE_FD(fd);
@@ -142,7 +143,7 @@ static int run(const char *dir)
     ShimSpec spec = {0};
     ShimProcess proc = {
         .pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .master_fd = -1};
-    _cleanup_close_ int dirfd = -1, signal_fd = -1, listen_fd = -1;
+    _cleanup_close_ int dirfd = -1, signal_fd = -1, listen_fd = -1, control_fd = -1;
     int r;
 
     dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -161,8 +162,10 @@ static int run(const char *dir)
         shim_error(&err, errno, "Failed to create a signalfd");
         goto fail;
     }
-    listen_fd = listen_on(dirfd, &err);
-    if (listen_fd < 0)
+    listen_fd = listen_on(dirfd, "sock", &err);
+    if (listen_fd >= 0)
+        control_fd = listen_on(dirfd, "ctl", &err);
+    if (listen_fd < 0 || control_fd < 0)
         goto fail;
     if (shim_process_start(&spec, &proc, &err) < 0)
         goto fail;
@@ -179,14 +182,17 @@ static int run(const char *dir)
     snprintf(line, sizeof(line), "ok %d\n", (int)proc.pid);
     start_line(line);
 
-    r = shim_serve(&spec, dirfd, listen_fd, signal_fd, &proc);
+    r = shim_serve(&spec, dirfd, listen_fd, control_fd, signal_fd, &proc);
     unlinkat(dirfd, "sock", 0);
+    unlinkat(dirfd, "ctl", 0);
     shim_spec_clear(&spec);
     return r < 0 ? 1 : 0;
 
 fail:
     if (listen_fd >= 0)
         unlinkat(dirfd, "sock", 0);
+    if (control_fd >= 0)
+        unlinkat(dirfd, "ctl", 0);
     start_error(&err);
     shim_spec_clear(&spec);
     return 1;

@@ -126,7 +126,10 @@ int shim_process_start_time(pid_t pid, uint64_t *ret);
 /* Serve DIR/sock until the process has exited and its status was delivered (or the
  * linger time ran out). listen_fd and signal_fd are borrowed; proc's fds are taken.
  * Writes dirfd/exit. */
-int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int signal_fd, ShimProcess *proc);
+/* control_fd: the listening socket DIR/ctl, whose connections only send control
+ * frames ('S', 'W') and receive nothing. */
+int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, int signal_fd,
+               ShimProcess *proc);
 
 /* Write data to dirfd/name through dirfd/tmp_name and a rename. */
 int shim_write_file_atomic(int dirfd, const char *tmp_name, const char *name, const char *data,
