@@ -7,8 +7,10 @@
  *   spec      written by the daemon before starting the shim (format below)
  *   sock      the shim's listening Unix socket (SOCK_STREAM, mode 0600)
  *   ctl       a second listening socket for control-only connections: they send
- *             'S' and 'W' frames and receive nothing (no output, no ring, no 'X'),
- *             so a signal never waits behind stdin the process is not reading
+ *             'S' (and 'W') frames and receive nothing (no output, no ring, no
+ *             'X'), so a signal never waits behind stdin the process is not
+ *             reading. (The daemon sends 'W' on the main connection, in order
+ *             with stdin.)
  *   pid       "<shim pid> <shim start time> <process host pid>\n", written by the
  *             shim (atomically: pid.tmp then rename) once the process runs
  *   exit      "<status>\n", written atomically by the shim when the process has

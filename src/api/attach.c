@@ -297,8 +297,8 @@ static bool control_message(ShimQueue *q, int proc_dirfd, const char *line, size
             char buf[32];
             int n = snprintf(buf, sizeof(buf), "%llu %llu", (unsigned long long)cols,
                              (unsigned long long)rows);
-            (void)proc_control(proc_dirfd, SHIM_FRAME_WINSIZE, buf, (size_t)n);
-            return true;
+            /* In order with stdin: a resize followed by input must arrive first. */
+            return queue_frame(q, SHIM_FRAME_WINSIZE, buf, (size_t)n);
         }
         return true;
     }

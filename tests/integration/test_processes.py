@@ -572,7 +572,9 @@ def test_slow_reader_gets_every_byte(box):
 
 def test_slow_reader_gets_every_byte_left_at_exit(box):
     # The process exits right after its last write while its reader lags: what
-    # is still in the pipe and the buffers must follow, not be dropped.
+    # is still in the pipe and the buffers must follow, not be dropped; and
+    # what it wrote before the daemon's connection to the shim was in place
+    # must not be trimmed like output nobody is attached to.
     size = 6 << 20
     got = []
 
