@@ -176,6 +176,7 @@ int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiErr
     if (!id)
         return api_internal_error(reterr, -ENOMEM, "Failed to name the process");
 
+    int64_t t0 = grace_now();
     ProcUser user;
     int r = proc_resolve_user(init_pid, spec->user, &user, reterr);
     if (r < 0)
@@ -232,7 +233,10 @@ int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiErr
         return api_internal_error(reterr, r, "Failed to prepare the process");
     }
     pid_t pid;
+    int64_t t1 = grace_now();
     r = proc_start(g->cfg.shim_path, dirpath, &pid, reterr);
+    log_debug("Process '%s': prepared in %.2f ms, shim started it in %.2f ms", id,
+              (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
     if (r < 0) {
         /* Nothing runs: the id is free again. */
         (void)rm_rf_at(pdir, id);

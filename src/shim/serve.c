@@ -30,6 +30,8 @@
 
 enum { STREAM_STDOUT, STREAM_STDERR, _STREAM_MAX };
 
+#define FIRST_CONNECTION_MS 5000
+
 static const uint8_t stream_frame[_STREAM_MAX] = {SHIM_FRAME_STDOUT, SHIM_FRAME_STDERR};
 
 /* A byte queue: data[start, start+len). */
@@ -66,7 +68,9 @@ typedef struct Server {
     size_t n_conns;
     bool exited; /* reaped, drained, exit file written */
     int status;
-    bool delivered; /* some connection received the whole 'X' frame */
+    bool delivered;         /* some connection received the whole 'X' frame */
+    bool attached;          /* a connection for output has been accepted */
+    uint64_t wait_first_ms; /* until then, wait for the daemon's first connection */
     uint64_t deadline_ms;
     uint8_t chunk[SHIM_FRAME_HEADER + SHIM_FRAME_MAX];
 } Server;
@@ -280,6 +284,8 @@ static void server_accept(Server *s, bool control)
         c->closing = c->dead = false;
         c->control = control;
         s->conns[s->n_conns++] = c;
+        if (!control)
+            s->attached = true;
         if (control)
             continue; /* signals and window sizes only: no output, no ring */
         if (conn_send_rings(s, c) < 0)
@@ -570,6 +576,7 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
     proc->stdout_fd = proc->stderr_fd = -1; /* owned through out_fd now */
     for (int st = 0; st < _STREAM_MAX; st++)
         s->ring[st].size = spec->ring;
+    s->wait_first_ms = now_ms() + FIRST_CONNECTION_MS;
 
     struct pollfd pfd[_SLOT_CONNS + SHIM_CONNECTIONS_MAX];
     Conn *polled[SHIM_CONNECTIONS_MAX];
@@ -579,7 +586,11 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
         if (s->exited && s->n_conns == 0 && (s->delivered || now >= s->deadline_ms))
             break;
 
-        bool paused = output_paused(s);
+        /* The daemon connects right after the start line: until then (or for at
+         * most FIRST_CONNECTION_MS) leave the output in the pipe, so a Run's first
+         * bytes go to its client rather than through the ring. */
+        bool waiting_first = !s->attached && now < s->wait_first_ms;
+        bool paused = output_paused(s) || waiting_first;
         pfd[SLOT_LISTEN] = (struct pollfd){.fd = s->n_conns < SHIM_CONNECTIONS_MAX ? listen_fd : -1,
                                            .events = POLLIN};
         pfd[SLOT_CONTROL] =
@@ -603,6 +614,8 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
         int timeout = -1;
         if (s->exited && s->n_conns == 0)
             timeout = (int)(s->deadline_ms - now);
+        if (waiting_first)
+            timeout = (int)(s->wait_first_ms - now) + 1;
 
         if (poll(pfd, n, timeout) < 0) {
             if (errno == EINTR)

@@ -1,11 +1,13 @@
 /* Starting the process inside a running container (design §5; kernel notes §2.4).
  *
- * The shim forks a helper (C1) that joins the init's namespaces through its pidfd
- * and clones the process (C2) with CLONE_PARENT, so C2 lives in the container's
- * pid namespace yet is the shim's own child (a subreaper in another pid namespace
- * would never inherit it). C1 reports C2's host pid and exits; the shim writes that
- * pid into every cgroup, then releases C2, which drops to the spec's ids and execs.
- * A close-on-exec report pipe tells the shim how it went: EOF = exec'd. */
+ * The shim points its pid_ns_for_children at the init's pid namespace and clones
+ * the process (C2) straight into the container's cgroup2 group (CLONE_INTO_CGROUP:
+ * no migration, so none of the RCU grace period a cgroup.procs write on cgroup2
+ * costs, several milliseconds here). C2 is the shim's own child, in the
+ * container's pid namespace. The shim writes C2's pid into the v1 hierarchies'
+ * cgroup.procs (cheap), then releases it; C2 joins the init's other namespaces
+ * through its pidfd, drops to the spec's ids and execs. A close-on-exec report
+ * pipe tells the shim how it went: EOF = exec'd. */
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -16,6 +18,9 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <linux/magic.h>
+#include <linux/sched.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -23,10 +28,10 @@
 
 #include "shim.h"
 
-#define START_TIMEOUT_MS 60000 /* for the helper and the exec to report */
+#define START_TIMEOUT_MS 60000 /* for the process to exec or report */
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-/* Steps that C1 and C2 report, and STAGE_PID: C1's "C2 is <value>". */
+/* Steps the process reports when it fails before its exec. */
 typedef enum Stage {
     STAGE_PID,
     STAGE_SETNS,
@@ -43,7 +48,7 @@ typedef enum Stage {
 
 typedef struct Report {
     int stage;
-    int value; /* STAGE_PID: the pid; else a positive errno */
+    int value; /* a positive errno */
     int arg;   /* STAGE_RLIMIT: the resource */
 } Report;
 
@@ -51,10 +56,10 @@ typedef struct Report {
 typedef struct StartPlan {
     const ShimSpec *spec;
     int pidfd;
-    int ns_flags;  /* namespaces of the init that differ from the shim's */
+    int ns_flags;  /* namespaces of the init that differ from the shim's, but pid */
     int report_fd; /* write end, close-on-exec */
     int go_fd;     /* read end: C2 waits for one byte */
-    int go_write;  /* the shim's end, closed by C1 */
+    int go_write;  /* the shim's end, closed in the child */
     int stdio[3];  /* the process's ends (the pty slave thrice with a tty) */
     const char *search_path;
 } StartPlan;
@@ -138,10 +143,15 @@ static _Noreturn void process_main(const StartPlan *p)
     const ShimSpec *spec = p->spec;
     char go;
     ssize_t n;
+    close(p->go_write); /* so that a shim that dies releases us with EOF */
     while ((n = read(p->go_fd, &go, 1)) < 0 && errno == EINTR)
         ;
     if (n != 1)
         _exit(127); /* the shim gave up on us */
+    /* Nothing in the container may ptrace us before the exec (which resets this). */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (p->ns_flags && setns(p->pidfd, p->ns_flags) < 0)
+        child_fail(p, STAGE_SETNS, errno, 0);
 
     if (spec->tty && (setsid() < 0 || ioctl(p->stdio[0], TIOCSCTTY, 0) < 0))
         child_fail(p, STAGE_TTY, errno, 0);
@@ -173,24 +183,6 @@ static _Noreturn void process_main(const StartPlan *p)
     syscall(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC);
 
     child_fail(p, STAGE_EXEC, exec_search(p), 0);
-}
-
-static _Noreturn void helper_main(const StartPlan *p)
-{
-    close(p->go_write);
-    /* Nothing in the container may ptrace C2 before its exec (which resets this). */
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    if (p->ns_flags && setns(p->pidfd, p->ns_flags) < 0)
-        child_fail(p, STAGE_SETNS, errno, 0);
-    /* Without a stack, the raw clone continues on a copy of this one, as fork does. */
-    pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)CLONE_PARENT, NULL, NULL, NULL, 0);
-    if (pid < 0)
-        child_fail(p, STAGE_CLONE, errno, 0);
-    if (pid == 0)
-        process_main(p);
-    /* In the host pid namespace still, so this is C2's host pid. */
-    report(p, STAGE_PID, pid, 0);
-    _exit(0);
 }
 
 /* ---- the shim's side ---- */
@@ -266,9 +258,18 @@ static int namespaces_to_join(pid_t pid, int *ret, ShimError *reterr)
     return 0;
 }
 
-static int open_cgroup_procs(const ShimSpec *spec, int *fds, ShimError *reterr)
+/* cgroup.procs of every v1 group, and the cgroup2 group itself (for
+ * CLONE_INTO_CGROUP) whose cgroup.procs is then not needed. */
+static int open_cgroups(const ShimSpec *spec, int *fds, int *ret_v2, ShimError *reterr)
 {
     for (size_t i = 0; i < spec->n_cgroups; i++) {
+        struct statfs sf;
+        if (*ret_v2 < 0 && statfs(spec->cgroups[i], &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC) {
+            *ret_v2 = open(spec->cgroups[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (*ret_v2 < 0)
+                return shim_error(reterr, errno, "Failed to open '%s'", spec->cgroups[i]);
+            continue;
+        }
         char path[PATH_MAX];
         if (snprintf(path, sizeof(path), "%s/cgroup.procs", spec->cgroups[i]) >= (int)sizeof(path))
             return shim_error(reterr, ENAMETOOLONG, "Cgroup path '%s' is too long",
@@ -428,7 +429,7 @@ static int attach_cgroups(const int *fds, size_t n, pid_t pid, const ShimSpec *s
     char text[32];
     int len = snprintf(text, sizeof(text), "%d", (int)pid);
     for (size_t i = 0; i < n; i++)
-        if (write(fds[i], text, (size_t)len) != len)
+        if (fds[i] >= 0 && write(fds[i], text, (size_t)len) != len)
             return shim_error(reterr, errno, "Failed to join the cgroup '%s'", spec->cgroups[i]);
     return 0;
 }
@@ -440,8 +441,7 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
     int child_stdio[3] = {-1, -1, -1};
     int cgroup_fds[SHIM_CGROUPS_MAX];
     int report_pipe[2] = {-1, -1}, go_pipe[2] = {-1, -1};
-    _cleanup_close_ int pidfd = -1;
-    pid_t helper = -1;
+    _cleanup_close_ int pidfd = -1, cgroup2 = -1, own_pidns = -1;
     int r;
 
     for (size_t i = 0; i < ELEMENTSOF(cgroup_fds); i++)
@@ -452,7 +452,7 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
     int ns_flags = 0;
     if ((r = namespaces_to_join(spec->init_pid, &ns_flags, reterr)) < 0)
         goto out;
-    if ((r = open_cgroup_procs(spec, cgroup_fds, reterr)) < 0)
+    if ((r = open_cgroups(spec, cgroup_fds, &cgroup2, reterr)) < 0)
         goto out;
     if ((r = open_stdio(spec, child_stdio, &proc)) < 0) {
         r = shim_error(reterr, r, "Failed to create the process's %s", spec->tty ? "pty" : "pipes");
@@ -480,35 +480,39 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
         .search_path = search_path,
     };
 
-    helper = fork();
-    if (helper < 0) {
-        r = shim_error(reterr, errno, "Failed to fork");
+    /* Children from here on are born in the container's pid namespace. */
+    if (ns_flags & CLONE_NEWPID) {
+        own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+        if (own_pidns < 0 || setns(pidfd, CLONE_NEWPID) < 0) {
+            r = shim_error(reterr, errno, "Failed to enter the container's pid namespace");
+            goto out;
+        }
+        plan.ns_flags &= ~CLONE_NEWPID;
+    }
+    struct clone_args args = {.exit_signal = SIGCHLD};
+    if (cgroup2 >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cgroup2;
+    }
+    /* Without a stack, the raw clone3 continues on a copy of this one, as fork does. */
+    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+    if (pid == 0)
+        process_main(&plan);
+    int clone_errno = errno;
+    if (own_pidns >= 0)
+        (void)setns(own_pidns, CLONE_NEWPID);
+    if (pid < 0) {
+        r = shim_error(reterr, clone_errno, "Failed to create the process");
         goto out;
     }
-    if (helper == 0)
-        helper_main(&plan);
+    proc.pid = pid;
 
-    /* Only the children need these now. */
+    /* Only the child needs these now. */
     close_stdio(child_stdio, NULL);
     shim_closep(&report_pipe[1]);
     shim_closep(&go_pipe[0]);
 
     Report rep;
-    r = read_report(report_pipe[0], &rep);
-    while (waitpid(helper, NULL, 0) < 0 && errno == EINTR)
-        ;
-    helper = -1;
-    if (r <= 0) {
-        r = shim_error(reterr, r < 0 ? r : EIO, "Failed to start the process: the helper %s",
-                       r == -ETIMEDOUT ? "hung" : "died");
-        goto out;
-    }
-    if (rep.stage != STAGE_PID) {
-        r = report_error(spec, &rep, reterr);
-        goto out;
-    }
-    proc.pid = rep.value;
-
     if ((r = attach_cgroups(cgroup_fds, spec->n_cgroups, proc.pid, spec, reterr)) < 0)
         goto out;
     char go = 'g';
@@ -535,8 +539,6 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
 out:
     if (proc.pid > 0)
         kill_and_reap(proc.pid); /* nothing left running */
-    if (helper > 0)
-        kill_and_reap(helper);
     close_stdio(child_stdio, &proc);
     for (size_t i = 0; i < ELEMENTSOF(cgroup_fds); i++)
         shim_closep(&cgroup_fds[i]);
