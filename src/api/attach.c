@@ -201,21 +201,27 @@ static void out_append(OutStream *o, const uint8_t *data, size_t len, bool conne
     o->len += len;
 }
 
-/* Write what a connected stream can take now. false = its client is gone. */
-static bool out_flush(OutStream *o)
+/* Send what fd takes now from buf[0..*len), keeping the rest. false = fd is gone. */
+static bool send_pending(int fd, void *buf, size_t *len)
 {
-    while (o->len > 0) {
-        ssize_t n = send(o->fd, o->buf, o->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (*len > 0) {
+        ssize_t n = send(fd, buf, *len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno == EAGAIN)
             return true;
         if (n <= 0)
             return false;
-        memmove(o->buf, o->buf + n, o->len - (size_t)n);
-        o->len -= (size_t)n;
+        memmove(buf, (char *)buf + n, *len - (size_t)n);
+        *len -= (size_t)n;
     }
     return true;
+}
+
+/* Write what a connected stream can take now. false = its client is gone. */
+static bool out_flush(OutStream *o)
+{
+    return send_pending(o->fd, o->buf, &o->len);
 }
 
 static void out_finish(OutStream *o)
@@ -260,18 +266,7 @@ static bool queue_frame(ShimQueue *q, uint8_t type, const void *data, size_t len
 /* Write what the shim takes now. false = the shim is gone. */
 static bool queue_flush(ShimQueue *q, int shim)
 {
-    while (q->len > 0) {
-        ssize_t n = send(shim, q->buf, q->len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN)
-            return true;
-        if (n <= 0)
-            return false;
-        memmove(q->buf, q->buf + n, q->len - (size_t)n);
-        q->len -= (size_t)n;
-    }
-    return true;
+    return send_pending(shim, q->buf, &q->len);
 }
 
 /* One control message from the client (protocol §5.3), checked in the Go server's

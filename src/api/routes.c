@@ -176,7 +176,14 @@ static json_object *error_to_json(const ApiError *e)
     return text ? json_tokener_parse(text) : NULL;
 }
 
-static int route_bulk_info(ApiRequest *req)
+/* The entry of one handle in a bulk reply: {"<key>":value,"Err":null}, or the zero
+ * value and the error. entry_fn fills *ret_value for a found container. */
+typedef int (*BulkEntryFn)(ApiRequest *req, Container *c, json_object **ret_value, ApiError *err);
+
+/* BulkInfo and BulkMetrics: one entry per distinct handle of ?handles=a,b; they
+ * do not touch grace timers. No handles gives {}. */
+static int bulk_reply(ApiRequest *req, const char *key, BulkEntryFn entry_fn,
+                      json_object *(*zero_fn)(void))
 {
     json_object *o = json_object_new_object();
     if (!o)
@@ -195,34 +202,42 @@ static int route_bulk_info(ApiRequest *req)
             return api_bad_request(&req->error, "Too many handles (at most 10000)");
         if (json_object_object_get_ex(o, h, NULL))
             continue;
-        json_object *entry = json_object_new_object();
         ApiError err;
         api_error_clear(&err);
         Container *c = NULL;
-        ContainerSnapshot s;
+        json_object *value = NULL;
         int r = spec_validate_handle(h, &err);
         if (r >= 0)
             r = garden_find(req->garden, h, &c, &err);
-        char **ids = NULL;
         if (r >= 0) {
-            r = container_snapshot(req->garden, c, &s);
-            (void)container_process_ids(req->garden, c, &ids);
+            r = entry_fn(req, c, &value, &err);
             container_unref(c);
-            if (r < 0)
-                api_internal_error(&err, r, "Failed to read container '%s'", h);
         }
-        if (r >= 0) {
-            json_object_object_add(entry, "Info", info_to_json(&s, ids));
-            json_object_object_add(entry, "Err", NULL);
-            container_snapshot_done(&s);
-            strv_free(ids);
-        } else {
-            json_object_object_add(entry, "Info", info_zero_json());
-            json_object_object_add(entry, "Err", error_to_json(&err));
-        }
+        json_object *entry = json_object_new_object();
+        json_object_object_add(entry, key, r >= 0 ? value : zero_fn());
+        json_object_object_add(entry, "Err", r >= 0 ? NULL : error_to_json(&err));
         json_object_object_add(o, h, entry);
     }
     return 0;
+}
+
+static int bulk_info_entry(ApiRequest *req, Container *c, json_object **ret, ApiError *err)
+{
+    ContainerSnapshot s;
+    int r = container_snapshot(req->garden, c, &s);
+    if (r < 0)
+        return api_internal_error(err, r, "Failed to read container '%s'", container_handle(c));
+    char **ids = NULL;
+    (void)container_process_ids(req->garden, c, &ids);
+    *ret = info_to_json(&s, ids);
+    container_snapshot_done(&s);
+    strv_free(ids);
+    return 0;
+}
+
+static int route_bulk_info(ApiRequest *req)
+{
+    return bulk_reply(req, "Info", bulk_info_entry, info_zero_json);
 }
 
 static int route_destroy(ApiRequest *req)
@@ -259,7 +274,8 @@ static int route_stop(ApiRequest *req)
     return api_reply_empty(req);
 }
 
-static int route_memory_limits(ApiRequest *req)
+/* The limits applied at create, one kind (memory: true; cpu: false). */
+static int reply_limits(ApiRequest *req, bool memory)
 {
     Container *c;
     int r = api_request_container(req, &c);
@@ -267,20 +283,18 @@ static int route_memory_limits(ApiRequest *req)
         return r;
     Limits l;
     container_get_limits(c, &l);
-    req->reply = spec_encode_memory_limits(&l.memory);
+    req->reply = memory ? spec_encode_memory_limits(&l.memory) : spec_encode_cpu_limits(&l.cpu);
     return req->reply ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+}
+
+static int route_memory_limits(ApiRequest *req)
+{
+    return reply_limits(req, true);
 }
 
 static int route_cpu_limits(ApiRequest *req)
 {
-    Container *c;
-    int r = api_request_container(req, &c);
-    if (r < 0)
-        return r;
-    Limits l;
-    container_get_limits(c, &l);
-    req->reply = spec_encode_cpu_limits(&l.cpu);
-    return req->reply ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    return reply_limits(req, false);
 }
 
 /* Routes that need only a known container before they can say "not yet". */
@@ -320,42 +334,16 @@ static int route_container_body_pending(ApiRequest *req)
     return route_container_pending(req);
 }
 
-/* BulkMetrics: like BulkInfo, an entry per handle; metrics themselves come with
- * the limits work, so a known container's entry carries a 501-style error. */
+/* Metrics come with the limits work: a known container's entry carries a 501. */
+static int bulk_metrics_entry(ApiRequest *req, Container *c, json_object **ret, ApiError *err)
+{
+    return api_errorf(err, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
+                      "Metrics is not implemented by this cloche yet");
+}
+
 static int route_bulk_metrics(ApiRequest *req)
 {
-    json_object *o = json_object_new_object();
-    if (!o)
-        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
-    req->reply = o;
-    const char *list = strmap_get(&req->query, "handles");
-    if (!list || !*list)
-        return 0;
-    _cleanup_free_ char *copy = strdup(list);
-    if (!copy)
-        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
-    size_t count = 0;
-    char *save = NULL;
-    for (char *h = strtok_r(copy, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
-        if (++count > 10000)
-            return api_bad_request(&req->error, "Too many handles (at most 10000)");
-        ApiError err;
-        api_error_clear(&err);
-        Container *c = NULL;
-        int r = spec_validate_handle(h, &err);
-        if (r >= 0)
-            r = garden_find(req->garden, h, &c, &err);
-        if (r >= 0) {
-            container_unref(c);
-            api_errorf(&err, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
-                       "Metrics is not implemented by this cloche yet");
-        }
-        json_object *entry = json_object_new_object();
-        json_object_object_add(entry, "Metrics", json_object_new_object());
-        json_object_object_add(entry, "Err", error_to_json(&err));
-        json_object_object_add(o, h, entry);
-    }
-    return 0;
+    return bulk_reply(req, "Metrics", bulk_metrics_entry, json_object_new_object);
 }
 
 static int route_set_grace_time(ApiRequest *req)

@@ -285,45 +285,9 @@ static int compare_strings(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int container_process_ids(Garden *g, Container *c, char ***ret)
-{
-    char **ids = calloc(1, sizeof(char *));
-    size_t n = 0;
-    if (!ids)
-        return -ENOMEM;
-    _cleanup_close_ int pdir = -EBADF;
-    if (processes_dir_fd(g, c, false, &pdir) < 0) {
-        *ret = ids;
-        return 0;
-    }
-    _cleanup_close_ int fd = openat(pdir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = fd >= 0 ? fdopendir(TAKE_FD(fd)) : NULL;
-    for (struct dirent *de; d && (de = readdir(d));) {
-        if (de->d_name[0] == '.')
-            continue;
-        _cleanup_close_ int pfd =
-            openat(pdir, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        int status;
-        if (pfd < 0 || proc_read_exit(pfd, &status) == 0 || !shim_alive(pfd, NULL))
-            continue;
-        char **nids = realloc(ids, (n + 2) * sizeof(char *));
-        if (!nids)
-            break;
-        ids = nids;
-        ids[n] = strdup(de->d_name);
-        if (ids[n])
-            n++;
-        ids[n] = NULL;
-    }
-    if (d)
-        closedir(d);
-    qsort(ids, n, sizeof(char *), compare_strings);
-    *ret = ids;
-    return 0;
-}
-
-/* Kill every shim of the container (destroy; and stop, once processes are gone). */
-void garden_kill_shims(Garden *g, Container *c)
+/* Call fn for each process directory of the container (an O_PATH fd and its id). */
+static void for_each_process(Garden *g, Container *c,
+                             void (*fn)(int dirfd, const char *id, void *userdata), void *userdata)
 {
     _cleanup_close_ int pdir = -EBADF;
     if (processes_dir_fd(g, c, false, &pdir) < 0)
@@ -335,17 +299,64 @@ void garden_kill_shims(Garden *g, Container *c)
             continue;
         _cleanup_close_ int pfd =
             openat(pdir, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        pid_t shim;
-        if (pfd < 0 || !shim_alive(pfd, &shim))
-            continue;
-        int pidfd = (int)syscall(SYS_pidfd_open, shim, 0);
-        if (pidfd < 0)
-            continue;
-        /* Re-checked through the pidfd's process: still that shim. */
-        if (shim_alive(pfd, NULL))
-            syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        close(pidfd);
+        if (pfd >= 0)
+            fn(pfd, de->d_name, userdata);
     }
     if (d)
         closedir(d);
+}
+
+typedef struct IdList {
+    char **ids;
+    size_t n;
+    bool failed;
+} IdList;
+
+static void collect_running(int dirfd, const char *id, void *userdata)
+{
+    IdList *l = userdata;
+    int status;
+    if (l->failed || proc_read_exit(dirfd, &status) == 0 || !shim_alive(dirfd, NULL))
+        return;
+    char **n = realloc(l->ids, (l->n + 2) * sizeof(char *));
+    if (!n || !(n[l->n] = strdup(id))) {
+        if (n)
+            l->ids = n;
+        l->failed = true;
+        return;
+    }
+    l->ids = n;
+    l->n++;
+    l->ids[l->n] = NULL;
+}
+
+int container_process_ids(Garden *g, Container *c, char ***ret)
+{
+    IdList l = {.ids = calloc(1, sizeof(char *))};
+    if (!l.ids)
+        return -ENOMEM;
+    for_each_process(g, c, collect_running, &l);
+    qsort(l.ids, l.n, sizeof(char *), compare_strings);
+    *ret = l.ids;
+    return 0;
+}
+
+static void kill_shim(int dirfd, const char *id, void *userdata)
+{
+    pid_t shim;
+    if (!shim_alive(dirfd, &shim))
+        return;
+    int pidfd = (int)syscall(SYS_pidfd_open, shim, 0);
+    if (pidfd < 0)
+        return;
+    /* Re-checked with the pid pinned by the pidfd: still that shim. */
+    if (shim_alive(dirfd, NULL))
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    close(pidfd);
+}
+
+/* Kill every shim of the container (destroy; and stop, once processes are gone). */
+void garden_kill_shims(Garden *g, Container *c)
+{
+    for_each_process(g, c, kill_shim, NULL);
 }

@@ -58,14 +58,21 @@ static void container_schedule_grace(Garden *g, Container *c)
 static int garden_destroy_claimed(Garden *g, Container *c, ContainerState previous,
                                   ApiError *reterr);
 
-static void garden_grace_fire(const char *handle, uint64_t generation, void *userdata)
+/* A reference to the registered container named handle, or NULL. */
+static Container *registry_ref(Garden *g, const char *handle)
 {
-    Garden *g = userdata;
     pthread_mutex_lock(&g->lock);
     Container *c = hashmap_get(g->containers, handle);
     if (c)
         atomic_fetch_add(&c->refcount, 1);
     pthread_mutex_unlock(&g->lock);
+    return c;
+}
+
+static void garden_grace_fire(const char *handle, uint64_t generation, void *userdata)
+{
+    Garden *g = userdata;
+    Container *c = registry_ref(g, handle);
     if (!c)
         return;
 
@@ -257,11 +264,7 @@ int garden_capacity(Garden *g, Capacity *ret)
 
 int garden_acquire(Garden *g, const char *handle, Container **ret, ApiError *reterr)
 {
-    pthread_mutex_lock(&g->lock);
-    Container *c = hashmap_get(g->containers, handle);
-    if (c)
-        atomic_fetch_add(&c->refcount, 1);
-    pthread_mutex_unlock(&g->lock);
+    Container *c = registry_ref(g, handle);
     if (!c)
         return api_container_not_found(reterr, handle);
     pthread_mutex_lock(&c->lock);
@@ -439,11 +442,7 @@ static int garden_destroy_claimed(Garden *g, Container *c, ContainerState previo
 
 int garden_destroy(Garden *g, const char *handle, ApiError *reterr)
 {
-    pthread_mutex_lock(&g->lock);
-    Container *c = hashmap_get(g->containers, handle);
-    if (c)
-        atomic_fetch_add(&c->refcount, 1);
-    pthread_mutex_unlock(&g->lock);
+    Container *c = registry_ref(g, handle);
     if (!c)
         return api_container_not_found(reterr, handle);
 
@@ -610,11 +609,7 @@ ContainerState container_state(Container *c)
 
 int garden_find(Garden *g, const char *handle, Container **ret, ApiError *reterr)
 {
-    pthread_mutex_lock(&g->lock);
-    Container *c = hashmap_get(g->containers, handle);
-    if (c)
-        atomic_fetch_add(&c->refcount, 1);
-    pthread_mutex_unlock(&g->lock);
+    Container *c = registry_ref(g, handle);
     if (!c)
         return api_container_not_found(reterr, handle);
     *ret = c;
