@@ -34,6 +34,7 @@
 #include "cloche/shim-protocol.h"
 
 #define OUT_UNCONNECTED_CAP (1u << 20) /* newest bytes kept for a stream not yet connected */
+#define STREAM_CONNECT_MS 5000         /* how long the shim is held back for a stream to connect */
 #define OUT_CONNECTED_CAP (256u << 10) /* stop reading the shim above this */
 #define CONTROL_LINE_MAX (2u << 20)
 #define LATE_STREAM_MS 60000 /* after the exit, how long unconnected streams are awaited */
@@ -177,14 +178,18 @@ static bool send_json_line(int fd, json_object *o)
 }
 
 /* Append to an unconnected stream's buffer: the newest bytes win past the cap. */
-static void out_append(OutStream *o, const uint8_t *data, size_t len, bool connected)
+/* Append output for a stream. keep_all: every byte is kept (a connected stream, or
+ * one its client is still expected to connect within STREAM_CONNECT_MS: the relay
+ * then holds the shim back instead); otherwise the newest OUT_UNCONNECTED_CAP
+ * bytes win. */
+static void out_append(OutStream *o, const uint8_t *data, size_t len, bool keep_all)
 {
-    size_t cap_limit = connected ? SIZE_MAX : OUT_UNCONNECTED_CAP;
-    if (!connected && len >= cap_limit) {
+    size_t cap_limit = keep_all ? SIZE_MAX : OUT_UNCONNECTED_CAP;
+    if (!keep_all && len >= cap_limit) {
         data += len - cap_limit;
         len = cap_limit;
         o->len = 0;
-    } else if (!connected && o->len + len > cap_limit) {
+    } else if (!keep_all && o->len + len > cap_limit) {
         size_t drop = o->len + len - cap_limit;
         memmove(o->buf, o->buf + drop, o->len - drop);
         o->len -= drop;
@@ -199,6 +204,29 @@ static void out_append(OutStream *o, const uint8_t *data, size_t len, bool conne
     }
     memcpy(o->buf + o->len, data, len);
     o->len += len;
+}
+
+/* Must the relay stop reading the shim? While a connected stream is behind, or a
+ * stream whose client may still connect has buffered a lot (lock held). */
+static bool relay_must_wait(const Attachment *a, bool expecting)
+{
+    for (int k = 0; k < 2; k++) {
+        const OutStream *o = &a->out[k];
+        if (o->done)
+            continue;
+        if (o->fd >= 0 && o->len > OUT_CONNECTED_CAP)
+            return true;
+        if (o->fd < 0 && expecting && o->len >= OUT_UNCONNECTED_CAP)
+            return true;
+    }
+    return false;
+}
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Send what fd takes now from buf[0..*len), keeping the rest. false = fd is gone. */
@@ -352,6 +380,8 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
     }
     size_t line_len = 0;
     bool discard_line = false;
+    /* Output is kept whole for streams whose clients are still expected. */
+    int64_t connect_deadline = monotonic_ms() + STREAM_CONNECT_MS;
     ShimQueue q = {0};
     int exit_status = known_exit;
     bool ctl_open = true;
@@ -388,13 +418,13 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
                 i_out[k] = n;
                 pfd[n++] = (struct pollfd){.fd = o->fd, .events = POLLOUT};
             }
-            if (o->fd >= 0 && o->len > OUT_CONNECTED_CAP)
-                backpressure = true;
             /* After the exit, a connected stream with nothing left is done. */
             if (exit_status >= 0 && shim < 0 && o->fd >= 0 && o->len == 0)
                 out_finish(o);
         }
         bool all_done = a->out[0].done && a->out[1].done;
+        bool expecting = monotonic_ms() < connect_deadline;
+        backpressure = relay_must_wait(a, expecting);
         pthread_mutex_unlock(&a->lock);
 
         if (exit_status >= 0 && shim < 0) {
@@ -462,12 +492,16 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
                     int s = type == SHIM_FRAME_STDOUT ? 0 : 1;
                     pthread_mutex_lock(&a->lock);
                     OutStream *o = &a->out[s];
+                    bool still_expected = monotonic_ms() < connect_deadline;
                     if (!o->done) {
-                        out_append(o, fr.payload, fr.payload_len, o->fd >= 0);
+                        out_append(o, fr.payload, fr.payload_len, o->fd >= 0 || still_expected);
                         if (o->fd >= 0 && !out_flush(o))
                             out_finish(o);
                     }
+                    bool wait = relay_must_wait(a, still_expected);
                     pthread_mutex_unlock(&a->lock);
+                    if (wait)
+                        break; /* read no further until the streams catch up */
                 } else if (type == SHIM_FRAME_EXIT) {
                     char buf[16] = {0};
                     memcpy(buf, fr.payload, fr.payload_len < 15 ? fr.payload_len : 15);
