@@ -34,7 +34,7 @@
 #include "cloche/shim-protocol.h"
 
 #define OUT_UNCONNECTED_CAP (1u << 20) /* newest bytes kept for a stream not yet connected */
-#define STREAM_CONNECT_MS 5000         /* how long the shim is held back for a stream to connect */
+#define STREAM_CONNECT_MS 2000         /* how long the shim is held back for a stream to connect */
 #define OUT_CONNECTED_CAP (256u << 10) /* stop reading the shim above this */
 #define CONTROL_LINE_MAX (2u << 20)
 #define LATE_STREAM_MS 60000 /* after the exit, how long unconnected streams are awaited */
