@@ -19,7 +19,8 @@
 #include "garden-internal.h"
 
 #define PROCESSES_DIR "processes"
-#define PROCESSES_MAX 4096 /* directories kept per container */
+#define PROCESSES_MAX 4096  /* process directories per container */
+#define PROCESSES_PRUNE 512 /* above this many, finished processes are forgotten */
 #define DEFAULT_LINGER 60
 
 static int container_dir_fd(Garden *g, Container *c, int *ret)
@@ -150,6 +151,8 @@ static size_t count_entries(int dirfd)
     return n;
 }
 
+static void prune_finished(Garden *g, Container *c, int pdir);
+
 int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
 {
     if (!g->cfg.shim_path || !c->cgroup)
@@ -186,6 +189,8 @@ int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiErr
     r = processes_dir_fd(g, c, true, &pdir);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to prepare the process directory");
+    if (count_entries(pdir) >= PROCESSES_PRUNE)
+        prune_finished(g, c, pdir);
     if (count_entries(pdir) >= PROCESSES_MAX)
         return api_errorf(reterr, -ENOSPC, 500, GARDEN_ERR_GENERIC,
                           "Container '%s' already has %d processes", c->rec.handle, PROCESSES_MAX);
@@ -359,4 +364,21 @@ static void kill_shim(int dirfd, const char *id, void *userdata)
 void garden_kill_shims(Garden *g, Container *c)
 {
     for_each_process(g, c, kill_shim, NULL);
+}
+
+static void remove_if_finished(int dirfd, const char *id, void *userdata)
+{
+    int pdir = *(int *)userdata;
+    int status;
+    /* Finished and no monitor left to serve a late attach: its status has been
+     * delivered or has waited out the shim's linger time. */
+    if (proc_read_exit(dirfd, &status) == 0 && !shim_alive(dirfd, NULL))
+        (void)rm_rf_at(pdir, id);
+}
+
+/* Forget finished processes, so a long-lived container running many short ones
+ * never reaches PROCESSES_MAX. */
+static void prune_finished(Garden *g, Container *c, int pdir)
+{
+    for_each_process(g, c, remove_if_finished, &pdir);
 }

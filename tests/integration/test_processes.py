@@ -758,3 +758,45 @@ def test_unknown_stream_id_gets_200_and_close(box):
         check_hijack_head(reply.response)
         reply.sock.settimeout(5)
         assert reply.buffered == b"" and reply.sock.recv(100) == b""
+
+
+# --------------------------------------------------------------------------
+# curl's one-request form, and long-lived containers
+
+
+def test_ndjson_run_streams_output_and_status_in_one_request(box):
+    """Run with Accept: application/x-ndjson (what curl users send) answers one
+    chunked stream of JSON lines: the process id, the output, the exit status."""
+    spec = go_json({"path": "sh", "args": ["-c", "echo out; echo err >&2; exit 5"]})
+    status, headers, body = box.client.raw(
+        "POST", f"/containers/{box.handle}/processes", spec,
+        headers={"Accept": "application/x-ndjson"}, timeout=WAIT)
+    assert status == 200
+    assert headers.get("Content-Type") == "application/x-ndjson"
+    lines = [json.loads(line) for line in body.decode().splitlines() if line]
+    pid = lines[0]["process_id"]
+    assert lines[0] == {"process_id": pid}
+    out = "".join(m.get("data", "") for m in lines if m.get("source") == 1)
+    err = "".join(m.get("data", "") for m in lines if m.get("source") == 2)
+    assert (out, err) == ("out\n", "err\n")
+    assert lines[-1] == {"process_id": pid, "exit_status": 5}
+
+
+def test_ndjson_run_of_a_missing_executable_is_a_typed_error(box):
+    status, _, body = box.client.raw(
+        "POST", f"/containers/{box.handle}/processes", go_json({"path": "no-such-program"}),
+        headers={"Accept": "application/x-ndjson"}, timeout=WAIT)
+    assert status == 500
+    assert json.loads(body)["Type"] == "ExecutableNotFoundError"
+
+
+def test_many_short_processes_never_exhaust_the_process_table(box):
+    """Finished processes are forgotten once many have run, so a long-lived
+    container can run more processes than the per-container cap (4096) over its
+    life; here 600 runs cross the pruning threshold (512) and keep working."""
+    for i in range(600):
+        assert box.run({"path": "true", "id": f"short-{i}"}, stdout=False,
+                       stderr=False).wait(WAIT) == 0
+    assert box.output(sh("echo still-fine")) == "still-fine\n"
+    processes = Path(box.daemon.depot) / "containers" / box.handle / "processes"
+    assert len(list(processes.iterdir())) < 600
