@@ -56,7 +56,8 @@ const char *depot_path(const Depot *d);
  * first depot_write_record() with DEPOT_WRITE_NEW makes the directory durable. */
 int depot_container_create(Depot *d, const char *handle);
 /* Remove <depot>/containers/<handle> and everything in it; missing = 0. The
- * directory is first renamed out of the way (atomic), then deleted; not fsynced:
+ * directory is first renamed out of the way (atomic), then deleted by a worker
+ * thread (depot_free finishes the queue); not fsynced:
  * a record that reappears after a power loss describes a container whose
  * processes are gone, which start-up cleans up. */
 int depot_container_remove(Depot *d, const char *handle);

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +28,66 @@
 #define DEPOT_MODE 0711
 #define DEPOT_STATE_MODE 0600
 
+/* Deletion of removed containers' directories happens off the caller's path, on
+ * one worker thread: a destroy's reply waits only for the rename. */
+typedef struct TrashItem {
+    struct TrashItem *next;
+    char name[];
+} TrashItem;
+
 struct Depot {
     char *path;        /* absolute, canonical */
     int containers_fd; /* O_PATH|O_DIRECTORY of <path>/containers */
+    pthread_mutex_t trash_lock;
+    pthread_cond_t trash_cond;
+    TrashItem *trash;
+    bool trash_stop;
+    bool trash_started;
+    pthread_t trash_thread;
 };
+
+static void *trash_worker(void *arg)
+{
+    Depot *d = arg;
+    pthread_mutex_lock(&d->trash_lock);
+    for (;;) {
+        while (!d->trash && !d->trash_stop)
+            pthread_cond_wait(&d->trash_cond, &d->trash_lock);
+        TrashItem *it = d->trash;
+        if (!it)
+            break; /* stopping, nothing left */
+        d->trash = it->next;
+        pthread_mutex_unlock(&d->trash_lock);
+        (void)rm_rf_at(d->containers_fd, it->name);
+        free(it);
+        pthread_mutex_lock(&d->trash_lock);
+    }
+    pthread_mutex_unlock(&d->trash_lock);
+    return NULL;
+}
+
+/* Queue name for deletion; false = do it now (no worker). */
+static bool trash_queue(Depot *d, const char *name)
+{
+    size_t len = strlen(name);
+    TrashItem *it = malloc(sizeof(TrashItem) + len + 1);
+    if (!it)
+        return false;
+    memcpy(it->name, name, len + 1);
+    pthread_mutex_lock(&d->trash_lock);
+    if (!d->trash_started && !d->trash_stop)
+        d->trash_started = pthread_create(&d->trash_thread, NULL, trash_worker, d) == 0;
+    bool ok = d->trash_started && !d->trash_stop;
+    if (ok) {
+        it->next = d->trash;
+        d->trash = it;
+        pthread_cond_signal(&d->trash_cond);
+    }
+    pthread_mutex_unlock(&d->trash_lock);
+    if (!ok)
+        free(it);
+    return ok;
+}
 
 /* Handles arrive validated; refuse anything that could name another directory. */
 static int depot_check_handle(const char *handle)
@@ -132,6 +190,8 @@ int depot_open(const char *path, Depot **ret)
     if (!d)
         return -ENOMEM;
     d->containers_fd = -EBADF;
+    pthread_mutex_init(&d->trash_lock, NULL);
+    pthread_cond_init(&d->trash_cond, NULL);
 
     d->path = realpath(path, NULL);
     if (!d->path)
@@ -165,6 +225,16 @@ void depot_free(Depot *d)
 {
     if (!d)
         return;
+    /* Finish the queued deletions (a crash would leave them to depot_open). */
+    pthread_mutex_lock(&d->trash_lock);
+    d->trash_stop = true;
+    bool started = d->trash_started;
+    pthread_cond_signal(&d->trash_cond);
+    pthread_mutex_unlock(&d->trash_lock);
+    if (started)
+        pthread_join(d->trash_thread, NULL);
+    pthread_cond_destroy(&d->trash_cond);
+    pthread_mutex_destroy(&d->trash_lock);
     closep(&d->containers_fd);
     free(d->path);
     free(d);
@@ -201,6 +271,8 @@ int depot_container_remove(Depot *d, const char *handle)
     snprintf(trash, sizeof(trash), ".trash-%d-%u", (int)getpid(), atomic_fetch_add(&counter, 1));
     if (renameat(d->containers_fd, handle, d->containers_fd, trash) < 0)
         return errno == ENOENT ? 0 : -errno;
+    if (trash_queue(d, trash))
+        return 0;
     return rm_rf_at(d->containers_fd, trash);
 }
 

@@ -91,11 +91,15 @@ static bool process_matches(pid_t pid, uint64_t start_time)
 int garden_kernel_teardown(Garden *g, Container *c)
 {
     /* Shims live outside the container's cgroup: end them by pid. */
+    int64_t t0 = grace_now();
     garden_kill_shims(g, c);
+    int64_t t1 = grace_now();
     if (c->cgroup) {
         int r = cgroup_destroy(c->cgroup, DESTROY_TIMEOUT_MS);
         if (r < 0)
             return r;
+        log_debug("Container '%s': shims %.2f ms, cgroups %.2f ms", c->rec.handle,
+                  (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
     } else if (c->init_pidfd >= 0) {
         syscall(SYS_pidfd_send_signal, c->init_pidfd, SIGKILL, NULL, 0);
     }
