@@ -51,11 +51,20 @@ def depot_dir(d, handle: str) -> Path:
     return d.depot / "containers" / handle
 
 
-def depot_entries(d) -> list[str]:
-    try:
-        return sorted(os.listdir(d.depot / "containers"))
-    except FileNotFoundError:
-        return []
+def depot_entries(d, settle: float = 5.0) -> list[str]:
+    """What is in the depot's containers/ directory. A destroyed container's
+    directory is renamed to a hidden ".trash-*" name at once and deleted by the
+    daemon right after its reply; wait (up to settle seconds) for those to go, so
+    that a leftover still fails the test."""
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            entries = sorted(os.listdir(d.depot / "containers"))
+        except FileNotFoundError:
+            return []
+        if not any(e.startswith(".trash-") for e in entries) or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.02)
 
 
 def mounts_below(path) -> list[str]:
@@ -108,6 +117,10 @@ def assert_nothing_left(d, handle: str, init_pid: "int | None" = None) -> None:
     with pytest.raises(GardenError) as info:
         client.info(handle)
     assert info.value.status == 404
+    # A destroy the grace timer started runs on while List already hides the
+    # container: give it a moment to finish before looking for traces.
+    wait_until(lambda: not depot_dir(d, handle).exists()
+               and cgroup_group_dirs(d.cgroup_parent, handle) == [], 5, 0.05)
     leftovers = [e for e in depot_entries(d) if handle in e]
     assert not leftovers, f"depot entries left behind: {leftovers}"
     assert not depot_dir(d, handle).exists()
