@@ -57,6 +57,8 @@ int sandbox_reap(SandboxInit *init);
 
 /* Start time of pid from /proc, or -ESRCH. */
 int sandbox_process_start_time(pid_t pid, uint64_t *ret);
+/* Is pid still the process started at start_time, and not a zombie? */
+bool sandbox_process_alive(pid_t pid, uint64_t start_time);
 
 /* A sealed memfd holding a copy of the executable at path, for exec'ing into
  * containers without exposing the host file (a privileged container could

@@ -84,8 +84,7 @@ static int pidfd_open_pid(pid_t pid)
 /* Is pid still the process that was started at start_time? */
 static bool process_matches(pid_t pid, uint64_t start_time)
 {
-    uint64_t st;
-    return pid > 0 && sandbox_process_start_time(pid, &st) == 0 && st == start_time;
+    return sandbox_process_alive(pid, start_time);
 }
 
 int garden_kernel_teardown(Garden *g, Container *c)

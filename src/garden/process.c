@@ -69,10 +69,10 @@ static int generate_id(char **ret)
 static bool shim_alive(int dirfd, pid_t *ret_shim)
 {
     pid_t shim, pid;
-    uint64_t start, now;
+    uint64_t start;
     if (proc_read_pid(dirfd, &shim, &start, &pid) < 0)
         return false;
-    if (sandbox_process_start_time(shim, &now) < 0 || now != start)
+    if (!sandbox_process_alive(shim, start))
         return false;
     if (ret_shim)
         *ret_shim = shim;

@@ -641,7 +641,8 @@ int sandbox_reap(SandboxInit *init)
     return r;
 }
 
-int sandbox_process_start_time(pid_t pid, uint64_t *ret)
+/* Start time of pid, and its state letter (field 3). */
+static int process_stat(pid_t pid, uint64_t *ret_start, char *ret_state)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/stat", pid);
@@ -652,8 +653,10 @@ int sandbox_process_start_time(pid_t pid, uint64_t *ret)
         return r == -ENOENT ? -ESRCH : r;
     /* Field 2 (comm) may contain spaces and parentheses: skip to the last ')'. */
     char *p = strrchr(buf, ')');
-    if (!p)
+    if (!p || p[1] != ' ' || !p[2])
         return -EBADMSG;
+    if (ret_state)
+        *ret_state = p[2];
     p++;
     /* Fields 3..22: start time is the 20th field after comm. */
     for (int field = 3; field < 22; field++) {
@@ -665,8 +668,23 @@ int sandbox_process_start_time(pid_t pid, uint64_t *ret)
     unsigned long long v = strtoull(p + 1, &end, 10);
     if (end == p + 1)
         return -EBADMSG;
-    *ret = v;
+    *ret_start = v;
     return 0;
+}
+
+int sandbox_process_start_time(pid_t pid, uint64_t *ret)
+{
+    return process_stat(pid, ret, NULL);
+}
+
+bool sandbox_process_alive(pid_t pid, uint64_t start_time)
+{
+    uint64_t start;
+    char state;
+    /* A zombie (its parent, the previous daemon, died and nobody reaped it yet)
+     * counts as gone. */
+    return pid > 0 && process_stat(pid, &start, &state) == 0 && start == start_time &&
+           state != 'Z' && state != 'X';
 }
 
 int sandbox_load_executable(const char *path, int *ret_fd)

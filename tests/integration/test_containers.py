@@ -735,6 +735,26 @@ def test_daemon_restart_keeps_containers(containers, how):
         assert_nothing_left(d, handle, init_pid=inits[handle][0])
 
 
+def test_restart_cleans_up_containers_whose_processes_vanished(containers):
+    """A container whose init died while the daemon was down (as after a reboot)
+    is removed at start-up, with its cgroups and depot directory, not restored
+    half alive; its neighbour is restored."""
+    d = containers.daemon
+    containers.create({"handle": "doomed"})
+    containers.create({"handle": "fine"})
+    doomed = container_init_pid(d, "doomed")
+    fine = container_init_pid(d, "fine")
+    assert d.kill() == -signal.SIGKILL
+    os.kill(doomed, signal.SIGKILL)  # a process these tests started, by pid
+    wait_until(lambda: not process_alive(doomed), 5)
+    d.start()
+    client = d.client()
+    assert client.list() == ["fine"]
+    assert container_init_pid(d, "fine") == fine
+    assert_nothing_left(d, "doomed", init_pid=doomed)
+    client.destroy("fine")
+
+
 # --------------------------------------------------------------------------
 # Grace time
 
