@@ -274,9 +274,6 @@ int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError 
     if (r != 0)
         return api_internal_error(reterr, -r, "Failed to run cloche-shim");
     close(TAKE_FD(wr));
-    /* The first shim process exits as soon as it has forked the monitor. */
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
 
     char line[512];
     size_t have = 0;
@@ -295,6 +292,10 @@ int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError 
             break;
     }
     line[have] = '\0';
+    /* The first shim process exits as soon as it has forked the monitor: long
+     * gone by now, so reaping it here costs nothing (and did not delay the start). */
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
     char *nl = strchr(line, '\n');
     if (nl)
         *nl = '\0';
