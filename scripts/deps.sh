@@ -3,7 +3,7 @@
 # when everything is present. Usage: scripts/deps.sh [build|test]
 set -euo pipefail
 
-build_pkgs=(gcc meson ninja-build pkg-config libmicrohttpd-dev libjson-c-dev busybox-static)
+build_pkgs=(gcc meson ninja-build pkg-config libmicrohttpd-dev libjson-c-dev libarchive-dev busybox-static)
 test_pkgs=(python3 python3-pytest clang-format iproute2 util-linux curl)
 
 want=("${build_pkgs[@]}")

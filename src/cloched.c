@@ -36,6 +36,7 @@ typedef struct Options {
     const char *cgroup_parent;
     const char *init_binary;
     const char *shim_binary;
+    const char *tar_binary;
     uint32_t uid_pool_start;
     uint32_t uid_pool_size;
     NetPool pool;
@@ -81,6 +82,8 @@ static void usage(FILE *f)
             "                            next to cloched, else " CLOCHE_LIBEXECDIR ")\n"
             "  --shim-binary PATH        cloche-shim, the monitor of every process (default:\n"
             "                            next to cloched, else " CLOCHE_LIBEXECDIR ")\n"
+            "  --tar-binary PATH         cloche-tar, the helper of StreamIn/StreamOut\n"
+            "                            (default: next to cloched, else " CLOCHE_LIBEXECDIR ")\n"
             "  --uid-pool-start ID       First host id of the per-container id ranges\n"
             "                            (default 268435456)\n"
             "  --uid-pool-size N         Number of 65536-id ranges (default 4096)\n"
@@ -131,6 +134,7 @@ enum {
     OPT_CGROUP_PARENT,
     OPT_INIT_BINARY,
     OPT_SHIM_BINARY,
+    OPT_TAR_BINARY,
     OPT_UID_POOL_START,
     OPT_UID_POOL_SIZE,
     OPT_NETWORK_POOL,
@@ -157,6 +161,7 @@ static int parse_options(int argc, char **argv, Options *o)
         {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"init-binary", required_argument, NULL, OPT_INIT_BINARY},
         {"shim-binary", required_argument, NULL, OPT_SHIM_BINARY},
+        {"tar-binary", required_argument, NULL, OPT_TAR_BINARY},
         {"uid-pool-start", required_argument, NULL, OPT_UID_POOL_START},
         {"uid-pool-size", required_argument, NULL, OPT_UID_POOL_SIZE},
         {"network-pool", required_argument, NULL, OPT_NETWORK_POOL},
@@ -234,6 +239,9 @@ static int parse_options(int argc, char **argv, Options *o)
             break;
         case OPT_SHIM_BINARY:
             o->shim_binary = optarg;
+            break;
+        case OPT_TAR_BINARY:
+            o->tar_binary = optarg;
             break;
         case OPT_UID_POOL_START:
             if (parse_u64(optarg, 65536, UINT32_MAX, &v) < 0)
@@ -326,7 +334,7 @@ static int read_token(const char *path, char **ret)
     return 0;
 }
 
-/* A helper binary (cloche-init, cloche-shim) next to this executable (a build
+/* A helper binary (cloche-init, cloche-shim, cloche-tar) next to this executable (a build
  * tree or a relocated install), else in the configured libexec directory. */
 static char *default_helper_binary(const char *name)
 {
@@ -374,15 +382,21 @@ int main(int argc, char **argv)
         o.init_binary ? strdup(o.init_binary) : default_helper_binary("cloche-init");
     _cleanup_free_ char *shim_binary =
         o.shim_binary ? strdup(o.shim_binary) : default_helper_binary("cloche-shim");
-    if (!init_binary || !shim_binary)
+    _cleanup_free_ char *tar_binary =
+        o.tar_binary ? strdup(o.tar_binary) : default_helper_binary("cloche-tar");
+    if (!init_binary || !shim_binary || !tar_binary)
         return EXIT_FAILURE;
     bool have_shim = access(shim_binary, X_OK) == 0;
     if (!have_shim)
         log_warn("cloche-shim is not executable at %s (%m): processes cannot run", shim_binary);
+    bool have_tar = access(tar_binary, X_OK) == 0;
+    if (!have_tar)
+        log_warn("cloche-tar is not executable at %s (%m): files cannot be streamed", tar_binary);
 
     GardenConfig gc = {
         .init_path = init_binary,
         .shim_path = have_shim ? shim_binary : NULL,
+        .tar_path = have_tar ? tar_binary : NULL,
         .uid_pool_base = o.uid_pool_start,
         .uid_pool_count = o.uid_pool_size,
         .depot_path = o.depot,

@@ -733,6 +733,83 @@ class GardenClient:
         return self._call("POST", f"/containers/{handle}/net/out/bulk",
                           [dict(r) for r in rules], has_body=True)
 
+    # ---- files (protocol §2.1)
+
+    def stream_in(self, handle: str, dest: str, tar_bytes, user: "str | None" = None,
+                  chunked: bool = False, *, content_type: "str | None" = "application/x-tar",
+                  headers=None):
+        """StreamIn as the Go client sends it: ``PUT /containers/H/files?destination=
+        D&user=U`` (``user=`` always present) with ``Content-Type: application/x-tar``
+        and the tar as the body: ``Content-Length`` for a body of known length, or
+        ``Transfer-Encoding: chunked`` (Go, for any other reader: 32 KiB chunks).
+
+        ``tar_bytes`` is bytes, or (chunked only) an iterable of bytes or a binary
+        file object.  ``content_type`` None sends none (curl -T); any other value
+        is a curl-style single-file upload.  Returns the decoded reply ({}).
+        """
+        target = go_request_target(f"/containers/{handle}/files",
+                                   {"destination": dest, "user": user or ""})
+        lines = [("Host", "api"), ("User-Agent", USER_AGENT)]
+        if self.token is not None:
+            lines.append(("Authorization", f"Bearer {self.token}"))
+        if chunked:
+            lines.append(("Transfer-Encoding", "chunked"))
+        else:
+            lines.append(("Content-Length", str(len(tar_bytes))))
+        if content_type is not None:
+            lines.append(("Content-Type", content_type))
+        lines += [("Accept-Encoding", "gzip"), ("Connection", "close")]
+        lines = _apply_header_overrides(lines, headers)
+        head = (f"PUT {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in lines)
+                + "\r\n").encode("latin-1")
+
+        def body():
+            yield head
+            if not chunked:
+                yield tar_bytes
+                return
+            for piece in _body_pieces(tar_bytes, STREAM_IN_CHUNK):
+                if piece:
+                    yield f"{len(piece):x}\r\n".encode() + bytes(piece) + b"\r\n"
+            yield b"0\r\n\r\n"
+
+        with self.connect() as sock:
+            sender = _PieceSender(sock, body())
+            try:
+                resp = _read_response(_Reader(sock=sock), "PUT")
+            finally:
+                sender.finish()
+        if not resp.ok:
+            raise GardenError.from_response(resp)
+        try:
+            return resp.json()
+        except ValueError as e:
+            raise ProtocolError(f"bad response: {e}: {resp.body[:200]!r}") from None
+
+    def stream_out(self, handle: str, src: str, user: "str | None" = None, *,
+                   accept: "str | None" = None, sink=None):
+        """StreamOut as the Go client sends it: ``GET /containers/H/files?source=S&
+        user=U`` with no Content-Type.  Returns the body (the tar), or with ``sink``
+        (a callable) hands it over piece by piece as it arrives and returns its
+        length.  ``accept`` adds an Accept header (``application/octet-stream``:
+        one file's bytes, cloche's curl convenience).  GardenError for an error
+        reply; ProtocolError if the body ends early (a chunked body without its
+        last chunk)."""
+        target = go_request_target(f"/containers/{handle}/files",
+                                   {"source": src, "user": user or ""})
+        headers = {"Accept": accept} if accept else None
+        data = build_request("GET", target, None, token=self.token, headers=headers)
+        collected = bytearray()
+        deliver = sink if sink is not None else collected.extend
+        with self.connect() as sock:
+            sock.sendall(data)
+            reader = _Reader(sock=sock)
+            resp = _read_response(reader, "GET", body=False)
+            if not resp.ok:
+                raise GardenError.from_response(_finish_error_body(reader, resp))
+            total = _stream_body(reader, resp, deliver)
+        return total if sink is not None else bytes(collected)
+
     # ---- processes (protocol §5)
 
     def run(self, handle: str, spec: Mapping, stdin=None, stdout=True, stderr=True, *,
@@ -835,6 +912,106 @@ class _Sender(threading.Thread):
             except OSError:
                 pass
             self.join()
+
+
+STREAM_IN_CHUNK = 32 * 1024  # io.Copy's buffer: Go's chunked StreamIn bodies come in these
+
+
+def _body_pieces(body, size: int):
+    """Pieces of a body given as bytes, an iterable of bytes, or a binary file."""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        view = memoryview(body)
+        for off in range(0, len(view), size):
+            yield view[off:off + size]
+    elif hasattr(body, "read"):
+        while True:
+            piece = body.read(size)
+            if not piece:
+                return
+            yield piece
+    else:
+        yield from body
+
+
+class _PieceSender(threading.Thread):
+    """Writes a request given as pieces on its own thread (a server may answer
+    before it has read the whole body, and then stop reading)."""
+
+    def __init__(self, sock: socket.socket, pieces):
+        super().__init__(daemon=True)
+        self.sock = sock
+        self.pieces = pieces
+        self.error: "BaseException | None" = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for piece in self.pieces:
+                self.sock.sendall(piece)
+        except OSError as e:
+            self.error = e
+
+    def finish(self) -> None:
+        if self.is_alive():
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.join()
+
+
+def _stream_body(reader: _Reader, resp: Response, deliver) -> int:
+    """Hand a reply body to deliver() as it arrives; return its length."""
+    total = 0
+    if reader.pos < len(reader.buf):
+        pending = bytes(reader.buf[reader.pos:])
+    else:
+        pending = b""
+    reader.buf = bytearray()
+    reader.pos = 0
+    te = resp.headers.get("Transfer-Encoding", "").lower()
+    if te == "chunked":
+        reader.buf = bytearray(pending)
+        while True:
+            line = reader.readline().rstrip(b"\r\n").split(b";", 1)[0].strip()
+            try:
+                size = int(line, 16)
+            except ValueError:
+                raise ProtocolError(f"bad chunk size {line[:40]!r}") from None
+            if size == 0:
+                while reader.readline().rstrip(b"\r\n"):
+                    pass
+                return total
+            left = size
+            while left:
+                if reader.pos >= len(reader.buf):
+                    reader.buf = bytearray()
+                    reader.pos = 0
+                    if not reader._fill():
+                        raise IncompleteResponse("the chunked body ended early")
+                take = min(left, len(reader.buf) - reader.pos)
+                deliver(bytes(reader.buf[reader.pos:reader.pos + take]))
+                reader.pos += take
+                left -= take
+                total += take
+            if reader.read(2) != b"\r\n":
+                raise ProtocolError("chunk not followed by CRLF")
+    length = int(resp.headers["Content-Length"]) if "Content-Length" in resp.headers else None
+    if pending:
+        pending = pending[:length] if length is not None else pending
+        deliver(pending)
+        total += len(pending)
+    while length is None or total < length:
+        chunk = reader.sock.recv(1 << 20)
+        if not chunk:
+            if length is not None:
+                raise IncompleteResponse(f"body ended {length - total} bytes short")
+            break
+        if length is not None:
+            chunk = chunk[:length - total]
+        deliver(chunk)
+        total += len(chunk)
+    return total
 
 
 # --------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 /* The HTTP face: listeners owned by the daemon, ordinary routes served through
- * libmicrohttpd, the four streaming process routes by cloche's own handler. */
+ * libmicrohttpd, the four streaming process routes and StreamIn/StreamOut by
+ * cloche's own handler. */
 #pragma once
 
 #include <stdbool.h>

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "cloche/depot.h"
 #include "cloche/error.h"
@@ -25,6 +26,7 @@ typedef struct GardenConfig {
      * of the model); otherwise cgroups are set up at start-up. */
     const char *init_path;   /* cloche-init executable */
     const char *shim_path;   /* cloche-shim executable */
+    const char *tar_path;    /* cloche-tar executable (borrowed); NULL = no StreamIn/Out */
     uint32_t uid_pool_base;  /* first host id of the first per-container range */
     uint32_t uid_pool_count; /* number of 65536-id ranges */
 } GardenConfig;
@@ -83,6 +85,18 @@ int container_process_attach(Garden *g, Container *c, const char *id, int *ret_f
 
 /* Ids of the processes still running, sorted (NULL-terminated, malloc'd). */
 int container_process_ids(Garden *g, Container *c, char ***ret);
+
+/* What cloche-tar needs to enter a container for StreamIn/StreamOut. */
+typedef struct ContainerFilesTarget {
+    const char *tar_path; /* borrowed from the configuration */
+    pid_t init_pid;
+    uint64_t init_start;
+} ContainerFilesTarget;
+
+/* The container's init and the helper's path. Works for stopped containers (their
+ * init lives on); 500 when the container is not running or the daemon has no
+ * cloche-tar. */
+int container_files_target(Garden *g, Container *c, ContainerFilesTarget *ret, ApiError *reterr);
 
 /* The limits applied at create. */
 int container_get_limits(Container *c, Limits *ret);

@@ -14,7 +14,7 @@
 
 typedef enum RouteFlags {
     ROUTE_CONTAINER = 1u << 0, /* :handle is the first param; pauses its grace timer */
-    ROUTE_STREAMING = 1u << 1, /* served by the daemon's own hijacking handler */
+    ROUTE_STREAMING = 1u << 1, /* served by the daemon's own handler (stream.c) */
     ROUTE_JSON_BODY = 1u << 2, /* the request carries a JSON body */
     ROUTE_SLOW = 1u << 3,      /* may block (kernel work, waits): run off the HTTP threads */
 } RouteFlags;

@@ -454,8 +454,9 @@ const Route api_routes[] = {
     {"Info", "GET", C "/info", ROUTE_CONTAINER, route_info},
     {"Destroy", "DELETE", C, ROUTE_CONTAINER | ROUTE_SLOW, route_destroy},
     {"Stop", "PUT", C "/stop", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW, route_stop},
-    {"StreamIn", "PUT", C "/files", ROUTE_CONTAINER, route_container_pending},
-    {"StreamOut", "GET", C "/files", ROUTE_CONTAINER, route_container_pending},
+    /* Served by the daemon's own handler (files.c), like the process routes. */
+    {"StreamIn", "PUT", C "/files", ROUTE_CONTAINER | ROUTE_STREAMING, route_container_pending},
+    {"StreamOut", "GET", C "/files", ROUTE_CONTAINER | ROUTE_STREAMING, route_container_pending},
     {"CurrentBandwidthLimits", "GET", C "/limits/bandwidth", ROUTE_CONTAINER,
      route_container_pending},
     {"CurrentCPULimits", "GET", C "/limits/cpu", ROUTE_CONTAINER, route_cpu_limits},

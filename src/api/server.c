@@ -1,8 +1,9 @@
 /* The daemon's listeners and its connection triage. Every new connection waits
  * (in one epoll loop) until its request head has arrived, then is looked at with
- * MSG_PEEK: the four streaming process routes go to cloche's own handler
- * (stream.c), everything else to libmicrohttpd. Heads that are not HTTP at all
- * are answered here with a Garden error, since MHD would answer them in HTML. */
+ * MSG_PEEK: the four streaming process routes and StreamIn/StreamOut go to
+ * cloche's own handler (stream.c), everything else to libmicrohttpd. Heads that
+ * are not HTTP at all are answered here with a Garden error, since MHD would
+ * answer them in HTML. */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>

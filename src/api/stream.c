@@ -1,8 +1,8 @@
 /* The daemon's own handler for the streaming process routes (Run, Attach, Stdout,
- * Stderr). Their replies hand the raw socket over to the process protocol, which
- * comes with process support; until then every request gets a precise error in
- * the form the Go client can parse on a hijacked call (protocol §4.2): HTTP/1.1,
- * Content-Length, and never "Connection: close". */
+ * Stderr), whose replies hand the raw socket over to the process protocol, and
+ * for StreamIn/StreamOut (files.c), whose bodies may be as long as they like.
+ * Errors take the form the Go client can parse on a hijacked call (protocol
+ * §4.2): HTTP/1.1, Content-Length, and never "Connection: close". */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +107,9 @@ int http_head_parse(const char *buf, size_t len, HttpHead *ret)
             h.expect_continue = strcasecmp(value, "100-continue") == 0;
         } else if (nl == 6 && strncasecmp(p, "Accept", nl) == 0) {
             copy_value(h.accept, sizeof(h.accept), v, vl);
+        } else if (nl == 12 && strncasecmp(p, "Content-Type", nl) == 0) {
+            copy_value(h.content_type, sizeof(h.content_type), v, vl);
+            h.has_content_type = true;
         } else if (nl == 13 && strncasecmp(p, "Authorization", nl) == 0) {
             copy_value(h.authorization, sizeof(h.authorization), v, vl);
         }
@@ -143,7 +146,7 @@ static void send_all(int fd, const char *data, size_t len)
     }
 }
 
-static void stream_reply_error(int fd, const HttpHead *head, const ApiError *e)
+void stream_reply_error(int fd, const HttpHead *head, const ApiError *e)
 {
     size_t len = 0;
     _cleanup_free_ char *body = api_error_serialize(e, &len);
@@ -157,10 +160,8 @@ static void stream_reply_error(int fd, const HttpHead *head, const ApiError *e)
         send_all(fd, body, len);
 }
 
-/* Read the head (already known to be complete) and a Content-Length body (Run's
- * ProcessSpec; the others have none). Nothing beyond the body is read: on a
- * hijacked connection, what follows belongs to the process protocol. */
-static int read_request(int fd, HttpHead *head, char **ret_body, size_t *ret_len, ApiError *err)
+/* Read the head (already known to be complete), and nothing more. */
+static int read_head(int fd, HttpHead *head, ApiError *err)
 {
     char buf[API_MAX_HEADER_BYTES + 1];
     size_t have = 0;
@@ -195,6 +196,14 @@ static int read_request(int fd, HttpHead *head, char **ret_body, size_t *ret_len
             return -EIO;
         got += (size_t)n;
     }
+    return 0;
+}
+
+/* Run's ProcessSpec (the other process routes have none). Nothing beyond the
+ * body is read: on a hijacked connection, what follows belongs to the process
+ * protocol. */
+static int read_body(int fd, const HttpHead *head, char **ret_body, size_t *ret_len, ApiError *err)
+{
     if (head->chunked)
         return api_errorf(err, -EINVAL, 411, GARDEN_ERR_GENERIC,
                           "A process request body needs a Content-Length");
@@ -280,7 +289,7 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
     _cleanup_free_ char *body = NULL;
     size_t body_len = 0;
     bool taken = false;
-    int r = read_request(fd, &head, &body, &body_len, &err);
+    int r = read_head(fd, &head, &err);
     if (r == -EIO)
         goto out;
     if (r < 0) {
@@ -305,6 +314,17 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
         goto out;
     }
     const char *name = m.route->name;
+    if (strcmp(name, "StreamIn") == 0 || strcmp(name, "StreamOut") == 0) {
+        api_files_serve(fd, &head, &m, garden);
+        goto out;
+    }
+    r = read_body(fd, &head, &body, &body_len, &err);
+    if (r == -EIO)
+        goto out;
+    if (r < 0) {
+        stream_reply_error(fd, &head, &err);
+        goto out;
+    }
     if (strcmp(name, "Stdout") == 0 || strcmp(name, "Stderr") == 0) {
         /* Go's server looks only at the stream id; cloche also answers an unknown
          * handle with 404, as for every route (protocol §7). */

@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <linux/capability.h>
 #include <linux/close_range.h>
 
 #include "shim.h"
@@ -159,13 +160,29 @@ static _Noreturn void process_main(const StartPlan *p)
     for (size_t i = 0; i < spec->n_rlimits; i++)
         if (syscall(SYS_prlimit64, 0, spec->rlimits[i].resource, &spec->rlimits[i].limit, NULL) < 0)
             child_fail(p, STAGE_RLIMIT, errno, spec->rlimits[i].resource);
-    /* Raw system calls: after a raw clone, glibc's idea of this thread is stale. */
+    /* Raw system calls: after a raw clone, glibc's idea of this thread is stale.
+     * Become the container's root first: after joining its user namespace our
+     * host ids are unmapped there, and the kernel clears capabilities only on a
+     * change of ids away from that namespace's root. Without this step a process
+     * run as an ordinary user would keep every capability in the container. */
+    if (syscall(SYS_setresgid, 0, 0, 0) < 0)
+        child_fail(p, STAGE_GID, errno, 0);
+    if (syscall(SYS_setresuid, 0, 0, 0) < 0)
+        child_fail(p, STAGE_UID, errno, 0);
     if (syscall(SYS_setgroups, spec->n_groups, spec->groups) < 0)
         child_fail(p, STAGE_GROUPS, errno, 0);
     if (syscall(SYS_setresgid, spec->gid, spec->gid, spec->gid) < 0)
         child_fail(p, STAGE_GID, errno, 0);
     if (syscall(SYS_setresuid, spec->uid, spec->uid, spec->uid) < 0)
         child_fail(p, STAGE_UID, errno, 0);
+    if (spec->uid != 0) {
+        /* Belt and braces: nothing survives into an ordinary user's process. */
+        struct __user_cap_header_struct head = {.version = _LINUX_CAPABILITY_VERSION_3};
+        struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {{0}};
+        if (syscall(SYS_capset, &head, data) < 0 ||
+            syscall(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+            child_fail(p, STAGE_UID, errno, 0);
+    }
     umask(022);
     if (chdir(spec->dir) < 0 && chdir("/") < 0)
         child_fail(p, STAGE_DIR, errno, 0);

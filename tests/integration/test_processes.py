@@ -800,3 +800,15 @@ def test_many_short_processes_never_exhaust_the_process_table(box):
     assert box.output(sh("echo still-fine")) == "still-fine\n"
     processes = Path(box.daemon.depot) / "containers" / box.handle / "processes"
     assert len(list(processes.iterdir())) < 600
+
+
+def test_an_ordinary_user_has_no_capabilities(box):
+    """A process run as vcap holds no capability in the container (joining the
+    container's user namespace gives a full set, which the change to vcap must
+    clear), so it cannot write root's files."""
+    out = box.output(sh("grep -E '^Cap(Prm|Eff|Amb)' /proc/self/status; "
+                        "touch /root/x 2>&1 || echo denied", user="vcap"))
+    caps = dict(line.split(":\t") for line in out.splitlines() if line.startswith("Cap"))
+    assert caps == {"CapPrm": "0000000000000000", "CapEff": "0000000000000000",
+                    "CapAmb": "0000000000000000"}, out
+    assert "denied" in out

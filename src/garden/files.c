@@ -1,0 +1,24 @@
+/* What StreamIn and StreamOut need from the model: the container's init, whose
+ * namespaces cloche-tar enters, and where cloche-tar is. */
+#include <pthread.h>
+
+#include "garden-internal.h"
+
+int container_files_target(Garden *g, Container *c, ContainerFilesTarget *ret, ApiError *reterr)
+{
+    if (!g->cfg.tar_path)
+        return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
+                          "This daemon cannot stream files");
+    pthread_mutex_lock(&c->lock);
+    ContainerState state = c->rec.state;
+    pid_t init_pid = c->rec.init_pid;
+    uint64_t init_start = c->rec.init_start_time;
+    pthread_mutex_unlock(&c->lock);
+    /* A stopped container keeps its init, so its files can still be streamed. */
+    if ((state != CONTAINER_STATE_ACTIVE && state != CONTAINER_STATE_STOPPED) || init_pid <= 0)
+        return api_errorf(reterr, -EBUSY, 500, GARDEN_ERR_GENERIC, "Container '%s' is not running",
+                          c->rec.handle);
+    *ret = (ContainerFilesTarget){
+        .tar_path = g->cfg.tar_path, .init_pid = init_pid, .init_start = init_start};
+    return 0;
+}
