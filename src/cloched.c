@@ -216,6 +216,8 @@ static int parse_options(int argc, char **argv, Options *o)
             o->depot = optarg;
             break;
         case OPT_DEFAULT_ROOTFS:
+            if (optarg[0] != '/')
+                return bad_option("--default-rootfs", optarg, "expected an absolute path");
             o->default_rootfs = optarg;
             break;
         case OPT_MAX_CONTAINERS:

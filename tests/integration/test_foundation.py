@@ -190,6 +190,10 @@ def test_capacity_limited_by_network_pool(daemon):
     ["--default-grace-time", "5parsecs"],
     ["--bind-port", "70000"],
     ["--port-pool-size", "zero"],
+    ["--default-rootfs", "relative/rootfs"],
+    ["--depot", "relative/depot"],
+    ["--cgroup-parent", "../escape"],
+    ["--uid-pool-start", "12"],
     ["--no-such-option"],
 ], ids=lambda a: " ".join(a))
 def test_invalid_option_exits_2(daemon, bad):
