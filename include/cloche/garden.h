@@ -91,7 +91,11 @@ typedef struct ContainerFilesTarget {
     const char *tar_path; /* borrowed from the configuration */
     pid_t init_pid;
     uint64_t init_start;
+    char **cgroups; /* the container's cgroup directories (owned, NULL-terminated):
+                       cloche-tar joins them, so its memory is the container's */
 } ContainerFilesTarget;
+
+void container_files_target_done(ContainerFilesTarget *t);
 
 /* The container's init and the helper's path. Works for stopped containers (their
  * init lives on); 500 when the container is not running or the daemon has no

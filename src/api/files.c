@@ -60,7 +60,7 @@ static int set_nonblock(int fd)
 
 static int helper_finish(Helper *h, bool kill_it);
 
-/* Start `cloche-tar MODE PID START UID GID GROUPS HOME PATH`. StreamIn gets a pipe
+/* Start `cloche-tar MODE PID START UID GID GROUPS HOME PATH [CGROUP_DIR...]`. StreamIn gets a pipe
  * on stdin, StreamOut on stdout; both a pipe on stderr. */
 static int helper_start(const ContainerFilesTarget *t, const ProcUser *u, const char *mode,
                         const char *path, bool in, Helper *h)
@@ -73,8 +73,13 @@ static int helper_start(const ContainerFilesTarget *t, const ProcUser *u, const 
     for (size_t i = 0, off = 0; i < u->n_groups; i++)
         off += (size_t)snprintf(groups + off, sizeof(groups) - off, "%s%u", i ? "," : "",
                                 (unsigned)u->groups[i]);
-    char *argv[] = {(char *)"cloche-tar", (char *)mode, pid, start, uid, gid, groups,
-                    (char *)u->home,      (char *)path, NULL};
+    /* Then the container's cgroup directories, which the helper joins first. */
+    char *argv[9 + 8] = {(char *)"cloche-tar", (char *)mode, pid, start, uid, gid, groups,
+                         (char *)u->home,      (char *)path};
+    size_t argc = 9;
+    for (char **cg = t->cgroups; cg && *cg && argc < ELEMENTSOF(argv) - 1; cg++)
+        argv[argc++] = *cg;
+    argv[argc] = NULL;
     /* Not the daemon's environment: nothing of it belongs in a container. */
     char *envp[] = {(char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
 
@@ -491,7 +496,7 @@ void api_files_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *
         r = spec_validate_handle(m->params[0], &err);
     if (r >= 0)
         r = garden_acquire(garden, m->params[0], &c, &err);
-    ContainerFilesTarget target;
+    ContainerFilesTarget target = {0};
     ProcUser user;
     if (r >= 0)
         r = container_files_target(garden, c, &target, &err);
@@ -506,6 +511,7 @@ void api_files_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *
     } else {
         serve_out(fd, head, &target, &user, path, m->params[0]);
     }
+    container_files_target_done(&target);
     if (c)
         garden_release(garden, c);
     strmap_clear(&query);

@@ -18,7 +18,18 @@ int container_files_target(Garden *g, Container *c, ContainerFilesTarget *ret, A
     if ((state != CONTAINER_STATE_ACTIVE && state != CONTAINER_STATE_STOPPED) || init_pid <= 0)
         return api_errorf(reterr, -EBUSY, 500, GARDEN_ERR_GENERIC, "Container '%s' is not running",
                           c->rec.handle);
-    *ret = (ContainerFilesTarget){
-        .tar_path = g->cfg.tar_path, .init_pid = init_pid, .init_start = init_start};
+    char **cgroups = garden_cgroup_dirs(g, c->rec.handle);
+    if (!cgroups)
+        return api_internal_error(reterr, -ENOMEM, "Failed to prepare the file stream");
+    *ret = (ContainerFilesTarget){.tar_path = g->cfg.tar_path,
+                                  .init_pid = init_pid,
+                                  .init_start = init_start,
+                                  .cgroups = cgroups};
     return 0;
+}
+
+void container_files_target_done(ContainerFilesTarget *t)
+{
+    strv_free(t->cgroups);
+    t->cgroups = NULL;
 }

@@ -55,6 +55,9 @@ void container_free_kernel(Container *c);
 
 /* process.c */
 void garden_kill_shims(Garden *g, Container *c);
+/* The container's cgroup directories on the host, one per hierarchy (malloc'd,
+ * NULL-terminated; NULL on ENOMEM). */
+char **garden_cgroup_dirs(Garden *g, const char *handle);
 
 /* registry.c */
 int garden_insert_new(Garden *g, Container *c, ApiError *reterr);

@@ -198,8 +198,7 @@ static int resolve_image(Garden *g, const ContainerSpec *spec, char **ret, ApiEr
         path = uri;
     if ((!uri || !*uri) && (!path || path[0] != '/'))
         return api_errorf(reterr, -EINVAL, 500, GARDEN_ERR_GENERIC,
-                          "The default rootfs '%s' is not an absolute path",
-                          path ? path : "");
+                          "The default rootfs '%s' is not an absolute path", path ? path : "");
     if (!path || path[0] != '/')
         return api_bad_request(reterr,
                                "Unsupported image '%s': cloche takes \"\" (the default rootfs), "

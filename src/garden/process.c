@@ -117,7 +117,7 @@ static char **build_env(const ContainerSpec *cs, const ProcessSpec *ps, const Pr
 }
 
 /* Host cgroup directories of the container (every hierarchy, no duplicates). */
-static char **cgroup_dirs(Garden *g, const char *handle)
+char **garden_cgroup_dirs(Garden *g, const char *handle)
 {
     static const CgroupController ctrls[] = {CGROUP_CORE, CGROUP_CONTROLLER_MEMORY,
                                              CGROUP_CONTROLLER_CPU, CGROUP_CONTROLLER_CPUACCT,
@@ -202,7 +202,7 @@ int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiErr
     }
     _cleanup_close_ int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     _cleanup_strv_free_ char **env = build_env(&c->rec.spec, spec, &user);
-    _cleanup_strv_free_ char **cgroups = cgroup_dirs(g, c->rec.handle);
+    _cleanup_strv_free_ char **cgroups = garden_cgroup_dirs(g, c->rec.handle);
     if (dirfd < 0 || !env || !cgroups) {
         (void)rm_rf_at(pdir, id);
         return api_internal_error(reterr, dirfd < 0 ? -errno : -ENOMEM,

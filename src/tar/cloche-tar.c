@@ -201,7 +201,7 @@ static int enter_container(const Target *t)
     if (pidfd < 0)
         return fail("Failed to open the container's init (pid %d): %s", (int)t->init_pid,
                     strerror(errno));
-    uint64_t start;
+    uint64_t start = 0;
     if (process_start_time(t->init_pid, &start) < 0 || start != t->init_start)
         return fail("The container's init (pid %d) is gone", (int)t->init_pid);
     int flags = namespaces_to_join(t->init_pid);
@@ -681,9 +681,9 @@ static int stream_out_file(const char *path)
 
 int main(int argc, char **argv)
 {
-    if (argc != 9)
+    if (argc < 9 || argc > 9 + 8)
         return fail("Usage: cloche-tar in|out|in-file|out-file INIT_PID INIT_START UID GID "
-                    "GROUPS HOME PATH");
+                    "GROUPS HOME PATH [CGROUP_DIR...]");
     const char *mode = argv[1];
     Target t = {.home = argv[7]};
     uint64_t pid, uid, gid;
@@ -700,6 +700,16 @@ int main(int argc, char **argv)
      * container may ptrace us while we hold them. */
     syscall(SYS_close_range, 3, ~0u, 0);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    /* Into the container's cgroups before anything is allocated: what this
+     * stream costs (page cache included) is the container's, under its limits. */
+    for (int i = 9; i < argc; i++) {
+        char procs[PATH_MAX];
+        snprintf(procs, sizeof(procs), "%s/cgroup.procs", argv[i]);
+        int fd = open(procs, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "0", 1) != 1)
+            return fail("Failed to join the container's cgroup %s: %s", argv[i], strerror(errno));
+        close(fd);
+    }
     preload_charsets();
     if (enter_container(&t))
         return 1;

@@ -634,3 +634,30 @@ def test_method_not_allowed_and_keepalive(box):
     d, h = box
     status, headers, _ = d.client().raw("POST", f"/containers/{h}/files", b"{}")
     assert status == 405 and "PUT" in headers["Allow"] and "GET" in headers["Allow"]
+
+
+def test_stream_in_is_charged_to_the_container(box):
+    """cloche-tar joins the container's cgroups before it reads a byte, so what a
+    StreamIn costs (the page cache of the files it writes) counts against the
+    container's memory, not the daemon's."""
+    from conftest import cgroup_controller_dir
+
+    d, h = box
+    memdir = cgroup_controller_dir(d.cgroup_parent, h, "memory")
+    assert memdir, "no memory cgroup for the container"
+
+    def usage() -> int:
+        for name in ("memory.usage_in_bytes", "memory.current"):
+            path = os.path.join(memdir, name)
+            if os.path.exists(path):
+                with open(path) as f:
+                    return int(f.read())
+        raise AssertionError("no memory usage file")
+
+    sh(d, h, "rm -rf /tmp/charged")
+    before = usage()
+    data = os.urandom(1 << 20) * 32  # 32 MiB of page cache once written
+    d.client().stream_in(h, "/tmp/charged", make_tar(entry("f.bin", data)))
+    grew = usage() - before
+    assert grew >= 16 << 20, f"the container's memory grew by only {grew} bytes"
+    sh(d, h, "rm -rf /tmp/charged")
