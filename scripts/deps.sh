@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build_pkgs=(gcc meson ninja-build pkg-config libmicrohttpd-dev libjson-c-dev libarchive-dev busybox-static)
-test_pkgs=(python3 python3-pytest clang-format iproute2 util-linux curl)
+test_pkgs=(python3 python3-pytest clang-format clang libclang-rt-14-dev iproute2 util-linux curl)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then

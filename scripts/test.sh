@@ -60,6 +60,36 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 cp build-test/asan/meson-logs/testlog.json "$out/unit-asan.json" 2>/dev/null || true
 tail -n 5 "$out/unit-asan.log" | sed 's/^/    /'
 
+# Fuzzers: clang's libFuzzer on every decoder of outside input, from the seed
+# corpora, a short while each (CLOCHE_FUZZ_SECONDS, default 20).
+fuzz() {
+    local name=$1 work
+    work=$(mktemp -d)
+    cp tests/fuzz/corpus/"${name#fuzz-}"/* "$work"/
+    "build-test/fuzz/tests/fuzz/$name" -max_total_time="${CLOCHE_FUZZ_SECONDS:-20}" \
+        -rss_limit_mb=2048 -print_final_stats=1 "$work"
+    local r=$?
+    rm -rf "$work"
+    return $r
+}
+build_fuzz() {
+    local dir=build-test/fuzz
+    if [ ! -f "$dir/build.ninja" ]; then
+        CC=clang meson setup "$dir" -Dfuzzers=true -Db_sanitize=address,undefined \
+            -Db_lundef=false || return 1
+    fi
+    ninja -C "$dir" tests/fuzz/fuzz-json tests/fuzz/fuzz-http tests/fuzz/fuzz-record
+}
+if build_fuzz >"$out/build-fuzz.log" 2>&1; then
+    echo "PASS build-fuzz" >>"$checks"
+    for f in fuzz-json fuzz-http fuzz-record; do
+        check "$f" fuzz "$f"
+    done
+else
+    echo "FAIL build-fuzz" >>"$checks"
+    tail -n 20 "$out/build-fuzz.log" | sed 's/^/    /'
+fi
+
 echo "=== integration tests"
 rootfs=$root/build-test/rootfs/busybox
 rootfs-tools/mkrootfs-busybox.sh "$rootfs" >"$out/rootfs.log" 2>&1 ||

@@ -117,9 +117,13 @@ static int garden_insert(Garden *g, Container *c)
 
 int garden_new(const GardenConfig *cfg, Garden **ret)
 {
+    ContainerRecord *recs = NULL;
+    size_t n = 0;
+    _cleanup_strv_free_ char **bad = NULL;
     Garden *g = calloc(1, sizeof(*g));
     if (!g)
         return -ENOMEM;
+    g->init_fd = -1; /* before any failure: garden_free closes it */
     pthread_mutex_init(&g->lock, NULL);
     g->cfg = *cfg;
     g->depot_path = strdup(cfg->depot_path);
@@ -137,7 +141,6 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     r = depot_open(cfg->depot_path, &g->depot);
     if (r < 0)
         goto fail;
-    g->init_fd = -1;
     if (cfg->init_path) {
         r = garden_kernel_setup(g);
         if (r < 0)
@@ -147,9 +150,6 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     if (r < 0)
         goto fail;
 
-    ContainerRecord *recs = NULL;
-    size_t n = 0;
-    _cleanup_strv_free_ char **bad = NULL;
     r = depot_load_all(g->depot, &recs, &n, &bad);
     if (r < 0)
         goto fail;
