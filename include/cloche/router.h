@@ -48,6 +48,9 @@ int router_match(const Route *table, size_t n, const char *method, const char *p
                  RouteMatch *ret, char *allow, size_t allow_size, ApiError *reterr);
 void route_match_done(RouteMatch *m);
 
+/* Value of one hexadecimal digit, or -1. */
+int url_hex_digit(char c);
+
 /* Decode a query-escaped component (len bytes): "+" -> space, %XX -> byte.
  * -EINVAL for a malformed escape or a decoded NUL. */
 int url_query_unescape(const char *s, size_t len, char **ret);

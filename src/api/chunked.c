@@ -3,21 +3,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cloche/router.h"
 #include "stream.h"
 
 #define CHUNK_LINE_MAX 4096      /* chunk-size line with extensions, trailer line */
 #define CHUNK_SIZE_DIGITS_MAX 15 /* < 2^60 bytes per chunk */
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int http_chunk_decode(HttpChunkDecoder *d, char *buf, size_t len, size_t *ret_len)
 {
@@ -26,7 +16,7 @@ int http_chunk_decode(HttpChunkDecoder *d, char *buf, size_t len, size_t *ret_le
         char c = buf[i];
         switch (d->state) {
         case HTTP_CHUNK_SIZE: {
-            int v = hex_digit(c);
+            int v = url_hex_digit(c);
             if (v >= 0) {
                 if (++d->digits > CHUNK_SIZE_DIGITS_MAX)
                     return -EBADMSG;

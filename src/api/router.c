@@ -5,7 +5,7 @@
 
 #include "cloche/router.h"
 
-static int hexval(char c)
+int url_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -27,8 +27,8 @@ int url_query_unescape(const char *s, size_t len, char **ret)
         if (c == '+') {
             out[o++] = ' ';
         } else if (c == '%') {
-            int hi = i + 1 < len ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < len ? hexval(s[i + 2]) : -1;
+            int hi = i + 1 < len ? url_hex_digit(s[i + 1]) : -1;
+            int lo = i + 2 < len ? url_hex_digit(s[i + 2]) : -1;
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
                 free(out);
                 return -EINVAL;

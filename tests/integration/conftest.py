@@ -838,3 +838,14 @@ def containers(daemon):
     c = Containers(daemon())
     yield c
     c.cleanup()
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
+    """Poll predicate until it is true (True) or timeout seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (DEFAULT_ROOTFS, UID_POOL_BASE, UID_RANGE_SIZE, cgroup_children,
+from conftest import (wait_until, DEFAULT_ROOTFS, UID_POOL_BASE, UID_RANGE_SIZE, cgroup_children,
                       cgroup_controller_dir, cgroup_core_dir, cgroup_group_dirs, cgroup_pids,
                       container_exec, container_init_pid, container_spawn, kill_exec,
                       process_alive, process_start_time, remove_tree)
@@ -94,15 +94,6 @@ def daemon_children(d) -> list[int]:
             pass
     return sorted(p for p in kids if process_alive(p))
 
-
-def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
 
 
 def assert_gone(pid: int, timeout: float = 2.0) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_ROOTFS, process_alive
+from conftest import wait_until, DEFAULT_ROOTFS, process_alive
 from garden_client import (GardenError, ProcessError, check_hijack_head, go_json,
                            go_process_spec, parse_response)
 
@@ -47,15 +47,6 @@ def sh(script: str, **fields) -> dict:
     """A ProcessSpec running ``sh -c script``."""
     return dict(fields, path="sh", args=["-c", script])
 
-
-def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
 
 
 def process_ids(client, handle: str) -> list[str]:
