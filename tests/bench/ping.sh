@@ -17,10 +17,11 @@ if [ -z "${CLOCHE_BENCH_SANDBOX:-}" ]; then
 fi
 ip link set lo up
 tmp=$(mktemp -d)
-trap 'kill $cpid $npid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+parent="cloche-bench-ping-$$"
+trap 'kill $cpid $npid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$tmp"; rmdir /sys/fs/cgroup/*/"$parent" 2>/dev/null || true' EXIT
 
 "$build/cloched" --bind-socket "" --bind-ip 127.0.0.1 --bind-port 17777 \
-    --depot "$tmp/depot" --log-level warn &
+    --depot "$tmp/depot" --cgroup-parent "$parent" --log-level warn &
 cpid=$!
 
 cat >"$tmp/nginx.conf" <<NGINX
