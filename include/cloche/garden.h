@@ -10,6 +10,7 @@
 
 #include "cloche/depot.h"
 #include "cloche/error.h"
+#include "cloche/proc.h"
 #include "cloche/strmap.h"
 
 typedef struct Garden Garden;
@@ -93,14 +94,17 @@ typedef struct ContainerFilesTarget {
     uint64_t init_start;
     char **cgroups; /* the container's cgroup directories (owned, NULL-terminated):
                        cloche-tar joins them, so its memory is the container's */
+    ProcUser user;  /* the requesting user, looked up in the container */
 } ContainerFilesTarget;
 
 void container_files_target_done(ContainerFilesTarget *t);
 
-/* The container's init and the helper's path. Works for stopped containers (their
+/* The container's init, its cgroups, the user ("" = root; an unknown one is a
+ * 400) and the helper's path. Works for stopped containers (their
  * init lives on); 500 when the container is not running or the daemon has no
  * cloche-tar. */
-int container_files_target(Garden *g, Container *c, ContainerFilesTarget *ret, ApiError *reterr);
+int container_files_target(Garden *g, Container *c, const char *user, ContainerFilesTarget *ret,
+                           ApiError *reterr);
 
 /* The limits applied at create. */
 int container_get_limits(Container *c, Limits *ret);

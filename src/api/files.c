@@ -21,7 +21,6 @@
 
 #include "api-internal.h"
 #include "cloche/log.h"
-#include "cloche/proc.h"
 #include "cloche/spec.h"
 #include "stream.h"
 
@@ -497,19 +496,16 @@ void api_files_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *
     if (r >= 0)
         r = garden_acquire(garden, m->params[0], &c, &err);
     ContainerFilesTarget target = {0};
-    ProcUser user;
     if (r >= 0)
-        r = container_files_target(garden, c, &target, &err);
-    if (r >= 0)
-        r = proc_resolve_user(target.init_pid, user_name ? user_name : "", &user, &err);
+        r = container_files_target(garden, c, user_name, &target, &err);
     if (r < 0) {
         stream_reply_error(fd, head, &err);
         if (in)
             drain(fd);
     } else if (in) {
-        serve_in(fd, head, &target, &user, path ? path : "", m->params[0]);
+        serve_in(fd, head, &target, &target.user, path ? path : "", m->params[0]);
     } else {
-        serve_out(fd, head, &target, &user, path, m->params[0]);
+        serve_out(fd, head, &target, &target.user, path, m->params[0]);
     }
     container_files_target_done(&target);
     if (c)

@@ -4,7 +4,8 @@
 
 #include "garden-internal.h"
 
-int container_files_target(Garden *g, Container *c, ContainerFilesTarget *ret, ApiError *reterr)
+int container_files_target(Garden *g, Container *c, const char *user, ContainerFilesTarget *ret,
+                           ApiError *reterr)
 {
     if (!g->cfg.tar_path)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
@@ -18,13 +19,18 @@ int container_files_target(Garden *g, Container *c, ContainerFilesTarget *ret, A
     if ((state != CONTAINER_STATE_ACTIVE && state != CONTAINER_STATE_STOPPED) || init_pid <= 0)
         return api_errorf(reterr, -EBUSY, 500, GARDEN_ERR_GENERIC, "Container '%s' is not running",
                           c->rec.handle);
+    ProcUser u;
+    int r = proc_resolve_user(init_pid, user ? user : "", &u, reterr);
+    if (r < 0)
+        return r;
     char **cgroups = garden_cgroup_dirs(g, c->rec.handle);
     if (!cgroups)
         return api_internal_error(reterr, -ENOMEM, "Failed to prepare the file stream");
     *ret = (ContainerFilesTarget){.tar_path = g->cfg.tar_path,
                                   .init_pid = init_pid,
                                   .init_start = init_start,
-                                  .cgroups = cgroups};
+                                  .cgroups = cgroups,
+                                  .user = u};
     return 0;
 }
 
