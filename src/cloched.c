@@ -39,7 +39,7 @@ typedef struct Options {
     const char *tar_binary;
     uint32_t uid_pool_start;
     uint32_t uid_pool_size;
-    NetPool pool;
+    Ipv4Net pool;
     uint32_t port_pool_start;
     uint32_t port_pool_size;
     LogLevel log_level;
@@ -404,7 +404,7 @@ int main(int argc, char **argv)
         .depot_path = o.depot,
         .default_rootfs = o.default_rootfs,
         .max_containers = o.max_containers,
-        .network_capacity = netpool_capacity(&o.pool),
+        .network_capacity = (uint64_t)1 << (30 - o.pool.prefix),
         .default_grace_time_ns = o.default_grace_time_ns,
         .cgroup_parent = o.cgroup_parent,
     };

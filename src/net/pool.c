@@ -7,7 +7,7 @@
 
 #include "cloche/netpool.h"
 
-int netpool_parse(const char *cidr, NetPool *ret)
+int netpool_parse(const char *cidr, Ipv4Net *ret)
 {
     char addr[INET_ADDRSTRLEN];
     const char *slash = strchr(cidr, '/');
@@ -34,9 +34,4 @@ int netpool_parse(const char *cidr, NetPool *ret)
     ret->network = network;
     ret->prefix = (unsigned)prefix;
     return 0;
-}
-
-uint64_t netpool_capacity(const NetPool *pool)
-{
-    return (uint64_t)1 << (30 - pool->prefix);
 }

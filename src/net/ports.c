@@ -1,0 +1,2 @@
+/* placeholder: being written */
+typedef int cloche_placeholder_ports;
