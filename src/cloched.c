@@ -42,6 +42,15 @@ typedef struct Options {
     Ipv4Net pool;
     uint32_t port_pool_start;
     uint32_t port_pool_size;
+    const char *network_tag;
+    uint32_t mtu;
+    uint32_t external_ip;
+    uint32_t dns[16];
+    size_t n_dns;
+    Ipv4Net deny[64];
+    size_t n_deny;
+    bool allow_host_access;
+    unsigned metrics_interval;
     LogLevel log_level;
     LogFormat log_format;
 } Options;
@@ -92,6 +101,20 @@ static void usage(FILE *f)
             "  --network-pool CIDR       IPv4 pool carved into /30s (default " DEFAULT_POOL ")\n"
             "  --port-pool-start N       First host port for NetIn (default 61001)\n"
             "  --port-pool-size N        Number of host ports for NetIn (default 4534)\n"
+            "  --mtu N                   MTU of the containers' links (default: that of the\n"
+            "                            default route's interface, at most 1500)\n"
+            "  --external-ip IP          Address reported as ExternalIP (default: the\n"
+            "                            default route interface's)\n"
+            "  --dns-server IP           Name server for the containers' resolv.conf, and\n"
+            "                            reachable on port 53 (repeatable, at most 16)\n"
+            "  --deny-network CIDR       Containers may not reach this network unless a\n"
+            "                            NetOut rule allows it (repeatable, at most 64)\n"
+            "  --allow-host-access       Containers may reach the host's own services\n"
+            "  --network-tag TAG         Up to 2 of [a-z0-9]: names the links cl<TAG>... and\n"
+            "                            the nftables table cloche<TAG> (default none)\n"
+            "\n"
+            "Metrics:\n"
+            "  --metrics-interval SECS   Period of the metrics history sampler (default 10)\n"
             "\n"
             "Logging:\n"
             "  --log-level LEVEL         debug, info, warn or error (default info)\n"
@@ -140,6 +163,13 @@ enum {
     OPT_NETWORK_POOL,
     OPT_PORT_POOL_START,
     OPT_PORT_POOL_SIZE,
+    OPT_MTU,
+    OPT_EXTERNAL_IP,
+    OPT_DNS_SERVER,
+    OPT_DENY_NETWORK,
+    OPT_ALLOW_HOST_ACCESS,
+    OPT_NETWORK_TAG,
+    OPT_METRICS_INTERVAL,
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_VERSION,
@@ -167,6 +197,13 @@ static int parse_options(int argc, char **argv, Options *o)
         {"network-pool", required_argument, NULL, OPT_NETWORK_POOL},
         {"port-pool-start", required_argument, NULL, OPT_PORT_POOL_START},
         {"port-pool-size", required_argument, NULL, OPT_PORT_POOL_SIZE},
+        {"mtu", required_argument, NULL, OPT_MTU},
+        {"external-ip", required_argument, NULL, OPT_EXTERNAL_IP},
+        {"dns-server", required_argument, NULL, OPT_DNS_SERVER},
+        {"deny-network", required_argument, NULL, OPT_DENY_NETWORK},
+        {"allow-host-access", no_argument, NULL, OPT_ALLOW_HOST_ACCESS},
+        {"network-tag", required_argument, NULL, OPT_NETWORK_TAG},
+        {"metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"help", no_argument, NULL, 'h'},
@@ -270,6 +307,44 @@ static int parse_options(int argc, char **argv, Options *o)
             if (parse_u64(optarg, 1, 65535, &v) < 0)
                 return bad_option("--port-pool-size", optarg, "expected 1..65535");
             o->port_pool_size = (uint32_t)v;
+            break;
+        case OPT_MTU:
+            if (parse_u64(optarg, 576, 65535, &v) < 0)
+                return bad_option("--mtu", optarg, "expected 576..65535");
+            o->mtu = (uint32_t)v;
+            break;
+        case OPT_EXTERNAL_IP:
+            if (ipv4_parse(optarg, &o->external_ip) < 0)
+                return bad_option("--external-ip", optarg, "expected an IPv4 address");
+            break;
+        case OPT_DNS_SERVER:
+            if (o->n_dns >= ELEMENTSOF(o->dns))
+                return bad_option("--dns-server", optarg, "at most 16 may be given");
+            if (ipv4_parse(optarg, &o->dns[o->n_dns]) < 0)
+                return bad_option("--dns-server", optarg, "expected an IPv4 address");
+            o->n_dns++;
+            break;
+        case OPT_DENY_NETWORK:
+            if (o->n_deny >= ELEMENTSOF(o->deny))
+                return bad_option("--deny-network", optarg, "at most 64 may be given");
+            if (ipv4net_parse(optarg, 0, 32, &o->deny[o->n_deny]) < 0)
+                return bad_option("--deny-network", optarg,
+                                  "expected an IPv4 network such as 0.0.0.0/0 or 10.0.0.0/8");
+            o->n_deny++;
+            break;
+        case OPT_ALLOW_HOST_ACCESS:
+            o->allow_host_access = true;
+            break;
+        case OPT_NETWORK_TAG:
+            if (strlen(optarg) > 2 ||
+                strspn(optarg, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(optarg))
+                return bad_option("--network-tag", optarg, "expected up to 2 of [a-z0-9]");
+            o->network_tag = optarg;
+            break;
+        case OPT_METRICS_INTERVAL:
+            if (parse_u64(optarg, 1, 3600, &v) < 0)
+                return bad_option("--metrics-interval", optarg, "expected 1..3600 seconds");
+            o->metrics_interval = (unsigned)v;
             break;
         case OPT_LOG_LEVEL:
             if (log_level_from_string(optarg, &o->log_level) < 0)
@@ -407,6 +482,18 @@ int main(int argc, char **argv)
         .network_capacity = (uint64_t)1 << (30 - o.pool.prefix),
         .default_grace_time_ns = o.default_grace_time_ns,
         .cgroup_parent = o.cgroup_parent,
+        .network_pool = o.pool,
+        .network_tag = o.network_tag,
+        .port_pool_start = o.port_pool_start,
+        .port_pool_size = o.port_pool_size,
+        .mtu = o.mtu,
+        .external_ip = o.external_ip,
+        .dns_servers = o.dns,
+        .n_dns_servers = o.n_dns,
+        .deny_networks = o.deny,
+        .n_deny_networks = o.n_deny,
+        .allow_host_access = o.allow_host_access,
+        .metrics_interval_s = o.metrics_interval,
     };
     Garden *garden = NULL;
     r = garden_new(&gc, &garden);

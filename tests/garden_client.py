@@ -713,16 +713,33 @@ class GardenClient:
     def current_bandwidth_limits(self, handle: str) -> dict:
         return self._call("GET", f"/containers/{handle}/limits/bandwidth")
 
+    # cloche's extensions: limits changed live, pids limits, metrics history
+    def set_limits(self, handle: str, kind: str, limits: Mapping) -> dict:
+        """PUT /containers/H/limits/KIND (memory, cpu, pids, disk, bandwidth)."""
+        return self._call("PUT", f"/containers/{handle}/limits/{kind}", dict(limits),
+                          has_body=True)
+
+    def current_limits(self, handle: str, kind: str) -> dict:
+        return self._call("GET", f"/containers/{handle}/limits/{kind}")
+
+    def metrics_history(self, handle: str, since: "int | None" = None) -> dict:
+        query = {"since": str(since)} if since is not None else None
+        return self._call("GET", f"/containers/{handle}/metrics/history", query=query)
+
     def metrics(self, handle: str) -> dict:
         return self._call("GET", f"/containers/{handle}/metrics")
 
-    def net_in(self, handle: str, host_port: int = 0, container_port: int = 0) -> tuple[int, int]:
-        """Map a host port; zeros are left out as Go's omitempty does."""
+    def net_in(self, handle: str, host_port: int = 0, container_port: int = 0,
+               protocol: "str | None" = None) -> tuple[int, int]:
+        """Map a host port; zeros are left out as Go's omitempty does.
+        ``protocol`` ("udp", "tcp+udp") is cloche's extension "cloche_protocol"."""
         payload = {"handle": handle}
         if host_port:
             payload["host_port"] = host_port
         if container_port:
             payload["container_port"] = container_port
+        if protocol is not None:
+            payload["cloche_protocol"] = protocol
         reply = _fold(self._call("POST", f"/containers/{handle}/net/in", payload, has_body=True))
         return reply.get("host_port"), reply.get("container_port")
 

@@ -219,3 +219,106 @@ int cgroup_keyed_get(const char *text, const char *key, uint64_t *ret);
  * whose value is not a number are skipped. */
 int cgroup_keyed_next(const char **cursor, const char **ret_key, size_t *ret_key_len,
                       uint64_t *ret_value);
+
+/* ---- statistics (cgroup-stats.c) ---------------------------------------- */
+
+/* Garden's ContainerMemoryStat, field for field (JSON key = field name, except
+ * total_usage_toward_limit, which Garden sends as "TotalUsageTowardLimit"). Every
+ * value is in bytes, except the pg* counters (events).
+ * v1: each field is the memory.stat key of the same name (absent keys read 0; v1
+ * has no anon or file). v2 has other names and no hierarchy below a container, so
+ * the total_* fields equal their plain twins: rss = anon, cache = file, mapped_file =
+ * file_mapped, swap = memory.swap.current, hierarchical_memory_limit = memory.max,
+ * hierarchical_memsw_limit = memory.max + memory.swap.max; pgpgin and pgpgout do
+ * not exist on v2 and read 0. A limit of "max" reads as v1's "unlimited"
+ * (LONG_MAX rounded down to the page size), so clients see one value either way. */
+typedef struct CgroupMemoryStat {
+    uint64_t active_anon;
+    uint64_t active_file;
+    uint64_t cache;
+    uint64_t hierarchical_memory_limit;
+    uint64_t inactive_anon;
+    uint64_t inactive_file;
+    uint64_t mapped_file;
+    uint64_t pgfault;
+    uint64_t pgmajfault;
+    uint64_t pgpgin;
+    uint64_t pgpgout;
+    uint64_t rss;
+    uint64_t total_active_anon;
+    uint64_t total_active_file;
+    uint64_t total_cache;
+    uint64_t total_inactive_anon;
+    uint64_t total_inactive_file;
+    uint64_t total_mapped_file;
+    uint64_t total_pgfault;
+    uint64_t total_pgmajfault;
+    uint64_t total_pgpgin;
+    uint64_t total_pgpgout;
+    uint64_t total_rss;
+    uint64_t total_unevictable;
+    uint64_t unevictable;
+    uint64_t swap;
+    uint64_t hierarchical_memsw_limit;
+    uint64_t total_swap;
+    /* As guardian: v1 total_rss + total_cache + total_swap - total_inactive_file,
+     * v2 anon + file + swapcached - inactive_file; 0 rather than below 0. */
+    uint64_t total_usage_toward_limit;
+    uint64_t anon;
+    uint64_t file;
+    uint64_t swapcached;
+} CgroupMemoryStat;
+
+/* CPU time in nanoseconds and CFS bandwidth counters. v1: cpuacct.usage,
+ * cpuacct.stat (USER_HZ ticks) and the cpu hierarchy's cpu.stat; v2: cpu.stat
+ * (microseconds). Counters the kernel does not offer (no CFS bandwidth, or a v2
+ * group without the cpu controller) read 0. */
+typedef struct CgroupCpuStat {
+    uint64_t usage_ns, user_ns, system_ns;
+    uint64_t nr_periods, nr_throttled, throttled_ns;
+} CgroupCpuStat;
+
+/* pids.current and pids.max (0 = "max"). */
+typedef struct CgroupPidStat {
+    uint64_t current, max;
+} CgroupPidStat;
+
+/* One read of memory.stat (plus, on v2, memory.max, memory.swap.max and
+ * memory.swap.current). *ret is untouched on error. */
+int cgroup_read_memory_stat(const Cgroup *cgroup, CgroupMemoryStat *ret);
+int cgroup_read_cpu_stat(const Cgroup *cgroup, CgroupCpuStat *ret);
+int cgroup_read_pid_stat(const Cgroup *cgroup, CgroupPidStat *ret);
+/* Bytes charged to the group now: v1 memory.usage_in_bytes, v2 memory.current. */
+int cgroup_read_memory_usage(const Cgroup *cgroup, uint64_t *ret);
+
+/* OOM kills. The count is the kernel's own counter ("oom_kill" of v1
+ * memory.oom_control, kernel >= 4.13, or of v2 memory.events), so it survives a
+ * daemon restart: remember it, and a larger value later means new kills. */
+int cgroup_oom_count(const Cgroup *cgroup, uint64_t *ret);
+/* A new non-blocking fd (the caller owns it) that turns readable (POLLIN) when an
+ * OOM kill may have happened: v1 an eventfd registered for memory.oom_control
+ * through cgroup.event_control, v2 an inotify fd watching memory.events for
+ * IN_MODIFY. (memory.events itself signals with POLLPRI but always polls
+ * readable, so it cannot sit in a POLLIN loop.) Readiness is a hint, never a
+ * count: v2 also fires for the other memory events (max, high), v1 also when the
+ * group is removed (v2 need not) and as the OOM starts, a moment before the kill
+ * is counted. So: open the watch before reading the baseline count; on readiness,
+ * drain, then compare cgroup_oom_count() with the last value, and again on the
+ * next occasion if it has not moved yet. */
+int cgroup_oom_watch_open(const Cgroup *cgroup, int *ret_fd);
+/* Consume the readiness of a watch fd. Returns 1 if something was pending, 0 if
+ * not, or a negative errno. */
+int cgroup_oom_watch_drain(int fd);
+
+/* Exposed for tests: the pure mappings, from file texts. */
+/* memory.stat text to *ret. v2 only: limit = memory.max, swap_limit =
+ * memory.swap.max, swap_current = memory.swap.current (UINT64_MAX = "max"; pass 0
+ * for the swap values when the files do not exist). v1 ignores the three. */
+int cgroup_memory_stat_parse(bool v2, const char *memory_stat_text, uint64_t limit,
+                             uint64_t swap_limit, uint64_t swap_current, CgroupMemoryStat *ret);
+/* v1: cpuacct.usage, cpuacct.stat and cpu.stat texts (cpu_stat_text may be NULL),
+ * ticks_per_second = sysconf(_SC_CLK_TCK). */
+int cgroup_cpu_stat_parse_v1(const char *usage_text, const char *cpuacct_stat_text,
+                             const char *cpu_stat_text, long ticks_per_second, CgroupCpuStat *ret);
+/* v2: cpu.stat text. */
+int cgroup_cpu_stat_parse_v2(const char *cpu_stat_text, CgroupCpuStat *ret);

@@ -28,6 +28,18 @@ typedef enum ContainerState {
 const char *container_state_to_string(ContainerState s);
 int container_state_from_string(const char *s, ContainerState *ret);
 
+/* A container's network, as allocated (all addresses IPv4, host byte order). */
+typedef struct ContainerNet {
+    char *id;         /* names its links and firewall chain; NULL = no network */
+    uint32_t subnet;  /* network address */
+    uint32_t prefix;  /* of the subnet */
+    uint32_t gateway; /* the bridge's address */
+    uint32_t ip;      /* the container's address */
+    uint32_t mtu;
+    NetInSpec *netin; /* the NetIn mappings in effect (ports resolved) */
+    size_t n_netin;
+} ContainerNet;
+
 typedef struct ContainerRecord {
     char *handle;
     ContainerState state;
@@ -42,6 +54,7 @@ typedef struct ContainerRecord {
     uint64_t init_start_time; /* /proc/PID/stat start time, to tell a reused pid */
     uint32_t uid_base;        /* host id of container root (unprivileged) */
     char *rootfs;             /* the image directory used as the lower */
+    ContainerNet net;
 } ContainerRecord;
 
 typedef struct Depot Depot;

@@ -8,8 +8,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cloche/cgroup.h"
 #include "cloche/depot.h"
 #include "cloche/error.h"
+#include "cloche/history.h"
+#include "cloche/netpool.h"
 #include "cloche/proc.h"
 #include "cloche/strmap.h"
 
@@ -30,6 +33,21 @@ typedef struct GardenConfig {
     const char *tar_path;    /* cloche-tar executable (borrowed); NULL = no StreamIn/Out */
     uint32_t uid_pool_base;  /* first host id of the first per-container range */
     uint32_t uid_pool_count; /* number of 65536-id ranges */
+
+    /* Networking (with the kernel side). */
+    Ipv4Net network_pool;
+    const char *network_tag; /* up to 2 of [a-z0-9]: names links "cl<tag>..." and the
+                                table "cloche<tag>", so several daemons can share a host */
+    uint32_t port_pool_start;
+    uint32_t port_pool_size;
+    uint32_t mtu;                /* 0 = the default route's, capped at 1500 */
+    uint32_t external_ip;        /* 0 = the default route interface's address */
+    const uint32_t *dns_servers; /* --dns-server: containers' resolv.conf */
+    size_t n_dns_servers;
+    const Ipv4Net *deny_networks; /* --deny-network */
+    size_t n_deny_networks;
+    bool allow_host_access;
+    unsigned metrics_interval_s; /* the history sampler's period; 0 = 10 s */
 } GardenConfig;
 
 typedef struct Capacity {
@@ -37,6 +55,10 @@ typedef struct Capacity {
     uint64_t disk_in_bytes;
     uint64_t schedulable_disk_in_bytes;
     uint64_t max_containers;
+    /* cloche's extension: what the containers' limits commit. */
+    uint64_t committed_memory_in_bytes;
+    uint64_t committed_disk_in_bytes;
+    uint64_t containers;
 } Capacity;
 
 /* Open the depot, load every container recorded in it, start the grace timers.
@@ -106,8 +128,23 @@ void container_files_target_done(ContainerFilesTarget *t);
 int container_files_target(Garden *g, Container *c, const char *user, ContainerFilesTarget *ret,
                            ApiError *reterr);
 
-/* The limits applied at create. */
+/* The limits in effect (as applied at create or changed since). */
 int container_get_limits(Container *c, Limits *ret);
+
+typedef enum LimitKind {
+    LIMIT_KIND_MEMORY = 1u << 0,
+    LIMIT_KIND_CPU = 1u << 1,
+    LIMIT_KIND_PIDS = 1u << 2,
+    LIMIT_KIND_DISK = 1u << 3,
+    LIMIT_KIND_BANDWIDTH = 1u << 4,
+    LIMIT_KIND_ALL = 0x1f,
+} LimitKind;
+
+/* Change one kind of limit of a live container (its part of *in) and persist it.
+ * 400 for invalid values, 409 for a memory limit below what cannot be reclaimed,
+ * a disk limit that would shrink, or one on a container created without. */
+int container_set_limits(Garden *g, Container *c, LimitKind kind, const Limits *in,
+                         ApiError *reterr);
 
 /* Destroy: refuses a second concurrent destroy with 500 "container already being
  * destroyed"; removes the depot directory and the registry entry. */
@@ -128,6 +165,41 @@ typedef struct ContainerSnapshot {
 
 int container_snapshot(Garden *g, Container *c, ContainerSnapshot *ret);
 void container_snapshot_done(ContainerSnapshot *s);
+
+/* NetIn (in->host_port 0 = from the pool, container_port 0 = the host port):
+ * *ret gets the mapping as made. */
+int container_net_in(Garden *g, Container *c, const NetInSpec *in, NetInSpec *ret,
+                     ApiError *reterr);
+/* NetOut and BulkNetOut: the rules' contents are taken on success. */
+int container_net_out(Garden *g, Container *c, NetOutRule *rules, size_t n, ApiError *reterr);
+
+typedef struct ContainerNetInfo {
+    char host_ip[16]; /* "" without a network */
+    char container_ip[16];
+    char external_ip[16];
+    NetInSpec *mapped; /* malloc'd */
+    size_t n_mapped;
+} ContainerNetInfo;
+int container_net_info(Garden *g, Container *c, ContainerNetInfo *ret);
+
+typedef struct ContainerMetrics {
+    CgroupMemoryStat memory;
+    CgroupCpuStat cpu;
+    CgroupPidStat pids;
+    uint64_t disk_total_bytes, disk_total_inodes; /* the writable layer plus the image */
+    uint64_t disk_exclusive_bytes, disk_exclusive_inodes;
+    bool has_network;
+    uint64_t rx_bytes, tx_bytes; /* as the container sees them */
+    uint64_t age_ns;
+    uint64_t cpu_entitlement; /* ns, guardian's formula */
+} ContainerMetrics;
+
+/* -ESRCH when the container has no live kernel side (being destroyed). */
+int container_metrics(Garden *g, Container *c, ContainerMetrics *ret);
+
+/* The metrics history since `since` (unix seconds), oldest first (*ret malloc'd). */
+int container_metrics_history(Garden *g, Container *c, int64_t since, HistorySample **ret,
+                              size_t *ret_n, unsigned *ret_interval);
 
 const char *container_handle(const Container *c);
 int container_get_properties(Container *c, StringMap *ret);

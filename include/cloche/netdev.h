@@ -20,8 +20,8 @@ typedef struct NetDev NetDev;
 int netdev_open(NetDev **ret);
 void netdev_free(NetDev *nd);
 
-/* MTU of the interface holding the default IPv4 route of this namespace, capped
- * at 1500; 1500 when there is no default route. */
+/* MTU of the interface holding the default IPv4 route of this namespace's main
+ * table, capped at 1500; 1500 when there is no default route. */
 int netdev_default_mtu(NetDev *nd, uint32_t *ret);
 /* First IPv4 address of the interface holding the default route; -ENOENT when
  * there is no default route or it has no address. */
@@ -36,27 +36,49 @@ typedef struct NetDevContainer {
     unsigned prefix;
     uint32_t gateway; /* bridge address */
     uint32_t ip;      /* container address */
-    uint32_t mtu;     /* both ends and the bridge */
+    uint32_t mtu;     /* both ends and the bridge, 68..65535 */
 } NetDevContainer;
 
-/* Bridge (created with the gateway address and up if missing; route_localnet on,
- * so connections from the host's 127.0.0.1 to a mapped port can be routed to the
- * container), veth pair with the peer created in netns_fd, host end enslaved to
- * the bridge with the MTU and up; inside the container: lo up, the container end
- * with ip/prefix, the MTU, up, and a default route via the gateway. On failure
- * the veth pair is removed again (a bridge this call created is removed too). */
+/* Makes sure net.ipv4.ip_forward is 1 in this namespace (once per NetDev). Then:
+ * the bridge (created if missing with a fixed random MAC, the gateway address
+ * and up; -EEXIST when a link of that name is not a bridge), the veth pair with
+ * the peer created in netns_fd, the host end enslaved to the bridge with the MTU
+ * and up; inside the container: lo up, the container end with ip/prefix, the
+ * MTU, up, and a default route via the gateway. route_localnet is set on the
+ * bridge (the output device of routed traffic to the container) and on the host
+ * end (br_netfilter routes de-NATed replies with the bridge port as the input
+ * device), so connections from the host's 127.0.0.1 to a mapped port can reach
+ * the container. On failure the veth pair is removed again (a bridge this call
+ * created is removed too). -EINVAL for a malformed spec. */
 int netdev_setup_container(NetDev *nd, const NetDevContainer *spec);
 
 /* Delete one link by name (a host veth whose container outlives it, a bridge
- * whose subnet is now empty). A missing link is fine (0). */
+ * whose subnet is now empty, an IFB). A missing link is fine (0). */
 int netdev_delete(NetDev *nd, const char *name);
 
 /* Names of the links of this namespace whose names start with prefix (malloc'd,
- * NULL-terminated). */
+ * NULL-terminated; free with strv_free()). */
 int netdev_list(NetDev *nd, const char *prefix, char ***ret_names);
 
-/* rx/tx byte and packet counters of a link in this namespace, by name. */
+/* rx/tx byte and packet counters of a link in this namespace, by name, as the
+ * link counts them (for a host veth: rx is what the container sent). -ENOENT
+ * when there is no such link. */
 typedef struct NetDevStats {
     uint64_t rx_bytes, tx_bytes, rx_packets, tx_packets;
 } NetDevStats;
 int netdev_stats(NetDev *nd, const char *name, NetDevStats *ret);
+
+/* Bandwidth limits of a container, enforced on the host side where the container
+ * cannot lift them. Download (towards the container): TBF at the root of host_if.
+ * Upload: host_if's ingress redirected (u32 match-all + mirred) to the IFB device
+ * ifb_name in this namespace (created if missing), whose root is the same TBF.
+ * rate_bytes is in bytes/s (-ERANGE above INT_MAX, libnl's limit); burst_bytes
+ * is raised to the MTU of host_if if lower. Changing the rate replaces the TBFs
+ * live. rate_bytes 0 removes the qdiscs and the IFB (0 even when host_if is
+ * gone). The IFB lives in this namespace, so it outlives the container: remove it
+ * with rate 0 or netdev_delete(). On failure the limits are removed. */
+int netdev_set_bandwidth(NetDev *nd, const char *host_if, const char *ifb_name, uint64_t rate_bytes,
+                         uint64_t burst_bytes);
+/* The download TBF of host_if: rate in bytes/s and burst in bytes; 0/0 when there
+ * is none. -ENOENT when host_if does not exist. */
+int netdev_get_bandwidth(NetDev *nd, const char *host_if, uint64_t *ret_rate, uint64_t *ret_burst);

@@ -50,6 +50,9 @@ typedef struct BandwidthLimits {
 typedef struct CpuLimits {
     uint64_t weight;
     uint64_t limit_in_shares; /* deprecated alias of weight */
+    /* cloche extension "cloche_millicpus": a hard cap, 1000 = one CPU (cgroup
+     * quota/period); 0 = none. Left out of replies when 0. */
+    uint64_t millicpus;
 } CpuLimits;
 
 typedef enum DiskLimitScope { DISK_SCOPE_TOTAL = 0, DISK_SCOPE_EXCLUSIVE = 1 } DiskLimitScope;
@@ -113,10 +116,22 @@ typedef struct NetOutRule {
     bool log;
 } NetOutRule;
 
+typedef enum NetInProtocol {
+    NETIN_TCP = 0, /* Garden's only kind */
+    NETIN_UDP = 1,
+    NETIN_TCP_UDP = 2,
+} NetInProtocol;
+
 typedef struct NetInSpec {
     uint32_t host_port;      /* 0 = from the port pool */
     uint32_t container_port; /* 0 = same as host_port */
+    /* cloche extension "cloche_protocol": "tcp" (default), "udp" or "tcp+udp";
+     * written back only when not tcp, so Garden bodies stay as they were. */
+    NetInProtocol protocol;
 } NetInSpec;
+
+/* "tcp", "udp", "tcp+udp" */
+const char *netin_protocol_to_string(NetInProtocol p);
 
 typedef struct ContainerSpec {
     char *handle;          /* NULL or "" = generate */
@@ -207,6 +222,12 @@ int spec_decode_netout_rule(json_object *obj, NetOutRule *ret, ApiError *reterr)
 /* A JSON array of rules (BulkNetOut). */
 int spec_decode_netout_rules(json_object *arr, NetOutRule **ret, size_t *ret_n, ApiError *reterr);
 int spec_decode_netin(json_object *obj, NetInSpec *ret, ApiError *reterr);
+json_object *spec_encode_netin(const NetInSpec *n);
+/* Guardian's garden.network.mapped-ports property: [{"HostPort":N,"ContainerPort":N}]
+ * (malloc'd text; NULL on ENOMEM). */
+char *spec_encode_mapped_ports(const NetInSpec *in, size_t n);
+/* The same, for an element at `path` of a larger document (error messages name it). */
+int spec_decode_netin_at(json_object *obj, const char *path, NetInSpec *ret, ApiError *reterr);
 int spec_decode_limits(json_object *obj, Limits *ret, ApiError *reterr);
 int spec_decode_memory_limits(json_object *obj, MemoryLimits *ret, ApiError *reterr);
 int spec_decode_cpu_limits(json_object *obj, CpuLimits *ret, ApiError *reterr);

@@ -36,6 +36,20 @@ int api_request_json(ApiRequest *req, json_object **ret);
 /* Reply {} */
 int api_reply_empty(ApiRequest *req);
 
+/* routes-net.c */
+int route_net_in(ApiRequest *req);
+int route_net_out(ApiRequest *req);
+
+/* routes-metrics.c */
+json_object *api_metrics_to_json(const ContainerMetrics *m);
+int api_container_metrics(ApiRequest *req, Container *c, json_object **ret, ApiError *err);
+int route_metrics(ApiRequest *req);
+int route_metrics_history(ApiRequest *req);
+
+/* routes-limits.c */
+int route_get_limits(ApiRequest *req);
+int route_set_limits(ApiRequest *req);
+
 /* Run the matched route's handler and release what the request acquired. Always
  * leaves a status and a serialized body (JSON + "\n") in *ret_body. */
 void api_dispatch(ApiRequest *req, int *ret_status, char **ret_body, size_t *ret_len);

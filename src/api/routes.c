@@ -1,5 +1,5 @@
-/* The route table: Garden's 28 routes (protocol §2), one handler each. Handlers
- * validate input first (400), then look the container up (404), then act. */
+/* The route table: Garden's 28 routes (protocol §2) and cloche's extensions, one handler each.
+ * Handlers validate input first (400), then look the container up (404), then act. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +45,11 @@ static int route_capacity(ApiRequest *req)
     add_u64_omitempty(o, "disk_in_bytes", cap.disk_in_bytes);
     add_u64_omitempty(o, "schedulable_disk_in_bytes", cap.schedulable_disk_in_bytes);
     add_u64_omitempty(o, "max_containers", cap.max_containers);
+    json_object_object_add(o, "cloche_committed_memory_in_bytes",
+                           json_new_u64(cap.committed_memory_in_bytes));
+    json_object_object_add(o, "cloche_committed_disk_in_bytes",
+                           json_new_u64(cap.committed_disk_in_bytes));
+    json_object_object_add(o, "cloche_containers", json_new_u64(cap.containers));
     req->reply = o;
     return 0;
 }
@@ -114,7 +119,22 @@ static json_object *strmap_to_object(const StringMap *m)
 
 /* ContainerInfo (protocol §3.5) from the model. Network fields stay empty until
  * containers are networked. */
-static json_object *info_to_json(const ContainerSnapshot *s, char **process_ids)
+static json_object *mapped_ports_to_json(const ContainerNetInfo *net)
+{
+    json_object *a = json_object_new_array();
+    for (size_t i = 0; a && i < net->n_mapped; i++) {
+        json_object *m = json_object_new_object();
+        if (!m)
+            break;
+        json_object_object_add(m, "HostPort", json_new_u64(net->mapped[i].host_port));
+        json_object_object_add(m, "ContainerPort", json_new_u64(net->mapped[i].container_port));
+        json_object_array_add(a, m);
+    }
+    return a;
+}
+
+static json_object *info_to_json(const ContainerSnapshot *s, const ContainerNetInfo *net,
+                                 char **process_ids)
 {
     json_object *o = json_object_new_object();
     if (!o)
@@ -122,14 +142,14 @@ static json_object *info_to_json(const ContainerSnapshot *s, char **process_ids)
     const char *state = s->state == CONTAINER_STATE_STOPPED ? "stopped" : "active";
     json_object_object_add(o, "State", json_object_new_string(state));
     json_object_object_add(o, "Events", strv_to_array(s->events));
-    json_object_object_add(o, "HostIP", json_object_new_string(""));
-    json_object_object_add(o, "ContainerIP", json_object_new_string(""));
+    json_object_object_add(o, "HostIP", json_object_new_string(net->host_ip));
+    json_object_object_add(o, "ContainerIP", json_object_new_string(net->container_ip));
     json_object_object_add(o, "ContainerIPv6", json_object_new_string(""));
-    json_object_object_add(o, "ExternalIP", json_object_new_string(""));
+    json_object_object_add(o, "ExternalIP", json_object_new_string(net->external_ip));
     json_object_object_add(o, "ContainerPath", json_object_new_string(s->container_path));
     json_object_object_add(o, "ProcessIDs", strv_to_array(process_ids));
     json_object_object_add(o, "Properties", strmap_to_object(&s->properties));
-    json_object_object_add(o, "MappedPorts", json_object_new_array());
+    json_object_object_add(o, "MappedPorts", mapped_ports_to_json(net));
     return o;
 }
 
@@ -150,23 +170,34 @@ static json_object *info_zero_json(void)
     return o;
 }
 
+static int container_info(ApiRequest *req, Container *c, json_object **ret, ApiError *err)
+{
+    ContainerSnapshot s;
+    int r = container_snapshot(req->garden, c, &s);
+    if (r < 0)
+        return api_internal_error(err, r, "Failed to read container '%s'", container_handle(c));
+    ContainerNetInfo net;
+    r = container_net_info(req->garden, c, &net);
+    if (r < 0) {
+        container_snapshot_done(&s);
+        return api_internal_error(err, r, "Failed to read container '%s'", container_handle(c));
+    }
+    char **ids = NULL;
+    (void)container_process_ids(req->garden, c, &ids);
+    *ret = info_to_json(&s, &net, ids);
+    strv_free(ids);
+    free(net.mapped);
+    container_snapshot_done(&s);
+    return *ret ? 0 : api_internal_error(err, -ENOMEM, "Failed to build the reply");
+}
+
 static int route_info(ApiRequest *req)
 {
     Container *c;
     int r = api_request_container(req, &c);
     if (r < 0)
         return r;
-    ContainerSnapshot s;
-    r = container_snapshot(req->garden, c, &s);
-    if (r < 0)
-        return api_internal_error(&req->error, r, "Failed to read container '%s'",
-                                  container_handle(c));
-    char **ids = NULL;
-    (void)container_process_ids(req->garden, c, &ids);
-    req->reply = info_to_json(&s, ids);
-    strv_free(ids);
-    container_snapshot_done(&s);
-    return req->reply ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    return container_info(req, c, &req->reply, &req->error);
 }
 
 static json_object *error_to_json(const ApiError *e)
@@ -223,16 +254,7 @@ static int bulk_reply(ApiRequest *req, const char *key, BulkEntryFn entry_fn,
 
 static int bulk_info_entry(ApiRequest *req, Container *c, json_object **ret, ApiError *err)
 {
-    ContainerSnapshot s;
-    int r = container_snapshot(req->garden, c, &s);
-    if (r < 0)
-        return api_internal_error(err, r, "Failed to read container '%s'", container_handle(c));
-    char **ids = NULL;
-    (void)container_process_ids(req->garden, c, &ids);
-    *ret = info_to_json(&s, ids);
-    container_snapshot_done(&s);
-    strv_free(ids);
-    return 0;
+    return container_info(req, c, ret, err);
 }
 
 static int route_bulk_info(ApiRequest *req)
@@ -275,28 +297,6 @@ static int route_stop(ApiRequest *req)
 }
 
 /* The limits applied at create, one kind (memory: true; cpu: false). */
-static int reply_limits(ApiRequest *req, bool memory)
-{
-    Container *c;
-    int r = api_request_container(req, &c);
-    if (r < 0)
-        return r;
-    Limits l;
-    container_get_limits(c, &l);
-    req->reply = memory ? spec_encode_memory_limits(&l.memory) : spec_encode_cpu_limits(&l.cpu);
-    return req->reply ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
-}
-
-static int route_memory_limits(ApiRequest *req)
-{
-    return reply_limits(req, true);
-}
-
-static int route_cpu_limits(ApiRequest *req)
-{
-    return reply_limits(req, false);
-}
-
 /* Routes that need only a known container before they can say "not yet". */
 static int route_container_pending(ApiRequest *req)
 {
@@ -307,38 +307,9 @@ static int route_container_pending(ApiRequest *req)
     return not_implemented(req);
 }
 
-/* Routes with a JSON body that need a known container: body first, then handle. */
-static int route_container_body_pending(ApiRequest *req)
-{
-    _cleanup_json_ json_object *body = NULL;
-    int r = api_request_json(req, &body);
-    if (r < 0)
-        return r;
-    if (strcmp(req->match.route->name, "BulkNetOut") == 0) {
-        NetOutRule *rules = NULL;
-        size_t n = 0;
-        r = spec_decode_netout_rules(body, &rules, &n, &req->error);
-        if (r >= 0)
-            netout_rules_free(rules, n);
-    } else if (strcmp(req->match.route->name, "NetOut") == 0) {
-        NetOutRule rule;
-        r = spec_decode_netout_rule(body, &rule, &req->error);
-        if (r >= 0)
-            netout_rule_done(&rule);
-    } else if (strcmp(req->match.route->name, "NetIn") == 0) {
-        NetInSpec netin;
-        r = spec_decode_netin(body, &netin, &req->error);
-    }
-    if (r < 0)
-        return r;
-    return route_container_pending(req);
-}
-
-/* Metrics come with the limits work: a known container's entry carries a 501. */
 static int bulk_metrics_entry(ApiRequest *req, Container *c, json_object **ret, ApiError *err)
 {
-    return api_errorf(err, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
-                      "Metrics is not implemented by this cloche yet");
+    return api_container_metrics(req, c, ret, err);
 }
 
 static int route_bulk_metrics(ApiRequest *req)
@@ -457,16 +428,13 @@ const Route api_routes[] = {
     /* Served by the daemon's own handler (files.c), like the process routes. */
     {"StreamIn", "PUT", C "/files", ROUTE_CONTAINER | ROUTE_STREAMING, route_container_pending},
     {"StreamOut", "GET", C "/files", ROUTE_CONTAINER | ROUTE_STREAMING, route_container_pending},
-    {"CurrentBandwidthLimits", "GET", C "/limits/bandwidth", ROUTE_CONTAINER,
-     route_container_pending},
-    {"CurrentCPULimits", "GET", C "/limits/cpu", ROUTE_CONTAINER, route_cpu_limits},
-    {"CurrentDiskLimits", "GET", C "/limits/disk", ROUTE_CONTAINER, route_container_pending},
-    {"CurrentMemoryLimits", "GET", C "/limits/memory", ROUTE_CONTAINER, route_memory_limits},
-    {"NetIn", "POST", C "/net/in", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_container_body_pending},
-    {"NetOut", "POST", C "/net/out", ROUTE_CONTAINER | ROUTE_JSON_BODY,
-     route_container_body_pending},
-    {"BulkNetOut", "POST", C "/net/out/bulk", ROUTE_CONTAINER | ROUTE_JSON_BODY,
-     route_container_body_pending},
+    {"CurrentBandwidthLimits", "GET", C "/limits/bandwidth", ROUTE_CONTAINER, route_get_limits},
+    {"CurrentCPULimits", "GET", C "/limits/cpu", ROUTE_CONTAINER, route_get_limits},
+    {"CurrentDiskLimits", "GET", C "/limits/disk", ROUTE_CONTAINER, route_get_limits},
+    {"CurrentMemoryLimits", "GET", C "/limits/memory", ROUTE_CONTAINER, route_get_limits},
+    {"NetIn", "POST", C "/net/in", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_net_in},
+    {"NetOut", "POST", C "/net/out", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_net_out},
+    {"BulkNetOut", "POST", C "/net/out/bulk", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_net_out},
     {"Run", "POST", C "/processes", ROUTE_CONTAINER | ROUTE_STREAMING, route_container_pending},
     {"Attach", "GET", C "/processes/:pid", ROUTE_CONTAINER | ROUTE_STREAMING,
      route_container_pending},
@@ -481,7 +449,18 @@ const Route api_routes[] = {
     {"SetProperty", "PUT", C "/properties/:key", ROUTE_CONTAINER | ROUTE_JSON_BODY,
      route_set_property},
     {"RemoveProperty", "DELETE", C "/properties/:key", ROUTE_CONTAINER, route_remove_property},
-    {"Metrics", "GET", C "/metrics", ROUTE_CONTAINER, route_container_pending},
+    {"Metrics", "GET", C "/metrics", ROUTE_CONTAINER, route_metrics},
+    /* cloche's extensions */
+    {"MetricsHistory", "GET", C "/metrics/history", ROUTE_CONTAINER, route_metrics_history},
+    {"CurrentPidLimits", "GET", C "/limits/pids", ROUTE_CONTAINER, route_get_limits},
+    {"SetBandwidthLimits", "PUT", C "/limits/bandwidth", ROUTE_CONTAINER | ROUTE_JSON_BODY,
+     route_set_limits},
+    {"SetCPULimits", "PUT", C "/limits/cpu", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_set_limits},
+    {"SetDiskLimits", "PUT", C "/limits/disk", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW,
+     route_set_limits},
+    {"SetMemoryLimits", "PUT", C "/limits/memory", ROUTE_CONTAINER | ROUTE_JSON_BODY,
+     route_set_limits},
+    {"SetPidLimits", "PUT", C "/limits/pids", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_set_limits},
 };
 #undef C
 const size_t api_routes_count = ELEMENTSOF(api_routes);

@@ -8,6 +8,7 @@
  *
  * A record is read back only if every field is present and well-typed; anything
  * else, or a version newer than this build knows, is -EBADMSG. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,8 @@ void container_record_done(ContainerRecord *rec)
         return;
     free(rec->handle);
     free(rec->rootfs);
+    free(rec->net.id);
+    free(rec->net.netin);
     strmap_clear(&rec->properties);
     strmap_clear(&rec->events);
     container_spec_done(&rec->spec);
@@ -84,6 +87,84 @@ static int array_add(json_object *arr, json_object *val)
     if (json_object_array_add(arr, val) < 0) {
         json_object_put(val);
         return -ENOMEM;
+    }
+    return 0;
+}
+
+static json_object *ipv4_to_json(uint32_t addr)
+{
+    struct in_addr in = {.s_addr = htonl(addr)};
+    char buf[INET_ADDRSTRLEN];
+    return json_object_new_string(inet_ntop(AF_INET, &in, buf, sizeof(buf)));
+}
+
+static json_object *net_to_json(const ContainerNet *net)
+{
+    _cleanup_json_ json_object *o = json_object_new_object();
+    if (!o || object_add(o, "id", json_object_new_string(net->id)) < 0 ||
+        object_add(o, "subnet", ipv4_to_json(net->subnet)) < 0 ||
+        object_add(o, "prefix", json_new_u64(net->prefix)) < 0 ||
+        object_add(o, "gateway", ipv4_to_json(net->gateway)) < 0 ||
+        object_add(o, "ip", ipv4_to_json(net->ip)) < 0 ||
+        object_add(o, "mtu", json_new_u64(net->mtu)) < 0)
+        return NULL;
+    json_object *arr = json_object_new_array();
+    if (object_add(o, "netin", arr) < 0)
+        return NULL;
+    for (size_t i = 0; i < net->n_netin; i++)
+        if (array_add(arr, spec_encode_netin(&net->netin[i])) < 0)
+            return NULL;
+    return TAKE_PTR(o);
+}
+
+static int ipv4_member(json_object *o, const char *key, uint32_t *ret)
+{
+    ApiError err = {0};
+    _cleanup_free_ char *s = NULL;
+    json_object *v = json_member(o, key);
+    struct in_addr in;
+    if (!v || json_get_string(v, key, INET_ADDRSTRLEN, &s, &err) < 0 ||
+        inet_pton(AF_INET, s, &in) != 1)
+        return -EBADMSG;
+    *ret = ntohl(in.s_addr);
+    return 0;
+}
+
+static int net_from_json(json_object *o, ContainerNet *net)
+{
+    ApiError err = {0};
+    uint64_t u;
+    json_object *v;
+    if (json_expect_object(o, "net", &err) < 0)
+        return -EBADMSG;
+    v = json_member(o, "id");
+    if (!v || json_get_string(v, "id", 64, &net->id, &err) < 0 || !net->id)
+        return -EBADMSG;
+    if (ipv4_member(o, "subnet", &net->subnet) < 0 ||
+        ipv4_member(o, "gateway", &net->gateway) < 0 || ipv4_member(o, "ip", &net->ip) < 0)
+        return -EBADMSG;
+    v = json_member(o, "prefix");
+    if (!v || json_get_u64(v, "prefix", 32, &u, &err) < 0)
+        return -EBADMSG;
+    net->prefix = (uint32_t)u;
+    v = json_member(o, "mtu");
+    if (!v || json_get_u64(v, "mtu", 65535, &u, &err) < 0)
+        return -EBADMSG;
+    net->mtu = (uint32_t)u;
+    v = json_member(o, "netin");
+    if (!v || json_expect_array(v, "netin", SIZE_MAX, &err) < 0)
+        return -EBADMSG;
+    size_t n = json_object_array_length(v);
+    if (n) {
+        net->netin = calloc(n, sizeof(NetInSpec));
+        if (!net->netin)
+            return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (spec_decode_netin_at(json_object_array_get_idx(v, i), "netin", &net->netin[i], &err) <
+            0)
+            return -EBADMSG;
+        net->n_netin++;
     }
     return 0;
 }
@@ -130,6 +211,8 @@ static json_object *record_to_json(const ContainerRecord *rec)
         object_add(rt, "init_start_time", json_new_u64(rec->init_start_time)) < 0 ||
         object_add(rt, "uid_base", json_new_u64(rec->uid_base)) < 0 ||
         object_add(rt, "rootfs", json_object_new_string(rec->rootfs ? rec->rootfs : "")) < 0)
+        return NULL;
+    if (rec->net.id && object_add(rt, "net", net_to_json(&rec->net)) < 0)
         return NULL;
     return TAKE_PTR(obj);
 }
@@ -265,6 +348,8 @@ static int record_from_json(json_object *obj, ContainerRecord *rec)
         if ((v = json_member(rt, "rootfs")) &&
             json_get_string(v, "rootfs", RECORD_STRING_MAX, &rec->rootfs, &err) < 0)
             return -EBADMSG;
+        if ((v = json_member(rt, "net")) && (r = net_from_json(v, &rec->net)) < 0)
+            return r;
     }
     return 0;
 }

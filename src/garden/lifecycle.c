@@ -52,11 +52,16 @@ int garden_kernel_setup(Garden *g)
     r = sandbox_load_executable(g->cfg.init_path, &g->init_fd);
     if (r < 0)
         return log_error_errno(r, "Failed to load cloche-init from %s: %m", g->cfg.init_path);
-    return 0;
+    r = garden_oom_setup(g);
+    if (r < 0)
+        return r;
+    return garden_net_setup(g);
 }
 
 void garden_kernel_free(Garden *g)
 {
+    garden_oom_free(g);
+    garden_net_free(g);
     if (g->cgroups)
         g->cgroups = cgroup_system_free(g->cgroups);
     idpool_free(g->ids);
@@ -90,6 +95,7 @@ static bool process_matches(pid_t pid, uint64_t start_time)
 int garden_kernel_teardown(Garden *g, Container *c)
 {
     /* Shims live outside the container's cgroup: end them by pid. */
+    garden_oom_unwatch(g, c);
     int64_t t0 = grace_now();
     garden_kill_shims(g, c);
     int64_t t1 = grace_now();
@@ -112,6 +118,15 @@ int garden_kernel_teardown(Garden *g, Container *c)
             struct pollfd pfd = {.fd = c->init_pidfd, .events = POLLIN};
             (void)poll(&pfd, 1, DESTROY_TIMEOUT_MS);
         }
+    }
+    /* The init is gone, and with it the container's network namespace and the
+     * veth pair: what remains is the firewall state, the addresses and ports. */
+    garden_net_release(g, c);
+    _cleanup_free_ char *dir = NULL;
+    if (depot_container_path(g->depot, c->rec.handle, &dir) == 0) {
+        int r = disk_detach(dir);
+        if (r < 0)
+            log_warn_errno(r, "Failed to release the disk of '%s': %m", c->rec.handle);
     }
     if (!c->rec.spec.privileged && c->rec.uid_base && g->ids)
         idpool_release(g->ids, c->rec.uid_base);
@@ -137,6 +152,9 @@ void garden_kernel_cleanup_record(Garden *g, const ContainerRecord *rec)
             close(fd);
         }
     }
+    _cleanup_free_ char *dir = NULL;
+    if (depot_container_path(g->depot, rec->handle, &dir) == 0)
+        (void)disk_detach(dir);
 }
 
 int garden_kernel_restore(Garden *g, Container *c)
@@ -163,6 +181,8 @@ int garden_kernel_restore(Garden *g, Container *c)
             log_warn("Container '%s' has id range %u, which %s", rec->handle, rec->uid_base,
                      r == -EEXIST ? "another container also claims" : "is outside the pool");
     }
+    if (g->net_ready)
+        garden_net_restore(g, c);
     return 0;
 }
 
@@ -244,28 +264,26 @@ static int validate_binds(const ContainerSpec *spec, ApiError *reterr)
     return 0;
 }
 
-static int validate_limits(const Limits *l, ApiError *reterr)
-{
-    if (l->disk.byte_hard || l->disk.byte_soft || l->disk.inode_hard || l->disk.inode_soft)
-        return api_errorf(reterr, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
-                          "Disk limits are not supported by this cloche yet");
-    if (l->bandwidth.rate || l->bandwidth.burst)
-        return api_errorf(reterr, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
-                          "Bandwidth limits are not supported by this cloche yet");
-    return 0;
-}
-
 /* /etc/hosts and /etc/resolv.conf for the container, written into its depot dir.
  * resolv.conf carries the host's name servers, except loopback ones, which the
  * container's network namespace cannot reach. */
-static int write_etc_files(const char *dir, const char *handle)
+static int write_etc_files(const Garden *g, const char *dir, const ContainerRecord *rec)
 {
+    const char *handle = rec->handle;
     _cleanup_close_ int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -errno;
-    char hosts[512];
-    int n = snprintf(hosts, sizeof(hosts),
-                     "127.0.0.1 localhost %s\n::1 localhost ip6-localhost ip6-loopback\n", handle);
+    char hosts[512], ip[16];
+    size_t hlen = strlen(handle);
+    /* As guardian: the container's address names the handle (its last 49 bytes). */
+    int n = rec->net.id
+                ? snprintf(hosts, sizeof(hosts),
+                           "127.0.0.1 localhost\n%s %s\n::1 localhost ip6-localhost ip6-loopback\n",
+                           ipv4_format(rec->net.ip, ip, sizeof(ip)),
+                           hlen > 49 ? handle + hlen - 49 : handle)
+                : snprintf(hosts, sizeof(hosts),
+                           "127.0.0.1 localhost %s\n::1 localhost ip6-localhost ip6-loopback\n",
+                           handle);
     int r = atomic_write_volatile_at(dfd, "hosts", hosts, (size_t)n, 0644);
     if (r < 0)
         return r;
@@ -274,23 +292,38 @@ static int write_etc_files(const char *dir, const char *handle)
     size_t used = 0;
     _cleanup_free_ char *host = NULL;
     size_t len;
-    if (read_file_at(AT_FDCWD, "/etc/resolv.conf", 65536, &host, &len) == 0) {
+    bool loopback_only = false;
+    for (size_t i = 0; i < g->cfg.n_dns_servers; i++) {
+        int k = snprintf(resolv + used, sizeof(resolv) - used, "nameserver %s\n",
+                         ipv4_format(g->cfg.dns_servers[i], ip, sizeof(ip)));
+        if (k < 0 || (size_t)k >= sizeof(resolv) - used)
+            break;
+        used += (size_t)k;
+    }
+    if (g->cfg.n_dns_servers == 0 &&
+        read_file_at(AT_FDCWD, "/etc/resolv.conf", 65536, &host, &len) == 0) {
+        loopback_only = true;
         char *save = NULL;
         for (char *line = strtok_r(host, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             char addr[64];
             if (sscanf(line, "nameserver %63s", addr) != 1)
                 continue;
             struct in_addr a4;
-            if (inet_pton(AF_INET, addr, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127)
+            if ((inet_pton(AF_INET, addr, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ||
+                strcmp(addr, "::1") == 0)
                 continue;
-            if (strcmp(addr, "::1") == 0)
-                continue;
+            loopback_only = false;
             int k = snprintf(resolv + used, sizeof(resolv) - used, "nameserver %s\n", addr);
             if (k < 0 || (size_t)k >= sizeof(resolv) - used)
                 break;
             used += (size_t)k;
         }
     }
+    /* Only a local resolver on the host (systemd-resolved, dnsmasq): as guardian,
+     * point the container at its gateway. */
+    if (used == 0 && loopback_only && rec->net.id)
+        used = (size_t)snprintf(resolv, sizeof(resolv), "nameserver %s\n",
+                                ipv4_format(rec->net.gateway, ip, sizeof(ip)));
     return atomic_write_volatile_at(dfd, "resolv.conf", resolv, used, 0644);
 }
 
@@ -322,24 +355,32 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
                               "No free user id range left for a new container");
     }
     int64_t t0 = grace_now();
-    r = write_etc_files(dir, rec->handle);
+    if (g->net_ready) {
+        r = garden_net_allocate(g, c, reterr);
+        if (r < 0)
+            return r;
+    }
+    r = write_etc_files(g, dir, rec);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to write the container's /etc files");
 
     int64_t t1 = grace_now();
+    if (spec->limits.disk.byte_hard || spec->limits.disk.byte_soft) {
+        DiskLimit dl;
+        r = garden_disk_limit(g, rec, &spec->limits.disk, &dl, reterr);
+        if (r < 0)
+            return r;
+        r = disk_attach(dir, &dl, spec->privileged ? 0 : rec->uid_base);
+        if (r < 0)
+            return api_errorf(reterr, r, r == -EINVAL ? 400 : 500, GARDEN_ERR_GENERIC,
+                              "Failed to set up the container's disk limit: %s", strerror(-r));
+    }
     r = cgroup_create(g->cgroups, rec->handle, &c->cgroup);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to create the container's cgroups");
-    CgroupLimits limits = {
-        .memory_bytes = spec->limits.memory.limit_in_bytes,
-        .cpu_shares =
-            spec->limits.cpu.weight ? spec->limits.cpu.weight : spec->limits.cpu.limit_in_shares,
-        .pids_max = spec->limits.pid.max,
-    };
-    r = cgroup_apply_limits(c->cgroup, &limits);
+    r = garden_apply_cgroup_limits(c, &spec->limits, reterr);
     if (r < 0)
-        return api_errorf(reterr, r, r == -EINVAL || r == -EBUSY ? 400 : 500, GARDEN_ERR_GENERIC,
-                          "Failed to apply the container's limits: %s", strerror(-r));
+        return r;
 
     _cleanup_free_ SandboxBind *binds = calloc(spec->n_bind_mounts + 1, sizeof(SandboxBind));
     if (!binds)
@@ -378,6 +419,18 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     c->init_is_child = true;
     rec->init_pid = init.pid;
     rec->init_start_time = init.start_time;
+    if (g->net_ready) {
+        int64_t t3 = grace_now();
+        r = garden_net_attach(g, c, reterr);
+        log_debug("Container '%s': network %.2f ms", rec->handle, (double)(grace_now() - t3) / 1e6);
+        if (r < 0)
+            return r;
+        if (spec->limits.bandwidth.rate) {
+            r = garden_net_set_bandwidth(g, c, &spec->limits.bandwidth, reterr);
+            if (r < 0)
+                return r;
+        }
+    }
     return 0;
 }
 
@@ -386,7 +439,7 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     if (!g->cgroups)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
                           "This daemon was started without container support");
-    int r = validate_limits(&spec->limits, reterr);
+    int r = garden_validate_limits(&spec->limits, LIMIT_KIND_ALL, reterr);
     if (r < 0)
         return r;
     r = validate_binds(spec, reterr);
@@ -477,6 +530,7 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         garden_unregister(g, c);
         return r;
     }
+    garden_oom_watch(g, c);
     *ret_handle = strdup(handle);
     garden_arm_grace(g, c);
     return *ret_handle ? 0 : api_internal_error(reterr, -ENOMEM, "Out of memory");

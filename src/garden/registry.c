@@ -20,6 +20,7 @@ void container_unref(Container *c)
     if (!c || atomic_fetch_sub(&c->refcount, 1) != 1)
         return;
     container_free_kernel(c);
+    history_free(c->history);
     container_record_done(&c->rec);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -36,6 +37,7 @@ Container *container_new(ContainerRecord *rec)
     *rec = (ContainerRecord){0};
     c->grace_scheduled_ns = GRACE_NEVER;
     c->init_pidfd = -1;
+    c->oom_fd = -1;
     return c;
 }
 
@@ -124,6 +126,7 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     if (!g)
         return -ENOMEM;
     g->init_fd = -1; /* before any failure: garden_free closes it */
+    g->oom_epoll = g->oom_wake = -1;
     pthread_mutex_init(&g->lock, NULL);
     g->cfg = *cfg;
     g->depot_path = strdup(cfg->depot_path);
@@ -202,9 +205,17 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
             container_unref(c);
             continue;
         }
+        garden_oom_watch(g, c);
+        garden_history_restore(g, c);
         log_debug("Restored container '%s'", c->rec.handle);
     }
     container_records_free(recs, n);
+    garden_net_prune(g);
+    if (cfg->init_path) {
+        r = garden_sampler_start(g);
+        if (r < 0)
+            goto fail;
+    }
     *ret = g;
     return 0;
 fail:
@@ -217,6 +228,7 @@ void garden_free(Garden *g)
     if (!g)
         return;
     grace_service_stop(g->grace);
+    garden_sampler_stop(g);
     if (g->containers) {
         size_t state = 0;
         const char *key;
@@ -230,6 +242,9 @@ void garden_free(Garden *g)
     free(g->depot_path);
     free(g->default_rootfs);
     free(g->cgroup_parent);
+    for (size_t i = 0; i < g->n_image_sizes; i++)
+        free(g->image_sizes[i].path);
+    free(g->image_sizes);
     pthread_mutex_destroy(&g->lock);
     free(g);
 }
@@ -251,6 +266,8 @@ int garden_capacity(Garden *g, Capacity *ret)
     if (statvfs(g->depot_path, &sv) < 0)
         return -errno;
     uint64_t max = g->cfg.network_capacity;
+    if (g->netpool && netpool_capacity(g->netpool) < max)
+        max = netpool_capacity(g->netpool);
     if (g->cfg.max_containers > 0 && g->cfg.max_containers < max)
         max = g->cfg.max_containers;
     *ret = (Capacity){
@@ -259,6 +276,20 @@ int garden_capacity(Garden *g, Capacity *ret)
         .schedulable_disk_in_bytes = (uint64_t)sv.f_bavail * sv.f_frsize,
         .max_containers = max,
     };
+    pthread_mutex_lock(&g->lock);
+    size_t state = 0;
+    const char *key;
+    void *value;
+    while (hashmap_iterate(g->containers, &state, &key, &value) == 0) {
+        Container *c = value;
+        pthread_mutex_lock(&c->lock);
+        const Limits *l = &c->rec.spec.limits;
+        ret->committed_memory_in_bytes += l->memory.limit_in_bytes;
+        ret->committed_disk_in_bytes += l->disk.byte_hard ? l->disk.byte_hard : l->disk.byte_soft;
+        ret->containers++;
+        pthread_mutex_unlock(&c->lock);
+    }
+    pthread_mutex_unlock(&g->lock);
     return 0;
 }
 

@@ -1,2 +1,949 @@
-/* placeholder: being written */
-typedef int cloche_placeholder_netdev;
+/* Links of containers through libnl-route-3: one NETLINK_ROUTE socket in the
+ * daemon's network namespace, kept under a mutex, and a short-lived one bound to a
+ * container's namespace while that container is being set up. Nothing is cached:
+ * every call looks up the links it needs by name, so a link changed or removed
+ * behind our back cannot leave a stale ifindex here. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/pkt_cls.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
+#include <linux/tc_act/tc_mirred.h>
+#include <net/if.h>
+#include <sys/random.h>
+
+#include <netlink/errno.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/socket.h>
+#include <netlink/route/act/mirred.h>
+#include <netlink/route/action.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/classifier.h>
+#include <netlink/route/cls/u32.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/bridge.h>
+#include <netlink/route/link/inet.h>
+#include <netlink/route/link/veth.h>
+#include <netlink/route/qdisc.h>
+#include <netlink/route/qdisc/tbf.h>
+#include <netlink/route/route.h>
+#include <netlink/route/tc.h>
+
+#include "cloche/cleanup.h"
+#include "cloche/netdev.h"
+
+/* Not exported by the uapi headers; fixed since Linux 3.7 in every namespace. */
+#define LOOPBACK_IFINDEX 1
+#define MTU_CAP 1500
+#define TBF_LATENCY_US 25000
+#define TBF_HANDLE TC_HANDLE(1, 0)
+#define INGRESS_HANDLE TC_HANDLE(0xffff, 0)
+/* u32 handle 800::800: the first node of the root hash table, fixed so that a
+ * second call replaces the filter instead of adding another. */
+#define U32_FILTER_HANDLE 0x80000800u
+#define U32_FILTER_PRIO 1
+
+struct NetDev {
+    pthread_mutex_t lock;
+    struct nl_sock *sock; /* the daemon's namespace */
+    bool forwarding_checked;
+};
+
+#define DEFINE_PUT_FUNC(type, func)                                                                \
+    static inline void func##p(type **p)                                                           \
+    {                                                                                              \
+        if (*p)                                                                                    \
+            func(*p);                                                                              \
+        *p = NULL;                                                                                 \
+    }
+DEFINE_PUT_FUNC(struct nl_sock, nl_socket_free)
+DEFINE_PUT_FUNC(struct nl_msg, nlmsg_free)
+DEFINE_PUT_FUNC(struct nl_cb, nl_cb_put)
+DEFINE_PUT_FUNC(struct nl_cache, nl_cache_free)
+DEFINE_PUT_FUNC(struct nl_addr, nl_addr_put)
+DEFINE_PUT_FUNC(struct nl_object, nl_object_put)
+DEFINE_PUT_FUNC(struct rtnl_link, rtnl_link_put)
+DEFINE_PUT_FUNC(struct rtnl_addr, rtnl_addr_put)
+DEFINE_PUT_FUNC(struct rtnl_route, rtnl_route_put)
+DEFINE_PUT_FUNC(struct rtnl_qdisc, rtnl_qdisc_put)
+DEFINE_PUT_FUNC(struct rtnl_cls, rtnl_cls_put)
+DEFINE_PUT_FUNC(struct rtnl_act, rtnl_act_put)
+
+/* libnl folds the kernel's errno into its own codes, and every errno it does not
+ * know into NLE_FAILURE. The error callback of our sockets keeps the kernel's own
+ * errno for the thread that is talking to the socket; errno_from_nl() takes it
+ * (and clears it) on each call, and falls back to unfolding libnl's codes. */
+static _Thread_local int kernel_errno;
+
+static int record_kernel_error(struct sockaddr_nl *nla, struct nlmsgerr *e, void *arg)
+{
+    kernel_errno = e->error;
+    return NL_STOP;
+}
+
+static int errno_from_nl(int nlerr)
+{
+    int kernel = kernel_errno;
+    kernel_errno = 0;
+    if (nlerr >= 0)
+        return 0;
+    if (kernel < 0)
+        return kernel;
+    switch (-nlerr) {
+    case NLE_INTR:
+        return -EINTR;
+    case NLE_BAD_SOCK:
+        return -EBADF;
+    case NLE_AGAIN:
+        return -EAGAIN;
+    case NLE_NOMEM:
+        return -ENOMEM;
+    case NLE_EXIST:
+        return -EEXIST;
+    case NLE_INVAL:
+    case NLE_MISSING_ATTR:
+    case NLE_IMMUTABLE:
+        return -EINVAL;
+    case NLE_RANGE:
+        return -ERANGE;
+    case NLE_MSGSIZE:
+    case NLE_ATTRSIZE:
+        return -EMSGSIZE;
+    case NLE_OPNOTSUPP:
+    case NLE_MSGTYPE_NOSUPPORT:
+        return -EOPNOTSUPP;
+    case NLE_AF_NOSUPPORT:
+        return -EAFNOSUPPORT;
+    case NLE_OBJ_NOTFOUND:
+        return -ENOENT;
+    case NLE_NOADDR:
+        return -EADDRNOTAVAIL;
+    case NLE_BUSY:
+        return -EBUSY;
+    case NLE_PROTO_MISMATCH:
+        return -EPROTONOSUPPORT;
+    case NLE_NOACCESS:
+        return -EACCES;
+    case NLE_PERM:
+        return -EPERM;
+    case NLE_NODEV:
+        return -ENODEV;
+    default:
+        return -EIO;
+    }
+}
+
+static int socket_open(struct nl_sock **ret)
+{
+    _cleanup_(nl_socket_freep) struct nl_sock *sk = nl_socket_alloc();
+    if (!sk)
+        return -ENOMEM;
+    int r = nl_connect(sk, NETLINK_ROUTE);
+    if (r < 0)
+        return errno_from_nl(r);
+    r = nl_socket_modify_err_cb(sk, NL_CB_CUSTOM, record_kernel_error, NULL);
+    if (r < 0)
+        return errno_from_nl(r);
+    /* One recvmsg per answer instead of a peek and a read: the kernel sizes dump
+     * datagrams to the reader's buffer, which it caps at 32 KiB. */
+    nl_socket_disable_msg_peek(sk);
+    r = nl_socket_set_msg_buf_size(sk, 32768);
+    if (r < 0)
+        return errno_from_nl(r);
+    *ret = TAKE_PTR(sk);
+    return 0;
+}
+
+/* A socket of another namespace: a netlink socket belongs to the namespace it was
+ * created in. setns() moves only the calling thread, and it always comes back. */
+static int socket_open_in_netns(int netns_fd, struct nl_sock **ret)
+{
+    _cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (self < 0)
+        return -errno;
+    if (setns(netns_fd, CLONE_NEWNET) < 0)
+        return -errno;
+    int r = socket_open(ret);
+    /* A thread left in a container's namespace would configure the wrong links
+     * from now on; with an fd of our own namespace held this cannot fail. */
+    if (setns(self, CLONE_NEWNET) < 0)
+        abort();
+    return r;
+}
+
+int netdev_open(NetDev **ret)
+{
+    if (!ret)
+        return -EINVAL;
+    _cleanup_free_ NetDev *nd = calloc(1, sizeof(*nd));
+    if (!nd)
+        return -ENOMEM;
+    int r = socket_open(&nd->sock);
+    if (r < 0)
+        return r;
+    r = -pthread_mutex_init(&nd->lock, NULL);
+    if (r < 0) {
+        nl_socket_free(nd->sock);
+        return r;
+    }
+    *ret = TAKE_PTR(nd);
+    return 0;
+}
+
+void netdev_free(NetDev *nd)
+{
+    if (!nd)
+        return;
+    nl_socket_free(nd->sock);
+    pthread_mutex_destroy(&nd->lock);
+    free(nd);
+}
+
+static void unlockp(pthread_mutex_t **m)
+{
+    if (*m)
+        pthread_mutex_unlock(*m);
+}
+
+#define LOCKED(nd)                                                                                 \
+    _cleanup_(unlockp) pthread_mutex_t *_locked_ = (pthread_mutex_lock(&(nd)->lock), &(nd)->lock)
+
+/* ---- small netlink helpers ---------------------------------------------- */
+
+static bool valid_ifname(const char *name)
+{
+    return name && name[0] && strlen(name) < IFNAMSIZ && !strchr(name, '/');
+}
+
+typedef struct Reply {
+    struct nl_object *object;
+    bool acked;
+} Reply;
+
+static void store_object(struct nl_object *obj, void *arg)
+{
+    Reply *reply = arg;
+    if (!reply->object) {
+        nl_object_get(obj);
+        reply->object = obj;
+    }
+}
+
+static int parse_reply(struct nl_msg *msg, void *arg)
+{
+    (void)nl_msg_parse(msg, store_object, arg);
+    return NL_OK;
+}
+
+static int note_ack(struct nl_msg *msg, void *arg)
+{
+    ((Reply *)arg)->acked = true;
+    return NL_STOP;
+}
+
+/* Send a request and wait for its acknowledgement; the first object the kernel
+ * sends back before it (the answer to a GET, the NLM_F_ECHO of a change) goes to
+ * ret_object if there is one, else *ret_object stays NULL. */
+static int transact(struct nl_sock *sk, struct nl_msg *msg, struct nl_object **ret_object)
+{
+    int r = nl_send_auto(sk, msg);
+    if (r < 0)
+        return errno_from_nl(r);
+    _cleanup_(nl_cb_putp) struct nl_cb *sock_cb = nl_socket_get_cb(sk);
+    _cleanup_(nl_cb_putp) struct nl_cb *cb = nl_cb_clone(sock_cb);
+    if (!cb)
+        return -ENOMEM;
+    Reply reply = {};
+    nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, parse_reply, &reply);
+    nl_cb_set(cb, NL_CB_ACK, NL_CB_CUSTOM, note_ack, &reply);
+    /* Answers and the acknowledgement come as separate datagrams; an error is the
+     * acknowledgement too. */
+    r = 0;
+    while (!reply.acked && r >= 0)
+        r = nl_recvmsgs(sk, cb);
+    _cleanup_(nl_object_putp) struct nl_object *obj = reply.object;
+    if (r < 0)
+        return errno_from_nl(r);
+    *ret_object = TAKE_PTR(obj);
+    return 0;
+}
+
+/* Create a link; its ifindex (and for a veth, the peer's ifindex in its own
+ * namespace) from the kernel's echo, 0 where the kernel did not echo. */
+static int link_add(struct nl_sock *sk, struct rtnl_link *link, int *ret_index, int *ret_peer_index)
+{
+    _cleanup_(nlmsg_freep) struct nl_msg *msg = NULL;
+    int r = rtnl_link_build_add_request(link, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO, &msg);
+    if (r < 0)
+        return errno_from_nl(r);
+    _cleanup_(nl_object_putp) struct nl_object *obj = NULL;
+    r = transact(sk, msg, &obj);
+    if (r < 0)
+        return r;
+    struct rtnl_link *echo = (struct rtnl_link *)obj;
+    bool is_link = obj && strcmp(nl_object_get_type(obj), "route/link") == 0;
+    if (ret_index)
+        *ret_index = is_link ? rtnl_link_get_ifindex(echo) : 0;
+    if (ret_peer_index)
+        *ret_peer_index = is_link ? rtnl_link_get_link(echo) : 0;
+    return 0;
+}
+
+/* A link by name: its ifindex, and the link itself if ret_link. -ENOENT if missing. */
+static int link_get(struct nl_sock *sk, const char *name, int *ret_index,
+                    struct rtnl_link **ret_link)
+{
+    _cleanup_(rtnl_link_putp) struct rtnl_link *link = NULL;
+    int r = errno_from_nl(rtnl_link_get_kernel(sk, 0, name, &link));
+    if (r < 0)
+        return r == -ENODEV ? -ENOENT : r;
+    if (ret_index)
+        *ret_index = rtnl_link_get_ifindex(link);
+    if (ret_link)
+        *ret_link = TAKE_PTR(link);
+    return 0;
+}
+
+static int link_delete_by_name(struct nl_sock *sk, const char *name)
+{
+    _cleanup_(rtnl_link_putp) struct rtnl_link *link = rtnl_link_alloc();
+    if (!link)
+        return -ENOMEM;
+    rtnl_link_set_name(link, name);
+    int r = errno_from_nl(rtnl_link_delete(sk, link));
+    return r == -ENOENT || r == -ENODEV ? 0 : r;
+}
+
+/* Change some attributes of a link known by ifindex (RTM_NEWLINK on an existing
+ * link, so the IPv4 devconf in IFLA_AF_SPEC goes in the same message). */
+static int link_change(struct nl_sock *sk, int ifindex, bool up, int route_localnet)
+{
+    _cleanup_(rtnl_link_putp) struct rtnl_link *orig = rtnl_link_alloc();
+    _cleanup_(rtnl_link_putp) struct rtnl_link *change = rtnl_link_alloc();
+    if (!orig || !change)
+        return -ENOMEM;
+    rtnl_link_set_ifindex(orig, ifindex);
+    if (up)
+        rtnl_link_set_flags(change, IFF_UP);
+    if (route_localnet >= 0) {
+        int r =
+            rtnl_link_inet_set_conf(change, IPV4_DEVCONF_ROUTE_LOCALNET, (uint32_t)route_localnet);
+        if (r < 0)
+            return errno_from_nl(r);
+    }
+    return errno_from_nl(rtnl_link_change(sk, orig, change, 0));
+}
+
+static int ipv4_addr_new(uint32_t host_order, unsigned prefix, struct nl_addr **ret)
+{
+    uint32_t be = htonl(host_order);
+    struct nl_addr *a = nl_addr_build(AF_INET, &be, sizeof(be));
+    if (!a)
+        return -ENOMEM;
+    nl_addr_set_prefixlen(a, (int)prefix);
+    *ret = a;
+    return 0;
+}
+
+/* ip/prefix on a link, with the subnet's broadcast address below /31. */
+static int address_add(struct nl_sock *sk, int ifindex, uint32_t ip, unsigned prefix)
+{
+    _cleanup_(rtnl_addr_putp) struct rtnl_addr *addr = rtnl_addr_alloc();
+    _cleanup_(nl_addr_putp) struct nl_addr *local = NULL, *broadcast = NULL;
+    if (!addr)
+        return -ENOMEM;
+    int r = ipv4_addr_new(ip, prefix, &local);
+    if (r < 0)
+        return r;
+    rtnl_addr_set_ifindex(addr, ifindex);
+    r = rtnl_addr_set_local(addr, local);
+    if (r < 0)
+        return errno_from_nl(r);
+    if (prefix < 31) {
+        uint32_t mask = prefix ? 0xffffffffu << (32 - prefix) : 0;
+        r = ipv4_addr_new(ip | ~mask, 32, &broadcast);
+        if (r < 0)
+            return r;
+        r = rtnl_addr_set_broadcast(addr, broadcast);
+        if (r < 0)
+            return errno_from_nl(r);
+    }
+    return errno_from_nl(rtnl_addr_add(sk, addr, NLM_F_CREATE | NLM_F_EXCL));
+}
+
+static int default_route_add(struct nl_sock *sk, int ifindex, uint32_t gateway)
+{
+    _cleanup_(rtnl_route_putp) struct rtnl_route *route = rtnl_route_alloc();
+    _cleanup_(nl_addr_putp) struct nl_addr *dst = NULL, *gw = NULL;
+    if (!route)
+        return -ENOMEM;
+    int r = ipv4_addr_new(0, 0, &dst);
+    if (r < 0)
+        return r;
+    r = ipv4_addr_new(gateway, 32, &gw);
+    if (r < 0)
+        return r;
+    struct rtnl_nexthop *nh = rtnl_route_nh_alloc();
+    if (!nh)
+        return -ENOMEM;
+    rtnl_route_nh_set_ifindex(nh, ifindex);
+    rtnl_route_nh_set_gateway(nh, gw);
+    rtnl_route_add_nexthop(route, nh); /* the route owns nh now */
+    rtnl_route_set_family(route, AF_INET);
+    rtnl_route_set_table(route, RT_TABLE_MAIN);
+    rtnl_route_set_protocol(route, RTPROT_STATIC);
+    r = rtnl_route_set_dst(route, dst);
+    if (r < 0)
+        return errno_from_nl(r);
+    return errno_from_nl(rtnl_route_add(sk, route, NLM_F_CREATE | NLM_F_EXCL));
+}
+
+/* ---- container setup ---------------------------------------------------- */
+
+static int validate_spec(const NetDevContainer *s)
+{
+    if (!s || !valid_ifname(s->bridge) || !valid_ifname(s->host_if) ||
+        !valid_ifname(s->container_if) || s->netns_fd < 0)
+        return -EINVAL;
+    if (strcmp(s->bridge, s->host_if) == 0)
+        return -EINVAL;
+    if (s->prefix < 1 || s->prefix > 30 || s->mtu < 68 || s->mtu > 65535)
+        return -EINVAL;
+    uint32_t mask = 0xffffffffu << (32 - s->prefix);
+    if ((s->subnet & ~mask) != 0 || (s->gateway & mask) != s->subnet ||
+        (s->ip & mask) != s->subnet || s->gateway == s->ip)
+        return -EINVAL;
+    /* Neither may be the network or the broadcast address. */
+    uint32_t host_bits[] = {s->gateway & ~mask, s->ip & ~mask};
+    for (size_t i = 0; i < ELEMENTSOF(host_bits); i++)
+        if (host_bits[i] == 0 || host_bits[i] == ~mask)
+            return -EINVAL;
+    return 0;
+}
+
+/* The daemon's namespace routes between the bridges and the outside. */
+static int ensure_forwarding(NetDev *nd)
+{
+    if (nd->forwarding_checked)
+        return 0;
+    _cleanup_close_ int fd = open("/proc/sys/net/ipv4/ip_forward", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    char c;
+    ssize_t n = read(fd, &c, 1);
+    if (n < 0)
+        return -errno;
+    if (n == 1 && c == '0') {
+        n = pwrite(fd, "1", 1, 0);
+        if (n < 0)
+            return -errno;
+        if (n != 1)
+            return -EIO;
+    }
+    nd->forwarding_checked = true;
+    return 0;
+}
+
+static int random_mac(struct nl_addr **ret)
+{
+    uint8_t mac[ETH_ALEN];
+    if (getrandom(mac, sizeof(mac), 0) != (ssize_t)sizeof(mac))
+        return errno ? -errno : -EIO;
+    mac[0] = (uint8_t)((mac[0] & 0xfe) | 0x02); /* unicast, locally administered */
+    struct nl_addr *a = nl_addr_build(AF_LLC, mac, sizeof(mac));
+    if (!a)
+        return -ENOMEM;
+    *ret = a;
+    return 0;
+}
+
+/* The bridge of the subnet, created if missing. A MAC of its own keeps the bridge
+ * from taking the lowest MAC of its ports, which would change as containers come
+ * and go on a shared subnet and leave stale ARP entries in the others. */
+static int bridge_ensure(struct nl_sock *sk, const NetDevContainer *s, int *ret_index,
+                         bool *ret_created)
+{
+    _cleanup_(rtnl_link_putp) struct rtnl_link *existing = NULL;
+    int r = link_get(sk, s->bridge, ret_index, &existing);
+    if (r == 0) {
+        if (!rtnl_link_get_type(existing) || strcmp(rtnl_link_get_type(existing), "bridge") != 0)
+            return -EEXIST;
+        *ret_created = false;
+        return 0;
+    }
+    if (r != -ENOENT)
+        return r;
+
+    _cleanup_(rtnl_link_putp) struct rtnl_link *link = rtnl_link_bridge_alloc();
+    _cleanup_(nl_addr_putp) struct nl_addr *mac = NULL;
+    if (!link)
+        return -ENOMEM;
+    r = random_mac(&mac);
+    if (r < 0)
+        return r;
+    rtnl_link_set_name(link, s->bridge);
+    rtnl_link_set_addr(link, mac);
+    rtnl_link_set_mtu(link, s->mtu);
+    rtnl_link_set_flags(link, IFF_UP);
+    int index;
+    r = link_add(sk, link, &index, NULL);
+    if (r < 0)
+        return r;
+    if (index <= 0)
+        r = link_get(sk, s->bridge, &index, NULL);
+    if (r >= 0)
+        r = address_add(sk, index, s->gateway, s->prefix);
+    if (r >= 0)
+        r = link_change(sk, index, false, 1);
+    if (r < 0) {
+        (void)link_delete_by_name(sk, s->bridge);
+        return r;
+    }
+    *ret_index = index;
+    *ret_created = true;
+    return 0;
+}
+
+/* The host end up from the start, the peer born in the container's namespace.
+ * The peer cannot be created up: it opens before its partner is registered, and
+ * veth_open() refuses that with ENOTCONN. */
+static int veth_create(struct nl_sock *sk, const NetDevContainer *s, int bridge_index,
+                       int *ret_peer_index)
+{
+    _cleanup_(rtnl_link_putp) struct rtnl_link *link = rtnl_link_veth_alloc();
+    if (!link)
+        return -ENOMEM;
+    rtnl_link_set_name(link, s->host_if);
+    rtnl_link_set_mtu(link, s->mtu);
+    rtnl_link_set_master(link, bridge_index);
+    rtnl_link_set_flags(link, IFF_UP);
+    struct rtnl_link *peer = rtnl_link_veth_get_peer(link);
+    rtnl_link_set_name(peer, s->container_if);
+    rtnl_link_set_mtu(peer, s->mtu);
+    rtnl_link_set_ns_fd(peer, s->netns_fd);
+    rtnl_link_put(peer);
+    return link_add(sk, link, NULL, ret_peer_index);
+}
+
+/* index: the container end's ifindex if known, else 0. */
+static int container_configure(const NetDevContainer *s, int index)
+{
+    _cleanup_(nl_socket_freep) struct nl_sock *sk = NULL;
+    int r = socket_open_in_netns(s->netns_fd, &sk);
+    if (r < 0)
+        return r;
+    r = link_change(sk, LOOPBACK_IFINDEX, true, -1);
+    if (r < 0)
+        return r;
+    if (index <= 0) {
+        r = link_get(sk, s->container_if, &index, NULL);
+        if (r < 0)
+            return r;
+    }
+    r = link_change(sk, index, true, -1);
+    if (r < 0)
+        return r;
+    r = address_add(sk, index, s->ip, s->prefix);
+    if (r < 0)
+        return r;
+    return default_route_add(sk, index, s->gateway);
+}
+
+static int setup_locked(NetDev *nd, const NetDevContainer *s)
+{
+    int r = ensure_forwarding(nd);
+    if (r < 0)
+        return r;
+    int bridge_index;
+    bool bridge_created;
+    r = bridge_ensure(nd->sock, s, &bridge_index, &bridge_created);
+    if (r < 0)
+        return r;
+    int peer_index;
+    r = veth_create(nd->sock, s, bridge_index, &peer_index);
+    if (r >= 0) {
+        r = container_configure(s, peer_index);
+        if (r < 0)
+            (void)link_delete_by_name(nd->sock, s->host_if); /* the peer goes with it */
+    }
+    if (r < 0 && bridge_created)
+        (void)link_delete_by_name(nd->sock, s->bridge);
+    return r;
+}
+
+int netdev_setup_container(NetDev *nd, const NetDevContainer *spec)
+{
+    if (!nd)
+        return -EINVAL;
+    int r = validate_spec(spec);
+    if (r < 0)
+        return r;
+    LOCKED(nd);
+    return setup_locked(nd, spec);
+}
+
+/* ---- links of this namespace -------------------------------------------- */
+
+int netdev_delete(NetDev *nd, const char *name)
+{
+    if (!nd || !valid_ifname(name))
+        return -EINVAL;
+    LOCKED(nd);
+    return link_delete_by_name(nd->sock, name);
+}
+
+int netdev_list(NetDev *nd, const char *prefix, char ***ret_names)
+{
+    if (!nd || !prefix || !ret_names)
+        return -EINVAL;
+    _cleanup_(nl_cache_freep) struct nl_cache *cache = NULL;
+    {
+        LOCKED(nd);
+        int r = rtnl_link_alloc_cache(nd->sock, AF_UNSPEC, &cache);
+        if (r < 0)
+            return errno_from_nl(r);
+    }
+    size_t len = strlen(prefix), n = 0;
+    _cleanup_strv_free_ char **names = calloc((size_t)nl_cache_nitems(cache) + 1, sizeof(char *));
+    if (!names)
+        return -ENOMEM;
+    for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+        const char *name = rtnl_link_get_name((struct rtnl_link *)o);
+        if (!name || strncmp(name, prefix, len) != 0)
+            continue;
+        names[n] = strdup(name);
+        if (!names[n])
+            return -ENOMEM;
+        n++;
+    }
+    *ret_names = TAKE_PTR(names);
+    return 0;
+}
+
+int netdev_stats(NetDev *nd, const char *name, NetDevStats *ret)
+{
+    if (!nd || !valid_ifname(name) || !ret)
+        return -EINVAL;
+    _cleanup_(rtnl_link_putp) struct rtnl_link *link = NULL;
+    {
+        LOCKED(nd);
+        int r = link_get(nd->sock, name, NULL, &link);
+        if (r < 0)
+            return r;
+    }
+    *ret = (NetDevStats){
+        .rx_bytes = rtnl_link_get_stat(link, RTNL_LINK_RX_BYTES),
+        .tx_bytes = rtnl_link_get_stat(link, RTNL_LINK_TX_BYTES),
+        .rx_packets = rtnl_link_get_stat(link, RTNL_LINK_RX_PACKETS),
+        .tx_packets = rtnl_link_get_stat(link, RTNL_LINK_TX_PACKETS),
+    };
+    return 0;
+}
+
+/* The interface of the main table's default IPv4 route with the lowest metric. */
+static int default_route_ifindex(struct nl_sock *sk, int *ret)
+{
+    _cleanup_(nl_cache_freep) struct nl_cache *cache = NULL;
+    int r = rtnl_route_alloc_cache(sk, AF_INET, 0, &cache);
+    if (r < 0)
+        return errno_from_nl(r);
+    int index = 0;
+    uint32_t best = 0;
+    for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+        struct rtnl_route *route = (struct rtnl_route *)o;
+        struct nl_addr *dst = rtnl_route_get_dst(route);
+        if (rtnl_route_get_table(route) != RT_TABLE_MAIN ||
+            rtnl_route_get_type(route) != RTN_UNICAST || (dst && nl_addr_get_prefixlen(dst) != 0))
+            continue;
+        if (rtnl_route_get_nnexthops(route) < 1)
+            continue;
+        uint32_t priority = rtnl_route_get_priority(route);
+        int nh_index = rtnl_route_nh_get_ifindex(rtnl_route_nexthop_n(route, 0));
+        if (nh_index > 0 && (index == 0 || priority < best)) {
+            index = nh_index;
+            best = priority;
+        }
+    }
+    if (index == 0)
+        return -ENOENT;
+    *ret = index;
+    return 0;
+}
+
+int netdev_default_mtu(NetDev *nd, uint32_t *ret)
+{
+    if (!nd || !ret)
+        return -EINVAL;
+    LOCKED(nd);
+    int index;
+    int r = default_route_ifindex(nd->sock, &index);
+    if (r == -ENOENT) {
+        *ret = MTU_CAP;
+        return 0;
+    }
+    if (r < 0)
+        return r;
+    _cleanup_(rtnl_link_putp) struct rtnl_link *link = NULL;
+    r = rtnl_link_get_kernel(nd->sock, index, NULL, &link);
+    if (r < 0)
+        return errno_from_nl(r);
+    uint32_t mtu = rtnl_link_get_mtu(link);
+    *ret = mtu == 0 || mtu > MTU_CAP ? MTU_CAP : mtu;
+    return 0;
+}
+
+int netdev_default_address(NetDev *nd, uint32_t *ret)
+{
+    if (!nd || !ret)
+        return -EINVAL;
+    LOCKED(nd);
+    int index;
+    int r = default_route_ifindex(nd->sock, &index);
+    if (r < 0)
+        return r;
+    _cleanup_(nl_cache_freep) struct nl_cache *cache = NULL;
+    r = rtnl_addr_alloc_cache(nd->sock, &cache);
+    if (r < 0)
+        return errno_from_nl(r);
+    for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+        struct rtnl_addr *addr = (struct rtnl_addr *)o;
+        struct nl_addr *local = rtnl_addr_get_local(addr);
+        if (rtnl_addr_get_family(addr) != AF_INET || rtnl_addr_get_ifindex(addr) != index ||
+            !local || nl_addr_get_len(local) != 4)
+            continue;
+        uint32_t be;
+        memcpy(&be, nl_addr_get_binary_addr(local), sizeof(be));
+        *ret = ntohl(be);
+        return 0;
+    }
+    return -ENOENT;
+}
+
+/* ---- bandwidth ---------------------------------------------------------- */
+
+/* The qdisc attached at parent (TC_H_ROOT, TC_H_INGRESS) of a link, by one
+ * RTM_GETQDISC rather than a dump of every qdisc of the namespace. -ENOENT when
+ * there is none, or only a default one: the kernel answers those (noqueue, handle
+ * 0) with a bare acknowledgement. */
+static int qdisc_get(struct nl_sock *sk, int ifindex, uint32_t parent, struct rtnl_qdisc **ret)
+{
+    struct tcmsg tcm = {.tcm_family = AF_UNSPEC, .tcm_ifindex = ifindex, .tcm_parent = parent};
+    /* Without NLM_F_ECHO the kernel sends the answer to the RTNLGRP_TC group only. */
+    _cleanup_(nlmsg_freep) struct nl_msg *msg = nlmsg_alloc_simple(RTM_GETQDISC, NLM_F_ECHO);
+    if (!msg)
+        return -ENOMEM;
+    int r = nlmsg_append(msg, &tcm, sizeof(tcm), NLMSG_ALIGNTO);
+    if (r < 0)
+        return errno_from_nl(r);
+    _cleanup_(nl_object_putp) struct nl_object *obj = NULL;
+    r = transact(sk, msg, &obj);
+    if (r < 0)
+        return r;
+    if (!obj || rtnl_tc_get_handle(TC_CAST(obj)) == 0)
+        return -ENOENT;
+    *ret = (struct rtnl_qdisc *)TAKE_PTR(obj);
+    return 0;
+}
+
+/* Deleting a qdisc that is not there (or the default, handle 0) is fine. */
+static int qdisc_delete(struct nl_sock *sk, int ifindex, uint32_t parent)
+{
+    _cleanup_(rtnl_qdisc_putp) struct rtnl_qdisc *q = rtnl_qdisc_alloc();
+    if (!q)
+        return -ENOMEM;
+    rtnl_tc_set_ifindex(TC_CAST(q), ifindex);
+    rtnl_tc_set_parent(TC_CAST(q), parent);
+    int r = errno_from_nl(rtnl_qdisc_delete(sk, q));
+    return r == -ENOENT || r == -ENODEV ? 0 : r;
+}
+
+/* TBF at the root of a link. A root of another kind must go first: the kernel
+ * only changes a qdisc in place when the kind matches. */
+static int tbf_set(struct nl_sock *sk, int ifindex, uint32_t mtu, int rate, int burst)
+{
+    _cleanup_(rtnl_qdisc_putp) struct rtnl_qdisc *old = NULL;
+    int r = qdisc_get(sk, ifindex, TC_H_ROOT, &old);
+    if (r == 0 && strcmp(rtnl_tc_get_kind(TC_CAST(old)) ?: "", "tbf") != 0)
+        r = qdisc_delete(sk, ifindex, TC_H_ROOT);
+    else if (r == -ENOENT)
+        r = 0;
+    if (r < 0)
+        return r;
+
+    _cleanup_(rtnl_qdisc_putp) struct rtnl_qdisc *q = rtnl_qdisc_alloc();
+    if (!q)
+        return -ENOMEM;
+    rtnl_tc_set_ifindex(TC_CAST(q), ifindex);
+    rtnl_tc_set_parent(TC_CAST(q), TC_H_ROOT);
+    rtnl_tc_set_handle(TC_CAST(q), TBF_HANDLE);
+    rtnl_tc_set_mtu(TC_CAST(q), mtu);
+    r = rtnl_tc_set_kind(TC_CAST(q), "tbf");
+    if (r < 0)
+        return errno_from_nl(r);
+    rtnl_qdisc_tbf_set_rate(q, rate, burst, 0);
+    r = rtnl_qdisc_tbf_set_limit_by_latency(q, TBF_LATENCY_US);
+    if (r < 0)
+        return errno_from_nl(r);
+    return errno_from_nl(rtnl_qdisc_add(sk, q, NLM_F_CREATE | NLM_F_REPLACE));
+}
+
+static int ifb_ensure(struct nl_sock *sk, const char *name, uint32_t mtu, int *ret_index)
+{
+    _cleanup_(rtnl_link_putp) struct rtnl_link *existing = NULL;
+    int r = link_get(sk, name, ret_index, &existing);
+    if (r == 0) {
+        if (!rtnl_link_get_type(existing) || strcmp(rtnl_link_get_type(existing), "ifb") != 0)
+            return -EEXIST;
+        return (rtnl_link_get_flags(existing) & IFF_UP) ? 0 : link_change(sk, *ret_index, true, -1);
+    }
+    if (r != -ENOENT)
+        return r;
+    _cleanup_(rtnl_link_putp) struct rtnl_link *link = rtnl_link_alloc();
+    if (!link)
+        return -ENOMEM;
+    r = rtnl_link_set_type(link, "ifb");
+    if (r < 0)
+        return errno_from_nl(r);
+    rtnl_link_set_name(link, name);
+    rtnl_link_set_mtu(link, mtu);
+    rtnl_link_set_flags(link, IFF_UP);
+    r = link_add(sk, link, ret_index, NULL);
+    if (r < 0 || *ret_index > 0)
+        return r;
+    return link_get(sk, name, ret_index, NULL);
+}
+
+/* host_if's ingress, every packet redirected to the IFB's egress. The filter has a
+ * fixed handle, so a second call replaces it (with the IFB's current ifindex). */
+static int ingress_redirect(struct nl_sock *sk, int ifindex, int ifb_index)
+{
+    _cleanup_(rtnl_qdisc_putp) struct rtnl_qdisc *q = rtnl_qdisc_alloc();
+    if (!q)
+        return -ENOMEM;
+    rtnl_tc_set_ifindex(TC_CAST(q), ifindex);
+    rtnl_tc_set_parent(TC_CAST(q), TC_H_INGRESS);
+    rtnl_tc_set_handle(TC_CAST(q), INGRESS_HANDLE);
+    int r = rtnl_tc_set_kind(TC_CAST(q), "ingress");
+    if (r < 0)
+        return errno_from_nl(r);
+    r = errno_from_nl(rtnl_qdisc_add(sk, q, NLM_F_CREATE));
+    if (r < 0)
+        return r;
+
+    _cleanup_(rtnl_cls_putp) struct rtnl_cls *cls = rtnl_cls_alloc();
+    _cleanup_(rtnl_act_putp) struct rtnl_act *act = rtnl_act_alloc();
+    if (!cls || !act)
+        return -ENOMEM;
+    rtnl_tc_set_ifindex(TC_CAST(cls), ifindex);
+    rtnl_tc_set_parent(TC_CAST(cls), INGRESS_HANDLE);
+    rtnl_tc_set_handle(TC_CAST(cls), U32_FILTER_HANDLE);
+    r = rtnl_tc_set_kind(TC_CAST(cls), "u32");
+    if (r < 0)
+        return errno_from_nl(r);
+    rtnl_cls_set_prio(cls, U32_FILTER_PRIO);
+    rtnl_cls_set_protocol(cls, ETH_P_ALL);
+    r = rtnl_u32_add_key_uint32(cls, 0, 0, 0, 0); /* matches everything */
+    if (r >= 0)
+        r = rtnl_u32_set_cls_terminal(cls);
+    if (r < 0)
+        return errno_from_nl(r);
+
+    r = rtnl_tc_set_kind(TC_CAST(act), "mirred");
+    if (r < 0)
+        return errno_from_nl(r);
+    rtnl_mirred_set_action(act, TCA_EGRESS_REDIR);
+    rtnl_mirred_set_policy(act, TC_ACT_STOLEN);
+    rtnl_mirred_set_ifindex(act, (uint32_t)ifb_index);
+    r = rtnl_u32_add_action(cls, act); /* takes its own reference */
+    if (r < 0)
+        return errno_from_nl(r);
+    return errno_from_nl(rtnl_cls_add(sk, cls, NLM_F_CREATE | NLM_F_REPLACE));
+}
+
+static int bandwidth_remove(struct nl_sock *sk, const char *host_if, const char *ifb_name)
+{
+    int index, r = link_get(sk, host_if, &index, NULL);
+    if (r == 0) {
+        r = qdisc_delete(sk, index, TC_H_ROOT);
+        int k = qdisc_delete(sk, index, TC_H_INGRESS);
+        if (r == 0)
+            r = k;
+    } else if (r == -ENOENT) {
+        r = 0;
+    }
+    int k = link_delete_by_name(sk, ifb_name);
+    return r < 0 ? r : k;
+}
+
+static int bandwidth_set(struct nl_sock *sk, const char *host_if, const char *ifb_name, int rate,
+                         int burst)
+{
+    _cleanup_(rtnl_link_putp) struct rtnl_link *host = NULL;
+    int host_index;
+    int r = link_get(sk, host_if, &host_index, &host);
+    if (r < 0)
+        return r;
+    /* The bucket must hold the largest frame, header included: a bucket of just
+     * the MTU drops every full-sized packet. */
+    uint32_t mtu = rtnl_link_get_mtu(host);
+    if ((uint32_t)burst < mtu + ETH_HLEN)
+        burst = (int)(mtu + ETH_HLEN);
+    int ifb_index;
+    r = ifb_ensure(sk, ifb_name, mtu, &ifb_index);
+    if (r >= 0)
+        r = tbf_set(sk, ifb_index, mtu, rate, burst);
+    if (r >= 0)
+        r = ingress_redirect(sk, host_index, ifb_index);
+    if (r >= 0)
+        r = tbf_set(sk, host_index, mtu, rate, burst);
+    if (r < 0 && r != -EEXIST)
+        (void)bandwidth_remove(sk, host_if, ifb_name);
+    return r;
+}
+
+int netdev_set_bandwidth(NetDev *nd, const char *host_if, const char *ifb_name, uint64_t rate_bytes,
+                         uint64_t burst_bytes)
+{
+    if (!nd || !valid_ifname(host_if) || !valid_ifname(ifb_name) || strcmp(host_if, ifb_name) == 0)
+        return -EINVAL;
+    if (rate_bytes > INT_MAX || burst_bytes > INT_MAX)
+        return -ERANGE;
+    LOCKED(nd);
+    if (rate_bytes == 0)
+        return bandwidth_remove(nd->sock, host_if, ifb_name);
+    return bandwidth_set(nd->sock, host_if, ifb_name, (int)rate_bytes, (int)burst_bytes);
+}
+
+int netdev_get_bandwidth(NetDev *nd, const char *host_if, uint64_t *ret_rate, uint64_t *ret_burst)
+{
+    if (!nd || !valid_ifname(host_if) || !ret_rate || !ret_burst)
+        return -EINVAL;
+    LOCKED(nd);
+    int index;
+    int r = link_get(nd->sock, host_if, &index, NULL);
+    if (r < 0)
+        return r;
+    _cleanup_(rtnl_qdisc_putp) struct rtnl_qdisc *q = NULL;
+    r = qdisc_get(nd->sock, index, TC_H_ROOT, &q);
+    if (r == -ENOENT || (r == 0 && strcmp(rtnl_tc_get_kind(TC_CAST(q)) ?: "", "tbf") != 0)) {
+        *ret_rate = *ret_burst = 0;
+        return 0;
+    }
+    if (r < 0)
+        return r;
+    int rate = rtnl_qdisc_tbf_get_rate(q), burst = rtnl_qdisc_tbf_get_rate_bucket(q);
+    *ret_rate = rate > 0 ? (uint64_t)rate : 0;
+    *ret_burst = burst > 0 ? (uint64_t)burst : 0;
+    return 0;
+}

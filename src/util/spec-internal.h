@@ -56,7 +56,5 @@ int spec_decode_rlimits_at(json_object *obj, const char *path, ResourceLimits *r
                            ApiError *reterr);
 int spec_decode_netout_rule_at(json_object *obj, const char *path, NetOutRule *ret,
                                ApiError *reterr);
-int spec_decode_netin_at(json_object *obj, const char *path, NetInSpec *ret, ApiError *reterr);
 
 json_object *spec_encode_limits(const Limits *l);
-json_object *spec_encode_netin(const NetInSpec *n);

@@ -36,6 +36,7 @@ static const U64Field bandwidth_fields[] = {
 static const U64Field cpu_fields[] = {
     FIELD(CpuLimits, "weight", weight),
     FIELD(CpuLimits, "limit_in_shares", limit_in_shares),
+    FIELD(CpuLimits, "cloche_millicpus", millicpus),
 };
 static const U64Field disk_fields[] = {
     FIELD(DiskLimits, "inode_soft", inode_soft),

@@ -312,9 +312,41 @@ int spec_decode_netin_at(json_object *obj, const char *path, NetInSpec *ret, Api
         (r = spec_member_u64(obj, path, "container_port", PORT_MAX, &container_port, NULL,
                              reterr)) < 0)
         return r;
-    *ret =
-        (NetInSpec){.host_port = (uint32_t)host_port, .container_port = (uint32_t)container_port};
+    _cleanup_free_ char *proto = NULL;
+    r = spec_member_string(obj, path, "cloche_protocol", 16, &proto, reterr);
+    if (r < 0)
+        return r;
+    NetInProtocol protocol = NETIN_TCP;
+    if (proto) {
+        unsigned i;
+        for (i = 0; i <= NETIN_TCP_UDP; i++)
+            if (strcmp(proto, netin_protocol_to_string((NetInProtocol)i)) == 0)
+                break;
+        if (i > NETIN_TCP_UDP) {
+            char p[SPEC_PATH_MAX];
+            return api_bad_request(reterr,
+                                   "Invalid value for '%s': '%s' is not one of tcp, udp, tcp+udp",
+                                   spec_path(p, path, "cloche_protocol"), proto);
+        }
+        protocol = (NetInProtocol)i;
+    }
+    *ret = (NetInSpec){.host_port = (uint32_t)host_port,
+                       .container_port = (uint32_t)container_port,
+                       .protocol = protocol};
     return 0;
+}
+
+const char *netin_protocol_to_string(NetInProtocol p)
+{
+    switch (p) {
+    case NETIN_TCP:
+        return "tcp";
+    case NETIN_UDP:
+        return "udp";
+    case NETIN_TCP_UDP:
+        return "tcp+udp";
+    }
+    return "tcp";
 }
 
 int spec_decode_netin(json_object *obj, NetInSpec *ret, ApiError *reterr)
@@ -330,5 +362,26 @@ json_object *spec_encode_netin(const NetInSpec *n)
     if (!obj || spec_add(obj, "host_port", json_new_u64(n->host_port)) < 0 ||
         spec_add(obj, "container_port", json_new_u64(n->container_port)) < 0)
         return NULL;
+    if (n->protocol != NETIN_TCP &&
+        spec_add(obj, "cloche_protocol",
+                 json_object_new_string(netin_protocol_to_string(n->protocol))) < 0)
+        return NULL;
     return TAKE_PTR(obj);
+}
+
+char *spec_encode_mapped_ports(const NetInSpec *in, size_t n)
+{
+    _cleanup_json_ json_object *arr = json_object_new_array();
+    if (!arr)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_json_ json_object *o = json_object_new_object();
+        if (!o || spec_add(o, "HostPort", json_new_u64(in[i].host_port)) < 0 ||
+            spec_add(o, "ContainerPort", json_new_u64(in[i].container_port)) < 0 ||
+            json_object_array_add(arr, o) < 0)
+            return NULL;
+        o = NULL;
+    }
+    size_t len;
+    return json_serialize(arr, &len);
 }

@@ -254,9 +254,13 @@ class DaemonStartError(Exception):
 class Daemon:
     """One cloched with its own depot, socket, port and cgroup parent.
 
+    Also its own network tag, subnet pool and port pool (see __init__).
+
     The state directories outlive stop(), so restart() brings a new daemon up
     on the same depot (for crash and restart tests); cleanup() removes them.
     """
+
+    _count = 0
 
     def __init__(self, name: str, extra_args=(), *, socket_enabled: bool = True,
                  bind_ip: "str | None" = "127.0.0.1", bind_port: "int | None" = None,
@@ -280,6 +284,15 @@ class Daemon:
         self.cgroup_parent = cgroup_parent or f"cloche-test-{secrets.token_hex(6)}"
         self.rootfs = rootfs if rootfs is not None else DEFAULT_ROOTFS
         self.log_path = self.workdir / "cloched.log"
+        # Daemons alive at the same time share the sandbox's network namespace:
+        # each gets its own link/table tag, subnet pool and port pool.
+        Daemon._count += 1
+        n = Daemon._count
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+        self.net_tag = digits[(n // 36) % 36] + digits[n % 36]
+        self.network_pool = f"10.{100 + (n // 64) % 150}.{(n % 64) * 4}.0/22"
+        self.port_pool_start = 20000 + (n % 40) * 1000
+        self.port_pool_size = 1000
         self.proc: "subprocess.Popen | None" = None
         self.starts = 0
         self._log_cache = ""
@@ -291,6 +304,10 @@ class Daemon:
                 "--depot", str(self.depot),
                 "--bind-socket", str(self.socket_path) if self.socket_path else "",
                 "--cgroup-parent", self.cgroup_parent,
+                "--network-tag", self.net_tag,
+                "--network-pool", self.network_pool,
+                "--port-pool-start", str(self.port_pool_start),
+                "--port-pool-size", str(self.port_pool_size),
                 "--log-level", "debug"]
         if self.bind_ip:
             args += ["--bind-ip", self.bind_ip, "--bind-port", str(self.bind_port)]

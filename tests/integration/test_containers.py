@@ -541,18 +541,21 @@ def test_limits_are_reported_as_given(containers):
     assert client.current_cpu_limits(h3) == {}
 
 
-DEFERRED_LIMITS = [
-    ("disk", {"disk_limits": {"byte_hard": 1 << 30}}),
-    ("disk-inodes", {"disk_limits": {"inode_soft": 1000}}),
-    ("bandwidth", {"bandwidth_limits": {"rate": 1 << 20, "burst": 1 << 20}}),
+INVALID_LIMITS = [
+    ("disk-inodes-alone", {"disk_limits": {"inode_soft": 1000}}),
+    ("disk-too-small", {"disk_limits": {"byte_hard": 4096}}),
+    ("bandwidth-no-burst", {"bandwidth_limits": {"rate": 1 << 20}}),
+    ("memory-too-small", {"memory_limits": {"limit_in_bytes": 1024}}),
+    ("pids-absurd", {"pid_limits": {"max": 1 << 40}}),
+    ("cpu-cap-absurd", {"cpu_limits": {"cloche_millicpus": 1}}),
 ]
 
 
-@pytest.mark.parametrize("name,limits", DEFERRED_LIMITS, ids=[x[0] for x in DEFERRED_LIMITS])
-def test_disk_and_bandwidth_limits_are_refused(containers, name, limits):
+@pytest.mark.parametrize("name,limits", INVALID_LIMITS, ids=[x[0] for x in INVALID_LIMITS])
+def test_invalid_limits_are_refused_and_leave_nothing(containers, name, limits):
     d = containers.daemon
     err = create_error(d.client(), {"handle": name, "limits": limits})
-    assert err.status == 501, err
+    assert err.status == 400, err
     assert_nothing_left(d, name)
     assert cgroup_children(d.cgroup_parent) == []
     assert depot_entries(d) == []

@@ -426,7 +426,7 @@ MALFORMED = {
 WRONG_METHOD = {
     "post-ping": ("POST", "/ping", "GET"),
     "delete-capacity": ("DELETE", "/capacity", "GET"),
-    "put-memory-limits": ("PUT", f"/containers/{H}/limits/memory", "GET"),
+    "delete-memory-limits": ("DELETE", f"/containers/{H}/limits/memory", "PUT"),
     "get-stop": ("GET", f"/containers/{H}/stop", "PUT"),
 }
 

@@ -24,6 +24,16 @@
  *                        failure, strerror on stderr and exit 1
  *   read PATH            copy PATH to stdout; on failure, strerror and exit 1
  *   spin SECONDS         busy loop for SECONDS of wall-clock time
+ *   serve tcp|udp PORT   answer every TCP connection (one read) or UDP datagram with
+ *                        "HOSTNAME:DATA", forever; prints "listening" once bound
+ *   connect tcp|udp IP PORT [SECONDS]
+ *                        send "ping", print the answer and exit 0; on failure or
+ *                        no answer within SECONDS (default 2), print the error and
+ *                        exit 1
+ *   sink PORT            accept one TCP connection, read it to the end, answer with
+ *                        the number of bytes read, exit 0
+ *   blast IP PORT BYTES  connect over TCP, send BYTES (suffix K, M or G), shut the
+ *                        write side down and wait for the peer to close; exit 0
  *
  * Usage errors exit 2. */
 #include <ctype.h>
@@ -35,7 +45,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -355,6 +369,156 @@ static int cmd_read(int argc, char **argv)
     return rc < 0 ? fail("read", argv[1]) : 0;
 }
 
+static int parse_proto(const char *s)
+{
+    if (strcmp(s, "tcp") == 0)
+        return SOCK_STREAM;
+    if (strcmp(s, "udp") == 0)
+        return SOCK_DGRAM;
+    return -1;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    int type = argc == 3 ? parse_proto(argv[1]) : -1;
+    if (type < 0)
+        return usage("serve", "tcp|udp PORT");
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2]))};
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        (type == SOCK_STREAM && listen(fd, 64) < 0))
+        return fail("serve", argv[2]);
+    printf("listening\n");
+    fflush(stdout);
+    for (;;) {
+        char buf[2048], out[2400];
+        struct sockaddr_in peer;
+        socklen_t plen = sizeof(peer);
+        if (type == SOCK_DGRAM) {
+            ssize_t n = recvfrom(fd, buf, sizeof(buf) - 1, 0, (struct sockaddr *)&peer, &plen);
+            if (n < 0)
+                continue;
+            buf[n] = '\0';
+            int k = snprintf(out, sizeof(out), "%s:%s", host, buf);
+            sendto(fd, out, (size_t)k, 0, (struct sockaddr *)&peer, plen);
+            continue;
+        }
+        int c = accept4(fd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
+        if (c < 0)
+            continue;
+        struct pollfd pfd = {.fd = c, .events = POLLIN};
+        ssize_t n = poll(&pfd, 1, 2000) == 1 ? read(c, buf, sizeof(buf) - 1) : 0;
+        buf[n > 0 ? n : 0] = '\0';
+        int k = snprintf(out, sizeof(out), "%s:%s", host, buf);
+        (void)write_all(c, out, (size_t)k);
+        close(c);
+    }
+}
+
+static int cmd_connect(int argc, char **argv)
+{
+    int type = argc >= 4 && argc <= 5 ? parse_proto(argv[1]) : -1;
+    if (type < 0)
+        return usage("connect", "tcp|udp IP PORT [SECONDS]");
+    int timeout_ms = argc == 5 ? (int)(atof(argv[4]) * 1000) : 2000;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[3]))};
+    if (inet_pton(AF_INET, argv[2], &sa.sin_addr) != 1)
+        return usage("connect", "tcp|udp IP PORT [SECONDS]");
+    int fd = socket(AF_INET, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return fail("connect", "socket");
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
+        return fail("connect", argv[2]);
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+    if (poll(&pfd, 1, timeout_ms) != 1) {
+        fprintf(stderr, "connect: %s: timed out\n", argv[2]);
+        return 1;
+    }
+    int err = 0;
+    socklen_t elen = sizeof(err);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+    if (err) {
+        errno = err;
+        return fail("connect", argv[2]);
+    }
+    if (send(fd, "ping", 4, MSG_NOSIGNAL) < 0)
+        return fail("connect", "send");
+    pfd.events = POLLIN;
+    if (poll(&pfd, 1, timeout_ms) != 1) {
+        fprintf(stderr, "connect: %s: no answer\n", argv[2]);
+        return 1;
+    }
+    char buf[2400];
+    ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+    if (n < 0)
+        return fail("connect", "recv");
+    buf[n] = '\0';
+    printf("%s\n", buf);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static int cmd_sink(int argc, char **argv)
+{
+    if (argc != 2)
+        return usage("sink", "PORT");
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1]))};
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0)
+        return fail("sink", argv[1]);
+    printf("listening\n");
+    fflush(stdout);
+    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0)
+        return fail("sink", "accept");
+    static char buf[1 << 16];
+    unsigned long long total = 0;
+    for (;;) {
+        ssize_t n = read(c, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        total += (unsigned long long)n;
+    }
+    char out[32];
+    int k = snprintf(out, sizeof(out), "%llu\n", total);
+    (void)write_all(c, out, (size_t)k);
+    close(c);
+    printf("%llu\n", total);
+    return 0;
+}
+
+static int cmd_blast(int argc, char **argv)
+{
+    uint64_t total = 0;
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    if (argc != 4 || parse_bytes(argv[3], &total) < 0 ||
+        inet_pton(AF_INET, argv[1], &sa.sin_addr) != 1)
+        return usage("blast", "IP PORT BYTES");
+    sa.sin_port = htons((uint16_t)atoi(argv[2]));
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        return fail("blast", argv[1]);
+    static char buf[1 << 16];
+    memset(buf, 'x', sizeof(buf));
+    while (total > 0) {
+        size_t n = total < sizeof(buf) ? (size_t)total : sizeof(buf);
+        if (write_all(fd, buf, n) < 0)
+            return fail("blast", "write");
+        total -= n;
+    }
+    shutdown(fd, SHUT_WR);
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+    return 0;
+}
+
 struct command {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -365,6 +529,8 @@ static const struct command commands[] = {
     {"sleep", cmd_sleep},   {"cat", cmd_cat},           {"echo", cmd_echo},
     {"memhog", cmd_memhog}, {"forkbomb", cmd_forkbomb}, {"pidinfo", cmd_pidinfo},
     {"write", cmd_write},   {"read", cmd_read},         {"spin", cmd_spin},
+    {"serve", cmd_serve},   {"connect", cmd_connect},   {"sink", cmd_sink},
+    {"blast", cmd_blast},
 };
 
 static const struct command *find(const char *name)

@@ -1,8 +1,599 @@
-/* placeholder: being written */
+/* The firewall against real nftables, in a private network namespace (root only;
+ * skipped otherwise). Never in the host's own namespace: the test refuses to go on
+ * if unshare left it there. */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <nftables/libnftables.h>
+
+#include "cloche/cleanup.h"
+#include "cloche/firewall.h"
 #include "tap.h"
+
+#define INIT_NETNS "net:[4026531833]"
+#define TABLE "cltest"
+
+static uint32_t addr(const char *text)
+{
+    struct in_addr in;
+    if (inet_pton(AF_INET, text, &in) != 1)
+        abort();
+    return ntohl(in.s_addr);
+}
+
+/* Run a command with a context of the test's own; returns its output (malloc'd)
+ * or NULL on failure. */
+static char *nft(const char *command)
+{
+    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+    char *text = NULL;
+    if (!ctx)
+        return NULL;
+    nft_ctx_buffer_output(ctx);
+    nft_ctx_buffer_error(ctx);
+    if (nft_run_cmd_from_buffer(ctx, command) == 0)
+        text = strdup(nft_ctx_get_output_buffer(ctx));
+    nft_ctx_free(ctx);
+    return text;
+}
+
+static char *list_table(void)
+{
+    return nft("list table inet " TABLE);
+}
+
+/* Print text as TAP comments: every line, or those holding one of `filters`. */
+static void print_lines(const char *text, const char *const *filters)
+{
+    for (const char *line = text; line && *line;) {
+        size_t len = strcspn(line, "\n");
+        bool show = !filters;
+        for (const char *const *f = filters; f && *f && !show; f++)
+            show = memmem(line, len, *f, strlen(*f)) != NULL;
+        if (show)
+            printf("#   %.*s\n", (int)len, line);
+        line += len + (line[len] == '\n');
+    }
+}
+
+static bool contains(const char *text, const char *fragment)
+{
+    bool found = text && strstr(text, fragment);
+    if (!found)
+        printf("#   '%s' not found\n", fragment);
+    return found;
+}
+
+typedef struct TestContainer {
+    char id[32];
+    char bridge[16];
+    FirewallContainer c;
+} TestContainer;
+
+static void test_container(TestContainer *t, const char *id, const char *network, unsigned prefix,
+                           unsigned host)
+{
+    snprintf(t->id, sizeof(t->id), "%s", id);
+    snprintf(t->bridge, sizeof(t->bridge), "clb-%.10s", id);
+    t->c = (FirewallContainer){
+        .id = t->id,
+        .handle = t->id,
+        .bridge = t->bridge,
+        .subnet = {.network = addr(network), .prefix = prefix},
+        .ip = addr(network) + host,
+    };
+}
+
+/* The n-th /30 of 10.254.0.0/16. */
+static void pool_container(TestContainer *t, const char *id, unsigned n)
+{
+    char net[INET_ADDRSTRLEN];
+    struct in_addr in = {.s_addr = htonl(addr("10.254.0.0") + 4 * n)};
+    inet_ntop(AF_INET, &in, net, sizeof(net));
+    test_container(t, id, net, 30, 2);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static const Ipv4Net deny[] = {{.network = 0xc0000200, .prefix = 24}}; /* 192.0.2.0/24 */
+static const uint32_t dns[] = {0xc6336435};                            /* 198.51.100.53 */
+
+static FirewallConfig config(void)
+{
+    return (FirewallConfig){
+        .table = TABLE,
+        .if_prefix = "cl",
+        .pool = {.network = 0x0afe0000, .prefix = 16}, /* 10.254.0.0/16 */
+        .deny = deny,
+        .n_deny = ELEMENTSOF(deny),
+        .dns = dns,
+        .n_dns = ELEMENTSOF(dns),
+    };
+}
+
+static void test_open(Firewall **ret)
+{
+    FirewallConfig cfg = config();
+    is_int(firewall_open(&cfg, ret), 0, "open creates the table");
+    _cleanup_free_ char *text = list_table();
+    ok(contains(text, "table inet " TABLE) && contains(text, "map netin") &&
+           contains(text, "map netout") && contains(text, "set subnets") &&
+           contains(text, "set ifaddr") && contains(text, "chain forward") &&
+           contains(text, "chain input") && contains(text, "chain default"),
+       "the table has its maps, sets and chains");
+    ok(contains(text, "ip daddr 192.0.2.0/24 reject with icmp admin-prohibited") &&
+           contains(text, "ip daddr 198.51.100.53 udp dport 53 accept") &&
+           contains(text, "elements = { 10.254.0.0/16 }") &&
+           contains(text, "dnat ip to meta l4proto . th dport map @netin"),
+       "deny list, DNS, pool range and DNAT are there");
+    printf("# ruleset after open:\n");
+    print_lines(text, NULL);
+
+    /* Bad configurations. */
+    cfg.table = "bad table";
+    Firewall *bad = NULL;
+    is_int(firewall_open(&cfg, &bad), -EINVAL, "a table name with a space is refused");
+    cfg = config();
+    cfg.if_prefix = "c\"l";
+    is_int(firewall_open(&cfg, &bad), -EINVAL, "an interface prefix with a quote is refused");
+}
+
+static void test_reopen(Firewall **fw)
+{
+    TestContainer a;
+    pool_container(&a, "keep", 1);
+    is_int(firewall_add_container(*fw, &a.c, NULL, 0, NULL, 0), 0, "add a container");
+    _cleanup_free_ char *before = list_table();
+    firewall_free(*fw);
+    *fw = NULL;
+
+    FirewallConfig cfg = config();
+    is_int(firewall_open(&cfg, fw), 0, "open a second time");
+    _cleanup_free_ char *after = list_table();
+    is_str(after, before, "open keeps elements and container chains");
+    is_int(firewall_has_container(*fw, &a.c), 1, "the container's chain is there");
+
+    /* A new pool replaces the old range in @subnets. */
+    firewall_free(*fw);
+    cfg.pool = (Ipv4Net){.network = 0x0afe0000, .prefix = 17};
+    is_int(firewall_open(&cfg, fw), 0, "open with a smaller pool");
+    _cleanup_free_ char *smaller = list_table();
+    ok(contains(smaller, "elements = { 10.254.0.0/17 }"), "the pool range was replaced");
+    firewall_free(*fw);
+    cfg = config();
+    is_int(firewall_open(&cfg, fw), 0, "open with the first pool again");
+    _cleanup_free_ char *again = list_table();
+    is_str(again, before, "the table is as before");
+
+    is_int(firewall_remove_container(*fw, &a.c, NULL, 0, true), 0, "remove the container");
+    is_int(firewall_has_container(*fw, &a.c), 0, "its chain is gone");
+}
+
+static IpRange range(const char *start, const char *end)
+{
+    return (IpRange){.start = (char *)start, .end = (char *)end};
+}
+
+static void test_add_remove(Firewall *fw)
+{
+    _cleanup_free_ char *before = list_table();
+    TestContainer b;
+    test_container(&b, "static1", "192.168.50.0", 24, 7);
+    IpRange nets[] = {range("8.8.8.8", "8.8.8.8"), range("9.9.9.0", "9.9.9.255")};
+    PortRange ports[] = {{80, 80}, {8000, 8100}};
+    NetOutRule rules[] = {
+        {.protocol = NET_PROTOCOL_TCP,
+         .networks = nets,
+         .n_networks = 2,
+         .ports = ports,
+         .n_ports = 2,
+         .log = true},
+        {.protocol = NET_PROTOCOL_ALL, .networks = nets, .n_networks = 1},
+    };
+    FirewallNetIn netin[] = {{61001, 8080, PORT_PROTO_TCP | PORT_PROTO_UDP},
+                             {61002, 0, PORT_PROTO_TCP}};
+    is_int(firewall_add_container(fw, &b.c, netin, 2, rules, 2), 0, "add a container");
+    _cleanup_free_ char *with = list_table();
+    ok(contains(with, "chain ctr-static1") && contains(with, "192.168.50.7 : goto ctr-static1") &&
+           contains(with, "\"clb-static1\" . 192.168.50.7") &&
+           contains(with, "tcp . 61001 : 192.168.50.7 . 8080") &&
+           contains(with, "udp . 61001 : 192.168.50.7 . 8080") &&
+           contains(with, "tcp . 61002 : 192.168.50.7 . 61002") &&
+           contains(with, "192.168.50.0/24") &&
+           contains(with, "ip daddr 8.8.8.8 tcp dport 80 log prefix \"static1 \" accept") &&
+           contains(with, "ip daddr 8.8.8.8 tcp dport 8000-8100 log prefix \"static1 \" accept") &&
+           contains(with, "ip daddr 9.9.9.0/24 tcp dport 80 log prefix \"static1 \" accept") &&
+           contains(with, "ip daddr 9.9.9.0/24 tcp dport 8000-8100 log prefix \"static1 \"") &&
+           contains(with, "ip daddr 8.8.8.8 accept") &&
+           contains(with, "ip daddr 192.168.50.0/24 accept") &&
+           contains(with, "ip daddr @subnets reject with icmp admin-prohibited") &&
+           contains(with, "goto default"),
+       "its chain, elements, subnet and NetIn are there");
+    printf("# with one container:\n");
+    print_lines(with, (const char *const[]){"static1", "61001", "61002", "192.168.50", NULL});
+
+    is_int(firewall_add_container(fw, &b.c, netin, 2, rules, 2), 0,
+           "adding the same container again is no error");
+    _cleanup_free_ char *twice = list_table();
+    is_str(twice, with, "and changes nothing");
+    is_int(firewall_remove_container(fw, &b.c, netin, 2, true), 0, "remove it");
+    _cleanup_free_ char *after = list_table();
+    is_str(after, before, "the table is exactly as before");
+    is_int(firewall_remove_container(fw, &b.c, netin, 2, true), 0, "remove it again");
+    _cleanup_free_ char *after2 = list_table();
+    is_str(after2, before, "still as before");
+
+    /* A shared static subnet stays while another container is in it. */
+    TestContainer b1, b2;
+    test_container(&b1, "shared1", "192.168.60.0", 24, 2);
+    test_container(&b2, "shared2", "192.168.60.0", 24, 3);
+    b2.c.bridge = b1.c.bridge;
+    ok(firewall_add_container(fw, &b1.c, NULL, 0, NULL, 0) == 0 &&
+           firewall_add_container(fw, &b2.c, NULL, 0, NULL, 0) == 0,
+       "two containers in one static subnet");
+    is_int(firewall_remove_container(fw, &b1.c, NULL, 0, false), 0, "remove the first");
+    _cleanup_free_ char *one_left = list_table();
+    ok(contains(one_left, "192.168.60.0/24"), "the subnet stays");
+    is_int(firewall_remove_container(fw, &b2.c, NULL, 0, true), 0, "remove the last");
+    _cleanup_free_ char *none_left = list_table();
+    is_str(none_left, before, "the subnet went with the last one");
+}
+
+static void test_netin_conflict(Firewall *fw)
+{
+    TestContainer c, d;
+    pool_container(&c, "netin-c", 10);
+    pool_container(&d, "netin-d", 11);
+    FirewallNetIn mine = {61010, 80, PORT_PROTO_TCP};
+    FirewallNetIn udp_only = {61011, 80, PORT_PROTO_UDP};
+    is_int(firewall_add_container(fw, &c.c, &mine, 1, NULL, 0), 0, "a container with a NetIn");
+    _cleanup_free_ char *before = list_table();
+    is_int(firewall_add_container(fw, &d.c, &mine, 1, NULL, 0), -EEXIST,
+           "another container with the same host port: EEXIST");
+    ok(contains(firewall_last_error(fw), "File exists"), "the error text says why");
+    is_int(firewall_has_container(fw, &d.c), 0, "nothing of the failed add is left");
+    _cleanup_free_ char *after = list_table();
+    is_str(after, before, "the table is unchanged");
+    is_int(firewall_add_netin(fw, &c.c, &mine, 1), 0, "the same mapping again is no error");
+    FirewallNetIn other = {61010, 81, PORT_PROTO_TCP};
+    is_int(firewall_add_netin(fw, &c.c, &other, 1), -EEXIST,
+           "the same host port to another port: EEXIST");
+    is_int(firewall_add_netin(fw, &c.c, &udp_only, 1), 0, "a UDP mapping");
+    FirewallNetIn tcp_same = {61011, 80, PORT_PROTO_TCP};
+    is_int(firewall_add_container(fw, &d.c, &tcp_same, 1, NULL, 0), 0,
+           "the same port for the other protocol is free");
+    FirewallNetIn dup[] = {{61020, 1, PORT_PROTO_TCP}, {61020, 2, PORT_PROTO_TCP}};
+    is_int(firewall_add_netin(fw, &c.c, dup, 2), -EEXIST, "a duplicate inside one call: EEXIST");
+    FirewallNetIn bad = {0, 80, PORT_PROTO_TCP};
+    is_int(firewall_add_netin(fw, &c.c, &bad, 1), -EINVAL, "host port 0 is refused");
+
+    /* d's address and c's port: after c is gone, a stale remove of c must not
+     * take d's elements. */
+    FirewallNetIn both[] = {mine, udp_only};
+    is_int(firewall_remove_container(fw, &c.c, both, 2, false), 0, "remove c");
+    TestContainer e = c;
+    e.c.id = "netin-e";
+    snprintf(e.id, sizeof(e.id), "netin-e");
+    e.c.id = e.id;
+    e.c.bridge = e.bridge;
+    is_int(firewall_add_container(fw, &e.c, &mine, 1, NULL, 0), 0,
+           "a new container gets c's address and port");
+    _cleanup_free_ char *with_e = list_table();
+    is_int(firewall_remove_container(fw, &c.c, both, 2, false), 0, "a stale remove of c succeeds");
+    _cleanup_free_ char *after_stale = list_table();
+    is_str(after_stale, with_e, "and leaves e's elements alone");
+    ok(firewall_remove_container(fw, &e.c, &mine, 1, false) == 0 &&
+           firewall_remove_container(fw, &d.c, &tcp_same, 1, false) == 0,
+       "remove the others");
+}
+
+static void test_netout(Firewall *fw)
+{
+    TestContainer c;
+    pool_container(&c, "netout", 20);
+    is_int(firewall_add_container(fw, &c.c, NULL, 0, NULL, 0), 0, "a container without rules");
+
+    IpRange v4[] = {range("10.1.0.0", "10.1.255.255"), range("172.16.5.5", "172.16.5.9")};
+    IpRange v6[] = {range("2001:db8::1", "2001:db8::ff")};
+    IpRange mixed[] = {range("2001:db8::1", "2001:db8::ff"), range("10.2.0.1", "10.2.0.1")};
+    PortRange ports[] = {{53, 53}};
+    NetOutRule rules[] = {
+        {.protocol = NET_PROTOCOL_ALL, .networks = v4, .n_networks = 2},
+        {.protocol = NET_PROTOCOL_TCP, .ports = ports, .n_ports = 1},
+        {.protocol = NET_PROTOCOL_UDP,
+         .networks = mixed,
+         .n_networks = 2,
+         .ports = ports,
+         .n_ports = 1},
+        {.protocol = NET_PROTOCOL_UDP},
+        {.protocol = NET_PROTOCOL_ICMP,
+         .icmps = {8, 0, true},
+         .has_icmps = true,
+         .networks = v4,
+         .n_networks = 1},
+        {.protocol = NET_PROTOCOL_ICMP, .icmps = {13, 0, false}, .has_icmps = true},
+        {.protocol = NET_PROTOCOL_ICMP},
+        {.protocol = NET_PROTOCOL_ICMPV6, .icmps = {128, 0, false}, .has_icmps = true},
+        {.protocol = NET_PROTOCOL_TCP, .networks = v6, .n_networks = 1},
+        {.protocol = NET_PROTOCOL_ALL, .log = true},
+    };
+    is_int(firewall_add_netout(fw, &c.c, rules, ELEMENTSOF(rules)), 0, "add NetOut rules");
+    _cleanup_free_ char *text = nft("list chain inet " TABLE " ctr-netout");
+    ok(contains(text, "\t\tip daddr 10.1.0.0/16 accept") &&
+           contains(text, "\t\tip daddr 172.16.5.5-172.16.5.9 accept"),
+       "all, networks: one rule each");
+    ok(contains(text, "\t\ttcp dport 53 accept"), "tcp, a port, any destination");
+    ok(contains(text, "ip daddr 10.2.0.1 udp dport 53 accept"), "udp: the IPv6 range is skipped");
+    ok(contains(text, "\t\tmeta l4proto udp accept"), "udp, anything");
+    ok(contains(text, "ip daddr 10.1.0.0/16 icmp type echo-request icmp code "),
+       "icmp type and code");
+    ok(contains(text, "\t\ticmp type timestamp-request accept"), "icmp type, any code");
+    ok(contains(text, "\t\tmeta l4proto icmp accept"), "icmp, anything");
+    ok(!strstr(text, "2001:") && !strstr(text, "icmpv6") && !strstr(text, "ipv6-icmp"),
+       "nothing of ICMPv6 or IPv6-only rules");
+    ok(!strstr(text, "daddr {") && !strstr(text, "dport {"), "no anonymous sets");
+    ok(contains(text, "\t\tlog prefix \"netout \" accept"), "all, logged");
+    /* Order: the new rules come first in the given order, before the final verdicts. */
+    const char *first = strstr(text, "ip daddr 10.1.0.0/16 accept");
+    const char *last = strstr(text, "log prefix");
+    const char *own = strstr(text, "ip daddr 10.254.0.80/30 accept");
+    ok(first && last && own && first < last && last < own, "rules come before the final verdicts");
+    printf("# %s", text ? text : "(null)\n");
+
+    /* Invalid rules: nothing is added. */
+    _cleanup_free_ char *before = nft("list chain inet " TABLE " ctr-netout");
+    NetOutRule all_ports = {.protocol = NET_PROTOCOL_ALL, .ports = ports, .n_ports = 1};
+    is_int(firewall_add_netout(fw, &c.c, &all_ports, 1), -EINVAL, "ports with protocol all");
+    ok(contains(firewall_last_error(fw), "Ports cannot be specified"), "with its message");
+    IpRange backwards[] = {range("10.0.0.9", "10.0.0.1")};
+    NetOutRule bad_range = {.protocol = NET_PROTOCOL_TCP, .networks = backwards, .n_networks = 1};
+    NetOutRule two[] = {rules[1], bad_range};
+    is_int(firewall_add_netout(fw, &c.c, two, 2), -EINVAL, "a range ending before its start");
+    IpRange garbage[] = {range("10.0.0.1\" accept; flush ruleset; \"", "10.0.0.2")};
+    NetOutRule injection = {.protocol = NET_PROTOCOL_TCP, .networks = garbage, .n_networks = 1};
+    is_int(firewall_add_netout(fw, &c.c, &injection, 1), -EINVAL, "an address that is not one");
+    IpRange families[] = {range("10.0.0.1", "2001:db8::1")};
+    NetOutRule mixed_range = {.protocol = NET_PROTOCOL_TCP, .networks = families, .n_networks = 1};
+    is_int(firewall_add_netout(fw, &c.c, &mixed_range, 1), -EINVAL, "a range of two families");
+    PortRange bad_ports[] = {{90, 80}};
+    NetOutRule bad_port = {.protocol = NET_PROTOCOL_UDP, .ports = bad_ports, .n_ports = 1};
+    is_int(firewall_add_netout(fw, &c.c, &bad_port, 1), -EINVAL, "a port range backwards");
+    static IpRange many_nets[256];
+    static PortRange many_ports[256];
+    for (unsigned i = 0; i < 256; i++) {
+        many_nets[i] = range("10.0.0.1", "10.0.0.1");
+        many_ports[i] = (PortRange){(uint16_t)(i + 1), (uint16_t)(i + 1)};
+    }
+    NetOutRule huge = {.protocol = NET_PROTOCOL_TCP,
+                       .networks = many_nets,
+                       .n_networks = 256,
+                       .ports = many_ports,
+                       .n_ports = 256};
+    is_int(firewall_add_netout(fw, &c.c, &huge, 1), -E2BIG, "256 networks x 256 ports: E2BIG");
+    NetOutRule unknown = {.protocol = (NetProtocol)9};
+    is_int(firewall_add_netout(fw, &c.c, &unknown, 1), -EINVAL, "an unknown protocol");
+    _cleanup_free_ char *after = nft("list chain inet " TABLE " ctr-netout");
+    is_str(after, before, "the chain is unchanged");
+
+    TestContainer missing;
+    pool_container(&missing, "nochain", 21);
+    is_int(firewall_add_netout(fw, &missing.c, rules, 1), -ENOENT,
+           "rules for a container without a chain: ENOENT");
+
+    TestContainer bad = c;
+    bad.c.id = "a b";
+    is_int(firewall_add_container(fw, &bad.c, NULL, 0, NULL, 0), -EINVAL, "an id with a space");
+    bad = c;
+    bad.c.bridge = "eth0";
+    is_int(firewall_add_container(fw, &bad.c, NULL, 0, NULL, 0), -EINVAL,
+           "a bridge without the prefix");
+    bad = c;
+    bad.c.ip = addr("10.9.9.9");
+    is_int(firewall_add_container(fw, &bad.c, NULL, 0, NULL, 0), -EINVAL,
+           "an address outside the subnet");
+    is_int(firewall_remove_container(fw, &c.c, NULL, 0, false), 0, "remove");
+}
+
+static void test_prune(Firewall *fw)
+{
+    _cleanup_free_ char *empty = list_table();
+    TestContainer t[4];
+    FirewallNetIn netin[4];
+    for (unsigned i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "prune%u", i);
+        pool_container(&t[i], id, 30 + i);
+        netin[i] = (FirewallNetIn){61100 + i, 80, PORT_PROTO_TCP | PORT_PROTO_UDP};
+    }
+    test_container(&t[3], "prune3", "192.168.70.0", 24, 2);
+    netin[3] = (FirewallNetIn){61103, 80, PORT_PROTO_TCP};
+    bool added = true;
+    for (unsigned i = 0; i < 4; i++)
+        added &= firewall_add_container(fw, &t[i].c, &netin[i], 1, NULL, 0) == 0;
+    ok(added, "four containers");
+    _cleanup_free_ char *all = list_table();
+    FirewallContainer live_all[] = {t[0].c, t[1].c, t[2].c, t[3].c};
+    is_int(firewall_prune(fw, live_all, 4), 0, "prune with all of them live");
+    _cleanup_free_ char *same = list_table();
+    is_str(same, all, "changes nothing");
+
+    /* A stale element of a container that is gone, and a live one missing its
+     * ifaddr element (so incomplete: its chain goes, to be rebuilt). */
+    _cleanup_free_ char *stale =
+        nft("add element inet " TABLE " ifaddr { \"clb-old\" . 10.254.9.2 }");
+    _cleanup_free_ char *gap =
+        nft("delete element inet " TABLE " ifaddr { \"clb-prune2\" . 10.254.0.130 }");
+    ok(stale && gap, "a stale element and a missing one");
+
+    FirewallContainer live[] = {t[0].c, t[2].c};
+    is_int(firewall_prune(fw, live, 2), 0, "prune with two live");
+    _cleanup_free_ char *text = list_table();
+    is_int(firewall_has_container(fw, &t[0].c), 1, "the complete live one keeps its chain");
+    is_int(firewall_has_container(fw, &t[1].c), 0, "a dead one loses its chain");
+    is_int(firewall_has_container(fw, &t[3].c), 0, "the other dead one too");
+    is_int(firewall_has_container(fw, &t[2].c), 0, "the incomplete live one loses its chain");
+    ok(!strstr(text, "10.254.0.126") && !strstr(text, "192.168.70") && !strstr(text, "61101") &&
+           !strstr(text, "61103") && !strstr(text, "clb-old") &&
+           !strstr(text, "10.254.0.130 : goto"),
+       "dead elements, the stale one and the incomplete one's netout are gone");
+    ok(contains(text, "10.254.0.122 : goto ctr-prune0") &&
+           contains(text, "\"clb-prune0\" . 10.254.0.122") &&
+           contains(text, "tcp . 61100 : 10.254.0.122 . 80"),
+       "the complete live one keeps its elements");
+    ok(contains(text, "tcp . 61102 : 10.254.0.130 . 80"), "the incomplete one keeps its NetIn");
+    is_int(firewall_add_container(fw, &t[2].c, &netin[2], 1, NULL, 0), 0,
+           "the incomplete one is rebuilt by adding it again");
+    is_int(firewall_has_container(fw, &t[2].c), 1, "its chain is back");
+
+    ok(firewall_remove_container(fw, &t[0].c, &netin[0], 1, false) == 0 &&
+           firewall_remove_container(fw, &t[2].c, &netin[2], 1, false) == 0,
+       "remove the live ones");
+    is_int(firewall_prune(fw, NULL, 0), 0, "prune with none live");
+    _cleanup_free_ char *end = list_table();
+    is_str(end, empty, "the table is back to empty");
+}
+
+typedef struct ThreadArgs {
+    Firewall *fw;
+    unsigned base;
+    int failures;
+} ThreadArgs;
+
+static void *thread_main(void *arg)
+{
+    ThreadArgs *a = arg;
+    for (unsigned i = 0; i < 50; i++) {
+        TestContainer t;
+        char id[16];
+        snprintf(id, sizeof(id), "t%u", a->base + i);
+        pool_container(&t, id, 2000 + a->base + i);
+        FirewallNetIn netin = {30000 + a->base + i, 80, PORT_PROTO_TCP};
+        if (firewall_add_container(a->fw, &t.c, &netin, 1, NULL, 0) < 0 ||
+            firewall_remove_container(a->fw, &t.c, &netin, 1, true) < 0)
+            a->failures++;
+    }
+    return NULL;
+}
+
+static void test_threads(Firewall *fw)
+{
+    _cleanup_free_ char *before = list_table();
+    ThreadArgs args[4];
+    pthread_t threads[4];
+    for (unsigned i = 0; i < 4; i++) {
+        args[i] = (ThreadArgs){.fw = fw, .base = i * 100};
+        pthread_create(&threads[i], NULL, thread_main, &args[i]);
+    }
+    int failures = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        failures += args[i].failures;
+    }
+    is_int(failures, 0, "four threads adding and removing at once");
+    _cleanup_free_ char *after = list_table();
+    is_str(after, before, "leave the table as it was");
+}
+
+#define SCALE 1000
+
+static void test_scaling(Firewall *fw)
+{
+    _cleanup_free_ char *before = list_table();
+    static TestContainer t[SCALE];
+    static FirewallNetIn netin[SCALE];
+    IpRange nets[] = {range("10.99.0.0", "10.99.255.255")};
+    PortRange ports[] = {{443, 443}};
+    NetOutRule rule = {.protocol = NET_PROTOCOL_TCP,
+                       .networks = nets,
+                       .n_networks = 1,
+                       .ports = ports,
+                       .n_ports = 1};
+    double add_ms[SCALE], remove_ms[SCALE];
+    int failures = 0;
+
+    for (unsigned i = 0; i < SCALE; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "s%u", i);
+        pool_container(&t[i], id, 100 + i);
+        netin[i] = (FirewallNetIn){40000 + i, 8080, PORT_PROTO_TCP};
+        double start = now_ms();
+        failures += firewall_add_container(fw, &t[i].c, &netin[i], 1, &rule, 1) < 0;
+        add_ms[i] = now_ms() - start;
+    }
+    is_int(failures, 0, "add %d containers, one transaction each", SCALE);
+    double start = now_ms();
+    int present = firewall_has_container(fw, &t[SCALE / 2].c);
+    printf("# has_container with %d chains: %.2f ms\n", SCALE, now_ms() - start);
+    is_int(present, 1, "has_container finds one of them");
+    start = now_ms();
+    free(nft("list chains inet"));
+    printf("# XX list chains: %.2f ms\n", now_ms() - start);
+
+    failures = 0;
+    for (unsigned i = SCALE; i-- > 0;) {
+        double s = now_ms();
+        failures += firewall_remove_container(fw, &t[i].c, &netin[i], 1, true) < 0;
+        remove_ms[i] = now_ms() - s;
+    }
+    is_int(failures, 0, "remove them, one transaction each");
+    _cleanup_free_ char *after = list_table();
+    is_str(after, before, "the table is as before");
+
+    double add_low = 0, add_high = 0, remove_low = 0, remove_high = 0;
+    for (unsigned i = 0; i < 100; i++) {
+        add_low += add_ms[i] / 100;
+        add_high += add_ms[SCALE - 100 + i] / 100;
+        remove_low += remove_ms[i] / 100;
+        remove_high += remove_ms[SCALE - 100 + i] / 100;
+    }
+    printf("# add: %.3f ms per container at 0..100, %.3f ms at %d..%d (x%.2f)\n", add_low, add_high,
+           SCALE - 100, SCALE, add_high / add_low);
+    printf("# remove: %.3f ms per container at 0..100, %.3f ms at %d..%d (x%.2f)\n", remove_low,
+           remove_high, SCALE - 100, SCALE, remove_high / remove_low);
+}
 
 int main(void)
 {
-    printf("1..0 # SKIP not written yet\n");
-    return 0;
+    if (geteuid() != 0) {
+        printf("1..0 # SKIP needs root for a network namespace of its own\n");
+        return 0;
+    }
+    if (unshare(CLONE_NEWNET) < 0) {
+        printf("1..0 # SKIP unshare(CLONE_NEWNET): %s\n", strerror(errno));
+        return 0;
+    }
+    char ns[64] = "";
+    ssize_t n = readlink("/proc/self/ns/net", ns, sizeof(ns) - 1);
+    if (n <= 0 || strcmp(ns, INIT_NETNS) == 0) {
+        printf("Bail out! still in the initial network namespace\n");
+        return 1;
+    }
+
+    Firewall *fw = NULL;
+    test_open(&fw);
+    if (!fw) {
+        printf("Bail out! firewall_open failed\n");
+        return 1;
+    }
+    test_reopen(&fw);
+    test_add_remove(fw);
+    test_netin_conflict(fw);
+    test_netout(fw);
+    test_prune(fw);
+    test_threads(fw);
+    test_scaling(fw);
+    firewall_free(fw);
+    return tap_done();
 }

@@ -21,7 +21,7 @@ int main(void)
     char allow[64];
     const Route *r;
 
-    is_int(api_routes_count, 28, "the table has Garden's 28 routes");
+    is_int(api_routes_count, 35, "the table has Garden's 28 routes and 7 of cloche's");
 
     static const struct {
         const char *method, *path, *name;
@@ -55,6 +55,13 @@ int main(void)
         {"PUT", "/containers/h/properties/k", "SetProperty"},
         {"DELETE", "/containers/h/properties/k", "RemoveProperty"},
         {"GET", "/containers/h/metrics", "Metrics"},
+        {"GET", "/containers/h/limits/pids", "CurrentPidLimits"},
+        {"GET", "/containers/h/metrics/history", "MetricsHistory"},
+        {"PUT", "/containers/h/limits/memory", "SetMemoryLimits"},
+        {"PUT", "/containers/h/limits/cpu", "SetCPULimits"},
+        {"PUT", "/containers/h/limits/pids", "SetPidLimits"},
+        {"PUT", "/containers/h/limits/disk", "SetDiskLimits"},
+        {"PUT", "/containers/h/limits/bandwidth", "SetBandwidthLimits"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         r = match(cases[i].method, cases[i].path, &m, allow, &e);

@@ -1,0 +1,243 @@
+/* Limits: validated at create, applied, and changed live afterwards (the PUT
+ * .../limits/KIND extension). What the kernel accepted is what the record keeps and
+ * what GET .../limits/KIND returns. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cloche/disk.h"
+#include "cloche/log.h"
+#include "garden-internal.h"
+
+#define MEMORY_MIN (1u << 20)          /* below this not even the init fits */
+#define MEMORY_MAX (UINT64_C(1) << 50) /* 1 PiB: anything above is a mistake */
+#define SHARES_MAX 262144
+#define PIDS_MAX 4194304 /* the kernel's pid_max ceiling */
+#define MILLICPUS_MIN 10 /* quota >= 1 ms per 100 ms period */
+#define MILLICPUS_MAX 1024000
+#define DISK_MIN (1u << 20)
+#define DISK_MAX (UINT64_C(1) << 44) /* 16 TiB */
+#define BANDWIDTH_MAX 2147483647u    /* bytes/s: what TBF through libnl takes */
+
+int garden_validate_limits(const Limits *l, unsigned kinds, ApiError *reterr)
+{
+    if (kinds & LIMIT_KIND_MEMORY) {
+        uint64_t m = l->memory.limit_in_bytes;
+        if (m && (m < MEMORY_MIN || m > MEMORY_MAX))
+            return api_bad_request(reterr,
+                                   "Invalid memory limit %" PRIu64 ": expected %u..%" PRIu64
+                                   " bytes (or 0 for none)",
+                                   m, MEMORY_MIN, MEMORY_MAX);
+    }
+    if (kinds & LIMIT_KIND_CPU) {
+        uint64_t shares = l->cpu.weight ? l->cpu.weight : l->cpu.limit_in_shares;
+        if (shares > SHARES_MAX)
+            return api_bad_request(reterr, "Invalid cpu weight %" PRIu64 ": at most %d", shares,
+                                   SHARES_MAX);
+        if (l->cpu.millicpus &&
+            (l->cpu.millicpus < MILLICPUS_MIN || l->cpu.millicpus > MILLICPUS_MAX))
+            return api_bad_request(reterr, "Invalid cpu cap %" PRIu64 " millicpus: expected %d..%d",
+                                   l->cpu.millicpus, MILLICPUS_MIN, MILLICPUS_MAX);
+    }
+    if ((kinds & LIMIT_KIND_PIDS) && l->pid.max > PIDS_MAX)
+        return api_bad_request(reterr, "Invalid pid limit %" PRIu64 ": at most %d", l->pid.max,
+                               PIDS_MAX);
+    if (kinds & LIMIT_KIND_DISK) {
+        const DiskLimits *d = &l->disk;
+        uint64_t bytes = d->byte_hard ? d->byte_hard : d->byte_soft;
+        if (bytes && (bytes < DISK_MIN || bytes > DISK_MAX))
+            return api_bad_request(reterr,
+                                   "Invalid disk limit %" PRIu64 ": expected %u..%" PRIu64
+                                   " bytes (or 0 for none)",
+                                   bytes, DISK_MIN, DISK_MAX);
+        uint64_t inodes = d->inode_hard ? d->inode_hard : d->inode_soft;
+        if (inodes && (inodes < 16 || inodes > (UINT64_C(1) << 32) - 1))
+            return api_bad_request(reterr, "Invalid inode limit %" PRIu64, inodes);
+        if (inodes && !bytes)
+            return api_bad_request(reterr, "An inode limit needs a byte limit too");
+    }
+    if (kinds & LIMIT_KIND_BANDWIDTH) {
+        const BandwidthLimits *b = &l->bandwidth;
+        if ((b->rate == 0) != (b->burst == 0))
+            return api_bad_request(reterr, "A bandwidth limit needs both 'rate' and 'burst'");
+        if (b->rate > BANDWIDTH_MAX || b->burst > BANDWIDTH_MAX)
+            return api_bad_request(reterr, "Invalid bandwidth limit: at most %u bytes/s",
+                                   BANDWIDTH_MAX);
+    }
+    return 0;
+}
+
+static uint64_t cpu_shares(const CpuLimits *c)
+{
+    return c->weight ? c->weight : c->limit_in_shares;
+}
+
+int garden_apply_cgroup_limits(Container *c, const Limits *l, ApiError *reterr)
+{
+    CgroupLimits cl = {
+        .memory_bytes = l->memory.limit_in_bytes,
+        .cpu_shares = cpu_shares(&l->cpu),
+        .cpu_quota_us = l->cpu.millicpus ? l->cpu.millicpus * 100 : 0,
+        .cpu_period_us = l->cpu.millicpus ? 100000 : 0,
+        .pids_max = l->pid.max,
+    };
+    int r = cgroup_apply_limits(c->cgroup, &cl);
+    if (r < 0)
+        return api_errorf(reterr, r, r == -EINVAL || r == -EBUSY ? 400 : 500, GARDEN_ERR_GENERIC,
+                          "Failed to apply the container's limits: %s", strerror(-r));
+    return 0;
+}
+
+/* The usable bytes of a disk limit. Scope "total" counts the image as guardian
+ * does: what the container may add is the limit minus the image's size. */
+int garden_disk_limit(Garden *g, const ContainerRecord *rec, const DiskLimits *d,
+                      struct DiskLimit *ret, ApiError *reterr)
+{
+    uint64_t bytes = d->byte_hard ? d->byte_hard : d->byte_soft;
+    uint64_t inodes = d->inode_hard ? d->inode_hard : d->inode_soft;
+    *ret = (DiskLimit){.bytes = bytes, .inodes = inodes};
+    if (!bytes || d->scope != DISK_SCOPE_TOTAL)
+        return 0;
+    uint64_t image = 0, image_inodes = 0;
+    int r = garden_image_size(g, rec->rootfs, &image, &image_inodes);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to measure the image '%s'", rec->rootfs);
+    if (bytes <= image + DISK_MIN)
+        return api_bad_request(reterr,
+                               "The disk limit %" PRIu64 " leaves no room beside the image "
+                               "(%" PRIu64 " bytes) with scope total",
+                               bytes, image);
+    ret->bytes = bytes - image;
+    if (inodes) {
+        if (inodes <= image_inodes + 16)
+            return api_bad_request(reterr,
+                                   "The inode limit %" PRIu64 " leaves no room beside the "
+                                   "image (%" PRIu64 " inodes) with scope total",
+                                   inodes, image_inodes);
+        ret->inodes = inodes - image_inodes;
+    }
+    return 0;
+}
+
+int container_set_limits(Garden *g, Container *c, LimitKind kind, const Limits *in,
+                         ApiError *reterr)
+{
+    int r = garden_validate_limits(in, kind, reterr);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&c->lock);
+    ContainerRecord *rec = &c->rec;
+    Limits now = rec->spec.limits;
+    if (!c->cgroup) {
+        r = api_errorf(reterr, -ESRCH, 500, GARDEN_ERR_GENERIC, "Container '%s' is not running",
+                       rec->handle);
+        goto out;
+    }
+    switch (kind) {
+    case LIMIT_KIND_MEMORY:
+        r = cgroup_set_memory_limit(c->cgroup, in->memory.limit_in_bytes);
+        if (r == -EBUSY) {
+            r = api_errorf(reterr, r, 409, GARDEN_ERR_GENERIC,
+                           "Cannot lower the memory limit of '%s' to %" PRIu64
+                           " bytes: its usage does not fit and could not be reclaimed",
+                           rec->handle, in->memory.limit_in_bytes);
+            goto out;
+        }
+        now.memory = in->memory;
+        break;
+    case LIMIT_KIND_CPU:
+        r = cgroup_set_cpu(c->cgroup, cpu_shares(&in->cpu),
+                           in->cpu.millicpus ? in->cpu.millicpus * 100 : 0,
+                           in->cpu.millicpus ? 100000 : 0);
+        now.cpu = in->cpu;
+        break;
+    case LIMIT_KIND_PIDS:
+        r = cgroup_set_pids_max(c->cgroup, in->pid.max);
+        now.pid = in->pid;
+        break;
+    case LIMIT_KIND_DISK: {
+        _cleanup_free_ char *dir = NULL;
+        r = depot_container_path(g->depot, rec->handle, &dir);
+        if (r < 0)
+            break;
+        if (disk_is_attached(dir) != 1) {
+            r = api_errorf(reterr, -EOPNOTSUPP, 409, GARDEN_ERR_GENERIC,
+                           "Container '%s' was created without a disk limit; its writable "
+                           "layer is a plain directory, whose limit cannot be set later",
+                           rec->handle);
+            goto out;
+        }
+        DiskLimit dl;
+        r = garden_disk_limit(g, rec, &in->disk, &dl, reterr);
+        if (r < 0)
+            goto out;
+        if (!dl.bytes) {
+            r = api_bad_request(reterr, "A disk limit cannot be removed, only raised");
+            goto out;
+        }
+        r = disk_resize(dir, &dl);
+        if (r == -EINVAL) {
+            r = api_bad_request(reterr,
+                                "A disk limit can only grow: %" PRIu64 " bytes and %" PRIu64
+                                " inodes are below what '%s' has",
+                                dl.bytes, dl.inodes, rec->handle);
+            goto out;
+        }
+        now.disk = in->disk;
+        break;
+    }
+    case LIMIT_KIND_BANDWIDTH:
+        r = garden_net_set_bandwidth(g, c, &in->bandwidth, reterr);
+        if (r < 0)
+            goto out;
+        now.bandwidth = in->bandwidth;
+        break;
+    default:
+        r = api_bad_request(reterr, "Unknown limit kind");
+        goto out;
+    }
+    if (r < 0) {
+        r = api_errorf(reterr, r, r == -EINVAL ? 400 : 500, GARDEN_ERR_GENERIC,
+                       "Failed to change the limits of '%s': %s", rec->handle, strerror(-r));
+        goto out;
+    }
+    rec->spec.limits = now;
+    r = garden_persist(g, c);
+    if (r < 0)
+        api_internal_error(reterr, r, "Failed to persist the limits");
+out:
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+int garden_image_size(Garden *g, const char *path, uint64_t *ret_bytes, uint64_t *ret_inodes)
+{
+    pthread_mutex_lock(&g->lock);
+    for (size_t i = 0; i < g->n_image_sizes; i++)
+        if (strcmp(g->image_sizes[i].path, path) == 0) {
+            *ret_bytes = g->image_sizes[i].bytes;
+            *ret_inodes = g->image_sizes[i].inodes;
+            pthread_mutex_unlock(&g->lock);
+            return 0;
+        }
+    pthread_mutex_unlock(&g->lock);
+    DiskUsage u;
+    int r = disk_tree_usage(path, &u);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&g->lock);
+    struct ImageSize *grown =
+        realloc(g->image_sizes, (g->n_image_sizes + 1) * sizeof(struct ImageSize));
+    if (grown) {
+        g->image_sizes = grown;
+        char *copy = strdup(path);
+        if (copy)
+            g->image_sizes[g->n_image_sizes++] =
+                (struct ImageSize){.path = copy, .bytes = u.bytes_used, .inodes = u.inodes_used};
+    }
+    pthread_mutex_unlock(&g->lock);
+    *ret_bytes = u.bytes_used;
+    *ret_inodes = u.inodes_used;
+    return 0;
+}

@@ -1,0 +1,85 @@
+/* Metrics of one container, read from cgroup files, statfs and netlink: no
+ * processes are started, and nothing here takes the registry lock, so a bulk
+ * request never waits for one slow container. */
+#include <errno.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cloche/log.h"
+#include "garden-internal.h"
+
+#define DEFAULT_SHARES 1024
+
+/* guardian's default: cores * 100 / total memory in MiB, in percent per share. */
+static double entitlement_per_share(void)
+{
+    struct sysinfo si;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (sysinfo(&si) < 0 || cores <= 0)
+        return 0;
+    double mib = (double)si.totalram * si.mem_unit / (1024.0 * 1024.0);
+    return mib > 0 ? (double)cores * 100.0 / mib : 0;
+}
+
+int container_metrics(Garden *g, Container *c, ContainerMetrics *ret)
+{
+    *ret = (ContainerMetrics){0};
+    pthread_mutex_lock(&c->lock);
+    Cgroup *cg = c->cgroup;
+    int64_t created = c->rec.created_at_ns;
+    uint64_t shares = c->rec.spec.limits.cpu.weight ? c->rec.spec.limits.cpu.weight
+                                                    : c->rec.spec.limits.cpu.limit_in_shares;
+    char host_if[32] = "";
+    if (c->rec.net.id)
+        garden_net_host_if(g, &c->rec.net, host_if, sizeof(host_if));
+    _cleanup_free_ char *rootfs = c->rec.rootfs ? strdup(c->rec.rootfs) : NULL;
+    bool busy = c->busy;
+    pthread_mutex_unlock(&c->lock);
+    if (!cg || busy)
+        return -ESRCH;
+
+    int r = cgroup_read_memory_stat(cg, &ret->memory);
+    if (r < 0)
+        return r;
+    r = cgroup_read_cpu_stat(cg, &ret->cpu);
+    if (r < 0)
+        return r;
+    r = cgroup_read_pid_stat(cg, &ret->pids);
+    if (r < 0)
+        return r;
+
+    _cleanup_free_ char *dir = NULL;
+    if (depot_container_path(g->depot, container_handle(c), &dir) == 0) {
+        DiskUsage u;
+        if (disk_usage(dir, &u) == 0) {
+            ret->disk_exclusive_bytes = u.bytes_used;
+            ret->disk_exclusive_inodes = u.inodes_used;
+        }
+    }
+    uint64_t image_bytes = 0, image_inodes = 0;
+    if (rootfs)
+        (void)garden_image_size(g, rootfs, &image_bytes, &image_inodes);
+    ret->disk_total_bytes = ret->disk_exclusive_bytes + image_bytes;
+    ret->disk_total_inodes = ret->disk_exclusive_inodes + image_inodes;
+
+    if (*host_if && g->netdev) {
+        NetDevStats s;
+        if (netdev_stats(g->netdev, host_if, &s) == 0) {
+            /* The host end sees the container's traffic mirrored. */
+            ret->has_network = true;
+            ret->rx_bytes = s.tx_bytes;
+            ret->tx_bytes = s.rx_bytes;
+        }
+    }
+
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t age = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - created;
+    ret->age_ns = age > 0 ? (uint64_t)age : 0;
+    double per_share = entitlement_per_share();
+    ret->cpu_entitlement = (uint64_t)((double)(shares ? shares : DEFAULT_SHARES) *
+                                      (per_share / 100.0) * (double)ret->age_ns);
+    return 0;
+}

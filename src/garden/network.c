@@ -1,0 +1,732 @@
+/* A container's network: its address from the subnet pool, its links (a bridge per
+ * subnet, a veth pair), its firewall state (NetIn mappings, NetOut rules) and the
+ * NetIn host ports. Everything is recorded in ContainerRecord.net so that a
+ * restarted daemon can reserve it again, and rebuild the firewall state of a live
+ * container if it went missing.
+ *
+ * Bridges of subnets that empty are not deleted by the destroy itself (deleting a
+ * netdev waits for an RCU grace period, ~17 ms here): a reaper thread deletes them
+ * a moment later, unless a new container took the subnet in the meantime. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cloche/log.h"
+#include "garden-internal.h"
+
+#define NETIN_PER_CONTAINER_MAX 1024
+#define NETOUT_PER_CONTAINER_MAX SPEC_NETOUT_RULES_MAX
+#define BRIDGE_REAP_DELAY_NS (1000 * 1000000LL)
+#define NET_ID_LEN 9
+#define NAME_BUF 32 /* links names are at most 15 bytes; room for the compiler */
+
+static void net_names(const Garden *g, const ContainerNet *net, char host_if[NAME_BUF],
+                      char container_if[NAME_BUF], char bridge[NAME_BUF])
+{
+    if (host_if)
+        snprintf(host_if, NAME_BUF, "%s%s-0", g->if_prefix, net->id);
+    if (container_if)
+        snprintf(container_if, NAME_BUF, "%s%s-1", g->if_prefix, net->id);
+    if (bridge)
+        snprintf(bridge, NAME_BUF, "%sbr%08" PRIx32, g->if_prefix, net->subnet);
+}
+
+void garden_net_host_if(const Garden *g, const ContainerNet *net, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s%s-0", g->if_prefix, net->id);
+}
+
+static void firewall_container(const Garden *g, const ContainerRecord *rec, char bridge[NAME_BUF],
+                               FirewallContainer *ret)
+{
+    net_names(g, &rec->net, NULL, NULL, bridge);
+    *ret = (FirewallContainer){
+        .id = rec->net.id,
+        .handle = rec->handle,
+        .bridge = bridge,
+        .subnet = {.network = rec->net.subnet, .prefix = rec->net.prefix},
+        .ip = rec->net.ip,
+    };
+}
+
+static unsigned netin_protos(NetInProtocol p)
+{
+    switch (p) {
+    case NETIN_UDP:
+        return PORT_PROTO_UDP;
+    case NETIN_TCP_UDP:
+        return PORT_PROTO_TCP | PORT_PROTO_UDP;
+    case NETIN_TCP:
+        break;
+    }
+    return PORT_PROTO_TCP;
+}
+
+static FirewallNetIn *firewall_netin(const ContainerNet *net)
+{
+    FirewallNetIn *v = calloc(net->n_netin + 1, sizeof(FirewallNetIn));
+    for (size_t i = 0; v && i < net->n_netin; i++)
+        v[i] = (FirewallNetIn){.host_port = net->netin[i].host_port,
+                               .container_port = net->netin[i].container_port,
+                               .protos = netin_protos(net->netin[i].protocol)};
+    return v;
+}
+
+/* ---- ids ---------------------------------------------------------------- */
+
+static const char base32[] = "0123456789abcdefghijklmnopqrstuv";
+
+static void net_id_format(uint64_t v, char out[NET_ID_LEN + 1])
+{
+    for (int i = NET_ID_LEN - 1; i >= 0; i--) {
+        out[i] = base32[v & 31];
+        v >>= 5;
+    }
+    out[NET_ID_LEN] = '\0';
+}
+
+static bool net_id_parse(const char *s, uint64_t *ret)
+{
+    uint64_t v = 0;
+    if (!s || strlen(s) != NET_ID_LEN)
+        return false;
+    for (const char *p = s; *p; p++) {
+        const char *d = strchr(base32, *p);
+        if (!d || !*p)
+            return false;
+        v = v << 5 | (uint64_t)(d - base32);
+    }
+    *ret = v;
+    return true;
+}
+
+/* ---- bridge reaper ------------------------------------------------------ */
+
+static void *bridge_reaper(void *userdata)
+{
+    Garden *g = userdata;
+    pthread_mutex_lock(&g->net_lock);
+    while (!g->net_stopping) {
+        if (g->n_doomed == 0) {
+            pthread_cond_wait(&g->net_cond, &g->net_lock);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += 1;
+        int r = pthread_cond_timedwait(&g->net_cond, &g->net_lock, &until);
+        if (r != ETIMEDOUT || g->net_stopping)
+            continue;
+        /* Under the lock: a create that wants one of these bridges waits. */
+        for (size_t i = 0; i < g->n_doomed; i++) {
+            int k = netdev_delete(g->netdev, g->doomed[i]);
+            if (k < 0)
+                log_warn_errno(k, "Failed to delete the bridge '%s': %m", g->doomed[i]);
+            free(g->doomed[i]);
+        }
+        g->n_doomed = 0;
+    }
+    pthread_mutex_unlock(&g->net_lock);
+    return NULL;
+}
+
+/* Under net_lock. */
+static void bridge_spare(Garden *g, const char *bridge)
+{
+    for (size_t i = 0; i < g->n_doomed; i++)
+        if (strcmp(g->doomed[i], bridge) == 0) {
+            free(g->doomed[i]);
+            g->doomed[i] = g->doomed[--g->n_doomed];
+            return;
+        }
+}
+
+static void bridge_doom(Garden *g, const char *bridge)
+{
+    pthread_mutex_lock(&g->net_lock);
+    bridge_spare(g, bridge);
+    char **grown = realloc(g->doomed, (g->n_doomed + 1) * sizeof(char *));
+    if (grown) {
+        g->doomed = grown;
+        if ((g->doomed[g->n_doomed] = strdup(bridge)))
+            g->n_doomed++;
+    }
+    pthread_cond_signal(&g->net_cond);
+    pthread_mutex_unlock(&g->net_lock);
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+int garden_net_setup(Garden *g)
+{
+    const GardenConfig *cfg = &g->cfg;
+    snprintf(g->if_prefix, sizeof(g->if_prefix), "cl%s", cfg->network_tag ? cfg->network_tag : "");
+    snprintf(g->nft_table, sizeof(g->nft_table), "cloche%s",
+             cfg->network_tag ? cfg->network_tag : "");
+    pthread_mutex_init(&g->net_lock, NULL);
+    pthread_cond_init(&g->net_cond, NULL);
+    g->net_ready = true;
+
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    g->net_counter = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+
+    int r = netpool_new(&cfg->network_pool, &g->netpool);
+    if (r < 0)
+        return log_error_errno(r, "Invalid network pool: %m");
+    r = portpool_new(cfg->port_pool_start, cfg->port_pool_size, &g->ports);
+    if (r < 0)
+        return log_error_errno(r, "Invalid port pool %u+%u: %m", cfg->port_pool_start,
+                               cfg->port_pool_size);
+    r = netdev_open(&g->netdev);
+    if (r < 0)
+        return log_error_errno(r, "Failed to open a netlink socket: %m");
+    g->mtu = cfg->mtu;
+    if (!g->mtu && netdev_default_mtu(g->netdev, &g->mtu) < 0)
+        g->mtu = 1500;
+    g->external_ip = cfg->external_ip;
+    if (!g->external_ip && netdev_default_address(g->netdev, &g->external_ip) < 0)
+        g->external_ip = 0x7f000001; /* no default route: the host's own loopback */
+
+    FirewallConfig fc = {
+        .table = g->nft_table,
+        .if_prefix = g->if_prefix,
+        .pool = cfg->network_pool,
+        .deny = cfg->deny_networks,
+        .n_deny = cfg->n_deny_networks,
+        .dns = cfg->dns_servers,
+        .n_dns = cfg->n_dns_servers,
+        .allow_host_access = cfg->allow_host_access,
+    };
+    r = firewall_open(&fc, &g->firewall);
+    if (r < 0)
+        return log_error_errno(r, "Failed to set up the nftables table '%s': %m%s%s", g->nft_table,
+                               g->firewall ? ": " : "",
+                               g->firewall ? firewall_last_error(g->firewall) : "");
+    r = pthread_create(&g->reaper, NULL, bridge_reaper, g);
+    if (r > 0)
+        return log_error_errno(-r, "Failed to start the bridge reaper: %m");
+    g->reaper_started = true;
+    char ext[NAME_BUF];
+    log_info("network: pool %s/%u, mtu %u, external ip %s, table inet %s",
+             ipv4_format(cfg->network_pool.network, ext, sizeof(ext)), cfg->network_pool.prefix,
+             g->mtu, ipv4_format(g->external_ip, (char[NAME_BUF]){0}, NAME_BUF), g->nft_table);
+    return 0;
+}
+
+void garden_net_free(Garden *g)
+{
+    if (!g->net_ready)
+        return;
+    if (g->reaper_started) {
+        pthread_mutex_lock(&g->net_lock);
+        g->net_stopping = true;
+        pthread_cond_signal(&g->net_cond);
+        pthread_mutex_unlock(&g->net_lock);
+        pthread_join(g->reaper, NULL);
+        g->reaper_started = false;
+    }
+    /* Bridges still doomed are left: start-up removes those of no container. */
+    for (size_t i = 0; i < g->n_doomed; i++)
+        free(g->doomed[i]);
+    free(g->doomed);
+    g->doomed = NULL;
+    g->n_doomed = 0;
+    if (g->firewall)
+        firewall_free(g->firewall);
+    if (g->netdev)
+        netdev_free(g->netdev);
+    if (g->ports)
+        portpool_free(g->ports);
+    if (g->netpool)
+        netpool_free(g->netpool);
+    g->firewall = NULL;
+    g->netdev = NULL;
+    g->ports = NULL;
+    g->netpool = NULL;
+    pthread_cond_destroy(&g->net_cond);
+    pthread_mutex_destroy(&g->net_lock);
+    g->net_ready = false;
+}
+
+/* ---- create ------------------------------------------------------------- */
+
+static int netpool_error(int r, const char *msg, ApiError *reterr)
+{
+    switch (r) {
+    case -ENOSPC:
+        return api_errorf(reterr, r, 503, GARDEN_ERR_GENERIC, "%s", msg);
+    case -EEXIST:
+    case -EADDRINUSE:
+        return api_errorf(reterr, r, 409, GARDEN_ERR_GENERIC, "%s", msg);
+    case -EINVAL:
+    case -EADDRNOTAVAIL:
+        return api_bad_request(reterr, "%s", msg);
+    default:
+        return api_internal_error(reterr, r, "Failed to allocate an address: %s", msg);
+    }
+}
+
+/* Take host ports for the spec's NetIn entries (resolved into net->netin). */
+static int take_ports(Garden *g, const NetInSpec *in, size_t n, ContainerNet *net, ApiError *reterr)
+{
+    if (net->n_netin + n > NETIN_PER_CONTAINER_MAX)
+        return api_bad_request(reterr, "A container can have at most %d NetIn mappings",
+                               NETIN_PER_CONTAINER_MAX);
+    NetInSpec *grown = realloc(net->netin, (net->n_netin + n + 1) * sizeof(NetInSpec));
+    if (!grown)
+        return api_internal_error(reterr, -ENOMEM, "Out of memory");
+    net->netin = grown;
+    for (size_t i = 0; i < n; i++) {
+        NetInSpec m = in[i];
+        unsigned protos = netin_protos(m.protocol);
+        int r;
+        if (m.host_port == 0)
+            r = portpool_acquire(g->ports, protos, &m.host_port);
+        else
+            r = portpool_reserve(g->ports, m.host_port, protos);
+        if (r < 0) {
+            if (r == -ENOSPC)
+                api_errorf(reterr, r, 503, GARDEN_ERR_GENERIC,
+                           "No free host port left in the port pool %u-%u", g->cfg.port_pool_start,
+                           g->cfg.port_pool_start + g->cfg.port_pool_size - 1);
+            else if (r == -EEXIST)
+                api_errorf(reterr, r, 409, GARDEN_ERR_GENERIC,
+                           "Host port %" PRIu32 " (%s) is already mapped", m.host_port,
+                           netin_protocol_to_string(m.protocol));
+            else
+                api_internal_error(reterr, r, "Failed to reserve host port %" PRIu32, m.host_port);
+            /* Give back what this call took. */
+            for (size_t k = 0; k < i; k++) {
+                const NetInSpec *t = &net->netin[net->n_netin - 1];
+                portpool_release(g->ports, t->host_port, netin_protos(t->protocol));
+                net->n_netin--;
+            }
+            return r;
+        }
+        if (m.container_port == 0)
+            m.container_port = m.host_port;
+        net->netin[net->n_netin++] = m;
+    }
+    return 0;
+}
+
+static void release_ports(Garden *g, const NetInSpec *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        portpool_release(g->ports, in[i].host_port, netin_protos(in[i].protocol));
+}
+
+static int set_net_properties(Container *c, const Garden *g)
+{
+    ContainerNet *net = &c->rec.net;
+    char host_if[NAME_BUF], container_if[NAME_BUF], bridge[NAME_BUF], buf[32];
+    net_names(g, net, host_if, container_if, bridge);
+    int r = 0;
+    char mtu[NAME_BUF];
+    snprintf(mtu, sizeof(mtu), "%" PRIu32, net->mtu);
+    Ipv4Net subnet = {.network = net->subnet, .prefix = net->prefix};
+    if (r >= 0)
+        r = strmap_set(&c->rec.properties, "garden.network.container-ip",
+                       ipv4_format(net->ip, buf, sizeof(buf)));
+    if (r >= 0)
+        r = strmap_set(&c->rec.properties, "garden.network.host-ip",
+                       ipv4_format(net->gateway, buf, sizeof(buf)));
+    if (r >= 0)
+        r = strmap_set(&c->rec.properties, "garden.network.external-ip",
+                       ipv4_format(g->external_ip, buf, sizeof(buf)));
+    if (r >= 0)
+        r = strmap_set(&c->rec.properties, "garden.network.interface", container_if);
+    if (r >= 0)
+        r = strmap_set(&c->rec.properties, "kawasaki.host-interface", host_if);
+    if (r >= 0)
+        r = strmap_set(&c->rec.properties, "kawasaki.container-interface", container_if);
+    if (r >= 0)
+        r = strmap_set(&c->rec.properties, "kawasaki.bridge-interface", bridge);
+    if (r >= 0)
+        r = strmap_set(&c->rec.properties, "kawasaki.subnet",
+                       ipv4net_format(&subnet, buf, sizeof(buf)));
+    if (r >= 0)
+        r = strmap_set(&c->rec.properties, "kawasaki.mtu", mtu);
+    if (r >= 0) {
+        char *ports = spec_encode_mapped_ports(net->netin, net->n_netin);
+        r = ports ? strmap_set(&c->rec.properties, "garden.network.mapped-ports", ports) : -ENOMEM;
+        free(ports);
+    }
+    return r;
+}
+
+int garden_net_allocate(Garden *g, Container *c, ApiError *reterr)
+{
+    ContainerRecord *rec = &c->rec;
+    char msg[256] = "";
+    NetLease lease;
+    int r = netpool_acquire(g->netpool, rec->spec.network, &lease, msg, sizeof(msg));
+    if (r < 0)
+        return netpool_error(r, msg[0] ? msg : strerror(-r), reterr);
+
+    char id[NET_ID_LEN + 1];
+    pthread_mutex_lock(&g->net_lock);
+    net_id_format(g->net_counter++, id);
+    pthread_mutex_unlock(&g->net_lock);
+
+    rec->net = (ContainerNet){
+        .id = strdup(id),
+        .subnet = lease.subnet.network,
+        .prefix = lease.subnet.prefix,
+        .gateway = lease.gateway,
+        .ip = lease.ip,
+        .mtu = g->mtu,
+    };
+    if (!rec->net.id) {
+        netpool_release(g->netpool, &lease);
+        rec->net = (ContainerNet){0};
+        return api_internal_error(reterr, -ENOMEM, "Out of memory");
+    }
+    r = take_ports(g, rec->spec.netin, rec->spec.n_netin, &rec->net, reterr);
+    if (r < 0) {
+        netpool_release(g->netpool, &lease);
+        free(rec->net.id);
+        free(rec->net.netin);
+        rec->net = (ContainerNet){0};
+        return r;
+    }
+    r = set_net_properties(c, g);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Out of memory");
+    return 0;
+}
+
+static int firewall_error(Garden *g, int r, const char *what, ApiError *reterr)
+{
+    const char *detail = firewall_last_error(g->firewall);
+    if (r == -EEXIST)
+        return api_errorf(reterr, r, 409, GARDEN_ERR_GENERIC, "%s: a host port is already mapped",
+                          what);
+    if (r == -EINVAL)
+        return api_bad_request(reterr, "%s: %s", what, detail && *detail ? detail : "invalid rule");
+    return api_internal_error(reterr, r, "%s: %s", what, detail && *detail ? detail : strerror(-r));
+}
+
+int garden_net_attach(Garden *g, Container *c, ApiError *reterr)
+{
+    ContainerRecord *rec = &c->rec;
+    char host_if[NAME_BUF], container_if[NAME_BUF], bridge[NAME_BUF];
+    net_names(g, &rec->net, host_if, container_if, bridge);
+
+    char nspath[64];
+    snprintf(nspath, sizeof(nspath), "/proc/%d/ns/net", rec->init_pid);
+    _cleanup_close_ int nsfd = open(nspath, O_RDONLY | O_CLOEXEC);
+    if (nsfd < 0)
+        return api_internal_error(reterr, -errno,
+                                  "Failed to open the container's network namespace");
+    NetDevContainer spec = {
+        .bridge = bridge,
+        .host_if = host_if,
+        .container_if = container_if,
+        .netns_fd = nsfd,
+        .subnet = rec->net.subnet,
+        .prefix = rec->net.prefix,
+        .gateway = rec->net.gateway,
+        .ip = rec->net.ip,
+        .mtu = rec->net.mtu,
+    };
+    pthread_mutex_lock(&g->net_lock);
+    bridge_spare(g, bridge);
+    int r = netdev_setup_container(g->netdev, &spec);
+    pthread_mutex_unlock(&g->net_lock);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to set up the container's network links");
+
+    FirewallContainer fc;
+    firewall_container(g, rec, bridge, &fc);
+    _cleanup_free_ FirewallNetIn *in = firewall_netin(&rec->net);
+    if (!in)
+        return api_internal_error(reterr, -ENOMEM, "Out of memory");
+    r = firewall_add_container(g->firewall, &fc, in, rec->net.n_netin, rec->spec.netout_rules,
+                               rec->spec.n_netout_rules);
+    if (r < 0)
+        return firewall_error(g, r, "Failed to set up the container's firewall", reterr);
+    c->net_attached = true;
+    return 0;
+}
+
+static void ifb_name(const Garden *g, const ContainerNet *net, char out[NAME_BUF])
+{
+    snprintf(out, NAME_BUF, "%s%s-i", g->if_prefix, net->id);
+}
+
+int garden_net_set_bandwidth(Garden *g, Container *c, const BandwidthLimits *b, ApiError *reterr)
+{
+    const ContainerNet *net = &c->rec.net;
+    if (!g->net_ready || !net->id)
+        return api_errorf(reterr, -ENONET, 500, GARDEN_ERR_GENERIC, "Container '%s' has no network",
+                          c->rec.handle);
+    char host_if[NAME_BUF], ifb[NAME_BUF];
+    net_names(g, net, host_if, NULL, NULL);
+    ifb_name(g, net, ifb);
+    int r = netdev_set_bandwidth(g->netdev, host_if, ifb, b->rate, b->burst);
+    if (r == -ERANGE || r == -EINVAL)
+        return api_bad_request(reterr, "Invalid bandwidth limit: rate %" PRIu64 ", burst %" PRIu64,
+                               b->rate, b->burst);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to shape the container's bandwidth");
+    return 0;
+}
+
+void garden_net_release(Garden *g, Container *c)
+{
+    ContainerRecord *rec = &c->rec;
+    if (!g->net_ready || !rec->net.id)
+        return;
+    char bridge[NAME_BUF];
+    FirewallContainer fc;
+    firewall_container(g, rec, bridge, &fc);
+    NetLease lease = {
+        .subnet = {.network = rec->net.subnet, .prefix = rec->net.prefix},
+        .gateway = rec->net.gateway,
+        .ip = rec->net.ip,
+    };
+    bool last = netpool_release(g->netpool, &lease);
+    _cleanup_free_ FirewallNetIn *in = firewall_netin(&rec->net);
+    if (in) {
+        int r = firewall_remove_container(g->firewall, &fc, in, rec->net.n_netin, last);
+        if (r < 0)
+            log_warn_errno(r, "Failed to remove the firewall state of '%s': %m: %s", rec->handle,
+                           firewall_last_error(g->firewall));
+    }
+    release_ports(g, rec->net.netin, rec->net.n_netin);
+    if (rec->spec.limits.bandwidth.rate) {
+        /* The IFB lives in the host's namespace: it does not die with the container. */
+        char ifb[NAME_BUF];
+        ifb_name(g, &rec->net, ifb);
+        int r = netdev_delete(g->netdev, ifb);
+        if (r < 0)
+            log_warn_errno(r, "Failed to delete '%s': %m", ifb);
+    }
+    if (last)
+        bridge_doom(g, bridge);
+    free(rec->net.id);
+    free(rec->net.netin);
+    rec->net = (ContainerNet){0};
+    c->net_attached = false;
+}
+
+/* ---- restore ------------------------------------------------------------ */
+
+int garden_net_restore(Garden *g, Container *c)
+{
+    ContainerRecord *rec = &c->rec;
+    if (!rec->net.id)
+        return 0;
+    NetLease lease = {
+        .subnet = {.network = rec->net.subnet, .prefix = rec->net.prefix},
+        .gateway = rec->net.gateway,
+        .ip = rec->net.ip,
+    };
+    int r = netpool_reserve(g->netpool, &lease);
+    if (r < 0)
+        log_warn_errno(r, "Container '%s': its address cannot be reserved again: %m", rec->handle);
+    for (size_t i = 0; i < rec->net.n_netin; i++) {
+        const NetInSpec *m = &rec->net.netin[i];
+        int k = portpool_reserve(g->ports, m->host_port, netin_protos(m->protocol));
+        if (k < 0)
+            log_warn_errno(k, "Container '%s': host port %" PRIu32 " cannot be reserved again: %m",
+                           rec->handle, m->host_port);
+    }
+    uint64_t v;
+    if (net_id_parse(rec->net.id, &v)) {
+        pthread_mutex_lock(&g->net_lock);
+        if (v >= g->net_counter)
+            g->net_counter = v + 1;
+        pthread_mutex_unlock(&g->net_lock);
+    }
+    char bridge[NAME_BUF];
+    FirewallContainer fc;
+    firewall_container(g, rec, bridge, &fc);
+    if (firewall_has_container(g->firewall, &fc) == 0) {
+        log_info("Container '%s': rebuilding its firewall state", rec->handle);
+        _cleanup_free_ FirewallNetIn *in = firewall_netin(&rec->net);
+        r = in ? firewall_add_container(g->firewall, &fc, in, rec->net.n_netin,
+                                        rec->spec.netout_rules, rec->spec.n_netout_rules)
+               : -ENOMEM;
+        if (r < 0)
+            log_warn_errno(r, "Container '%s': failed to rebuild its firewall state: %m: %s",
+                           rec->handle, firewall_last_error(g->firewall));
+    }
+    c->net_attached = true;
+    return 0;
+}
+
+void garden_net_prune(Garden *g)
+{
+    if (!g->net_ready)
+        return;
+    pthread_mutex_lock(&g->lock);
+    size_t n = hashmap_size(g->containers), k = 0;
+    FirewallContainer *live = calloc(n + 1, sizeof(FirewallContainer));
+    char(*bridges)[NAME_BUF] = calloc(n + 1, NAME_BUF);
+    char(*hosts)[NAME_BUF] = calloc(n + 1, NAME_BUF);
+    if (live && bridges && hosts) {
+        size_t state = 0;
+        const char *key;
+        void *value;
+        while (hashmap_iterate(g->containers, &state, &key, &value) == 0) {
+            Container *c = value;
+            if (!c->rec.net.id || k >= n)
+                continue;
+            firewall_container(g, &c->rec, bridges[k], &live[k]);
+            net_names(g, &c->rec.net, hosts[k], NULL, NULL);
+            k++;
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (!live || !bridges || !hosts)
+        goto out;
+    int r = firewall_prune(g->firewall, live, k);
+    if (r < 0)
+        log_warn_errno(r, "Failed to prune the firewall: %m: %s", firewall_last_error(g->firewall));
+
+    /* Links of containers that no longer exist: their veths died with them, but
+     * their bridges stay; a host veth whose container outlived the record goes
+     * too. */
+    char **names = NULL;
+    if (netdev_list(g->netdev, g->if_prefix, &names) == 0) {
+        for (char **p = names; p && *p; p++) {
+            bool keep = false;
+            for (size_t i = 0; i < k && !keep; i++)
+                keep = strcmp(*p, bridges[i]) == 0 || strcmp(*p, hosts[i]) == 0 ||
+                       (strncmp(*p, hosts[i], strlen(hosts[i]) - 1) == 0 &&
+                        strcmp(*p + strlen(hosts[i]) - 1, "i") == 0);
+            /* Only names of our own making: <prefix>br<8 hex> or <prefix><id>-0. */
+            const char *rest = *p + strlen(g->if_prefix);
+            bool ours = (strncmp(rest, "br", 2) == 0 && strlen(rest) == 10) ||
+                        (strlen(rest) == NET_ID_LEN + 2 && (strcmp(rest + NET_ID_LEN, "-0") == 0 ||
+                                                            strcmp(rest + NET_ID_LEN, "-i") == 0));
+            if (keep || !ours)
+                continue;
+            log_info("Removing the stale link '%s'", *p);
+            r = netdev_delete(g->netdev, *p);
+            if (r < 0)
+                log_warn_errno(r, "Failed to delete the link '%s': %m", *p);
+        }
+        strv_free(names);
+    }
+out:
+    free(live);
+    free(bridges);
+    free(hosts);
+}
+
+/* ---- NetIn, NetOut after create ----------------------------------------- */
+
+int container_net_in(Garden *g, Container *c, const NetInSpec *in, NetInSpec *ret, ApiError *reterr)
+{
+    pthread_mutex_lock(&c->lock);
+    ContainerRecord *rec = &c->rec;
+    int r;
+    if (!g->net_ready || !rec->net.id || !c->net_attached) {
+        r = api_errorf(reterr, -ENONET, 500, GARDEN_ERR_GENERIC, "Container '%s' has no network",
+                       rec->handle);
+        goto out;
+    }
+    size_t before = rec->net.n_netin;
+    r = take_ports(g, in, 1, &rec->net, reterr);
+    if (r < 0)
+        goto out;
+    NetInSpec *m = &rec->net.netin[before];
+    char bridge[NAME_BUF];
+    FirewallContainer fc;
+    firewall_container(g, rec, bridge, &fc);
+    FirewallNetIn fin = {.host_port = m->host_port,
+                         .container_port = m->container_port,
+                         .protos = netin_protos(m->protocol)};
+    r = firewall_add_netin(g->firewall, &fc, &fin, 1);
+    if (r >= 0) {
+        *ret = *m;
+        r = set_net_properties(c, g);
+        if (r >= 0)
+            r = garden_persist(g, c);
+        if (r < 0)
+            api_internal_error(reterr, r, "Failed to persist the mapping");
+        /* The rule is in place either way; a restart rebuilds from the record. */
+        goto out;
+    }
+    firewall_error(g, r, "Failed to map the port", reterr);
+    release_ports(g, m, 1);
+    rec->net.n_netin = before;
+out:
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+int container_net_out(Garden *g, Container *c, NetOutRule *rules, size_t n, ApiError *reterr)
+{
+    pthread_mutex_lock(&c->lock);
+    ContainerRecord *rec = &c->rec;
+    int r;
+    if (!g->net_ready || !rec->net.id || !c->net_attached) {
+        r = api_errorf(reterr, -ENONET, 500, GARDEN_ERR_GENERIC, "Container '%s' has no network",
+                       rec->handle);
+        goto out;
+    }
+    if (rec->spec.n_netout_rules + n > NETOUT_PER_CONTAINER_MAX) {
+        r = api_bad_request(reterr, "A container can have at most %d NetOut rules",
+                            NETOUT_PER_CONTAINER_MAX);
+        goto out;
+    }
+    char bridge[NAME_BUF];
+    FirewallContainer fc;
+    firewall_container(g, rec, bridge, &fc);
+    r = firewall_add_netout(g->firewall, &fc, rules, n);
+    if (r < 0) {
+        firewall_error(g, r, "Failed to add the NetOut rules", reterr);
+        goto out;
+    }
+    NetOutRule *grown =
+        realloc(rec->spec.netout_rules, (rec->spec.n_netout_rules + n) * sizeof(NetOutRule));
+    if (!grown) {
+        r = api_internal_error(reterr, -ENOMEM, "Out of memory");
+        goto out;
+    }
+    rec->spec.netout_rules = grown;
+    for (size_t i = 0; i < n; i++) {
+        grown[rec->spec.n_netout_rules++] = rules[i];
+        rules[i] = (NetOutRule){0};
+    }
+    r = garden_persist(g, c);
+    if (r < 0)
+        api_internal_error(reterr, r, "Failed to persist the rules");
+out:
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+int container_net_info(Garden *g, Container *c, ContainerNetInfo *ret)
+{
+    *ret = (ContainerNetInfo){0};
+    pthread_mutex_lock(&c->lock);
+    const ContainerNet *net = &c->rec.net;
+    int r = 0;
+    if (net->id) {
+        ipv4_format(net->gateway, ret->host_ip, sizeof(ret->host_ip));
+        ipv4_format(net->ip, ret->container_ip, sizeof(ret->container_ip));
+        ipv4_format(g->external_ip, ret->external_ip, sizeof(ret->external_ip));
+        if (net->n_netin) {
+            ret->mapped = calloc(net->n_netin, sizeof(NetInSpec));
+            if (ret->mapped) {
+                memcpy(ret->mapped, net->netin, net->n_netin * sizeof(NetInSpec));
+                ret->n_mapped = net->n_netin;
+            } else {
+                r = -ENOMEM;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}

@@ -1,0 +1,66 @@
+/* Private to the firewall module: the script buffer and the text of rules,
+ * shared by firewall.c (transactions) and firewall-rules.c (what they say). */
+#pragma once
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cloche/cleanup.h"
+#include "cloche/firewall.h"
+
+#define FIREWALL_TABLE_MAX 32
+#define FIREWALL_ID_MAX 64
+#define FIREWALL_PREFIX_MAX 14 /* leaves room for at least one more byte in IFNAMSIZ */
+#define FIREWALL_LOG_PREFIX_MAX 28
+#define FIREWALL_CHAIN_PREFIX "ctr-"
+/* nft rules one call may add to a container's chain (a NetOutRule is one rule
+ * per network range and port range). */
+#define FIREWALL_NETOUT_LINES_MAX 16384u
+/* A transaction's text: bounds what one call may ask of nftables. */
+#define FIREWALL_SCRIPT_MAX (16u << 20)
+
+/* A growing nft script. Appending fails sticky: the first error is kept in
+ * `error` and later appends do nothing. */
+typedef struct FirewallScript {
+    char *text;
+    size_t len;
+    size_t size;
+    int error;
+} FirewallScript;
+
+void firewall_script_done(FirewallScript *s);
+/* Every %s must be text validated by this module (names, formatted addresses). */
+void firewall_script_add(FirewallScript *s, const char *fmt, ...) _printf_(2, 3);
+
+typedef struct Ipv4Text {
+    char s[INET_ADDRSTRLEN];
+} Ipv4Text;
+
+Ipv4Text firewall_ipv4_text(uint32_t addr);
+/* "a.b.c.d/n" */
+typedef struct Ipv4NetText {
+    char s[INET_ADDRSTRLEN + 3];
+} Ipv4NetText;
+
+Ipv4NetText firewall_ipv4net_text(const Ipv4Net *net);
+
+/* Names written unquoted into scripts: letters, digits, '_' and '-' (ids, the
+ * table); interface names also allow '.'. */
+bool firewall_name_valid(const char *s, size_t max, bool allow_dot);
+/* The first FIREWALL_LOG_PREFIX_MAX bytes of handle, bytes outside
+ * [A-Za-z0-9._-] replaced by '_'. */
+void firewall_log_prefix(const char *handle, char ret[static FIREWALL_LOG_PREFIX_MAX + 1]);
+
+/* Append the rules for `rules` to chain (`prepend`: `insert rule`, keeping the
+ * given order ahead of what the chain holds; else `add rule`). -EINVAL for a rule
+ * that cannot be expressed, -E2BIG for more than FIREWALL_NETOUT_LINES_MAX nft
+ * rules, with the reason in err. */
+int firewall_script_netout(FirewallScript *s, const char *table, const char *chain,
+                           const char *log_prefix, const NetOutRule *rules, size_t n_rules,
+                           bool prepend, char *err, size_t errlen);
+
+/* The global part of the table: tables, sets, maps, base chains (created if
+ * missing) and their rules (flushed and rebuilt). */
+void firewall_script_globals(FirewallScript *s, const FirewallConfig *cfg);

@@ -1,0 +1,364 @@
+/* What cloche's nftables table says: the text of its global rules and of the
+ * NetOut rules of a container's chain, built into a script buffer. Everything
+ * written into a script is either a name validated here or a number or address
+ * formatted here; user text never reaches a script as it came. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "firewall-internal.h"
+
+/* ---- the script buffer --------------------------------------------------- */
+
+void firewall_script_done(FirewallScript *s)
+{
+    free(s->text);
+    *s = (FirewallScript){0};
+}
+
+void firewall_script_add(FirewallScript *s, const char *fmt, ...)
+{
+    if (s->error)
+        return;
+    for (;;) {
+        size_t room = s->size - s->len;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(s->text ? s->text + s->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            s->error = -EINVAL;
+            return;
+        }
+        if ((size_t)n < room) {
+            s->len += (size_t)n;
+            return;
+        }
+        size_t need = s->len + (size_t)n + 1;
+        if (need > FIREWALL_SCRIPT_MAX) {
+            s->error = -E2BIG;
+            return;
+        }
+        size_t size = s->size ? s->size : 4096;
+        while (size < need)
+            size *= 2;
+        char *text = realloc(s->text, size);
+        if (!text) {
+            s->error = -ENOMEM;
+            return;
+        }
+        s->text = text;
+        s->size = size;
+    }
+}
+
+/* ---- names and addresses ------------------------------------------------- */
+
+Ipv4Text firewall_ipv4_text(uint32_t addr)
+{
+    Ipv4Text t;
+    struct in_addr in = {.s_addr = htonl(addr)};
+    if (!inet_ntop(AF_INET, &in, t.s, sizeof(t.s)))
+        snprintf(t.s, sizeof(t.s), "0.0.0.0");
+    return t;
+}
+
+Ipv4NetText firewall_ipv4net_text(const Ipv4Net *net)
+{
+    Ipv4NetText t;
+    snprintf(t.s, sizeof(t.s), "%s/%u", firewall_ipv4_text(net->network).s, net->prefix);
+    return t;
+}
+
+static bool char_allowed(char c, bool allow_dot)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || (allow_dot && c == '.');
+}
+
+bool firewall_name_valid(const char *s, size_t max, bool allow_dot)
+{
+    size_t len = s ? strlen(s) : 0;
+    if (len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!char_allowed(s[i], allow_dot))
+            return false;
+    return true;
+}
+
+void firewall_log_prefix(const char *handle, char ret[static FIREWALL_LOG_PREFIX_MAX + 1])
+{
+    size_t i = 0;
+    for (; handle && handle[i] && i < FIREWALL_LOG_PREFIX_MAX; i++)
+        ret[i] = char_allowed(handle[i], true) ? handle[i] : '_';
+    ret[i] = '\0';
+}
+
+/* ---- NetOut rules -------------------------------------------------------- */
+
+typedef struct Ipv4Range {
+    uint32_t start;
+    uint32_t end;
+} Ipv4Range;
+
+/* 1 for an IPv4 range, 0 for an IPv6 one (containers have no IPv6: it matches
+ * nothing), -EINVAL for anything else. */
+static int parse_range(const IpRange *range, Ipv4Range *ret, char *err, size_t errlen)
+{
+    struct in_addr start4, end4;
+    struct in6_addr start6, end6;
+
+    if (!range->start || !range->end) {
+        snprintf(err, errlen, "Network range without start or end");
+        return -EINVAL;
+    }
+    bool v4_start = inet_pton(AF_INET, range->start, &start4) == 1;
+    bool v4_end = inet_pton(AF_INET, range->end, &end4) == 1;
+    if (v4_start && v4_end) {
+        ret->start = ntohl(start4.s_addr);
+        ret->end = ntohl(end4.s_addr);
+        if (ret->start > ret->end) {
+            snprintf(err, errlen, "Network range '%s-%s' ends before it starts", range->start,
+                     range->end);
+            return -EINVAL;
+        }
+        return 1;
+    }
+    if (!v4_start && !v4_end && inet_pton(AF_INET6, range->start, &start6) == 1 &&
+        inet_pton(AF_INET6, range->end, &end6) == 1)
+        return 0;
+    snprintf(err, errlen, "Invalid network range '%.45s-%.45s'", range->start, range->end);
+    return -EINVAL;
+}
+
+/* The prefix length if [start, end] is exactly one CIDR block, else -1. */
+static int cidr_prefix(uint32_t start, uint32_t end)
+{
+    uint32_t size_minus_one = end - start;
+    if ((size_minus_one & (size_minus_one + 1)) != 0 || (start & size_minus_one) != 0)
+        return -1;
+    if (size_minus_one == UINT32_MAX)
+        return 0;
+    return 32 - __builtin_popcount(size_minus_one);
+}
+
+static void script_range(FirewallScript *s, const char *match, uint32_t start, uint32_t end,
+                         bool address)
+{
+    int prefix = address && end != start ? cidr_prefix(start, end) : -1;
+    if (prefix >= 0) {
+        firewall_script_add(s, " %s %s/%d", match, firewall_ipv4_text(start).s, prefix);
+        return;
+    }
+    if (address)
+        firewall_script_add(s, " %s %s", match, firewall_ipv4_text(start).s);
+    else
+        firewall_script_add(s, " %s %u", match, start);
+    if (end != start) {
+        if (address)
+            firewall_script_add(s, "-%s", firewall_ipv4_text(end).s);
+        else
+            firewall_script_add(s, "-%u", end);
+    }
+}
+
+/* One nft rule per network and port range: no anonymous sets. libnftables lists
+ * every set of the table (and the elements of interval sets) before each
+ * transaction, so sets inside per-container rules would make every call cost
+ * O(containers): 10 to 170 ms at 1000 containers, against ~1 ms without. */
+static int script_netout_rule(FirewallScript *s, const char *verb, const char *table,
+                              const char *chain, const char *log_prefix, const NetOutRule *rule,
+                              size_t *n_lines, char *err, size_t errlen)
+{
+    if (rule->protocol > NET_PROTOCOL_ICMPV6) {
+        snprintf(err, errlen, "Unknown protocol %u", (unsigned)rule->protocol);
+        return -EINVAL;
+    }
+    if (rule->protocol == NET_PROTOCOL_ALL && rule->n_ports > 0) {
+        snprintf(err, errlen, "Ports cannot be specified for protocol all");
+        return -EINVAL;
+    }
+    bool ports = rule->protocol == NET_PROTOCOL_TCP || rule->protocol == NET_PROTOCOL_UDP;
+    for (size_t i = 0; ports && i < rule->n_ports; i++)
+        if (rule->ports[i].start > rule->ports[i].end) {
+            snprintf(err, errlen, "Port range '%u-%u' ends before it starts", rule->ports[i].start,
+                     rule->ports[i].end);
+            return -EINVAL;
+        }
+
+    _cleanup_free_ Ipv4Range *ranges = NULL;
+    size_t n_ranges = 0;
+    if (rule->n_networks > 0) {
+        ranges = calloc(rule->n_networks, sizeof(*ranges));
+        if (!ranges)
+            return -ENOMEM;
+    }
+    for (size_t i = 0; i < rule->n_networks; i++) {
+        int r = parse_range(&rule->networks[i], &ranges[n_ranges], err, errlen);
+        if (r < 0)
+            return r;
+        n_ranges += (size_t)r;
+    }
+    /* Networks given, none of them IPv4; or ICMPv6: nothing a container can send. */
+    if ((rule->n_networks > 0 && n_ranges == 0) || rule->protocol == NET_PROTOCOL_ICMPV6)
+        return 0;
+
+    size_t n_dest = rule->n_networks > 0 ? n_ranges : 1;
+    size_t n_port = ports && rule->n_ports > 0 ? rule->n_ports : 1;
+    if (n_dest * n_port > FIREWALL_NETOUT_LINES_MAX - *n_lines) {
+        snprintf(err, errlen, "NetOut rules need more than %u nftables rules",
+                 FIREWALL_NETOUT_LINES_MAX);
+        return -E2BIG;
+    }
+    *n_lines += n_dest * n_port;
+
+    const char *proto = rule->protocol == NET_PROTOCOL_TCP ? "tcp" : "udp";
+    /* Prepending (`insert`) goes backwards to keep the order. */
+    bool backwards = verb[0] == 'i';
+    for (size_t dd = 0; dd < n_dest; dd++)
+        for (size_t pp = 0; pp < n_port; pp++) {
+            size_t d = backwards ? n_dest - 1 - dd : dd, p = backwards ? n_port - 1 - pp : pp;
+            firewall_script_add(s, "%s rule inet %s %s", verb, table, chain);
+            if (n_ranges > 0)
+                script_range(s, "ip daddr", ranges[d].start, ranges[d].end, true);
+            if (ports && rule->n_ports > 0) {
+                char match[16];
+                snprintf(match, sizeof(match), "%s dport", proto);
+                script_range(s, match, rule->ports[p].start, rule->ports[p].end, false);
+            } else if (ports) {
+                firewall_script_add(s, " meta l4proto %s", proto);
+            } else if (rule->protocol == NET_PROTOCOL_ICMP) {
+                if (!rule->has_icmps)
+                    firewall_script_add(s, " meta l4proto icmp");
+                else if (!rule->icmps.has_code)
+                    firewall_script_add(s, " icmp type %u", rule->icmps.type);
+                else
+                    firewall_script_add(s, " icmp type %u icmp code %u", rule->icmps.type,
+                                        rule->icmps.code);
+            }
+            if (rule->log)
+                firewall_script_add(s, " log prefix \"%s \"", log_prefix);
+            firewall_script_add(s, " accept\n");
+        }
+    return s->error;
+}
+
+int firewall_script_netout(FirewallScript *s, const char *table, const char *chain,
+                           const char *log_prefix, const NetOutRule *rules, size_t n_rules,
+                           bool prepend, char *err, size_t errlen)
+{
+    size_t n_lines = 0;
+    /* `insert` puts each rule first: going backwards keeps the given order. */
+    for (size_t i = 0; i < n_rules; i++) {
+        const NetOutRule *rule = &rules[prepend ? n_rules - 1 - i : i];
+        int r = script_netout_rule(s, prepend ? "insert" : "add", table, chain, log_prefix, rule,
+                                   &n_lines, err, errlen);
+        if (r < 0)
+            return r;
+    }
+    return s->error;
+}
+
+/* ---- the global part ----------------------------------------------------- */
+
+static const char *const base_chains[] = {
+    "prerouting { type nat hook prerouting priority dstnat; policy accept; }",
+    "output { type nat hook output priority -100; policy accept; }",
+    "postrouting { type nat hook postrouting priority srcnat; policy accept; }",
+    "forward { type filter hook forward priority filter; policy accept; }",
+    "input { type filter hook input priority filter; policy accept; }",
+    "default",
+};
+static const char *const base_chain_names[] = {
+    "prerouting", "output", "postrouting", "forward", "input", "default",
+};
+
+void firewall_script_globals(FirewallScript *s, const FirewallConfig *cfg)
+{
+    const char *t = cfg->table, *p = cfg->if_prefix;
+
+    firewall_script_add(s, "add table inet %s\n", t);
+    firewall_script_add(s,
+                        "add map inet %s netin { type inet_proto . inet_service : "
+                        "ipv4_addr . inet_service; }\n",
+                        t);
+    firewall_script_add(s, "add map inet %s netout { type ipv4_addr : verdict; }\n", t);
+    /* No auto-merge: a subnet leaving must not punch a hole into a merged range. */
+    firewall_script_add(s, "add set inet %s subnets { type ipv4_addr; flags interval; }\n", t);
+    firewall_script_add(s, "add set inet %s ifaddr { type ifname . ipv4_addr; }\n", t);
+    for (size_t i = 0; i < ELEMENTSOF(base_chains); i++)
+        firewall_script_add(s, "add chain inet %s %s\n", t, base_chains[i]);
+    for (size_t i = 0; i < ELEMENTSOF(base_chain_names); i++)
+        firewall_script_add(s, "flush chain inet %s %s\n", t, base_chain_names[i]);
+
+    /* NetIn: local destinations, from outside and from the host itself. */
+    static const char dnat[] =
+        "meta nfproto ipv4 fib daddr type local dnat ip to meta l4proto . th dport map @netin";
+    firewall_script_add(s, "add rule inet %s prerouting %s\n", t, dnat);
+    firewall_script_add(s, "add rule inet %s output %s\n", t, dnat);
+
+    /* The host's loopback towards a container (the container would answer its
+     * own 127.0.0.1), a container reaching a published port (hairpin), egress. */
+    firewall_script_add(s,
+                        "add rule inet %s postrouting ip saddr 127.0.0.0/8 oifname \"%s*\" "
+                        "masquerade\n",
+                        t, p);
+    firewall_script_add(s,
+                        "add rule inet %s postrouting ct status dnat ip saddr @subnets "
+                        "oifname \"%s*\" masquerade\n",
+                        t, p);
+    firewall_script_add(s,
+                        "add rule inet %s postrouting ip saddr @subnets oifname != \"%s*\" "
+                        "masquerade\n",
+                        t, p);
+
+    /* Anti-spoofing first, or a forged source reaches a published port. */
+    firewall_script_add(s,
+                        "add rule inet %s forward iifname \"%s*\" iifname . ip saddr != @ifaddr "
+                        "drop\n",
+                        t, p);
+    firewall_script_add(s, "add rule inet %s forward ct state established,related accept\n", t);
+    firewall_script_add(s, "add rule inet %s forward ct status dnat accept\n", t);
+    firewall_script_add(s, "add rule inet %s forward iifname \"%s*\" ip saddr vmap @netout\n", t,
+                        p);
+    firewall_script_add(s, "add rule inet %s forward iifname \"%s*\" drop\n", t, p);
+
+    /* What containers may reach on the host itself. */
+    firewall_script_add(s,
+                        "add rule inet %s input iifname \"%s*\" ct state established,related "
+                        "accept\n",
+                        t, p);
+    firewall_script_add(s, "add rule inet %s input iifname \"%s*\" icmp type echo-request accept\n",
+                        t, p);
+    for (size_t i = 0; i < cfg->n_dns; i++)
+        for (size_t k = 0; k < 2; k++)
+            firewall_script_add(s,
+                                "add rule inet %s input iifname \"%s*\" ip daddr %s %s dport 53 "
+                                "accept\n",
+                                t, p, firewall_ipv4_text(cfg->dns[i]).s, k ? "tcp" : "udp");
+    if (cfg->allow_host_access) {
+        firewall_script_add(s, "add rule inet %s input iifname \"%s*\" accept\n", t, p);
+    } else {
+        firewall_script_add(s,
+                            "add rule inet %s input iifname \"%s*\" meta l4proto tcp reject "
+                            "with tcp reset\n",
+                            t, p);
+        firewall_script_add(s,
+                            "add rule inet %s input iifname \"%s*\" reject with icmp type "
+                            "admin-prohibited\n",
+                            t, p);
+        /* Not IPv4: containers have no other protocol to speak to the host. */
+        firewall_script_add(s, "add rule inet %s input iifname \"%s*\" drop\n", t, p);
+    }
+
+    /* The operator's deny list, for container egress not allowed by a NetOut rule. */
+    for (size_t i = 0; i < cfg->n_deny; i++)
+        firewall_script_add(s,
+                            "add rule inet %s default ip daddr %s reject with icmp type "
+                            "admin-prohibited\n",
+                            t, firewall_ipv4net_text(&cfg->deny[i]).s);
+    firewall_script_add(s, "add rule inet %s default accept\n", t);
+}
