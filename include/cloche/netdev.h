@@ -40,16 +40,15 @@ typedef struct NetDevContainer {
 } NetDevContainer;
 
 /* Makes sure net.ipv4.ip_forward is 1 in this namespace (once per NetDev). Then:
- * the bridge (created if missing with a fixed random MAC, the gateway address
- * and up; -EEXIST when a link of that name is not a bridge), the veth pair with
- * the peer created in netns_fd, the host end enslaved to the bridge with the MTU
- * and up; inside the container: lo up, the container end with ip/prefix, the
- * MTU, up, and a default route via the gateway. route_localnet is set on the
- * bridge (the output device of routed traffic to the container) and on the host
- * end (br_netfilter routes de-NATed replies with the bridge port as the input
- * device), so connections from the host's 127.0.0.1 to a mapped port can reach
- * the container. On failure the veth pair is removed again (a bridge this call
- * created is removed too). -EINVAL for a malformed spec. */
+ * the bridge (if missing: created with a random MAC of its own, the gateway
+ * address and up; -EEXIST when a link of that name is not a bridge), the veth pair
+ * with the peer created in netns_fd, the host end enslaved to the bridge with the
+ * MTU and up; inside the container: lo up, the container end with ip/prefix, the
+ * MTU, up, and a default route via the gateway. route_localnet is on for the
+ * bridge, the device that routes to the container, so connections from the host's
+ * 127.0.0.1 to a mapped port can reach it (the host end does not need it). On
+ * failure the veth pair is removed again (a bridge this call created is removed
+ * too). -EINVAL for a malformed spec. */
 int netdev_setup_container(NetDev *nd, const NetDevContainer *spec);
 
 /* Delete one link by name (a host veth whose container outlives it, a bridge
@@ -72,11 +71,13 @@ int netdev_stats(NetDev *nd, const char *name, NetDevStats *ret);
  * cannot lift them. Download (towards the container): TBF at the root of host_if.
  * Upload: host_if's ingress redirected (u32 match-all + mirred) to the IFB device
  * ifb_name in this namespace (created if missing), whose root is the same TBF.
- * rate_bytes is in bytes/s (-ERANGE above INT_MAX, libnl's limit); burst_bytes
- * is raised to the MTU of host_if if lower. Changing the rate replaces the TBFs
- * live. rate_bytes 0 removes the qdiscs and the IFB (0 even when host_if is
- * gone). The IFB lives in this namespace, so it outlives the container: remove it
- * with rate 0 or netdev_delete(). On failure the limits are removed. */
+ * rate_bytes is in bytes/s, burst_bytes in bytes; burst_bytes is raised to the
+ * largest frame (MTU of host_if + 14) if lower, as a smaller bucket drops
+ * full-sized packets. -ERANGE above INT_MAX (libnl's limit) or for a bucket that
+ * takes over 256 s to fill. Changing the rate replaces the TBFs live. rate_bytes 0
+ * removes the qdiscs and the IFB (0 also when host_if is gone). The IFB lives in
+ * this namespace, so it outlives the container: remove it with rate 0 or
+ * netdev_delete(). If a step fails once the IFB exists, all limits are removed. */
 int netdev_set_bandwidth(NetDev *nd, const char *host_if, const char *ifb_name, uint64_t rate_bytes,
                          uint64_t burst_bytes);
 /* The download TBF of host_if: rate in bytes/s and burst in bytes; 0/0 when there

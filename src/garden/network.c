@@ -169,7 +169,11 @@ int garden_net_setup(Garden *g)
     snprintf(g->nft_table, sizeof(g->nft_table), "cloche%s",
              cfg->network_tag ? cfg->network_tag : "");
     pthread_mutex_init(&g->net_lock, NULL);
-    pthread_cond_init(&g->net_cond, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* the deadlines are monotonic */
+    pthread_cond_init(&g->net_cond, &attr);
+    pthread_condattr_destroy(&attr);
     g->net_ready = true;
 
     struct timespec now;

@@ -155,7 +155,11 @@ int garden_sampler_start(Garden *g)
     if (!g->cfg.metrics_interval_s)
         g->cfg.metrics_interval_s = HISTORY_DEFAULT_INTERVAL_S;
     pthread_mutex_init(&g->sampler_lock, NULL);
-    pthread_cond_init(&g->sampler_cond, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* the deadlines are monotonic */
+    pthread_cond_init(&g->sampler_cond, &attr);
+    pthread_condattr_destroy(&attr);
     g->sampler_inited = true;
     int r = pthread_create(&g->sampler, NULL, sampler_loop, g);
     if (r > 0)

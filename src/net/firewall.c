@@ -704,25 +704,39 @@ out:
     return r;
 }
 
+/* Is `chain` in the text of `list chains inet`? Lines are "table inet <t> {",
+ * "\tchain <name> {", hook lines, "\t}" and "}". */
+static bool chains_listing_has(const char *listing, const char *table, const char *chain)
+{
+    char table_line[FIREWALL_TABLE_MAX + 16], chain_line[CHAIN_NAME_MAX + 16];
+    snprintf(table_line, sizeof(table_line), "table inet %s {", table);
+    snprintf(chain_line, sizeof(chain_line), "\tchain %s {", chain);
+    bool in_table = false;
+    for (const char *line = listing; line && *line;) {
+        size_t len = strcspn(line, "\n");
+        if (line[0] != '\t')
+            in_table = len == strlen(table_line) && memcmp(line, table_line, len) == 0;
+        else if (in_table && len == strlen(chain_line) && memcmp(line, chain_line, len) == 0)
+            return true;
+        line += len + (line[len] == '\n');
+    }
+    return false;
+}
+
 int firewall_has_container(Firewall *fw, const FirewallContainer *c)
 {
-    _cleanup_free_ char *command = NULL;
+    char chain[CHAIN_NAME_MAX];
+    const char *listing = NULL;
 
+    if (!c || !firewall_name_valid(c->id, FIREWALL_ID_MAX, false))
+        return -EINVAL;
+    chain_name(c, chain);
     pthread_mutex_lock(&fw->lock);
-    int r = 0;
-    if (!c || !firewall_name_valid(c->id, FIREWALL_ID_MAX, false)) {
-        set_error(fw, "Invalid container id");
-        r = -EINVAL;
-    } else if (asprintf(&command, "list chain inet %s " FIREWALL_CHAIN_PREFIX "%s", fw->table,
-                        c->id) < 0) {
-        r = -ENOMEM;
-    } else {
-        /* Terse: without the elements of every set in the table. */
-        nft_ctx_output_set_flags(fw->nft, NFT_CTX_OUTPUT_TERSE);
-        r = run_locked(fw, command, NULL);
-        nft_ctx_output_set_flags(fw->nft, 0);
-        r = r == -ENOENT ? 0 : r < 0 ? r : 1;
-    }
+    /* Not `list chain`: that fetches every rule and set of the table (~10 ms with
+     * 1000 containers); the names of the chains alone cost ~2 ms. */
+    int r = run_locked(fw, "list chains inet", &listing);
+    if (r >= 0)
+        r = chains_listing_has(listing, fw->table, chain);
     pthread_mutex_unlock(&fw->lock);
     return r;
 }

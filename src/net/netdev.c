@@ -47,8 +47,9 @@
 #define LOOPBACK_IFINDEX 1
 #define MTU_CAP 1500
 #define TBF_LATENCY_US 25000
-#define TBF_HANDLE TC_HANDLE(1, 0)
-#define INGRESS_HANDLE TC_HANDLE(0xffff, 0)
+#define TBF_MAX_FILL_S 256
+#define TBF_HANDLE TC_H_MAKE(1u << 16, 0)         /* 1: */
+#define INGRESS_HANDLE TC_H_MAKE(TC_H_INGRESS, 0) /* ffff: */
 /* u32 handle 800::800: the first node of the root hash table, fixed so that a
  * second call replaces the filter instead of adding another. */
 #define U32_FILTER_HANDLE 0x80000800u
@@ -458,8 +459,11 @@ static int ensure_forwarding(NetDev *nd)
 static int random_mac(struct nl_addr **ret)
 {
     uint8_t mac[ETH_ALEN];
-    if (getrandom(mac, sizeof(mac), 0) != (ssize_t)sizeof(mac))
-        return errno ? -errno : -EIO;
+    ssize_t n = getrandom(mac, sizeof(mac), 0);
+    if (n < 0)
+        return -errno;
+    if (n != (ssize_t)sizeof(mac))
+        return -EIO;
     mac[0] = (uint8_t)((mac[0] & 0xfe) | 0x02); /* unicast, locally administered */
     struct nl_addr *a = nl_addr_build(AF_LLC, mac, sizeof(mac));
     if (!a)
@@ -480,7 +484,13 @@ static int bridge_ensure(struct nl_sock *sk, const NetDevContainer *s, int *ret_
         if (!rtnl_link_get_type(existing) || strcmp(rtnl_link_get_type(existing), "bridge") != 0)
             return -EEXIST;
         *ret_created = false;
-        return 0;
+        /* Repaired if someone took it down or turned route_localnet off. */
+        uint32_t localnet = 0;
+        if (rtnl_link_inet_get_conf(existing, IPV4_DEVCONF_ROUTE_LOCALNET, &localnet) < 0)
+            localnet = 0;
+        if ((rtnl_link_get_flags(existing) & IFF_UP) && localnet == 1)
+            return 0;
+        return link_change(sk, *ret_index, true, 1);
     }
     if (r != -ENOENT)
         return r;
@@ -899,15 +909,19 @@ static int bandwidth_set(struct nl_sock *sk, const char *host_if, const char *if
     uint32_t mtu = rtnl_link_get_mtu(host);
     if ((uint32_t)burst < mtu + ETH_HLEN)
         burst = (int)(mtu + ETH_HLEN);
+    /* The kernel keeps the bucket as its fill time in 64 ns ticks, in 32 bits. */
+    if ((uint64_t)burst > (uint64_t)rate * TBF_MAX_FILL_S)
+        return -ERANGE;
     int ifb_index;
     r = ifb_ensure(sk, ifb_name, mtu, &ifb_index);
-    if (r >= 0)
-        r = tbf_set(sk, ifb_index, mtu, rate, burst);
+    if (r < 0)
+        return r;
+    r = tbf_set(sk, ifb_index, mtu, rate, burst);
     if (r >= 0)
         r = ingress_redirect(sk, host_index, ifb_index);
     if (r >= 0)
         r = tbf_set(sk, host_index, mtu, rate, burst);
-    if (r < 0 && r != -EEXIST)
+    if (r < 0) /* no half-applied limits */
         (void)bandwidth_remove(sk, host_if, ifb_name);
     return r;
 }

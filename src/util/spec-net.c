@@ -383,5 +383,8 @@ char *spec_encode_mapped_ports(const NetInSpec *in, size_t n)
         o = NULL;
     }
     size_t len;
-    return json_serialize(arr, &len);
+    char *text = json_serialize(arr, &len);
+    while (text && len > 0 && text[len - 1] == '\n') /* a property value, not a reply */
+        text[--len] = '\0';
+    return text;
 }

@@ -1,0 +1,192 @@
+#!/usr/bin/python3
+"""Benchmark: BulkMetrics, BulkInfo and Metrics with many live containers, and the
+daemon's resident memory.
+
+    tests/bench/metrics.py BUILD_DIR [--rootfs DIR] [--containers N] [--runs R]
+                           [--threads T] [--metrics-interval S] [--sampler-secs W]
+
+Runs as root inside a private mount and network namespace of its own (it
+re-executes itself under unshare), like tests/bench/network.py whose helpers it
+uses: one daemon with a temporary depot and a cgroup parent of its own, removed
+at the end with every container.
+
+One daemon runs with --metrics-interval S (default 1, so the history sampler
+visibly works during the run). Measured, over the Unix socket with
+tests/garden_client.py:
+
+  * daemon VmRSS (/proc/PID/status) with 0 containers, right after filling N
+    (default 1000) containers (each with one NetIn mapping and one NetOut rule,
+    made with T client threads), after the timed calls, and after the sampler ran
+    W more seconds (default 10) with the containers idle; also the daemon's CPU
+    use over those W seconds (the sampler's cost) and the history records held;
+  * GET /containers/bulk_metrics?handles=<all N> and /containers/bulk_info
+    likewise, R times each (default 10): median, p90, reply size. The handles
+    are short (m0..m999) because the request line must fit in 16 KiB; whether
+    N GUID-length handles (36 characters, Diego's) are accepted is printed;
+  * GET /containers/H/metrics on single containers, with 1 and with N live.
+
+Targets: bulk_metrics of 1000 <= 100 ms; RSS at 1000 <= 64 MB. History rings grow
+with container age: at the default 10 s interval a full week is 2664 records of
+56 bytes, ~146 KiB per container (~143 MiB for 1000), so the RSS here is that of
+young containers. Prints figures; asserts nothing. Not a CI test.
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from network import (SPEC, Daemon, default_rootfs, enter_sandbox, fill,  # noqa: E402
+                     remove_tree, stats)
+from garden_client import GardenClient, go_request_target  # noqa: E402
+
+
+def timed(fn, runs):
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def history_records(client, handles):
+    return statistics.median(len(client.metrics_history(h).get("samples") or []) for h in handles)
+
+
+def bench(args, tmp):
+    parent = f"cloche-bench-metrics-{os.getpid()}"
+    d = Daemon(args.build, args.rootfs, tmp, parent,
+               ["--network-pool", args.network_pool, "--max-containers", str(args.max_containers),
+                "--metrics-interval", str(args.metrics_interval)])
+    c = d.client
+    r = {"rss": []}
+    n = args.containers
+    try:
+        time.sleep(0.5)
+        r["rss"].append(("0 containers, daemon just started", d.rss_kib(), None))
+        probe = c.create(dict(SPEC, handle="probe"))
+        for _ in range(5):
+            c.metrics(probe)
+        r["metrics1"] = timed(lambda: c.metrics(probe), args.single)
+        c.destroy(probe)
+        r["rss"].append(("0 containers, after 1 create/Metrics/destroy", d.rss_kib(), None))
+
+        r["fill"] = fill(c, 0, n, args.threads, prefix="m")
+        handles = [f"m{i}" for i in range(n)]
+        few = handles[:: max(n // 20, 1)]
+        r["rss"].append((f"{n} containers, just filled", d.rss_kib(), history_records(c, few)))
+
+        for _ in range(2):  # warm-up
+            c.bulk_metrics(handles)
+            c.bulk_info(handles)
+        r["bulk_metrics"] = timed(lambda: c.bulk_metrics(handles), args.runs)
+        r["bulk_info"] = timed(lambda: c.bulk_info(handles), args.runs)
+        r["target_len"] = len(go_request_target("/containers/bulk_metrics",
+                                                {"handles": ",".join(handles)}))
+        for route in ("bulk_metrics", "bulk_info"):
+            resp = c.request("GET", go_request_target(f"/containers/{route}",
+                                                      {"handles": ",".join(handles)}))
+            r[f"{route}_bytes"] = len(resp.body)
+            r[f"{route}_ok"] = sum(1 for v in resp.json().values() if v.get("Err") is None)
+        step = max(n // args.single, 1)
+        r["metricsN"] = timed(lambda it=iter(handles[::step] * 2): c.metrics(next(it)),
+                              args.single)
+        guids = [str(uuid.uuid4()) for _ in range(n)]
+        target = go_request_target("/containers/bulk_metrics", {"handles": ",".join(guids)})
+        r["guid"] = (len(target), c.request("GET", target).status)
+        r["rss"].append((f"{n} containers, after the timed calls", d.rss_kib(),
+                         history_records(c, few)))
+
+        cpu0, t0 = cpu_seconds(d.proc.pid), time.monotonic()
+        time.sleep(args.sampler_secs)
+        r["sampler_cpu"] = (cpu_seconds(d.proc.pid) - cpu0) / (time.monotonic() - t0)
+        r["rss"].append((f"{n} containers, +{args.sampler_secs:.0f} s idle sampling",
+                         d.rss_kib(), history_records(c, few)))
+        r["interval"] = c.metrics_history(handles[0]).get("interval")
+        r["teardown"] = d.destroy_all(args.threads)
+        r["rss"].append(("0 containers, after destroying all", d.rss_kib(), None))
+        r["left"] = len(c.list())
+    finally:
+        d.stop()
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build", nargs="?", default=os.path.join(os.path.dirname(os.path.dirname(
+        os.path.dirname(os.path.abspath(__file__)))), "build"))
+    ap.add_argument("--rootfs")
+    ap.add_argument("--containers", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=10, help="bulk calls timed")
+    ap.add_argument("--single", type=int, default=100, help="single Metrics calls timed")
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--network-pool", default="10.200.0.0/19")
+    ap.add_argument("--max-containers", type=int, default=2048)
+    ap.add_argument("--metrics-interval", type=int, default=1)
+    ap.add_argument("--sampler-secs", type=float, default=10.0)
+    args = ap.parse_args()
+    enter_sandbox()
+    args.build = os.path.abspath(args.build)
+    args.rootfs = os.path.abspath(args.rootfs or default_rootfs(args.build))
+    tmp = tempfile.mkdtemp(prefix="cloche-bench-")
+    os.chmod(tmp, 0o711)
+    started = time.monotonic()
+    try:
+        r = bench(args, tmp)
+    finally:
+        remove_tree(tmp)
+    n = args.containers
+
+    def line(label, xs, extra=""):
+        m, p = stats(xs)
+        print(f"  {label:44s} median {m:7.2f} ms  p90 {p:7.2f} ms{extra}")
+
+    print(f"metrics, {n} live unprivileged containers (memory+pids limits, 1 NetIn + 1 NetOut "
+          f"each), --metrics-interval {args.metrics_interval}, 2 cores")
+    print(f"  filled {n} containers in {r['fill']:.1f} s ({args.threads} threads)")
+    line(f"GET bulk_metrics, {n} handles ({args.runs} runs)", r["bulk_metrics"],
+         "  (target <= 100)")
+    print(f"  {'':44s} reply {r['bulk_metrics_bytes'] / 1024:.0f} KiB, {r['bulk_metrics_ok']} "
+          f"without Err, {stats(r['bulk_metrics'])[0] * 1e3 / n:.0f} us per container")
+    line(f"GET bulk_info, {n} handles ({args.runs} runs)", r["bulk_info"])
+    print(f"  {'':44s} reply {r['bulk_info_bytes'] / 1024:.0f} KiB, {r['bulk_info_ok']} "
+          f"without Err, {stats(r['bulk_info'])[0] * 1e3 / n:.0f} us per container")
+    line(f"GET Metrics, 1 live ({args.single} calls)", r["metrics1"])
+    line(f"GET Metrics, {n} live ({args.single} calls)", r["metricsN"])
+    print(f"  ratio Metrics {n} / 1 live: {stats(r['metricsN'])[0] / stats(r['metrics1'])[0]:.2f}"
+          f";  bulk_metrics / ({n} x Metrics): "
+          f"{stats(r['bulk_metrics'])[0] / (n * stats(r['metricsN'])[0]):.2f}")
+    glen, gstatus = r["guid"]
+    print(f"  request target with {n} short handles: {r['target_len']} bytes; with {n} "
+          f"GUID handles: {glen} bytes -> HTTP {gstatus} (header limit 16 KiB)")
+    print("  daemon VmRSS:")
+    for label, kib, recs in r["rss"]:
+        h = f"  (history: median {recs:.0f} records/container)" if recs is not None else ""
+        print(f"    {label:46s} {kib / 1024:7.1f} MiB{h}")
+    rss0 = r["rss"][0][1]
+    rss_n = r["rss"][2][1]
+    print(f"  RSS at {n} containers, just filled: {rss_n / 1024:.1f} MiB (target <= 64 MB = "
+          f"{64e6 / 2**20:.1f} MiB); {(rss_n - rss0) / n:.1f} KiB per container")
+    print(f"  sampler every {r['interval']} s over {n} idle containers: daemon CPU "
+          f"{r['sampler_cpu'] * 100:.1f}% of one core")
+    print("  note: history rings grow with container age (allocated 32 records, doubling): a "
+          "full week at 10 s is 2664 x 56 B = ~146 KiB per container, ~143 MiB for 1000; at "
+          "1 s the raw tier alone is 14400 records (~787 KiB)")
+    k, secs = r["teardown"]
+    print(f"  teardown: destroyed {k} containers in {secs:.1f} s; {r['left']} left")
+    print(f"  (total run time {time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
