@@ -34,6 +34,7 @@ typedef struct Options {
     uint64_t max_containers;
     int64_t default_grace_time_ns;
     const char *cgroup_parent;
+    bool cgroup_delegated;
     const char *init_binary;
     const char *shim_binary;
     const char *tar_binary;
@@ -87,6 +88,10 @@ static void usage(FILE *f)
             "  --default-grace-time DUR  Grace time for containers created without one,\n"
             "                            Go syntax: 30s, 5m, 1h30m; 0 = never (default 0)\n"
             "  --cgroup-parent NAME      Parent cgroup of every container (default cloche)\n"
+            "  --cgroup-delegated        Pure cgroup v2 under systemd's Delegate=yes: build\n"
+            "                            the tree inside the daemon's own group (the parent\n"
+            "                            is then a name below it; the daemon moves to a\n"
+            "                            leaf 'daemon')\n"
             "  --init-binary PATH        cloche-init, PID 1 of every container (default:\n"
             "                            next to cloched, else " CLOCHE_LIBEXECDIR ")\n"
             "  --shim-binary PATH        cloche-shim, the monitor of every process (default:\n"
@@ -170,6 +175,7 @@ enum {
     OPT_ALLOW_HOST_ACCESS,
     OPT_NETWORK_TAG,
     OPT_METRICS_INTERVAL,
+    OPT_CGROUP_DELEGATED,
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_VERSION,
@@ -204,6 +210,7 @@ static int parse_options(int argc, char **argv, Options *o)
         {"allow-host-access", no_argument, NULL, OPT_ALLOW_HOST_ACCESS},
         {"network-tag", required_argument, NULL, OPT_NETWORK_TAG},
         {"metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL},
+        {"cgroup-delegated", no_argument, NULL, OPT_CGROUP_DELEGATED},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"help", no_argument, NULL, 'h'},
@@ -340,6 +347,9 @@ static int parse_options(int argc, char **argv, Options *o)
                 strspn(optarg, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(optarg))
                 return bad_option("--network-tag", optarg, "expected up to 2 of [a-z0-9]");
             o->network_tag = optarg;
+            break;
+        case OPT_CGROUP_DELEGATED:
+            o->cgroup_delegated = true;
             break;
         case OPT_METRICS_INTERVAL:
             if (parse_u64(optarg, 1, 3600, &v) < 0)
@@ -482,6 +492,7 @@ int main(int argc, char **argv)
         .network_capacity = (uint64_t)1 << (30 - o.pool.prefix),
         .default_grace_time_ns = o.default_grace_time_ns,
         .cgroup_parent = o.cgroup_parent,
+        .cgroup_delegated = o.cgroup_delegated,
         .network_pool = o.pool,
         .network_tag = o.network_tag,
         .port_pool_start = o.port_pool_start,

@@ -9,8 +9,9 @@
 
 #include "cloche/garden.h"
 
-#define API_DEFAULT_MAX_BODY (1u << 20)  /* JSON request bodies */
-#define API_MAX_HEADER_BYTES (16u << 10) /* request line + headers */
+#define API_DEFAULT_MAX_BODY (1u << 20) /* JSON request bodies */
+#define API_MAX_HEADER_BYTES                                                                       \
+    (64u << 10) /* request line + headers: room for bulk calls naming 1000 GUID handles */
 #define API_DEFAULT_MAX_CONNECTIONS 4096
 
 typedef struct ApiConfig {

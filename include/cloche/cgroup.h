@@ -122,6 +122,17 @@ int cgroup_system_path(const CgroupSystem *system, CgroupController controller, 
 /* rmdir the parent in every hierarchy. Missing = fine; -EBUSY while groups remain. */
 int cgroup_system_remove_parent(const CgroupSystem *system);
 
+/* Delegated mode (systemd Delegate=yes, pure v2 only): move the calling process
+ * into <own group>/<leaf>, enable cpu, memory and pids in its own group's
+ * cgroup.subtree_control, and return the parent to use, "<own group>/<containers>"
+ * (relative to the hierarchy root, malloc'd). -EOPNOTSUPP when not pure v2,
+ * -EINVAL in the root group, -ENODEV (*ret_missing_controller set) when a
+ * controller was not delegated. */
+int cgroup_delegate_self(const CgroupMounts *mounts, const char *leaf, const char *containers,
+                         char **ret_parent, const char **ret_missing_controller);
+/* The v2 path ("/a/b") in a /proc/self/cgroup text (exposed for tests). */
+int cgroup_own_v2_path(const char *proc_self_cgroup, char *buf, size_t size);
+
 /* ---- one container's group ---------------------------------------------- */
 
 /* Create group `name` (one path component: no '/', no leading '.', at most 200

@@ -26,6 +26,9 @@ typedef struct GardenConfig {
     uint64_t network_capacity;     /* number of subnets in --network-pool */
     int64_t default_grace_time_ns; /* 0 = never */
     const char *cgroup_parent;
+    /* Pure v2 under systemd's Delegate=yes: the tree goes below the daemon's own
+     * group, cgroup_parent is then a name inside it (cgroup_delegate_self). */
+    bool cgroup_delegated;
     /* The kernel side. NULL init_path = no containers can be created (unit tests
      * of the model); otherwise cgroups are set up at start-up. */
     const char *init_path;   /* cloche-init executable */
@@ -194,8 +197,10 @@ typedef struct ContainerMetrics {
     uint64_t cpu_entitlement; /* ns, guardian's formula */
 } ContainerMetrics;
 
-/* -ESRCH when the container has no live kernel side (being destroyed). */
-int container_metrics(Garden *g, Container *c, ContainerMetrics *ret);
+/* -ESRCH when the container has no live kernel side (being destroyed).
+ * may_cache: the disk usage of a writable layer without a disk limit (a walk of
+ * its tree) may come from a walk up to 10 s old (bulk calls). */
+int container_metrics(Garden *g, Container *c, bool may_cache, ContainerMetrics *ret);
 
 /* The metrics history since `since` (unix seconds), oldest first (*ret malloc'd). */
 int container_metrics_history(Garden *g, Container *c, int64_t since, HistorySample **ret,

@@ -42,7 +42,8 @@ int route_net_out(ApiRequest *req);
 
 /* routes-metrics.c */
 json_object *api_metrics_to_json(const ContainerMetrics *m);
-int api_container_metrics(ApiRequest *req, Container *c, json_object **ret, ApiError *err);
+int api_container_metrics(ApiRequest *req, Container *c, bool may_cache, json_object **ret,
+                          ApiError *err);
 int route_metrics(ApiRequest *req);
 int route_metrics_history(ApiRequest *req);
 

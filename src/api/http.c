@@ -298,7 +298,7 @@ int http_server_start(HttpServer *hs)
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, hs, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
         hs, MHD_OPTION_UNESCAPE_CALLBACK, unescape_nothing, NULL, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)hs->max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(API_MAX_HEADER_BYTES * 4), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
+        (size_t)(API_MAX_HEADER_BYTES * 2), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)300,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)hs->threads, MHD_OPTION_END);
     return hs->mhd ? 0 : -EIO;
 }

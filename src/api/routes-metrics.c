@@ -96,10 +96,11 @@ json_object *api_metrics_to_json(const ContainerMetrics *m)
     return o;
 }
 
-int api_container_metrics(ApiRequest *req, Container *c, json_object **ret, ApiError *err)
+int api_container_metrics(ApiRequest *req, Container *c, bool may_cache, json_object **ret,
+                          ApiError *err)
 {
     ContainerMetrics m;
-    int r = container_metrics(req->garden, c, &m);
+    int r = container_metrics(req->garden, c, may_cache, &m);
     if (r == -ESRCH)
         return api_errorf(err, r, 500, GARDEN_ERR_GENERIC,
                           "Container '%s' has no processes to measure", container_handle(c));
@@ -116,7 +117,7 @@ int route_metrics(ApiRequest *req)
     int r = api_request_container(req, &c);
     if (r < 0)
         return r;
-    return api_container_metrics(req, c, &req->reply, &req->error);
+    return api_container_metrics(req, c, false, &req->reply, &req->error);
 }
 
 int route_metrics_history(ApiRequest *req)

@@ -1,11 +1,22 @@
 /* The route table: Garden's 28 routes (protocol §2) and cloche's extensions, one handler each.
  * Handlers validate input first (400), then look the container up (404), then act. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api-internal.h"
+#include "cloche/hashmap.h"
 #include "cloche/json.h"
 #include "cloche/spec.h"
+
+#define BULK_HANDLES_MAX 10000
+
+static void hashmap_freep(HashMap **m)
+{
+    hashmap_free(*m);
+}
+#define BULK_THREADS 3 /* besides the request's own */
 
 int api_reply_empty(ApiRequest *req)
 {
@@ -211,8 +222,51 @@ static json_object *error_to_json(const ApiError *e)
  * value and the error. entry_fn fills *ret_value for a found container. */
 typedef int (*BulkEntryFn)(ApiRequest *req, Container *c, json_object **ret_value, ApiError *err);
 
+typedef struct BulkJob {
+    ApiRequest *req;
+    const char *key;
+    BulkEntryFn entry_fn;
+    json_object *(*zero_fn)(void);
+    char **handles;
+    json_object **entries;
+    size_t n;
+    atomic_size_t next; /* the next handle to take */
+} BulkJob;
+
+static json_object *bulk_entry(BulkJob *job, const char *h)
+{
+    ApiError err;
+    api_error_clear(&err);
+    Container *c = NULL;
+    json_object *value = NULL;
+    int r = spec_validate_handle(h, &err);
+    if (r >= 0)
+        r = garden_find(job->req->garden, h, &c, &err);
+    if (r >= 0) {
+        r = job->entry_fn(job->req, c, &value, &err);
+        container_unref(c);
+    }
+    json_object *entry = json_object_new_object();
+    if (entry) {
+        json_object_object_add(entry, job->key, r >= 0 ? value : job->zero_fn());
+        json_object_object_add(entry, "Err", r >= 0 ? NULL : error_to_json(&err));
+    } else {
+        json_object_put(value);
+    }
+    return entry;
+}
+
+static void *bulk_worker(void *userdata)
+{
+    BulkJob *job = userdata;
+    for (size_t i; (i = atomic_fetch_add(&job->next, 1)) < job->n;)
+        job->entries[i] = bulk_entry(job, job->handles[i]);
+    return NULL;
+}
+
 /* BulkInfo and BulkMetrics: one entry per distinct handle of ?handles=a,b; they
- * do not touch grace timers. No handles gives {}. */
+ * do not touch grace timers. No handles gives {}. Entries are computed by a few
+ * threads, so one slow container does not hold up the others. */
 static int bulk_reply(ApiRequest *req, const char *key, BulkEntryFn entry_fn,
                       json_object *(*zero_fn)(void))
 {
@@ -226,29 +280,50 @@ static int bulk_reply(ApiRequest *req, const char *key, BulkEntryFn entry_fn,
     _cleanup_free_ char *copy = strdup(list);
     if (!copy)
         return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
-    size_t count = 0;
+    size_t count = 0, n = 0;
+    _cleanup_free_ char **handles = NULL;
+    _cleanup_(hashmap_freep) HashMap *seen = NULL;
+    if (hashmap_new(&seen) < 0)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
     char *save = NULL;
     for (char *h = strtok_r(copy, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
-        if (++count > 10000)
-            return api_bad_request(&req->error, "Too many handles (at most 10000)");
-        if (json_object_object_get_ex(o, h, NULL))
+        if (++count > BULK_HANDLES_MAX)
+            return api_bad_request(&req->error, "Too many handles (at most %d)", BULK_HANDLES_MAX);
+        int k = hashmap_put(seen, h, h);
+        if (k == -EEXIST)
             continue;
-        ApiError err;
-        api_error_clear(&err);
-        Container *c = NULL;
-        json_object *value = NULL;
-        int r = spec_validate_handle(h, &err);
-        if (r >= 0)
-            r = garden_find(req->garden, h, &c, &err);
-        if (r >= 0) {
-            r = entry_fn(req, c, &value, &err);
-            container_unref(c);
+        if (k < 0)
+            return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+        if ((n & (n - 1)) == 0) { /* grow at 0, 1, 2, 4, 8, ... */
+            char **grown = realloc(handles, (n ? 2 * n : 1) * sizeof(char *));
+            if (!grown)
+                return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+            handles = grown;
         }
-        json_object *entry = json_object_new_object();
-        json_object_object_add(entry, key, r >= 0 ? value : zero_fn());
-        json_object_object_add(entry, "Err", r >= 0 ? NULL : error_to_json(&err));
-        json_object_object_add(o, h, entry);
+        handles[n++] = h;
     }
+    _cleanup_free_ json_object **entries = calloc(n + 1, sizeof(json_object *));
+    if (!entries)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    BulkJob job = {.req = req,
+                   .key = key,
+                   .entry_fn = entry_fn,
+                   .zero_fn = zero_fn,
+                   .handles = handles,
+                   .entries = entries,
+                   .n = n};
+    atomic_init(&job.next, 0);
+    pthread_t threads[BULK_THREADS];
+    size_t started = 0;
+    for (; n > 16 && started < BULK_THREADS; started++)
+        if (pthread_create(&threads[started], NULL, bulk_worker, &job) != 0)
+            break;
+    bulk_worker(&job);
+    for (size_t t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+    for (size_t i = 0; i < n; i++)
+        if (entries[i])
+            json_object_object_add(o, handles[i], entries[i]);
     return 0;
 }
 
@@ -309,7 +384,7 @@ static int route_container_pending(ApiRequest *req)
 
 static int bulk_metrics_entry(ApiRequest *req, Container *c, json_object **ret, ApiError *err)
 {
-    return api_container_metrics(req, c, ret, err);
+    return api_container_metrics(req, c, true, ret, err);
 }
 
 static int route_bulk_metrics(ApiRequest *req)

@@ -7,20 +7,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cloche/api.h"
 #include "cloche/error.h"
 #include "cloche/garden.h"
 #include "cloche/router.h"
 
 #define HTTP_METHOD_MAX 16
-#define HTTP_TARGET_MAX 8192
+#define HTTP_TARGET_MAX 8192                /* the path */
+#define HTTP_QUERY_MAX API_MAX_HEADER_BYTES /* bulk calls list many handles */
 #define HTTP_HEADER_VALUE_MAX 1024
 
 typedef struct HttpHead {
     char method[HTTP_METHOD_MAX];
-    char path[HTTP_TARGET_MAX];  /* raw, without the query */
-    char query[HTTP_TARGET_MAX]; /* raw, without '?' */
-    int minor_version;           /* HTTP/1.x */
-    long long content_length;    /* -1 when absent */
+    char path[HTTP_TARGET_MAX]; /* raw, without the query */
+    char query[HTTP_QUERY_MAX]; /* raw, without '?' */
+    int minor_version;          /* HTTP/1.x */
+    long long content_length;   /* -1 when absent */
     bool chunked;
     bool expect_continue;
     char accept[HTTP_HEADER_VALUE_MAX];

@@ -39,6 +39,9 @@ struct Container {
     int64_t sample_mono_ns;
     uint64_t sample_cpu_ns, sample_rx, sample_tx;
     unsigned samples_unsaved;
+    /* The last walk of a plain writable layer (metrics.c), under lock. */
+    int64_t disk_walked_ns;
+    DiskUsage disk_walked;
 };
 
 struct Garden {

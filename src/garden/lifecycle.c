@@ -32,6 +32,34 @@ int garden_kernel_setup(Garden *g)
     if (r < 0)
         return log_error_errno(r, "Failed to detect the cgroup hierarchies: %m");
     const char *missing = NULL;
+    if (g->cfg.cgroup_delegated) {
+        char *parent = NULL;
+        r = cgroup_delegate_self(&mounts, "daemon", g->cgroup_parent, &parent, &missing);
+        if (r == -EOPNOTSUPP) {
+            /* v1 and hybrid hosts: systemd delegates no v2 controllers there. */
+            log_info("cgroups: not pure v2, so --cgroup-delegated does not apply; the parent "
+                     "'%s' is made at each hierarchy's root",
+                     g->cgroup_parent);
+        } else if (r < 0) {
+            cgroup_mounts_clear(&mounts);
+            if (r == -ENODEV)
+                return log_error_errno(r,
+                                       "The cgroup controller '%s' was not delegated to cloche; "
+                                       "it needs memory, cpu and pids",
+                                       missing ? missing : "?");
+            return log_error_errno(r, r == -EOPNOTSUPP ? "--cgroup-delegated needs pure cgroup v2"
+                                      : r == -EINVAL
+                                          ? "--cgroup-delegated: the daemon runs in the "
+                                            "root group, nothing was delegated to it"
+                                          : "Failed to take over the delegated cgroup: %m");
+        }
+        if (parent) {
+            log_info("cgroups: delegated group, the daemon moved to its leaf 'daemon'");
+            free(g->cgroup_parent);
+            g->cgroup_parent = parent;
+            g->cfg.cgroup_parent = parent;
+        }
+    }
     r = cgroup_system_setup(&mounts, g->cgroup_parent, &g->cgroups, &missing);
     CgroupLayout layout = mounts.layout;
     cgroup_mounts_clear(&mounts);

@@ -11,19 +11,58 @@
 #include "garden-internal.h"
 
 #define DEFAULT_SHARES 1024
+#define DISK_WALK_CACHE_NS (10 * 1000000000LL) /* bulk calls: walks at most this old */
 
-/* guardian's default: cores * 100 / total memory in MiB, in percent per share. */
-static double entitlement_per_share(void)
+/* guardian's default: cores * 100 / total memory in MiB, in percent per share.
+ * Computed once: sysconf reads /sys on every call. */
+static double per_share;
+static pthread_once_t per_share_once = PTHREAD_ONCE_INIT;
+
+static void compute_per_share(void)
 {
     struct sysinfo si;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (sysinfo(&si) < 0 || cores <= 0)
-        return 0;
+        return;
     double mib = (double)si.totalram * si.mem_unit / (1024.0 * 1024.0);
-    return mib > 0 ? (double)cores * 100.0 / mib : 0;
+    per_share = mib > 0 ? (double)cores * 100.0 / mib : 0;
 }
 
-int container_metrics(Garden *g, Container *c, ContainerMetrics *ret)
+static double entitlement_per_share(void)
+{
+    pthread_once(&per_share_once, compute_per_share);
+    return per_share;
+}
+
+/* Usage of the writable layer. A disk-limited one is a statfs; a plain directory
+ * is a walk of the tree, which bulk calls may take from a recent one. */
+static void writable_usage(Garden *g, Container *c, bool plain, bool may_cache, DiskUsage *ret)
+{
+    *ret = (DiskUsage){0};
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    if (plain && may_cache) {
+        pthread_mutex_lock(&c->lock);
+        bool fresh = c->disk_walked_ns && now - c->disk_walked_ns < DISK_WALK_CACHE_NS;
+        if (fresh)
+            *ret = c->disk_walked;
+        pthread_mutex_unlock(&c->lock);
+        if (fresh)
+            return;
+    }
+    _cleanup_free_ char *dir = NULL;
+    if (depot_container_path(g->depot, container_handle(c), &dir) < 0 || disk_usage(dir, ret) < 0)
+        return;
+    if (plain) {
+        pthread_mutex_lock(&c->lock);
+        c->disk_walked = *ret;
+        c->disk_walked_ns = now;
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
+int container_metrics(Garden *g, Container *c, bool may_cache, ContainerMetrics *ret)
 {
     *ret = (ContainerMetrics){0};
     pthread_mutex_lock(&c->lock);
@@ -35,6 +74,7 @@ int container_metrics(Garden *g, Container *c, ContainerMetrics *ret)
     if (c->rec.net.id)
         garden_net_host_if(g, &c->rec.net, host_if, sizeof(host_if));
     _cleanup_free_ char *rootfs = c->rec.rootfs ? strdup(c->rec.rootfs) : NULL;
+    bool plain = !c->rec.spec.limits.disk.byte_hard && !c->rec.spec.limits.disk.byte_soft;
     bool busy = c->busy;
     pthread_mutex_unlock(&c->lock);
     if (!cg || busy)
@@ -50,14 +90,10 @@ int container_metrics(Garden *g, Container *c, ContainerMetrics *ret)
     if (r < 0)
         return r;
 
-    _cleanup_free_ char *dir = NULL;
-    if (depot_container_path(g->depot, container_handle(c), &dir) == 0) {
-        DiskUsage u;
-        if (disk_usage(dir, &u) == 0) {
-            ret->disk_exclusive_bytes = u.bytes_used;
-            ret->disk_exclusive_inodes = u.inodes_used;
-        }
-    }
+    DiskUsage u;
+    writable_usage(g, c, plain, may_cache, &u);
+    ret->disk_exclusive_bytes = u.bytes_used;
+    ret->disk_exclusive_inodes = u.inodes_used;
     uint64_t image_bytes = 0, image_inodes = 0;
     if (rootfs)
         (void)garden_image_size(g, rootfs, &image_bytes, &image_inodes);
@@ -78,8 +114,7 @@ int container_metrics(Garden *g, Container *c, ContainerMetrics *ret)
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t age = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - created;
     ret->age_ns = age > 0 ? (uint64_t)age : 0;
-    double per_share = entitlement_per_share();
     ret->cpu_entitlement = (uint64_t)((double)(shares ? shares : DEFAULT_SHARES) *
-                                      (per_share / 100.0) * (double)ret->age_ns);
+                                      (entitlement_per_share() / 100.0) * (double)ret->age_ns);
     return 0;
 }

@@ -856,7 +856,7 @@ int disk_usage(const char *dir, DiskUsage *ret)
         .bytes_used = sat_sub(used, BASE_BLOCKS) * sf.f_bsize,
         .inodes_used = sat_sub(files_used, FS_OWN_INODES),
         .bytes_limit = sat_sub(total, BASE_BLOCKS) * sf.f_bsize,
-        .inodes_limit = sat_sub(sf.f_files, BASE_INODES),
+        .inodes_limit = sat_sub(sf.f_files, FS_OWN_INODES),
     };
     return 0;
 }

@@ -86,12 +86,13 @@ class Daemon:
     def __init__(self, build, rootfs, tmp, parent, extra=()):
         self.sock = os.path.join(tmp, "cloche.sock")
         self.parent = parent
-        self.log = os.path.join(tmp, "cloched.log")
+        self.log = os.environ.get("CLOCHE_BENCH_LOG") or os.path.join(tmp, "cloched.log")
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(
                 [os.path.join(build, "cloched"), "--bind-socket", self.sock,
                  "--depot", os.path.join(tmp, "depot"), "--cgroup-parent", parent,
-                 "--default-rootfs", rootfs, "--log-level", "warn"] + list(extra),
+                 "--default-rootfs", rootfs, "--log-level",
+                 "debug" if os.environ.get("CLOCHE_BENCH_LOG") else "warn"] + list(extra),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent)
         self.client = GardenClient(self.sock, timeout=120)
         for _ in range(200):

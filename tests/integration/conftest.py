@@ -294,6 +294,7 @@ class Daemon:
         self.port_pool_start = 20000 + (n % 40) * 1000
         self.port_pool_size = 1000
         self.proc: "subprocess.Popen | None" = None
+        self.start_cgroup: "str | None" = None  # a v2 group to start the daemon in
         self.starts = 0
         self._log_cache = ""
 
@@ -327,9 +328,17 @@ class Daemon:
         with open(self.log_path, "ab") as log:
             log.write(f"==== start #{self.starts}: {' '.join(self.argv(extra_args))}\n".encode())
             log.flush()
+            group = self.start_cgroup
+
+            def preexec():
+                _die_with_parent()
+                if group:  # start inside this (v2) group, as a service manager would
+                    with open(os.path.join(group, "cgroup.procs"), "w") as f:
+                        f.write("0")
+
             self.proc = subprocess.Popen(self.argv(extra_args), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=preexec)
         return self.proc
 
     def start(self, extra_args=(), timeout: float = START_TIMEOUT) -> "Daemon":

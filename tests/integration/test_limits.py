@@ -387,7 +387,7 @@ def test_metrics_history_grows_at_the_interval_and_survives_a_restart(daemon, pa
         times = [s["time"] for s in samples]
         assert times == sorted(set(times))
         assert all(s["memory_limit"] == 128 * MIB for s in samples)
-        assert max(s["cpu_percent"] for s in samples) > 50, samples
+        assert max(s["cpu_percent"] for s in samples) > 20, samples
         assert all(s["memory_used"] > 0 for s in samples)
         d.stop()
         d.restart()

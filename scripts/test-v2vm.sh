@@ -1,0 +1,76 @@
+#!/bin/bash
+# The cgroup-touching integration tests, a second time, on a pure cgroup v2 host.
+#
+#   scripts/test-v2vm.sh BUILD_DIR ROOTFS JUNIT_XML
+#
+# scripts/test.sh runs this inside a throw-away VM with pure cgroup v2 and every
+# controller enabled (run-in-v2vm.sh: Debian's 6.1 kernel under emulation, the
+# repository shared at the same path). The VM is emulated and ~10-25x slower, so
+# this is a chosen subset; every kind the v2 backend must show is in it: create,
+# run, each limit (memory with the OOM event, cpu cap, pids, disk), live limit
+# changes, metrics, stop, destroy, restart (limits and the OOM watch kept), and the
+# leak checks (no cgroup left under the parent).
+set -euo pipefail
+
+build=$1
+rootfs_src=$2
+junit=$3
+cd "$(dirname "$0")/.."
+
+if [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
+    echo "test-v2vm: not a cgroup v2 host" >&2
+    exit 1
+fi
+echo "test-v2vm: kernel $(uname -r), controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
+
+# The guest's modules are loadable; nothing is built in there.
+for m in loop ext4 overlay veth bridge br_netfilter ifb sch_tbf sch_ingress cls_u32 act_mirred \
+    nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_fib nft_fib_inet nft_fib_ipv4 \
+    nft_reject_inet nft_log nf_conntrack; do
+    modprobe "$m" 2>/dev/null || true
+done
+
+# The rootfs must be on a file system that supports idmapped mounts (6.1: ext4,
+# not virtiofs): a small ext4 image in the guest's tmpfs.
+work=$(mktemp -d /tmp/cloche-v2vm.XXXXXX)
+truncate -s 96M "$work/rootfs.img"
+mkfs.ext4 -q -F "$work/rootfs.img"
+mkdir -p "$work/mnt"
+dev=$(losetup -f --show "$work/rootfs.img")
+mount "$dev" "$work/mnt"
+cleanup() {
+    umount -l "$work/mnt" 2>/dev/null || true
+    losetup -d "$dev" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+cp -a "$rootfs_src" "$work/mnt/busybox"
+
+tests=(
+    # containers: create, limits at create, stop, destroy, leaks, restart
+    "tests/integration/test_containers.py::test_unprivileged_container_has_every_namespace"
+    "tests/integration/test_containers.py::test_memory_limit_is_enforced"
+    "tests/integration/test_containers.py::test_pids_limit_is_enforced"
+    "tests/integration/test_containers.py::test_limits_are_reported_as_given"
+    "tests/integration/test_containers.py::test_stop_terminates_processes_and_info_says_stopped"
+    "tests/integration/test_containers.py::test_destroy_leaves_nothing_behind"
+    "tests/integration/test_containers.py::test_daemon_restart_keeps_containers"
+    # processes
+    "tests/integration/test_processes.py::test_exit_codes"
+    "tests/integration/test_processes.py::test_stdout_and_stderr_are_separate"
+    "tests/integration/test_processes.py::test_stop_ends_every_process"
+    "tests/integration/test_processes.py::test_destroy_leaves_no_shim_process_or_socket"
+    # every limit, live changes, OOM, metrics
+    "tests/integration/test_limits.py::test_memory_limit_kills_and_reports_oom_then_can_be_raised"
+    "tests/integration/test_limits.py::test_oom_event_survives_a_daemon_restart_and_is_seen_after_one"
+    "tests/integration/test_limits.py::test_cpu_cap_at_create_and_changed_live"
+    "tests/integration/test_limits.py::test_pids_limit_at_create_and_raised_live"
+    "tests/integration/test_limits.py::test_disk_byte_limit_enospc_and_growth"
+    "tests/integration/test_limits.py::test_metrics_reflect_what_the_container_did"
+    "tests/integration/test_limits.py::test_bulk_metrics"
+    # v2 only: delegation (systemd's Delegate=yes) and a group lacking a controller
+    "tests/integration/test_cgroup_v2.py"
+)
+
+CLOCHE_TEST_ROOTFS="$work/mnt/busybox" CLOCHE_JUNIT="$junit" \
+    tests/integration/run.sh "$build" -q -p no:randomly "${tests[@]}"
