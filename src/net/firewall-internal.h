@@ -3,18 +3,22 @@
 #pragma once
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "cloche/cleanup.h"
 #include "cloche/firewall.h"
+#include "cloche/hashmap.h"
+#include "cloche/json.h"
 
 #define FIREWALL_TABLE_MAX 32
 #define FIREWALL_ID_MAX 64
 #define FIREWALL_PREFIX_MAX 14 /* leaves room for at least one more byte in IFNAMSIZ */
 #define FIREWALL_LOG_PREFIX_MAX 28
 #define FIREWALL_CHAIN_PREFIX "ctr-"
+#define FIREWALL_CHAIN_NAME_MAX (sizeof(FIREWALL_CHAIN_PREFIX) + FIREWALL_ID_MAX)
 /* nft rules one call may add to a container's chain (a NetOutRule is one rule
  * per network range and port range). */
 #define FIREWALL_NETOUT_LINES_MAX 16384u
@@ -55,7 +59,7 @@ void firewall_log_prefix(const char *handle, char ret[static FIREWALL_LOG_PREFIX
 
 /* Append the rules for `rules` to chain (`prepend`: `insert rule`, keeping the
  * given order ahead of what the chain holds; else `add rule`). -EINVAL for a rule
- * that cannot be expressed, -E2BIG for more than FIREWALL_NETOUT_LINES_MAX nft
+ * that cannot be expressed or needs more than FIREWALL_NETOUT_LINES_MAX nft
  * rules, with the reason in err. */
 int firewall_script_netout(FirewallScript *s, const char *table, const char *chain,
                            const char *log_prefix, const NetOutRule *rules, size_t n_rules,
@@ -64,3 +68,38 @@ int firewall_script_netout(FirewallScript *s, const char *table, const char *cha
 /* The global part of the table: tables, sets, maps, base chains (created if
  * missing) and their rules (flushed and rebuilt). */
 void firewall_script_globals(FirewallScript *s, const FirewallConfig *cfg);
+
+static inline void firewall_net_interval(const Ipv4Net *net, uint32_t *ret_start, uint32_t *ret_end)
+{
+    *ret_start = net->network;
+    *ret_end = net->network | ~ipv4net_mask(net->prefix);
+}
+
+/* ---- reading the table back (JSON listings) ---- */
+
+/* A `list table` answer, indexed: chains and netout by name and address, ifaddr
+ * by "bridge address"; netin and subnets elements are walked. */
+typedef struct FirewallTableState {
+    json_object *root;
+    HashMap *chains; /* "ctr-<id>" -> its JSON object */
+    HashMap *netout; /* "a.b.c.d" -> target chain name (a string of root) */
+    HashMap *ifaddr; /* "bridge a.b.c.d" -> its JSON element */
+    json_object *netin;
+    json_object *subnets;
+} FirewallTableState;
+
+/* Takes root, also on failure. */
+int firewall_table_state_index(json_object *root, FirewallTableState *st);
+void firewall_table_state_done(FirewallTableState *st);
+
+/* The "elem" array of set or map `name` ("set" or "map" for kind), or NULL. */
+json_object *firewall_table_elements(json_object *root, const char *kind, const char *name);
+/* An element with options is wrapped in {"elem": {"val": ...}}: the value. */
+json_object *firewall_element_value(json_object *e);
+/* An interval set element ("a", a prefix or a range) as its first and last address. */
+bool firewall_json_interval(json_object *o, uint32_t *ret_start, uint32_t *ret_end);
+/* A netin element: its protocol ("tcp" or "udp"), host port and destination address. */
+bool firewall_netin_element(json_object *e, const char **ret_proto, unsigned *ret_port,
+                            uint32_t *ret_ip);
+/* Is `chain` of inet table `table` in the text of `list chains inet`? */
+bool firewall_chains_listing_has(const char *listing, const char *table, const char *chain);

@@ -1,13 +1,15 @@
-/* What cloche's nftables table says: the text of its global rules and of the
- * NetOut rules of a container's chain, built into a script buffer. Everything
- * written into a script is either a name validated here or a number or address
- * formatted here; user text never reaches a script as it came. */
+/* What cloche's nftables table says, both ways: the text of its global rules and
+ * of the NetOut rules of a container's chain, built into a script buffer; and the
+ * table read back from a JSON listing (start-up repair). Everything written into
+ * a script is either a name validated here or a number or address formatted
+ * here; user text never reaches a script as it came. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cloche/hashmap.h"
 #include "firewall-internal.h"
 
 /* ---- the script buffer --------------------------------------------------- */
@@ -209,9 +211,11 @@ static int script_netout_rule(FirewallScript *s, const char *verb, const char *t
     size_t n_dest = rule->n_networks > 0 ? n_ranges : 1;
     size_t n_port = ports && rule->n_ports > 0 ? rule->n_ports : 1;
     if (n_dest * n_port > FIREWALL_NETOUT_LINES_MAX - *n_lines) {
-        snprintf(err, errlen, "NetOut rules need more than %u nftables rules",
+        snprintf(err, errlen,
+                 "NetOut rules need more than %u nftables rules (one per network "
+                 "range and port range)",
                  FIREWALL_NETOUT_LINES_MAX);
-        return -E2BIG;
+        return -EINVAL;
     }
     *n_lines += n_dest * n_port;
 
@@ -361,4 +365,208 @@ void firewall_script_globals(FirewallScript *s, const FirewallConfig *cfg)
                             "admin-prohibited\n",
                             t, firewall_ipv4net_text(&cfg->deny[i]).s);
     firewall_script_add(s, "add rule inet %s default accept\n", t);
+}
+
+/* ---- reading the table back ---------------------------------------------- */
+
+/* An interval element of a JSON listing: "a", {"prefix": ...} or {"range": ...}. */
+static bool json_ipv4(json_object *o, uint32_t *ret)
+{
+    struct in_addr in;
+    if (!json_object_is_type(o, json_type_string) ||
+        inet_pton(AF_INET, json_object_get_string(o), &in) != 1)
+        return false;
+    *ret = ntohl(in.s_addr);
+    return true;
+}
+
+bool firewall_json_interval(json_object *o, uint32_t *ret_start, uint32_t *ret_end)
+{
+    json_object *x, *addr, *len;
+    if (json_ipv4(o, ret_start)) {
+        *ret_end = *ret_start;
+        return true;
+    }
+    if (json_object_object_get_ex(o, "prefix", &x) && json_object_object_get_ex(x, "addr", &addr) &&
+        json_object_object_get_ex(x, "len", &len) && json_ipv4(addr, ret_start)) {
+        int prefix = json_object_get_int(len);
+        if (prefix < 0 || prefix > 32)
+            return false;
+        *ret_end = *ret_start | ~ipv4net_mask((unsigned)prefix);
+        return true;
+    }
+    return json_object_object_get_ex(o, "range", &x) && json_object_array_length(x) == 2 &&
+           json_ipv4(json_object_array_get_idx(x, 0), ret_start) &&
+           json_ipv4(json_object_array_get_idx(x, 1), ret_end);
+}
+
+/* Element `name` of kind "set" or "map" in a `list table` answer: its "elem"
+ * array, or NULL when empty or absent. */
+json_object *firewall_table_elements(json_object *root, const char *kind, const char *name)
+{
+    json_object *items, *body, *n, *elem;
+    if (!json_object_object_get_ex(root, "nftables", &items) ||
+        !json_object_is_type(items, json_type_array))
+        return NULL;
+    for (size_t i = 0; i < json_object_array_length(items); i++)
+        if (json_object_object_get_ex(json_object_array_get_idx(items, i), kind, &body) &&
+            json_object_object_get_ex(body, "name", &n) &&
+            strcmp(json_object_get_string(n), name) == 0 &&
+            json_object_object_get_ex(body, "elem", &elem) &&
+            json_object_is_type(elem, json_type_array))
+            return elem;
+    return NULL;
+}
+
+/* An element with options (timeout, counter, comment) is wrapped in {"elem": {"val": ...}}. */
+json_object *firewall_element_value(json_object *e)
+{
+    json_object *wrap, *val;
+    if (json_object_object_get_ex(e, "elem", &wrap) && json_object_object_get_ex(wrap, "val", &val))
+        return val;
+    return e;
+}
+
+void firewall_table_state_done(FirewallTableState *st)
+{
+    hashmap_free(st->chains);
+    hashmap_free(st->netout);
+    hashmap_free(st->ifaddr);
+    json_object_put(st->root);
+    *st = (FirewallTableState){0};
+}
+
+/* {"concat": [a, b]} -> a and b */
+static bool json_pair(json_object *o, json_object **ret_a, json_object **ret_b)
+{
+    json_object *items;
+    if (!json_object_object_get_ex(o, "concat", &items) ||
+        !json_object_is_type(items, json_type_array) || json_object_array_length(items) != 2)
+        return false;
+    *ret_a = json_object_array_get_idx(items, 0);
+    *ret_b = json_object_array_get_idx(items, 1);
+    return true;
+}
+
+static int index_chains(FirewallTableState *st, json_object *items)
+{
+    for (size_t i = 0; i < json_object_array_length(items); i++) {
+        json_object *body, *name;
+        if (!json_object_object_get_ex(json_object_array_get_idx(items, i), "chain", &body) ||
+            !json_object_object_get_ex(body, "name", &name))
+            continue;
+        const char *n = json_object_get_string(name);
+        if (strncmp(n, FIREWALL_CHAIN_PREFIX, strlen(FIREWALL_CHAIN_PREFIX)) != 0)
+            continue;
+        int r = hashmap_put(st->chains, n, body);
+        if (r < 0 && r != -EEXIST)
+            return r;
+    }
+    return 0;
+}
+
+static int index_netout(FirewallTableState *st)
+{
+    json_object *elems = firewall_table_elements(st->root, "map", "netout");
+    for (size_t i = 0; elems && i < json_object_array_length(elems); i++) {
+        json_object *e = firewall_element_value(json_object_array_get_idx(elems, i)), *verdict,
+                    *target;
+        uint32_t ip;
+        if (!json_object_is_type(e, json_type_array) || json_object_array_length(e) != 2 ||
+            !json_ipv4(json_object_array_get_idx(e, 0), &ip))
+            continue;
+        json_object *value = json_object_array_get_idx(e, 1);
+        if ((!json_object_object_get_ex(value, "goto", &verdict) &&
+             !json_object_object_get_ex(value, "jump", &verdict)) ||
+            !json_object_object_get_ex(verdict, "target", &target))
+            continue;
+        int r = hashmap_put(st->netout, firewall_ipv4_text(ip).s,
+                            (void *)json_object_get_string(target));
+        if (r < 0 && r != -EEXIST)
+            return r;
+    }
+    return 0;
+}
+
+static int index_ifaddr(FirewallTableState *st)
+{
+    json_object *elems = firewall_table_elements(st->root, "set", "ifaddr");
+    for (size_t i = 0; elems && i < json_object_array_length(elems); i++) {
+        json_object *e = firewall_element_value(json_object_array_get_idx(elems, i)), *name, *addr;
+        uint32_t ip;
+        if (!json_pair(e, &name, &addr) || !json_ipv4(addr, &ip))
+            continue;
+        char key[IFNAMSIZ + INET_ADDRSTRLEN + 2];
+        snprintf(key, sizeof(key), "%.*s %s", IFNAMSIZ - 1, json_object_get_string(name),
+                 firewall_ipv4_text(ip).s);
+        int r = hashmap_put(st->ifaddr, key, e);
+        if (r < 0 && r != -EEXIST)
+            return r;
+    }
+    return 0;
+}
+
+/* A netin element: its key (protocol name, host port) and destination address. */
+bool firewall_netin_element(json_object *e, const char **ret_proto, unsigned *ret_port,
+                            uint32_t *ret_ip)
+{
+    json_object *key, *value, *proto, *port, *addr, *cport;
+    e = firewall_element_value(e);
+    if (!json_object_is_type(e, json_type_array) || json_object_array_length(e) != 2)
+        return false;
+    key = json_object_array_get_idx(e, 0);
+    value = json_object_array_get_idx(e, 1);
+    if (!json_pair(key, &proto, &port) || !json_pair(value, &addr, &cport) ||
+        !json_ipv4(addr, ret_ip) || !json_object_is_type(port, json_type_int))
+        return false;
+    int p = json_object_get_int(port);
+    const char *name = json_object_get_string(proto);
+    if (p < 0 || p > 65535)
+        return false;
+    if (strcmp(name, "tcp") == 0 || strcmp(name, "6") == 0)
+        *ret_proto = "tcp";
+    else if (strcmp(name, "udp") == 0 || strcmp(name, "17") == 0)
+        *ret_proto = "udp";
+    else
+        return false;
+    *ret_port = (unsigned)p;
+    return true;
+}
+
+/* Is `chain` in the text of `list chains inet`? Lines are "table inet <t> {",
+ * "\tchain <name> {", hook lines, "\t}" and "}". */
+bool firewall_chains_listing_has(const char *listing, const char *table, const char *chain)
+{
+    char table_line[FIREWALL_TABLE_MAX + 16], chain_line[FIREWALL_CHAIN_NAME_MAX + 16];
+    snprintf(table_line, sizeof(table_line), "table inet %s {", table);
+    snprintf(chain_line, sizeof(chain_line), "\tchain %s {", chain);
+    bool in_table = false;
+    for (const char *line = listing; line && *line;) {
+        size_t len = strcspn(line, "\n");
+        if (line[0] != '\t')
+            in_table = len == strlen(table_line) && memcmp(line, table_line, len) == 0;
+        else if (in_table && len == strlen(chain_line) && memcmp(line, chain_line, len) == 0)
+            return true;
+        line += len + (line[len] == '\n');
+    }
+    return false;
+}
+
+int firewall_table_state_index(json_object *root, FirewallTableState *st)
+{
+    json_object *items;
+    int r;
+
+    st->root = root;
+    if ((r = hashmap_new(&st->chains)) < 0 || (r = hashmap_new(&st->netout)) < 0 ||
+        (r = hashmap_new(&st->ifaddr)) < 0)
+        return r;
+    if (json_object_object_get_ex(root, "nftables", &items) &&
+        json_object_is_type(items, json_type_array) && (r = index_chains(st, items)) < 0)
+        return r;
+    if ((r = index_netout(st)) < 0 || (r = index_ifaddr(st)) < 0)
+        return r;
+    st->netin = firewall_table_elements(root, "map", "netin");
+    st->subnets = firewall_table_elements(root, "set", "subnets");
+    return 0;
 }

@@ -11,7 +11,6 @@
  * error, one present with another value (a host port mapped to someone else) is
  * EEXIST from the kernel. */
 #include <errno.h>
-#include <net/if.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,7 +28,6 @@
 #define FIREWALL_ERROR_MAX 2048
 #define FIREWALL_DENY_MAX 1024
 #define FIREWALL_DNS_MAX 64
-#define CHAIN_NAME_MAX (sizeof(FIREWALL_CHAIN_PREFIX) + FIREWALL_ID_MAX)
 
 struct Firewall {
     pthread_mutex_t lock;
@@ -156,87 +154,24 @@ static void firewall_freep(Firewall **fw)
     *fw = NULL;
 }
 
-/* An interval element of a JSON listing: "a", {"prefix": ...} or {"range": ...}. */
-static bool json_ipv4(json_object *o, uint32_t *ret)
-{
-    struct in_addr in;
-    if (!json_object_is_type(o, json_type_string) ||
-        inet_pton(AF_INET, json_object_get_string(o), &in) != 1)
-        return false;
-    *ret = ntohl(in.s_addr);
-    return true;
-}
-
-static bool json_interval(json_object *o, uint32_t *ret_start, uint32_t *ret_end)
-{
-    json_object *x, *addr, *len;
-    if (json_ipv4(o, ret_start)) {
-        *ret_end = *ret_start;
-        return true;
-    }
-    if (json_object_object_get_ex(o, "prefix", &x) && json_object_object_get_ex(x, "addr", &addr) &&
-        json_object_object_get_ex(x, "len", &len) && json_ipv4(addr, ret_start)) {
-        int prefix = json_object_get_int(len);
-        if (prefix < 0 || prefix > 32)
-            return false;
-        *ret_end = *ret_start | ~ipv4net_mask((unsigned)prefix);
-        return true;
-    }
-    return json_object_object_get_ex(o, "range", &x) && json_object_array_length(x) == 2 &&
-           json_ipv4(json_object_array_get_idx(x, 0), ret_start) &&
-           json_ipv4(json_object_array_get_idx(x, 1), ret_end);
-}
-
-static void net_interval(const Ipv4Net *net, uint32_t *ret_start, uint32_t *ret_end)
-{
-    *ret_start = net->network;
-    *ret_end = net->network | ~ipv4net_mask(net->prefix);
-}
-
-/* Element `name` of kind "set" or "map" in a `list table` answer: its "elem"
- * array, or NULL when empty or absent. */
-static json_object *table_elements(json_object *root, const char *kind, const char *name)
-{
-    json_object *items, *body, *n, *elem;
-    if (!json_object_object_get_ex(root, "nftables", &items) ||
-        !json_object_is_type(items, json_type_array))
-        return NULL;
-    for (size_t i = 0; i < json_object_array_length(items); i++)
-        if (json_object_object_get_ex(json_object_array_get_idx(items, i), kind, &body) &&
-            json_object_object_get_ex(body, "name", &n) &&
-            strcmp(json_object_get_string(n), name) == 0 &&
-            json_object_object_get_ex(body, "elem", &elem) &&
-            json_object_is_type(elem, json_type_array))
-            return elem;
-    return NULL;
-}
-
-/* An element with options (timeout, counter, comment) is wrapped in {"elem": {"val": ...}}. */
-static json_object *element_value(json_object *e)
-{
-    json_object *wrap, *val;
-    if (json_object_object_get_ex(e, "elem", &wrap) && json_object_object_get_ex(wrap, "val", &val))
-        return val;
-    return e;
-}
-
 /* The pool range goes into @subnets; anything there overlapping it (an older
  * pool) must go first, as an interval set refuses overlaps. Lock held. */
 static int script_pool_locked(Firewall *fw, FirewallScript *s)
 {
     _cleanup_json_ json_object *root = NULL;
     uint32_t pool_start, pool_end;
-    net_interval(&fw->cfg.pool, &pool_start, &pool_end);
+    firewall_net_interval(&fw->cfg.pool, &pool_start, &pool_end);
 
     _cleanup_free_ char *command = NULL;
     if (asprintf(&command, "list set inet %s subnets", fw->table) < 0)
         return -ENOMEM;
     if (list_json_locked(fw, command, &root) < 0)
         root = NULL; /* no table yet: nothing to replace */
-    json_object *elems = root ? table_elements(root, "set", "subnets") : NULL;
+    json_object *elems = root ? firewall_table_elements(root, "set", "subnets") : NULL;
     for (size_t i = 0; elems && i < json_object_array_length(elems); i++) {
         uint32_t start, end;
-        if (!json_interval(element_value(json_object_array_get_idx(elems, i)), &start, &end))
+        if (!firewall_json_interval(firewall_element_value(json_object_array_get_idx(elems, i)),
+                                    &start, &end))
             continue;
         if ((start == pool_start && end == pool_end) || end < pool_start || start > pool_end)
             continue;
@@ -325,9 +260,9 @@ static int check_container(Firewall *fw, const FirewallContainer *c)
     return 0;
 }
 
-static void chain_name(const FirewallContainer *c, char buf[static CHAIN_NAME_MAX])
+static void chain_name(const FirewallContainer *c, char buf[static FIREWALL_CHAIN_NAME_MAX])
 {
-    snprintf(buf, CHAIN_NAME_MAX, FIREWALL_CHAIN_PREFIX "%s", c->id);
+    snprintf(buf, FIREWALL_CHAIN_NAME_MAX, FIREWALL_CHAIN_PREFIX "%s", c->id);
 }
 
 /* Dynamic subnets are inside the pool range, which is in @subnets for good. */
@@ -376,7 +311,7 @@ static void script_netin(FirewallScript *s, const char *table, const char *verb,
 int firewall_add_container(Firewall *fw, const FirewallContainer *c, const FirewallNetIn *netin,
                            size_t n_netin, const NetOutRule *rules, size_t n_rules)
 {
-    char chain[CHAIN_NAME_MAX], log_prefix[FIREWALL_LOG_PREFIX_MAX + 1];
+    char chain[FIREWALL_CHAIN_NAME_MAX], log_prefix[FIREWALL_LOG_PREFIX_MAX + 1];
     _cleanup_(firewall_script_done) FirewallScript s = {0};
     const char *t = fw->table;
 
@@ -438,7 +373,7 @@ int firewall_add_netin(Firewall *fw, const FirewallContainer *c, const FirewallN
 int firewall_add_netout(Firewall *fw, const FirewallContainer *c, const NetOutRule *rules,
                         size_t n_rules)
 {
-    char chain[CHAIN_NAME_MAX], log_prefix[FIREWALL_LOG_PREFIX_MAX + 1];
+    char chain[FIREWALL_CHAIN_NAME_MAX], log_prefix[FIREWALL_LOG_PREFIX_MAX + 1];
     _cleanup_(firewall_script_done) FirewallScript s = {0};
 
     pthread_mutex_lock(&fw->lock);
@@ -460,144 +395,18 @@ out:
 
 /* ---- reading the table back ---------------------------------------------- */
 
-/* What a `list table` says, indexed: chains and netout by name/address, ifaddr by
- * "bridge address"; netin and subnets elements are walked. */
-typedef struct TableState {
-    json_object *root;
-    HashMap *chains; /* "ctr-<id>" -> its JSON object */
-    HashMap *netout; /* "a.b.c.d" -> target chain name (a string of root) */
-    HashMap *ifaddr; /* "bridge a.b.c.d" -> its JSON element */
-    json_object *netin;
-    json_object *subnets;
-} TableState;
-
-static void table_state_done(TableState *st)
-{
-    hashmap_free(st->chains);
-    hashmap_free(st->netout);
-    hashmap_free(st->ifaddr);
-    json_object_put(st->root);
-    *st = (TableState){0};
-}
-
-/* {"concat": [a, b]} -> a and b */
-static bool json_pair(json_object *o, json_object **ret_a, json_object **ret_b)
-{
-    json_object *items;
-    if (!json_object_object_get_ex(o, "concat", &items) ||
-        !json_object_is_type(items, json_type_array) || json_object_array_length(items) != 2)
-        return false;
-    *ret_a = json_object_array_get_idx(items, 0);
-    *ret_b = json_object_array_get_idx(items, 1);
-    return true;
-}
-
-static int index_chains(TableState *st, json_object *items)
-{
-    for (size_t i = 0; i < json_object_array_length(items); i++) {
-        json_object *body, *name;
-        if (!json_object_object_get_ex(json_object_array_get_idx(items, i), "chain", &body) ||
-            !json_object_object_get_ex(body, "name", &name))
-            continue;
-        const char *n = json_object_get_string(name);
-        if (strncmp(n, FIREWALL_CHAIN_PREFIX, strlen(FIREWALL_CHAIN_PREFIX)) != 0)
-            continue;
-        int r = hashmap_put(st->chains, n, body);
-        if (r < 0 && r != -EEXIST)
-            return r;
-    }
-    return 0;
-}
-
-static int index_netout(TableState *st)
-{
-    json_object *elems = table_elements(st->root, "map", "netout");
-    for (size_t i = 0; elems && i < json_object_array_length(elems); i++) {
-        json_object *e = element_value(json_object_array_get_idx(elems, i)), *verdict, *target;
-        uint32_t ip;
-        if (!json_object_is_type(e, json_type_array) || json_object_array_length(e) != 2 ||
-            !json_ipv4(json_object_array_get_idx(e, 0), &ip))
-            continue;
-        json_object *value = json_object_array_get_idx(e, 1);
-        if ((!json_object_object_get_ex(value, "goto", &verdict) &&
-             !json_object_object_get_ex(value, "jump", &verdict)) ||
-            !json_object_object_get_ex(verdict, "target", &target))
-            continue;
-        int r = hashmap_put(st->netout, firewall_ipv4_text(ip).s,
-                            (void *)json_object_get_string(target));
-        if (r < 0 && r != -EEXIST)
-            return r;
-    }
-    return 0;
-}
-
-static int index_ifaddr(TableState *st)
-{
-    json_object *elems = table_elements(st->root, "set", "ifaddr");
-    for (size_t i = 0; elems && i < json_object_array_length(elems); i++) {
-        json_object *e = element_value(json_object_array_get_idx(elems, i)), *name, *addr;
-        uint32_t ip;
-        if (!json_pair(e, &name, &addr) || !json_ipv4(addr, &ip))
-            continue;
-        char key[IFNAMSIZ + INET_ADDRSTRLEN + 2];
-        snprintf(key, sizeof(key), "%.*s %s", IFNAMSIZ - 1, json_object_get_string(name),
-                 firewall_ipv4_text(ip).s);
-        int r = hashmap_put(st->ifaddr, key, e);
-        if (r < 0 && r != -EEXIST)
-            return r;
-    }
-    return 0;
-}
-
 /* One `list table`. Lock held. */
-static int table_state_read_locked(Firewall *fw, TableState *st)
+static int table_state_read_locked(Firewall *fw, FirewallTableState *st)
 {
     _cleanup_free_ char *command = NULL;
-    json_object *items;
+    json_object *root = NULL;
 
     if (asprintf(&command, "list table inet %s", fw->table) < 0)
         return -ENOMEM;
-    int r = list_json_locked(fw, command, &st->root);
+    int r = list_json_locked(fw, command, &root);
     if (r < 0)
         return r;
-    if ((r = hashmap_new(&st->chains)) < 0 || (r = hashmap_new(&st->netout)) < 0 ||
-        (r = hashmap_new(&st->ifaddr)) < 0)
-        return r;
-    if (json_object_object_get_ex(st->root, "nftables", &items) &&
-        json_object_is_type(items, json_type_array) && (r = index_chains(st, items)) < 0)
-        return r;
-    if ((r = index_netout(st)) < 0 || (r = index_ifaddr(st)) < 0)
-        return r;
-    st->netin = table_elements(st->root, "map", "netin");
-    st->subnets = table_elements(st->root, "set", "subnets");
-    return 0;
-}
-
-/* A netin element: its key (protocol name, host port) and destination address. */
-static bool netin_element(json_object *e, const char **ret_proto, unsigned *ret_port,
-                          uint32_t *ret_ip)
-{
-    json_object *key, *value, *proto, *port, *addr, *cport;
-    e = element_value(e);
-    if (!json_object_is_type(e, json_type_array) || json_object_array_length(e) != 2)
-        return false;
-    key = json_object_array_get_idx(e, 0);
-    value = json_object_array_get_idx(e, 1);
-    if (!json_pair(key, &proto, &port) || !json_pair(value, &addr, &cport) ||
-        !json_ipv4(addr, ret_ip) || !json_object_is_type(port, json_type_int))
-        return false;
-    int p = json_object_get_int(port);
-    const char *name = json_object_get_string(proto);
-    if (p < 0 || p > 65535)
-        return false;
-    if (strcmp(name, "tcp") == 0 || strcmp(name, "6") == 0)
-        *ret_proto = "tcp";
-    else if (strcmp(name, "udp") == 0 || strcmp(name, "17") == 0)
-        *ret_proto = "udp";
-    else
-        return false;
-    *ret_port = (unsigned)p;
-    return true;
+    return firewall_table_state_index(root, st);
 }
 
 /* ---- remove -------------------------------------------------------------- */
@@ -631,7 +440,7 @@ static int script_remove_listed_locked(Firewall *fw, FirewallScript *s, const Fi
                                        const char *chain, const FirewallNetIn *netin,
                                        size_t n_netin, bool last_in_subnet)
 {
-    _cleanup_(table_state_done) TableState st = {0};
+    _cleanup_(firewall_table_state_done) FirewallTableState st = {0};
     const char *t = fw->table;
     Ipv4Text ip = firewall_ipv4_text(c->ip);
 
@@ -652,7 +461,7 @@ static int script_remove_listed_locked(Firewall *fw, FirewallScript *s, const Fi
         const char *proto;
         unsigned port;
         uint32_t dest;
-        if (!netin_element(json_object_array_get_idx(st.netin, i), &proto, &port, &dest) ||
+        if (!firewall_netin_element(json_object_array_get_idx(st.netin, i), &proto, &port, &dest) ||
             dest != c->ip)
             continue;
         for (size_t k = 0; k < n_netin; k++)
@@ -664,11 +473,12 @@ static int script_remove_listed_locked(Firewall *fw, FirewallScript *s, const Fi
             }
     }
     uint32_t start, end, sub_start, sub_end;
-    net_interval(&c->subnet, &sub_start, &sub_end);
+    firewall_net_interval(&c->subnet, &sub_start, &sub_end);
     for (size_t i = 0; last_in_subnet && !subnet_in_pool(fw, &c->subnet) && st.subnets &&
                        i < json_object_array_length(st.subnets);
          i++)
-        if (json_interval(element_value(json_object_array_get_idx(st.subnets, i)), &start, &end) &&
+        if (firewall_json_interval(firewall_element_value(json_object_array_get_idx(st.subnets, i)),
+                                   &start, &end) &&
             start == sub_start && end == sub_end)
             firewall_script_add(s, "delete element inet %s subnets { %s }\n", t,
                                 firewall_ipv4net_text(&c->subnet).s);
@@ -681,7 +491,7 @@ static int script_remove_listed_locked(Firewall *fw, FirewallScript *s, const Fi
 int firewall_remove_container(Firewall *fw, const FirewallContainer *c, const FirewallNetIn *netin,
                               size_t n_netin, bool last_in_subnet)
 {
-    char chain[CHAIN_NAME_MAX];
+    char chain[FIREWALL_CHAIN_NAME_MAX];
     _cleanup_(firewall_script_done) FirewallScript s = {0};
 
     pthread_mutex_lock(&fw->lock);
@@ -704,28 +514,9 @@ out:
     return r;
 }
 
-/* Is `chain` in the text of `list chains inet`? Lines are "table inet <t> {",
- * "\tchain <name> {", hook lines, "\t}" and "}". */
-static bool chains_listing_has(const char *listing, const char *table, const char *chain)
-{
-    char table_line[FIREWALL_TABLE_MAX + 16], chain_line[CHAIN_NAME_MAX + 16];
-    snprintf(table_line, sizeof(table_line), "table inet %s {", table);
-    snprintf(chain_line, sizeof(chain_line), "\tchain %s {", chain);
-    bool in_table = false;
-    for (const char *line = listing; line && *line;) {
-        size_t len = strcspn(line, "\n");
-        if (line[0] != '\t')
-            in_table = len == strlen(table_line) && memcmp(line, table_line, len) == 0;
-        else if (in_table && len == strlen(chain_line) && memcmp(line, chain_line, len) == 0)
-            return true;
-        line += len + (line[len] == '\n');
-    }
-    return false;
-}
-
 int firewall_has_container(Firewall *fw, const FirewallContainer *c)
 {
-    char chain[CHAIN_NAME_MAX];
+    char chain[FIREWALL_CHAIN_NAME_MAX];
     const char *listing = NULL;
 
     if (!c || !firewall_name_valid(c->id, FIREWALL_ID_MAX, false))
@@ -736,7 +527,7 @@ int firewall_has_container(Firewall *fw, const FirewallContainer *c)
      * 1000 containers); the names of the chains alone cost ~2 ms. */
     int r = run_locked(fw, "list chains inet", &listing);
     if (r >= 0)
-        r = chains_listing_has(listing, fw->table, chain);
+        r = firewall_chains_listing_has(listing, fw->table, chain);
     pthread_mutex_unlock(&fw->lock);
     return r;
 }
@@ -754,33 +545,26 @@ static void live_index_done(LiveIndex *live)
     hashmap_free(live->by_ip);
 }
 
-/* A live container whose chain, netout element and ifaddr element are all there
- * and agree; one that is not loses its chain so firewall_has_container says so. */
-static bool live_complete(const TableState *st, const FirewallContainer *c)
+/* The chain a live container's address must lead to. */
+static bool netout_target_live(const LiveIndex *live, const char *ip, const char *target)
 {
-    char chain[CHAIN_NAME_MAX], key[IFNAMSIZ + INET_ADDRSTRLEN + 2];
-    Ipv4Text ip = firewall_ipv4_text(c->ip);
+    const FirewallContainer *c = hashmap_get(live->by_ip, ip);
+    char chain[FIREWALL_CHAIN_NAME_MAX];
+    if (!c)
+        return false;
     chain_name(c, chain);
-    snprintf(key, sizeof(key), "%s %s", c->bridge, ip.s);
-    const char *target = hashmap_get(st->netout, ip.s);
-    return target && strcmp(target, chain) == 0 && hashmap_get(st->chains, chain) &&
-           hashmap_get(st->ifaddr, key);
+    return strcmp(chain, target) == 0;
 }
 
-static void script_prune_elements(Firewall *fw, FirewallScript *s, const TableState *st,
+static void script_prune_elements(Firewall *fw, FirewallScript *s, const FirewallTableState *st,
                                   const LiveIndex *live, const FirewallContainer *all, size_t n_all)
 {
     const char *t = fw->table, *key;
     void *value;
 
-    for (size_t state = 0; hashmap_iterate(st->netout, &state, &key, &value) == 0;) {
-        const FirewallContainer *c = hashmap_get(live->by_ip, key);
-        char chain[CHAIN_NAME_MAX];
-        if (c)
-            chain_name(c, chain);
-        if (!c || strcmp(chain, value) != 0 || !live_complete(st, c))
+    for (size_t state = 0; hashmap_iterate(st->netout, &state, &key, &value) == 0;)
+        if (!netout_target_live(live, key, value))
             firewall_script_add(s, "delete element inet %s netout { %s }\n", t, key);
-    }
     for (size_t state = 0; hashmap_iterate(st->ifaddr, &state, &key, &value) == 0;) {
         const char *space = strchr(key, ' ');
         const FirewallContainer *c = space ? hashmap_get(live->by_ip, space + 1) : NULL;
@@ -798,21 +582,21 @@ static void script_prune_elements(Firewall *fw, FirewallScript *s, const TableSt
         const char *proto;
         unsigned port;
         uint32_t dest;
-        if (netin_element(json_object_array_get_idx(st->netin, i), &proto, &port, &dest) &&
+        if (firewall_netin_element(json_object_array_get_idx(st->netin, i), &proto, &port, &dest) &&
             !hashmap_get(live->by_ip, firewall_ipv4_text(dest).s))
             firewall_script_add(s, "delete element inet %s netin { %s . %u }\n", t, proto, port);
     }
     uint32_t pool_start, pool_end;
-    net_interval(&fw->cfg.pool, &pool_start, &pool_end);
+    firewall_net_interval(&fw->cfg.pool, &pool_start, &pool_end);
     for (size_t i = 0; st->subnets && i < json_object_array_length(st->subnets); i++) {
         uint32_t start, end, sub_start, sub_end;
-        if (!json_interval(element_value(json_object_array_get_idx(st->subnets, i)), &start,
-                           &end) ||
+        if (!firewall_json_interval(
+                firewall_element_value(json_object_array_get_idx(st->subnets, i)), &start, &end) ||
             (start == pool_start && end == pool_end))
             continue;
         bool used = false;
         for (size_t k = 0; k < n_all && !used; k++) {
-            net_interval(&all[k].subnet, &sub_start, &sub_end);
+            firewall_net_interval(&all[k].subnet, &sub_start, &sub_end);
             used = start == sub_start && end == sub_end;
         }
         if (!used)
@@ -821,15 +605,16 @@ static void script_prune_elements(Firewall *fw, FirewallScript *s, const TableSt
     }
 }
 
-static void script_prune_chains(Firewall *fw, FirewallScript *s, const TableState *st,
+static void script_prune_chains(Firewall *fw, FirewallScript *s, const FirewallTableState *st,
                                 const LiveIndex *live)
 {
     const char *key;
     void *value;
     for (size_t state = 0; hashmap_iterate(st->chains, &state, &key, &value) == 0;) {
         const char *id = key + strlen(FIREWALL_CHAIN_PREFIX);
-        const FirewallContainer *c = hashmap_get(live->by_id, id);
-        if (c && live_complete(st, c))
+        /* A live container keeps its chain whatever else is missing: adding it
+         * again (idempotent) repairs it. */
+        if (hashmap_get(live->by_id, id))
             continue;
         if (firewall_name_valid(id, FIREWALL_ID_MAX, false))
             firewall_script_add(s, "flush chain inet %s %s\ndelete chain inet %s %s\n", fw->table,
@@ -837,29 +622,38 @@ static void script_prune_chains(Firewall *fw, FirewallScript *s, const TableStat
     }
 }
 
+static int live_index_build(Firewall *fw, const FirewallContainer *live, size_t n_live,
+                            LiveIndex *index)
+{
+    int r = hashmap_new(&index->by_id);
+    if (r >= 0)
+        r = hashmap_new(&index->by_ip);
+    for (size_t i = 0; r >= 0 && i < n_live; i++) {
+        r = check_container(fw, &live[i]);
+        if (r >= 0)
+            r = hashmap_put(index->by_id, live[i].id, (void *)&live[i]);
+        if (r >= 0)
+            r = hashmap_put(index->by_ip, firewall_ipv4_text(live[i].ip).s, (void *)&live[i]);
+        if (r == -EEXIST) {
+            set_error(fw, "Container id or address listed twice: '%s'", live[i].id);
+            r = -EINVAL;
+        }
+    }
+    return r;
+}
+
 int firewall_prune(Firewall *fw, const FirewallContainer *live, size_t n_live)
 {
-    _cleanup_(table_state_done) TableState st = {0};
+    _cleanup_(firewall_table_state_done) FirewallTableState st = {0};
     _cleanup_(live_index_done) LiveIndex index = {0};
     _cleanup_(firewall_script_done) FirewallScript s = {0};
 
     if (n_live && !live)
         return -EINVAL;
-    int r = hashmap_new(&index.by_id);
-    if (r >= 0)
-        r = hashmap_new(&index.by_ip);
-    for (size_t i = 0; r >= 0 && i < n_live; i++) {
-        if (!firewall_name_valid(live[i].id, FIREWALL_ID_MAX, false))
-            return -EINVAL;
-        r = hashmap_put(index.by_id, live[i].id, (void *)&live[i]);
-        if (r >= 0)
-            r = hashmap_put(index.by_ip, firewall_ipv4_text(live[i].ip).s, (void *)&live[i]);
-    }
-    if (r < 0)
-        return r;
-
     pthread_mutex_lock(&fw->lock);
-    r = table_state_read_locked(fw, &st);
+    int r = live_index_build(fw, live, n_live, &index);
+    if (r >= 0)
+        r = table_state_read_locked(fw, &st);
     if (r >= 0) {
         /* Elements first: a chain still referenced by @netout cannot go. */
         script_prune_elements(fw, &s, &st, &index, live, n_live);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -346,6 +347,24 @@ static int link_change(struct nl_sock *sk, int ifindex, bool up, int route_local
     return errno_from_nl(rtnl_link_change(sk, orig, change, 0));
 }
 
+/* Containers are IPv4-only: the host-side links get no IPv6 at all. With it, each
+ * would carry link-local and multicast routes, and every link change walks the
+ * whole IPv6 table (fib6_ifdown): creates and destroys slow down with every live
+ * container. No netlink attribute sets this, so the per-link sysctl of this
+ * namespace; done while the link is still down, so nothing is configured first. */
+static int ipv6_disable(const char *ifname)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/disable_ipv6", ifname);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno; /* a kernel without IPv6 */
+    ssize_t n = write(fd, "1", 1);
+    int r = n == 1 ? 0 : -errno;
+    close(fd);
+    return r;
+}
+
 static int ipv4_addr_new(uint32_t host_order, unsigned prefix, struct nl_addr **ret)
 {
     uint32_t be = htonl(host_order);
@@ -505,7 +524,6 @@ static int bridge_ensure(struct nl_sock *sk, const NetDevContainer *s, int *ret_
     rtnl_link_set_name(link, s->bridge);
     rtnl_link_set_addr(link, mac);
     rtnl_link_set_mtu(link, s->mtu);
-    rtnl_link_set_flags(link, IFF_UP);
     int index;
     r = link_add(sk, link, &index, NULL);
     if (r < 0)
@@ -513,9 +531,11 @@ static int bridge_ensure(struct nl_sock *sk, const NetDevContainer *s, int *ret_
     if (index <= 0)
         r = link_get(sk, s->bridge, &index, NULL);
     if (r >= 0)
+        r = ipv6_disable(s->bridge);
+    if (r >= 0)
         r = address_add(sk, index, s->gateway, s->prefix);
     if (r >= 0)
-        r = link_change(sk, index, false, 1);
+        r = link_change(sk, index, true, 1);
     if (r < 0) {
         (void)link_delete_by_name(sk, s->bridge);
         return r;
@@ -537,13 +557,24 @@ static int veth_create(struct nl_sock *sk, const NetDevContainer *s, int bridge_
     rtnl_link_set_name(link, s->host_if);
     rtnl_link_set_mtu(link, s->mtu);
     rtnl_link_set_master(link, bridge_index);
-    rtnl_link_set_flags(link, IFF_UP);
     struct rtnl_link *peer = rtnl_link_veth_get_peer(link);
     rtnl_link_set_name(peer, s->container_if);
     rtnl_link_set_mtu(peer, s->mtu);
     rtnl_link_set_ns_fd(peer, s->netns_fd);
     rtnl_link_put(peer);
-    return link_add(sk, link, NULL, ret_peer_index);
+    int index = 0;
+    int r = link_add(sk, link, &index, ret_peer_index);
+    if (r < 0)
+        return r;
+    if (index <= 0)
+        r = link_get(sk, s->host_if, &index, NULL);
+    if (r >= 0)
+        r = ipv6_disable(s->host_if);
+    if (r >= 0)
+        r = link_change(sk, index, true, -1);
+    if (r < 0)
+        (void)link_delete_by_name(sk, s->host_if);
+    return r;
 }
 
 /* index: the container end's ifindex if known, else 0. */
