@@ -67,6 +67,15 @@ typedef struct NetDevStats {
 } NetDevStats;
 int netdev_stats(NetDev *nd, const char *name, NetDevStats *ret);
 
+/* The counters of every link whose name starts with prefix, from one dump (for
+ * bulk metrics: one netlink exchange instead of one per container). *ret is
+ * malloc'd. */
+typedef struct NetDevNamedStats {
+    char name[16];
+    NetDevStats stats;
+} NetDevNamedStats;
+int netdev_stats_all(NetDev *nd, const char *prefix, NetDevNamedStats **ret, size_t *ret_n);
+
 /* Bandwidth limits of a container, enforced on the host side where the container
  * cannot lift them. Download (towards the container): TBF at the root of host_if.
  * Upload: host_if's ingress redirected (u32 match-all + mirred) to the IFB device

@@ -77,6 +77,10 @@ struct Garden {
     bool net_stopping;
     pthread_t reaper;
     bool reaper_started;
+    pthread_mutex_t stats_lock; /* the link counters' snapshot (bulk metrics) */
+    NetDevNamedStats *stats;    /* sorted by name */
+    size_t n_stats;
+    int64_t stats_at_ns;
 
     /* OOM watch (oom.c). */
     pthread_mutex_t oom_lock; /* the slots; taken before any container's lock */
@@ -128,6 +132,8 @@ void garden_net_prune(Garden *g);
 
 /* The host end of the container's veth pair. */
 void garden_net_host_if(const Garden *g, const ContainerNet *net, char *buf, size_t size);
+/* Counters of a host-side link from a snapshot of every link up to 2 s old. */
+int garden_net_stats_cached(Garden *g, const char *host_if, NetDevStats *ret);
 /* Bandwidth shaping of the container's host-side link (rate 0 = none). */
 int garden_net_set_bandwidth(Garden *g, Container *c, const BandwidthLimits *b, ApiError *reterr);
 

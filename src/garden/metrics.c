@@ -102,7 +102,9 @@ int container_metrics(Garden *g, Container *c, bool may_cache, ContainerMetrics 
 
     if (*host_if && g->netdev) {
         NetDevStats s;
-        if (netdev_stats(g->netdev, host_if, &s) == 0) {
+        int k = may_cache ? garden_net_stats_cached(g, host_if, &s)
+                          : netdev_stats(g->netdev, host_if, &s);
+        if (k == 0) {
             /* The host end sees the container's traffic mirrored. */
             ret->has_network = true;
             ret->rx_bytes = s.tx_bytes;

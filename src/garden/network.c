@@ -169,6 +169,7 @@ int garden_net_setup(Garden *g)
     snprintf(g->nft_table, sizeof(g->nft_table), "cloche%s",
              cfg->network_tag ? cfg->network_tag : "");
     pthread_mutex_init(&g->net_lock, NULL);
+    pthread_mutex_init(&g->stats_lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* the deadlines are monotonic */
@@ -255,6 +256,9 @@ void garden_net_free(Garden *g)
     g->netpool = NULL;
     pthread_cond_destroy(&g->net_cond);
     pthread_mutex_destroy(&g->net_lock);
+    free(g->stats);
+    g->stats = NULL;
+    pthread_mutex_destroy(&g->stats_lock);
     g->net_ready = false;
 }
 
@@ -732,5 +736,49 @@ int container_net_info(Garden *g, Container *c, ContainerNetInfo *ret)
         }
     }
     pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+/* ---- link counters for bulk metrics ------------------------------------- */
+
+#define STATS_SNAPSHOT_NS (2 * 1000000000LL)
+
+static int named_stats_cmp(const void *a, const void *b)
+{
+    return strcmp(((const NetDevNamedStats *)a)->name, ((const NetDevNamedStats *)b)->name);
+}
+
+int garden_net_stats_cached(Garden *g, const char *host_if, NetDevStats *ret)
+{
+    if (!g->net_ready)
+        return -ENONET;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    pthread_mutex_lock(&g->stats_lock);
+    int r = 0;
+    if (!g->stats || now - g->stats_at_ns > STATS_SNAPSHOT_NS) {
+        NetDevNamedStats *all = NULL;
+        size_t n = 0;
+        r = netdev_stats_all(g->netdev, g->if_prefix, &all, &n);
+        if (r >= 0) {
+            qsort(all, n, sizeof(*all), named_stats_cmp);
+            free(g->stats);
+            g->stats = all;
+            g->n_stats = n;
+            g->stats_at_ns = now;
+        }
+    }
+    if (r >= 0) {
+        NetDevNamedStats key;
+        snprintf(key.name, sizeof(key.name), "%s", host_if);
+        const NetDevNamedStats *found =
+            bsearch(&key, g->stats, g->n_stats, sizeof(key), named_stats_cmp);
+        if (found)
+            *ret = found->stats;
+        else
+            r = -ENOENT;
+    }
+    pthread_mutex_unlock(&g->stats_lock);
     return r;
 }

@@ -43,48 +43,15 @@
 
 #include "cloche/cleanup.h"
 #include "cloche/netdev.h"
+#include "netdev-internal.h"
 
 /* Not exported by the uapi headers; fixed since Linux 3.7 in every namespace. */
 #define LOOPBACK_IFINDEX 1
 #define MTU_CAP 1500
-#define TBF_LATENCY_US 25000
-#define TBF_MAX_FILL_S 256
-#define TBF_HANDLE TC_H_MAKE(1u << 16, 0)         /* 1: */
-#define INGRESS_HANDLE TC_H_MAKE(TC_H_INGRESS, 0) /* ffff: */
-/* u32 handle 800::800: the first node of the root hash table, fixed so that a
- * second call replaces the filter instead of adding another. */
-#define U32_FILTER_HANDLE 0x80000800u
-#define U32_FILTER_PRIO 1
-
-struct NetDev {
-    pthread_mutex_t lock;
-    struct nl_sock *sock; /* the daemon's namespace */
-    bool forwarding_checked;
-};
-
-#define DEFINE_PUT_FUNC(type, func)                                                                \
-    static inline void func##p(type **p)                                                           \
-    {                                                                                              \
-        if (*p)                                                                                    \
-            func(*p);                                                                              \
-        *p = NULL;                                                                                 \
-    }
-DEFINE_PUT_FUNC(struct nl_sock, nl_socket_free)
-DEFINE_PUT_FUNC(struct nl_msg, nlmsg_free)
-DEFINE_PUT_FUNC(struct nl_cb, nl_cb_put)
-DEFINE_PUT_FUNC(struct nl_cache, nl_cache_free)
-DEFINE_PUT_FUNC(struct nl_addr, nl_addr_put)
-DEFINE_PUT_FUNC(struct nl_object, nl_object_put)
-DEFINE_PUT_FUNC(struct rtnl_link, rtnl_link_put)
-DEFINE_PUT_FUNC(struct rtnl_addr, rtnl_addr_put)
-DEFINE_PUT_FUNC(struct rtnl_route, rtnl_route_put)
-DEFINE_PUT_FUNC(struct rtnl_qdisc, rtnl_qdisc_put)
-DEFINE_PUT_FUNC(struct rtnl_cls, rtnl_cls_put)
-DEFINE_PUT_FUNC(struct rtnl_act, rtnl_act_put)
 
 /* libnl folds the kernel's errno into its own codes, and every errno it does not
  * know into NLE_FAILURE. The error callback of our sockets keeps the kernel's own
- * errno for the thread that is talking to the socket; errno_from_nl() takes it
+ * errno for the thread that is talking to the socket; netdev_errno_from_nl() takes it
  * (and clears it) on each call, and falls back to unfolding libnl's codes. */
 static _Thread_local int kernel_errno;
 
@@ -94,7 +61,7 @@ static int record_kernel_error(struct sockaddr_nl *nla, struct nlmsgerr *e, void
     return NL_STOP;
 }
 
-static int errno_from_nl(int nlerr)
+int netdev_errno_from_nl(int nlerr)
 {
     int kernel = kernel_errno;
     kernel_errno = 0;
@@ -153,16 +120,16 @@ static int socket_open(struct nl_sock **ret)
         return -ENOMEM;
     int r = nl_connect(sk, NETLINK_ROUTE);
     if (r < 0)
-        return errno_from_nl(r);
+        return netdev_errno_from_nl(r);
     r = nl_socket_modify_err_cb(sk, NL_CB_CUSTOM, record_kernel_error, NULL);
     if (r < 0)
-        return errno_from_nl(r);
+        return netdev_errno_from_nl(r);
     /* One recvmsg per answer instead of a peek and a read: the kernel sizes dump
      * datagrams to the reader's buffer, which it caps at 32 KiB. */
     nl_socket_disable_msg_peek(sk);
     r = nl_socket_set_msg_buf_size(sk, 32768);
     if (r < 0)
-        return errno_from_nl(r);
+        return netdev_errno_from_nl(r);
     *ret = TAKE_PTR(sk);
     return 0;
 }
@@ -212,18 +179,9 @@ void netdev_free(NetDev *nd)
     free(nd);
 }
 
-static void unlockp(pthread_mutex_t **m)
-{
-    if (*m)
-        pthread_mutex_unlock(*m);
-}
-
-#define LOCKED(nd)                                                                                 \
-    _cleanup_(unlockp) pthread_mutex_t *_locked_ = (pthread_mutex_lock(&(nd)->lock), &(nd)->lock)
-
 /* ---- small netlink helpers ---------------------------------------------- */
 
-static bool valid_ifname(const char *name)
+bool netdev_valid_ifname(const char *name)
 {
     return name && name[0] && strlen(name) < IFNAMSIZ && !strchr(name, '/');
 }
@@ -257,11 +215,11 @@ static int note_ack(struct nl_msg *msg, void *arg)
 /* Send a request and wait for its acknowledgement; the first object the kernel
  * sends back before it (the answer to a GET, the NLM_F_ECHO of a change) goes to
  * ret_object if there is one, else *ret_object stays NULL. */
-static int transact(struct nl_sock *sk, struct nl_msg *msg, struct nl_object **ret_object)
+int netdev_transact(struct nl_sock *sk, struct nl_msg *msg, struct nl_object **ret_object)
 {
     int r = nl_send_auto(sk, msg);
     if (r < 0)
-        return errno_from_nl(r);
+        return netdev_errno_from_nl(r);
     _cleanup_(nl_cb_putp) struct nl_cb *sock_cb = nl_socket_get_cb(sk);
     _cleanup_(nl_cb_putp) struct nl_cb *cb = nl_cb_clone(sock_cb);
     if (!cb)
@@ -276,21 +234,21 @@ static int transact(struct nl_sock *sk, struct nl_msg *msg, struct nl_object **r
         r = nl_recvmsgs(sk, cb);
     _cleanup_(nl_object_putp) struct nl_object *obj = reply.object;
     if (r < 0)
-        return errno_from_nl(r);
+        return netdev_errno_from_nl(r);
     *ret_object = TAKE_PTR(obj);
     return 0;
 }
 
 /* Create a link; its ifindex (and for a veth, the peer's ifindex in its own
  * namespace) from the kernel's echo, 0 where the kernel did not echo. */
-static int link_add(struct nl_sock *sk, struct rtnl_link *link, int *ret_index, int *ret_peer_index)
+int netdev_link_add(struct nl_sock *sk, struct rtnl_link *link, int *ret_index, int *ret_peer_index)
 {
     _cleanup_(nlmsg_freep) struct nl_msg *msg = NULL;
     int r = rtnl_link_build_add_request(link, NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO, &msg);
     if (r < 0)
-        return errno_from_nl(r);
+        return netdev_errno_from_nl(r);
     _cleanup_(nl_object_putp) struct nl_object *obj = NULL;
-    r = transact(sk, msg, &obj);
+    r = netdev_transact(sk, msg, &obj);
     if (r < 0)
         return r;
     struct rtnl_link *echo = (struct rtnl_link *)obj;
@@ -303,11 +261,11 @@ static int link_add(struct nl_sock *sk, struct rtnl_link *link, int *ret_index, 
 }
 
 /* A link by name: its ifindex, and the link itself if ret_link. -ENOENT if missing. */
-static int link_get(struct nl_sock *sk, const char *name, int *ret_index,
+int netdev_link_get(struct nl_sock *sk, const char *name, int *ret_index,
                     struct rtnl_link **ret_link)
 {
     _cleanup_(rtnl_link_putp) struct rtnl_link *link = NULL;
-    int r = errno_from_nl(rtnl_link_get_kernel(sk, 0, name, &link));
+    int r = netdev_errno_from_nl(rtnl_link_get_kernel(sk, 0, name, &link));
     if (r < 0)
         return r == -ENODEV ? -ENOENT : r;
     if (ret_index)
@@ -317,19 +275,19 @@ static int link_get(struct nl_sock *sk, const char *name, int *ret_index,
     return 0;
 }
 
-static int link_delete_by_name(struct nl_sock *sk, const char *name)
+int netdev_link_delete_by_name(struct nl_sock *sk, const char *name)
 {
     _cleanup_(rtnl_link_putp) struct rtnl_link *link = rtnl_link_alloc();
     if (!link)
         return -ENOMEM;
     rtnl_link_set_name(link, name);
-    int r = errno_from_nl(rtnl_link_delete(sk, link));
+    int r = netdev_errno_from_nl(rtnl_link_delete(sk, link));
     return r == -ENOENT || r == -ENODEV ? 0 : r;
 }
 
 /* Change some attributes of a link known by ifindex (RTM_NEWLINK on an existing
  * link, so the IPv4 devconf in IFLA_AF_SPEC goes in the same message). */
-static int link_change(struct nl_sock *sk, int ifindex, bool up, int route_localnet)
+int netdev_link_change(struct nl_sock *sk, int ifindex, bool up, int route_localnet)
 {
     _cleanup_(rtnl_link_putp) struct rtnl_link *orig = rtnl_link_alloc();
     _cleanup_(rtnl_link_putp) struct rtnl_link *change = rtnl_link_alloc();
@@ -342,9 +300,9 @@ static int link_change(struct nl_sock *sk, int ifindex, bool up, int route_local
         int r =
             rtnl_link_inet_set_conf(change, IPV4_DEVCONF_ROUTE_LOCALNET, (uint32_t)route_localnet);
         if (r < 0)
-            return errno_from_nl(r);
+            return netdev_errno_from_nl(r);
     }
-    return errno_from_nl(rtnl_link_change(sk, orig, change, 0));
+    return netdev_errno_from_nl(rtnl_link_change(sk, orig, change, 0));
 }
 
 /* Containers are IPv4-only: the host-side links get no IPv6 at all. With it, each
@@ -389,7 +347,7 @@ static int address_add(struct nl_sock *sk, int ifindex, uint32_t ip, unsigned pr
     rtnl_addr_set_ifindex(addr, ifindex);
     r = rtnl_addr_set_local(addr, local);
     if (r < 0)
-        return errno_from_nl(r);
+        return netdev_errno_from_nl(r);
     if (prefix < 31) {
         uint32_t mask = prefix ? 0xffffffffu << (32 - prefix) : 0;
         r = ipv4_addr_new(ip | ~mask, 32, &broadcast);
@@ -397,9 +355,9 @@ static int address_add(struct nl_sock *sk, int ifindex, uint32_t ip, unsigned pr
             return r;
         r = rtnl_addr_set_broadcast(addr, broadcast);
         if (r < 0)
-            return errno_from_nl(r);
+            return netdev_errno_from_nl(r);
     }
-    return errno_from_nl(rtnl_addr_add(sk, addr, NLM_F_CREATE | NLM_F_EXCL));
+    return netdev_errno_from_nl(rtnl_addr_add(sk, addr, NLM_F_CREATE | NLM_F_EXCL));
 }
 
 static int default_route_add(struct nl_sock *sk, int ifindex, uint32_t gateway)
@@ -425,16 +383,16 @@ static int default_route_add(struct nl_sock *sk, int ifindex, uint32_t gateway)
     rtnl_route_set_protocol(route, RTPROT_STATIC);
     r = rtnl_route_set_dst(route, dst);
     if (r < 0)
-        return errno_from_nl(r);
-    return errno_from_nl(rtnl_route_add(sk, route, NLM_F_CREATE | NLM_F_EXCL));
+        return netdev_errno_from_nl(r);
+    return netdev_errno_from_nl(rtnl_route_add(sk, route, NLM_F_CREATE | NLM_F_EXCL));
 }
 
 /* ---- container setup ---------------------------------------------------- */
 
 static int validate_spec(const NetDevContainer *s)
 {
-    if (!s || !valid_ifname(s->bridge) || !valid_ifname(s->host_if) ||
-        !valid_ifname(s->container_if) || s->netns_fd < 0)
+    if (!s || !netdev_valid_ifname(s->bridge) || !netdev_valid_ifname(s->host_if) ||
+        !netdev_valid_ifname(s->container_if) || s->netns_fd < 0)
         return -EINVAL;
     if (strcmp(s->bridge, s->host_if) == 0)
         return -EINVAL;
@@ -498,7 +456,7 @@ static int bridge_ensure(struct nl_sock *sk, const NetDevContainer *s, int *ret_
                          bool *ret_created)
 {
     _cleanup_(rtnl_link_putp) struct rtnl_link *existing = NULL;
-    int r = link_get(sk, s->bridge, ret_index, &existing);
+    int r = netdev_link_get(sk, s->bridge, ret_index, &existing);
     if (r == 0) {
         if (!rtnl_link_get_type(existing) || strcmp(rtnl_link_get_type(existing), "bridge") != 0)
             return -EEXIST;
@@ -509,7 +467,7 @@ static int bridge_ensure(struct nl_sock *sk, const NetDevContainer *s, int *ret_
             localnet = 0;
         if ((rtnl_link_get_flags(existing) & IFF_UP) && localnet == 1)
             return 0;
-        return link_change(sk, *ret_index, true, 1);
+        return netdev_link_change(sk, *ret_index, true, 1);
     }
     if (r != -ENOENT)
         return r;
@@ -525,19 +483,19 @@ static int bridge_ensure(struct nl_sock *sk, const NetDevContainer *s, int *ret_
     rtnl_link_set_addr(link, mac);
     rtnl_link_set_mtu(link, s->mtu);
     int index;
-    r = link_add(sk, link, &index, NULL);
+    r = netdev_link_add(sk, link, &index, NULL);
     if (r < 0)
         return r;
     if (index <= 0)
-        r = link_get(sk, s->bridge, &index, NULL);
+        r = netdev_link_get(sk, s->bridge, &index, NULL);
     if (r >= 0)
         r = ipv6_disable(s->bridge);
     if (r >= 0)
         r = address_add(sk, index, s->gateway, s->prefix);
     if (r >= 0)
-        r = link_change(sk, index, true, 1);
+        r = netdev_link_change(sk, index, true, 1);
     if (r < 0) {
-        (void)link_delete_by_name(sk, s->bridge);
+        (void)netdev_link_delete_by_name(sk, s->bridge);
         return r;
     }
     *ret_index = index;
@@ -563,17 +521,17 @@ static int veth_create(struct nl_sock *sk, const NetDevContainer *s, int bridge_
     rtnl_link_set_ns_fd(peer, s->netns_fd);
     rtnl_link_put(peer);
     int index = 0;
-    int r = link_add(sk, link, &index, ret_peer_index);
+    int r = netdev_link_add(sk, link, &index, ret_peer_index);
     if (r < 0)
         return r;
     if (index <= 0)
-        r = link_get(sk, s->host_if, &index, NULL);
+        r = netdev_link_get(sk, s->host_if, &index, NULL);
     if (r >= 0)
         r = ipv6_disable(s->host_if);
     if (r >= 0)
-        r = link_change(sk, index, true, -1);
+        r = netdev_link_change(sk, index, true, -1);
     if (r < 0)
-        (void)link_delete_by_name(sk, s->host_if);
+        (void)netdev_link_delete_by_name(sk, s->host_if);
     return r;
 }
 
@@ -584,15 +542,15 @@ static int container_configure(const NetDevContainer *s, int index)
     int r = socket_open_in_netns(s->netns_fd, &sk);
     if (r < 0)
         return r;
-    r = link_change(sk, LOOPBACK_IFINDEX, true, -1);
+    r = netdev_link_change(sk, LOOPBACK_IFINDEX, true, -1);
     if (r < 0)
         return r;
     if (index <= 0) {
-        r = link_get(sk, s->container_if, &index, NULL);
+        r = netdev_link_get(sk, s->container_if, &index, NULL);
         if (r < 0)
             return r;
     }
-    r = link_change(sk, index, true, -1);
+    r = netdev_link_change(sk, index, true, -1);
     if (r < 0)
         return r;
     r = address_add(sk, index, s->ip, s->prefix);
@@ -616,10 +574,10 @@ static int setup_locked(NetDev *nd, const NetDevContainer *s)
     if (r >= 0) {
         r = container_configure(s, peer_index);
         if (r < 0)
-            (void)link_delete_by_name(nd->sock, s->host_if); /* the peer goes with it */
+            (void)netdev_link_delete_by_name(nd->sock, s->host_if); /* the peer goes with it */
     }
     if (r < 0 && bridge_created)
-        (void)link_delete_by_name(nd->sock, s->bridge);
+        (void)netdev_link_delete_by_name(nd->sock, s->bridge);
     return r;
 }
 
@@ -638,10 +596,10 @@ int netdev_setup_container(NetDev *nd, const NetDevContainer *spec)
 
 int netdev_delete(NetDev *nd, const char *name)
 {
-    if (!nd || !valid_ifname(name))
+    if (!nd || !netdev_valid_ifname(name))
         return -EINVAL;
     LOCKED(nd);
-    return link_delete_by_name(nd->sock, name);
+    return netdev_link_delete_by_name(nd->sock, name);
 }
 
 int netdev_list(NetDev *nd, const char *prefix, char ***ret_names)
@@ -653,7 +611,7 @@ int netdev_list(NetDev *nd, const char *prefix, char ***ret_names)
         LOCKED(nd);
         int r = rtnl_link_alloc_cache(nd->sock, AF_UNSPEC, &cache);
         if (r < 0)
-            return errno_from_nl(r);
+            return netdev_errno_from_nl(r);
     }
     size_t len = strlen(prefix), n = 0;
     _cleanup_strv_free_ char **names = calloc((size_t)nl_cache_nitems(cache) + 1, sizeof(char *));
@@ -672,14 +630,49 @@ int netdev_list(NetDev *nd, const char *prefix, char ***ret_names)
     return 0;
 }
 
+int netdev_stats_all(NetDev *nd, const char *prefix, NetDevNamedStats **ret, size_t *ret_n)
+{
+    if (!nd || !prefix || !ret || !ret_n)
+        return -EINVAL;
+    _cleanup_(nl_cache_freep) struct nl_cache *cache = NULL;
+    {
+        LOCKED(nd);
+        int r = rtnl_link_alloc_cache(nd->sock, AF_UNSPEC, &cache);
+        if (r < 0)
+            return netdev_errno_from_nl(r);
+    }
+    size_t len = strlen(prefix), n = 0;
+    _cleanup_free_ NetDevNamedStats *all =
+        calloc((size_t)nl_cache_nitems(cache) + 1, sizeof(NetDevNamedStats));
+    if (!all)
+        return -ENOMEM;
+    for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+        struct rtnl_link *link = (struct rtnl_link *)o;
+        const char *name = rtnl_link_get_name(link);
+        if (!name || strncmp(name, prefix, len) != 0 || strlen(name) >= IFNAMSIZ)
+            continue;
+        snprintf(all[n].name, sizeof(all[n].name), "%s", name);
+        all[n].stats = (NetDevStats){
+            .rx_bytes = rtnl_link_get_stat(link, RTNL_LINK_RX_BYTES),
+            .tx_bytes = rtnl_link_get_stat(link, RTNL_LINK_TX_BYTES),
+            .rx_packets = rtnl_link_get_stat(link, RTNL_LINK_RX_PACKETS),
+            .tx_packets = rtnl_link_get_stat(link, RTNL_LINK_TX_PACKETS),
+        };
+        n++;
+    }
+    *ret = TAKE_PTR(all);
+    *ret_n = n;
+    return 0;
+}
+
 int netdev_stats(NetDev *nd, const char *name, NetDevStats *ret)
 {
-    if (!nd || !valid_ifname(name) || !ret)
+    if (!nd || !netdev_valid_ifname(name) || !ret)
         return -EINVAL;
     _cleanup_(rtnl_link_putp) struct rtnl_link *link = NULL;
     {
         LOCKED(nd);
-        int r = link_get(nd->sock, name, NULL, &link);
+        int r = netdev_link_get(nd->sock, name, NULL, &link);
         if (r < 0)
             return r;
     }
@@ -698,7 +691,7 @@ static int default_route_ifindex(struct nl_sock *sk, int *ret)
     _cleanup_(nl_cache_freep) struct nl_cache *cache = NULL;
     int r = rtnl_route_alloc_cache(sk, AF_INET, 0, &cache);
     if (r < 0)
-        return errno_from_nl(r);
+        return netdev_errno_from_nl(r);
     int index = 0;
     uint32_t best = 0;
     for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
@@ -738,7 +731,7 @@ int netdev_default_mtu(NetDev *nd, uint32_t *ret)
     _cleanup_(rtnl_link_putp) struct rtnl_link *link = NULL;
     r = rtnl_link_get_kernel(nd->sock, index, NULL, &link);
     if (r < 0)
-        return errno_from_nl(r);
+        return netdev_errno_from_nl(r);
     uint32_t mtu = rtnl_link_get_mtu(link);
     *ret = mtu == 0 || mtu > MTU_CAP ? MTU_CAP : mtu;
     return 0;
@@ -756,7 +749,7 @@ int netdev_default_address(NetDev *nd, uint32_t *ret)
     _cleanup_(nl_cache_freep) struct nl_cache *cache = NULL;
     r = rtnl_addr_alloc_cache(nd->sock, &cache);
     if (r < 0)
-        return errno_from_nl(r);
+        return netdev_errno_from_nl(r);
     for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
         struct rtnl_addr *addr = (struct rtnl_addr *)o;
         struct nl_addr *local = rtnl_addr_get_local(addr);
@@ -769,226 +762,4 @@ int netdev_default_address(NetDev *nd, uint32_t *ret)
         return 0;
     }
     return -ENOENT;
-}
-
-/* ---- bandwidth ---------------------------------------------------------- */
-
-/* The qdisc attached at parent (TC_H_ROOT, TC_H_INGRESS) of a link, by one
- * RTM_GETQDISC rather than a dump of every qdisc of the namespace. -ENOENT when
- * there is none, or only a default one: the kernel answers those (noqueue, handle
- * 0) with a bare acknowledgement. */
-static int qdisc_get(struct nl_sock *sk, int ifindex, uint32_t parent, struct rtnl_qdisc **ret)
-{
-    struct tcmsg tcm = {.tcm_family = AF_UNSPEC, .tcm_ifindex = ifindex, .tcm_parent = parent};
-    /* Without NLM_F_ECHO the kernel sends the answer to the RTNLGRP_TC group only. */
-    _cleanup_(nlmsg_freep) struct nl_msg *msg = nlmsg_alloc_simple(RTM_GETQDISC, NLM_F_ECHO);
-    if (!msg)
-        return -ENOMEM;
-    int r = nlmsg_append(msg, &tcm, sizeof(tcm), NLMSG_ALIGNTO);
-    if (r < 0)
-        return errno_from_nl(r);
-    _cleanup_(nl_object_putp) struct nl_object *obj = NULL;
-    r = transact(sk, msg, &obj);
-    if (r < 0)
-        return r;
-    if (!obj || rtnl_tc_get_handle(TC_CAST(obj)) == 0)
-        return -ENOENT;
-    *ret = (struct rtnl_qdisc *)TAKE_PTR(obj);
-    return 0;
-}
-
-/* Deleting a qdisc that is not there (or the default, handle 0) is fine. */
-static int qdisc_delete(struct nl_sock *sk, int ifindex, uint32_t parent)
-{
-    _cleanup_(rtnl_qdisc_putp) struct rtnl_qdisc *q = rtnl_qdisc_alloc();
-    if (!q)
-        return -ENOMEM;
-    rtnl_tc_set_ifindex(TC_CAST(q), ifindex);
-    rtnl_tc_set_parent(TC_CAST(q), parent);
-    int r = errno_from_nl(rtnl_qdisc_delete(sk, q));
-    return r == -ENOENT || r == -ENODEV ? 0 : r;
-}
-
-/* TBF at the root of a link. A root of another kind must go first: the kernel
- * only changes a qdisc in place when the kind matches. */
-static int tbf_set(struct nl_sock *sk, int ifindex, uint32_t mtu, int rate, int burst)
-{
-    _cleanup_(rtnl_qdisc_putp) struct rtnl_qdisc *old = NULL;
-    int r = qdisc_get(sk, ifindex, TC_H_ROOT, &old);
-    if (r == 0 && strcmp(rtnl_tc_get_kind(TC_CAST(old)) ?: "", "tbf") != 0)
-        r = qdisc_delete(sk, ifindex, TC_H_ROOT);
-    else if (r == -ENOENT)
-        r = 0;
-    if (r < 0)
-        return r;
-
-    _cleanup_(rtnl_qdisc_putp) struct rtnl_qdisc *q = rtnl_qdisc_alloc();
-    if (!q)
-        return -ENOMEM;
-    rtnl_tc_set_ifindex(TC_CAST(q), ifindex);
-    rtnl_tc_set_parent(TC_CAST(q), TC_H_ROOT);
-    rtnl_tc_set_handle(TC_CAST(q), TBF_HANDLE);
-    rtnl_tc_set_mtu(TC_CAST(q), mtu);
-    r = rtnl_tc_set_kind(TC_CAST(q), "tbf");
-    if (r < 0)
-        return errno_from_nl(r);
-    rtnl_qdisc_tbf_set_rate(q, rate, burst, 0);
-    r = rtnl_qdisc_tbf_set_limit_by_latency(q, TBF_LATENCY_US);
-    if (r < 0)
-        return errno_from_nl(r);
-    return errno_from_nl(rtnl_qdisc_add(sk, q, NLM_F_CREATE | NLM_F_REPLACE));
-}
-
-static int ifb_ensure(struct nl_sock *sk, const char *name, uint32_t mtu, int *ret_index)
-{
-    _cleanup_(rtnl_link_putp) struct rtnl_link *existing = NULL;
-    int r = link_get(sk, name, ret_index, &existing);
-    if (r == 0) {
-        if (!rtnl_link_get_type(existing) || strcmp(rtnl_link_get_type(existing), "ifb") != 0)
-            return -EEXIST;
-        return (rtnl_link_get_flags(existing) & IFF_UP) ? 0 : link_change(sk, *ret_index, true, -1);
-    }
-    if (r != -ENOENT)
-        return r;
-    _cleanup_(rtnl_link_putp) struct rtnl_link *link = rtnl_link_alloc();
-    if (!link)
-        return -ENOMEM;
-    r = rtnl_link_set_type(link, "ifb");
-    if (r < 0)
-        return errno_from_nl(r);
-    rtnl_link_set_name(link, name);
-    rtnl_link_set_mtu(link, mtu);
-    rtnl_link_set_flags(link, IFF_UP);
-    r = link_add(sk, link, ret_index, NULL);
-    if (r < 0 || *ret_index > 0)
-        return r;
-    return link_get(sk, name, ret_index, NULL);
-}
-
-/* host_if's ingress, every packet redirected to the IFB's egress. The filter has a
- * fixed handle, so a second call replaces it (with the IFB's current ifindex). */
-static int ingress_redirect(struct nl_sock *sk, int ifindex, int ifb_index)
-{
-    _cleanup_(rtnl_qdisc_putp) struct rtnl_qdisc *q = rtnl_qdisc_alloc();
-    if (!q)
-        return -ENOMEM;
-    rtnl_tc_set_ifindex(TC_CAST(q), ifindex);
-    rtnl_tc_set_parent(TC_CAST(q), TC_H_INGRESS);
-    rtnl_tc_set_handle(TC_CAST(q), INGRESS_HANDLE);
-    int r = rtnl_tc_set_kind(TC_CAST(q), "ingress");
-    if (r < 0)
-        return errno_from_nl(r);
-    r = errno_from_nl(rtnl_qdisc_add(sk, q, NLM_F_CREATE));
-    if (r < 0)
-        return r;
-
-    _cleanup_(rtnl_cls_putp) struct rtnl_cls *cls = rtnl_cls_alloc();
-    _cleanup_(rtnl_act_putp) struct rtnl_act *act = rtnl_act_alloc();
-    if (!cls || !act)
-        return -ENOMEM;
-    rtnl_tc_set_ifindex(TC_CAST(cls), ifindex);
-    rtnl_tc_set_parent(TC_CAST(cls), INGRESS_HANDLE);
-    rtnl_tc_set_handle(TC_CAST(cls), U32_FILTER_HANDLE);
-    r = rtnl_tc_set_kind(TC_CAST(cls), "u32");
-    if (r < 0)
-        return errno_from_nl(r);
-    rtnl_cls_set_prio(cls, U32_FILTER_PRIO);
-    rtnl_cls_set_protocol(cls, ETH_P_ALL);
-    r = rtnl_u32_add_key_uint32(cls, 0, 0, 0, 0); /* matches everything */
-    if (r >= 0)
-        r = rtnl_u32_set_cls_terminal(cls);
-    if (r < 0)
-        return errno_from_nl(r);
-
-    r = rtnl_tc_set_kind(TC_CAST(act), "mirred");
-    if (r < 0)
-        return errno_from_nl(r);
-    rtnl_mirred_set_action(act, TCA_EGRESS_REDIR);
-    rtnl_mirred_set_policy(act, TC_ACT_STOLEN);
-    rtnl_mirred_set_ifindex(act, (uint32_t)ifb_index);
-    r = rtnl_u32_add_action(cls, act); /* takes its own reference */
-    if (r < 0)
-        return errno_from_nl(r);
-    return errno_from_nl(rtnl_cls_add(sk, cls, NLM_F_CREATE | NLM_F_REPLACE));
-}
-
-static int bandwidth_remove(struct nl_sock *sk, const char *host_if, const char *ifb_name)
-{
-    int index, r = link_get(sk, host_if, &index, NULL);
-    if (r == 0) {
-        r = qdisc_delete(sk, index, TC_H_ROOT);
-        int k = qdisc_delete(sk, index, TC_H_INGRESS);
-        if (r == 0)
-            r = k;
-    } else if (r == -ENOENT) {
-        r = 0;
-    }
-    int k = link_delete_by_name(sk, ifb_name);
-    return r < 0 ? r : k;
-}
-
-static int bandwidth_set(struct nl_sock *sk, const char *host_if, const char *ifb_name, int rate,
-                         int burst)
-{
-    _cleanup_(rtnl_link_putp) struct rtnl_link *host = NULL;
-    int host_index;
-    int r = link_get(sk, host_if, &host_index, &host);
-    if (r < 0)
-        return r;
-    /* The bucket must hold the largest frame, header included: a bucket of just
-     * the MTU drops every full-sized packet. */
-    uint32_t mtu = rtnl_link_get_mtu(host);
-    if ((uint32_t)burst < mtu + ETH_HLEN)
-        burst = (int)(mtu + ETH_HLEN);
-    /* The kernel keeps the bucket as its fill time in 64 ns ticks, in 32 bits. */
-    if ((uint64_t)burst > (uint64_t)rate * TBF_MAX_FILL_S)
-        return -ERANGE;
-    int ifb_index;
-    r = ifb_ensure(sk, ifb_name, mtu, &ifb_index);
-    if (r < 0)
-        return r;
-    r = tbf_set(sk, ifb_index, mtu, rate, burst);
-    if (r >= 0)
-        r = ingress_redirect(sk, host_index, ifb_index);
-    if (r >= 0)
-        r = tbf_set(sk, host_index, mtu, rate, burst);
-    if (r < 0) /* no half-applied limits */
-        (void)bandwidth_remove(sk, host_if, ifb_name);
-    return r;
-}
-
-int netdev_set_bandwidth(NetDev *nd, const char *host_if, const char *ifb_name, uint64_t rate_bytes,
-                         uint64_t burst_bytes)
-{
-    if (!nd || !valid_ifname(host_if) || !valid_ifname(ifb_name) || strcmp(host_if, ifb_name) == 0)
-        return -EINVAL;
-    if (rate_bytes > INT_MAX || burst_bytes > INT_MAX)
-        return -ERANGE;
-    LOCKED(nd);
-    if (rate_bytes == 0)
-        return bandwidth_remove(nd->sock, host_if, ifb_name);
-    return bandwidth_set(nd->sock, host_if, ifb_name, (int)rate_bytes, (int)burst_bytes);
-}
-
-int netdev_get_bandwidth(NetDev *nd, const char *host_if, uint64_t *ret_rate, uint64_t *ret_burst)
-{
-    if (!nd || !valid_ifname(host_if) || !ret_rate || !ret_burst)
-        return -EINVAL;
-    LOCKED(nd);
-    int index;
-    int r = link_get(nd->sock, host_if, &index, NULL);
-    if (r < 0)
-        return r;
-    _cleanup_(rtnl_qdisc_putp) struct rtnl_qdisc *q = NULL;
-    r = qdisc_get(nd->sock, index, TC_H_ROOT, &q);
-    if (r == -ENOENT || (r == 0 && strcmp(rtnl_tc_get_kind(TC_CAST(q)) ?: "", "tbf") != 0)) {
-        *ret_rate = *ret_burst = 0;
-        return 0;
-    }
-    if (r < 0)
-        return r;
-    int rate = rtnl_qdisc_tbf_get_rate(q), burst = rtnl_qdisc_tbf_get_rate_bucket(q);
-    *ret_rate = rate > 0 ? (uint64_t)rate : 0;
-    *ret_burst = burst > 0 ? (uint64_t)burst : 0;
-    return 0;
 }
