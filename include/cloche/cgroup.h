@@ -298,6 +298,8 @@ typedef struct CgroupPidStat {
  * memory.swap.current). *ret is untouched on error. */
 int cgroup_read_memory_stat(const Cgroup *cgroup, CgroupMemoryStat *ret);
 int cgroup_read_cpu_stat(const Cgroup *cgroup, CgroupCpuStat *ret);
+/* The same without the throttling counters (left 0): one read fewer on v1. */
+int cgroup_read_cpu_usage(const Cgroup *cgroup, CgroupCpuStat *ret);
 int cgroup_read_pid_stat(const Cgroup *cgroup, CgroupPidStat *ret);
 /* Bytes charged to the group now: v1 memory.usage_in_bytes, v2 memory.current. */
 int cgroup_read_memory_usage(const Cgroup *cgroup, uint64_t *ret);

@@ -83,7 +83,7 @@ int container_metrics(Garden *g, Container *c, bool may_cache, ContainerMetrics 
     int r = cgroup_read_memory_stat(cg, &ret->memory);
     if (r < 0)
         return r;
-    r = cgroup_read_cpu_stat(cg, &ret->cpu);
+    r = cgroup_read_cpu_usage(cg, &ret->cpu);
     if (r < 0)
         return r;
     r = cgroup_read_pid_stat(cg, &ret->pids);

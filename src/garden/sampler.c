@@ -61,7 +61,7 @@ static void sample_one(Garden *g, Container *c, int64_t now_s, int64_t now_mono_
     }
     CgroupCpuStat cpu = {0};
     uint64_t mem = 0;
-    (void)cgroup_read_cpu_stat(c->cgroup, &cpu);
+    (void)cgroup_read_cpu_usage(c->cgroup, &cpu);
     (void)cgroup_read_memory_usage(c->cgroup, &mem);
     NetDevStats net = {0};
     if (c->rec.net.id && g->netdev) {

@@ -292,7 +292,19 @@ int cgroup_cpu_stat_parse_v2(const char *cpu_stat_text, CgroupCpuStat *ret)
     return 0;
 }
 
+static int read_cpu(const Cgroup *cg, bool throttling, CgroupCpuStat *ret);
+
 int cgroup_read_cpu_stat(const Cgroup *cg, CgroupCpuStat *ret)
+{
+    return read_cpu(cg, true, ret);
+}
+
+int cgroup_read_cpu_usage(const Cgroup *cg, CgroupCpuStat *ret)
+{
+    return read_cpu(cg, false, ret);
+}
+
+static int read_cpu(const Cgroup *cg, bool throttling, CgroupCpuStat *ret)
 {
     if (!cg || !ret)
         return -EINVAL;
@@ -317,7 +329,7 @@ int cgroup_read_cpu_stat(const Cgroup *cg, CgroupCpuStat *ret)
     if (r < 0)
         return r;
     /* cpu.stat is missing without CFS bandwidth control. */
-    r = cgroup_group_read(cg, cpu, "cpu.stat", stat, sizeof(stat), NULL);
+    r = throttling ? cgroup_group_read(cg, cpu, "cpu.stat", stat, sizeof(stat), NULL) : -ENOENT;
     if (r < 0 && r != -ENOENT)
         return r;
     return cgroup_cpu_stat_parse_v1(usage, acct_stat, r < 0 ? NULL : stat, sysconf(_SC_CLK_TCK),
