@@ -163,6 +163,8 @@ void garden_kill_shims(Garden *g, Container *c);
 char **garden_cgroup_dirs(Garden *g, const char *handle);
 
 /* registry.c */
+/* min(--max-containers, subnets of the pool): O(1), for every create. */
+uint64_t garden_max_containers(const Garden *g);
 int garden_insert_new(Garden *g, Container *c, ApiError *reterr);
 Container *container_new(ContainerRecord *rec);
 void garden_unregister(Garden *g, Container *c);

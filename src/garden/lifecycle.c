@@ -479,8 +479,7 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         if ((r = generate_handle(&spec->handle)) < 0)
             return api_internal_error(reterr, r, "Failed to generate a handle");
     }
-    Capacity cap;
-    if (garden_capacity(g, &cap) == 0 && garden_count(g) >= cap.max_containers)
+    if (garden_count(g) >= garden_max_containers(g))
         return api_errorf(reterr, -ENOSPC, 500, GARDEN_ERR_GENERIC, "max containers reached");
 
     ContainerRecord rec = {.state = CONTAINER_STATE_CREATING};

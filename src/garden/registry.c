@@ -257,6 +257,16 @@ size_t garden_count(Garden *g)
     return n;
 }
 
+uint64_t garden_max_containers(const Garden *g)
+{
+    uint64_t max = g->cfg.network_capacity;
+    if (g->netpool && netpool_capacity(g->netpool) < max)
+        max = netpool_capacity(g->netpool);
+    if (g->cfg.max_containers > 0 && g->cfg.max_containers < max)
+        max = g->cfg.max_containers;
+    return max;
+}
+
 int garden_capacity(Garden *g, Capacity *ret)
 {
     struct sysinfo si;
@@ -265,11 +275,7 @@ int garden_capacity(Garden *g, Capacity *ret)
     struct statvfs sv;
     if (statvfs(g->depot_path, &sv) < 0)
         return -errno;
-    uint64_t max = g->cfg.network_capacity;
-    if (g->netpool && netpool_capacity(g->netpool) < max)
-        max = netpool_capacity(g->netpool);
-    if (g->cfg.max_containers > 0 && g->cfg.max_containers < max)
-        max = g->cfg.max_containers;
+    uint64_t max = garden_max_containers(g);
     *ret = (Capacity){
         .memory_in_bytes = (uint64_t)si.totalram * si.mem_unit,
         .disk_in_bytes = (uint64_t)sv.f_blocks * sv.f_frsize,

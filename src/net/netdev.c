@@ -503,9 +503,32 @@ static int bridge_ensure(struct nl_sock *sk, const NetDevContainer *s, int *ret_
     return 0;
 }
 
-/* The host end up from the start, the peer born in the container's namespace.
- * The peer cannot be created up: it opens before its partner is registered, and
- * veth_open() refuses that with ENOTCONN. */
+/* Hairpin mode on the bridge port: a container that connects to its own mapped
+ * port (gateway:host-port, DNAT back to itself) gets the answer through the port
+ * the request came in on, which the bridge otherwise never does (it matters when
+ * bridge netfilter sees such frames). */
+static int bridge_port_hairpin(struct nl_sock *sk, int ifindex)
+{
+    _cleanup_(nlmsg_freep) struct nl_msg *msg = nlmsg_alloc_simple(RTM_SETLINK, NLM_F_ACK);
+    if (!msg)
+        return -ENOMEM;
+    struct ifinfomsg ifi = {.ifi_family = AF_BRIDGE, .ifi_index = ifindex};
+    if (nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0)
+        return -ENOMEM;
+    struct nlattr *info = nla_nest_start(msg, IFLA_PROTINFO | NLA_F_NESTED);
+    if (!info || nla_put_u8(msg, IFLA_BRPORT_MODE, 1) < 0)
+        return -ENOMEM;
+    nla_nest_end(msg, info);
+    struct nl_object *none = NULL;
+    int r = netdev_transact(sk, msg, &none);
+    if (none)
+        nl_object_put(none);
+    return r;
+}
+
+/* The pair with the peer born in the container's namespace. The host end comes
+ * up once IPv6 is off and hairpin is on. The peer cannot be created up: it opens
+ * before its partner is registered, and veth_open() refuses that with ENOTCONN. */
 static int veth_create(struct nl_sock *sk, const NetDevContainer *s, int bridge_index,
                        int *ret_peer_index)
 {
@@ -528,6 +551,8 @@ static int veth_create(struct nl_sock *sk, const NetDevContainer *s, int bridge_
         r = netdev_link_get(sk, s->host_if, &index, NULL);
     if (r >= 0)
         r = ipv6_disable(s->host_if);
+    if (r >= 0)
+        r = bridge_port_hairpin(sk, index);
     if (r >= 0)
         r = netdev_link_change(sk, index, true, -1);
     if (r < 0)

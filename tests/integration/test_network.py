@@ -558,3 +558,14 @@ def test_restart_rebuilds_a_missing_firewall_and_prunes_stale_state(daemon, payl
     assert wait_serving("tcp", "127.0.0.1", hp) == f"{a}:ping"
     assert gone_ip not in nft_table(d)
     client.destroy(a)
+
+
+def test_a_container_reaches_its_own_mapped_port(containers, payload):
+    client = containers.daemon.client()
+    h = containers.create()
+    info = client.info(h)
+    run_bg(client, h, ["serve", "tcp", "8080"])
+    wait_serving("tcp", info["ContainerIP"], 8080)
+    hp, _ = client.net_in(h, 0, 8080)
+    rc, out = in_container(client, h, ["connect", "tcp", info["HostIP"], str(hp)])
+    assert rc == 0 and out.startswith(f"{h}:ping"), out
