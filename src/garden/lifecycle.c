@@ -464,6 +464,7 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
 
 int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *reterr)
 {
+    int64_t started = grace_now();
     if (!g->cgroups)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
                           "This daemon was started without container support");
@@ -557,7 +558,10 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         garden_unregister(g, c);
         return r;
     }
+    int64_t t_watch = grace_now();
     garden_oom_watch(g, c);
+    log_debug("Container '%s': created in %.2f ms (OOM watch %.2f ms)", handle,
+              (double)(grace_now() - started) / 1e6, (double)(grace_now() - t_watch) / 1e6);
     *ret_handle = strdup(handle);
     garden_arm_grace(g, c);
     return *ret_handle ? 0 : api_internal_error(reterr, -ENOMEM, "Out of memory");
