@@ -250,13 +250,14 @@ def measure_upload(client, h: str, host_ip: str, nbytes: int) -> float:
     return result["rate"]
 
 
-def measure_download(client, h: str, ip: str, nbytes: int) -> float:
-    """Bytes per second the host side sends into the container."""
+def measure_download(client, h: str, host_port: int, nbytes: int) -> float:
+    """Bytes per second sent from the host's loopback into the container, through
+    a NetIn mapping of host_port to the container's port 9500."""
     p = client.run(h, {"path": PAYLOAD, "args": ["sink", "9500"]})
     deadline = time.monotonic() + 5
     while True:
         try:
-            s = socket.create_connection((ip, 9500), timeout=2)
+            s = socket.create_connection(("127.0.0.1", host_port), timeout=2)
             break
         except OSError:
             if time.monotonic() > deadline:
@@ -288,7 +289,8 @@ def test_bandwidth_limit_both_directions_and_live_change(daemon, payload):
         assert client.current_bandwidth_limits(h) == {"rate": rate, "burst": 64 * 1024}
         up = measure_upload(client, h, info["HostIP"], 6 * MIB)
         assert rate * 0.8 <= up <= rate * 1.2, up
-        down = measure_download(client, h, info["ContainerIP"], 6 * MIB)
+        hp, _ = client.net_in(h, 0, 9500)
+        down = measure_download(client, h, hp, 6 * MIB)
         assert rate * 0.8 <= down <= rate * 1.25, down
         client.set_limits(h, "bandwidth", {"rate": 4 * MIB, "burst": 64 * 1024})
         up = measure_upload(client, h, info["HostIP"], 12 * MIB)
@@ -386,6 +388,8 @@ def test_metrics_history_grows_at_the_interval_and_survives_a_restart(daemon, pa
         assert len(samples) >= 2, hist
         times = [s["time"] for s in samples]
         assert times == sorted(set(times))
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert all(1 <= g <= 2 for g in gaps), gaps  # one sample per interval
         assert all(s["memory_limit"] == 128 * MIB for s in samples)
         assert max(s["cpu_percent"] for s in samples) > 20, samples
         assert all(s["memory_used"] > 0 for s in samples)
