@@ -9,7 +9,8 @@
 # this is a chosen subset; every kind the v2 backend must show is in it: create,
 # run, each limit (memory with the OOM event, cpu cap, pids, disk), live limit
 # changes, metrics, stop, destroy, restart (limits and the OOM watch kept), and the
-# leak checks (no cgroup left under the parent).
+# leak checks (no cgroup left under the parent); and a few networking tests, so
+# the links and the nftables table are checked on this kernel as well.
 set -euo pipefail
 
 build=$1
@@ -68,6 +69,11 @@ tests=(
     "tests/integration/test_limits.py::test_disk_byte_limit_enospc_and_growth"
     "tests/integration/test_limits.py::test_metrics_reflect_what_the_container_did"
     "tests/integration/test_limits.py::test_bulk_metrics"
+    # networking on this kernel too (veth, bridge, nftables, restart)
+    "tests/integration/test_network.py::test_two_containers_are_isolated_until_netout_allows"
+    "tests/integration/test_network.py::test_netin_tcp_from_host_address_and_loopback"
+    "tests/integration/test_network.py::test_destroy_leaves_nothing_of_the_container"
+    "tests/integration/test_network.py::test_restart_keeps_mappings_and_reservations"
     # v2 only: delegation (systemd's Delegate=yes) and a group lacking a controller
     "tests/integration/test_cgroup_v2.py"
 )
