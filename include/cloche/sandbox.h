@@ -37,6 +37,11 @@ typedef struct SandboxSpec {
     int cgroup_fd; /* v2/unified group for CLONE_INTO_CGROUP, or -1 */
     SandboxAttachFn attach;
     void *attach_userdata;
+    /* Optional: called once the child has been let go, while it mounts its root
+     * file system and execs init in parallel (the container's network is set up
+     * here). A failure kills the child; the callback reports its own error. */
+    SandboxAttachFn prepare;
+    void *prepare_userdata;
     int init_fd; /* executable fd of cloche-init (a sealed memfd) */
 } SandboxSpec;
 

@@ -123,7 +123,7 @@ void garden_net_free(Garden *g);
 /* Address, id and host ports for a new container (rec.net, properties). */
 int garden_net_allocate(Garden *g, Container *c, ApiError *reterr);
 /* Links and firewall state, once the container's init (and netns) exists. */
-int garden_net_attach(Garden *g, Container *c, ApiError *reterr);
+int garden_net_attach(Garden *g, Container *c, pid_t init_pid, ApiError *reterr);
 /* Undo both (idempotent). */
 void garden_net_release(Garden *g, Container *c);
 int garden_net_restore(Garden *g, Container *c);

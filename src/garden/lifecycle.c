@@ -366,6 +366,24 @@ static int attach_init(pid_t pid, void *userdata)
     return cgroup_attach(a->cgroup, pid, a->cloned_into ? CGROUP_ATTACH_SKIP_V2 : 0);
 }
 
+/* The network, set up while the container's init mounts its root (the two take
+ * about as long; doing them one after the other made create ~2 ms slower). */
+typedef struct NetCtx {
+    Garden *g;
+    Container *c;
+    ApiError *reterr;
+    int64_t took_ns;
+} NetCtx;
+
+static int prepare_network(pid_t pid, void *userdata)
+{
+    NetCtx *n = userdata;
+    int64_t t = grace_now();
+    int r = garden_net_attach(n->g, n->c, pid, n->reterr);
+    n->took_ns = grace_now() - t;
+    return r;
+}
+
 /* Everything kernel-side for a registered, persisted CREATING container. */
 static int create_kernel(Garden *g, Container *c, ApiError *reterr)
 {
@@ -422,6 +440,7 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
 
     _cleanup_close_ int cgfd = cgroup_open_v2_fd(c->cgroup);
     AttachCtx actx = {.cgroup = c->cgroup, .cloned_into = cgfd >= 0};
+    NetCtx nctx = {.g = g, .c = c, .reterr = reterr};
     SandboxSpec sb = {
         .handle = rec->handle,
         .rootfs = rec->rootfs,
@@ -433,14 +452,17 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
         .cgroup_fd = cgfd >= 0 ? cgfd : -1,
         .attach = attach_init,
         .attach_userdata = &actx,
+        .prepare = g->net_ready ? prepare_network : NULL,
+        .prepare_userdata = &nctx,
         .init_fd = g->init_fd,
     };
     SandboxInit init;
     int64_t t2 = grace_now();
     r = sandbox_create(&sb, &init, reterr);
-    log_debug("Container '%s': /etc files %.2f ms, cgroups %.2f ms, namespaces and mounts %.2f ms",
+    log_debug("Container '%s': /etc files %.2f ms, cgroups %.2f ms, namespaces and mounts %.2f ms "
+              "(network %.2f ms of it, in parallel)",
               rec->handle, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
-              (double)(grace_now() - t2) / 1e6);
+              (double)(grace_now() - t2) / 1e6, (double)nctx.took_ns / 1e6);
     if (r < 0)
         return r;
     c->init_pidfd = init.pidfd;
@@ -448,11 +470,6 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     rec->init_pid = init.pid;
     rec->init_start_time = init.start_time;
     if (g->net_ready) {
-        int64_t t3 = grace_now();
-        r = garden_net_attach(g, c, reterr);
-        log_debug("Container '%s': network %.2f ms", rec->handle, (double)(grace_now() - t3) / 1e6);
-        if (r < 0)
-            return r;
         if (spec->limits.bandwidth.rate) {
             r = garden_net_set_bandwidth(g, c, &spec->limits.bandwidth, reterr);
             if (r < 0)

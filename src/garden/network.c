@@ -421,14 +421,14 @@ static int firewall_error(Garden *g, int r, const char *what, ApiError *reterr)
     return api_internal_error(reterr, r, "%s: %s", what, detail && *detail ? detail : strerror(-r));
 }
 
-int garden_net_attach(Garden *g, Container *c, ApiError *reterr)
+int garden_net_attach(Garden *g, Container *c, pid_t init_pid, ApiError *reterr)
 {
     ContainerRecord *rec = &c->rec;
     char host_if[NAME_BUF], container_if[NAME_BUF], bridge[NAME_BUF];
     net_names(g, &rec->net, host_if, container_if, bridge);
 
     char nspath[64];
-    snprintf(nspath, sizeof(nspath), "/proc/%d/ns/net", rec->init_pid);
+    snprintf(nspath, sizeof(nspath), "/proc/%d/ns/net", init_pid);
     _cleanup_close_ int nsfd = open(nspath, O_RDONLY | O_CLOEXEC);
     if (nsfd < 0)
         return api_internal_error(reterr, -errno,

@@ -586,6 +586,9 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
         step = "Failed to start the container";
     if (lower >= 0)
         close(lower);
+    int prepared = 0;
+    if (!step && spec->prepare)
+        prepared = spec->prepare(pid, spec->prepare_userdata);
 
     if (!step) {
         /* EOF = the child exec'd init (its end is close-on-exec); a report = failure. */
@@ -607,6 +610,8 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
             }
         }
     }
+    if (!step && r >= 0 && prepared < 0)
+        r = prepared; /* the callback filled in its own error */
     if (step || r < 0) {
         if (step)
             api_internal_error(reterr, r, "%s", step);
