@@ -2,6 +2,8 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdbool.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* Write data to dirfd/name atomically: write dirfd/.name.tmp, fsync it, rename it
@@ -35,3 +37,7 @@ int rm_rf_at(int dirfd, const char *name);
 
 /* mkdir -p path (absolute or relative to cwd) with mode for created components. */
 int mkdir_p(const char *path, mode_t mode);
+
+/* A directory a tree walk must not enter: on another device than dev, or the
+ * root of a mount of the same device (a bind mount, which st_dev cannot tell). */
+bool is_foreign_mount(const struct statx *stx, dev_t dev);

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "api-internal.h"
+#include "cloche/spawn.h"
 #include "cloche/log.h"
 #include "cloche/spec.h"
 #include "stream.h"
@@ -102,17 +103,8 @@ static int helper_start(const ContainerFilesTarget *t, const ProcUser *u, const 
         posix_spawn_file_actions_adddup2(&fa, data[1], 1);
     }
     posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    int r = posix_spawn(&h->pid, t->tar_path, &fa, &attr, argv, envp);
+    int r = spawn_clean(&h->pid, t->tar_path, &fa, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
     close(err[1]);
     if (in) {
         close(data[0]);
@@ -124,9 +116,9 @@ static int helper_start(const ContainerFilesTarget *t, const ProcUser *u, const 
         h->in = -1;
     }
     h->err = err[0];
-    if (r != 0) {
+    if (r < 0) {
         helper_close(h);
-        return -r;
+        return r;
     }
     if ((h->in >= 0 && set_nonblock(h->in) < 0) || (h->out >= 0 && set_nonblock(h->out) < 0) ||
         set_nonblock(h->err) < 0) {

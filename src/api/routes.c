@@ -371,7 +371,6 @@ static int route_stop(ApiRequest *req)
     return api_reply_empty(req);
 }
 
-/* The limits applied at create, one kind (memory: true; cpu: false). */
 /* Routes that need only a known container before they can say "not yet". */
 static int route_container_pending(ApiRequest *req)
 {

@@ -29,7 +29,7 @@ static void net_names(const Garden *g, const ContainerNet *net, char host_if[NAM
                       char container_if[NAME_BUF], char bridge[NAME_BUF])
 {
     if (host_if)
-        snprintf(host_if, NAME_BUF, "%s%s-0", g->if_prefix, net->id);
+        garden_net_host_if(g, net, host_if, NAME_BUF);
     if (container_if)
         snprintf(container_if, NAME_BUF, "%s%s-1", g->if_prefix, net->id);
     if (bridge)

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cloche/spawn.h"
 #include "cloche/cleanup.h"
 #include "cloche/fileio.h"
 #include "cloche/proc.h"
@@ -257,22 +258,12 @@ int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError 
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, wr, 3);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none;
-    sigemptyset(&none);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    sigset_t all;
-    sigfillset(&all);
-    posix_spawnattr_setsigdefault(&attr, &all);
     char *argv[] = {(char *)"cloche-shim", (char *)dir, NULL};
     pid_t pid;
-    int r = posix_spawn(&pid, shim_path, &fa, &attr, argv, environ);
+    int r = spawn_clean(&pid, shim_path, &fa, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (r != 0)
-        return api_internal_error(reterr, -r, "Failed to run cloche-shim");
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to run cloche-shim");
     close(TAKE_FD(wr));
 
     char line[512];

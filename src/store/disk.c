@@ -37,6 +37,7 @@
 #include <linux/magic.h>
 #include <linux/major.h>
 
+#include "cloche/spawn.h"
 #include "cloche/cleanup.h"
 #include "cloche/disk.h"
 #include "cloche/fileio.h"
@@ -225,20 +226,11 @@ static int run_tool(char *const argv[])
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, wr, 1);
     posix_spawn_file_actions_adddup2(&fa, wr, 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid;
-    r = posix_spawn(&pid, path, &fa, &attr, argv, env);
+    r = spawn_clean(&pid, path, &fa, argv, env);
     posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (r != 0)
-        return -r;
+    if (r < 0)
+        return r;
     closep(&wr);
 
     /* Drain to EOF before waiting, so a chatty tool cannot block on a full pipe. */
@@ -738,14 +730,6 @@ static int usage_count(UsageWalk *w, const struct statx *stx)
     return 0;
 }
 
-static bool foreign_mount(const struct statx *stx, dev_t dev)
-{
-    if (makedev(stx->stx_dev_major, stx->stx_dev_minor) != dev)
-        return true;
-    return (stx->stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
-           (stx->stx_attributes & STATX_ATTR_MOUNT_ROOT);
-}
-
 struct linux_dirent64 {
     uint64_t d_ino;
     int64_t d_off;
@@ -782,7 +766,7 @@ static int usage_walk_dir(UsageWalk *w, int fd, unsigned depth)
                     continue; /* gone meanwhile */
                 return -errno;
             }
-            if (S_ISDIR(stx.stx_mode) && foreign_mount(&stx, w->dev))
+            if (S_ISDIR(stx.stx_mode) && is_foreign_mount(&stx, w->dev))
                 continue;
             int r = usage_count(w, &stx);
             if (r < 0)
@@ -800,7 +784,7 @@ static int usage_walk_dir(UsageWalk *w, int fd, unsigned depth)
             struct statx opened;
             if (statx(sub, "", AT_EMPTY_PATH, STATX_TYPE, &opened) < 0)
                 return -errno;
-            if (foreign_mount(&opened, w->dev))
+            if (is_foreign_mount(&opened, w->dev))
                 continue;
             r = usage_walk_dir(w, sub, depth + 1);
             if (r < 0)

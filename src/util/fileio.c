@@ -220,7 +220,7 @@ int read_fd_all(int fd, size_t max, char **ret, size_t *ret_len)
 
 /* A directory we must not descend into: on another device, or the root of a
  * mount of the same device (a bind mount), where st_dev alone cannot tell. */
-static bool is_foreign_mount(const struct statx *stx, dev_t dev)
+bool is_foreign_mount(const struct statx *stx, dev_t dev)
 {
     if (makedev(stx->stx_dev_major, stx->stx_dev_minor) != dev)
         return true;
