@@ -44,9 +44,9 @@ build() {
     ninja -C "$dir"
 }
 
-check build-werror build build-test/werror -Dwerror=true
+check build-werror build build-test/werror -Dwerror=true -Dtest_hooks=true
 check clang-format bash -c 'clang-format --dry-run --Werror $(git ls-files "*.c" "*.h")'
-check build-asan build build-test/asan -Dwerror=true -Db_sanitize=address,undefined \
+check build-asan build build-test/asan -Dwerror=true -Dtest_hooks=true -Db_sanitize=address,undefined \
     -Db_lundef=false
 
 echo "=== unit tests"

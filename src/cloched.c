@@ -15,6 +15,7 @@
 #include "cloche/fileio.h"
 #include "cloche/garden.h"
 #include "cloche/log.h"
+#include "cloche/testhook.h"
 #include "cloche/netpool.h"
 
 #define DEFAULT_SOCKET "/run/cloche/cloche.sock"
@@ -368,7 +369,7 @@ static int parse_options(int argc, char **argv, Options *o)
             usage(stdout);
             return 1;
         case OPT_VERSION:
-            printf("cloched %s\n", CLOCHE_VERSION);
+            printf("cloched %s%s\n", CLOCHE_VERSION, testhook_enabled() ? " (test hooks)" : "");
             return 1;
         default:
             usage(stderr);
@@ -447,6 +448,7 @@ int main(int argc, char **argv)
     if (r != 0)
         return r > 0 ? EXIT_SUCCESS : 2;
     log_setup(o.log_level, o.log_format);
+    testhook_init();
 
     _cleanup_free_ char *token = NULL;
     if (o.auth_token_file && read_token(o.auth_token_file, &token) < 0)

@@ -10,20 +10,24 @@ int container_files_target(Garden *g, Container *c, const char *user, ContainerF
     if (!g->cfg.tar_path)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
                           "This daemon cannot stream files");
+    /* A stopped container keeps its init, so its files can still be streamed.
+     * The stream itself runs after this returns: cloche-tar joins the container's
+     * cgroups, so a destroy meanwhile ends it with the container. */
+    int r = state_op_begin(c, PHASES_RUNNING, reterr);
+    if (r < 0)
+        return r;
     pthread_mutex_lock(&c->lock);
-    ContainerState state = c->rec.state;
     pid_t init_pid = c->rec.init_pid;
     uint64_t init_start = c->rec.init_start_time;
     pthread_mutex_unlock(&c->lock);
-    /* A stopped container keeps its init, so its files can still be streamed. */
-    if ((state != CONTAINER_STATE_ACTIVE && state != CONTAINER_STATE_STOPPED) || init_pid <= 0)
-        return api_errorf(reterr, -EBUSY, 500, GARDEN_ERR_GENERIC, "Container '%s' is not running",
-                          c->rec.handle);
     ProcUser u;
-    int r = proc_resolve_user(init_pid, user ? user : "", &u, reterr);
+    r = init_pid > 0 ? proc_resolve_user(init_pid, user ? user : "", &u, reterr)
+                     : api_errorf(reterr, -ESRCH, 409, GARDEN_ERR_GENERIC,
+                                  "Container '%s' is not running", c->rec.handle);
+    char **cgroups = r >= 0 ? garden_cgroup_dirs(g, c->rec.handle) : NULL;
+    state_op_end(c);
     if (r < 0)
         return r;
-    char **cgroups = garden_cgroup_dirs(g, c->rec.handle);
     if (!cgroups)
         return api_internal_error(reterr, -ENOMEM, "Failed to prepare the file stream");
     *ret = (ContainerFilesTarget){.tar_path = g->cfg.tar_path,

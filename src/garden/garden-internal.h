@@ -17,18 +17,44 @@
 #include "cloche/history.h"
 #include "cloche/sandbox.h"
 
+/* A container's phase in memory (state.c); the depot keeps ContainerState. */
+typedef enum ContainerPhase {
+    PHASE_CREATING,
+    PHASE_ACTIVE,
+    PHASE_STOPPING,
+    PHASE_STOPPED,
+    PHASE_DESTROYING,
+    PHASE_GONE, /* torn down and out of the registry; only references remain */
+} ContainerPhase;
+#define PHASE_MASK(p) (1u << (p))
+/* Where processes can be started and limits, ports and files changed. */
+#define PHASES_RUNNING (PHASE_MASK(PHASE_ACTIVE) | PHASE_MASK(PHASE_STOPPED))
+
+typedef enum ContainerTransition {
+    TRANSITION_NONE,
+    TRANSITION_CREATE, /* also the undo of a failed or cancelled create */
+    TRANSITION_STOP,
+    TRANSITION_DESTROY,
+} ContainerTransition;
+
 struct Container {
     atomic_uint refcount;
     pthread_mutex_t lock;
-    ContainerRecord rec;        /* under lock */
-    GraceTimer grace;           /* under lock */
-    int64_t grace_scheduled_ns; /* earliest deadline queued in the service, under lock */
+    pthread_cond_t changed;         /* phase, transition or ops changed; under lock */
+    ContainerPhase phase;           /* under lock */
+    ContainerTransition transition; /* the one running, owned by one thread; under lock */
+    ContainerPhase stop_from;       /* phase before a stop, restored if it fails */
+    bool cancel;                    /* a destroy waits: the running create or stop gives up */
+    unsigned ops;                   /* operations in flight (state_op_begin), under lock */
+    unsigned teardown_failures;     /* failed destroys so far: the retry back-off */
+    ContainerRecord rec;            /* under lock */
+    GraceTimer grace;               /* under lock */
+    int64_t grace_scheduled_ns;     /* earliest deadline queued in the service, under lock */
 
     /* Kernel objects (set once the container exists; torn down by destroy). */
     Cgroup *cgroup;
     int init_pidfd;     /* -1 when unknown */
     bool init_is_child; /* cloned by this daemon: must be reaped */
-    bool busy;          /* a stop or destroy holds the kernel side */
     bool net_attached;  /* links and firewall state exist (or were restored) */
     int oom_fd;         /* the OOM watch (oom.c), -1 when not watched */
     size_t oom_slot;
@@ -106,6 +132,33 @@ struct ImageSize {
     uint64_t bytes, inodes;
 };
 
+/* state.c: every transition and operation claims what it needs here. */
+const char *state_phase_name(ContainerPhase p);
+void state_init(Container *c, ContainerState persisted);
+void state_set_phase_locked(Container *c, ContainerPhase p);
+/* An operation that changes the container (Run, NetIn, limits, properties...):
+ * waits while a create or stop runs, then succeeds if the phase is in `allowed`
+ * (PHASE_MASK bits); 404 when destroyed, 409 otherwise. Pair with state_op_end. */
+int state_op_begin(Container *c, unsigned allowed, ApiError *reterr);
+void state_op_end(Container *c);
+int state_begin_stop(Container *c, ApiError *reterr);
+void state_end_stop(Container *c, bool stopped);
+/* Has a destroy asked the running create or stop to give up? */
+bool state_cancelled(Container *c);
+/* Claim the destroy: waits for (and cancels) a running create or stop and for the
+ * operations in flight. *ret_gone when another thread finished it meanwhile. */
+int state_begin_destroy(Container *c, bool *ret_gone, ApiError *reterr);
+/* A failed or cancelled create turns into its own undo (still TRANSITION_CREATE). */
+void state_begin_undo(Container *c);
+/* gone: torn down; otherwise left destroying, for a retry. */
+void state_end_destroy(Container *c, bool gone);
+/* Under c->lock: claim the destroy if nothing else runs (grace expiry, retries);
+ * then wait for the operations in flight with state_wait_ops(). */
+bool state_try_claim_destroy_locked(Container *c);
+void state_wait_ops(Container *c);
+/* A create succeeded (its record says active already). */
+void state_end_create(Container *c);
+
 /* lifecycle.c */
 int garden_kernel_setup(Garden *g);
 void garden_kernel_free(Garden *g);
@@ -170,3 +223,7 @@ Container *container_new(ContainerRecord *rec);
 void garden_unregister(Garden *g, Container *c);
 int garden_persist(Garden *g, Container *c);
 void garden_arm_grace(Garden *g, Container *c);
+/* Tear down a container claimed for destroying (or undoing its create): every
+ * step, then the depot entry and the registry entry. On failure the container is
+ * left destroying and retried later; *ret_what names the step that failed. */
+int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what);

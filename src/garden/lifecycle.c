@@ -20,6 +20,7 @@
 #include "cloche/fileio.h"
 #include "cloche/log.h"
 #include "cloche/spec.h"
+#include "cloche/testhook.h"
 #include "garden-internal.h"
 
 #define DESTROY_TIMEOUT_MS 10000
@@ -120,46 +121,73 @@ static bool process_matches(pid_t pid, uint64_t start_time)
     return sandbox_process_alive(pid, start_time);
 }
 
+/* Is the container's init gone (reaped when it was our child)? Waits up to the
+ * destroy timeout after killing it. */
+static bool init_gone(Container *c)
+{
+    if (c->init_pidfd < 0)
+        return true;
+    syscall(SYS_pidfd_send_signal, c->init_pidfd, SIGKILL, NULL, 0);
+    if (c->init_is_child) {
+        siginfo_t si;
+        int r;
+        while ((r = waitid((idtype_t)3 /* P_PIDFD */, (id_t)c->init_pidfd, &si, WEXITED)) < 0 &&
+               errno == EINTR)
+            ;
+        /* ECHILD: reaped already by an earlier attempt. */
+        return r == 0 || errno == ECHILD;
+    }
+    struct pollfd pfd = {.fd = c->init_pidfd, .events = POLLIN};
+    return poll(&pfd, 1, DESTROY_TIMEOUT_MS) == 1;
+}
+
 int garden_kernel_teardown(Garden *g, Container *c)
 {
-    /* Shims live outside the container's cgroup: end them by pid. */
+    /* Every step runs whatever failed before it; the first error is reported.
+     * Each step is idempotent, so a retry finishes what is left. The kernel
+     * handles (c->cgroup, the init's pidfd) stay until the last reference goes:
+     * a reader that took the container before the destroy may still use them. */
+    int first = 0;
     garden_oom_unwatch(g, c);
     int64_t t0 = grace_now();
+    /* Shims live outside the container's cgroup: end them by pid. */
     garden_kill_shims(g, c);
     int64_t t1 = grace_now();
     if (c->cgroup) {
-        int r = cgroup_destroy(c->cgroup, DESTROY_TIMEOUT_MS);
-        if (r < 0)
-            return r;
+        int r = testhook_fault("cgroup.destroy") ? -EBUSY
+                                                 : cgroup_destroy(c->cgroup, DESTROY_TIMEOUT_MS);
+        if (r < 0) {
+            log_debug("Container '%s': removing its cgroups failed: %s", c->rec.handle,
+                      strerror(-r));
+            first = r;
+        }
         log_debug("Container '%s': shims %.2f ms, cgroups %.2f ms", c->rec.handle,
                   (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
-    } else if (c->init_pidfd >= 0) {
-        syscall(SYS_pidfd_send_signal, c->init_pidfd, SIGKILL, NULL, 0);
     }
-    if (c->init_pidfd >= 0) {
-        if (c->init_is_child) {
-            siginfo_t si;
-            while (waitid((idtype_t)3 /* P_PIDFD */, (id_t)c->init_pidfd, &si, WEXITED) < 0 &&
-                   errno == EINTR)
-                ;
-        } else {
-            struct pollfd pfd = {.fd = c->init_pidfd, .events = POLLIN};
-            (void)poll(&pfd, 1, DESTROY_TIMEOUT_MS);
-        }
+    /* What follows may be reused by other containers: only once the init, and with
+     * it the container's network namespace and veth pair, is gone. */
+    if (!init_gone(c)) {
+        return first < 0 ? first : -EBUSY;
     }
-    /* The init is gone, and with it the container's network namespace and the
-     * veth pair: what remains is the firewall state, the addresses and ports. */
+    testhook_crash("destroy.killed");
     garden_net_release(g, c);
+    testhook_crash("destroy.network");
     _cleanup_free_ char *dir = NULL;
     if (depot_container_path(g->depot, c->rec.handle, &dir) == 0) {
         int r = disk_detach(dir);
-        if (r < 0)
-            log_warn_errno(r, "Failed to release the disk of '%s': %m", c->rec.handle);
+        if (r < 0) {
+            log_debug("Container '%s': releasing its disk failed: %s", c->rec.handle, strerror(-r));
+            if (first == 0)
+                first = r;
+        }
     }
-    if (!c->rec.spec.privileged && c->rec.uid_base && g->ids)
-        idpool_release(g->ids, c->rec.uid_base);
-    container_free_kernel(c);
-    return 0;
+    pthread_mutex_lock(&c->lock);
+    uint32_t uid_base = c->rec.spec.privileged ? 0 : c->rec.uid_base;
+    c->rec.uid_base = 0;
+    pthread_mutex_unlock(&c->lock);
+    if (uid_base && g->ids)
+        idpool_release(g->ids, uid_base);
+    return first;
 }
 
 void garden_kernel_cleanup_record(Garden *g, const ContainerRecord *rec)
@@ -209,6 +237,12 @@ int garden_kernel_restore(Garden *g, Container *c)
             log_warn("Container '%s' has id range %u, which %s", rec->handle, rec->uid_base,
                      r == -EEXIST ? "another container also claims" : "is outside the pool");
     }
+    /* A daemon killed between applying a limit change and recording it left the
+     * kernel ahead of the record: the record is what was acknowledged. */
+    ApiError ignore;
+    if (garden_apply_cgroup_limits(c, &rec->spec.limits, &ignore) < 0)
+        log_warn("Container '%s': its recorded limits could not be applied again: %s", rec->handle,
+                 ignore.message);
     if (g->net_ready)
         garden_net_restore(g, c);
     return 0;
@@ -384,6 +418,19 @@ static int prepare_network(pid_t pid, void *userdata)
     return r;
 }
 
+/* Between the steps of create: crash here if the tests ask, and give up if a
+ * destroy is waiting for this create. */
+static int create_step(Container *c, const char *point, ApiError *reterr)
+{
+    testhook_crash(point);
+    if (testhook_fault(point))
+        return api_internal_error(reterr, -EIO, "Test fault at '%s'", point);
+    if (state_cancelled(c))
+        return api_errorf(reterr, -ECANCELED, 409, GARDEN_ERR_GENERIC,
+                          "Container '%s' was destroyed while it was being created", c->rec.handle);
+    return 0;
+}
+
 /* Everything kernel-side for a registered, persisted CREATING container. */
 static int create_kernel(Garden *g, Container *c, ApiError *reterr)
 {
@@ -395,17 +442,25 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
         return api_internal_error(reterr, r, "Failed to find the container's directory");
 
     if (!spec->privileged) {
-        r = idpool_acquire(g->ids, &rec->uid_base);
+        uint32_t base;
+        r = idpool_acquire(g->ids, &base);
         if (r < 0)
             return api_errorf(reterr, r, 503, GARDEN_ERR_GENERIC,
                               "No free user id range left for a new container");
+        pthread_mutex_lock(&c->lock);
+        rec->uid_base = base;
+        pthread_mutex_unlock(&c->lock);
     }
+    if ((r = create_step(c, "create.ids", reterr)) < 0)
+        return r;
     int64_t t0 = grace_now();
     if (g->net_ready) {
         r = garden_net_allocate(g, c, reterr);
         if (r < 0)
             return r;
     }
+    if ((r = create_step(c, "create.address", reterr)) < 0)
+        return r;
     r = write_etc_files(g, dir, rec);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to write the container's /etc files");
@@ -420,10 +475,18 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
         if (r < 0)
             return api_errorf(reterr, r, r == -EINVAL ? 400 : 500, GARDEN_ERR_GENERIC,
                               "Failed to set up the container's disk limit: %s", strerror(-r));
+        if ((r = create_step(c, "create.disk", reterr)) < 0)
+            return r;
     }
-    r = cgroup_create(g->cgroups, rec->handle, &c->cgroup);
+    Cgroup *cg = NULL;
+    r = cgroup_create(g->cgroups, rec->handle, &cg);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to create the container's cgroups");
+    pthread_mutex_lock(&c->lock);
+    c->cgroup = cg;
+    pthread_mutex_unlock(&c->lock);
+    if ((r = create_step(c, "create.cgroup", reterr)) < 0)
+        return r;
     r = garden_apply_cgroup_limits(c, &spec->limits, reterr);
     if (r < 0)
         return r;
@@ -465,10 +528,14 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
               (double)(grace_now() - t2) / 1e6, (double)nctx.took_ns / 1e6);
     if (r < 0)
         return r;
+    pthread_mutex_lock(&c->lock);
     c->init_pidfd = init.pidfd;
     c->init_is_child = true;
     rec->init_pid = init.pid;
     rec->init_start_time = init.start_time;
+    pthread_mutex_unlock(&c->lock);
+    if ((r = create_step(c, "create.sandbox", reterr)) < 0)
+        return r;
     if (g->net_ready) {
         if (spec->limits.bandwidth.rate) {
             r = garden_net_set_bandwidth(g, c, &spec->limits.bandwidth, reterr);
@@ -476,7 +543,7 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
                 return r;
         }
     }
-    return 0;
+    return create_step(c, "create.limits", reterr);
 }
 
 int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *reterr)
@@ -497,9 +564,6 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         if ((r = generate_handle(&spec->handle)) < 0)
             return api_internal_error(reterr, r, "Failed to generate a handle");
     }
-    if (garden_count(g) >= garden_max_containers(g))
-        return api_errorf(reterr, -ENOSPC, 500, GARDEN_ERR_GENERIC, "max containers reached");
-
     ContainerRecord rec = {.state = CONTAINER_STATE_CREATING};
     r = resolve_image(g, spec, &rec.rootfs, reterr);
     if (r < 0)
@@ -529,17 +593,26 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         container_record_done(&rec);
         return api_internal_error(reterr, -ENOMEM, "Failed to prepare the container");
     }
+    /* The create owns the container's transition from here: a destroy that
+     * comes now waits for it (and asks it to give up at its next step). */
+    c->transition = TRANSITION_CREATE;
     r = garden_insert_new(g, c, reterr);
     if (r < 0) {
         container_unref(c);
         return r;
     }
+    /* The registry holds the container; this request holds its own reference,
+     * so the container outlives a destroy that takes the registry's. */
+    atomic_fetch_add(&c->refcount, 1);
     const char *handle = c->rec.handle;
     r = depot_container_create(g->depot, handle);
     if (r < 0) {
         garden_unregister(g, c);
+        state_end_destroy(c, true);
+        container_unref(c);
         return api_internal_error(reterr, r, "Failed to create the container's directory");
     }
+    testhook_crash("create.directory");
     /* Volatile: if this is lost in a crash, start-up still finds the directory
      * (or nothing) and cleans up; only the final record must be durable. */
     pthread_mutex_lock(&c->lock);
@@ -547,7 +620,7 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     pthread_mutex_unlock(&c->lock);
     if (r < 0)
         api_internal_error(reterr, r, "Failed to persist the container");
-    else
+    else if ((r = create_step(c, "create.record", reterr)) >= 0)
         r = create_kernel(g, c, reterr);
 
     if (r >= 0) {
@@ -560,27 +633,34 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         r = depot_write_record(g->depot, &c->rec);
         log_debug("Container '%s': state written in %.2f ms", handle,
                   (double)(grace_now() - t) / 1e6);
-        pthread_mutex_unlock(&c->lock);
-        if (r < 0)
+        if (r < 0) {
+            c->rec.state = CONTAINER_STATE_CREATING;
             api_internal_error(reterr, r, "Failed to persist the container");
+        }
+        pthread_mutex_unlock(&c->lock);
     }
+    if (r >= 0)
+        testhook_crash("create.active");
     if (r < 0) {
         log_info("Creating container '%s' failed: %s", handle, reterr ? reterr->message : "");
-        int k = garden_kernel_teardown(g, c);
+        /* The create undoes itself; a destroy waiting for it then finds it gone. */
+        state_begin_undo(c);
+        const char *what = NULL;
+        int k = garden_teardown_claimed(g, c, &what);
         if (k < 0)
-            log_warn_errno(k, "Failed to tear down the half-created container '%s': %m", handle);
-        k = depot_container_remove(g->depot, handle);
-        if (k < 0)
-            log_warn_errno(k, "Failed to remove '%s' from the depot: %m", handle);
-        garden_unregister(g, c);
+            log_warn_errno(k,
+                           "Failed to %s the half-created container '%s': %m; retrying in the "
+                           "background",
+                           what, handle);
+        container_unref(c);
         return r;
     }
-    int64_t t_watch = grace_now();
     garden_oom_watch(g, c);
-    log_debug("Container '%s': created in %.2f ms (OOM watch %.2f ms)", handle,
-              (double)(grace_now() - started) / 1e6, (double)(grace_now() - t_watch) / 1e6);
-    *ret_handle = strdup(handle);
     garden_arm_grace(g, c);
+    state_end_create(c);
+    log_debug("Container '%s': created in %.2f ms", handle, (double)(grace_now() - started) / 1e6);
+    *ret_handle = strdup(handle);
+    container_unref(c);
     return *ret_handle ? 0 : api_internal_error(reterr, -ENOMEM, "Out of memory");
 }
 
@@ -604,11 +684,17 @@ static size_t signal_all_but_init(Container *c, int sig)
 
 int garden_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
 {
-    if (!c->cgroup)
-        return api_errorf(reterr, -ESRCH, 500, GARDEN_ERR_GENERIC,
+    int r = state_begin_stop(c, reterr);
+    if (r < 0)
+        return r;
+    if (!c->cgroup) {
+        state_end_stop(c, false);
+        return api_errorf(reterr, -ESRCH, 409, GARDEN_ERR_GENERIC,
                           "Container '%s' has no processes to stop", c->rec.handle);
+    }
+    /* A destroy waiting for this stop cuts the grace period short. */
     if (!kill_now && signal_all_but_init(c, SIGTERM) > 0) {
-        for (int waited = 0; waited < STOP_GRACE_MS; waited += 50) {
+        for (int waited = 0; waited < STOP_GRACE_MS && !state_cancelled(c); waited += 50) {
             usleep(50000);
             if (signal_all_but_init(c, 0) == 0)
                 break;
@@ -624,10 +710,11 @@ int garden_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
     pthread_mutex_lock(&c->lock);
     ContainerState old = c->rec.state;
     c->rec.state = CONTAINER_STATE_STOPPED;
-    int r = garden_persist(g, c);
+    r = garden_persist(g, c);
     if (r < 0)
         c->rec.state = old;
     pthread_mutex_unlock(&c->lock);
+    state_end_stop(c, r >= 0);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to persist the stopped state");
     return 0;

@@ -8,6 +8,7 @@
 
 #include "cloche/disk.h"
 #include "cloche/log.h"
+#include "cloche/testhook.h"
 #include "garden-internal.h"
 
 #define MEMORY_MIN (1u << 20)          /* below this not even the init fits */
@@ -120,17 +121,50 @@ int garden_disk_limit(Garden *g, const ContainerRecord *rec, const DiskLimits *d
     return 0;
 }
 
+/* Put back what a change set in the kernel, when it cannot be recorded. */
+static void limits_revert(Garden *g, Container *c, LimitKind kind, const Limits *old)
+{
+    int r = 0;
+    switch (kind) {
+    case LIMIT_KIND_MEMORY:
+        r = cgroup_set_memory_limit(c->cgroup, old->memory.limit_in_bytes);
+        break;
+    case LIMIT_KIND_CPU:
+        r = cgroup_set_cpu(c->cgroup, cpu_shares(&old->cpu),
+                           old->cpu.millicpus ? old->cpu.millicpus * 100 : 0,
+                           old->cpu.millicpus ? 100000 : 0);
+        break;
+    case LIMIT_KIND_PIDS:
+        r = cgroup_set_pids_max(c->cgroup, old->pid.max);
+        break;
+    case LIMIT_KIND_BANDWIDTH:
+        r = garden_net_set_bandwidth(g, c, &old->bandwidth, NULL);
+        break;
+    default:
+        /* A disk image that grew stays grown (ext4 does not shrink online); the
+         * record's smaller limit is applied again only by a later change. */
+        break;
+    }
+    if (r < 0)
+        log_warn_errno(r, "Container '%s': failed to restore its previous limits: %m",
+                       c->rec.handle);
+}
+
 int container_set_limits(Garden *g, Container *c, LimitKind kind, const Limits *in,
                          ApiError *reterr)
 {
     int r = garden_validate_limits(in, kind, reterr);
     if (r < 0)
         return r;
+    r = state_op_begin(c, PHASES_RUNNING, reterr);
+    if (r < 0)
+        return r;
     pthread_mutex_lock(&c->lock);
     ContainerRecord *rec = &c->rec;
     Limits now = rec->spec.limits;
+    const Limits old = rec->spec.limits;
     if (!c->cgroup) {
-        r = api_errorf(reterr, -ESRCH, 500, GARDEN_ERR_GENERIC, "Container '%s' is not running",
+        r = api_errorf(reterr, -ESRCH, 409, GARDEN_ERR_GENERIC, "Container '%s' is not running",
                        rec->handle);
         goto out;
     }
@@ -202,12 +236,17 @@ int container_set_limits(Garden *g, Container *c, LimitKind kind, const Limits *
                        "Failed to change the limits of '%s': %s", rec->handle, strerror(-r));
         goto out;
     }
+    testhook_crash("limits.applied");
     rec->spec.limits = now;
-    r = garden_persist(g, c);
-    if (r < 0)
+    r = testhook_fault("limits.record") ? -EIO : garden_persist(g, c);
+    if (r < 0) {
+        rec->spec.limits = old;
+        limits_revert(g, c, kind, &old);
         api_internal_error(reterr, r, "Failed to persist the limits");
+    }
 out:
     pthread_mutex_unlock(&c->lock);
+    state_op_end(c);
     return r;
 }
 

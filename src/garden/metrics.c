@@ -75,9 +75,12 @@ int container_metrics(Garden *g, Container *c, bool may_cache, ContainerMetrics 
         garden_net_host_if(g, &c->rec.net, host_if, sizeof(host_if));
     _cleanup_free_ char *rootfs = c->rec.rootfs ? strdup(c->rec.rootfs) : NULL;
     bool plain = !c->rec.spec.limits.disk.byte_hard && !c->rec.spec.limits.disk.byte_soft;
-    bool busy = c->busy;
+    bool gone =
+        c->phase == PHASE_CREATING || c->phase == PHASE_DESTROYING || c->phase == PHASE_GONE;
     pthread_mutex_unlock(&c->lock);
-    if (!cg || busy)
+    /* cg stays valid while we hold our reference, even if a destroy removes the
+     * groups now: the reads then fail. */
+    if (!cg || gone)
         return -ESRCH;
 
     int r = cgroup_read_memory_stat(cg, &ret->memory);

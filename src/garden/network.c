@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cloche/log.h"
+#include "cloche/testhook.h"
 #include "garden-internal.h"
 
 #define NETIN_PER_CONTAINER_MAX 1024
@@ -489,40 +490,48 @@ int garden_net_set_bandwidth(Garden *g, Container *c, const BandwidthLimits *b, 
 
 void garden_net_release(Garden *g, Container *c)
 {
-    ContainerRecord *rec = &c->rec;
-    if (!g->net_ready || !rec->net.id)
+    if (!g->net_ready)
         return;
+    /* Taken out of the record under the lock: readers (Info, metrics) see either
+     * the whole network or none. */
+    pthread_mutex_lock(&c->lock);
+    ContainerNet net = c->rec.net;
+    c->rec.net = (ContainerNet){0};
+    c->net_attached = false;
+    bool shaped = c->rec.spec.limits.bandwidth.rate != 0;
+    pthread_mutex_unlock(&c->lock);
+    if (!net.id)
+        return;
+    ContainerRecord view = {.handle = c->rec.handle, .net = net};
     char bridge[NAME_BUF];
     FirewallContainer fc;
-    firewall_container(g, rec, bridge, &fc);
+    firewall_container(g, &view, bridge, &fc);
     NetLease lease = {
-        .subnet = {.network = rec->net.subnet, .prefix = rec->net.prefix},
-        .gateway = rec->net.gateway,
-        .ip = rec->net.ip,
+        .subnet = {.network = net.subnet, .prefix = net.prefix},
+        .gateway = net.gateway,
+        .ip = net.ip,
     };
     bool last = netpool_release(g->netpool, &lease);
-    _cleanup_free_ FirewallNetIn *in = firewall_netin(&rec->net);
+    _cleanup_free_ FirewallNetIn *in = firewall_netin(&net);
     if (in) {
-        int r = firewall_remove_container(g->firewall, &fc, in, rec->net.n_netin, last);
+        int r = firewall_remove_container(g->firewall, &fc, in, net.n_netin, last);
         if (r < 0)
-            log_warn_errno(r, "Failed to remove the firewall state of '%s': %m: %s", rec->handle,
+            log_warn_errno(r, "Failed to remove the firewall state of '%s': %m: %s", c->rec.handle,
                            firewall_last_error(g->firewall));
     }
-    release_ports(g, rec->net.netin, rec->net.n_netin);
-    if (rec->spec.limits.bandwidth.rate) {
+    release_ports(g, net.netin, net.n_netin);
+    if (shaped) {
         /* The IFB lives in the host's namespace: it does not die with the container. */
         char ifb[NAME_BUF];
-        ifb_name(g, &rec->net, ifb);
+        ifb_name(g, &net, ifb);
         int r = netdev_delete(g->netdev, ifb);
-        if (r < 0)
+        if (r < 0 && r != -ENODEV && r != -ENOENT)
             log_warn_errno(r, "Failed to delete '%s': %m", ifb);
     }
     if (last)
         bridge_doom(g, bridge);
-    free(rec->net.id);
-    free(rec->net.netin);
-    rec->net = (ContainerNet){0};
-    c->net_attached = false;
+    free(net.id);
+    free(net.netin);
 }
 
 /* ---- restore ------------------------------------------------------------ */
@@ -557,8 +566,12 @@ int garden_net_restore(Garden *g, Container *c)
     char bridge[NAME_BUF];
     FirewallContainer fc;
     firewall_container(g, rec, bridge, &fc);
-    if (firewall_has_container(g->firewall, &fc) == 0) {
-        log_info("Container '%s': rebuilding its firewall state", rec->handle);
+    /* Rebuilt when the chain is missing, and whenever the container has mappings
+     * or rules: a daemon killed between recording one and adding it left the
+     * firewall behind the record (adding is idempotent). */
+    if (rec->net.n_netin || rec->spec.n_netout_rules ||
+        firewall_has_container(g->firewall, &fc) == 0) {
+        log_debug("Container '%s': rebuilding its firewall state", rec->handle);
         _cleanup_free_ FirewallNetIn *in = firewall_netin(&rec->net);
         r = in ? firewall_add_container(g->firewall, &fc, in, rec->net.n_netin,
                                         rec->spec.netout_rules, rec->spec.n_netout_rules)
@@ -633,85 +646,116 @@ out:
 
 /* ---- NetIn, NetOut after create ----------------------------------------- */
 
-int container_net_in(Garden *g, Container *c, const NetInSpec *in, NetInSpec *ret, ApiError *reterr)
+/* NetIn: recorded first, then added to the firewall, so a daemon killed between
+ * the two finds the mapping in the record and adds it at restart; a failure of
+ * either undoes the other. */
+static int net_in_locked(Garden *g, Container *c, const NetInSpec *in, NetInSpec *ret,
+                         ApiError *reterr)
 {
-    pthread_mutex_lock(&c->lock);
     ContainerRecord *rec = &c->rec;
-    int r;
-    if (!g->net_ready || !rec->net.id || !c->net_attached) {
-        r = api_errorf(reterr, -ENONET, 500, GARDEN_ERR_GENERIC, "Container '%s' has no network",
-                       rec->handle);
-        goto out;
-    }
+    if (!g->net_ready || !rec->net.id || !c->net_attached)
+        return api_errorf(reterr, -ENONET, 409, GARDEN_ERR_GENERIC, "Container '%s' has no network",
+                          rec->handle);
     size_t before = rec->net.n_netin;
-    r = take_ports(g, in, 1, &rec->net, reterr);
+    int r = take_ports(g, in, 1, &rec->net, reterr);
     if (r < 0)
-        goto out;
-    NetInSpec *m = &rec->net.netin[before];
+        return r;
+    NetInSpec made = rec->net.netin[before];
+    r = set_net_properties(c, g);
+    if (r >= 0)
+        r = testhook_fault("netin.record") ? -EIO : garden_persist(g, c);
+    if (r < 0) {
+        api_internal_error(reterr, r, "Failed to persist the mapping");
+        goto undo;
+    }
+    testhook_crash("netin.record");
     char bridge[NAME_BUF];
     FirewallContainer fc;
     firewall_container(g, rec, bridge, &fc);
-    FirewallNetIn fin = {.host_port = m->host_port,
-                         .container_port = m->container_port,
-                         .protos = netin_protos(m->protocol)};
+    FirewallNetIn fin = {.host_port = made.host_port,
+                         .container_port = made.container_port,
+                         .protos = netin_protos(made.protocol)};
     r = firewall_add_netin(g->firewall, &fc, &fin, 1);
-    if (r >= 0) {
-        *ret = *m;
-        r = set_net_properties(c, g);
-        if (r >= 0)
-            r = garden_persist(g, c);
-        if (r < 0)
-            api_internal_error(reterr, r, "Failed to persist the mapping");
-        /* The rule is in place either way; a restart rebuilds from the record. */
-        goto out;
+    if (r < 0) {
+        firewall_error(g, r, "Failed to map the port", reterr);
+        goto undo;
     }
-    firewall_error(g, r, "Failed to map the port", reterr);
-    release_ports(g, m, 1);
+    testhook_crash("netin.firewall");
+    *ret = made;
+    return 0;
+undo:
+    release_ports(g, &made, 1);
     rec->net.n_netin = before;
-out:
-    pthread_mutex_unlock(&c->lock);
+    (void)set_net_properties(c, g);
+    int k = garden_persist(g, c);
+    if (k < 0)
+        log_warn_errno(k, "Container '%s': failed to persist the undone mapping: %m", rec->handle);
     return r;
 }
 
-int container_net_out(Garden *g, Container *c, NetOutRule *rules, size_t n, ApiError *reterr)
+int container_net_in(Garden *g, Container *c, const NetInSpec *in, NetInSpec *ret, ApiError *reterr)
 {
+    int r = state_op_begin(c, PHASES_RUNNING, reterr);
+    if (r < 0)
+        return r;
     pthread_mutex_lock(&c->lock);
+    r = net_in_locked(g, c, in, ret, reterr);
+    pthread_mutex_unlock(&c->lock);
+    state_op_end(c);
+    return r;
+}
+
+/* NetOut: as NetIn, recorded first; the rules are the caller's until success. */
+static int net_out_locked(Garden *g, Container *c, NetOutRule *rules, size_t n, ApiError *reterr)
+{
     ContainerRecord *rec = &c->rec;
-    int r;
-    if (!g->net_ready || !rec->net.id || !c->net_attached) {
-        r = api_errorf(reterr, -ENONET, 500, GARDEN_ERR_GENERIC, "Container '%s' has no network",
-                       rec->handle);
-        goto out;
+    if (!g->net_ready || !rec->net.id || !c->net_attached)
+        return api_errorf(reterr, -ENONET, 409, GARDEN_ERR_GENERIC, "Container '%s' has no network",
+                          rec->handle);
+    if (rec->spec.n_netout_rules + n > NETOUT_PER_CONTAINER_MAX)
+        return api_bad_request(reterr, "A container can have at most %d NetOut rules",
+                               NETOUT_PER_CONTAINER_MAX);
+    size_t before = rec->spec.n_netout_rules;
+    NetOutRule *grown = realloc(rec->spec.netout_rules, (before + n) * sizeof(NetOutRule));
+    if (!grown)
+        return api_internal_error(reterr, -ENOMEM, "Out of memory");
+    rec->spec.netout_rules = grown;
+    memcpy(grown + before, rules, n * sizeof(NetOutRule));
+    rec->spec.n_netout_rules = before + n;
+    int r = testhook_fault("netout.record") ? -EIO : garden_persist(g, c);
+    if (r < 0) {
+        api_internal_error(reterr, r, "Failed to persist the rules");
+        goto undo;
     }
-    if (rec->spec.n_netout_rules + n > NETOUT_PER_CONTAINER_MAX) {
-        r = api_bad_request(reterr, "A container can have at most %d NetOut rules",
-                            NETOUT_PER_CONTAINER_MAX);
-        goto out;
-    }
+    testhook_crash("netout.record");
     char bridge[NAME_BUF];
     FirewallContainer fc;
     firewall_container(g, rec, bridge, &fc);
     r = firewall_add_netout(g->firewall, &fc, rules, n);
     if (r < 0) {
         firewall_error(g, r, "Failed to add the NetOut rules", reterr);
-        goto out;
+        goto undo;
     }
-    NetOutRule *grown =
-        realloc(rec->spec.netout_rules, (rec->spec.n_netout_rules + n) * sizeof(NetOutRule));
-    if (!grown) {
-        r = api_internal_error(reterr, -ENOMEM, "Out of memory");
-        goto out;
-    }
-    rec->spec.netout_rules = grown;
-    for (size_t i = 0; i < n; i++) {
-        grown[rec->spec.n_netout_rules++] = rules[i];
+    for (size_t i = 0; i < n; i++)
         rules[i] = (NetOutRule){0};
-    }
-    r = garden_persist(g, c);
+    return 0;
+undo:
+    rec->spec.n_netout_rules = before; /* the copies' contents stay the caller's */
+    int k = garden_persist(g, c);
+    if (k < 0)
+        log_warn_errno(k, "Container '%s': failed to persist the undone rules: %m", rec->handle);
+    return r;
+}
+
+int container_net_out(Garden *g, Container *c, NetOutRule *rules, size_t n, ApiError *reterr)
+{
+    int r = state_op_begin(c, PHASES_RUNNING, reterr);
     if (r < 0)
-        api_internal_error(reterr, r, "Failed to persist the rules");
-out:
+        return r;
+    pthread_mutex_lock(&c->lock);
+    r = net_out_locked(g, c, rules, n, reterr);
     pthread_mutex_unlock(&c->lock);
+    state_op_end(c);
     return r;
 }
 

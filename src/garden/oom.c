@@ -33,6 +33,9 @@ static bool oom_check_locked(Garden *g, Container *c)
     if (count == 0 || strmap_get(&c->rec.events, "oom"))
         return true;
     log_info("Container '%s': out of memory (a process was killed)", c->rec.handle);
+    /* A container being created or torn down has no record to keep it in. */
+    if (PHASE_MASK(c->phase) & (PHASE_MASK(PHASE_DESTROYING) | PHASE_MASK(PHASE_GONE)))
+        return true;
     if (strmap_set(&c->rec.events, "oom", "") == 0) {
         int r = garden_persist(g, c);
         if (r < 0)

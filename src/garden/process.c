@@ -16,6 +16,7 @@
 #include "cloche/log.h"
 #include "cloche/proc.h"
 #include "cloche/spec.h"
+#include "cloche/testhook.h"
 #include "garden-internal.h"
 
 #define PROCESSES_DIR "processes"
@@ -153,7 +154,20 @@ static size_t count_entries(int dirfd)
 
 static void prune_finished(Garden *g, Container *c, int pdir);
 
+static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
+
 int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
+{
+    /* Held while the process starts: a destroy waits for it, then ends it. */
+    int r = state_op_begin(c, PHASES_RUNNING, reterr);
+    if (r < 0)
+        return r;
+    r = run_claimed(g, c, spec, ret_id, reterr);
+    state_op_end(c);
+    return r;
+}
+
+static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
 {
     if (!g->cfg.shim_path || !c->cgroup)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
@@ -163,13 +177,9 @@ int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiErr
                           "Processes with their own image, limits or bind mounts (peas) are not "
                           "supported by cloche");
     pthread_mutex_lock(&c->lock);
-    ContainerState state = c->rec.state;
     pid_t init_pid = c->rec.init_pid;
     uint64_t init_start = c->rec.init_start_time;
     pthread_mutex_unlock(&c->lock);
-    if (state != CONTAINER_STATE_ACTIVE && state != CONTAINER_STATE_STOPPED)
-        return api_errorf(reterr, -EBUSY, 500, GARDEN_ERR_GENERIC, "Container '%s' is not running",
-                          c->rec.handle);
 
     _cleanup_free_ char *id = NULL;
     if (spec->id && *spec->id)
@@ -200,6 +210,7 @@ int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiErr
                               "process ID '%s' already in use", id);
         return api_internal_error(reterr, -errno, "Failed to create the process directory");
     }
+    testhook_crash("run.directory");
     _cleanup_close_ int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     _cleanup_strv_free_ char **env = build_env(&c->rec.spec, spec, &user);
     _cleanup_strv_free_ char **cgroups = garden_cgroup_dirs(g, c->rec.handle);
@@ -229,6 +240,7 @@ int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiErr
         (void)rm_rf_at(pdir, id);
         return api_internal_error(reterr, r, "Failed to write the process spec");
     }
+    testhook_crash("run.spec");
     _cleanup_free_ char *dirpath = NULL;
     r = depot_container_path(g->depot, c->rec.handle, &dirpath);
     if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", TAKE_PTR(dirpath), id) < 0)
@@ -247,6 +259,7 @@ int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiErr
         (void)rm_rf_at(pdir, id);
         return r;
     }
+    testhook_crash("run.started");
     log_debug("Container '%s': process '%s' started as pid %d", c->rec.handle, id, pid);
     *ret_id = TAKE_PTR(id);
     return 0;

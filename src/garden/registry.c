@@ -13,6 +13,7 @@
 #include "cloche/hashmap.h"
 #include "cloche/log.h"
 #include "cloche/spec.h"
+#include "cloche/testhook.h"
 #include "garden-internal.h"
 
 void container_unref(Container *c)
@@ -22,6 +23,7 @@ void container_unref(Container *c)
     container_free_kernel(c);
     history_free(c->history);
     container_record_done(&c->rec);
+    pthread_cond_destroy(&c->changed);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -35,6 +37,7 @@ Container *container_new(ContainerRecord *rec)
     pthread_mutex_init(&c->lock, NULL);
     c->rec = *rec;
     *rec = (ContainerRecord){0};
+    state_init(c, c->rec.state);
     c->grace_scheduled_ns = GRACE_NEVER;
     c->init_pidfd = -1;
     c->oom_fd = -1;
@@ -57,8 +60,7 @@ static void container_schedule_grace(Garden *g, Container *c)
         c->grace_scheduled_ns = d;
 }
 
-static int garden_destroy_claimed(Garden *g, Container *c, ContainerState previous,
-                                  ApiError *reterr);
+static int garden_destroy_claimed(Garden *g, Container *c, ApiError *reterr);
 
 /* A reference to the registered container named handle, or NULL. */
 static Container *registry_ref(Garden *g, const char *handle)
@@ -80,24 +82,29 @@ static void garden_grace_fire(const char *handle, uint64_t generation, void *use
 
     int64_t now = grace_now();
     pthread_mutex_lock(&c->lock);
+    /* A destroy that failed earlier is retried; otherwise the timer is checked. */
+    bool retry = c->phase == PHASE_DESTROYING && c->transition == TRANSITION_NONE;
     /* Checked and claimed under the container's lock, so a request that arrives
      * now either paused the timer first or finds the container being destroyed. */
-    bool expired = grace_timer_expired(&c->grace, now) && (c->rec.state == CONTAINER_STATE_ACTIVE ||
-                                                           c->rec.state == CONTAINER_STATE_STOPPED);
-    ContainerState previous = c->rec.state;
-    c->grace_scheduled_ns = GRACE_NEVER;
-    if (expired)
-        c->rec.state = CONTAINER_STATE_DESTROYING;
-    else
+    bool expired = !retry && grace_timer_expired(&c->grace, now) &&
+                   (PHASE_MASK(c->phase) & PHASES_RUNNING) && c->transition == TRANSITION_NONE;
+    if (!retry)
+        c->grace_scheduled_ns = GRACE_NEVER;
+    bool claimed = (retry || expired) && state_try_claim_destroy_locked(c);
+    if (!retry && !claimed)
         container_schedule_grace(g, c);
     pthread_mutex_unlock(&c->lock);
     (void)generation;
 
-    if (expired) {
+    if (claimed) {
         ApiError err;
-        log_info("Grace time of container '%s' expired, destroying it", handle);
-        if (garden_destroy_claimed(g, c, previous, &err) < 0)
-            log_warn("Destroying expired container '%s' failed: %s", handle, err.message);
+        if (retry)
+            log_info("Retrying the destroy of container '%s'", handle);
+        else
+            log_info("Grace time of container '%s' expired, destroying it", handle);
+        state_wait_ops(c);
+        if (garden_destroy_claimed(g, c, &err) < 0)
+            log_warn("Destroying container '%s' failed: %s", handle, err.message);
     }
     container_unref(c);
 }
@@ -305,7 +312,7 @@ int garden_acquire(Garden *g, const char *handle, Container **ret, ApiError *ret
     if (!c)
         return api_container_not_found(reterr, handle);
     pthread_mutex_lock(&c->lock);
-    if (c->rec.state == CONTAINER_STATE_DESTROYING) {
+    if (c->phase == PHASE_DESTROYING || c->phase == PHASE_GONE) {
         pthread_mutex_unlock(&c->lock);
         container_unref(c);
         return api_container_not_found(reterr, handle);
@@ -339,8 +346,9 @@ static bool container_matches(Container *c, const StringMap *filter)
         if (!v || strcmp(v, filter->values[i]) != 0)
             return false;
     }
-    return show_all ||
-           (c->rec.state != CONTAINER_STATE_CREATING && c->rec.state != CONTAINER_STATE_DESTROYING);
+    if (c->phase == PHASE_GONE)
+        return false;
+    return show_all || (c->phase != PHASE_CREATING && c->phase != PHASE_DESTROYING);
 }
 
 static int compare_strings(const void *a, const void *b)
@@ -442,10 +450,17 @@ int garden_register(Garden *g, ContainerRecord *rec, ApiError *reterr)
     return 0;
 }
 
-/* Second half of destroy, for a container already marked DESTROYING by the caller
- * (previous = its state before, restored if the teardown fails). */
-static int garden_destroy_claimed(Garden *g, Container *c, ContainerState previous,
-                                  ApiError *reterr)
+/* Try a failed teardown again later, on the grace service's thread: 1 s, then
+ * doubling up to about a minute. Under c->lock. */
+static void schedule_teardown_retry(Garden *g, Container *c)
+{
+    unsigned shift = c->teardown_failures < 6 ? c->teardown_failures : 6;
+    int64_t delay = (int64_t)1000000000 << shift;
+    c->teardown_failures++;
+    (void)grace_service_schedule(g->grace, c->rec.handle, grace_now() + delay, c->grace.generation);
+}
+
+int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what)
 {
     const char *handle = c->rec.handle;
     /* Record the intent (volatile: should it be lost, a container whose init is
@@ -453,31 +468,46 @@ static int garden_destroy_claimed(Garden *g, Container *c, ContainerState previo
     pthread_mutex_lock(&c->lock);
     int r = depot_write_record_flags(g->depot, &c->rec, DEPOT_WRITE_VOLATILE);
     pthread_mutex_unlock(&c->lock);
-    const char *what = "record the destroy of";
-    int64_t t0 = grace_now(), t1 = t0;
+    if (r < 0)
+        log_warn_errno(r, "Failed to record the destroy of '%s': %m", handle);
+    testhook_crash("destroy.record");
+    int64_t t0 = grace_now();
+    r = garden_kernel_teardown(g, c);
+    int64_t t1 = grace_now();
+    testhook_crash("destroy.teardown");
+    *ret_what = "tear down";
     if (r >= 0) {
-        r = garden_kernel_teardown(g, c);
-        what = "tear down";
-        t1 = grace_now();
-    }
-    if (r >= 0) {
-        r = depot_container_remove(g->depot, handle);
-        what = "remove from the depot";
+        r = testhook_fault("destroy.depot") ? -EIO : depot_container_remove(g->depot, handle);
+        *ret_what = "remove from the depot";
         log_debug("Container '%s': torn down in %.2f ms, removed from the depot in %.2f ms", handle,
                   (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
     }
     if (r < 0) {
+        /* Left destroying (hidden, not usable) and retried until it is gone; a
+         * restarted daemon finishes it from the record too. */
         pthread_mutex_lock(&c->lock);
-        c->rec.state = previous;
         (void)depot_write_record(g->depot, &c->rec);
+        schedule_teardown_retry(g, c);
         pthread_mutex_unlock(&c->lock);
-        return api_internal_error(reterr, r, "Failed to %s container '%s'", what, handle);
+        state_end_destroy(c, false);
+        return r;
     }
+    testhook_crash("destroy.depot");
+    garden_unregister(g, c);
+    state_end_destroy(c, true);
+    return 0;
+}
 
-    pthread_mutex_lock(&g->lock);
-    Container *removed = hashmap_remove(g->containers, handle);
-    pthread_mutex_unlock(&g->lock);
-    container_unref(removed); /* the registry's reference */
+/* Second half of destroy, for a container claimed with state_begin_destroy. */
+static int garden_destroy_claimed(Garden *g, Container *c, ApiError *reterr)
+{
+    const char *what = NULL;
+    int r = garden_teardown_claimed(g, c, &what);
+    if (r < 0)
+        return api_internal_error(reterr, r,
+                                  "Failed to %s container '%s'; it is being retried in the "
+                                  "background",
+                                  what, c->rec.handle);
     return 0;
 }
 
@@ -486,18 +516,10 @@ int garden_destroy(Garden *g, const char *handle, ApiError *reterr)
     Container *c = registry_ref(g, handle);
     if (!c)
         return api_container_not_found(reterr, handle);
-
-    pthread_mutex_lock(&c->lock);
-    if (c->rec.state == CONTAINER_STATE_DESTROYING) {
-        pthread_mutex_unlock(&c->lock);
-        container_unref(c);
-        return api_errorf(reterr, -EBUSY, 500, GARDEN_ERR_GENERIC,
-                          "container already being destroyed");
-    }
-    ContainerState previous = c->rec.state;
-    c->rec.state = CONTAINER_STATE_DESTROYING;
-    pthread_mutex_unlock(&c->lock);
-    int r = garden_destroy_claimed(g, c, previous, reterr);
+    bool gone = false;
+    int r = state_begin_destroy(c, &gone, reterr);
+    if (r >= 0 && !gone)
+        r = garden_destroy_claimed(g, c, reterr);
     container_unref(c);
     return r;
 }
@@ -539,10 +561,17 @@ static int validate_property(const char *key, const char *value, ApiError *reter
     return 0;
 }
 
+/* Properties and the grace time may change whenever the container is not being
+ * created or destroyed. */
+#define PHASES_RECORD (PHASES_RUNNING | PHASE_MASK(PHASE_STOPPING))
+
 int container_set_property(Garden *g, Container *c, const char *key, const char *value,
                            ApiError *reterr)
 {
     int r = validate_property(key, value, reterr);
+    if (r < 0)
+        return r;
+    r = state_op_begin(c, PHASES_RECORD, reterr);
     if (r < 0)
         return r;
     pthread_mutex_lock(&c->lock);
@@ -585,15 +614,18 @@ int container_set_property(Garden *g, Container *c, const char *key, const char 
     }
 out:
     pthread_mutex_unlock(&c->lock);
+    state_op_end(c);
     return r;
 }
 
 int container_remove_property(Garden *g, Container *c, const char *key, ApiError *reterr)
 {
+    int r = state_op_begin(c, PHASES_RECORD, reterr);
+    if (r < 0)
+        return r;
     pthread_mutex_lock(&c->lock);
     const char *old = strmap_get(&c->rec.properties, key);
     _cleanup_free_ char *saved = old ? strdup(old) : NULL;
-    int r = 0;
     if (old && !saved)
         r = api_internal_error(reterr, -ENOMEM, "Failed to remove property");
     else if (old && strmap_remove(&c->rec.properties, key)) {
@@ -604,6 +636,7 @@ int container_remove_property(Garden *g, Container *c, const char *key, ApiError
         }
     }
     pthread_mutex_unlock(&c->lock);
+    state_op_end(c);
     return r;
 }
 
@@ -613,10 +646,13 @@ int container_set_grace_time(Garden *g, Container *c, int64_t grace_ns, ApiError
         return api_bad_request(reterr, "Grace time must not be negative");
     char text[32];
     snprintf(text, sizeof(text), "%" PRId64, grace_ns);
+    int r = state_op_begin(c, PHASES_RECORD, reterr);
+    if (r < 0)
+        return r;
     pthread_mutex_lock(&c->lock);
     int64_t old = c->rec.grace_time_ns;
     c->rec.grace_time_ns = grace_ns;
-    int r = strmap_set(&c->rec.properties, "garden.grace-time", text);
+    r = strmap_set(&c->rec.properties, "garden.grace-time", text);
     if (r >= 0)
         r = depot_write_record(g->depot, &c->rec);
     if (r < 0) {
@@ -624,11 +660,13 @@ int container_set_grace_time(Garden *g, Container *c, int64_t grace_ns, ApiError
         snprintf(text, sizeof(text), "%" PRId64, old);
         (void)strmap_set(&c->rec.properties, "garden.grace-time", text);
         pthread_mutex_unlock(&c->lock);
+        state_op_end(c);
         return api_internal_error(reterr, r, "Failed to persist the grace time");
     }
     grace_timer_set(&c->grace, grace_ns, grace_now());
     container_schedule_grace(g, c);
     pthread_mutex_unlock(&c->lock);
+    state_op_end(c);
     return 0;
 }
 
@@ -653,6 +691,13 @@ int garden_find(Garden *g, const char *handle, Container **ret, ApiError *reterr
     Container *c = registry_ref(g, handle);
     if (!c)
         return api_container_not_found(reterr, handle);
+    pthread_mutex_lock(&c->lock);
+    bool gone = c->phase == PHASE_DESTROYING || c->phase == PHASE_GONE;
+    pthread_mutex_unlock(&c->lock);
+    if (gone) {
+        container_unref(c);
+        return api_container_not_found(reterr, handle);
+    }
     *ret = c;
     return 0;
 }
@@ -691,12 +736,17 @@ void container_snapshot_done(ContainerSnapshot *s)
     *s = (ContainerSnapshot){0};
 }
 
-/* For lifecycle.c: insert a new container (record already persisted). */
+/* For lifecycle.c: insert a new container, the capacity check and the insert in
+ * one step (so parallel creates cannot overshoot --max-containers). */
 int garden_insert_new(Garden *g, Container *c, ApiError *reterr)
 {
     pthread_mutex_lock(&g->lock);
-    int r = hashmap_put(g->containers, c->rec.handle, c);
+    int r = hashmap_size(g->containers) >= garden_max_containers(g)
+                ? -ENOSPC
+                : hashmap_put(g->containers, c->rec.handle, c);
     pthread_mutex_unlock(&g->lock);
+    if (r == -ENOSPC) /* guardian's message (garden-protocol.md, Create) */
+        return api_errorf(reterr, r, 500, GARDEN_ERR_GENERIC, "max containers reached");
     if (r == -EEXIST)
         return api_errorf(reterr, -EEXIST, 409, GARDEN_ERR_GENERIC, "Handle '%s' already in use",
                           c->rec.handle);

@@ -55,7 +55,7 @@ void garden_history_restore(Garden *g, Container *c)
 static void sample_one(Garden *g, Container *c, int64_t now_s, int64_t now_mono_ns)
 {
     pthread_mutex_lock(&c->lock);
-    if (!c->cgroup || c->busy || c->rec.state == CONTAINER_STATE_CREATING) {
+    if (!c->cgroup || !(PHASE_MASK(c->phase) & (PHASES_RUNNING | PHASE_MASK(PHASE_STOPPING)))) {
         pthread_mutex_unlock(&c->lock);
         return;
     }
@@ -185,7 +185,7 @@ void garden_sampler_stop(Garden *g)
     Container **all = containers_snapshot(g, &n);
     for (size_t i = 0; all && i < n; i++) {
         pthread_mutex_lock(&all[i]->lock);
-        if (all[i]->rec.state != CONTAINER_STATE_DESTROYING)
+        if (PHASE_MASK(all[i]->phase) & (PHASES_RUNNING | PHASE_MASK(PHASE_STOPPING)))
             history_save_locked(g, all[i]);
         pthread_mutex_unlock(&all[i]->lock);
         container_unref(all[i]);
