@@ -101,9 +101,8 @@ int api_container_metrics(ApiRequest *req, Container *c, bool may_cache, json_ob
 {
     ContainerMetrics m;
     int r = container_metrics(req->garden, c, may_cache, &m);
-    if (r == -ESRCH)
-        return api_errorf(err, r, 500, GARDEN_ERR_GENERIC,
-                          "Container '%s' has no processes to measure", container_handle(c));
+    if (r == -ESRCH) /* destroyed meanwhile */
+        return api_container_not_found(err, container_handle(c));
     if (r < 0)
         return api_internal_error(err, r, "Failed to read the metrics of '%s'",
                                   container_handle(c));

@@ -211,6 +211,9 @@ int garden_image_size(Garden *g, const char *path, uint64_t *ret_bytes, uint64_t
 
 /* process.c */
 void garden_kill_shims(Garden *g, Container *c);
+/* After a stop killed the processes: wait (up to timeout_ms) for the shims to
+ * record their exit statuses, then end them. */
+void garden_end_shims(Garden *g, Container *c, int timeout_ms);
 /* The container's cgroup directories on the host, one per hierarchy (malloc'd,
  * NULL-terminated; NULL on ENOMEM). */
 char **garden_cgroup_dirs(Garden *g, const char *handle);

@@ -169,9 +169,9 @@ int garden_kernel_teardown(Garden *g, Container *c)
     if (!init_gone(c)) {
         return first < 0 ? first : -EBUSY;
     }
-    testhook_crash("destroy.killed");
+    testhook_point("destroy.killed");
     garden_net_release(g, c);
-    testhook_crash("destroy.network");
+    testhook_point("destroy.network");
     _cleanup_free_ char *dir = NULL;
     if (depot_container_path(g->depot, c->rec.handle, &dir) == 0) {
         int r = disk_detach(dir);
@@ -422,7 +422,7 @@ static int prepare_network(pid_t pid, void *userdata)
  * destroy is waiting for this create. */
 static int create_step(Container *c, const char *point, ApiError *reterr)
 {
-    testhook_crash(point);
+    testhook_point(point);
     if (testhook_fault(point))
         return api_internal_error(reterr, -EIO, "Test fault at '%s'", point);
     if (state_cancelled(c))
@@ -612,7 +612,7 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         container_unref(c);
         return api_internal_error(reterr, r, "Failed to create the container's directory");
     }
-    testhook_crash("create.directory");
+    testhook_point("create.directory");
     /* Volatile: if this is lost in a crash, start-up still finds the directory
      * (or nothing) and cleans up; only the final record must be durable. */
     pthread_mutex_lock(&c->lock);
@@ -640,7 +640,7 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         pthread_mutex_unlock(&c->lock);
     }
     if (r >= 0)
-        testhook_crash("create.active");
+        testhook_point("create.active");
     if (r < 0) {
         log_info("Creating container '%s' failed: %s", handle, reterr ? reterr->message : "");
         /* The create undoes itself; a destroy waiting for it then finds it gone. */
@@ -702,10 +702,7 @@ int garden_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
     }
     for (int i = 0; i < 100 && signal_all_but_init(c, SIGKILL) > 0; i++)
         usleep(20000);
-    /* The processes are gone; give their shims a moment to record the exit
-     * statuses, then end them too. */
-    usleep(20000);
-    garden_kill_shims(g, c);
+    garden_end_shims(g, c, 2000);
 
     pthread_mutex_lock(&c->lock);
     ContainerState old = c->rec.state;

@@ -65,6 +65,11 @@ static void writable_usage(Garden *g, Container *c, bool plain, bool may_cache, 
 int container_metrics(Garden *g, Container *c, bool may_cache, ContainerMetrics *ret)
 {
     *ret = (ContainerMetrics){0};
+    /* A container being created is measured once it exists; one being destroyed
+     * is not (-ESRCH). */
+    if (state_op_begin(c, PHASES_RUNNING | PHASE_MASK(PHASE_STOPPING), NULL) < 0)
+        return -ESRCH;
+    state_op_end(c);
     pthread_mutex_lock(&c->lock);
     Cgroup *cg = c->cgroup;
     int64_t created = c->rec.created_at_ns;
@@ -84,14 +89,17 @@ int container_metrics(Garden *g, Container *c, bool may_cache, ContainerMetrics 
         return -ESRCH;
 
     int r = cgroup_read_memory_stat(cg, &ret->memory);
-    if (r < 0)
-        return r;
-    r = cgroup_read_cpu_usage(cg, &ret->cpu);
-    if (r < 0)
-        return r;
-    r = cgroup_read_pid_stat(cg, &ret->pids);
-    if (r < 0)
-        return r;
+    if (r >= 0)
+        r = cgroup_read_cpu_usage(cg, &ret->cpu);
+    if (r >= 0)
+        r = cgroup_read_pid_stat(cg, &ret->pids);
+    if (r < 0) {
+        /* The groups went with a destroy that started after the check above. */
+        pthread_mutex_lock(&c->lock);
+        bool destroyed = c->phase == PHASE_DESTROYING || c->phase == PHASE_GONE;
+        pthread_mutex_unlock(&c->lock);
+        return destroyed ? -ESRCH : r;
+    }
 
     DiskUsage u;
     writable_usage(g, c, plain, may_cache, &u);

@@ -668,7 +668,7 @@ static int net_in_locked(Garden *g, Container *c, const NetInSpec *in, NetInSpec
         api_internal_error(reterr, r, "Failed to persist the mapping");
         goto undo;
     }
-    testhook_crash("netin.record");
+    testhook_point("netin.record");
     char bridge[NAME_BUF];
     FirewallContainer fc;
     firewall_container(g, rec, bridge, &fc);
@@ -680,7 +680,7 @@ static int net_in_locked(Garden *g, Container *c, const NetInSpec *in, NetInSpec
         firewall_error(g, r, "Failed to map the port", reterr);
         goto undo;
     }
-    testhook_crash("netin.firewall");
+    testhook_point("netin.firewall");
     *ret = made;
     return 0;
 undo:
@@ -727,7 +727,7 @@ static int net_out_locked(Garden *g, Container *c, NetOutRule *rules, size_t n, 
         api_internal_error(reterr, r, "Failed to persist the rules");
         goto undo;
     }
-    testhook_crash("netout.record");
+    testhook_point("netout.record");
     char bridge[NAME_BUF];
     FirewallContainer fc;
     firewall_container(g, rec, bridge, &fc);

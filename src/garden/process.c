@@ -210,7 +210,7 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
                               "process ID '%s' already in use", id);
         return api_internal_error(reterr, -errno, "Failed to create the process directory");
     }
-    testhook_crash("run.directory");
+    testhook_point("run.directory");
     _cleanup_close_ int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     _cleanup_strv_free_ char **env = build_env(&c->rec.spec, spec, &user);
     _cleanup_strv_free_ char **cgroups = garden_cgroup_dirs(g, c->rec.handle);
@@ -240,7 +240,7 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         (void)rm_rf_at(pdir, id);
         return api_internal_error(reterr, r, "Failed to write the process spec");
     }
-    testhook_crash("run.spec");
+    testhook_point("run.spec");
     _cleanup_free_ char *dirpath = NULL;
     r = depot_container_path(g->depot, c->rec.handle, &dirpath);
     if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", TAKE_PTR(dirpath), id) < 0)
@@ -259,7 +259,7 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         (void)rm_rf_at(pdir, id);
         return r;
     }
-    testhook_crash("run.started");
+    testhook_point("run.started");
     log_debug("Container '%s': process '%s' started as pid %d", c->rec.handle, id, pid);
     *ret_id = TAKE_PTR(id);
     return 0;
@@ -288,9 +288,16 @@ int container_process_attach(Garden *g, Container *c, const char *id, int *ret_f
     }
     int status;
     r = proc_read_exit(dirfd, &status);
-    if (r < 0)
+    if (r < 0) {
+        /* A destroy that killed the monitor before it wrote the status. */
+        pthread_mutex_lock(&c->lock);
+        bool destroyed = c->phase == PHASE_DESTROYING || c->phase == PHASE_GONE;
+        pthread_mutex_unlock(&c->lock);
+        if (destroyed)
+            return api_container_not_found(reterr, c->rec.handle);
         return api_errorf(reterr, r, 500, GARDEN_ERR_GENERIC,
                           "Process '%s' has neither a monitor nor an exit status", id);
+    }
     *ret_fd = -1;
     *ret_exit = status;
     if (ret_dirfd)
@@ -373,9 +380,31 @@ static void kill_shim(int dirfd, const char *id, void *userdata)
     close(pidfd);
 }
 
-/* Kill every shim of the container (destroy; and stop, once processes are gone). */
+/* Kill every shim of the container (destroy). */
 void garden_kill_shims(Garden *g, Container *c)
 {
+    for_each_process(g, c, kill_shim, NULL);
+}
+
+/* A shim still alive that has not recorded its process's exit yet. */
+static void count_unrecorded(int dirfd, const char *id, void *userdata)
+{
+    int status;
+    if (proc_read_exit(dirfd, &status) < 0 && shim_alive(dirfd, NULL))
+        (*(unsigned *)userdata)++;
+}
+
+void garden_end_shims(Garden *g, Container *c, int timeout_ms)
+{
+    /* Stop: the processes are gone; their shims record the exit statuses (so an
+     * attach still gets them), then end. */
+    for (int waited = 0; waited < timeout_ms; waited += 10) {
+        unsigned left = 0;
+        for_each_process(g, c, count_unrecorded, &left);
+        if (left == 0)
+            break;
+        usleep(10000);
+    }
     for_each_process(g, c, kill_shim, NULL);
 }
 

@@ -470,11 +470,11 @@ int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what)
     pthread_mutex_unlock(&c->lock);
     if (r < 0)
         log_warn_errno(r, "Failed to record the destroy of '%s': %m", handle);
-    testhook_crash("destroy.record");
+    testhook_point("destroy.record");
     int64_t t0 = grace_now();
     r = garden_kernel_teardown(g, c);
     int64_t t1 = grace_now();
-    testhook_crash("destroy.teardown");
+    testhook_point("destroy.teardown");
     *ret_what = "tear down";
     if (r >= 0) {
         r = testhook_fault("destroy.depot") ? -EIO : depot_container_remove(g->depot, handle);
@@ -492,7 +492,7 @@ int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what)
         state_end_destroy(c, false);
         return r;
     }
-    testhook_crash("destroy.depot");
+    testhook_point("destroy.depot");
     garden_unregister(g, c);
     state_end_destroy(c, true);
     return 0;

@@ -156,6 +156,9 @@ int state_begin_stop(Container *c, ApiError *reterr)
         c->stop_from = c->phase;
         c->transition = TRANSITION_STOP;
         state_set_phase_locked(c, PHASE_STOPPING);
+        /* A process being started now finishes starting, then is stopped. */
+        while (c->ops > 0)
+            pthread_cond_wait(&c->changed, &c->lock);
     } else if (c->phase == PHASE_DESTROYING || c->phase == PHASE_GONE) {
         r = api_container_not_found(reterr, c->rec.handle);
     } else {

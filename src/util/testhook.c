@@ -18,8 +18,8 @@ typedef struct Hook {
     long remaining; /* -1 = always */
 } Hook;
 
-static Hook crashes[HOOKS_MAX], faults[HOOKS_MAX];
-static size_t n_crashes, n_faults;
+static Hook crashes[HOOKS_MAX], faults[HOOKS_MAX], delays[HOOKS_MAX];
+static size_t n_crashes, n_faults, n_delays;
 static pthread_mutex_t hooks_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static size_t parse_list(const char *text, Hook *out)
@@ -45,8 +45,10 @@ void testhook_init(void)
 {
     n_crashes = parse_list(getenv("CLOCHE_TEST_CRASH"), crashes);
     n_faults = parse_list(getenv("CLOCHE_TEST_FAULT"), faults);
-    if (n_crashes || n_faults)
-        log_warn("Test hooks armed: %zu crash point(s), %zu fault(s)", n_crashes, n_faults);
+    n_delays = parse_list(getenv("CLOCHE_TEST_DELAY"), delays);
+    if (n_crashes || n_faults || n_delays)
+        log_warn("Test hooks armed: %zu crash point(s), %zu fault(s), %zu delay(s)", n_crashes,
+                 n_faults, n_delays);
 }
 
 bool testhook_enabled(void)
@@ -54,8 +56,13 @@ bool testhook_enabled(void)
     return true;
 }
 
-void testhook_crash(const char *point)
+void testhook_point(const char *point)
 {
+    for (size_t i = 0; i < n_delays; i++)
+        if (strcmp(delays[i].point, point) == 0 && delays[i].remaining > 0) {
+            log_info("Test delay of %ld ms at '%s'", delays[i].remaining, point);
+            usleep((useconds_t)delays[i].remaining * 1000);
+        }
     for (size_t i = 0; i < n_crashes; i++)
         if (strcmp(crashes[i].point, point) == 0) {
             static const char msg[] = "cloched: test crash point reached\n";

@@ -294,6 +294,9 @@ class Daemon:
         self.port_pool_start = 20000 + (n % 40) * 1000
         self.port_pool_size = 1000
         self.proc: "subprocess.Popen | None" = None
+        # Extra environment for the daemon (the test hooks: CLOCHE_TEST_CRASH...);
+        # a value of None removes the variable.
+        self.env: "dict[str, str | None]" = {}
         self.start_cgroup: "str | None" = None  # a v2 group to start the daemon in
         self.starts = 0
         self._log_cache = ""
@@ -336,9 +339,15 @@ class Daemon:
                     with open(os.path.join(group, "cgroup.procs"), "w") as f:
                         f.write("0")
 
+            env = dict(os.environ)
+            for k, v in self.env.items():
+                if v is None:
+                    env.pop(k, None)
+                else:
+                    env[k] = v
             self.proc = subprocess.Popen(self.argv(extra_args), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log, start_new_session=True,
-                                         preexec_fn=preexec)
+                                         preexec_fn=preexec, env=env)
         return self.proc
 
     def start(self, extra_args=(), timeout: float = START_TIMEOUT) -> "Daemon":
