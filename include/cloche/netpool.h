@@ -79,6 +79,8 @@ int netpool_reserve(NetPool *pool, const NetLease *lease);
 /* Give a lease back. Returns true when its subnet now holds no address (its
  * bridge can go), false otherwise (also for a lease that was not held). */
 bool netpool_release(NetPool *pool, const NetLease *lease);
+/* Would releasing the lease empty its subnet (what netpool_release would return)? */
+bool netpool_is_last(NetPool *pool, const NetLease *lease);
 
 /* ---- NetIn host ports ---------------------------------------------------- */
 

@@ -489,13 +489,15 @@ static int route_remove_property(ApiRequest *req)
 }
 
 #define C "/containers/:handle"
+/* ROUTE_SLOW: whatever may wait (kernel work, or a create or stop of the same
+ * container to finish) runs off the HTTP threads, so /ping never waits. */
 const Route api_routes[] = {
     {"Ping", "GET", "/ping", 0, route_ping},
     {"Capacity", "GET", "/capacity", 0, route_capacity},
     {"List", "GET", "/containers", 0, route_list},
     {"Create", "POST", "/containers", ROUTE_JSON_BODY | ROUTE_SLOW, route_create},
     {"BulkInfo", "GET", "/containers/bulk_info", 0, route_bulk_info},
-    {"BulkMetrics", "GET", "/containers/bulk_metrics", 0, route_bulk_metrics},
+    {"BulkMetrics", "GET", "/containers/bulk_metrics", ROUTE_SLOW, route_bulk_metrics},
     {"Info", "GET", C "/info", ROUTE_CONTAINER, route_info},
     {"Destroy", "DELETE", C, ROUTE_CONTAINER | ROUTE_SLOW, route_destroy},
     {"Stop", "PUT", C "/stop", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW, route_stop},
@@ -506,9 +508,10 @@ const Route api_routes[] = {
     {"CurrentCPULimits", "GET", C "/limits/cpu", ROUTE_CONTAINER, route_get_limits},
     {"CurrentDiskLimits", "GET", C "/limits/disk", ROUTE_CONTAINER, route_get_limits},
     {"CurrentMemoryLimits", "GET", C "/limits/memory", ROUTE_CONTAINER, route_get_limits},
-    {"NetIn", "POST", C "/net/in", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_net_in},
-    {"NetOut", "POST", C "/net/out", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_net_out},
-    {"BulkNetOut", "POST", C "/net/out/bulk", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_net_out},
+    {"NetIn", "POST", C "/net/in", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW, route_net_in},
+    {"NetOut", "POST", C "/net/out", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW, route_net_out},
+    {"BulkNetOut", "POST", C "/net/out/bulk", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW,
+     route_net_out},
     {"Run", "POST", C "/processes", ROUTE_CONTAINER | ROUTE_STREAMING, route_container_pending},
     {"Attach", "GET", C "/processes/:pid", ROUTE_CONTAINER | ROUTE_STREAMING,
      route_container_pending},
@@ -516,25 +519,28 @@ const Route api_routes[] = {
      ROUTE_CONTAINER | ROUTE_STREAMING, route_container_pending},
     {"Stderr", "GET", C "/processes/:pid/attaches/:streamid/stderr",
      ROUTE_CONTAINER | ROUTE_STREAMING, route_container_pending},
-    {"SetGraceTime", "PUT", C "/grace_time", ROUTE_CONTAINER | ROUTE_JSON_BODY,
+    {"SetGraceTime", "PUT", C "/grace_time", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW,
      route_set_grace_time},
     {"Properties", "GET", C "/properties", ROUTE_CONTAINER, route_properties},
     {"Property", "GET", C "/properties/:key", ROUTE_CONTAINER, route_property},
-    {"SetProperty", "PUT", C "/properties/:key", ROUTE_CONTAINER | ROUTE_JSON_BODY,
+    {"SetProperty", "PUT", C "/properties/:key", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW,
      route_set_property},
-    {"RemoveProperty", "DELETE", C "/properties/:key", ROUTE_CONTAINER, route_remove_property},
-    {"Metrics", "GET", C "/metrics", ROUTE_CONTAINER, route_metrics},
+    {"RemoveProperty", "DELETE", C "/properties/:key", ROUTE_CONTAINER | ROUTE_SLOW,
+     route_remove_property},
+    {"Metrics", "GET", C "/metrics", ROUTE_CONTAINER | ROUTE_SLOW, route_metrics},
     /* cloche's extensions */
     {"MetricsHistory", "GET", C "/metrics/history", ROUTE_CONTAINER, route_metrics_history},
     {"CurrentPidLimits", "GET", C "/limits/pids", ROUTE_CONTAINER, route_get_limits},
-    {"SetBandwidthLimits", "PUT", C "/limits/bandwidth", ROUTE_CONTAINER | ROUTE_JSON_BODY,
+    {"SetBandwidthLimits", "PUT", C "/limits/bandwidth",
+     ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW, route_set_limits},
+    {"SetCPULimits", "PUT", C "/limits/cpu", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW,
      route_set_limits},
-    {"SetCPULimits", "PUT", C "/limits/cpu", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_set_limits},
     {"SetDiskLimits", "PUT", C "/limits/disk", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW,
      route_set_limits},
-    {"SetMemoryLimits", "PUT", C "/limits/memory", ROUTE_CONTAINER | ROUTE_JSON_BODY,
+    {"SetMemoryLimits", "PUT", C "/limits/memory", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW,
      route_set_limits},
-    {"SetPidLimits", "PUT", C "/limits/pids", ROUTE_CONTAINER | ROUTE_JSON_BODY, route_set_limits},
+    {"SetPidLimits", "PUT", C "/limits/pids", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW,
+     route_set_limits},
 };
 #undef C
 const size_t api_routes_count = ELEMENTSOF(api_routes);

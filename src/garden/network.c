@@ -375,7 +375,9 @@ int garden_net_allocate(Garden *g, Container *c, ApiError *reterr)
     ContainerRecord *rec = &c->rec;
     char msg[256] = "";
     NetLease lease;
+    pthread_mutex_lock(&g->net_lock); /* see garden_net_release */
     int r = netpool_acquire(g->netpool, rec->spec.network, &lease, msg, sizeof(msg));
+    pthread_mutex_unlock(&g->net_lock);
     if (r < 0)
         return netpool_error(r, msg[0] ? msg : strerror(-r), reterr);
 
@@ -511,7 +513,11 @@ void garden_net_release(Garden *g, Container *c)
         .gateway = net.gateway,
         .ip = net.ip,
     };
-    bool last = netpool_release(g->netpool, &lease);
+    /* The firewall state goes before the address and ports return to their pools:
+     * a create that takes them next must find no element of ours left. The lock
+     * keeps a shared subnet from being joined between "last" and the release. */
+    pthread_mutex_lock(&g->net_lock);
+    bool last = netpool_is_last(g->netpool, &lease);
     _cleanup_free_ FirewallNetIn *in = firewall_netin(&net);
     if (in) {
         int r = firewall_remove_container(g->firewall, &fc, in, net.n_netin, last);
@@ -519,6 +525,8 @@ void garden_net_release(Garden *g, Container *c)
             log_warn_errno(r, "Failed to remove the firewall state of '%s': %m: %s", c->rec.handle,
                            firewall_last_error(g->firewall));
     }
+    (void)netpool_release(g->netpool, &lease);
+    pthread_mutex_unlock(&g->net_lock);
     release_ports(g, net.netin, net.n_netin);
     if (shaped) {
         /* The IFB lives in the host's namespace: it does not die with the container. */

@@ -494,6 +494,28 @@ int netpool_reserve(NetPool *pool, const NetLease *lease)
     return r;
 }
 
+bool netpool_is_last(NetPool *pool, const NetLease *lease)
+{
+    const Ipv4Net *net = &lease->subnet;
+    if (!subnet_valid(net))
+        return false;
+    bool last = false;
+    pthread_mutex_lock(&pool->lock);
+    int64_t i = dynamic_index(pool, lease);
+    if (i >= 0) {
+        last = lease->ip == net->network + 2 && dynamic_test(pool, (uint64_t)i);
+    } else {
+        size_t at = static_lower_bound(pool, net);
+        StaticSubnet *s = at < pool->n_statics ? &pool->statics[at] : NULL;
+        if (s && s->net.network == net->network && s->net.prefix == net->prefix) {
+            size_t j = static_address_index(s, lease->ip);
+            last = j < s->n_taken && s->taken[j] == lease->ip && s->n_taken == 1;
+        }
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return last;
+}
+
 bool netpool_release(NetPool *pool, const NetLease *lease)
 {
     const Ipv4Net *net = &lease->subnet;
