@@ -74,6 +74,11 @@ tests=(
     "tests/integration/test_network.py::test_netin_tcp_from_host_address_and_loopback"
     "tests/integration/test_network.py::test_destroy_leaves_nothing_of_the_container"
     "tests/integration/test_network.py::test_restart_keeps_mappings_and_reservations"
+    # the state machine where cgroup.kill and CLONE_INTO_CGROUP are used
+    "tests/integration/test_concurrency.py::test_create_undo_meets_failing_cgroup_removal"
+    "tests/integration/test_concurrency.py::test_destroy_whose_teardown_fails_is_retried"
+    "tests/integration/test_concurrency.py::test_crash_point[create.sandbox]"
+    "tests/integration/test_concurrency.py::test_crash_point[destroy.killed]"
     # v2 only: delegation (systemd's Delegate=yes) and a group lacking a controller
     "tests/integration/test_cgroup_v2.py"
 )

@@ -100,6 +100,16 @@ CLOCHE_BUILD=$root/build-test/werror CLOCHE_TEST_ROOTFS=$rootfs \
     tests/integration/run.sh "$root/build-test/werror" -q 2>&1 | tee "$out/integration.log" |
     tail -n 25 | sed 's/^/    /'
 
+# The concurrency tests again against the ASan/UBSan daemon: the stress run and
+# the readers racing destroys; a sanitizer report in a daemon's log fails them.
+echo "=== concurrency tests under ASan/UBSan"
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    CLOCHE_BUILD=$root/build-test/asan CLOCHE_TEST_ROOTFS=$rootfs \
+    CLOCHE_JUNIT=$out/integration-asan.xml CLOCHE_STRESS_SECONDS=30 \
+    tests/integration/run.sh "$root/build-test/asan" -q tests/integration/test_concurrency.py \
+    -k "stress or metrics_and_sampler or destroy_during_create" 2>&1 |
+    tee "$out/integration-asan.log" | tail -n 5 | sed 's/^/    /'
+
 # The cgroup-touching integration tests again, on a pure cgroup v2 host: a
 # throw-away VM (run-in-v2vm.sh, the team's shared tool; Debian's 6.1 kernel,
 # emulated). Its JUnit file is counted in the summary like the others.

@@ -22,7 +22,7 @@ typedef struct ApiConfig {
     bool insecure_no_auth;  /* serve non-loopback TCP without a token */
     size_t max_body;        /* 0 = API_DEFAULT_MAX_BODY */
     unsigned max_connections;
-    unsigned threads; /* MHD worker threads; 0 = one per CPU */
+    unsigned threads; /* MHD worker threads; 0 = 8, or two per CPU beyond 4 */
 } ApiConfig;
 
 typedef struct ApiServer ApiServer;

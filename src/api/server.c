@@ -149,6 +149,15 @@ int api_config_check(const ApiConfig *cfg)
     return 0;
 }
 
+/* Requests on the HTTP threads read the model only, but a read can wait a few
+ * milliseconds for a container's lock (held across a durable write); with one
+ * thread per CPU, two such reads were enough to hold up /ping. */
+static unsigned default_threads(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 4 ? (unsigned)cpus * 2 : 8;
+}
+
 int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
 {
     bool unix_sock = cfg->socket_path && *cfg->socket_path;
@@ -221,8 +230,7 @@ int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
                            .garden = garden,
                            .max_body = s->cfg.max_body,
                            .max_connections = s->cfg.max_connections,
-                           .threads = s->cfg.threads ? s->cfg.threads
-                                                     : (unsigned)sysconf(_SC_NPROCESSORS_ONLN)};
+                           .threads = s->cfg.threads ? s->cfg.threads : default_threads()};
     r = http_server_start(&s->http);
     if (r < 0) {
         log_error("Failed to start libmicrohttpd");
