@@ -1,5 +1,6 @@
 /* cloched: the cloche daemon. Options, start-up order, signals, shutdown. */
 #include <getopt.h>
+#include <systemd/sd-daemon.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "cloche/duration.h"
 #include "cloche/fileio.h"
 #include "cloche/garden.h"
+#include "cloche/conffile.h"
 #include "cloche/log.h"
 #include "cloche/testhook.h"
 #include "cloche/netpool.h"
@@ -126,6 +128,9 @@ static void usage(FILE *f)
             "  --log-level LEVEL         debug, info, warn or error (default info)\n"
             "  --log-format FORMAT       text or json (default text)\n"
             "\n"
+            "  --config FILE             Read options from FILE first, one per line\n"
+            "                            (\"depot = /path\", \"allow-host-access\"); flags\n"
+            "                            given here override single-valued ones\n"
             "  -h, --help                Show this help\n"
             "  --version                 Show the version\n",
             DEFAULT_MAX_CONTAINERS);
@@ -180,44 +185,103 @@ enum {
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_VERSION,
+    OPT_CONFIG,
 };
+
+static const struct option longopts[] = {
+    {"bind-socket", required_argument, NULL, OPT_BIND_SOCKET},
+    {"bind-ip", required_argument, NULL, OPT_BIND_IP},
+    {"bind-port", required_argument, NULL, OPT_BIND_PORT},
+    {"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
+    {"insecure-no-auth", no_argument, NULL, OPT_INSECURE_NO_AUTH},
+    {"depot", required_argument, NULL, OPT_DEPOT},
+    {"default-rootfs", required_argument, NULL, OPT_DEFAULT_ROOTFS},
+    {"max-containers", required_argument, NULL, OPT_MAX_CONTAINERS},
+    {"default-grace-time", required_argument, NULL, OPT_DEFAULT_GRACE_TIME},
+    {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
+    {"init-binary", required_argument, NULL, OPT_INIT_BINARY},
+    {"shim-binary", required_argument, NULL, OPT_SHIM_BINARY},
+    {"tar-binary", required_argument, NULL, OPT_TAR_BINARY},
+    {"uid-pool-start", required_argument, NULL, OPT_UID_POOL_START},
+    {"uid-pool-size", required_argument, NULL, OPT_UID_POOL_SIZE},
+    {"network-pool", required_argument, NULL, OPT_NETWORK_POOL},
+    {"port-pool-start", required_argument, NULL, OPT_PORT_POOL_START},
+    {"port-pool-size", required_argument, NULL, OPT_PORT_POOL_SIZE},
+    {"mtu", required_argument, NULL, OPT_MTU},
+    {"external-ip", required_argument, NULL, OPT_EXTERNAL_IP},
+    {"dns-server", required_argument, NULL, OPT_DNS_SERVER},
+    {"deny-network", required_argument, NULL, OPT_DENY_NETWORK},
+    {"allow-host-access", no_argument, NULL, OPT_ALLOW_HOST_ACCESS},
+    {"network-tag", required_argument, NULL, OPT_NETWORK_TAG},
+    {"metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL},
+    {"cgroup-delegated", no_argument, NULL, OPT_CGROUP_DELEGATED},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {0},
+};
+
+/* --config FILE: its options go ahead of the command line's, so a flag given
+ * there wins over the file for single-valued options. *ret_argv is argv itself
+ * when there is no --config. The merged list lives as long as the process (the
+ * options keep pointers into it). */
+static int load_config(int argc, char **argv, int *ret_argc, char ***ret_argv)
+{
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0)
+            break;
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+    }
+    *ret_argc = argc;
+    *ret_argv = argv;
+    if (!path)
+        return 0;
+    static const char *known[ELEMENTSOF(longopts)];
+    static int takes[ELEMENTSOF(longopts)];
+    size_t k = 0;
+    for (size_t i = 0; longopts[i].name; i++) {
+        /* Not from a file: another file, or a request to print and exit. */
+        if (strcmp(longopts[i].name, "config") == 0 || strcmp(longopts[i].name, "help") == 0 ||
+            strcmp(longopts[i].name, "version") == 0)
+            continue;
+        known[k] = longopts[i].name;
+        takes[k++] = longopts[i].has_arg == required_argument;
+    }
+    known[k] = NULL;
+    char **args = NULL, err[256] = "";
+    size_t n = 0;
+    unsigned line = 0;
+    int r = conffile_read(path, known, takes, &args, &n, &line, err, sizeof(err));
+    if (r < 0) {
+        if (line)
+            fprintf(stderr, "cloched: %s:%u: %s\n", path, line, err);
+        else
+            fprintf(stderr, "cloched: cannot read the configuration file %s: %s\n", path, err);
+        return r;
+    }
+    char **merged = calloc((size_t)argc + n + 1, sizeof(char *));
+    if (!merged) {
+        strv_free(args);
+        return -ENOMEM;
+    }
+    merged[0] = argv[0];
+    memcpy(merged + 1, args, n * sizeof(char *));
+    memcpy(merged + 1 + n, argv + 1, (size_t)(argc - 1) * sizeof(char *));
+    free(args); /* the strings now belong to merged, kept until exit */
+    *ret_argc = argc + (int)n;
+    *ret_argv = merged;
+    return 0;
+}
 
 /* 0 = run, 1 = exit successfully (help/version), <0 = usage error. */
 static int parse_options(int argc, char **argv, Options *o)
 {
-    static const struct option longopts[] = {
-        {"bind-socket", required_argument, NULL, OPT_BIND_SOCKET},
-        {"bind-ip", required_argument, NULL, OPT_BIND_IP},
-        {"bind-port", required_argument, NULL, OPT_BIND_PORT},
-        {"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
-        {"insecure-no-auth", no_argument, NULL, OPT_INSECURE_NO_AUTH},
-        {"depot", required_argument, NULL, OPT_DEPOT},
-        {"default-rootfs", required_argument, NULL, OPT_DEFAULT_ROOTFS},
-        {"max-containers", required_argument, NULL, OPT_MAX_CONTAINERS},
-        {"default-grace-time", required_argument, NULL, OPT_DEFAULT_GRACE_TIME},
-        {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
-        {"init-binary", required_argument, NULL, OPT_INIT_BINARY},
-        {"shim-binary", required_argument, NULL, OPT_SHIM_BINARY},
-        {"tar-binary", required_argument, NULL, OPT_TAR_BINARY},
-        {"uid-pool-start", required_argument, NULL, OPT_UID_POOL_START},
-        {"uid-pool-size", required_argument, NULL, OPT_UID_POOL_SIZE},
-        {"network-pool", required_argument, NULL, OPT_NETWORK_POOL},
-        {"port-pool-start", required_argument, NULL, OPT_PORT_POOL_START},
-        {"port-pool-size", required_argument, NULL, OPT_PORT_POOL_SIZE},
-        {"mtu", required_argument, NULL, OPT_MTU},
-        {"external-ip", required_argument, NULL, OPT_EXTERNAL_IP},
-        {"dns-server", required_argument, NULL, OPT_DNS_SERVER},
-        {"deny-network", required_argument, NULL, OPT_DENY_NETWORK},
-        {"allow-host-access", no_argument, NULL, OPT_ALLOW_HOST_ACCESS},
-        {"network-tag", required_argument, NULL, OPT_NETWORK_TAG},
-        {"metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL},
-        {"cgroup-delegated", no_argument, NULL, OPT_CGROUP_DELEGATED},
-        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-        {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {0},
-    };
     *o = (Options){
         .socket_path = DEFAULT_SOCKET,
         .depot = DEFAULT_DEPOT,
@@ -368,6 +432,8 @@ static int parse_options(int argc, char **argv, Options *o)
         case 'h':
             usage(stdout);
             return 1;
+        case OPT_CONFIG:
+            break; /* read before parsing (load_config) */
         case OPT_VERSION:
             printf("cloched %s%s\n", CLOCHE_VERSION, testhook_enabled() ? " (test hooks)" : "");
             return 1;
@@ -444,7 +510,10 @@ static char *default_helper_binary(const char *name)
 int main(int argc, char **argv)
 {
     Options o;
-    int r = parse_options(argc, argv, &o);
+    int r = load_config(argc, argv, &argc, &argv);
+    if (r < 0)
+        return 2;
+    r = parse_options(argc, argv, &o);
     if (r != 0)
         return r > 0 ? EXIT_SUCCESS : 2;
     log_setup(o.log_level, o.log_format);
@@ -454,7 +523,24 @@ int main(int argc, char **argv)
     if (o.auth_token_file && read_token(o.auth_token_file, &token) < 0)
         return EXIT_FAILURE;
 
+    /* Socket activation (systemd's cloche.socket, systemd-socket-activate): the
+     * handed-over sockets replace --bind-socket and --bind-ip. */
+    int n_fds = sd_listen_fds(1);
+    int listen_fds[API_MAX_LISTENERS];
+    if (n_fds < 0) {
+        log_error_errno(n_fds, "Failed to take the sockets handed over (LISTEN_FDS): %m");
+        return EXIT_FAILURE;
+    }
+    if (n_fds > API_MAX_LISTENERS) {
+        log_error("%d sockets were handed over; at most %d can be served", n_fds,
+                  API_MAX_LISTENERS);
+        return EXIT_FAILURE;
+    }
+    for (int i = 0; i < n_fds; i++)
+        listen_fds[i] = SD_LISTEN_FDS_START + i;
     ApiConfig ac = {
+        .listen_fds = listen_fds,
+        .n_listen_fds = (size_t)n_fds,
         .socket_path = o.socket_path,
         .bind_ip = o.bind_ip,
         .bind_port = o.bind_port,
@@ -526,9 +612,12 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     log_info("cloched %s ready", CLOCHE_VERSION);
+    /* Type=notify: ready once the depot is loaded and the listeners bound. */
+    (void)sd_notifyf(0, "READY=1\nSTATUS=Serving %zu container(s)", garden_count(garden));
 
     r = api_server_run(the_server);
     log_info("Shutting down");
+    (void)sd_notify(0, "STOPPING=1");
     /* Order: stop taking requests and finish those in flight, then the model. Every
      * depot write is atomic, so whatever was interrupted left whole files. */
     api_server_free(the_server);

@@ -23,7 +23,14 @@ typedef struct ApiConfig {
     size_t max_body;        /* 0 = API_DEFAULT_MAX_BODY */
     unsigned max_connections;
     unsigned threads; /* MHD worker threads; 0 = 8, or two per CPU beyond 4 */
+    /* Listening sockets handed over by a service manager (LISTEN_FDS): when
+     * given, they are the listeners and socket_path/bind_ip are not used. Taken
+     * (closed by the server); at most API_MAX_LISTENERS. */
+    const int *listen_fds;
+    size_t n_listen_fds;
 } ApiConfig;
+
+#define API_MAX_LISTENERS 8
 
 typedef struct ApiServer ApiServer;
 

@@ -44,7 +44,7 @@ struct ApiServer {
     char *auth_token;
     int epfd;
     Item stop;
-    Item listeners[2];
+    Item listeners[API_MAX_LISTENERS];
     size_t n_listeners;
     Item *pending; /* list of connections whose head has not arrived */
     size_t n_pending;
@@ -135,10 +135,71 @@ static int epoll_add(ApiServer *s, Item *it, uint32_t events)
     return epoll_ctl(s->epfd, EPOLL_CTL_ADD, it->fd, &ev) < 0 ? -errno : 0;
 }
 
+/* An inherited listener's address, for the log and the token rule: "unix:PATH"
+ * or "tcp:IP:PORT"; *ret_tcp_ip gets the IP of a TCP one. */
+static int describe_listener(int fd, char *buf, size_t size, char *ip, size_t ipsize)
+{
+    int listening = 0, type = 0;
+    socklen_t ol = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ol) < 0)
+        return -errno;
+    ol = sizeof(int);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &ol) < 0)
+        return -errno;
+    if (!listening || type != SOCK_STREAM)
+        return -ENOTSOCK;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -errno;
+    *ip = '\0';
+    if (ss.ss_family == AF_UNIX) {
+        struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+        snprintf(buf, size, "unix:%s", un->sun_path[0] ? un->sun_path : "(abstract)");
+    } else if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+        char text[INET6_ADDRSTRLEN] = "";
+        uint16_t port;
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text));
+            port = ntohs(in->sin_port);
+        } else {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
+            port = ntohs(in6->sin6_port);
+        }
+        snprintf(buf, size, "tcp:%s:%u", text, port);
+        snprintf(ip, ipsize, "%s", text);
+    } else {
+        return -EAFNOSUPPORT;
+    }
+    return 0;
+}
+
 int api_config_check(const ApiConfig *cfg)
 {
     bool unix_sock = cfg->socket_path && *cfg->socket_path;
     bool tcp = cfg->bind_ip && *cfg->bind_ip;
+    if (cfg->n_listen_fds > API_MAX_LISTENERS)
+        return log_error_errno(-E2BIG, "%zu sockets were handed over; at most %d can be served",
+                               cfg->n_listen_fds, API_MAX_LISTENERS);
+    for (size_t i = 0; i < cfg->n_listen_fds; i++) {
+        char what[160], ip[INET6_ADDRSTRLEN];
+        int r = describe_listener(cfg->listen_fds[i], what, sizeof(what), ip, sizeof(ip));
+        if (r < 0)
+            return log_error_errno(r,
+                                   "Handed-over descriptor %d is not a listening stream "
+                                   "socket (unix or tcp)",
+                                   cfg->listen_fds[i]);
+        /* The same rule as for --bind-ip: a non-loopback address needs a token. */
+        if (*ip && !ip_is_loopback(ip) && !cfg->auth_token && !cfg->insecure_no_auth)
+            return log_error_errno(-EPERM,
+                                   "Refusing to serve the handed-over %s without a token: give "
+                                   "--auth-token-file, or --insecure-no-auth",
+                                   what);
+    }
+    if (cfg->n_listen_fds > 0)
+        return 0;
     if (!unix_sock && !tcp)
         return log_error_errno(-EINVAL, "No listener: give --bind-socket or --bind-ip");
     if (tcp && !ip_is_loopback(cfg->bind_ip) && !cfg->auth_token && !cfg->insecure_no_auth)
@@ -165,6 +226,8 @@ int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
     int check = api_config_check(cfg);
     if (check < 0)
         return check;
+    if (cfg->n_listen_fds > 0)
+        unix_sock = tcp = false; /* the service manager's sockets replace ours */
 
     ApiServer *s = calloc(1, sizeof(*s));
     if (!s)
@@ -175,7 +238,9 @@ int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
     s->stop.fd = -EBADF;
     pthread_mutex_init(&s->stream_lock, NULL);
     pthread_cond_init(&s->stream_done, NULL);
-    s->listeners[0].fd = s->listeners[1].fd = -EBADF;
+    for (size_t i = 0; i < API_MAX_LISTENERS; i++)
+        s->listeners[i].fd = -EBADF;
+    s->cfg.listen_fds = NULL; /* taken below */
     s->socket_path = unix_sock ? strdup(cfg->socket_path) : NULL;
     s->auth_token = cfg->auth_token ? strdup(cfg->auth_token) : NULL;
     s->cfg.socket_path = s->socket_path;
@@ -196,6 +261,26 @@ int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
     }
     if ((r = epoll_add(s, &s->stop, EPOLLIN)) < 0)
         goto fail;
+    for (size_t i = 0; i < cfg->n_listen_fds; i++) {
+        Item *l = &s->listeners[s->n_listeners];
+        char what[160], ip[INET6_ADDRSTRLEN];
+        (void)describe_listener(cfg->listen_fds[i], what, sizeof(what), ip, sizeof(ip));
+        int flags = fcntl(cfg->listen_fds[i], F_GETFL);
+        if (flags < 0 || fcntl(cfg->listen_fds[i], F_SETFL, flags | O_NONBLOCK) < 0 ||
+            fcntl(cfg->listen_fds[i], F_SETFD, FD_CLOEXEC) < 0) {
+            r = -errno;
+            goto fail;
+        }
+        l->fd = cfg->listen_fds[i];
+        l->kind = ITEM_LISTENER;
+        s->n_listeners++;
+        if ((r = epoll_add(s, l, EPOLLIN)) < 0)
+            goto fail;
+        log_info("Listening on %s (socket activation)%s", what,
+                 !*ip || ip_is_loopback(ip) ? ""
+                 : cfg->auth_token          ? " (bearer token required)"
+                                            : " (UNAUTHENTICATED)");
+    }
     if (unix_sock) {
         Item *l = &s->listeners[s->n_listeners];
         r = listen_unix(cfg->socket_path, &l->fd);
