@@ -4,7 +4,8 @@
 set -euo pipefail
 
 build_pkgs=(gcc meson ninja-build pkg-config libmicrohttpd-dev libjson-c-dev libarchive-dev busybox-static libnl-3-dev libnl-route-3-dev libnftables-dev e2fsprogs libsystemd-dev)
-test_pkgs=(python3 python3-pytest clang-format clang libclang-rt-14-dev iproute2 util-linux curl nftables)
+test_pkgs=(python3 python3-pytest clang-format clang libclang-rt-14-dev iproute2 util-linux curl nftables
+    systemd debhelper lintian debootstrap)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then

@@ -90,6 +90,25 @@ else
     tail -n 20 "$out/build-fuzz.log" | sed 's/^/    /'
 fi
 
+# The Debian package (lintian errors fail it) and a throw-away Debian 12 root
+# (debootstrap minbase, kept in /var/cache/cloche-debroot) that
+# tests/integration/test_package.py installs it into.
+
+check package scripts/package.sh build-test/package
+deb=$(ls build-test/package/cloche_*.deb 2>/dev/null | head -n 1)
+debroot=/var/cache/cloche-debroot/bookworm-minbase.tgz
+if [ -n "$deb" ]; then
+    scripts/debroot.sh "$deb" "$debroot" >"$out/debroot.log" 2>&1
+    case $? in
+    0) export CLOCHE_PACKAGE_DEB=$root/$deb CLOCHE_PACKAGE_ROOT=$debroot ;;
+    3) sed 's/^/    /' "$out/debroot.log" ;; # no mirror: test_package.py says it is skipped
+    *)
+        echo "FAIL debroot" >>"$checks"
+        tail -n 20 "$out/debroot.log" | sed 's/^/    /'
+        ;;
+    esac
+fi
+
 echo "=== integration tests"
 rootfs=$root/build-test/rootfs/busybox
 rootfs-tools/mkrootfs-busybox.sh "$rootfs" >"$out/rootfs.log" 2>&1 ||
