@@ -55,6 +55,10 @@ typedef struct ContainerRecord {
     uint32_t uid_base;        /* host id of container root (unprivileged) */
     char *rootfs;             /* the image directory used as the lower */
     ContainerNet net;
+    /* A NetIn or NetOut was recorded and may not have reached the firewall yet
+     * (the daemon died in between): a restarted daemon rebuilds the
+     * container's firewall state from the record. */
+    bool firewall_pending;
 } ContainerRecord;
 
 typedef struct Depot Depot;

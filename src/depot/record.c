@@ -214,6 +214,9 @@ static json_object *record_to_json(const ContainerRecord *rec)
         return NULL;
     if (rec->net.id && object_add(rt, "net", net_to_json(&rec->net)) < 0)
         return NULL;
+    if (rec->firewall_pending &&
+        object_add(rt, "firewall_pending", json_object_new_boolean(true)) < 0)
+        return NULL;
     return TAKE_PTR(obj);
 }
 
@@ -350,6 +353,9 @@ static int record_from_json(json_object *obj, ContainerRecord *rec)
             return -EBADMSG;
         if ((v = json_member(rt, "net")) && (r = net_from_json(v, &rec->net)) < 0)
             return r;
+        if ((v = json_member(rt, "firewall_pending")) &&
+            json_get_bool(v, "firewall_pending", &rec->firewall_pending, &err) < 0)
+            return -EBADMSG;
     }
     return 0;
 }

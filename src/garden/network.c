@@ -574,12 +574,10 @@ int garden_net_restore(Garden *g, Container *c)
     char bridge[NAME_BUF];
     FirewallContainer fc;
     firewall_container(g, rec, bridge, &fc);
-    /* Rebuilt when the chain is missing, and whenever the container has mappings
-     * or rules: a daemon killed between recording one and adding it left the
-     * firewall behind the record (adding is idempotent). */
-    if (rec->net.n_netin || rec->spec.n_netout_rules ||
-        firewall_has_container(g->firewall, &fc) == 0) {
-        log_debug("Container '%s': rebuilding its firewall state", rec->handle);
+    /* Rebuilt when the chain is missing, and when a NetIn or NetOut was recorded
+     * but the daemon died before it reached the firewall (adding is idempotent). */
+    if (rec->firewall_pending || firewall_has_container(g->firewall, &fc) == 0) {
+        log_info("Container '%s': rebuilding its firewall state", rec->handle);
         _cleanup_free_ FirewallNetIn *in = firewall_netin(&rec->net);
         r = in ? firewall_add_container(g->firewall, &fc, in, rec->net.n_netin,
                                         rec->spec.netout_rules, rec->spec.n_netout_rules)
@@ -587,6 +585,10 @@ int garden_net_restore(Garden *g, Container *c)
         if (r < 0)
             log_warn_errno(r, "Container '%s': failed to rebuild its firewall state: %m: %s",
                            rec->handle, firewall_last_error(g->firewall));
+        else if (rec->firewall_pending) {
+            rec->firewall_pending = false;
+            (void)depot_write_record_flags(g->depot, rec, DEPOT_WRITE_VOLATILE);
+        }
     }
     c->net_attached = true;
     return 0;
@@ -670,6 +672,7 @@ static int net_in_locked(Garden *g, Container *c, const NetInSpec *in, NetInSpec
         return r;
     NetInSpec made = rec->net.netin[before];
     r = set_net_properties(c, g);
+    rec->firewall_pending = true;
     if (r >= 0)
         r = testhook_fault("netin.record") ? -EIO : garden_persist(g, c);
     if (r < 0) {
@@ -689,9 +692,13 @@ static int net_in_locked(Garden *g, Container *c, const NetInSpec *in, NetInSpec
         goto undo;
     }
     testhook_point("netin.firewall");
+    /* Volatile: lost in a crash, the restart merely adds the mapping again. */
+    rec->firewall_pending = false;
+    (void)depot_write_record_flags(g->depot, rec, DEPOT_WRITE_VOLATILE);
     *ret = made;
     return 0;
 undo:
+    rec->firewall_pending = false;
     release_ports(g, &made, 1);
     rec->net.n_netin = before;
     (void)set_net_properties(c, g);
@@ -730,6 +737,7 @@ static int net_out_locked(Garden *g, Container *c, NetOutRule *rules, size_t n, 
     rec->spec.netout_rules = grown;
     memcpy(grown + before, rules, n * sizeof(NetOutRule));
     rec->spec.n_netout_rules = before + n;
+    rec->firewall_pending = true;
     int r = testhook_fault("netout.record") ? -EIO : garden_persist(g, c);
     if (r < 0) {
         api_internal_error(reterr, r, "Failed to persist the rules");
@@ -746,8 +754,11 @@ static int net_out_locked(Garden *g, Container *c, NetOutRule *rules, size_t n, 
     }
     for (size_t i = 0; i < n; i++)
         rules[i] = (NetOutRule){0};
+    rec->firewall_pending = false;
+    (void)depot_write_record_flags(g->depot, rec, DEPOT_WRITE_VOLATILE);
     return 0;
 undo:
+    rec->firewall_pending = false;
     rec->spec.n_netout_rules = before; /* the copies' contents stay the caller's */
     int k = garden_persist(g, c);
     if (k < 0)

@@ -149,7 +149,18 @@ static void test_parse(void)
 
     is_int(container_record_parse(buf, len, &got), 0, "parse");
     check_record(&got, &rec, "round trip");
+    ok(!got.firewall_pending, "no firewall change pending by default");
     container_record_done(&got);
+
+    /* A NetIn or NetOut recorded but maybe not yet in the firewall. */
+    rec.firewall_pending = true;
+    size_t plen;
+    _cleanup_free_ char *pending = container_record_serialize(&rec, &plen);
+    ok(pending && strstr(pending, "\"firewall_pending\":true"), "pending firewall change written");
+    is_int(container_record_parse(pending, plen, &got), 0, "parse with a pending change");
+    ok(got.firewall_pending, "pending firewall change read back");
+    container_record_done(&got);
+    rec.firewall_pending = false;
 
     /* A newer daemon's record. */
     ok(obj != NULL, "have object");
