@@ -16,6 +16,7 @@
 #include "cloche/fileio.h"
 #include "cloche/garden.h"
 #include "cloche/conffile.h"
+#include "cloche/image.h"
 #include "cloche/log.h"
 #include "cloche/testhook.h"
 #include "cloche/netpool.h"
@@ -57,6 +58,13 @@ typedef struct Options {
     unsigned metrics_interval;
     LogLevel log_level;
     LogFormat log_format;
+    uint64_t image_cache_bytes;
+    unsigned image_cache_grace;
+    const char *registry_mirror;
+    const char *insecure_registries[64];
+    size_t n_insecure_registries;
+    const char *registry_ca;
+    unsigned registry_stall_timeout;
 } Options;
 
 static ApiServer *the_server;
@@ -120,6 +128,18 @@ static void usage(FILE *f)
             "  --allow-host-access       Containers may reach the host's own services\n"
             "  --network-tag TAG         Up to 2 of [a-z0-9]: names the links cl<TAG>... and\n"
             "                            the nftables table cloche<TAG> (default none)\n"
+            "\n"
+            "Images (docker:// and oci:// references; the layer store is DEPOT/images):\n"
+            "  --image-cache-bytes N     Evict unused layers, least recently used first,\n"
+            "                            past N bytes (default 0 = no limit)\n"
+            "  --image-cache-grace SECS  Never evict a layer used this recently (default 60)\n"
+            "  --registry-mirror URL     Serve Docker Hub references (docker:///NAME) from\n"
+            "                            this mirror\n"
+            "  --insecure-registry HOST:PORT  Allow plain HTTP or an unverified certificate\n"
+            "                            for this registry (repeatable, at most 64)\n"
+            "  --registry-ca FILE        A CA certificate (PEM) trusted beside the system's\n"
+            "  --registry-stall-timeout SECS  Fail a registry transfer that receives\n"
+            "                            nothing for this long (default 30)\n"
             "\n"
             "Metrics:\n"
             "  --metrics-interval SECS   Period of the metrics history sampler (default 10)\n"
@@ -186,6 +206,12 @@ enum {
     OPT_LOG_FORMAT,
     OPT_VERSION,
     OPT_CONFIG,
+    OPT_IMAGE_CACHE_BYTES,
+    OPT_IMAGE_CACHE_GRACE,
+    OPT_REGISTRY_MIRROR,
+    OPT_INSECURE_REGISTRY,
+    OPT_REGISTRY_CA,
+    OPT_REGISTRY_STALL_TIMEOUT,
 };
 
 static const struct option longopts[] = {
@@ -220,6 +246,12 @@ static const struct option longopts[] = {
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {"config", required_argument, NULL, OPT_CONFIG},
+    {"image-cache-bytes", required_argument, NULL, OPT_IMAGE_CACHE_BYTES},
+    {"image-cache-grace", required_argument, NULL, OPT_IMAGE_CACHE_GRACE},
+    {"registry-mirror", required_argument, NULL, OPT_REGISTRY_MIRROR},
+    {"insecure-registry", required_argument, NULL, OPT_INSECURE_REGISTRY},
+    {"registry-ca", required_argument, NULL, OPT_REGISTRY_CA},
+    {"registry-stall-timeout", required_argument, NULL, OPT_REGISTRY_STALL_TIMEOUT},
     {0},
 };
 
@@ -294,6 +326,8 @@ static int parse_options(int argc, char **argv, Options *o)
         .port_pool_size = 4534,
         .log_level = LOG_LEVEL_INFO,
         .log_format = LOG_FORMAT_TEXT,
+        .image_cache_grace = 60,
+        .registry_stall_timeout = 30,
     };
     (void)netpool_parse(DEFAULT_POOL, &o->pool);
     bool port_given = false;
@@ -428,6 +462,37 @@ static int parse_options(int argc, char **argv, Options *o)
         case OPT_LOG_FORMAT:
             if (log_format_from_string(optarg, &o->log_format) < 0)
                 return bad_option("--log-format", optarg, "expected text or json");
+            break;
+        case OPT_IMAGE_CACHE_BYTES:
+            if (parse_u64(optarg, 0, UINT64_MAX, &o->image_cache_bytes) < 0)
+                return bad_option("--image-cache-bytes", optarg, "expected a number of bytes");
+            break;
+        case OPT_IMAGE_CACHE_GRACE:
+            if (parse_u64(optarg, 0, 86400, &v) < 0)
+                return bad_option("--image-cache-grace", optarg, "expected 0..86400 seconds");
+            o->image_cache_grace = (unsigned)v;
+            break;
+        case OPT_REGISTRY_MIRROR:
+            if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0)
+                return bad_option("--registry-mirror", optarg, "expected an http(s) URL");
+            o->registry_mirror = optarg;
+            break;
+        case OPT_INSECURE_REGISTRY:
+            if (o->n_insecure_registries == ELEMENTSOF(o->insecure_registries))
+                return bad_option("--insecure-registry", optarg, "at most 64 may be given");
+            if (!*optarg || strchr(optarg, '/'))
+                return bad_option("--insecure-registry", optarg, "expected HOST[:PORT]");
+            o->insecure_registries[o->n_insecure_registries++] = optarg;
+            break;
+        case OPT_REGISTRY_CA:
+            if (access(optarg, R_OK) < 0)
+                return bad_option("--registry-ca", optarg, "not a readable file");
+            o->registry_ca = optarg;
+            break;
+        case OPT_REGISTRY_STALL_TIMEOUT:
+            if (parse_u64(optarg, 1, 3600, &v) < 0)
+                return bad_option("--registry-stall-timeout", optarg, "expected 1..3600 seconds");
+            o->registry_stall_timeout = (unsigned)v;
             break;
         case 'h':
             usage(stdout);
@@ -568,7 +633,28 @@ int main(int argc, char **argv)
     if (!have_tar)
         log_warn("cloche-tar is not executable at %s (%m): files cannot be streamed", tar_binary);
 
+    _cleanup_free_ char *image_dir = NULL;
+    if (asprintf(&image_dir, "%s/images", o.depot) < 0)
+        return EXIT_FAILURE;
+    ImageStoreConfig ic = {
+        .dir = image_dir,
+        .cache_bytes = o.image_cache_bytes,
+        .mirror = o.registry_mirror,
+        .insecure = o.insecure_registries,
+        .n_insecure = o.n_insecure_registries,
+        .ca_file = o.registry_ca,
+        .stall_timeout_s = o.registry_stall_timeout,
+        .eviction_grace_s = o.image_cache_grace,
+    };
+    ImageStore *images = NULL;
+    r = image_store_new(&ic, &images);
+    if (r < 0) {
+        log_error_errno(r, "Failed to open the image store %s: %m", image_dir);
+        return EXIT_FAILURE;
+    }
+
     GardenConfig gc = {
+        .images = images,
         .init_path = init_binary,
         .shim_path = have_shim ? shim_binary : NULL,
         .tar_path = have_tar ? tar_binary : NULL,
@@ -598,6 +684,7 @@ int main(int argc, char **argv)
     r = garden_new(&gc, &garden);
     if (r < 0) {
         log_error_errno(r, "Failed to start with the depot %s: %m", o.depot);
+        image_store_free(images);
         return EXIT_FAILURE;
     }
     log_info("Depot %s: %zu container(s) restored", o.depot, garden_count(garden));
@@ -605,6 +692,7 @@ int main(int argc, char **argv)
     r = api_server_new(&ac, garden, &the_server);
     if (r < 0) {
         garden_free(garden);
+        image_store_free(images);
         return EXIT_FAILURE;
     }
 
@@ -623,5 +711,6 @@ int main(int argc, char **argv)
     api_server_free(the_server);
     the_server = NULL;
     garden_free(garden);
+    image_store_free(images);
     return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -18,6 +18,7 @@
 
 typedef struct Garden Garden;
 typedef struct Container Container;
+typedef struct ImageStore ImageStore;
 
 typedef struct GardenConfig {
     const char *depot_path;
@@ -51,6 +52,7 @@ typedef struct GardenConfig {
     size_t n_deny_networks;
     bool allow_host_access;
     unsigned metrics_interval_s; /* the history sampler's period; 0 = 10 s */
+    ImageStore *images;          /* docker:// and oci:// images (borrowed); NULL = none */
 } GardenConfig;
 
 typedef struct Capacity {

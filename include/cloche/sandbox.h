@@ -14,6 +14,7 @@
 #include "cloche/error.h"
 
 #define SANDBOX_ID_COUNT 65536u
+#define SANDBOX_MAX_LOWERS 128 /* directories in one rootfs stack */
 
 typedef struct SandboxBind {
     const char *src; /* host path, or a path inside the container (from_container) */
@@ -28,10 +29,13 @@ typedef int (*SandboxAttachFn)(pid_t pid, void *userdata);
 
 typedef struct SandboxSpec {
     const char *handle; /* hostname */
-    const char *rootfs; /* image directory on the host: the overlay lower */
-    const char *dir;    /* the container's depot directory (absolute) */
-    bool privileged;    /* no user namespace */
-    uint32_t uid_base;  /* host id of container root (unprivileged) */
+    /* Image directory on the host: the overlay lower. Several ':'-joined
+     * directories (an image's layers, top first) are each attached below the
+     * container's rootfs/lower, idmapped like a single one. */
+    const char *rootfs;
+    const char *dir;   /* the container's depot directory (absolute) */
+    bool privileged;   /* no user namespace */
+    uint32_t uid_base; /* host id of container root (unprivileged) */
     const SandboxBind *binds;
     size_t n_binds;
     int cgroup_fd; /* v2/unified group for CLONE_INTO_CGROUP, or -1 */

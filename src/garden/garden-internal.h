@@ -222,6 +222,11 @@ char **garden_cgroup_dirs(Garden *g, const char *handle);
 /* min(--max-containers, subnets of the pool): O(1), for every create. */
 uint64_t garden_max_containers(const Garden *g);
 int garden_insert_new(Garden *g, Container *c, ApiError *reterr);
+/* images.c: a docker:// or oci:// spec pulled into the store, its config applied
+ * to spec; 1 = *ret_rootfs is the layer stack, 0 = not an image reference. */
+int garden_image_resolve(Garden *g, ContainerSpec *spec, char **ret_rootfs, ApiError *reterr);
+/* Tell the image store which layers the containers use (attach = false: stop). */
+void garden_images_attach(Garden *g, bool attach);
 Container *container_new(ContainerRecord *rec);
 void garden_unregister(Garden *g, Container *c);
 int garden_persist(Garden *g, Container *c);

@@ -565,7 +565,9 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
             return api_internal_error(reterr, r, "Failed to generate a handle");
     }
     ContainerRecord rec = {.state = CONTAINER_STATE_CREATING};
-    r = resolve_image(g, spec, &rec.rootfs, reterr);
+    r = garden_image_resolve(g, spec, &rec.rootfs, reterr); /* docker://, oci:// */
+    if (r == 0)
+        r = resolve_image(g, spec, &rec.rootfs, reterr);
     if (r < 0)
         return r;
     struct timespec now;

@@ -261,10 +261,20 @@ int garden_image_size(Garden *g, const char *path, uint64_t *ret_bytes, uint64_t
             return 0;
         }
     pthread_mutex_unlock(&g->lock);
-    DiskUsage u;
-    int r = disk_tree_usage(path, &u);
-    if (r < 0)
-        return r;
+    DiskUsage u = {0};
+    /* An image's layer stack ("top:...:bottom"): the sum of its layers. */
+    _cleanup_free_ char *dirs = strdup(path);
+    char *save = NULL;
+    for (char *d = dirs ? strtok_r(dirs, ":", &save) : NULL; d; d = strtok_r(NULL, ":", &save)) {
+        DiskUsage one;
+        int r = disk_tree_usage(d, &one);
+        if (r < 0)
+            return r;
+        u.bytes_used += one.bytes_used;
+        u.inodes_used += one.inodes_used;
+    }
+    if (!dirs)
+        return -ENOMEM;
     pthread_mutex_lock(&g->lock);
     struct ImageSize *grown =
         realloc(g->image_sizes, (g->n_image_sizes + 1) * sizeof(struct ImageSize));

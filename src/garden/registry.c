@@ -148,6 +148,7 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     r = hashmap_new(&g->containers);
     if (r < 0)
         goto fail;
+    garden_images_attach(g, true);
     r = depot_open(cfg->depot_path, &g->depot);
     if (r < 0)
         goto fail;
@@ -234,6 +235,7 @@ void garden_free(Garden *g)
 {
     if (!g)
         return;
+    garden_images_attach(g, false);
     grace_service_stop(g->grace);
     garden_sampler_stop(g);
     if (g->containers) {

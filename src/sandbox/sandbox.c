@@ -44,6 +44,10 @@ typedef struct ChildPlan {
     int hosts_fd;
     int resolv_fd;
     char overlay_opts[PATH_MAX + 128];
+    /* Where the child attaches the lower trees the parent sends (a rootfs of
+     * several ':'-joined directories is an image's layer stack, top first). */
+    size_t n_lowers;
+    char lower_paths[SANDBOX_MAX_LOWERS][24];
 } ChildPlan;
 
 #define PLAN_LOWER "rootfs/lower"
@@ -285,16 +289,21 @@ static _Noreturn void child_main(const ChildPlan *plan)
 
     /* Wait for the parent: id maps written, cgroups attached, idmapped lower sent. */
     char byte;
-    char cbuf[CMSG_SPACE(sizeof(int))];
+    char cbuf[CMSG_SPACE(sizeof(int) * SANDBOX_MAX_LOWERS)];
     struct iovec iov = {.iov_base = &byte, .iov_len = 1};
     struct msghdr msg = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
     if (recvmsg(plan->sock, &msg, MSG_CMSG_CLOEXEC) != 1)
         _exit(1); /* the parent gave up */
-    int lower_fd = -1;
+    int lower_fds[SANDBOX_MAX_LOWERS];
+    size_t n_lower_fds = 0;
     struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-        memcpy(&lower_fd, CMSG_DATA(cm), sizeof(int));
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+        n_lower_fds = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        memcpy(lower_fds, CMSG_DATA(cm), n_lower_fds * sizeof(int));
+    }
+    if (n_lower_fds != plan->n_lowers)
+        child_fail(plan, EPROTO, "Received the wrong number of image layers", NULL);
 
     if (!spec->privileged) {
         if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0 ||
@@ -311,10 +320,11 @@ static _Noreturn void child_main(const ChildPlan *plan)
 
     /* The cwd is the container's directory, in this namespace's copy of it (see
      * sandbox_create); relative paths need no search permission above it. */
-    if (lower_fd >= 0) {
-        if (move_mount(lower_fd, "", AT_FDCWD, PLAN_LOWER, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    for (size_t i = 0; i < n_lower_fds; i++) {
+        if (move_mount(lower_fds[i], "", AT_FDCWD, plan->lower_paths[i], MOVE_MOUNT_F_EMPTY_PATH) <
+            0)
             child_fail(plan, errno, "Failed to attach the idmapped image", NULL);
-        close(lower_fd);
+        close(lower_fds[i]);
     }
     if (mount("overlay", PLAN_MERGED, "overlay", 0, plan->overlay_opts) < 0)
         child_fail(plan, errno, "Failed to mount the overlay root file system", NULL);
@@ -386,40 +396,69 @@ static int write_id_map(pid_t pid, const char *file, uint32_t base)
     return 0;
 }
 
-/* A detached, idmapped, read-only clone of the image for pid's user namespace. */
-static int idmapped_lower(pid_t pid, const char *rootfs, int *ret)
+/* A detached, read-only clone of an image directory: idmapped for pid's user
+ * namespace (userns >= 0), or plain (a privileged container's layer stack). */
+static int lower_tree(int userns, const char *dir, int *ret)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/ns/user", pid);
-    _cleanup_close_ int userns = open(path, O_RDONLY | O_CLOEXEC);
-    if (userns < 0)
-        return -errno;
     _cleanup_close_ int tree =
-        open_tree(AT_FDCWD, rootfs, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        open_tree(AT_FDCWD, dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
     if (tree < 0)
         return -errno;
-    struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
-                              .userns_fd = (uint64_t)userns};
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+    if (userns >= 0) {
+        attr.attr_set |= MOUNT_ATTR_IDMAP;
+        attr.userns_fd = (uint64_t)userns;
+    }
     if (mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
         return -errno;
     *ret = TAKE_FD(tree);
     return 0;
 }
 
-static int send_go(int sock, int fd)
+/* The trees the child attaches as its lowers (plan->n_lowers of them): the
+ * rootfs idmapped, or each layer of a ':'-joined stack. */
+static int lower_trees(const ChildPlan *plan, pid_t pid, int *fds)
+{
+    const SandboxSpec *spec = plan->spec;
+    _cleanup_close_ int userns = -1;
+    if (!spec->privileged) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/ns/user", pid);
+        userns = open(path, O_RDONLY | O_CLOEXEC);
+        if (userns < 0)
+            return -errno;
+    }
+    _cleanup_free_ char *copy = strdup(spec->rootfs);
+    if (!copy)
+        return -ENOMEM;
+    char *save = NULL;
+    size_t i = 0;
+    for (char *dir = strtok_r(copy, ":", &save); dir && i < plan->n_lowers;
+         dir = strtok_r(NULL, ":", &save)) {
+        int r = lower_tree(userns, dir, &fds[i]);
+        if (r < 0)
+            return r;
+        i++;
+    }
+    return i == plan->n_lowers ? 0 : -EINVAL;
+}
+
+static int send_go(int sock, const int *fds, size_t n)
 {
     char byte = 'g';
-    char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+    char cbuf[CMSG_SPACE(sizeof(int) * SANDBOX_MAX_LOWERS)] = {0};
     struct iovec iov = {.iov_base = &byte, .iov_len = 1};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (fd >= 0) {
+    if (n) {
         msg.msg_control = cbuf;
-        msg.msg_controllen = sizeof(cbuf);
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n);
         struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+        if (!cm)
+            return -EINVAL;
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
     }
     return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
 }
@@ -489,10 +528,37 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, ApiError *rete
         (fchownat(d, "hosts", uid, uid, 0) < 0 || fchownat(d, "resolv.conf", uid, uid, 0) < 0))
         return api_internal_error(reterr, -errno, "Failed to hand over the /etc files");
 
-    int n = snprintf(plan->overlay_opts, sizeof(plan->overlay_opts),
+    int n;
+    size_t layers = 1;
+    for (const char *p = spec->rootfs; (p = strchr(p, ':')); p++)
+        layers++;
+    if (layers > SANDBOX_MAX_LOWERS)
+        return api_bad_request(reterr, "An image of %zu layers has more than %d", layers,
+                               SANDBOX_MAX_LOWERS);
+    if (layers > 1) {
+        /* An image's layer stack: each layer attached below rootfs/lower. */
+        char lowerdir[SANDBOX_MAX_LOWERS * 24] = "";
+        plan->n_lowers = layers;
+        for (size_t i = 0; i < layers; i++) {
+            snprintf(plan->lower_paths[i], sizeof(plan->lower_paths[i]), PLAN_LOWER "/%zu", i);
+            if (mkdirat(d, plan->lower_paths[i], 0755) < 0 && errno != EEXIST)
+                return api_internal_error(reterr, -errno, "Failed to create '%s'",
+                                          plan->lower_paths[i]);
+            if (i)
+                strcat(lowerdir, ":");
+            strcat(lowerdir, plan->lower_paths[i]);
+        }
+        n = snprintf(plan->overlay_opts, sizeof(plan->overlay_opts),
+                     "lowerdir=%s,upperdir=rootfs/upper,workdir=rootfs/work%s", lowerdir,
+                     spec->privileged ? "" : ",userxattr");
+    } else {
+        plan->n_lowers = spec->privileged ? 0 : 1;
+        snprintf(plan->lower_paths[0], sizeof(plan->lower_paths[0]), PLAN_LOWER);
+        n = snprintf(plan->overlay_opts, sizeof(plan->overlay_opts),
                      "lowerdir=%s,upperdir=rootfs/upper,workdir=rootfs/work%s",
                      spec->privileged ? spec->rootfs : PLAN_LOWER,
                      spec->privileged ? "" : ",userxattr");
+    }
     if (n < 0 || (size_t)n >= sizeof(plan->overlay_opts))
         return api_internal_error(reterr, -ENAMETOOLONG, "Image path too long");
 
@@ -572,7 +638,9 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
     SandboxInit init = {.pid = pid, .pidfd = pidfd};
     close(TAKE_FD(child_sock));
     const char *step = NULL;
-    int lower = -1;
+    int lowers[SANDBOX_MAX_LOWERS];
+    for (size_t i = 0; i < plan->n_lowers; i++)
+        lowers[i] = -1;
     if (!spec->privileged) {
         if ((r = write_id_map(pid, "uid_map", spec->uid_base)) < 0 ||
             (r = write_id_map(pid, "gid_map", spec->uid_base)) < 0)
@@ -580,12 +648,13 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
     }
     if (!step && spec->attach && (r = spec->attach(pid, spec->attach_userdata)) < 0)
         step = "Failed to place the container in its cgroups";
-    if (!step && !spec->privileged && (r = idmapped_lower(pid, spec->rootfs, &lower)) < 0)
+    if (!step && plan->n_lowers && (r = lower_trees(plan, pid, lowers)) < 0)
         step = "Failed to create the idmapped image mount";
-    if (!step && (r = send_go(parent_sock, lower)) < 0)
+    if (!step && (r = send_go(parent_sock, lowers, plan->n_lowers)) < 0)
         step = "Failed to start the container";
-    if (lower >= 0)
-        close(lower);
+    for (size_t i = 0; i < plan->n_lowers; i++)
+        if (lowers[i] >= 0)
+            close(lowers[i]);
     int prepared = 0;
     if (!step && spec->prepare)
         prepared = spec->prepare(pid, spec->prepare_userdata);

@@ -1,0 +1,122 @@
+/* Images: references (docker://, oci://, raw://, plain paths), a registry client
+ * (the v2 API over libcurl, anonymous, basic and Bearer-token auth), and a
+ * content-addressed layer store shared by every container.
+ *
+ * Store layout under the configured directory (the depot's images/):
+ *   layers/<hex>/     one extracted layer per blob digest, in overlayfs's form
+ *                     (whiteouts are 0:0 character devices, opaque directories
+ *                     carry trusted.overlay.opaque and user.overlay.opaque)
+ *   meta/<hex>        its size in bytes; the file's mtime is the layer's last use
+ *   images/<hex>      a pulled image (by manifest digest): its config and layers
+ *   tmp/              work in progress, emptied at start-up; a layer becomes
+ *                     visible only by the rename of its finished directory
+ *
+ * An image is handed to the sandbox as one "rootfs" string: its layer
+ * directories joined with ':', top layer first (overlayfs's lowerdir order).
+ * Thread-safe: concurrent pulls of one layer download it once. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cloche/error.h"
+
+#define IMAGE_MAX_LAYERS 128
+#define IMAGE_MANIFEST_MAX (4u << 20) /* manifests and indexes, as Docker's registry */
+#define IMAGE_CONFIG_MAX (8u << 20)
+
+typedef enum ImageRefKind {
+    IMAGE_REF_RAW,    /* raw:///path or /path: a root file system directory */
+    IMAGE_REF_DOCKER, /* docker://[HOST[:PORT]]/repo[:tag|@digest][#tag] */
+    IMAGE_REF_OCI,    /* oci:///layout[#tag]: a local OCI image layout */
+} ImageRefKind;
+
+typedef struct ImageReference {
+    ImageRefKind kind;
+    char *path;       /* RAW and OCI: absolute path */
+    char *registry;   /* DOCKER: "host[:port]"; NULL = Docker Hub */
+    char *repository; /* DOCKER: "library/busybox" */
+    char *tag;        /* DOCKER, OCI: tag (NULL: "latest" for DOCKER; the only one for OCI) */
+    char *digest;     /* DOCKER: "sha256:<64 hex>" or NULL */
+} ImageReference;
+
+/* Parse a reference as Garden writes it in image.uri. 400 with the reason. */
+int image_ref_parse(const char *uri, ImageReference *ret, ApiError *reterr);
+void image_reference_done(ImageReference *ref);
+
+/* The image's config, as the container uses it. All owned; arrays NULL-terminated. */
+typedef struct ImageConfig {
+    char **env; /* "K=V" */
+    size_t n_env;
+    char *user;
+    char *working_dir;
+    char **entrypoint;
+    size_t n_entrypoint;
+    char **cmd;
+    size_t n_cmd;
+    char **exposed_ports; /* "80/tcp" */
+    size_t n_exposed_ports;
+} ImageConfig;
+
+void image_config_done(ImageConfig *c);
+
+typedef struct ImageStoreConfig {
+    const char *dir;             /* the store's directory (created if missing) */
+    uint64_t cache_bytes;        /* evict unused layers past this; 0 = no limit */
+    const char *mirror;          /* --registry-mirror: serves Docker Hub references */
+    const char *const *insecure; /* --insecure-registry HOST:PORT entries */
+    size_t n_insecure;
+    const char *ca_file;       /* --registry-ca */
+    unsigned stall_timeout_s;  /* a transfer slower than 1 byte/s this long fails; 0 = 30 */
+    unsigned eviction_grace_s; /* layers used this recently are never evicted */
+} ImageStoreConfig;
+
+typedef struct ImageStore ImageStore;
+
+int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret);
+void image_store_free(ImageStore *s);
+
+/* Who uses which rootfs: the store calls it before evicting, and fn calls visit
+ * once per container's rootfs string. */
+typedef void (*ImageVisitFn)(const char *rootfs, void *ctx);
+typedef void (*ImageInUseFn)(void *userdata, ImageVisitFn visit, void *ctx);
+void image_store_set_in_use(ImageStore *s, ImageInUseFn fn, void *userdata);
+
+typedef struct ImageCredentials {
+    const char *username; /* NULL or "" = anonymous */
+    const char *password;
+} ImageCredentials;
+
+/* Progress of a pull: one call per layer state change and per ~1 MB received.
+ * digest NULL and done == total == 0 announces the image digest in `image`. */
+typedef void (*ImageProgressFn)(void *userdata, const char *layer_digest, uint64_t done,
+                                uint64_t total);
+
+typedef struct ImagePulled {
+    char *rootfs; /* layer directories, top first, ':'-joined */
+    char *digest; /* the manifest's digest */
+    ImageConfig config;
+    uint64_t bytes; /* the layers' extracted size */
+} ImagePulled;
+
+void image_pulled_done(ImagePulled *p);
+
+/* Make the image ref names available in the store and describe it. A tag
+ * resolved once is served from the store afterwards unless refresh is set
+ * (the pull route refreshes). Errors: 400 bad reference, 401/403 refused
+ * credentials, 404 unknown image, 502 a registry that failed or lied. */
+int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCredentials *cred,
+                     bool refresh, ImageProgressFn progress, void *userdata, ImagePulled *ret,
+                     ApiError *reterr);
+
+/* What the store holds. */
+typedef struct ImageStoreStats {
+    uint64_t bytes;
+    uint64_t layers;
+    uint64_t downloads; /* blobs fetched since start-up */
+} ImageStoreStats;
+void image_store_stats(ImageStore *s, ImageStoreStats *ret);
+
+/* Hex SHA-256 of a buffer (65 bytes with the NUL). */
+void image_sha256_hex(const void *data, size_t len, char out[65]);

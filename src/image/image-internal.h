@@ -1,0 +1,91 @@
+/* Private to src/image. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cloche/error.h"
+#include "cloche/image.h"
+
+#define IMAGE_BLOB_MAX (16ull << 30)  /* one compressed layer */
+#define IMAGE_LAYER_MAX (64ull << 30) /* one extracted layer */
+#define IMAGE_LAYER_ENTRIES 2000000u  /* entries in one layer */
+
+bool image_digest_valid(const char *digest);
+int image_ref_name(const ImageReference *ref, char **ret);
+
+/* ---- sha256.c ---- */
+typedef struct Sha256 Sha256;
+int sha256_new(Sha256 **ret);
+void sha256_update(Sha256 *h, const void *data, size_t len);
+/* "sha256:<hex>" */
+void sha256_final(Sha256 *h, char out[72]);
+void sha256_free(Sha256 *h);
+
+/* ---- source.c: where manifests and blobs come from (a registry or a layout) ---- */
+typedef struct Source Source;
+
+typedef struct SourceOptions {
+    const char *mirror;
+    const char *const *insecure;
+    size_t n_insecure;
+    const char *ca_file;
+    unsigned stall_timeout_s;
+} SourceOptions;
+
+int source_open(const SourceOptions *o, const ImageReference *ref, const ImageCredentials *cred,
+                Source **ret, ApiError *reterr);
+void source_free(Source *src);
+static inline void source_freep(Source **src)
+{
+    source_free(*src);
+}
+/* The top manifest the reference names (tag or digest), verified when a digest
+ * names it. *ret_digest is its digest. */
+int source_top_manifest(Source *src, char **ret, size_t *ret_len, char **ret_digest,
+                        ApiError *reterr);
+/* A manifest by digest (from an index), verified. */
+int source_manifest(Source *src, const char *digest, char **ret, size_t *ret_len, ApiError *reterr);
+/* A blob of known digest and size: into fd (fd >= 0) or memory (*ret), verified.
+ * progress may be NULL. */
+typedef void (*SourceProgressFn)(void *userdata, uint64_t done);
+int source_blob(Source *src, const char *digest, uint64_t size, int fd, char **ret,
+                SourceProgressFn progress, void *userdata, ApiError *reterr);
+/* Printable name of what the source reads, for messages. */
+const char *source_name(const Source *src);
+
+/* ---- manifest.c: OCI/Docker JSON ---- */
+typedef struct Descriptor {
+    char *media_type;
+    char *digest;
+    uint64_t size;
+} Descriptor;
+
+typedef struct Manifest {
+    bool is_index;
+    Descriptor config;
+    Descriptor *layers; /* bottom first */
+    size_t n_layers;
+    /* index: the chosen platform's manifest */
+    Descriptor chosen;
+} Manifest;
+
+int manifest_parse(const char *data, size_t len, const char *what, Manifest *ret, ApiError *reterr);
+void manifest_done(Manifest *m);
+int image_config_parse(const char *data, size_t len, const char *what, ImageConfig *ret,
+                       ApiError *reterr);
+/* ---- layer.c: safe extraction into overlayfs's form ---- */
+typedef enum LayerCompression {
+    LAYER_PLAIN,
+    LAYER_GZIP,
+    LAYER_ZSTD,
+} LayerCompression;
+
+/* media type -> compression; -EPROTONOSUPPORT for what is not a layer. */
+int layer_compression(const char *media_type, LayerCompression *ret);
+/* Extract the tar in fd into the empty directory dest (an absolute path without
+ * symlinks). lower_fds (top first) serve hardlinks to files of earlier layers.
+ * ret_bytes: the files' sizes. */
+int layer_extract(int fd, LayerCompression comp, const char *dest, const int *lower_fds,
+                  size_t n_lowers, uint64_t *ret_bytes, ApiError *reterr);

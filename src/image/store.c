@@ -1,0 +1,617 @@
+/* The content-addressed layer store: pulls, once per layer, atomically, with
+ * least-recently-used eviction. Layout: include/cloche/image.h. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cloche/cleanup.h"
+#include "cloche/fileio.h"
+#include "cloche/hashmap.h"
+#include "cloche/log.h"
+#include "image-internal.h"
+
+struct ImageStore {
+    char *dir; /* canonical: extraction refuses symlinks on the way */
+    int layers_fd, meta_fd, images_fd, tmp_fd;
+    uint64_t cache_bytes;
+    unsigned grace_s;
+    char *mirror, *ca_file;
+    char **insecure;
+    SourceOptions sopt;
+    pthread_mutex_t records_lock; /* writes of images/ */
+    pthread_mutex_t lock;         /* everything below */
+    pthread_cond_t cond;
+    char **inflight; /* layer hexes being fetched */
+    size_t n_inflight;
+    HashMap *tags; /* image name -> manifest digest (owned) */
+    uint64_t bytes, layers, downloads;
+    ImageInUseFn in_use;
+    void *in_use_userdata;
+};
+
+void image_pulled_done(ImagePulled *p)
+{
+    free(p->rootfs);
+    free(p->digest);
+    image_config_done(&p->config);
+    *p = (ImagePulled){0};
+}
+
+void image_store_free(ImageStore *s)
+{
+    if (!s)
+        return;
+    if (s->tags) {
+        size_t st = 0;
+        const char *k;
+        void *v;
+        while (hashmap_iterate(s->tags, &st, &k, &v) == 0)
+            free(v);
+        hashmap_free(s->tags);
+    }
+    int fds[] = {s->layers_fd, s->meta_fd, s->images_fd, s->tmp_fd};
+    for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(s->inflight);
+    free(s->dir);
+    free(s->mirror);
+    free(s->ca_file);
+    strv_free(s->insecure);
+    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->records_lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+}
+
+static int open_sub(const char *dir, const char *name, int *ret)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (mkdir(path, 0711) < 0 && errno != EEXIST)
+        return -errno;
+    *ret = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return *ret < 0 ? -errno : 0;
+}
+
+static bool hex_name(const char *n)
+{
+    if (strlen(n) != 64)
+        return false;
+    for (; *n; n++)
+        if (!((*n >= '0' && *n <= '9') || (*n >= 'a' && *n <= 'f')))
+            return false;
+    return true;
+}
+
+/* Empty tmp/, drop half-committed layers, sum what is there. */
+static int store_scan(ImageStore *s)
+{
+    int dfd = openat(s->tmp_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d)
+        return -errno;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            (void)rm_rf_at(s->tmp_fd, de->d_name);
+    dfd = openat(s->meta_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_closedir_ DIR *m = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!m)
+        return -errno;
+    while ((de = readdir(m))) {
+        if (de->d_name[0] == '.')
+            continue;
+        struct stat st;
+        _cleanup_free_ char *size = NULL;
+        size_t len;
+        if (!hex_name(de->d_name) ||
+            fstatat(s->layers_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            read_file_at(s->meta_fd, de->d_name, 64, &size, &len) < 0) {
+            (void)unlinkat(s->meta_fd, de->d_name, 0);
+            continue;
+        }
+        s->bytes += strtoull(size, NULL, 10);
+        s->layers++;
+    }
+    dfd = openat(s->layers_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_closedir_ DIR *l = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!l)
+        return -errno;
+    while ((de = readdir(l))) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (faccessat(s->meta_fd, de->d_name, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+            (void)rm_rf_at(s->layers_fd, de->d_name);
+    }
+    return 0;
+}
+
+int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
+{
+    ImageStore *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->layers_fd = s->meta_fd = s->images_fd = s->tmp_fd = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->records_lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    int r = mkdir_p(cfg->dir, 0711);
+    if (r >= 0 && !(s->dir = realpath(cfg->dir, NULL)))
+        r = -errno;
+    if (r >= 0 && strpbrk(s->dir, ",:\\\n"))
+        r = -EINVAL; /* the layers' paths go into overlay options */
+    if (r >= 0)
+        r = open_sub(s->dir, "layers", &s->layers_fd);
+    if (r >= 0)
+        r = open_sub(s->dir, "meta", &s->meta_fd);
+    if (r >= 0)
+        r = open_sub(s->dir, "images", &s->images_fd);
+    if (r >= 0)
+        r = open_sub(s->dir, "tmp", &s->tmp_fd);
+    if (r >= 0)
+        r = hashmap_new(&s->tags);
+    s->cache_bytes = cfg->cache_bytes;
+    s->grace_s = cfg->eviction_grace_s;
+    if (r >= 0 && cfg->mirror && !(s->mirror = strdup(cfg->mirror)))
+        r = -ENOMEM;
+    if (r >= 0 && cfg->ca_file && !(s->ca_file = strdup(cfg->ca_file)))
+        r = -ENOMEM;
+    if (r >= 0 && !(s->insecure = calloc(cfg->n_insecure + 1, sizeof(char *))))
+        r = -ENOMEM;
+    for (size_t i = 0; r >= 0 && i < cfg->n_insecure; i++)
+        if (!(s->insecure[i] = strdup(cfg->insecure[i])))
+            r = -ENOMEM;
+    if (r >= 0)
+        r = store_scan(s);
+    if (r < 0) {
+        image_store_free(s);
+        return r;
+    }
+    s->sopt = (SourceOptions){.mirror = s->mirror,
+                              .insecure = (const char *const *)s->insecure,
+                              .n_insecure = cfg->n_insecure,
+                              .ca_file = s->ca_file,
+                              .stall_timeout_s = cfg->stall_timeout_s};
+    *ret = s;
+    return 0;
+}
+
+void image_store_set_in_use(ImageStore *s, ImageInUseFn fn, void *userdata)
+{
+    pthread_mutex_lock(&s->lock);
+    s->in_use = fn;
+    s->in_use_userdata = userdata;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void image_store_stats(ImageStore *s, ImageStoreStats *ret)
+{
+    pthread_mutex_lock(&s->lock);
+    *ret = (ImageStoreStats){.bytes = s->bytes, .layers = s->layers, .downloads = s->downloads};
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- one layer ---- */
+
+typedef struct LayerProgress {
+    ImageProgressFn fn;
+    void *userdata;
+    const char *digest;
+    uint64_t total;
+} LayerProgress;
+
+static void on_layer_progress(void *userdata, uint64_t done)
+{
+    LayerProgress *p = userdata;
+    if (p->fn)
+        p->fn(p->userdata, p->digest, done, p->total);
+}
+
+static bool inflight_has(ImageStore *s, const char *hex)
+{
+    for (size_t i = 0; i < s->n_inflight; i++)
+        if (strcmp(s->inflight[i], hex) == 0)
+            return true;
+    return false;
+}
+
+static void touch(int dirfd, const char *name)
+{
+    (void)utimensat(dirfd, name, NULL, AT_SYMLINK_NOFOLLOW);
+}
+
+static int fetch_layer(ImageStore *s, Source *src, const Descriptor *d, const int *lower_fds,
+                       size_t n_lowers, LayerProgress *prog, ApiError *reterr)
+{
+    const char *hex = d->digest + 7;
+    LayerCompression comp;
+    int r = layer_compression(d->media_type, &comp);
+    if (r < 0)
+        return api_bad_request(reterr, "Layer '%s' has the unsupported type '%s'", d->digest,
+                               d->media_type);
+    _cleanup_close_ int blob = openat(s->tmp_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (blob < 0)
+        return api_internal_error(reterr, -errno, "Failed to create a download file");
+    r = source_blob(src, d->digest, d->size, blob, NULL, on_layer_progress, prog, reterr);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&s->lock);
+    s->downloads++;
+    pthread_mutex_unlock(&s->lock);
+    log_debug("Image layer '%s' from '%s': %" PRIu64 " bytes received", d->digest, source_name(src),
+              d->size);
+    if (lseek(blob, 0, SEEK_SET) < 0)
+        return api_internal_error(reterr, -errno, "Failed to rewind a download");
+
+    char name[96], path[PATH_MAX];
+    uint8_t rnd[6];
+    if (getentropy(rnd, sizeof(rnd)) < 0)
+        return api_internal_error(reterr, -errno, "Failed to name a temporary directory");
+    snprintf(name, sizeof(name), "%.16s.%02x%02x%02x%02x%02x%02x", hex, rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5]);
+    snprintf(path, sizeof(path), "%s/tmp/%s", s->dir, name);
+    if (mkdirat(s->tmp_fd, name, 0755) < 0)
+        return api_internal_error(reterr, -errno, "Failed to create '%s'", path);
+    uint64_t bytes = 0;
+    r = layer_extract(blob, comp, path, lower_fds, n_lowers, &bytes, reterr);
+    if (r >= 0 && fchmodat(s->tmp_fd, name, 0755, 0) < 0)
+        r = api_internal_error(reterr, -errno, "Failed to set up '%s'", path);
+    if (r >= 0) {
+        /* Durable before visible: a crash after the rename finds a whole layer. */
+        _cleanup_close_ int dfd = openat(s->tmp_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || syncfs(dfd) < 0)
+            r = api_internal_error(reterr, -errno, "Failed to sync layer '%s'", d->digest);
+    }
+    char size[32];
+    int n = snprintf(size, sizeof(size), "%" PRIu64 "\n", bytes);
+    if (r >= 0 && (r = atomic_write_at(s->meta_fd, hex, size, (size_t)n, 0644)) < 0)
+        api_internal_error(reterr, r, "Failed to record layer '%s'", d->digest);
+    if (r >= 0 && renameat(s->tmp_fd, name, s->layers_fd, hex) < 0) {
+        r = api_internal_error(reterr, -errno, "Failed to commit layer '%s'", d->digest);
+        (void)unlinkat(s->meta_fd, hex, 0);
+    }
+    if (r < 0) {
+        (void)rm_rf_at(s->tmp_fd, name);
+        return r;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->bytes += bytes;
+    s->layers++;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+/* Make layer d present: fetched once, whoever else wants it waits. */
+static int ensure_layer(ImageStore *s, Source *src, const Descriptor *d, const int *lower_fds,
+                        size_t n_lowers, LayerProgress *prog, ApiError *reterr)
+{
+    const char *hex = d->digest + 7;
+    pthread_mutex_lock(&s->lock);
+    while (inflight_has(s, hex))
+        pthread_cond_wait(&s->cond, &s->lock);
+    if (faccessat(s->layers_fd, hex, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+        pthread_mutex_unlock(&s->lock);
+        touch(s->meta_fd, hex);
+        if (prog->fn)
+            prog->fn(prog->userdata, d->digest, d->size, d->size);
+        return 0;
+    }
+    char **grown = realloc(s->inflight, (s->n_inflight + 1) * sizeof(char *));
+    if (!grown) {
+        pthread_mutex_unlock(&s->lock);
+        return api_internal_error(reterr, -ENOMEM, "Failed to pull");
+    }
+    s->inflight = grown;
+    s->inflight[s->n_inflight++] = (char *)hex;
+    pthread_mutex_unlock(&s->lock);
+
+    int r = fetch_layer(s, src, d, lower_fds, n_lowers, prog, reterr);
+
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n_inflight; i++)
+        if (s->inflight[i] == hex) {
+            s->inflight[i] = s->inflight[--s->n_inflight];
+            break;
+        }
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* ---- eviction ---- */
+
+typedef struct InUse {
+    const char *layers_prefix;
+    size_t prefix_len;
+    char (*hexes)[65];
+    size_t n, cap;
+} InUse;
+
+static void visit_rootfs(const char *rootfs, void *ctx)
+{
+    InUse *u = ctx;
+    for (const char *p = rootfs; p && *p;) {
+        const char *end = strchr(p, ':');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == u->prefix_len + 64 && strncmp(p, u->layers_prefix, u->prefix_len) == 0) {
+            if (u->n == u->cap) {
+                size_t cap = u->cap ? u->cap * 2 : 64;
+                void *grown = realloc(u->hexes, cap * sizeof(*u->hexes));
+                if (!grown)
+                    return;
+                u->hexes = grown;
+                u->cap = cap;
+            }
+            memcpy(u->hexes[u->n], p + u->prefix_len, 64);
+            u->hexes[u->n++][64] = '\0';
+        }
+        p = end ? end + 1 : NULL;
+    }
+}
+
+typedef struct Candidate {
+    char hex[65];
+    int64_t mtime;
+} Candidate;
+
+static int by_mtime(const void *a, const void *b)
+{
+    const Candidate *x = a, *y = b;
+    return x->mtime < y->mtime ? -1 : x->mtime > y->mtime;
+}
+
+/* Evict unused layers past the limit; the image just pulled (m) counts as used. */
+static void store_evict(ImageStore *s, const Manifest *m)
+{
+    pthread_mutex_lock(&s->lock);
+    bool over = s->cache_bytes && s->bytes > s->cache_bytes;
+    ImageInUseFn fn = s->in_use;
+    void *ud = s->in_use_userdata;
+    pthread_mutex_unlock(&s->lock);
+    if (!over)
+        return;
+    char prefix[PATH_MAX];
+    snprintf(prefix, sizeof(prefix), "%s/layers/", s->dir);
+    InUse used = {.layers_prefix = prefix, .prefix_len = strlen(prefix)};
+    if (fn)
+        fn(ud, visit_rootfs, &used);
+    for (size_t i = 0; i < m->n_layers; i++) {
+        char one[PATH_MAX + 80];
+        snprintf(one, sizeof(one), "%s%s", prefix, m->layers[i].digest + 7);
+        visit_rootfs(one, &used);
+    }
+    int dfd = openat(s->meta_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    Candidate *c = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    int64_t now = (int64_t)time(NULL);
+    while (d && (de = readdir(d))) {
+        struct stat st;
+        if (!hex_name(de->d_name) || fstatat(s->meta_fd, de->d_name, &st, 0) < 0)
+            continue;
+        if (now - (int64_t)st.st_mtime < (int64_t)s->grace_s)
+            continue;
+        bool busy = false;
+        for (size_t i = 0; i < used.n && !busy; i++)
+            busy = strcmp(used.hexes[i], de->d_name) == 0;
+        if (busy)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            Candidate *g = realloc(c, cap * sizeof(*c));
+            if (!g)
+                break;
+            c = g;
+        }
+        snprintf(c[n].hex, sizeof(c[n].hex), "%s", de->d_name);
+        c[n++].mtime = (int64_t)st.st_mtime;
+    }
+    free(used.hexes);
+    log_debug("Image store: %" PRIu64 " bytes past the limit of %" PRIu64 ", %zu layers in use, "
+              "%zu to consider",
+              s->bytes, s->cache_bytes, used.n, n);
+    if (n)
+        qsort(c, n, sizeof(*c), by_mtime);
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&s->lock);
+        if (s->bytes <= s->cache_bytes) {
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        if (inflight_has(s, c[i].hex)) {
+            pthread_mutex_unlock(&s->lock);
+            continue;
+        }
+        _cleanup_free_ char *size = NULL;
+        size_t len;
+        uint64_t bytes =
+            read_file_at(s->meta_fd, c[i].hex, 64, &size, &len) == 0 ? strtoull(size, NULL, 10) : 0;
+        char doomed[96];
+        snprintf(doomed, sizeof(doomed), "evict.%s", c[i].hex);
+        int r = renameat(s->layers_fd, c[i].hex, s->tmp_fd, doomed);
+        if (r == 0) {
+            (void)unlinkat(s->meta_fd, c[i].hex, 0);
+            s->bytes -= bytes < s->bytes ? bytes : s->bytes;
+            s->layers--;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (r == 0) {
+            log_info("Image store: evicted layer 'sha256:%s' (%" PRIu64 " bytes)", c[i].hex, bytes);
+            (void)rm_rf_at(s->tmp_fd, doomed);
+        }
+    }
+    free(c);
+}
+
+/* ---- an image ---- */
+
+static int read_record(ImageStore *s, const char *digest, const char *suffix, char **ret,
+                       size_t *ret_len)
+{
+    char name[96];
+    snprintf(name, sizeof(name), "%s.%s", digest + 7, suffix);
+    return read_file_at(s->images_fd, name, IMAGE_CONFIG_MAX, ret, ret_len);
+}
+
+static int write_record(ImageStore *s, const char *digest, const char *suffix, const char *data,
+                        size_t len)
+{
+    char name[96];
+    snprintf(name, sizeof(name), "%s.%s", digest + 7, suffix);
+    /* Content-addressed: an existing record is this one. One writer at a time,
+     * as concurrent pulls of one image share the temporary name. */
+    pthread_mutex_lock(&s->records_lock);
+    int r = faccessat(s->images_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0
+                ? 0
+                : atomic_write_at(s->images_fd, name, data, len, 0644);
+    pthread_mutex_unlock(&s->records_lock);
+    return r;
+}
+
+static void free_lowers(int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCredentials *cred,
+                     bool refresh, ImageProgressFn progress, void *userdata, ImagePulled *ret,
+                     ApiError *reterr)
+{
+    if (ref->kind == IMAGE_REF_RAW)
+        return api_bad_request(reterr, "A raw root file system is not pulled");
+    _cleanup_free_ char *name = NULL;
+    if (image_ref_name(ref, &name) < 0)
+        return api_internal_error(reterr, -ENOMEM, "Failed to pull");
+    _cleanup_free_ char *digest = NULL;
+    _cleanup_free_ char *manifest = NULL, *config = NULL;
+    size_t manifest_len = 0, config_len = 0;
+    if (!refresh) {
+        pthread_mutex_lock(&s->lock);
+        const char *known = hashmap_get(s->tags, name);
+        digest = known ? strdup(known) : ref->digest ? strdup(ref->digest) : NULL;
+        pthread_mutex_unlock(&s->lock);
+        if (digest && (read_record(s, digest, "manifest", &manifest, &manifest_len) < 0 ||
+                       read_record(s, digest, "config", &config, &config_len) < 0)) {
+            free(manifest);
+            manifest = NULL;
+            free(digest);
+            digest = NULL;
+        }
+    }
+    _cleanup_(source_freep) Source *src = NULL;
+    int r = source_open(&s->sopt, ref, cred, &src, reterr);
+    if (r < 0)
+        return r;
+    Manifest m = {0};
+    char what[600];
+    snprintf(what, sizeof(what), "The manifest of '%s'", name);
+    if (!manifest) {
+        free(digest);
+        digest = NULL;
+        r = source_top_manifest(src, &manifest, &manifest_len, &digest, reterr);
+        if (r < 0)
+            return r;
+        r = manifest_parse(manifest, manifest_len, what, &m, reterr);
+        if (r >= 0 && m.is_index) {
+            _cleanup_free_ char *chosen = strdup(m.chosen.digest);
+            manifest_done(&m);
+            free(manifest);
+            manifest = NULL;
+            r = chosen ? source_manifest(src, chosen, &manifest, &manifest_len, reterr) : -ENOMEM;
+            if (r >= 0)
+                r = manifest_parse(manifest, manifest_len, what, &m, reterr);
+            if (r >= 0 && m.is_index)
+                r = api_errorf(reterr, -EBADMSG, 502, GARDEN_ERR_GENERIC,
+                               "%s: an index names another index", what);
+        }
+        if (r >= 0)
+            r = source_blob(src, m.config.digest, m.config.size, -1, &config, NULL, NULL, reterr);
+        config_len = (size_t)m.config.size;
+    } else {
+        r = manifest_parse(manifest, manifest_len, what, &m, reterr);
+    }
+    ImagePulled out = {0};
+    if (r >= 0) {
+        snprintf(what, sizeof(what), "The config of '%s'", name);
+        r = image_config_parse(config, config_len, what, &out.config, reterr);
+    }
+    if (r < 0) {
+        manifest_done(&m);
+        image_pulled_done(&out);
+        return r;
+    }
+    /* Layers bottom up: a hardlink may name a file of an earlier layer. */
+    int lower_fds[IMAGE_MAX_LAYERS];
+    size_t n_lowers = 0;
+    size_t path_len = strlen(s->dir) + 8 + 65;
+    char *rootfs = calloc(m.n_layers ? m.n_layers : 1, path_len + 1);
+    if (!rootfs)
+        r = api_internal_error(reterr, -ENOMEM, "Failed to pull");
+    for (size_t i = 0; r >= 0 && i < m.n_layers; i++) {
+        LayerProgress prog = {.fn = progress,
+                              .userdata = userdata,
+                              .digest = m.layers[i].digest,
+                              .total = m.layers[i].size};
+        /* lowers for the hardlink fallback: top first */
+        int tops[IMAGE_MAX_LAYERS];
+        for (size_t k = 0; k < n_lowers; k++)
+            tops[k] = lower_fds[n_lowers - 1 - k];
+        r = ensure_layer(s, src, &m.layers[i], tops, n_lowers, &prog, reterr);
+        if (r < 0)
+            break;
+        lower_fds[n_lowers] =
+            openat(s->layers_fd, m.layers[i].digest + 7, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (lower_fds[n_lowers] < 0) {
+            r = api_internal_error(reterr, -errno, "Failed to open layer '%s'", m.layers[i].digest);
+            break;
+        }
+        n_lowers++;
+    }
+    free_lowers(lower_fds, n_lowers);
+    if (r >= 0 && m.n_layers == 0)
+        r = api_bad_request(reterr, "Image '%s' has no layers", name);
+    if (r >= 0) {
+        size_t o = 0;
+        for (size_t i = m.n_layers; i-- > 0;)
+            o += (size_t)snprintf(rootfs + o, path_len + 2, "%s%s/layers/%s", o ? ":" : "", s->dir,
+                                  m.layers[i].digest + 7);
+        r = write_record(s, digest, "manifest", manifest, manifest_len);
+        if (r >= 0)
+            r = write_record(s, digest, "config", config, config_len);
+        if (r < 0)
+            api_internal_error(reterr, r, "Failed to record image '%s'", name);
+    }
+    if (r >= 0)
+        store_evict(s, &m);
+    manifest_done(&m);
+    if (r < 0) {
+        free(rootfs);
+        image_pulled_done(&out);
+        return r;
+    }
+    pthread_mutex_lock(&s->lock);
+    char *copy = strdup(digest);
+    if (copy) {
+        free(hashmap_remove(s->tags, name));
+        if (hashmap_put(s->tags, name, copy) < 0)
+            free(copy);
+    }
+    pthread_mutex_unlock(&s->lock);
+    out.rootfs = rootfs;
+    out.digest = TAKE_PTR(digest);
+    *ret = out;
+    return 0;
+}

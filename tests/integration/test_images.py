@@ -1,0 +1,483 @@
+"""docker:// and oci:// root file systems: real registries (Debian's
+docker-registry, anonymous, htpasswd, token and TLS), images built with umoci
+and pushed with skopeo, a hostile registry, concurrent and interrupted pulls."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DEFAULT_ROOTFS, DaemonFactory, remove_tree, wait_until
+from garden_client import GardenError
+import imagekit
+from imagekit import HostileRegistry, Registry, TokenServer, tar_bytes
+
+pytestmark = pytest.mark.skipif(bool(imagekit.missing_tools()),
+                                reason=f"missing {imagekit.missing_tools()}")
+
+WAIT = 60
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    path = tmp_path_factory.mktemp("images")
+    yield path
+    remove_tree(path)
+
+
+@pytest.fixture(scope="module")
+def layout(work):
+    return imagekit.build_layout(work, DEFAULT_ROOTFS)
+
+
+@pytest.fixture(scope="module")
+def certs(work):
+    d = work / "certs"
+    d.mkdir()
+    return imagekit.make_ca(d)
+
+
+@pytest.fixture(scope="module")
+def anon(work, layout):
+    r = Registry(work, "anon")
+    try:
+        # zstd first: skopeo reuses a blob the registry already has, whatever
+        # the compression asked for.
+        r.push(layout, "base", "test/zstd:latest", extra=["--dest-compress-format", "zstd"])
+        layers = r.manifest("test/zstd", "latest")["layers"]
+        assert [l["mediaType"] for l in layers] == ["application/vnd.oci.image.layer.v1.tar+zstd"]
+        r.push(layout, "base", "library/base:latest")
+        r.push(layout, "multi", "test/multi:v1")
+        r.push(layout, "multiarch", "test/multiarch:latest", extra=["--all"])
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture(scope="module")
+def basic(work, layout):
+    pw = work / "htpasswd"
+    pw.write_text(imagekit.sh("htpasswd", "-Bbn", "alice", "s3cret"))
+    r = Registry(work, "basic", htpasswd=pw)
+    try:
+        r.push(layout, "base", "private/base:latest", creds="alice:s3cret")
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture(scope="module")
+def token(work, layout, certs):
+    ts = TokenServer(certs["token_key"], certs["token_crt"], "bob", "t0ken")
+    r = Registry(work, "token", token=ts, token_crt=certs["token_crt"])
+    try:
+        r.push(layout, "base", "tok/base:latest", creds="bob:t0ken")
+        yield r, ts
+    finally:
+        r.close()
+        ts.close()
+
+
+@pytest.fixture(scope="module")
+def tls(work, layout, certs):
+    r = Registry(work, "tls", tls=certs)
+    try:
+        r.push(layout, "base", "secure/base:latest")
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    h = HostileRegistry()
+    yield h
+    h.close()
+
+
+def image_args(*registries, extra=()):
+    args = ["--registry-stall-timeout", "3"]
+    for r in registries:
+        args += ["--insecure-registry", r.host]
+    return args + list(extra)
+
+
+@pytest.fixture(scope="module")
+def images_daemon(request, sandbox_guard, anon, hostile):
+    factory = DaemonFactory(request.node.nodeid)
+    try:
+        yield factory(*image_args(anon, hostile,
+                                  extra=["--registry-mirror", f"http://{anon.host}"]))
+    finally:
+        leftovers = factory.cleanup()
+    assert not leftovers, f"cgroups left behind: {leftovers}"
+
+
+def sh_in(client, handle: str, script: str, user: str = "root") -> tuple[int, str]:
+    p = client.run(handle, {"path": "/bin/sh", "args": ["-c", script], "user": user})
+    try:
+        status = p.wait(WAIT)
+        return status, p.stdout.decode()
+    finally:
+        p.close()
+
+
+def out_in(client, handle: str, script: str) -> str:
+    status, out = sh_in(client, handle, script)
+    assert status == 0, f"{script!r} exited {status}: {out!r}"
+    return out
+
+
+def store_dir(d) -> Path:
+    return Path(d.depot) / "images"
+
+
+def store_entries(d) -> tuple[set, set, list]:
+    s = store_dir(d)
+    return (set(os.listdir(s / "layers")), set(os.listdir(s / "meta")), os.listdir(s / "tmp"))
+
+
+def create(client, uri: str, **spec) -> str:
+    body = {"image": {"uri": uri}}
+    body.update(spec)
+    return client.create(body)
+
+
+def host_listing(root: Path, top: str) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root / top):
+        for n in dirnames + filenames:
+            out.append("/" + str((Path(dirpath) / n).relative_to(root)))
+    return sorted(out)
+
+
+# ---- references
+
+
+@pytest.mark.parametrize("uri,reason", [
+    ("docker:///UPPER/case", "invalid repository"),
+    ("docker:///busybox#bad tag", "invalid tag"),
+    ("docker:///busybox@sha256:1234", "invalid digest"),
+    ("docker://host:99999/x", "invalid registry"),
+    ("docker://hostonly", "names no repository"),
+    ("oci://relative/path", "absolute layout path"),
+    ("ftp://example.com/x", "Unsupported image"),
+    ("raw:///no,commas", "cannot take"),
+])
+def test_malformed_reference_is_400_with_reason(images_daemon, layout, uri, reason):
+    c = images_daemon.client()
+    with pytest.raises(GardenError) as e:
+        create(c, uri)
+    assert e.value.status == 400
+    assert reason in e.value.message, e.value.message
+    # The well-formed form of the same thing works.
+    h = create(c, f"oci://{layout}#base")
+    c.destroy(h)
+
+
+# ---- local layout and registry pulls
+
+
+def test_oci_layout_image_runs_with_its_config(images_daemon, layout):
+    c = images_daemon.client()
+    h = create(c, f"oci://{layout}#base", env=["CLASH=container", "MINE=1"])
+    try:
+        # The tree is the busybox rootfs, exactly.
+        for top in ("bin", "etc", "usr/bin"):
+            got = out_in(c, h, f"find /{top} | sort").split()
+            assert got == [f"/{top}"] + host_listing(DEFAULT_ROOTFS, top), top
+        env = out_in(c, h, "env")
+        assert "FROM_IMAGE=yes" in env.split()
+        assert "CLASH=container" in env.split() and "CLASH=image" not in env.split()
+        assert "MINE=1" in env.split()
+        props = c.properties(h)
+        assert props["cloche.image.user"] == "1000:1000"
+        assert props["cloche.image.working-dir"] == "/home/vcap"
+        assert props["cloche.image.entrypoint"] == "/bin/sh"
+        assert props["cloche.image.cmd"] == "-c\necho hi"
+        assert props["cloche.image.exposed-ports"] == "8080/tcp"
+        assert props["cloche.image.digest"].startswith("sha256:")
+        # Writes land in the container's own layer, not in the shared store.
+        out_in(c, h, "echo new > /etc/written && rm /bin/ls")
+        layers = [store_dir(images_daemon) / "layers" / x
+                  for x in os.listdir(store_dir(images_daemon) / "layers")]
+        assert all((l / "bin" / "ls").exists() or not (l / "bin").exists() for l in layers)
+        assert not any((l / "etc" / "written").exists() for l in layers)
+    finally:
+        c.destroy(h)
+
+
+def test_docker_hub_form_through_the_mirror_and_by_digest(images_daemon, anon, layout):
+    c = images_daemon.client()
+    digest = None
+    for uri in ("docker:///base", "docker:///library/base#latest",
+                f"docker://{anon.host}/library/base#latest"):
+        h = create(c, uri)
+        try:
+            assert out_in(c, h, "cat /etc/passwd").startswith("root:")
+            d = c.properties(h)["cloche.image.digest"]
+            assert digest in (None, d)
+            digest = d
+        finally:
+            c.destroy(h)
+    h = create(c, f"docker://{anon.host}/library/base@{digest}")
+    c.destroy(h)
+    with pytest.raises(GardenError) as e:
+        create(c, f"docker://{anon.host}/library/base@sha256:{'0' * 64}")
+    assert e.value.status == 404
+
+
+@pytest.mark.parametrize("privileged", [False, True])
+def test_five_layers_whiteout_opaque_and_cross_layer_hardlink(images_daemon, anon, privileged):
+    c = images_daemon.client()
+    h = create(c, f"docker://{anon.host}/test/multi#v1", privileged=privileged)
+    try:
+        assert out_in(c, h, "cat /data/keep") == "keep\n"
+        assert out_in(c, h, "ls -A /data") == "keep\n"
+        assert out_in(c, h, "ls -A /olddir") == "z\n"
+        assert out_in(c, h, "cat /hl/link /hl/orig") == "linked content\n" * 2
+        assert out_in(c, h, "stat -c %a /hl/link") == "640\n"
+        # Within one layer a hard link stays a hard link.
+        assert out_in(c, h, "stat -c %i /hl/samelayer /hl/samelink | uniq | wc -l") == "1\n"
+        # Deleting over a lower layer works like any overlay.
+        out_in(c, h, "rm /data/keep && test ! -e /data/keep")
+    finally:
+        c.destroy(h)
+
+
+def test_multi_platform_index_picks_linux_amd64(images_daemon, anon):
+    c = images_daemon.client()
+    h = create(c, f"docker://{anon.host}/test/multiarch")
+    try:
+        assert out_in(c, h, "cat /platform") == "amd64\n"
+    finally:
+        c.destroy(h)
+
+
+def test_zstd_layers(images_daemon, anon):
+    c = images_daemon.client()
+    h = create(c, f"docker://{anon.host}/test/zstd")
+    try:
+        assert out_in(c, h, "cat /etc/passwd").startswith("root:")
+    finally:
+        c.destroy(h)
+
+
+# ---- authentication and TLS
+
+
+def test_basic_auth(request, sandbox_guard, basic):
+    factory = DaemonFactory(request.node.nodeid)
+    try:
+        c = factory(*image_args(basic)).client()
+        uri = f"docker://{basic.host}/private/base"
+        with pytest.raises(GardenError) as e:
+            create(c, uri)
+        assert e.value.status == 400 and "requires credentials" in e.value.message
+        with pytest.raises(GardenError) as e:
+            c.create({"image": {"uri": uri, "username": "alice", "password": "wrong"}})
+        assert e.value.status == 400 and "refused" in e.value.message
+        h = c.create({"image": {"uri": uri, "username": "alice", "password": "s3cret"}})
+        assert out_in(c, h, "echo ok") == "ok\n"
+        c.destroy(h)
+    finally:
+        assert not factory.cleanup()
+
+
+def test_token_auth(request, sandbox_guard, token):
+    registry, ts = token
+    factory = DaemonFactory(request.node.nodeid)
+    try:
+        c = factory(*image_args(registry)).client()
+        uri = f"docker://{registry.host}/tok/base"
+        with pytest.raises(GardenError) as e:
+            create(c, uri)
+        assert e.value.status == 400 and "refused anonymous access" in e.value.message
+        before = len(ts.requests)
+        h = c.create({"image": {"uri": uri, "username": "bob", "password": "t0ken"}})
+        assert out_in(c, h, "echo ok") == "ok\n"
+        c.destroy(h)
+        assert any("scope=repository%3Atok%2Fbase%3Apull" in p for p in ts.requests[before:])
+    finally:
+        assert not factory.cleanup()
+
+
+def test_tls_with_a_registry_ca(request, sandbox_guard, tls, certs):
+    factory = DaemonFactory(request.node.nodeid)
+    try:
+        uri = f"docker://{tls.host}/secure/base"
+        plain = factory("--registry-stall-timeout", "3").client()
+        with pytest.raises(GardenError) as e:
+            create(plain, uri)
+        assert e.value.status == 502 and "certificate" in e.value.message.lower()
+        c = factory("--registry-ca", str(certs["ca"])).client()
+        h = create(c, uri)
+        assert out_in(c, h, "echo ok") == "ok\n"
+        c.destroy(h)
+    finally:
+        assert not factory.cleanup()
+
+
+# ---- a registry that lies or attacks
+
+
+@pytest.fixture(scope="module")
+def hostile_images(hostile, work):
+    victim = work / "victim"
+    victim.mkdir()
+    busybox = (DEFAULT_ROOTFS / "bin" / "busybox").read_bytes()
+
+    def good(name):  # a layer of its own per image: nothing cached from another
+        return tar_bytes([("bin", "dir", None, 0o755), ("bin/busybox", "file", busybox, 0o755),
+                          ("bin/sh", "symlink", "busybox", 0o777),
+                          ("bin/cat", "symlink", "busybox", 0o777),
+                          ("ok", "file", b"fine\n", 0o644), ("name", "file", name.encode(), 0o644)])
+
+    hostile.add("good", good("good"))
+    hostile.add("wrongdigest", good("wrongdigest"), lie_config=True)
+    hostile.add("truncated", good("truncated"), "truncated")
+    hostile.add("oversized", good("oversized"), "oversized")
+    hostile.add("stalling", good("stalling"), "stall")
+    hostile.add("dotdot", tar_bytes([("../../escaped", "file", b"x", 0o644)]))
+    hostile.add("absolute", tar_bytes([(f"{victim}/abs", "file", b"x", 0o644)]))
+    hostile.add("symlinkdir", tar_bytes([("evil", "symlink", str(victim), 0o777),
+                                         ("evil/pwned", "file", b"x", 0o644)]))
+    hostile.add("symlinkrel", tar_bytes([("up", "symlink", "../../../../../../..", 0o777),
+                                         (f"up{victim}/rel", "file", b"x", 0o644)]))
+    hostile.add("hardlink", tar_bytes([("evil", "symlink", "/etc", 0o777),
+                                       ("shadow", "link", "evil/shadow", 0o644)]))
+    return victim
+
+
+@pytest.mark.parametrize("repo,status,words", [
+    ("wrongdigest", 502, "does not match its digest"),
+    ("truncated", 502, "Registry"),
+    ("oversized", 502, "more than"),
+    ("stalling", 502, "stalled"),
+    ("dotdot", 502, "leaves it"),
+    ("absolute", 502, "leaves it"),
+    ("symlinkdir", 502, "through a symlink"),
+    ("symlinkrel", 502, "through a symlink"),
+    ("hardlink", 502, "through a symlink"),
+])
+def test_hostile_registry(images_daemon, hostile, hostile_images, repo, status, words):
+    c = images_daemon.client()
+    layers_before, meta_before, _ = store_entries(images_daemon)
+    with pytest.raises(GardenError) as e:
+        create(c, f"docker://{hostile.host}/{repo}")
+    assert e.value.status == status, e.value.message
+    assert words in e.value.message, e.value.message
+    layers, meta, tmp = store_entries(images_daemon)
+    assert (layers, meta, tmp) == (layers_before, meta_before, [])
+    assert os.listdir(hostile_images) == []
+    assert not (Path("/escaped").exists())
+    assert c.list() == [] or all(c.list())
+    # The same registry's honest image works.
+    h = create(c, f"docker://{hostile.host}/good")
+    assert out_in(c, h, "cat /ok") == "fine\n"
+    c.destroy(h)
+
+
+# ---- concurrency, crashes, eviction
+
+
+def test_parallel_creates_download_each_layer_once(request, sandbox_guard, anon, layout):
+    factory = DaemonFactory(request.node.nodeid)
+    try:
+        d = factory(*image_args(anon))
+        anon.push(layout, "multi", "fresh/multi:latest")
+        manifest = imagekit.manifest_of(layout, "multi")
+        digests = [l["digest"] for l in manifest["layers"]]
+        before = {dg: anon.blob_gets(dg) for dg in digests}
+        handles, errors = [], []
+
+        def one():
+            try:
+                handles.append(create(d.client(), f"docker://{anon.host}/fresh/multi"))
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=one) for _ in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors
+        assert len(handles) == 10
+        got = {dg: anon.blob_gets(dg) - before[dg] for dg in digests}
+        assert got == {dg: 1 for dg in digests}, got
+        c = d.client()
+        for h in handles:
+            assert out_in(c, h, "cat /data/keep") == "keep\n"
+            c.destroy(h)
+    finally:
+        assert not factory.cleanup()
+
+
+def test_sigkill_mid_pull_leaves_nothing_partial(request, sandbox_guard, hostile,
+                                                  hostile_images, anon):
+    factory = DaemonFactory(request.node.nodeid)
+    try:
+        d = factory(*image_args(anon, hostile, extra=["--registry-stall-timeout", "30"]))
+        hostile.stall.clear()
+        n_gets = len(hostile.gets)
+
+        def pull():
+            try:
+                create(d.client(), f"docker://{hostile.host}/stalling")
+            except Exception:  # noqa: BLE001 - the daemon dies under it
+                pass
+
+        t = threading.Thread(target=pull)
+        t.start()
+        assert wait_until(lambda: any("/blobs/" in g for g in hostile.gets[n_gets:])
+                          and len(os.listdir(store_dir(d) / "tmp")) >= 0, 10)
+        time.sleep(0.5)
+        d.kill()
+        t.join(30)
+        hostile.stall.set()
+        layers, meta, _ = store_entries(d)
+        assert layers == set() and meta == set()
+        d.start()
+        assert store_entries(d) == (set(), set(), [])
+        c = d.client()
+        h = create(c, f"docker://{anon.host}/library/base")
+        assert out_in(c, h, "echo ok") == "ok\n"
+        c.destroy(h)
+    finally:
+        hostile.stall.set()
+        assert not factory.cleanup()
+
+
+def test_lru_eviction_spares_layers_in_use(request, sandbox_guard, anon, layout):
+    factory = DaemonFactory(request.node.nodeid)
+    try:
+        d = factory(*image_args(anon, extra=["--image-cache-bytes", "1",
+                                             "--image-cache-grace", "0"]))
+        c = d.client()
+        keep = create(c, f"docker://{anon.host}/test/multiarch")
+        kept_layers, _, _ = store_entries(d)
+        assert kept_layers
+        gone = create(c, f"docker://{anon.host}/test/zstd")
+        c.destroy(gone)
+        time.sleep(1.1)
+        # A third pull evicts what no container uses, least recently used first.
+        third = create(c, f"docker://{anon.host}/test/multi#v1")
+        layers, meta, tmp = store_entries(d)
+        multi = {l["digest"][7:] for l in imagekit.manifest_of(layout, "multi")["layers"]}
+        # The zstd image's layer went; the layers of both containers stayed.
+        assert layers == kept_layers | multi
+        assert layers == meta and tmp == []
+        assert out_in(c, keep, "cat /platform") == "amd64\n"
+        assert out_in(c, third, "cat /data/keep") == "keep\n"
+        assert "evicted layer" in d.log_text()
+        c.destroy(third)
+        c.destroy(keep)
+    finally:
+        assert not factory.cleanup()
