@@ -12,13 +12,13 @@
 #include "cloche/depot.h"
 #include "cloche/error.h"
 #include "cloche/history.h"
+#include "cloche/image.h"
 #include "cloche/netpool.h"
 #include "cloche/proc.h"
 #include "cloche/strmap.h"
 
 typedef struct Garden Garden;
 typedef struct Container Container;
-typedef struct ImageStore ImageStore;
 
 typedef struct GardenConfig {
     const char *depot_path;
@@ -219,3 +219,11 @@ int container_remove_property(Garden *g, Container *c, const char *key, ApiError
 int container_set_grace_time(Garden *g, Container *c, int64_t grace_ns, ApiError *reterr);
 int64_t container_grace_time(Container *c);
 ContainerState container_state(Container *c);
+
+/* Images (cloche extensions): what the store knows, removal of a name (409 while
+ * a container uses the image), and a pull without a container, reporting
+ * progress through fn. uri: docker:// or oci://. */
+int garden_images_list(Garden *g, ImageInfo **ret, size_t *ret_n, ApiError *reterr);
+int garden_image_remove(Garden *g, const char *uri, ApiError *reterr);
+int garden_image_pull(Garden *g, const char *uri, const ImageCredentials *cred, ImageProgressFn fn,
+                      void *userdata, char **ret_digest, ApiError *reterr);

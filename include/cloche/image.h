@@ -110,6 +110,23 @@ int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCreden
                      bool refresh, ImageProgressFn progress, void *userdata, ImagePulled *ret,
                      ApiError *reterr);
 
+/* One image name the store knows (a pulled reference). */
+typedef struct ImageInfo {
+    char *name;     /* "host/repository:tag", "docker.io/library/x:tag" or "oci:/path:tag" */
+    char *digest;   /* the manifest's */
+    uint64_t bytes; /* its layers' extracted size (layers may be shared) */
+    size_t n_layers;
+    size_t containers; /* containers created from it that exist now */
+} ImageInfo;
+
+int image_store_list(ImageStore *s, ImageInfo **ret, size_t *ret_n);
+void image_info_free(ImageInfo *v, size_t n);
+
+/* Forget the name ref pulled; the image's records and layers no other image
+ * and no container uses are removed. 404 unknown, 409 while a container
+ * created from it exists. */
+int image_store_remove(ImageStore *s, const ImageReference *ref, ApiError *reterr);
+
 /* What the store holds. */
 typedef struct ImageStoreStats {
     uint64_t bytes;

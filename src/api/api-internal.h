@@ -47,6 +47,10 @@ int api_container_metrics(ApiRequest *req, Container *c, bool may_cache, json_ob
 int route_metrics(ApiRequest *req);
 int route_metrics_history(ApiRequest *req);
 
+/* routes-images.c */
+int route_images_list(ApiRequest *req);
+int route_image_remove(ApiRequest *req);
+
 /* routes-limits.c */
 int route_get_limits(ApiRequest *req);
 int route_set_limits(ApiRequest *req);

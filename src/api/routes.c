@@ -372,6 +372,12 @@ static int route_stop(ApiRequest *req)
 }
 
 /* Routes that need only a known container before they can say "not yet". */
+/* A streaming route reached through libmicrohttpd (never, in practice). */
+static int route_streaming_only(ApiRequest *req)
+{
+    return not_implemented(req);
+}
+
 static int route_container_pending(ApiRequest *req)
 {
     Container *c;
@@ -541,6 +547,9 @@ const Route api_routes[] = {
      route_set_limits},
     {"SetPidLimits", "PUT", C "/limits/pids", ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW,
      route_set_limits},
+    {"ImageList", "GET", "/cloche/images", 0, route_images_list},
+    {"ImageRemove", "DELETE", "/cloche/images", ROUTE_SLOW, route_image_remove},
+    {"ImagePull", "POST", "/cloche/images/pull", ROUTE_STREAMING, route_streaming_only},
 };
 #undef C
 const size_t api_routes_count = ELEMENTSOF(api_routes);

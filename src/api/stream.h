@@ -76,3 +76,5 @@ void stream_reply_error(int fd, const HttpHead *head, const ApiError *e);
 /* StreamIn/StreamOut (files.c): the head has been read and the route matched;
  * the body, if any, is still on fd. Replies, then the caller closes fd. */
 void api_files_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden);
+/* routes-images.c: POST /cloche/images/pull, progress as ndjson. */
+void api_image_pull_serve(int fd, const HttpHead *head, Garden *garden);

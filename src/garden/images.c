@@ -139,3 +139,53 @@ void garden_images_attach(Garden *g, bool attach)
     if (g->cfg.images)
         image_store_set_in_use(g->cfg.images, attach ? each_rootfs : NULL, attach ? g : NULL);
 }
+
+static int parse_image_uri(Garden *g, const char *uri, ImageReference *ref, ApiError *reterr)
+{
+    if (!g->cfg.images)
+        return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_GENERIC,
+                          "This daemon has no image store");
+    if (!uri || !*uri)
+        return api_bad_request(reterr, "Missing 'ref': a docker:// or oci:// image reference");
+    int r = image_ref_parse(uri, ref, reterr);
+    if (r >= 0 && ref->kind == IMAGE_REF_RAW) {
+        image_reference_done(ref);
+        return api_bad_request(reterr, "'%s' is a directory, not an image to pull", uri);
+    }
+    return r;
+}
+
+int garden_images_list(Garden *g, ImageInfo **ret, size_t *ret_n, ApiError *reterr)
+{
+    if (!g->cfg.images) {
+        *ret = NULL;
+        *ret_n = 0;
+        return 0;
+    }
+    int r = image_store_list(g->cfg.images, ret, ret_n);
+    return r < 0 ? api_internal_error(reterr, r, "Failed to list the images") : 0;
+}
+
+int garden_image_remove(Garden *g, const char *uri, ApiError *reterr)
+{
+    _cleanup_(image_reference_done) ImageReference ref = {0};
+    int r = parse_image_uri(g, uri, &ref, reterr);
+    if (r < 0)
+        return r;
+    return image_store_remove(g->cfg.images, &ref, reterr);
+}
+
+int garden_image_pull(Garden *g, const char *uri, const ImageCredentials *cred, ImageProgressFn fn,
+                      void *userdata, char **ret_digest, ApiError *reterr)
+{
+    _cleanup_(image_reference_done) ImageReference ref = {0};
+    int r = parse_image_uri(g, uri, &ref, reterr);
+    if (r < 0)
+        return r;
+    _cleanup_(image_pulled_done) ImagePulled img = {0};
+    r = image_store_pull(g->cfg.images, &ref, cred, true, fn, userdata, &img, reterr);
+    if (r < 0)
+        return r;
+    *ret_digest = TAKE_PTR(img.digest);
+    return 0;
+}

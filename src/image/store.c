@@ -21,7 +21,7 @@
 
 struct ImageStore {
     char *dir; /* canonical: extraction refuses symlinks on the way */
-    int layers_fd, meta_fd, images_fd, tmp_fd;
+    int layers_fd, meta_fd, images_fd, tmp_fd, tags_fd;
     uint64_t cache_bytes;
     unsigned grace_s;
     char *mirror, *ca_file;
@@ -58,7 +58,7 @@ void image_store_free(ImageStore *s)
             free(v);
         hashmap_free(s->tags);
     }
-    int fds[] = {s->layers_fd, s->meta_fd, s->images_fd, s->tmp_fd};
+    int fds[] = {s->layers_fd, s->meta_fd, s->images_fd, s->tmp_fd, s->tags_fd};
     for (size_t i = 0; i < ELEMENTSOF(fds); i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -136,12 +136,50 @@ static int store_scan(ImageStore *s)
     return 0;
 }
 
+/* tags/<sha256 of the name>: "name\ndigest\n", so names survive a restart. */
+static int tags_load(ImageStore *s)
+{
+    int dfd = openat(s->tags_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d)
+        return -errno;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!hex_name(de->d_name))
+            continue;
+        _cleanup_free_ char *data = NULL;
+        size_t len;
+        if (read_file_at(s->tags_fd, de->d_name, 8192, &data, &len) < 0)
+            continue;
+        char *nl = strchr(data, '\n');
+        char *digest = nl ? nl + 1 : NULL;
+        char *end = digest ? strchr(digest, '\n') : NULL;
+        if (!end)
+            continue;
+        *nl = *end = '\0';
+        char *copy = image_digest_valid(digest) ? strdup(digest) : NULL;
+        if (copy && hashmap_put(s->tags, data, copy) < 0)
+            free(copy);
+    }
+    return 0;
+}
+
+static void tag_save(ImageStore *s, const char *name, const char *digest)
+{
+    char hex[65];
+    image_sha256_hex(name, strlen(name), hex);
+    _cleanup_free_ char *data = NULL;
+    int n = asprintf(&data, "%s\n%s\n", name, digest);
+    if (n > 0 && atomic_write_at(s->tags_fd, hex, data, (size_t)n, 0644) < 0)
+        log_warn("Image store: failed to record the name '%s'", name);
+}
+
 int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
 {
     ImageStore *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
-    s->layers_fd = s->meta_fd = s->images_fd = s->tmp_fd = -1;
+    s->layers_fd = s->meta_fd = s->images_fd = s->tmp_fd = s->tags_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->records_lock, NULL);
     pthread_cond_init(&s->cond, NULL);
@@ -159,7 +197,11 @@ int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
     if (r >= 0)
         r = open_sub(s->dir, "tmp", &s->tmp_fd);
     if (r >= 0)
+        r = open_sub(s->dir, "tags", &s->tags_fd);
+    if (r >= 0)
         r = hashmap_new(&s->tags);
+    if (r >= 0)
+        r = tags_load(s);
     s->cache_bytes = cfg->cache_bytes;
     s->grace_s = cfg->eviction_grace_s;
     if (r >= 0 && cfg->mirror && !(s->mirror = strdup(cfg->mirror)))
@@ -479,6 +521,22 @@ static int write_record(ImageStore *s, const char *digest, const char *suffix, c
     return r;
 }
 
+static size_t stack_entry_len(const ImageStore *s)
+{
+    return strlen(s->dir) + sizeof("/layers/") + 65;
+}
+
+/* The rootfs string of an image: its layer directories, top first. out holds
+ * n_layers * stack_entry_len bytes. */
+static void stack_string(const ImageStore *s, const Manifest *m, char *out)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = m->n_layers; i-- > 0;)
+        o += (size_t)snprintf(out + o, stack_entry_len(s) + 1, "%s%s/layers/%s", o ? ":" : "",
+                              s->dir, m->layers[i].digest + 7);
+}
+
 static void free_lowers(int *fds, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -556,8 +614,7 @@ int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCreden
     /* Layers bottom up: a hardlink may name a file of an earlier layer. */
     int lower_fds[IMAGE_MAX_LAYERS];
     size_t n_lowers = 0;
-    size_t path_len = strlen(s->dir) + 8 + 65;
-    char *rootfs = calloc(m.n_layers ? m.n_layers : 1, path_len + 1);
+    char *rootfs = calloc(m.n_layers ? m.n_layers : 1, stack_entry_len(s));
     if (!rootfs)
         r = api_internal_error(reterr, -ENOMEM, "Failed to pull");
     for (size_t i = 0; r >= 0 && i < m.n_layers; i++) {
@@ -584,10 +641,7 @@ int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCreden
     if (r >= 0 && m.n_layers == 0)
         r = api_bad_request(reterr, "Image '%s' has no layers", name);
     if (r >= 0) {
-        size_t o = 0;
-        for (size_t i = m.n_layers; i-- > 0;)
-            o += (size_t)snprintf(rootfs + o, path_len + 2, "%s%s/layers/%s", o ? ":" : "", s->dir,
-                                  m.layers[i].digest + 7);
+        stack_string(s, &m, rootfs);
         r = write_record(s, digest, "manifest", manifest, manifest_len);
         if (r >= 0)
             r = write_record(s, digest, "config", config, config_len);
@@ -604,14 +658,229 @@ int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCreden
     }
     pthread_mutex_lock(&s->lock);
     char *copy = strdup(digest);
-    if (copy) {
+    const char *known = hashmap_get(s->tags, name);
+    if (copy && (!known || strcmp(known, digest) != 0)) {
         free(hashmap_remove(s->tags, name));
         if (hashmap_put(s->tags, name, copy) < 0)
             free(copy);
+        else
+            tag_save(s, name, digest);
+    } else {
+        free(copy);
     }
     pthread_mutex_unlock(&s->lock);
     out.rootfs = rootfs;
     out.digest = TAKE_PTR(digest);
     *ret = out;
+    return 0;
+}
+
+/* ---- the catalog ---- */
+
+void image_info_free(ImageInfo *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+        free(v[i].digest);
+    }
+    free(v);
+}
+
+typedef struct CountUsers {
+    const char *rootfs;
+    size_t n;
+} CountUsers;
+
+static void count_users(const char *rootfs, void *ctx)
+{
+    CountUsers *c = ctx;
+    if (strcmp(rootfs, c->rootfs) == 0)
+        c->n++;
+}
+
+/* An image's manifest from its record, its rootfs string and its users. */
+static int image_load(ImageStore *s, const char *digest, Manifest *m, char **ret_rootfs,
+                      size_t *ret_users)
+{
+    _cleanup_free_ char *manifest = NULL;
+    size_t len;
+    int r = read_record(s, digest, "manifest", &manifest, &len);
+    if (r < 0)
+        return r;
+    r = manifest_parse(manifest, len, "A stored manifest", m, NULL);
+    if (r < 0)
+        return r;
+    char *rootfs = calloc(m->n_layers ? m->n_layers : 1, stack_entry_len(s));
+    if (!rootfs) {
+        manifest_done(m);
+        return -ENOMEM;
+    }
+    stack_string(s, m, rootfs);
+    pthread_mutex_lock(&s->lock);
+    ImageInUseFn fn = s->in_use;
+    void *ud = s->in_use_userdata;
+    pthread_mutex_unlock(&s->lock);
+    CountUsers cu = {.rootfs = rootfs};
+    if (fn)
+        fn(ud, count_users, &cu);
+    *ret_users = cu.n;
+    *ret_rootfs = rootfs;
+    return 0;
+}
+
+/* Snapshot of the names: pairs name, digest (owned). */
+static int tags_snapshot(ImageStore *s, char ***ret, size_t *ret_n)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t n = hashmap_size(s->tags), i = 0, st = 0;
+    char **v = calloc(2 * n + 1, sizeof(char *));
+    const char *k;
+    void *d;
+    while (v && hashmap_iterate(s->tags, &st, &k, &d) == 0) {
+        v[i++] = strdup(k);
+        v[i++] = strdup(d);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (!v)
+        return -ENOMEM;
+    for (size_t j = 0; j < 2 * n; j++)
+        if (!v[j]) {
+            strv_free(v);
+            return -ENOMEM;
+        }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+int image_store_list(ImageStore *s, ImageInfo **ret, size_t *ret_n)
+{
+    _cleanup_strv_free_ char **tags = NULL;
+    size_t n;
+    int r = tags_snapshot(s, &tags, &n);
+    if (r < 0)
+        return r;
+    ImageInfo *v = calloc(n ? n : 1, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        Manifest m = {0};
+        _cleanup_free_ char *rootfs = NULL;
+        size_t users = 0;
+        if (image_load(s, tags[2 * i + 1], &m, &rootfs, &users) < 0)
+            continue; /* its records went (removed meanwhile) */
+        ImageInfo *info = &v[k++];
+        info->name = TAKE_PTR(tags[2 * i]);
+        info->digest = TAKE_PTR(tags[2 * i + 1]);
+        info->n_layers = m.n_layers;
+        info->containers = users;
+        for (size_t j = 0; j < m.n_layers; j++) {
+            _cleanup_free_ char *size = NULL;
+            size_t len;
+            if (read_file_at(s->meta_fd, m.layers[j].digest + 7, 64, &size, &len) == 0)
+                info->bytes += strtoull(size, NULL, 10);
+        }
+        manifest_done(&m);
+    }
+    *ret = v;
+    *ret_n = k;
+    return 0;
+}
+
+/* Remove a layer directory and its record now (not in use: checked by the caller). */
+static void layer_remove(ImageStore *s, const char *hex)
+{
+    pthread_mutex_lock(&s->lock);
+    _cleanup_free_ char *size = NULL;
+    size_t len;
+    uint64_t bytes =
+        read_file_at(s->meta_fd, hex, 64, &size, &len) == 0 ? strtoull(size, NULL, 10) : 0;
+    char doomed[96];
+    snprintf(doomed, sizeof(doomed), "remove.%s", hex);
+    int r = inflight_has(s, hex) ? -EBUSY : renameat(s->layers_fd, hex, s->tmp_fd, doomed);
+    if (r == 0) {
+        (void)unlinkat(s->meta_fd, hex, 0);
+        s->bytes -= bytes < s->bytes ? bytes : s->bytes;
+        s->layers--;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (r == 0)
+        (void)rm_rf_at(s->tmp_fd, doomed);
+}
+
+int image_store_remove(ImageStore *s, const ImageReference *ref, ApiError *reterr)
+{
+    _cleanup_free_ char *name = NULL;
+    if (image_ref_name(ref, &name) < 0)
+        return api_internal_error(reterr, -ENOMEM, "Failed to remove the image");
+    pthread_mutex_lock(&s->lock);
+    const char *known = hashmap_get(s->tags, name);
+    _cleanup_free_ char *digest = known ? strdup(known) : NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (!digest)
+        return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC, "Unknown image '%s'", name);
+    Manifest m = {0};
+    _cleanup_free_ char *rootfs = NULL;
+    size_t users = 0;
+    int r = image_load(s, digest, &m, &rootfs, &users);
+    if (r >= 0 && users) {
+        manifest_done(&m);
+        return api_errorf(reterr, -EBUSY, 409, GARDEN_ERR_GENERIC,
+                          "Image '%s' is used by %zu container(s)", name, users);
+    }
+    char hex[65];
+    image_sha256_hex(name, strlen(name), hex);
+    pthread_mutex_lock(&s->lock);
+    free(hashmap_remove(s->tags, name));
+    (void)unlinkat(s->tags_fd, hex, 0);
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        return 0; /* the records were gone already */
+
+    /* What the other names still reference, and what containers use. */
+    _cleanup_strv_free_ char **tags = NULL;
+    size_t n = 0;
+    char prefix[PATH_MAX];
+    snprintf(prefix, sizeof(prefix), "%s/layers/", s->dir);
+    InUse used = {.layers_prefix = prefix, .prefix_len = strlen(prefix)};
+    bool digest_shared = false;
+    if (tags_snapshot(s, &tags, &n) >= 0) {
+        for (size_t i = 0; i < n; i++) {
+            Manifest other = {0};
+            _cleanup_free_ char *other_rootfs = NULL;
+            size_t other_users;
+            digest_shared |= strcmp(tags[2 * i + 1], digest) == 0;
+            if (image_load(s, tags[2 * i + 1], &other, &other_rootfs, &other_users) >= 0) {
+                visit_rootfs(other_rootfs, &used);
+                manifest_done(&other);
+            }
+        }
+    } else {
+        digest_shared = true; /* keep everything rather than guess */
+    }
+    pthread_mutex_lock(&s->lock);
+    ImageInUseFn fn = s->in_use;
+    void *ud = s->in_use_userdata;
+    pthread_mutex_unlock(&s->lock);
+    if (fn)
+        fn(ud, visit_rootfs, &used);
+    if (!digest_shared) {
+        char rec[96];
+        snprintf(rec, sizeof(rec), "%s.manifest", digest + 7);
+        (void)unlinkat(s->images_fd, rec, 0);
+        snprintf(rec, sizeof(rec), "%s.config", digest + 7);
+        (void)unlinkat(s->images_fd, rec, 0);
+        for (size_t i = 0; i < m.n_layers; i++) {
+            const char *lh = m.layers[i].digest + 7;
+            bool busy = false;
+            for (size_t j = 0; j < used.n && !busy; j++)
+                busy = strcmp(used.hexes[j], lh) == 0;
+            if (!busy)
+                layer_remove(s, lh);
+        }
+    }
+    free(used.hexes);
+    manifest_done(&m);
     return 0;
 }

@@ -4,6 +4,7 @@ and pushed with skopeo, a hostile registry, concurrent and interrupted pulls."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -481,3 +482,56 @@ def test_lru_eviction_spares_layers_in_use(request, sandbox_guard, anon, layout)
         c.destroy(keep)
     finally:
         assert not factory.cleanup()
+
+
+# ---- the image routes (cloche extensions)
+
+
+def test_pull_streams_progress_then_list_and_remove(images_daemon, anon, layout):
+    from urllib.parse import quote
+    c = images_daemon.client()
+    uri = f"docker://{anon.host}/test/multi#v1"
+    name = f"{anon.host}/test/multi:v1"
+    # Another image sharing the base layer.
+    assert c.request("POST", "/cloche/images/pull?ref=docker%3A%2F%2F%2Fbase").status == 200
+    resp = c.request("POST", f"/cloche/images/pull?ref={quote(uri, safe='')}", timeout=60)
+    assert resp.status == 200 and resp.framing == "chunked"
+    assert resp.headers.get("Content-Type") == "application/x-ndjson"
+    lines = [json.loads(l) for l in resp.body.decode().splitlines()]
+    manifest = imagekit.manifest_of(layout, "multi")
+    want = {l["digest"]: l["size"] for l in manifest["layers"]}
+    finished = {l["layer"]: l["total"] for l in lines[:-1] if l["done"] == l["total"]}
+    assert finished == want
+    digest = lines[-1]["digest"]
+    assert digest.startswith("sha256:")
+
+    listed = {i["name"]: i for i in c.request("GET", "/cloche/images").json()["images"]}
+    assert listed[name]["digest"] == digest
+    assert listed[name]["layers"] == 5 and listed[name]["containers"] == 0
+    assert listed[name]["bytes"] > 0
+
+    h = create(c, uri)
+    assert c.request("GET", "/cloche/images").json()["images"] and \
+        {i["name"]: i for i in c.request("GET", "/cloche/images").json()["images"]}[name][
+            "containers"] == 1
+    target = f"/cloche/images?ref={quote(uri, safe='')}"
+    resp = c.request("DELETE", target)
+    assert resp.status == 409, resp.body
+    c.destroy(h)
+    layers_before, _, _ = store_entries(images_daemon)
+    resp = c.request("DELETE", target)
+    assert resp.status == 200, resp.body
+    assert name not in {i["name"] for i in c.request("GET", "/cloche/images").json()["images"]}
+    layers_after, meta_after, tmp = store_entries(images_daemon)
+    # multi's own four layers went; the base layer other images share stayed.
+    own = {d[7:] for d in want} - {l["digest"][7:]
+                                   for l in imagekit.manifest_of(layout, "base")["layers"]}
+    assert len(own) == 4
+    assert layers_after == layers_before - own and meta_after == layers_after and tmp == []
+    assert c.request("DELETE", target).status == 404
+    assert c.request("DELETE", "/cloche/images?ref=nonsense").status == 400
+    bad = c.request("POST", "/cloche/images/pull?ref=docker%3A%2F%2F%2FBAD")
+    assert bad.status == 400 and "invalid repository" in bad.json()["Message"]
+    # Pulled again, it is whole again.
+    resp = c.request("POST", f"/cloche/images/pull?ref={quote(uri, safe='')}", timeout=60)
+    assert json.loads(resp.body.decode().splitlines()[-1])["digest"] == digest

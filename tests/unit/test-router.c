@@ -21,13 +21,16 @@ int main(void)
     char allow[64];
     const Route *r;
 
-    is_int(api_routes_count, 35, "the table has Garden's 28 routes and 7 of cloche's");
+    is_int(api_routes_count, 38, "the table has Garden's 28 routes and 10 of cloche's");
 
     static const struct {
         const char *method, *path, *name;
     } cases[] = {
         {"GET", "/ping", "Ping"},
         {"GET", "/capacity", "Capacity"},
+        {"GET", "/cloche/images", "ImageList"},
+        {"DELETE", "/cloche/images", "ImageRemove"},
+        {"POST", "/cloche/images/pull", "ImagePull"},
         {"GET", "/containers", "List"},
         {"POST", "/containers", "Create"},
         {"GET", "/containers/bulk_info", "BulkInfo"},

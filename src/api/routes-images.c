@@ -1,0 +1,146 @@
+/* Image extensions: GET /cloche/images, DELETE /cloche/images?ref=URI, and
+ * POST /cloche/images/pull?ref=URI, whose reply streams progress as ndjson
+ * (served on the daemon's own connection handler, like Run's curl form, so a
+ * long pull holds none of libmicrohttpd's pool threads). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "api-internal.h"
+#include "cloche/json.h"
+#include "stream.h"
+
+int route_images_list(ApiRequest *req)
+{
+    ImageInfo *v = NULL;
+    size_t n = 0;
+    int r = garden_images_list(req->garden, &v, &n, &req->error);
+    if (r < 0)
+        return r;
+    json_object *list = json_object_new_array();
+    for (size_t i = 0; list && i < n; i++) {
+        json_object *o = json_object_new_object();
+        if (!o)
+            break;
+        json_object_object_add(o, "name", json_object_new_string(v[i].name));
+        json_object_object_add(o, "digest", json_object_new_string(v[i].digest));
+        json_object_object_add(o, "bytes", json_new_u64(v[i].bytes));
+        json_object_object_add(o, "layers", json_new_u64(v[i].n_layers));
+        json_object_object_add(o, "containers", json_new_u64(v[i].containers));
+        json_object_array_add(list, o);
+    }
+    image_info_free(v, n);
+    json_object *reply = json_object_new_object();
+    if (!list || !reply) {
+        json_object_put(list);
+        json_object_put(reply);
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    }
+    json_object_object_add(reply, "images", list);
+    req->reply = reply;
+    return 0;
+}
+
+int route_image_remove(ApiRequest *req)
+{
+    int r = garden_image_remove(req->garden, strmap_get(&req->query, "ref"), &req->error);
+    if (r < 0)
+        return r;
+    return api_reply_empty(req);
+}
+
+/* ---- the streamed pull ---- */
+
+typedef struct PullStream {
+    int fd;
+    int minor;
+    bool started;
+    bool broken;
+} PullStream;
+
+static void send_bytes(PullStream *p, const char *data, size_t len)
+{
+    while (len > 0 && !p->broken) {
+        ssize_t n = send(p->fd, data, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            p->broken = true; /* the client left: the pull still completes */
+            return;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+static void send_line(PullStream *p, json_object *o)
+{
+    size_t len = 0;
+    _cleanup_free_ char *line = json_serialize(o, &len);
+    json_object_put(o);
+    if (!line)
+        return;
+    if (!p->started) {
+        char head[256];
+        int n = snprintf(head, sizeof(head),
+                         "HTTP/1.%d 200 OK\r\nContent-Type: application/x-ndjson\r\n%s\r\n",
+                         p->minor, p->minor ? "Transfer-Encoding: chunked\r\n" : "");
+        send_bytes(p, head, (size_t)n);
+        p->started = true;
+    }
+    if (p->minor) {
+        char size[32];
+        int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+        send_bytes(p, size, (size_t)n);
+        send_bytes(p, line, len);
+        send_bytes(p, "\r\n", 2);
+    } else {
+        send_bytes(p, line, len);
+    }
+}
+
+static void on_progress(void *userdata, const char *layer, uint64_t done, uint64_t total)
+{
+    PullStream *p = userdata;
+    json_object *o = json_object_new_object();
+    if (!o || !layer)
+        return json_object_put(o), (void)0;
+    json_object_object_add(o, "layer", json_object_new_string(layer));
+    json_object_object_add(o, "done", json_new_u64(done));
+    json_object_object_add(o, "total", json_new_u64(total));
+    send_line(p, o);
+}
+
+void api_image_pull_serve(int fd, const HttpHead *head, Garden *garden)
+{
+    ApiError err;
+    api_error_clear(&err);
+    StringMap query = STRING_MAP_INIT;
+    int r = url_parse_query(head->query, &query, &err);
+    PullStream p = {.fd = fd, .minor = head->minor_version};
+    _cleanup_free_ char *digest = NULL;
+    if (r >= 0) {
+        ImageCredentials cred = {.username = strmap_get(&query, "username"),
+                                 .password = strmap_get(&query, "password")};
+        r = garden_image_pull(garden, strmap_get(&query, "ref"), &cred, on_progress, &p, &digest,
+                              &err);
+    }
+    strmap_clear(&query);
+    if (r < 0 && !p.started) {
+        stream_reply_error(fd, head, &err);
+        return;
+    }
+    json_object *o = json_object_new_object();
+    if (o && r < 0) {
+        json_object_object_add(o, "error", json_object_new_string(err.message));
+        json_object_object_add(o, "status", json_object_new_int(err.status ? err.status : 500));
+    } else if (o) {
+        json_object_object_add(o, "digest", json_object_new_string(digest));
+    }
+    if (o)
+        send_line(&p, o);
+    if (p.minor)
+        send_bytes(&p, "0\r\n\r\n", 5);
+}
