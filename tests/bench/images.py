@@ -110,11 +110,15 @@ class Daemon:
             [os.path.join(build, "cloched"), "--bind-socket", self.sock,
              "--depot", os.path.join(self.dir, "depot"), "--cgroup-parent", self.parent,
              "--default-rootfs", rootfs, "--log-level", "warn", *extra], stderr=self.log)
-        for _ in range(200):
+        for _ in range(600):
             if os.path.exists(self.sock):
                 return
+            if self.proc.poll() is not None:
+                break
             time.sleep(0.05)
-        raise RuntimeError("cloched did not start")
+        self.log.flush()
+        with open(os.path.join(self.dir, "cloched.log")) as f:
+            raise RuntimeError("cloched did not start: " + f.read())
 
     def close(self):
         self.proc.terminate()
