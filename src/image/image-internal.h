@@ -15,6 +15,16 @@
 bool image_digest_valid(const char *digest);
 int image_ref_name(const ImageReference *ref, char **ret);
 
+/* ---- resolved.c: names resolved before, in memory ---- */
+typedef struct ResolvedCache ResolvedCache;
+int resolved_new(ResolvedCache **ret);
+void resolved_free(ResolvedCache *c);
+/* A copy of what name resolved to; -ENOENT if unknown. *ret_touch: time to
+ * refresh the layers' last use. */
+int resolved_get(ResolvedCache *c, const char *name, ImagePulled *ret, bool *ret_touch);
+void resolved_put(ResolvedCache *c, const char *name, const ImagePulled *img);
+void resolved_drop(ResolvedCache *c, const char *name);
+
 /* ---- sha256.c ---- */
 typedef struct Sha256 Sha256;
 int sha256_new(Sha256 **ret);

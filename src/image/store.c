@@ -33,6 +33,7 @@ struct ImageStore {
     char **inflight; /* layer hexes being fetched */
     size_t n_inflight;
     HashMap *tags; /* image name -> manifest digest (owned) */
+    ResolvedCache *resolved;
     uint64_t bytes, layers, downloads;
     ImageInUseFn in_use;
     void *in_use_userdata;
@@ -62,6 +63,7 @@ void image_store_free(ImageStore *s)
     for (size_t i = 0; i < ELEMENTSOF(fds); i++)
         if (fds[i] >= 0)
             close(fds[i]);
+    resolved_free(s->resolved);
     free(s->inflight);
     free(s->dir);
     free(s->mirror);
@@ -201,6 +203,8 @@ int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
     if (r >= 0)
         r = hashmap_new(&s->tags);
     if (r >= 0)
+        r = resolved_new(&s->resolved);
+    if (r >= 0)
         r = tags_load(s);
     s->cache_bytes = cfg->cache_bytes;
     s->grace_s = cfg->eviction_grace_s;
@@ -267,9 +271,9 @@ static bool inflight_has(ImageStore *s, const char *hex)
     return false;
 }
 
-static void touch(int dirfd, const char *name)
+static void touch_layer(ImageStore *s, const char *hex)
 {
-    (void)utimensat(dirfd, name, NULL, AT_SYMLINK_NOFOLLOW);
+    (void)utimensat(s->meta_fd, hex, NULL, AT_SYMLINK_NOFOLLOW);
 }
 
 static int fetch_layer(ImageStore *s, Source *src, const Descriptor *d, const int *lower_fds,
@@ -343,7 +347,7 @@ static int ensure_layer(ImageStore *s, Source *src, const Descriptor *d, const i
         pthread_cond_wait(&s->cond, &s->lock);
     if (faccessat(s->layers_fd, hex, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
         pthread_mutex_unlock(&s->lock);
-        touch(s->meta_fd, hex);
+        touch_layer(s, hex);
         if (prog->fn)
             prog->fn(prog->userdata, d->digest, d->size, d->size);
         return 0;
@@ -544,6 +548,36 @@ static void free_lowers(int *fds, size_t n)
             close(fds[i]);
 }
 
+/* A name resolved before whose layers are all still there. */
+static bool resolved_fast(ImageStore *s, const char *name, ImagePulled *ret)
+{
+    ImagePulled img = {0};
+    bool touch = false;
+    if (resolved_get(s->resolved, name, &img, &touch) < 0)
+        return false;
+    size_t prefix = strlen(s->dir) + strlen("/layers/");
+    for (const char *p = img.rootfs; p && *p;) {
+        const char *end = strchr(p, ':');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char hex[65];
+        if (len != prefix + 64) {
+            image_pulled_done(&img);
+            return false;
+        }
+        memcpy(hex, p + prefix, 64);
+        hex[64] = '\0';
+        if (faccessat(s->layers_fd, hex, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
+            image_pulled_done(&img); /* evicted: the slow path fetches it again */
+            return false;
+        }
+        if (touch)
+            touch_layer(s, hex);
+        p = end ? end + 1 : NULL;
+    }
+    *ret = img;
+    return true;
+}
+
 int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCredentials *cred,
                      bool refresh, ImageProgressFn progress, void *userdata, ImagePulled *ret,
                      ApiError *reterr)
@@ -553,6 +587,8 @@ int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCreden
     _cleanup_free_ char *name = NULL;
     if (image_ref_name(ref, &name) < 0)
         return api_internal_error(reterr, -ENOMEM, "Failed to pull");
+    if (!refresh && resolved_fast(s, name, ret))
+        return 0;
     _cleanup_free_ char *digest = NULL;
     _cleanup_free_ char *manifest = NULL, *config = NULL;
     size_t manifest_len = 0, config_len = 0;
@@ -650,6 +686,10 @@ int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCreden
     }
     if (r >= 0)
         store_evict(s, &m);
+    if (r >= 0) {
+        ImagePulled done = {.rootfs = rootfs, .digest = digest, .config = out.config};
+        resolved_put(s->resolved, name, &done);
+    }
     manifest_done(&m);
     if (r < 0) {
         free(rootfs);
@@ -835,6 +875,7 @@ int image_store_remove(ImageStore *s, const ImageReference *ref, ApiError *reter
     free(hashmap_remove(s->tags, name));
     (void)unlinkat(s->tags_fd, hex, 0);
     pthread_mutex_unlock(&s->lock);
+    resolved_drop(s->resolved, name);
     if (r < 0)
         return 0; /* the records were gone already */
 
