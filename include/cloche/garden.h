@@ -64,6 +64,8 @@ typedef struct Capacity {
     uint64_t committed_memory_in_bytes;
     uint64_t committed_disk_in_bytes;
     uint64_t containers;
+    uint64_t image_store_bytes; /* the layer store: extracted layers' sizes */
+    uint64_t image_store_layers;
 } Capacity;
 
 /* Open the depot, load every container recorded in it, start the grace timers.

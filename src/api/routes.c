@@ -61,6 +61,8 @@ static int route_capacity(ApiRequest *req)
     json_object_object_add(o, "cloche_committed_disk_in_bytes",
                            json_new_u64(cap.committed_disk_in_bytes));
     json_object_object_add(o, "cloche_containers", json_new_u64(cap.containers));
+    json_object_object_add(o, "cloche_image_store_bytes", json_new_u64(cap.image_store_bytes));
+    json_object_object_add(o, "cloche_image_store_layers", json_new_u64(cap.image_store_layers));
     req->reply = o;
     return 0;
 }

@@ -305,6 +305,12 @@ int garden_capacity(Garden *g, Capacity *ret)
         pthread_mutex_unlock(&c->lock);
     }
     pthread_mutex_unlock(&g->lock);
+    if (g->cfg.images) {
+        ImageStoreStats st;
+        image_store_stats(g->cfg.images, &st);
+        ret->image_store_bytes = st.bytes;
+        ret->image_store_layers = st.layers;
+    }
     return 0;
 }
 

@@ -505,6 +505,9 @@ def test_pull_streams_progress_then_list_and_remove(images_daemon, anon, layout)
     digest = lines[-1]["digest"]
     assert digest.startswith("sha256:")
 
+    cap = c.capacity()
+    assert cap["cloche_image_store_layers"] >= 5
+    assert cap["cloche_image_store_bytes"] >= sum(want.values()) // 2
     listed = {i["name"]: i for i in c.request("GET", "/cloche/images").json()["images"]}
     assert listed[name]["digest"] == digest
     assert listed[name]["layers"] == 5 and listed[name]["containers"] == 0
