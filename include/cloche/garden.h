@@ -229,3 +229,8 @@ int garden_images_list(Garden *g, ImageInfo **ret, size_t *ret_n, ApiError *rete
 int garden_image_remove(Garden *g, const char *uri, ApiError *reterr);
 int garden_image_pull(Garden *g, const char *uri, const ImageCredentials *cred, ImageProgressFn fn,
                       void *userdata, char **ret_digest, ApiError *reterr);
+/* Import an image archive (cloche extension): a file to receive it, then the
+ * archive in it taken in as cloche:///NAME[:TAG]. */
+int garden_image_import_file(Garden *g, int *ret_fd, ApiError *reterr);
+int garden_image_import(Garden *g, const char *name_tag, int fd, char **ret_digest,
+                        ApiError *reterr);

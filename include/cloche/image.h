@@ -30,13 +30,14 @@ typedef enum ImageRefKind {
     IMAGE_REF_RAW,    /* raw:///path or /path: a root file system directory */
     IMAGE_REF_DOCKER, /* docker://[HOST[:PORT]]/repo[:tag|@digest][#tag] */
     IMAGE_REF_OCI,    /* oci:///layout[#tag]: a local OCI image layout */
+    IMAGE_REF_CLOCHE, /* cloche:///name[:tag]: imported into the store */
 } ImageRefKind;
 
 typedef struct ImageReference {
     ImageRefKind kind;
     char *path;       /* RAW and OCI: absolute path */
     char *registry;   /* DOCKER: "host[:port]"; NULL = Docker Hub */
-    char *repository; /* DOCKER: "library/busybox" */
+    char *repository; /* DOCKER: "library/busybox"; CLOCHE: the name */
     char *tag;        /* DOCKER, OCI: tag (NULL: "latest" for DOCKER; the only one for OCI) */
     char *digest;     /* DOCKER: "sha256:<64 hex>" or NULL */
 } ImageReference;
@@ -126,6 +127,14 @@ void image_info_free(ImageInfo *v, size_t n);
  * and no container uses are removed. 404 unknown, 409 while a container
  * created from it exists. */
 int image_store_remove(ImageStore *s, const ImageReference *ref, ApiError *reterr);
+
+/* Import: a file in the store's tmp/ for the archive (unnamed: it vanishes when
+ * closed), then the archive (an OCI layout or a docker save, as a tar, possibly
+ * compressed) taken in as cloche/NAME[:TAG], usable as cloche:///NAME[:TAG].
+ * 400 for an archive that is not one. */
+int image_store_import_file(ImageStore *s, int *ret_fd);
+int image_store_import(ImageStore *s, const char *name_tag, int fd, char **ret_digest,
+                       ApiError *reterr);
 
 /* What the store holds. */
 typedef struct ImageStoreStats {

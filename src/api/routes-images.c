@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "api-internal.h"
 #include "cloche/json.h"
+#include "cloche/cleanup.h"
 #include "stream.h"
 
 int route_images_list(ApiRequest *req)
@@ -143,4 +145,113 @@ void api_image_pull_serve(int fd, const HttpHead *head, Garden *garden)
         send_line(&p, o);
     if (p.minor)
         send_bytes(&p, "0\r\n\r\n", 5);
+}
+
+/* ---- import ---- */
+
+#define IMPORT_BODY_MAX (16ull << 30)
+#define IMPORT_IDLE_S 60
+
+static void import_reply(int fd, const HttpHead *head, const char *name, const char *digest)
+{
+    json_object *o = json_object_new_object();
+    if (o) {
+        json_object_object_add(o, "name", json_object_new_string(name));
+        json_object_object_add(o, "digest", json_object_new_string(digest));
+    }
+    size_t len = 0;
+    _cleanup_free_ char *body = o ? json_serialize(o, &len) : NULL;
+    json_object_put(o);
+    char hdr[200];
+    int n = snprintf(hdr, sizeof(hdr),
+                     "HTTP/1.%d 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                     "%zu\r\n\r\n",
+                     head->minor_version, len);
+    PullStream p = {.fd = fd};
+    send_bytes(&p, hdr, (size_t)n);
+    if (body)
+        send_bytes(&p, body, len);
+}
+
+void api_image_import_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden)
+{
+    ApiError err;
+    api_error_clear(&err);
+    const char *name = m->params[0];
+    bool chunked = head->chunked;
+    if (!chunked && head->content_length < 0) {
+        api_errorf(&err, -EINVAL, 411, GARDEN_ERR_GENERIC,
+                   "An image archive needs a Content-Length or a chunked body");
+        stream_reply_error(fd, head, &err);
+        return;
+    }
+    if (!chunked && (uint64_t)head->content_length > IMPORT_BODY_MAX) {
+        api_errorf(&err, -EFBIG, 413, GARDEN_ERR_GENERIC, "An image archive is at most %llu bytes",
+                   (unsigned long long)IMPORT_BODY_MAX);
+        stream_reply_error(fd, head, &err);
+        return;
+    }
+    _cleanup_close_ int file = -1;
+    if (garden_image_import_file(garden, &file, &err) < 0) {
+        stream_reply_error(fd, head, &err);
+        return;
+    }
+    if (head->expect_continue && head->minor_version == 1)
+        (void)!send(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25, MSG_NOSIGNAL);
+    struct timeval tv = {.tv_sec = IMPORT_IDLE_S};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    uint64_t remaining = chunked ? 0 : (uint64_t)head->content_length, total = 0;
+    bool done = !chunked && remaining == 0;
+    HttpChunkDecoder dec = {.state = HTTP_CHUNK_SIZE};
+    _cleanup_free_ char *buf = malloc(1u << 20);
+    int r = buf ? 0 : -ENOMEM;
+    while (r >= 0 && !done) {
+        size_t want = 1u << 20;
+        if (!chunked && remaining < want)
+            want = (size_t)remaining;
+        ssize_t n = recv(fd, buf, want, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; /* the client left or stalled: nothing was imported */
+        size_t len = (size_t)n;
+        if (chunked) {
+            if (http_chunk_decode(&dec, buf, len, &len) < 0) {
+                r = api_bad_request(&err, "Malformed chunked request body");
+                break;
+            }
+            done = dec.state == HTTP_CHUNK_DONE;
+        } else {
+            remaining -= (uint64_t)n;
+            done = remaining == 0;
+        }
+        total += len;
+        if (total > IMPORT_BODY_MAX) {
+            r = api_errorf(&err, -EFBIG, 413, GARDEN_ERR_GENERIC,
+                           "An image archive is at most %llu bytes",
+                           (unsigned long long)IMPORT_BODY_MAX);
+            break;
+        }
+        for (size_t off = 0; off < len;) {
+            ssize_t w = write(file, buf + off, len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                r = api_internal_error(&err, -errno, "Failed to store the archive");
+                break;
+            }
+            off += (size_t)w;
+        }
+    }
+    if (r < 0) {
+        stream_reply_error(fd, head, &err);
+        return;
+    }
+    _cleanup_free_ char *digest = NULL;
+    r = garden_image_import(garden, name, file, &digest, &err);
+    if (r < 0) {
+        stream_reply_error(fd, head, &err);
+        return;
+    }
+    import_reply(fd, head, name, digest);
 }

@@ -552,6 +552,7 @@ const Route api_routes[] = {
     {"ImageList", "GET", "/cloche/images", 0, route_images_list},
     {"ImageRemove", "DELETE", "/cloche/images", ROUTE_SLOW, route_image_remove},
     {"ImagePull", "POST", "/cloche/images/pull", ROUTE_STREAMING, route_streaming_only},
+    {"ImageImport", "PUT", "/cloche/images/:name", ROUTE_STREAMING, route_streaming_only},
 };
 #undef C
 const size_t api_routes_count = ELEMENTSOF(api_routes);

@@ -78,3 +78,5 @@ void stream_reply_error(int fd, const HttpHead *head, const ApiError *e);
 void api_files_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden);
 /* routes-images.c: POST /cloche/images/pull, progress as ndjson. */
 void api_image_pull_serve(int fd, const HttpHead *head, Garden *garden);
+/* PUT /cloche/images/NAME: the body, an image archive, imported. */
+void api_image_import_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden);

@@ -97,7 +97,8 @@ static void on_pull_progress(void *userdata, const char *layer, uint64_t done, u
 int garden_image_resolve(Garden *g, ContainerSpec *spec, char **ret_rootfs, ApiError *reterr)
 {
     const char *uri = spec->image.uri && *spec->image.uri ? spec->image.uri : spec->rootfs;
-    if (!uri || (strncmp(uri, "docker://", 9) != 0 && strncmp(uri, "oci://", 6) != 0))
+    if (!uri || (strncmp(uri, "docker://", 9) != 0 && strncmp(uri, "oci://", 6) != 0 &&
+                 strncmp(uri, "cloche://", 9) != 0))
         return 0;
     if (!g->cfg.images)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_GENERIC,
@@ -188,4 +189,19 @@ int garden_image_pull(Garden *g, const char *uri, const ImageCredentials *cred, 
         return r;
     *ret_digest = TAKE_PTR(img.digest);
     return 0;
+}
+
+int garden_image_import_file(Garden *g, int *ret_fd, ApiError *reterr)
+{
+    if (!g->cfg.images)
+        return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_GENERIC,
+                          "This daemon has no image store");
+    int r = image_store_import_file(g->cfg.images, ret_fd);
+    return r < 0 ? api_internal_error(reterr, r, "Failed to make room for the archive") : 0;
+}
+
+int garden_image_import(Garden *g, const char *name_tag, int fd, char **ret_digest,
+                        ApiError *reterr)
+{
+    return image_store_import(g->cfg.images, name_tag, fd, ret_digest, reterr);
 }

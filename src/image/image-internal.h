@@ -15,6 +15,16 @@
 bool image_digest_valid(const char *digest);
 int image_ref_name(const ImageReference *ref, char **ret);
 
+/* store.c: a pull recorded under name (an import records a layout's image
+ * under cloche/NAME:TAG). */
+int image_store_pull_as(ImageStore *s, const ImageReference *ref, const char *name,
+                        const ImageCredentials *cred, bool refresh, ImageProgressFn progress,
+                        void *userdata, ImagePulled *ret, ApiError *reterr);
+
+/* A fresh directory (mode 0700) in the store's tmp/, absolute; NULL on failure. */
+char *image_store_tmpdir(ImageStore *s, const char *what);
+void image_store_tmpdir_remove(ImageStore *s, const char *path);
+
 /* ---- resolved.c: names resolved before, in memory ---- */
 typedef struct ResolvedCache ResolvedCache;
 int resolved_new(ResolvedCache **ret);
@@ -90,6 +100,7 @@ typedef enum LayerCompression {
     LAYER_PLAIN,
     LAYER_GZIP,
     LAYER_ZSTD,
+    LAYER_ANY, /* whichever of the above the data is (imported archives) */
 } LayerCompression;
 
 /* media type -> compression; -EPROTONOSUPPORT for what is not a layer. */

@@ -250,8 +250,10 @@ int layer_extract(int fd, LayerCompression comp, const char *dest, const int *lo
     archive_read_support_format_gnutar(in);
     if (comp == LAYER_GZIP)
         archive_read_support_filter_gzip(in);
-    else if (comp == LAYER_ZSTD)
+    if (comp == LAYER_ZSTD || comp == LAYER_ANY)
         archive_read_support_filter_zstd(in);
+    if (comp == LAYER_ANY)
+        archive_read_support_filter_gzip(in);
     archive_write_disk_set_options(out, ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM |
                                             ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
                                             ARCHIVE_EXTRACT_SECURE_SYMLINKS |

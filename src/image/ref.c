@@ -189,6 +189,27 @@ int image_ref_parse(const char *uri, ImageReference *ret, ApiError *reterr)
             if (!ref.path || (fragment && *fragment && !ref.tag))
                 r = api_internal_error(reterr, -ENOMEM, "Failed to parse the image reference");
         }
+    } else if (strncmp(uri, "cloche:///", 10) == 0) {
+        ref.kind = IMAGE_REF_CLOCHE;
+        _cleanup_free_ char *copy = strdup(uri + 10);
+        if (!copy)
+            return api_internal_error(reterr, -ENOMEM, "Failed to parse the image reference");
+        char *colon = strrchr(copy, ':');
+        if (colon)
+            *colon++ = '\0';
+        if (!repository_valid(copy))
+            r = api_bad_request(reterr,
+                                "Image reference '%s' has an invalid name (lowercase letters, "
+                                "digits and separators: cloche:///NAME[:TAG])",
+                                uri);
+        else if (colon && !tag_valid(colon))
+            r = api_bad_request(reterr, "Image reference '%s' has an invalid tag '%s'", uri, colon);
+        else {
+            ref.repository = strdup(copy);
+            ref.tag = colon ? strdup(colon) : NULL;
+            if (!ref.repository || (colon && !ref.tag))
+                r = api_internal_error(reterr, -ENOMEM, "Failed to parse the image reference");
+        }
     } else if (strncmp(uri, "raw://", 6) == 0 || uri[0] == '/') {
         ref.kind = IMAGE_REF_RAW;
         const char *p = uri[0] == '/' ? uri : uri + 6;
@@ -203,7 +224,7 @@ int image_ref_parse(const char *uri, ImageReference *ret, ApiError *reterr)
         r = api_bad_request(
             reterr,
             "Unsupported image '%s': cloche takes docker://[HOST[:PORT]]/REPO[#TAG], "
-            "oci:///LAYOUT[#TAG], raw:///PATH or /PATH",
+            "oci:///LAYOUT[#TAG], cloche:///NAME[:TAG], raw:///PATH or /PATH",
             uri);
     }
     if (r < 0) {
@@ -219,7 +240,9 @@ int image_ref_parse(const char *uri, ImageReference *ret, ApiError *reterr)
 /* "registry/repository" key for the tag cache and tokens. */
 int image_ref_name(const ImageReference *ref, char **ret)
 {
-    const char *host = ref->registry ? ref->registry : "docker.io";
+    const char *host = ref->kind == IMAGE_REF_CLOCHE ? "cloche"
+                       : ref->registry               ? ref->registry
+                                                     : "docker.io";
     const char *what = ref->kind == IMAGE_REF_OCI ? ref->path : ref->repository;
     const char *tag = ref->digest ? ref->digest : ref->tag ? ref->tag : "latest";
     if (asprintf(ret, "%s/%s%s%s", ref->kind == IMAGE_REF_OCI ? "oci:" : host, what,

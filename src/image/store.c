@@ -280,6 +280,10 @@ static int fetch_layer(ImageStore *s, Source *src, const Descriptor *d, const in
                        size_t n_lowers, LayerProgress *prog, ApiError *reterr)
 {
     const char *hex = d->digest + 7;
+    if (!src)
+        return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
+                          "Layer '%s' of an imported image was evicted: import the image again",
+                          d->digest);
     LayerCompression comp;
     int r = layer_compression(d->media_type, &comp);
     if (r < 0)
@@ -587,6 +591,15 @@ int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCreden
     _cleanup_free_ char *name = NULL;
     if (image_ref_name(ref, &name) < 0)
         return api_internal_error(reterr, -ENOMEM, "Failed to pull");
+    if (ref->kind == IMAGE_REF_CLOCHE)
+        refresh = false; /* the store is where it comes from */
+    return image_store_pull_as(s, ref, name, cred, refresh, progress, userdata, ret, reterr);
+}
+
+int image_store_pull_as(ImageStore *s, const ImageReference *ref, const char *name,
+                        const ImageCredentials *cred, bool refresh, ImageProgressFn progress,
+                        void *userdata, ImagePulled *ret, ApiError *reterr)
+{
     if (!refresh && resolved_fast(s, name, ret))
         return 0;
     _cleanup_free_ char *digest = NULL;
@@ -606,7 +619,9 @@ int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCreden
         }
     }
     _cleanup_(source_freep) Source *src = NULL;
-    int r = source_open(&s->sopt, ref, cred, &src, reterr);
+    if (ref->kind == IMAGE_REF_CLOCHE && !manifest)
+        return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC, "Unknown image '%s'", name);
+    int r = ref->kind == IMAGE_REF_CLOCHE ? 0 : source_open(&s->sopt, ref, cred, &src, reterr);
     if (r < 0)
         return r;
     Manifest m = {0};
@@ -923,5 +938,35 @@ int image_store_remove(ImageStore *s, const ImageReference *ref, ApiError *reter
     }
     free(used.hexes);
     manifest_done(&m);
+    return 0;
+}
+
+/* ---- temporary room ---- */
+
+char *image_store_tmpdir(ImageStore *s, const char *what)
+{
+    char *path = NULL;
+    if (asprintf(&path, "%s/tmp/%s.XXXXXX", s->dir, what) < 0)
+        return NULL;
+    if (!mkdtemp(path)) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+void image_store_tmpdir_remove(ImageStore *s, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    if (base)
+        (void)rm_rf_at(s->tmp_fd, base + 1);
+}
+
+int image_store_import_file(ImageStore *s, int *ret_fd)
+{
+    int fd = openat(s->tmp_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    *ret_fd = fd;
     return 0;
 }

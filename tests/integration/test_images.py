@@ -538,3 +538,58 @@ def test_pull_streams_progress_then_list_and_remove(images_daemon, anon, layout)
     # Pulled again, it is whole again.
     resp = c.request("POST", f"/cloche/images/pull?ref={quote(uri, safe='')}", timeout=60)
     assert json.loads(resp.body.decode().splitlines()[-1])["digest"] == digest
+
+
+def test_import_oci_and_docker_save_archives(images_daemon, layout, work):
+    from urllib.parse import quote
+    c = images_daemon.client()
+    oci = work / "base-oci.tar"
+    docker = work / "multi-docker.tar"
+    for p in (oci, docker):
+        if p.exists():
+            p.unlink()
+    imagekit.sh("skopeo", "copy", f"oci:{layout}:base", f"oci-archive:{oci}")
+    imagekit.sh("skopeo", "copy", f"oci:{layout}:multi", f"docker-archive:{docker}:app:v1")
+    names = imagekit.sh("tar", "-tf", docker).split()
+    assert "manifest.json" in names and "index.json" not in names  # the docker save form
+
+    resp = c.request("PUT", "/cloche/images/imported-base", oci.read_bytes(),
+                     content_type="application/x-tar", timeout=60)
+    assert resp.status == 200, resp.body
+    assert resp.json()["digest"].startswith("sha256:")
+    resp = c.request("PUT", "/cloche/images/team%2Fapp:v1", docker.read_bytes(),
+                     content_type="application/x-tar", timeout=60)
+    assert resp.status == 200, resp.body
+
+    h = create(c, "cloche:///imported-base")
+    try:
+        assert out_in(c, h, "cat /etc/passwd").startswith("root:")
+        assert "FROM_IMAGE=yes" in out_in(c, h, "env").split()
+    finally:
+        c.destroy(h)
+    h = create(c, "cloche:///team/app:v1")
+    try:
+        assert out_in(c, h, "ls -A /data /olddir") == "/data:\nkeep\n\n/olddir:\nz\n"
+        assert out_in(c, h, "cat /hl/link") == "linked content\n"
+    finally:
+        c.destroy(h)
+    names = {i["name"] for i in c.request("GET", "/cloche/images").json()["images"]}
+    assert {"cloche/imported-base:latest", "cloche/team/app:v1"} <= names
+
+    # Not archives, or hostile ones: 400, nothing stored.
+    layers_before, _, _ = store_entries(images_daemon)
+    evil = tar_bytes([("index.json", "file", b"{}", 0o644), ("../escape", "file", b"x", 0o644)])
+    for body, words in ((os.urandom(4096), "invalid"), (evil, "leaves it"),
+                        (tar_bytes([("x", "file", b"x", 0o644)]), "neither")):
+        resp = c.request("PUT", "/cloche/images/bad:one", body,
+                         content_type="application/x-tar")
+        assert resp.status == 400 and words in resp.json()["Message"], resp.body
+    assert store_entries(images_daemon) == (layers_before, layers_before, [])
+    with pytest.raises(GardenError) as e:
+        create(c, "cloche:///bad:one")
+    assert e.value.status == 404
+    assert c.request("DELETE", f"/cloche/images?ref={quote('cloche:///team/app:v1', safe='')}"
+                     ).status == 200
+    with pytest.raises(GardenError) as e:
+        create(c, "cloche:///team/app:v1")
+    assert e.value.status == 404
