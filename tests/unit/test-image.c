@@ -64,6 +64,10 @@ static void test_refs(void)
     ref_ok("oci:///var/images/layout#base", IMAGE_REF_OCI, NULL, NULL, "base", NULL,
            "/var/images/layout");
     ref_ok("oci:///var/images/layout", IMAGE_REF_OCI, NULL, NULL, NULL, NULL, "/var/images/layout");
+    ref_ok("cloche:///team/app:v1", IMAGE_REF_CLOCHE, NULL, "team/app", "v1", NULL, NULL);
+    ref_ok("cloche:///app", IMAGE_REF_CLOCHE, NULL, "app", NULL, NULL, NULL);
+    ref_bad("cloche:///App", "invalid name");
+    ref_bad("cloche:///app:-v", "invalid tag");
     ref_ok("raw:///srv/rootfs", IMAGE_REF_RAW, NULL, NULL, NULL, NULL, "/srv/rootfs");
     ref_ok("/srv/rootfs", IMAGE_REF_RAW, NULL, NULL, NULL, NULL, "/srv/rootfs");
 
