@@ -234,3 +234,6 @@ int garden_image_pull(Garden *g, const char *uri, const ImageCredentials *cred, 
 int garden_image_import_file(Garden *g, int *ret_fd, ApiError *reterr);
 int garden_image_import(Garden *g, const char *name_tag, int fd, char **ret_digest,
                         ApiError *reterr);
+/* Commit a container's writable layer on top of its image as cloche:///NAME[:TAG]. */
+int garden_container_commit(Garden *g, Container *c, const char *name_tag, char **ret_digest,
+                            ApiError *reterr);

@@ -136,6 +136,13 @@ int image_store_import_file(ImageStore *s, int *ret_fd);
 int image_store_import(ImageStore *s, const char *name_tag, int fd, char **ret_digest,
                        ApiError *reterr);
 
+/* Commit: the writable layer upper (owned by ids from uid_shift) of a container
+ * whose rootfs is the image base_digest, as a new layer on top of it, recorded
+ * as cloche/NAME[:TAG]. 400 if the container's root is not a stored image. */
+int image_store_commit(ImageStore *s, const char *base_digest, const char *rootfs,
+                       const char *upper, uint32_t uid_shift, const char *name_tag,
+                       char **ret_digest, ApiError *reterr);
+
 /* What the store holds. */
 typedef struct ImageStoreStats {
     uint64_t bytes;

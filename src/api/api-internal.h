@@ -50,6 +50,7 @@ int route_metrics_history(ApiRequest *req);
 /* routes-images.c */
 int route_images_list(ApiRequest *req);
 int route_image_remove(ApiRequest *req);
+int route_container_commit(ApiRequest *req);
 
 /* routes-limits.c */
 int route_get_limits(ApiRequest *req);

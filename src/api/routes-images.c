@@ -255,3 +255,23 @@ void api_image_import_serve(int fd, const HttpHead *head, const RouteMatch *m, G
     }
     import_reply(fd, head, name, digest);
 }
+
+int route_container_commit(ApiRequest *req)
+{
+    Container *c;
+    int r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    const char *name = strmap_get(&req->query, "name");
+    _cleanup_free_ char *digest = NULL;
+    r = garden_container_commit(req->garden, c, name, &digest, &req->error);
+    if (r < 0)
+        return r;
+    json_object *o = json_object_new_object();
+    if (!o)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    json_object_object_add(o, "name", json_object_new_string(name));
+    json_object_object_add(o, "digest", json_object_new_string(digest));
+    req->reply = o;
+    return 0;
+}

@@ -205,3 +205,28 @@ int garden_image_import(Garden *g, const char *name_tag, int fd, char **ret_dige
 {
     return image_store_import(g->cfg.images, name_tag, fd, ret_digest, reterr);
 }
+
+int garden_container_commit(Garden *g, Container *c, const char *name_tag, char **ret_digest,
+                            ApiError *reterr)
+{
+    if (!g->cfg.images)
+        return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_GENERIC,
+                          "This daemon has no image store");
+    if (!name_tag || !*name_tag)
+        return api_bad_request(reterr, "Missing 'name': the new image's NAME[:TAG]");
+    _cleanup_free_ char *dir = NULL;
+    int r = depot_container_path(g->depot, c->rec.handle, &dir);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to find the container's directory");
+    pthread_mutex_lock(&c->lock);
+    const char *d = strmap_get(&c->rec.properties, "cloche.image.digest");
+    _cleanup_free_ char *digest = d ? strdup(d) : NULL;
+    _cleanup_free_ char *rootfs = c->rec.rootfs ? strdup(c->rec.rootfs) : NULL;
+    uint32_t shift = c->rec.spec.privileged ? 0 : c->rec.uid_base;
+    pthread_mutex_unlock(&c->lock);
+    _cleanup_free_ char *upper = NULL;
+    if (asprintf(&upper, "%s/rootfs/upper", dir) < 0)
+        return -ENOMEM;
+    return image_store_commit(g->cfg.images, digest, rootfs ? rootfs : "", upper, shift,
+                              name_tag, ret_digest, reterr);
+}

@@ -110,3 +110,20 @@ int layer_compression(const char *media_type, LayerCompression *ret);
  * ret_bytes: the files' sizes. */
 int layer_extract(int fd, LayerCompression comp, const char *dest, const int *lower_fds,
                   size_t n_lowers, uint64_t *ret_bytes, ApiError *reterr);
+
+/* Extract the layer tar in fd (digest already verified) into layers/, atomically. */
+int store_layer_from_fd(ImageStore *s, int fd, LayerCompression comp, const char *digest,
+                        const int *lower_fds, size_t n_lowers, ApiError *reterr);
+
+/* store.c, for commit.c */
+int store_read_record(ImageStore *s, const char *digest, const char *suffix, char **ret,
+                      size_t *ret_len);
+int store_write_record(ImageStore *s, const char *digest, const char *suffix, const char *data,
+                       size_t len);
+void store_set_tag(ImageStore *s, const char *name, const char *digest);
+int store_tmp_fd(ImageStore *s);
+bool store_has_layer(ImageStore *s, const char *hex);
+int store_stack_string(ImageStore *s, const Manifest *m, char **ret);
+/* manifest.c: the manifest with one more layer on top. */
+int manifest_append_layer(const char *data, size_t len, const Descriptor *d, char **ret,
+                          size_t *ret_len);

@@ -264,3 +264,24 @@ int image_config_parse(const char *data, size_t len, const char *what, ImageConf
     *ret = c;
     return 0;
 }
+
+int manifest_append_layer(const char *data, size_t len, const Descriptor *d, char **ret,
+                          size_t *ret_len)
+{
+    _cleanup_json_ json_object *o = NULL;
+    ApiError ignored = {0};
+    if (json_parse_strict(data, len, &o, &ignored) < 0 || !o)
+        return -EBADMSG;
+    json_object *layers = json_member(o, "layers");
+    if (!layers || !json_object_is_type(layers, json_type_array))
+        return -EBADMSG;
+    json_object *e = json_object_new_object();
+    if (!e)
+        return -ENOMEM;
+    json_object_object_add(e, "mediaType", json_object_new_string(d->media_type));
+    json_object_object_add(e, "digest", json_object_new_string(d->digest));
+    json_object_object_add(e, "size", json_new_u64(d->size));
+    json_object_array_add(layers, e);
+    *ret = json_serialize(o, ret_len);
+    return *ret ? 0 : -ENOMEM;
+}

@@ -279,7 +279,6 @@ static void touch_layer(ImageStore *s, const char *hex)
 static int fetch_layer(ImageStore *s, Source *src, const Descriptor *d, const int *lower_fds,
                        size_t n_lowers, LayerProgress *prog, ApiError *reterr)
 {
-    const char *hex = d->digest + 7;
     if (!src)
         return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
                           "Layer '%s' of an imported image was evicted: import the image again",
@@ -302,7 +301,14 @@ static int fetch_layer(ImageStore *s, Source *src, const Descriptor *d, const in
               d->size);
     if (lseek(blob, 0, SEEK_SET) < 0)
         return api_internal_error(reterr, -errno, "Failed to rewind a download");
+    return store_layer_from_fd(s, blob, comp, d->digest, lower_fds, n_lowers, reterr);
+}
 
+int store_layer_from_fd(ImageStore *s, int blob, LayerCompression comp, const char *digest,
+                        const int *lower_fds, size_t n_lowers, ApiError *reterr)
+{
+    const char *hex = digest + 7;
+    int r;
     char name[96], path[PATH_MAX];
     uint8_t rnd[6];
     if (getentropy(rnd, sizeof(rnd)) < 0)
@@ -320,14 +326,14 @@ static int fetch_layer(ImageStore *s, Source *src, const Descriptor *d, const in
         /* Durable before visible: a crash after the rename finds a whole layer. */
         _cleanup_close_ int dfd = openat(s->tmp_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0 || syncfs(dfd) < 0)
-            r = api_internal_error(reterr, -errno, "Failed to sync layer '%s'", d->digest);
+            r = api_internal_error(reterr, -errno, "Failed to sync layer '%s'", digest);
     }
     char size[32];
     int n = snprintf(size, sizeof(size), "%" PRIu64 "\n", bytes);
     if (r >= 0 && (r = atomic_write_at(s->meta_fd, hex, size, (size_t)n, 0644)) < 0)
-        api_internal_error(reterr, r, "Failed to record layer '%s'", d->digest);
+        api_internal_error(reterr, r, "Failed to record layer '%s'", digest);
     if (r >= 0 && renameat(s->tmp_fd, name, s->layers_fd, hex) < 0) {
-        r = api_internal_error(reterr, -errno, "Failed to commit layer '%s'", d->digest);
+        r = api_internal_error(reterr, -errno, "Failed to commit layer '%s'", digest);
         (void)unlinkat(s->meta_fd, hex, 0);
     }
     if (r < 0) {
@@ -968,5 +974,54 @@ int image_store_import_file(ImageStore *s, int *ret_fd)
     if (fd < 0)
         return -errno;
     *ret_fd = fd;
+    return 0;
+}
+
+/* ---- for commit.c ---- */
+
+int store_read_record(ImageStore *s, const char *digest, const char *suffix, char **ret,
+                      size_t *ret_len)
+{
+    return read_record(s, digest, suffix, ret, ret_len);
+}
+
+int store_write_record(ImageStore *s, const char *digest, const char *suffix, const char *data,
+                       size_t len)
+{
+    return write_record(s, digest, suffix, data, len);
+}
+
+void store_set_tag(ImageStore *s, const char *name, const char *digest)
+{
+    pthread_mutex_lock(&s->lock);
+    char *copy = strdup(digest);
+    if (copy) {
+        free(hashmap_remove(s->tags, name));
+        if (hashmap_put(s->tags, name, copy) < 0)
+            free(copy);
+        else
+            tag_save(s, name, digest);
+    }
+    pthread_mutex_unlock(&s->lock);
+    resolved_drop(s->resolved, name);
+}
+
+int store_tmp_fd(ImageStore *s)
+{
+    return s->tmp_fd;
+}
+
+bool store_has_layer(ImageStore *s, const char *hex)
+{
+    return faccessat(s->layers_fd, hex, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+int store_stack_string(ImageStore *s, const Manifest *m, char **ret)
+{
+    char *rootfs = calloc(m->n_layers ? m->n_layers : 1, stack_entry_len(s));
+    if (!rootfs)
+        return -ENOMEM;
+    stack_string(s, m, rootfs);
+    *ret = rootfs;
     return 0;
 }

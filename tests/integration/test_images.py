@@ -593,3 +593,40 @@ def test_import_oci_and_docker_save_archives(images_daemon, layout, work):
     with pytest.raises(GardenError) as e:
         create(c, "cloche:///team/app:v1")
     assert e.value.status == 404
+
+
+@pytest.mark.parametrize("privileged", [False, True])
+def test_commit_writable_layer_as_a_new_image(images_daemon, anon, privileged):
+    c = images_daemon.client()
+    h = create(c, f"docker://{anon.host}/test/multi#v1", privileged=privileged)
+    tag = f"committed:{'priv' if privileged else 'unpriv'}"
+    try:
+        out_in(c, h, "mkdir /new && echo made > /new/file && ln /new/file /new/link && "
+                     "chown 1000:1000 /new/file && rm /data/keep && rm -rf /olddir && "
+                     "mkdir /olddir && echo w > /olddir/w")
+        resp = c.request("POST", f"/containers/{h}/cloche/commit?name={tag}")
+        assert resp.status == 200, resp.body
+        assert resp.json()["digest"].startswith("sha256:")
+    finally:
+        c.destroy(h)
+    for priv in (False, True):
+        h2 = create(c, f"cloche:///{tag}", privileged=priv)
+        try:
+            assert out_in(c, h2, "cat /new/file /new/link") == "made\n" * 2
+            assert out_in(c, h2, "stat -c '%u %g %h' /new/file") == "1000 1000 2\n"
+            assert out_in(c, h2, "ls -A /data") == ""
+            assert out_in(c, h2, "ls -A /olddir") == "w\n"
+            assert out_in(c, h2, "cat /hl/link") == "linked content\n"
+            assert c.properties(h2)["cloche.image.user"] == "1000:1000"
+        finally:
+            c.destroy(h2)
+    listed = {i["name"]: i for i in c.request("GET", "/cloche/images").json()["images"]}
+    assert listed[f"cloche/{tag}"]["layers"] == 6
+    # A container on a raw rootfs has no image to commit onto.
+    raw = c.create({})
+    try:
+        resp = c.request("POST", f"/containers/{raw}/cloche/commit?name=nope")
+        assert resp.status == 400 and "not created from an image" in resp.json()["Message"]
+        assert c.request("POST", f"/containers/{raw}/cloche/commit").status == 400
+    finally:
+        c.destroy(raw)
