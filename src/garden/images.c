@@ -227,6 +227,6 @@ int garden_container_commit(Garden *g, Container *c, const char *name_tag, char 
     _cleanup_free_ char *upper = NULL;
     if (asprintf(&upper, "%s/rootfs/upper", dir) < 0)
         return -ENOMEM;
-    return image_store_commit(g->cfg.images, digest, rootfs ? rootfs : "", upper, shift,
-                              name_tag, ret_digest, reterr);
+    return image_store_commit(g->cfg.images, digest, rootfs ? rootfs : "", upper, shift, name_tag,
+                              ret_digest, reterr);
 }

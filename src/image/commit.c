@@ -49,8 +49,8 @@ static bool is_opaque(int fd)
            (fgetxattr(fd, "user.overlay.opaque", v, sizeof(v)) == 1 && v[0] == 'y');
 }
 
-static int add_header(Walk *w, const char *path, const struct stat *st, mode_t type,
-                      int64_t size, const char *symlink, const char *hardlink)
+static int add_header(Walk *w, const char *path, const struct stat *st, mode_t type, int64_t size,
+                      const char *symlink, const char *hardlink)
 {
     struct archive_entry *e = archive_entry_new();
     if (!e)

@@ -277,8 +277,10 @@ def test_rootfs_writes_go_to_the_containers_own_layer(containers, alt_rootfs):
 
 
 REFUSED_IMAGES = [
-    ("docker-uri", {"image": {"uri": "docker:///busybox"}}, 400, "raw://"),
-    ("docker-rootfs", {"rootfs": "docker:///busybox", "image": {}}, 400, "raw://"),
+    ("unknown-scheme-uri", {"image": {"uri": "ftp://example.com/busybox"}}, 400, "raw://"),
+    ("unknown-scheme-rootfs", {"rootfs": "ftp://example.com/busybox", "image": {}}, 400,
+     "raw://"),
+    ("malformed-docker", {"image": {"uri": "docker:///Busy_Box"}}, 400, "invalid repository"),
     ("missing-dir-raw", {"image": {"uri": "raw:///nonexistent/cloche-rootfs"}}, 400, None),
     ("missing-dir-path", {"image": {"uri": "/nonexistent/cloche-rootfs"}}, 400, None),
 ]
