@@ -237,16 +237,17 @@ int image_ref_parse(const char *uri, ImageReference *ret, ApiError *reterr)
     return 0;
 }
 
-/* "registry/repository" key for the tag cache and tokens. */
+/* The name an image is known by in the store: "host/repository:tag",
+ * "docker.io/library/x:tag", "cloche/name:tag" or "oci:/path:tag". */
 int image_ref_name(const ImageReference *ref, char **ret)
 {
     const char *host = ref->kind == IMAGE_REF_CLOCHE ? "cloche"
                        : ref->registry               ? ref->registry
                                                      : "docker.io";
-    const char *what = ref->kind == IMAGE_REF_OCI ? ref->path : ref->repository;
     const char *tag = ref->digest ? ref->digest : ref->tag ? ref->tag : "latest";
-    if (asprintf(ret, "%s/%s%s%s", ref->kind == IMAGE_REF_OCI ? "oci:" : host, what,
-                 ref->digest ? "@" : ":", tag) < 0)
-        return -ENOMEM;
-    return 0;
+    const char *sep = ref->digest ? "@" : ":";
+    int n = ref->kind == IMAGE_REF_OCI
+                ? asprintf(ret, "oci:%s%s%s", ref->path, sep, tag)
+                : asprintf(ret, "%s/%s%s%s", host, ref->repository, sep, tag);
+    return n < 0 ? -ENOMEM : 0;
 }

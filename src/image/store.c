@@ -470,7 +470,8 @@ static void store_evict(ImageStore *s, const Manifest *m)
                 break;
             c = g;
         }
-        snprintf(c[n].hex, sizeof(c[n].hex), "%s", de->d_name);
+        memcpy(c[n].hex, de->d_name, 64); /* hex_name: exactly 64 */
+        c[n].hex[64] = '\0';
         c[n++].mtime = (int64_t)st.st_mtime;
     }
     free(used.hexes);
