@@ -143,6 +143,13 @@ int image_store_commit(ImageStore *s, const char *base_digest, const char *rootf
                        const char *upper, uint32_t uid_shift, const char *name_tag,
                        char **ret_digest, ApiError *reterr);
 
+/* Export an image the store knows (by name) as an OCI archive, written through
+ * fn (which returns < 0 to stop). Errors before the first write fill reterr;
+ * -EPIPE means the archive had begun and was cut short. */
+typedef int (*ImageWriteFn)(void *userdata, const void *data, size_t len);
+int image_store_export(ImageStore *s, const ImageReference *ref, ImageWriteFn fn, void *userdata,
+                       ApiError *reterr);
+
 /* What the store holds. */
 typedef struct ImageStoreStats {
     uint64_t bytes;

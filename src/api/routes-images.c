@@ -275,3 +275,47 @@ int route_container_commit(ApiRequest *req)
     req->reply = o;
     return 0;
 }
+
+/* ---- export ---- */
+
+static int export_write(void *userdata, const void *data, size_t len)
+{
+    PullStream *p = userdata;
+    if (!p->started) {
+        char head[200];
+        int n = snprintf(head, sizeof(head),
+                         "HTTP/1.%d 200 OK\r\nContent-Type: application/x-tar\r\n%s\r\n", p->minor,
+                         p->minor ? "Transfer-Encoding: chunked\r\n" : "");
+        send_bytes(p, head, (size_t)n);
+        p->started = true;
+    }
+    if (p->minor) {
+        char size[32];
+        int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+        send_bytes(p, size, (size_t)n);
+        send_bytes(p, data, len);
+        send_bytes(p, "\r\n", 2);
+    } else {
+        send_bytes(p, data, len);
+    }
+    return p->broken ? -EPIPE : 0;
+}
+
+void api_image_export_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden)
+{
+    ApiError err;
+    api_error_clear(&err);
+    const char *name = m->params[0];
+    _cleanup_free_ char *uri = NULL;
+    if (strstr(name, "://") ? !(uri = strdup(name)) : asprintf(&uri, "cloche:///%s", name) < 0)
+        return;
+    PullStream p = {.fd = fd, .minor = head->minor_version};
+    int r = garden_image_export(garden, uri, export_write, &p, &err);
+    if (r < 0 && !p.started) {
+        stream_reply_error(fd, head, &err);
+        return;
+    }
+    /* Cut short: no last chunk, so the client sees the archive is incomplete. */
+    if (r >= 0 && p.minor)
+        send_bytes(&p, "0\r\n\r\n", 5);
+}

@@ -553,6 +553,7 @@ const Route api_routes[] = {
     {"ImageRemove", "DELETE", "/cloche/images", ROUTE_SLOW, route_image_remove},
     {"ImagePull", "POST", "/cloche/images/pull", ROUTE_STREAMING, route_streaming_only},
     {"ImageImport", "PUT", "/cloche/images/:name", ROUTE_STREAMING, route_streaming_only},
+    {"ImageExport", "GET", "/cloche/images/:name/archive", ROUTE_STREAMING, route_streaming_only},
     {"Commit", "POST", C "/cloche/commit", ROUTE_CONTAINER | ROUTE_SLOW, route_container_commit},
 };
 #undef C

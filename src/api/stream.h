@@ -78,5 +78,7 @@ void stream_reply_error(int fd, const HttpHead *head, const ApiError *e);
 void api_files_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden);
 /* routes-images.c: POST /cloche/images/pull, progress as ndjson. */
 void api_image_pull_serve(int fd, const HttpHead *head, Garden *garden);
+/* GET /cloche/images/NAME/archive: an OCI archive of the image. */
+void api_image_export_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden);
 /* PUT /cloche/images/NAME: the body, an image archive, imported. */
 void api_image_import_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden);

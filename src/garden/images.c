@@ -230,3 +230,13 @@ int garden_container_commit(Garden *g, Container *c, const char *name_tag, char 
     return image_store_commit(g->cfg.images, digest, rootfs ? rootfs : "", upper, shift, name_tag,
                               ret_digest, reterr);
 }
+
+int garden_image_export(Garden *g, const char *uri, ImageWriteFn fn, void *userdata,
+                        ApiError *reterr)
+{
+    _cleanup_(image_reference_done) ImageReference ref = {0};
+    int r = parse_image_uri(g, uri, &ref, reterr);
+    if (r < 0)
+        return r;
+    return image_store_export(g->cfg.images, &ref, fn, userdata, reterr);
+}

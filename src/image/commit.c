@@ -168,7 +168,23 @@ static int walk_dir(Walk *w, int dirfd, const char *prefix, int depth)
     return 0;
 }
 
-static int sha256_of_fd(int fd, char out[72], uint64_t *ret_size)
+int layer_dir_to_tar(int dirfd, uint32_t shift, int out_fd)
+{
+    Walk w = {.a = archive_write_new(), .shift = shift};
+    if (!w.a)
+        return -ENOMEM;
+    archive_write_set_format_pax_restricted(w.a);
+    int r = archive_write_open_fd(w.a, out_fd) == ARCHIVE_OK ? walk_dir(&w, dirfd, "", 0) : -EIO;
+    if (archive_write_close(w.a) != ARCHIVE_OK && r >= 0)
+        r = -EIO;
+    archive_write_free(w.a);
+    for (size_t i = 0; i < w.n_links; i++)
+        free(w.links[i].path);
+    free(w.links);
+    return r;
+}
+
+int sha256_of_fd(int fd, char out[72], uint64_t *ret_size)
 {
     Sha256 *h = NULL;
     if (sha256_new(&h) < 0)
@@ -236,17 +252,7 @@ int image_store_commit(ImageStore *s, const char *base_digest, const char *rootf
     _cleanup_close_ int top = open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (tar < 0 || top < 0)
         return api_internal_error(reterr, -errno, "Failed to read the container's layer");
-    Walk w = {.a = archive_write_new(), .shift = uid_shift};
-    if (!w.a)
-        return -ENOMEM;
-    archive_write_set_format_pax_restricted(w.a);
-    r = archive_write_open_fd(w.a, tar) == ARCHIVE_OK ? walk_dir(&w, top, "", 0) : -EIO;
-    if (archive_write_close(w.a) != ARCHIVE_OK && r >= 0)
-        r = -EIO;
-    archive_write_free(w.a);
-    for (size_t i = 0; i < w.n_links; i++)
-        free(w.links[i].path);
-    free(w.links);
+    r = layer_dir_to_tar(top, uid_shift, tar);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to write the container's layer");
 

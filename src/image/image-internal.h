@@ -127,3 +127,9 @@ int store_stack_string(ImageStore *s, const Manifest *m, char **ret);
 /* manifest.c: the manifest with one more layer on top. */
 int manifest_append_layer(const char *data, size_t len, const Descriptor *d, char **ret,
                           size_t *ret_len);
+/* commit.c: a layer directory (overlayfs form, ids from shift) as an image-form
+ * layer tar written to out_fd; the SHA-256 and size of a whole file. */
+int layer_dir_to_tar(int dirfd, uint32_t shift, int out_fd);
+int sha256_of_fd(int fd, char out[72], uint64_t *ret_size);
+int store_layers_fd(ImageStore *s);
+int store_tag_digest(ImageStore *s, const char *name, char **ret);

@@ -1026,3 +1026,17 @@ int store_stack_string(ImageStore *s, const Manifest *m, char **ret)
     *ret = rootfs;
     return 0;
 }
+
+int store_layers_fd(ImageStore *s)
+{
+    return s->layers_fd;
+}
+
+int store_tag_digest(ImageStore *s, const char *name, char **ret)
+{
+    pthread_mutex_lock(&s->lock);
+    const char *d = hashmap_get(s->tags, name);
+    *ret = d ? strdup(d) : NULL;
+    pthread_mutex_unlock(&s->lock);
+    return *ret ? 0 : d ? -ENOMEM : -ENOENT;
+}

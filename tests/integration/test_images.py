@@ -630,3 +630,31 @@ def test_commit_writable_layer_as_a_new_image(images_daemon, anon, privileged):
         assert c.request("POST", f"/containers/{raw}/cloche/commit").status == 400
     finally:
         c.destroy(raw)
+
+
+def test_export_as_oci_archive_round_trips(images_daemon, anon, work):
+    from urllib.parse import quote
+    c = images_daemon.client()
+    uri = f"docker://{anon.host}/test/multi#v1"
+    assert c.request("POST", f"/cloche/images/pull?ref={quote(uri, safe='')}",
+                     timeout=60).status == 200
+    resp = c.request("GET", f"/cloche/images/{quote(uri, safe='')}/archive", timeout=60)
+    assert resp.status == 200 and resp.headers.get("Content-Type") == "application/x-tar"
+    archive = work / "exported.tar"
+    archive.write_bytes(resp.body)
+    # skopeo reads it as the OCI archive it claims to be.
+    info = json.loads(imagekit.sh("skopeo", "inspect", f"oci-archive:{archive}"))
+    assert len(info["Layers"]) == 5
+    assert "FROM_IMAGE=yes" in info["Env"]
+    # And it comes back in whole.
+    resp = c.request("PUT", "/cloche/images/roundtrip:v1", archive.read_bytes(),
+                     content_type="application/x-tar", timeout=60)
+    assert resp.status == 200, resp.body
+    h = create(c, "cloche:///roundtrip:v1")
+    try:
+        assert out_in(c, h, "ls -A /data /olddir") == "/data:\nkeep\n\n/olddir:\nz\n"
+        assert out_in(c, h, "cat /hl/link") == "linked content\n"
+        assert out_in(c, h, "stat -c %i /hl/samelayer /hl/samelink | uniq | wc -l") == "1\n"
+    finally:
+        c.destroy(h)
+    assert c.request("GET", "/cloche/images/never:seen/archive").status == 404

@@ -21,7 +21,7 @@ int main(void)
     char allow[64];
     const Route *r;
 
-    is_int(api_routes_count, 40, "the table has Garden's 28 routes and 12 of cloche's");
+    is_int(api_routes_count, 41, "the table has Garden's 28 routes and 13 of cloche's");
 
     static const struct {
         const char *method, *path, *name;
@@ -32,6 +32,7 @@ int main(void)
         {"DELETE", "/cloche/images", "ImageRemove"},
         {"POST", "/cloche/images/pull", "ImagePull"},
         {"PUT", "/cloche/images/app:v1", "ImageImport"},
+        {"GET", "/cloche/images/app:v1/archive", "ImageExport"},
         {"POST", "/containers/h/cloche/commit", "Commit"},
         {"GET", "/containers", "List"},
         {"POST", "/containers", "Create"},
