@@ -1,11 +1,13 @@
 /* Private to src/image. */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "cloche/error.h"
+#include "cloche/hashmap.h"
 #include "cloche/image.h"
 
 #define IMAGE_BLOB_MAX (16ull << 30)  /* one compressed layer */
@@ -133,3 +135,34 @@ int layer_dir_to_tar(int dirfd, uint32_t shift, int out_fd);
 int sha256_of_fd(int fd, char out[72], uint64_t *ret_size);
 int store_layers_fd(ImageStore *s);
 int store_tag_digest(ImageStore *s, const char *name, char **ret);
+
+/* ---- the store's state (store.c), shared by the module's files ---- */
+struct ImageStore {
+    char *dir; /* canonical: extraction refuses symlinks on the way */
+    int layers_fd, meta_fd, images_fd, tmp_fd, tags_fd;
+    uint64_t cache_bytes;
+    unsigned grace_s;
+    char *mirror, *ca_file;
+    char **insecure;
+    SourceOptions sopt;
+    pthread_mutex_t records_lock; /* writes of images/ */
+    pthread_mutex_t lock;         /* everything below */
+    pthread_cond_t cond;
+    char **inflight; /* layer hexes being fetched */
+    size_t n_inflight;
+    HashMap *tags; /* image name -> manifest digest (owned) */
+    ResolvedCache *resolved;
+    uint64_t bytes, layers, downloads;
+    ImageInUseFn in_use;
+    void *in_use_userdata;
+};
+
+typedef struct InUse {
+    const char *layers_prefix;
+    size_t prefix_len;
+    char (*hexes)[65];
+    size_t n, cap;
+} InUse;
+/* store.c: collect the layer hexes a rootfs string uses (ctx: InUse). */
+void store_visit_rootfs(const char *rootfs, void *ctx);
+bool store_inflight_has(ImageStore *s, const char *hex); /* under s->lock */

@@ -19,26 +19,6 @@
 #include "cloche/log.h"
 #include "image-internal.h"
 
-struct ImageStore {
-    char *dir; /* canonical: extraction refuses symlinks on the way */
-    int layers_fd, meta_fd, images_fd, tmp_fd, tags_fd;
-    uint64_t cache_bytes;
-    unsigned grace_s;
-    char *mirror, *ca_file;
-    char **insecure;
-    SourceOptions sopt;
-    pthread_mutex_t records_lock; /* writes of images/ */
-    pthread_mutex_t lock;         /* everything below */
-    pthread_cond_t cond;
-    char **inflight; /* layer hexes being fetched */
-    size_t n_inflight;
-    HashMap *tags; /* image name -> manifest digest (owned) */
-    ResolvedCache *resolved;
-    uint64_t bytes, layers, downloads;
-    ImageInUseFn in_use;
-    void *in_use_userdata;
-};
-
 void image_pulled_done(ImagePulled *p)
 {
     free(p->rootfs);
@@ -263,7 +243,7 @@ static void on_layer_progress(void *userdata, uint64_t done)
         p->fn(p->userdata, p->digest, done, p->total);
 }
 
-static bool inflight_has(ImageStore *s, const char *hex)
+bool store_inflight_has(ImageStore *s, const char *hex)
 {
     for (size_t i = 0; i < s->n_inflight; i++)
         if (strcmp(s->inflight[i], hex) == 0)
@@ -353,7 +333,7 @@ static int ensure_layer(ImageStore *s, Source *src, const Descriptor *d, const i
 {
     const char *hex = d->digest + 7;
     pthread_mutex_lock(&s->lock);
-    while (inflight_has(s, hex))
+    while (store_inflight_has(s, hex))
         pthread_cond_wait(&s->cond, &s->lock);
     if (faccessat(s->layers_fd, hex, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
         pthread_mutex_unlock(&s->lock);
@@ -386,14 +366,7 @@ static int ensure_layer(ImageStore *s, Source *src, const Descriptor *d, const i
 
 /* ---- eviction ---- */
 
-typedef struct InUse {
-    const char *layers_prefix;
-    size_t prefix_len;
-    char (*hexes)[65];
-    size_t n, cap;
-} InUse;
-
-static void visit_rootfs(const char *rootfs, void *ctx)
+void store_visit_rootfs(const char *rootfs, void *ctx)
 {
     InUse *u = ctx;
     for (const char *p = rootfs; p && *p;) {
@@ -440,11 +413,11 @@ static void store_evict(ImageStore *s, const Manifest *m)
     snprintf(prefix, sizeof(prefix), "%s/layers/", s->dir);
     InUse used = {.layers_prefix = prefix, .prefix_len = strlen(prefix)};
     if (fn)
-        fn(ud, visit_rootfs, &used);
+        fn(ud, store_visit_rootfs, &used);
     for (size_t i = 0; i < m->n_layers; i++) {
         char one[PATH_MAX + 80];
         snprintf(one, sizeof(one), "%s%s", prefix, m->layers[i].digest + 7);
-        visit_rootfs(one, &used);
+        store_visit_rootfs(one, &used);
     }
     int dfd = openat(s->meta_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     _cleanup_closedir_ DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
@@ -486,7 +459,7 @@ static void store_evict(ImageStore *s, const Manifest *m)
             pthread_mutex_unlock(&s->lock);
             break;
         }
-        if (inflight_has(s, c[i].hex)) {
+        if (store_inflight_has(s, c[i].hex)) {
             pthread_mutex_unlock(&s->lock);
             continue;
         }
@@ -734,217 +707,6 @@ int image_store_pull_as(ImageStore *s, const ImageReference *ref, const char *na
     out.rootfs = rootfs;
     out.digest = TAKE_PTR(digest);
     *ret = out;
-    return 0;
-}
-
-/* ---- the catalog ---- */
-
-void image_info_free(ImageInfo *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(v[i].name);
-        free(v[i].digest);
-    }
-    free(v);
-}
-
-typedef struct CountUsers {
-    const char *rootfs;
-    size_t n;
-} CountUsers;
-
-static void count_users(const char *rootfs, void *ctx)
-{
-    CountUsers *c = ctx;
-    if (strcmp(rootfs, c->rootfs) == 0)
-        c->n++;
-}
-
-/* An image's manifest from its record, its rootfs string and its users. */
-static int image_load(ImageStore *s, const char *digest, Manifest *m, char **ret_rootfs,
-                      size_t *ret_users)
-{
-    _cleanup_free_ char *manifest = NULL;
-    size_t len;
-    int r = read_record(s, digest, "manifest", &manifest, &len);
-    if (r < 0)
-        return r;
-    r = manifest_parse(manifest, len, "A stored manifest", m, NULL);
-    if (r < 0)
-        return r;
-    char *rootfs = calloc(m->n_layers ? m->n_layers : 1, stack_entry_len(s));
-    if (!rootfs) {
-        manifest_done(m);
-        return -ENOMEM;
-    }
-    stack_string(s, m, rootfs);
-    pthread_mutex_lock(&s->lock);
-    ImageInUseFn fn = s->in_use;
-    void *ud = s->in_use_userdata;
-    pthread_mutex_unlock(&s->lock);
-    CountUsers cu = {.rootfs = rootfs};
-    if (fn)
-        fn(ud, count_users, &cu);
-    *ret_users = cu.n;
-    *ret_rootfs = rootfs;
-    return 0;
-}
-
-/* Snapshot of the names: pairs name, digest (owned). */
-static int tags_snapshot(ImageStore *s, char ***ret, size_t *ret_n)
-{
-    pthread_mutex_lock(&s->lock);
-    size_t n = hashmap_size(s->tags), i = 0, st = 0;
-    char **v = calloc(2 * n + 1, sizeof(char *));
-    const char *k;
-    void *d;
-    while (v && hashmap_iterate(s->tags, &st, &k, &d) == 0) {
-        v[i++] = strdup(k);
-        v[i++] = strdup(d);
-    }
-    pthread_mutex_unlock(&s->lock);
-    if (!v)
-        return -ENOMEM;
-    for (size_t j = 0; j < 2 * n; j++)
-        if (!v[j]) {
-            strv_free(v);
-            return -ENOMEM;
-        }
-    *ret = v;
-    *ret_n = n;
-    return 0;
-}
-
-int image_store_list(ImageStore *s, ImageInfo **ret, size_t *ret_n)
-{
-    _cleanup_strv_free_ char **tags = NULL;
-    size_t n;
-    int r = tags_snapshot(s, &tags, &n);
-    if (r < 0)
-        return r;
-    ImageInfo *v = calloc(n ? n : 1, sizeof(*v));
-    if (!v)
-        return -ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        Manifest m = {0};
-        _cleanup_free_ char *rootfs = NULL;
-        size_t users = 0;
-        if (image_load(s, tags[2 * i + 1], &m, &rootfs, &users) < 0)
-            continue; /* its records went (removed meanwhile) */
-        ImageInfo *info = &v[k++];
-        info->name = TAKE_PTR(tags[2 * i]);
-        info->digest = TAKE_PTR(tags[2 * i + 1]);
-        info->n_layers = m.n_layers;
-        info->containers = users;
-        for (size_t j = 0; j < m.n_layers; j++) {
-            _cleanup_free_ char *size = NULL;
-            size_t len;
-            if (read_file_at(s->meta_fd, m.layers[j].digest + 7, 64, &size, &len) == 0)
-                info->bytes += strtoull(size, NULL, 10);
-        }
-        manifest_done(&m);
-    }
-    *ret = v;
-    *ret_n = k;
-    return 0;
-}
-
-/* Remove a layer directory and its record now (not in use: checked by the caller). */
-static void layer_remove(ImageStore *s, const char *hex)
-{
-    pthread_mutex_lock(&s->lock);
-    _cleanup_free_ char *size = NULL;
-    size_t len;
-    uint64_t bytes =
-        read_file_at(s->meta_fd, hex, 64, &size, &len) == 0 ? strtoull(size, NULL, 10) : 0;
-    char doomed[96];
-    snprintf(doomed, sizeof(doomed), "remove.%s", hex);
-    int r = inflight_has(s, hex) ? -EBUSY : renameat(s->layers_fd, hex, s->tmp_fd, doomed);
-    if (r == 0) {
-        (void)unlinkat(s->meta_fd, hex, 0);
-        s->bytes -= bytes < s->bytes ? bytes : s->bytes;
-        s->layers--;
-    }
-    pthread_mutex_unlock(&s->lock);
-    if (r == 0)
-        (void)rm_rf_at(s->tmp_fd, doomed);
-}
-
-int image_store_remove(ImageStore *s, const ImageReference *ref, ApiError *reterr)
-{
-    _cleanup_free_ char *name = NULL;
-    if (image_ref_name(ref, &name) < 0)
-        return api_internal_error(reterr, -ENOMEM, "Failed to remove the image");
-    pthread_mutex_lock(&s->lock);
-    const char *known = hashmap_get(s->tags, name);
-    _cleanup_free_ char *digest = known ? strdup(known) : NULL;
-    pthread_mutex_unlock(&s->lock);
-    if (!digest)
-        return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC, "Unknown image '%s'", name);
-    Manifest m = {0};
-    _cleanup_free_ char *rootfs = NULL;
-    size_t users = 0;
-    int r = image_load(s, digest, &m, &rootfs, &users);
-    if (r >= 0 && users) {
-        manifest_done(&m);
-        return api_errorf(reterr, -EBUSY, 409, GARDEN_ERR_GENERIC,
-                          "Image '%s' is used by %zu container(s)", name, users);
-    }
-    char hex[65];
-    image_sha256_hex(name, strlen(name), hex);
-    pthread_mutex_lock(&s->lock);
-    free(hashmap_remove(s->tags, name));
-    (void)unlinkat(s->tags_fd, hex, 0);
-    pthread_mutex_unlock(&s->lock);
-    resolved_drop(s->resolved, name);
-    if (r < 0)
-        return 0; /* the records were gone already */
-
-    /* What the other names still reference, and what containers use. */
-    _cleanup_strv_free_ char **tags = NULL;
-    size_t n = 0;
-    char prefix[PATH_MAX];
-    snprintf(prefix, sizeof(prefix), "%s/layers/", s->dir);
-    InUse used = {.layers_prefix = prefix, .prefix_len = strlen(prefix)};
-    bool digest_shared = false;
-    if (tags_snapshot(s, &tags, &n) >= 0) {
-        for (size_t i = 0; i < n; i++) {
-            Manifest other = {0};
-            _cleanup_free_ char *other_rootfs = NULL;
-            size_t other_users;
-            digest_shared |= strcmp(tags[2 * i + 1], digest) == 0;
-            if (image_load(s, tags[2 * i + 1], &other, &other_rootfs, &other_users) >= 0) {
-                visit_rootfs(other_rootfs, &used);
-                manifest_done(&other);
-            }
-        }
-    } else {
-        digest_shared = true; /* keep everything rather than guess */
-    }
-    pthread_mutex_lock(&s->lock);
-    ImageInUseFn fn = s->in_use;
-    void *ud = s->in_use_userdata;
-    pthread_mutex_unlock(&s->lock);
-    if (fn)
-        fn(ud, visit_rootfs, &used);
-    if (!digest_shared) {
-        char rec[96];
-        snprintf(rec, sizeof(rec), "%s.manifest", digest + 7);
-        (void)unlinkat(s->images_fd, rec, 0);
-        snprintf(rec, sizeof(rec), "%s.config", digest + 7);
-        (void)unlinkat(s->images_fd, rec, 0);
-        for (size_t i = 0; i < m.n_layers; i++) {
-            const char *lh = m.layers[i].digest + 7;
-            bool busy = false;
-            for (size_t j = 0; j < used.n && !busy; j++)
-                busy = strcmp(used.hexes[j], lh) == 0;
-            if (!busy)
-                layer_remove(s, lh);
-        }
-    }
-    free(used.hexes);
-    manifest_done(&m);
     return 0;
 }
 
