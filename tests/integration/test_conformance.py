@@ -1,0 +1,106 @@
+"""Issue 20: Garden behaviours the Go client's users rely on, down to the details.
+
+Each test drives the daemon the way the Go client does (garden_client) and
+checks one behaviour against guardian's (reference/garden-protocol.md).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import DEFAULT_ROOTFS
+from garden_client import GardenError
+
+PAYLOAD = "/usr/bin/cloche-payload"
+WAIT = 15.0
+
+
+def sh(script: str, **fields) -> dict:
+    return dict(fields, path="sh", args=["-c", script])
+
+
+class Box:
+    """One container on the module's daemon; every process closed at teardown."""
+
+    def __init__(self, daemon, handle: str):
+        self.daemon = daemon
+        self.handle = handle
+        self.client = daemon.client()
+        self.procs = []
+
+    def run(self, spec: dict, *args, **kw):
+        p = self.client.run(self.handle, spec, *args, **kw)
+        self.procs.append(p)
+        return p
+
+    def result(self, spec: dict, stdin=None, **kw) -> tuple[int, bytes, bytes]:
+        p = self.run(spec, stdin, **kw)
+        try:
+            return p.wait(WAIT), p.stdout, p.stderr
+        finally:
+            p.close()
+            self.procs.remove(p)
+
+    def output(self, spec: dict, stdin=None, **kw) -> str:
+        status, out, err = self.result(spec, stdin, **kw)
+        assert status == 0, f"{spec} exited {status}: stdout {out!r} stderr {err!r}"
+        return out.decode()
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.close()
+
+
+_counter = iter(range(1, 1 << 30))
+
+
+def make_box(daemon, request, spec: "dict | None" = None) -> Box:
+    client = daemon.client()
+    handle = re.sub(r"[^A-Za-z0-9._-]", "-", f"c{next(_counter)}-{request.node.name[5:30]}")
+    client.create(dict(spec or {}, handle=handle))
+    return Box(daemon, handle)
+
+
+@pytest.fixture
+def box(module_daemon, request):
+    b = make_box(module_daemon, request, {"env": ["CTR_VAR=from-container", "TEST=hi"]})
+    yield b
+    b.close()
+    try:
+        b.client.destroy(b.handle)
+    except GardenError:
+        pass
+
+
+# --------------------------------------------------------------------------
+# 2. The exit status is delivered even while stdin is still being written
+
+
+def _endless_stdin(chunk: bytes, limit: int):
+    sent = 0
+    while sent < limit:
+        yield chunk
+        sent += len(chunk)
+
+
+def test_exit_status_survives_stdin_still_being_written(box):
+    # Garden's "forwards the exit status even if stdin is still being written",
+    # 200 times over: the process exits without reading its stdin while the
+    # client keeps writing it; every Wait must return the status.
+    chunk = b"x" * 32768
+    lost = []
+    for i in range(200):
+        p = box.run(sh("exit 42"), _endless_stdin(chunk, 8 << 20))
+        try:
+            status = p.wait(WAIT)
+        except Exception as e:  # ProcessError: decode failed: EOF
+            lost.append((i, str(e)))
+            status = None
+        finally:
+            p.close()
+            box.procs.remove(p)
+        if status is not None:
+            assert status == 42
+    assert lost == [], f"{len(lost)} of 200 exit statuses lost: {lost[:3]}"
