@@ -246,12 +246,13 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         return api_internal_error(reterr, dirfd < 0 ? -errno : -ENOMEM,
                                   "Failed to prepare the process");
     }
+    /* Created (owned by the user) if missing, as guardian does. */
     const char *dir = spec->dir && *spec->dir ? spec->dir : user.home;
     ProcLaunch launch = {
         .path = spec->path ? spec->path : "",
         .args = spec->args,
         .env = env,
-        .dir = proc_dir_exists(init_pid, dir) ? dir : "/",
+        .dir = dir,
         .user = &user,
         .rlimits = &spec->rlimits,
         .tty = spec->tty.present,

@@ -139,6 +139,43 @@ static int exec_search(const StartPlan *p)
     return denied ? EACCES : ENOENT;
 }
 
+/* mkdir -p dir, each directory it creates owned by uid:gid (mode 0755), as
+ * guardian makes a process's missing working directory. Runs as the container's
+ * root, between clone and exec: system calls only. Returns 0 or a positive errno. */
+static int make_dir_as(const char *dir, uid_t uid, gid_t gid)
+{
+    char path[PATH_MAX];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof(path))
+        return len ? ENAMETOOLONG : 0;
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        if (path[i - 1] == '/')
+            continue; /* "//" or a trailing slash */
+        char saved = path[i];
+        path[i] = '\0';
+        if (syscall(SYS_mkdirat, AT_FDCWD, path, 0755) == 0) {
+            int fd = (int)syscall(SYS_openat, AT_FDCWD, path,
+                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0)
+                return errno;
+            int r = (int)syscall(SYS_fchown, fd, uid, gid);
+            if (r == 0)
+                r = (int)syscall(SYS_fchmod, fd, 0755); /* whatever the umask */
+            int e = errno;
+            syscall(SYS_close, fd);
+            if (r < 0)
+                return e;
+        } else if (errno != EEXIST) {
+            return errno;
+        }
+        path[i] = saved;
+    }
+    return 0;
+}
+
 static _Noreturn void process_main(const StartPlan *p)
 {
     const ShimSpec *spec = p->spec;
@@ -169,6 +206,9 @@ static _Noreturn void process_main(const StartPlan *p)
         child_fail(p, STAGE_GID, errno, 0);
     if (syscall(SYS_setresuid, 0, 0, 0) < 0)
         child_fail(p, STAGE_UID, errno, 0);
+    int dir_err = make_dir_as(spec->dir, spec->uid, spec->gid);
+    if (dir_err)
+        child_fail(p, STAGE_DIR, dir_err, 0);
     if (syscall(SYS_setgroups, spec->n_groups, spec->groups) < 0)
         child_fail(p, STAGE_GROUPS, errno, 0);
     if (syscall(SYS_setresgid, spec->gid, spec->gid, spec->gid) < 0)
@@ -184,7 +224,7 @@ static _Noreturn void process_main(const StartPlan *p)
             child_fail(p, STAGE_UID, errno, 0);
     }
     umask(022);
-    if (chdir(spec->dir) < 0 && chdir("/") < 0)
+    if (chdir(spec->dir) < 0)
         child_fail(p, STAGE_DIR, errno, 0);
 
     for (int fd = 0; fd < 3; fd++)
@@ -422,7 +462,8 @@ static int report_error(const ShimSpec *spec, const Report *rep, ShimError *rete
     case STAGE_UID:
         return shim_error(reterr, rep->value, "Failed to set uid %u", (unsigned)spec->uid);
     case STAGE_DIR:
-        return shim_error(reterr, rep->value, "Failed to change to the working directory");
+        return shim_error(reterr, rep->value, "Failed to make or enter the working directory '%s'",
+                          spec->dir);
     case STAGE_STDIO:
         return shim_error(reterr, rep->value, "Failed to set up the process's stdio");
     case STAGE_EXEC:

@@ -88,3 +88,25 @@ def test_process_env_overrides_container_env(box):
     # A repeated key in the process's own env: the last one wins.
     env = box.output({"path": "env", "env": ["TEST=a", "TEST=b"]}).splitlines()
     assert [e for e in env if e.startswith("TEST=")] == ["TEST=b"]
+
+
+# --------------------------------------------------------------------------
+# 5. A missing working directory is created, owned by the process's user
+
+
+def test_missing_dir_is_created_owned_by_the_user(box):
+    out = box.output({"path": "sh", "args": ["-c", "pwd; stat -c '%u:%g %a' . .. ../.."],
+                      "dir": "/home/vcap/a/b", "user": "vcap"})
+    lines = out.splitlines()
+    assert lines[0] == "/home/vcap/a/b"
+    # b and a are new: the user's, 0755.
+    assert lines[1:3] == ["1000:1000 755", "1000:1000 755"], lines
+    # The user can write there, and an existing directory is left as it was.
+    assert box.output({"path": "sh", "args": ["-c", "touch f && pwd && stat -c '%u' /tmp"],
+                       "dir": "/home/vcap/a/b", "user": "vcap"}).split() == ["/home/vcap/a/b",
+                                                                              "0"]
+    assert box.output({"path": "pwd", "dir": "/tmp"}).strip() == "/tmp"
+    # As root: created as root's.
+    out = box.output({"path": "sh", "args": ["-c", "pwd; stat -c '%u:%g' ."],
+                      "dir": "/srv/new"})
+    assert out.split() == ["/srv/new", "0:0"]
