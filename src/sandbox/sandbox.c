@@ -365,7 +365,7 @@ static _Noreturn void child_main(const ChildPlan *plan)
     sigprocmask(SIG_SETMASK, &none, NULL);
     syscall(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC);
 
-    char *const argv[] = {(char *)"cloche-init", NULL};
+    char *const argv[] = {(char *)"garden-init", NULL}; /* guardian's name: clients look for it */
     char *const envp[] = {NULL};
     syscall(SYS_execveat, spec->init_fd, "", argv, envp, AT_EMPTY_PATH);
     child_fail(plan, errno, "Failed to execute cloche-init", NULL);

@@ -75,6 +75,38 @@ def box(module_daemon, request):
 
 
 # --------------------------------------------------------------------------
+# 2. The exit status is delivered even while stdin is still being written
+
+
+def _endless_stdin(chunk: bytes, limit: int):
+    sent = 0
+    while sent < limit:
+        yield chunk
+        sent += len(chunk)
+
+
+def test_exit_status_survives_stdin_still_being_written(box):
+    # Garden's "forwards the exit status even if stdin is still being written",
+    # 200 times over: the process exits without reading its stdin while the
+    # client keeps writing it; every Wait must return the status.
+    chunk = b"x" * 32768
+    lost = []
+    for i in range(200):
+        p = box.run(sh("exit 42"), _endless_stdin(chunk, 8 << 20))
+        try:
+            status = p.wait(WAIT)
+        except Exception as e:  # ProcessError: decode failed: EOF
+            lost.append((i, str(e)))
+            status = None
+        finally:
+            p.close()
+            box.procs.remove(p)
+        if status is not None:
+            assert status == 42
+    assert lost == [], f"{len(lost)} of 200 exit statuses lost: {lost[:3]}"
+
+
+# --------------------------------------------------------------------------
 # 4. The process's env overrides the container's for the same key
 
 
@@ -110,3 +142,14 @@ def test_missing_dir_is_created_owned_by_the_user(box):
     out = box.output({"path": "sh", "args": ["-c", "pwd; stat -c '%u:%g' ."],
                       "dir": "/srv/new"})
     assert out.split() == ["/srv/new", "0:0"]
+
+
+# --------------------------------------------------------------------------
+# 6. PID 1 is named garden-init
+
+
+def test_pid_1_is_named_garden_init(box):
+    out = box.output(sh("cat /proc/1/comm; tr '\\0' ' ' < /proc/1/cmdline"))
+    assert out.splitlines() == ["garden-init", "garden-init "]
+    # ps (busybox) shows it under that name as well.
+    assert "garden-init" in box.output({"path": "ps"})
