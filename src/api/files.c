@@ -488,8 +488,17 @@ void api_files_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *
     if (r >= 0)
         r = garden_acquire(garden, m->params[0], &c, &err);
     ContainerFilesTarget target = {0};
-    if (r >= 0)
+    if (r >= 0) {
         r = container_files_target(garden, c, user_name, &target, &err);
+        /* Every error of the container's side carries guardian's prefix (an
+         * unknown user too): clients look for "error streaming in". */
+        if (r < 0) {
+            char message[sizeof(err.message)];
+            snprintf(message, sizeof(message), "%s", err.message);
+            api_errorf(&err, r, err.status, err.type, "error streaming %s: %s", in ? "in" : "out",
+                       message);
+        }
+    }
     if (r < 0) {
         stream_reply_error(fd, head, &err);
         if (in)

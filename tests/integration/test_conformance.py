@@ -153,3 +153,32 @@ def test_pid_1_is_named_garden_init(box):
     assert out.splitlines() == ["garden-init", "garden-init "]
     # ps (busybox) shows it under that name as well.
     assert "garden-init" in box.output({"path": "ps"})
+
+
+# --------------------------------------------------------------------------
+# 7. StreamIn as an unknown user: the same prefix as every StreamIn error
+
+
+def _tar_of(name: str, data: bytes) -> bytes:
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_stream_in_unknown_user_has_the_streaming_in_prefix(box):
+    tar = _tar_of("f", b"hello")
+    with pytest.raises(GardenError) as info:
+        box.client.stream_in(box.handle, "/tmp", tar, user="no-such-user")
+    assert info.value.message.startswith("error streaming in: "), info.value
+    assert "no-such-user" in info.value.message
+    with pytest.raises(GardenError) as info:
+        box.client.stream_out(box.handle, "/tmp", user="no-such-user")
+    assert info.value.message.startswith("error streaming out: "), info.value
+    # A known user streams in.
+    box.client.stream_in(box.handle, "/tmp", tar, user="vcap")
+    assert box.output({"path": "cat", "args": ["/tmp/f"]}) == "hello"
