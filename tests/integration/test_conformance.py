@@ -182,3 +182,48 @@ def test_stream_in_unknown_user_has_the_streaming_in_prefix(box):
     # A known user streams in.
     box.client.stream_in(box.handle, "/tmp", tar, user="vcap")
     assert box.output({"path": "cat", "args": ["/tmp/f"]}) == "hello"
+
+
+# --------------------------------------------------------------------------
+# 1. A tty process's terminal comes from the container's own devpts
+
+
+@pytest.mark.parametrize("user,uid", [("root", "0"), ("vcap", "1000")])
+def test_tty_is_named_and_owned_in_the_container(box, user, uid):
+    out = box.output(sh("tty; stat -c '%u %g %a' \"$(tty)\"; ls /dev/pts", tty=True, user=user))
+    lines = out.replace("\r", "").splitlines()
+    assert lines[0] == "/dev/pts/0", lines
+    # Owned by the process's user, group tty (5), as a login gives it.
+    assert lines[1] == f"{uid} 5 620", lines
+    assert "0" in lines[2].split() and "ptmx" in lines[2].split(), lines
+    # Without a tty there is none.
+    status, out, _ = box.result(sh("tty", user=user))
+    assert (status, out) == (1, b"not a tty\n")
+
+
+# --------------------------------------------------------------------------
+# 3. /dev/stdin, /dev/stdout and /dev/stderr can be reopened by the process's user
+
+
+@pytest.mark.parametrize("user", ["root", "vcap"])
+def test_stdio_can_be_reopened_by_the_process_user(box, user):
+    status, out, err = box.result(
+        sh("cat /dev/stdin; echo out > /dev/stdout; echo err > /dev/stderr", user=user),
+        "from stdin\n")
+    assert (status, out, err) == (0, b"from stdin\nout\n", b"err\n")
+    # The pipes belong to the user: nobody else's (mode 0600 as before).
+    uid = "1000" if user == "vcap" else "0"
+    assert box.output(sh("stat -L -c '%u %a' /dev/stdout", user=user)).split() == [uid, "600"]
+
+
+def test_tty_and_stdio_in_a_privileged_container(module_daemon, request):
+    b = make_box(module_daemon, request, {"privileged": True})
+    try:
+        out = b.output(sh("tty; stat -c '%u %g' \"$(tty)\"", tty=True, user="vcap"))
+        assert out.replace("\r", "").splitlines() == ["/dev/pts/0", "1000 5"]
+        status, out, err = b.result(sh("cat /dev/stdin; echo err > /dev/stderr", user="vcap"),
+                                    "in\n")
+        assert (status, out, err) == (0, b"in\n", b"err\n")
+    finally:
+        b.close()
+        b.client.destroy(b.handle)
