@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/openat2.h>
@@ -237,6 +238,11 @@ static void setup_dev(const ChildPlan *plan, int rootfd)
     for (size_t i = 0; i < ELEMENTSOF(links); i++)
         if (symlinkat(links[i][0], dev, links[i][1]) < 0 && errno != EEXIST)
             child_fail(plan, errno, "Failed to create /dev/", links[i][1]);
+    /* Privileged containers get FUSE, as in guardian (10:229, mode 0666). */
+    if (plan->spec->privileged &&
+        ((mknodat(dev, "fuse", S_IFCHR | 0666, makedev(10, 229)) < 0 && errno != EEXIST) ||
+         fchmodat(dev, "fuse", 0666, 0) < 0))
+        child_fail(plan, errno, "Failed to create /dev/", "fuse");
     close(dev);
 }
 

@@ -6,6 +6,7 @@ checks one behaviour against guardian's (reference/garden-protocol.md).
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -224,6 +225,34 @@ def test_tty_and_stdio_in_a_privileged_container(module_daemon, request):
         status, out, err = b.result(sh("cat /dev/stdin; echo err > /dev/stderr", user="vcap"),
                                     "in\n")
         assert (status, out, err) == (0, b"in\n", b"err\n")
+    finally:
+        b.close()
+        b.client.destroy(b.handle)
+
+
+# --------------------------------------------------------------------------
+# 12. Privileged containers get /dev/fuse
+
+
+FUSE_PROBE = "stat -c '%F %t:%T %a' /dev/fuse && exec 3<>/dev/fuse && echo opened"
+
+
+def test_privileged_containers_get_dev_fuse(module_daemon, request):
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("the host has no /dev/fuse (no fuse module)")
+    b = make_box(module_daemon, request, {"privileged": True})
+    try:
+        out = b.output(sh(FUSE_PROBE, user="vcap"))
+        assert out.splitlines() == ["character special file a:e5 666", "opened"]
+    finally:
+        b.close()
+        b.client.destroy(b.handle)
+    # An unprivileged container has none.
+    b = make_box(module_daemon, request)
+    try:
+        status, out, err = b.result(sh(FUSE_PROBE))
+        assert status != 0 and b"opened" not in out, (out, err)
+        assert b"No such file" in err, err
     finally:
         b.close()
         b.client.destroy(b.handle)
