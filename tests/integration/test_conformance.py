@@ -256,3 +256,46 @@ def test_privileged_containers_get_dev_fuse(module_daemon, request):
     finally:
         b.close()
         b.client.destroy(b.handle)
+
+
+# --------------------------------------------------------------------------
+# 9. StreamOut writes tars that GNU tar reads without a warning
+
+
+def test_stream_out_tar_reads_cleanly_with_gnu_tar(box, tmp_path):
+    import subprocess
+    long = "d/" + "n" * 200  # too long for ustar (100 + 155 bytes): needs pax
+    box.output(sh(f"mkdir -p /tmp/t/{long} && echo hi > /tmp/t/{long}/f && "
+                  "echo small > /tmp/t/small && ln -s small /tmp/t/link && "
+                  "mkdir /tmp/t/sub && : > /tmp/t/sub/empty && echo e > /tmp/t/caf\u00e9"))
+    tar = box.client.stream_out(box.handle, "/tmp/t")
+    path = tmp_path / "out.tar"
+    path.write_bytes(tar)
+    res = subprocess.run(["tar", "-tvf", str(path)], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    names = [line.split()[-1] if " -> " not in line else line.split()[-3]
+             for line in res.stdout.splitlines()]
+    assert f"t/{long}/f" in names and "t/small" in names and "t/sub/empty" in names, names
+    # Extended headers only where needed: the long name, and the UTF-8 one.
+    import tarfile
+    with tarfile.open(path) as t:
+        pax = {m.name: m.pax_headers for m in t.getmembers()}
+    assert pax[f"t/{long}/f"].get("path") == f"t/{long}/f"
+    assert pax["t/small"] == {} and pax["t/sub/empty"] == {} and pax["t"] == {}, pax
+    # Extracted, the long name and the data are there.
+    res = subprocess.run(["tar", "-xf", str(path), "-C", str(tmp_path)], capture_output=True,
+                         text=True)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert (tmp_path / "t" / long / "f").read_text() == "hi\n"
+    assert (tmp_path / "t" / "caf\u00e9").read_text() == "e\n"
+    assert os.readlink(tmp_path / "t" / "link") == "small"
+
+
+def test_stream_out_keeps_a_name_that_is_not_utf8(box):
+    import io
+    import tarfile
+    box.output(sh("mkdir /tmp/raw && echo x > \"/tmp/raw/$(printf 'a\\377b')\""))
+    tar = box.client.stream_out(box.handle, "/tmp/raw")
+    with tarfile.open(fileobj=io.BytesIO(tar), encoding="utf-8", errors="surrogateescape") as t:
+        names = [m.name.encode("utf-8", "surrogateescape") for m in t.getmembers()]
+    assert b"raw/a\xffb" in names, names
