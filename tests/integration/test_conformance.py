@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import pytest
 
@@ -299,3 +300,61 @@ def test_stream_out_keeps_a_name_that_is_not_utf8(box):
     with tarfile.open(fileobj=io.BytesIO(tar), encoding="utf-8", errors="surrogateescape") as t:
         names = [m.name.encode("utf-8", "surrogateescape") for m in t.getmembers()]
     assert b"raw/a\xffb" in names, names
+
+
+# --------------------------------------------------------------------------
+# 11. A body over the cap: a 413 the client can read, even while still writing
+
+
+def _write_all_then_read(d, head: bytes, body: bytes) -> bytes:
+    """A client that writes the whole request before it reads (as curl without
+    Expect, or a Go client whose writer finishes first): on a connection the
+    server closes with unread data, the write fails with EPIPE/ECONNRESET."""
+    import socket
+    with socket.create_connection((d.bind_ip, d.bind_port), timeout=10) as s:
+        s.sendall(head)
+        time.sleep(0.2)  # the server has read the head and answered by now
+        s.sendall(body)
+        got = b""
+        while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+@pytest.mark.parametrize("route", ["create", "run"])
+def test_body_over_the_cap_gets_a_readable_413(module_daemon, route):
+    d = module_daemon
+    handle = f"big-{route}"
+    d.client().create({"handle": handle})
+    try:
+        over = (1 << 20) + 4096  # the JSON body cap is 1 MiB
+        body = b'{"handle":"' + b"x" * (over - 14) + b'"}'
+        path = "/containers" if route == "create" else f"/containers/{handle}/processes"
+        head = (f"POST {path} HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        for _ in range(3):
+            reply = _write_all_then_read(d, head, body)
+            assert reply.startswith(b"HTTP/1.1 413 "), reply[:200]
+            assert b"Request body is too large" in reply
+        # A body within the cap is served as usual on the same daemon.
+        assert handle in d.client().list()
+    finally:
+        d.client().destroy(handle)
+
+
+def test_chunked_body_over_the_cap_gets_a_413(module_daemon):
+    d = module_daemon
+    piece = b"x" * 65536
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(20)) + b"0\r\n\r\n"
+    head = (b"POST /containers HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    reply = _write_all_then_read(d, head, chunks)
+    assert reply.startswith(b"HTTP/1.1 413 "), reply[:200]
+    # Within the cap, a chunked create works.
+    small = b'{"handle":"chunked-ok"}'
+    reply = _write_all_then_read(d, head, b"%x\r\n%s\r\n0\r\n\r\n" % (len(small), small))
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
+    d.client().destroy("chunked-ok")
