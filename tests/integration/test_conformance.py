@@ -358,3 +358,33 @@ def test_chunked_body_over_the_cap_gets_a_413(module_daemon):
     reply = _write_all_then_read(d, head, b"%x\r\n%s\r\n0\r\n\r\n" % (len(small), small))
     assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
     d.client().destroy("chunked-ok")
+
+
+# --------------------------------------------------------------------------
+# 10. A disk limit is raised live without CAP_SYS_RESOURCE (within the ceiling)
+
+MIB = 1 << 20
+
+
+def test_disk_limit_raised_live_within_the_ceiling(module_daemon, request):
+    b = make_box(module_daemon, request,
+                 {"limits": {"disk_limits": {"byte_hard": 16 * MIB, "scope": 1}}})
+    try:
+        status, out, err = b.result(sh("dd if=/dev/zero of=/a bs=1M count=20 2>&1"))
+        assert status != 0 and b"space" in out.lower(), out
+        # 16 MiB -> 128 MiB: the image needs no growing, so no CAP_SYS_RESOURCE.
+        b.client.set_limits(b.handle, "disk", {"byte_hard": 128 * MIB, "scope": 1})
+        assert b.client.current_disk_limits(b.handle)["byte_hard"] == 128 * MIB
+        status, out, err = b.result(sh("rm /a; dd if=/dev/zero of=/a bs=1M count=100 2>&1"))
+        assert status == 0, out
+        # and the limit still holds at the new value
+        status, out, err = b.result(sh("dd if=/dev/zero of=/b bs=1M count=40 2>&1"))
+        assert status != 0 and b"space" in out.lower(), out
+        # The image is sparse: it spans the ceiling but holds little beyond the data.
+        image = module_daemon.depot / "containers" / b.handle / "disk.img"
+        st = image.stat()
+        assert st.st_size >= 3 << 30, st.st_size
+        assert st.st_blocks * 512 < 160 * MIB, st.st_blocks * 512
+    finally:
+        b.close()
+        b.client.destroy(b.handle)
