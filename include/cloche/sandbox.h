@@ -13,7 +13,10 @@
 
 #include "cloche/error.h"
 
-#define SANDBOX_ID_COUNT 65536u
+#define SANDBOX_ID_COUNT 65536u /* ids per container by default */
+/* --uid-map-mode shared (guardian's map): container root is this host id, and
+ * container ids 1..SANDBOX_SHARED_ROOT-1 are the same host ids. */
+#define SANDBOX_SHARED_ROOT 4294967294u
 
 typedef struct SandboxBind {
     const char *src; /* host path, or a path inside the container (from_container) */
@@ -32,6 +35,9 @@ typedef struct SandboxSpec {
     const char *dir;    /* the container's depot directory (absolute) */
     bool privileged;    /* no user namespace */
     uint32_t uid_base;  /* host id of container root (unprivileged) */
+    uint32_t uid_count; /* ids mapped from uid_base: container 0..count-1 (0 = the
+                           default SANDBOX_ID_COUNT); with uid_base SANDBOX_SHARED_ROOT
+                           the shared map instead */
     const SandboxBind *binds;
     size_t n_binds;
     int cgroup_fd; /* v2/unified group for CLONE_INTO_CGROUP, or -1 */
@@ -70,9 +76,9 @@ bool sandbox_process_alive(pid_t pid, uint64_t start_time);
  * otherwise write through /proc/1/exe). */
 int sandbox_load_executable(const char *path, int *ret_fd);
 
-/* Pool of per-container id ranges: count ranges of SANDBOX_ID_COUNT ids from base. */
+/* Pool of per-container id ranges: count ranges of range_size ids from base. */
 typedef struct IdPool IdPool;
-int idpool_new(uint32_t base, uint32_t count, IdPool **ret);
+int idpool_new(uint32_t base, uint32_t count, uint32_t range_size, IdPool **ret);
 void idpool_free(IdPool *p);
 /* Lowest free range; -ENOSPC when exhausted. */
 int idpool_acquire(IdPool *p, uint32_t *ret_base);

@@ -379,11 +379,15 @@ static _Noreturn void child_main(const ChildPlan *plan)
 
 /* ---- parent side ---- */
 
-static int write_id_map(pid_t pid, const char *file, uint32_t base)
+/* Container root to base and 0..count-1 to base..; or guardian's shared map:
+ * root to SANDBOX_SHARED_ROOT, every other id to itself. */
+static int write_id_map(pid_t pid, const char *file, uint32_t base, uint32_t count)
 {
-    char path[64], map[64];
+    char path[64], map[96];
     snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
-    int n = snprintf(map, sizeof(map), "0 %u %u\n", base, SANDBOX_ID_COUNT);
+    int n = base == SANDBOX_SHARED_ROOT
+                ? snprintf(map, sizeof(map), "0 %u 1\n1 1 %u\n", base, SANDBOX_SHARED_ROOT - 1)
+                : snprintf(map, sizeof(map), "0 %u %u\n", base, count ? count : SANDBOX_ID_COUNT);
     _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -580,8 +584,8 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
     const char *step = NULL;
     int lower = -1;
     if (!spec->privileged) {
-        if ((r = write_id_map(pid, "uid_map", spec->uid_base)) < 0 ||
-            (r = write_id_map(pid, "gid_map", spec->uid_base)) < 0)
+        if ((r = write_id_map(pid, "uid_map", spec->uid_base, spec->uid_count)) < 0 ||
+            (r = write_id_map(pid, "gid_map", spec->uid_base, spec->uid_count)) < 0)
             step = "Failed to write the container's id map";
     }
     if (!step && spec->attach && (r = spec->attach(pid, spec->attach_userdata)) < 0)

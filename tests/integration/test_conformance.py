@@ -388,3 +388,97 @@ def test_disk_limit_raised_live_within_the_ceiling(module_daemon, request):
     finally:
         b.close()
         b.client.destroy(b.handle)
+
+
+# --------------------------------------------------------------------------
+# 8. Large uid/gid values: --uid-range-size and --uid-map-mode shared
+
+BIG_ID = 1_000_000_000
+
+
+def _init_map(d, handle: str, name: str) -> list[list[int]]:
+    from conftest import container_init_pid
+    text = open(f"/proc/{container_init_pid(d, handle)}/{name}").read()
+    return [[int(x) for x in line.split()] for line in text.splitlines()]
+
+
+def _id_output(client, handle: str, user: str):
+    p = client.run(handle, {"path": "sh", "args": ["-c", "id -u; id -g; touch /tmp/mine; "
+                                                      "stat -c '%u %g' /tmp/mine"],
+                            "user": user})
+    try:
+        return p.wait(WAIT), p.stdout.decode().splitlines(), p.stderr
+    finally:
+        p.close()
+
+
+def test_default_ranges_refuse_an_id_beyond_65535(module_daemon, request):
+    b = make_box(module_daemon, request)
+    try:
+        status, out, _ = _id_output(b.client, b.handle, "65535:65535")
+        assert (status, out) == (0, ["65535", "65535", "65535 65535"])
+        with pytest.raises(GardenError) as info:
+            status, out, err = _id_output(b.client, b.handle, f"{BIG_ID}:{BIG_ID}")
+            assert status != 0, (out, err)  # if Run itself does not refuse, the start fails
+            raise GardenError(500, "", err.decode())
+        assert "Invalid argument" in info.value.message or "gid" in info.value.message
+        assert _init_map(module_daemon, b.handle, "uid_map")[0][2] == 65536
+    finally:
+        b.close()
+        b.client.destroy(b.handle)
+
+
+def test_uid_range_size_makes_large_ids_usable(daemon):
+    d = daemon("--uid-range-size", str(BIG_ID + 1), "--uid-pool-start", "100000")
+    client = d.client()
+    client.create({"handle": "big-a"})
+    client.create({"handle": "big-b"})
+    status, out, err = _id_output(client, "big-a", f"{BIG_ID}:{BIG_ID}")
+    assert (status, out) == (0, [str(BIG_ID), str(BIG_ID), f"{BIG_ID} {BIG_ID}"]), err
+    # Each container has its own range of that size; the pool holds what fits.
+    maps = [_init_map(d, h, "uid_map") for h in ("big-a", "big-b")]
+    assert [m[0][2] for m in maps] == [BIG_ID + 1] * 2
+    assert {m[0][1] for m in maps} == {100000, 100000 + BIG_ID + 1}
+    assert _init_map(d, "big-a", "gid_map") == maps[0]
+    client.create({"handle": "big-c"})
+    client.create({"handle": "big-d"})  # (2^32 - 100000) // (10^9 + 1) = 4 ranges
+    with pytest.raises(GardenError) as info:
+        client.create({"handle": "big-e"})
+    assert "No free user id range" in info.value.message
+    for h in ("big-a", "big-b", "big-c", "big-d"):
+        client.destroy(h)
+
+
+def test_uid_map_mode_shared_maps_as_guardian(daemon):
+    d = daemon("--uid-map-mode", "shared")
+    client = d.client()
+    client.create({"handle": "shared-a"})
+    client.create({"handle": "shared-b"})
+    for h in ("shared-a", "shared-b"):
+        assert _init_map(d, h, "uid_map") == [[0, 4294967294, 1], [1, 1, 4294967293]]
+        assert _init_map(d, h, "gid_map") == [[0, 4294967294, 1], [1, 1, 4294967293]]
+    status, out, err = _id_output(client, "shared-a", f"{BIG_ID}:{BIG_ID}")
+    assert (status, out) == (0, [str(BIG_ID), str(BIG_ID), f"{BIG_ID} {BIG_ID}"]), err
+    # Container root is host id 4294967294, any other id is the host's own: the
+    # file made as 1e9 in the container is owned by host id 1e9.
+    upper = d.depot / "containers" / "shared-a" / "rootfs" / "upper" / "tmp" / "mine"
+    st = upper.stat()
+    assert (st.st_uid, st.st_gid) == (BIG_ID, BIG_ID)
+    status, out, err = _id_output(client, "shared-b", "root")
+    assert (status, out) == (0, ["0", "0", "0 0"]), err
+    st = (d.depot / "containers" / "shared-b" / "rootfs" / "upper" / "tmp" / "mine").stat()
+    assert (st.st_uid, st.st_gid) == (4294967294, 4294967294)
+    for h in ("shared-a", "shared-b"):
+        client.destroy(h)
+
+
+@pytest.mark.parametrize("args,why", [
+    (["--uid-range-size", "1000"], "expected 65536"),
+    (["--uid-map-mode", "global"], "expected 'ranges' or 'shared'"),
+    (["--uid-range-size", "4100000000"], "runs past the last id"),
+])
+def test_uid_options_are_checked(daemon, args, why):
+    from conftest import run_to_exit
+    d = daemon.new()
+    res = run_to_exit(d.argv(args))
+    assert res.returncode not in (0, None) and why in res.stderr, res.stderr
