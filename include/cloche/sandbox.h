@@ -76,6 +76,22 @@ bool sandbox_process_alive(pid_t pid, uint64_t start_time);
  * otherwise write through /proc/1/exe). */
 int sandbox_load_executable(const char *path, int *ret_fd);
 
+/* Images that cannot be idmapped (rootfs-import.c). An unprivileged container
+ * sees its image through an idmapped mount, which not every file system allows
+ * on every kernel (tmpfs only since 6.3; NFS, virtiofs not on 6.1). */
+/* 0 if a tree at path can be idmapped here (probed once per file system with a
+ * throw-away user namespace mapping container root to host_id), else -EINVAL or
+ * the error the kernel gave. */
+int sandbox_idmap_probe(const char *path, uint32_t host_id);
+/* The name of the file system holding path ("tmpfs", "ext4", ...; static). */
+const char *sandbox_fs_name(const char *path);
+/* A fingerprint of the tree at path: every entry's name, inode, type, mode,
+ * owners, size and times (no file is read). */
+int sandbox_tree_fingerprint(const char *path, uint64_t *ret);
+/* The copy of rootfs in import_dir for its current fingerprint, made now (cp -a)
+ * if there is none yet (*ret_copied = true). *ret: malloc'd path. */
+int sandbox_rootfs_import(const char *rootfs, const char *import_dir, char **ret, bool *ret_copied);
+
 /* Pool of per-container id ranges: count ranges of range_size ids from base. */
 typedef struct IdPool IdPool;
 int idpool_new(uint32_t base, uint32_t count, uint32_t range_size, IdPool **ret);

@@ -86,6 +86,7 @@ int garden_kernel_setup(Garden *g)
                  SANDBOX_SHARED_ROOT);
     else
         log_info("ids: %u ranges of %u ids from %u", count, size, base);
+    garden_rootfs_check_default(g);
     r = sandbox_load_executable(g->cfg.init_path, &g->init_fd);
     if (r < 0)
         return log_error_errno(r, "Failed to load cloche-init from %s: %m", g->cfg.init_path);
@@ -509,12 +510,15 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
                           .rw = spec->bind_mounts[i].mode == BIND_MOUNT_RW,
                           .from_container = spec->bind_mounts[i].origin == BIND_MOUNT_CONTAINER};
 
+    _cleanup_free_ char *lower = NULL; /* the image, or its copy in the depot (rootfs.c) */
+    if ((r = garden_rootfs_lower(g, rec->rootfs, spec->privileged, &lower, reterr)) < 0)
+        return r;
     _cleanup_close_ int cgfd = cgroup_open_v2_fd(c->cgroup);
     AttachCtx actx = {.cgroup = c->cgroup, .cloned_into = cgfd >= 0};
     NetCtx nctx = {.g = g, .c = c, .reterr = reterr};
     SandboxSpec sb = {
         .handle = rec->handle,
-        .rootfs = rec->rootfs,
+        .rootfs = lower,
         .dir = dir,
         .privileged = spec->privileged,
         .uid_base = rec->uid_base,
