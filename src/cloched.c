@@ -44,6 +44,9 @@ typedef struct Options {
     const char *tar_binary;
     uint32_t uid_pool_start;
     uint32_t uid_pool_size;
+    bool uid_pool_size_given;
+    uint32_t uid_range_size;
+    bool uid_map_shared;
     Ipv4Net pool;
     uint32_t port_pool_start;
     uint32_t port_pool_size;
@@ -111,7 +114,13 @@ static void usage(FILE *f)
             "                            (default: next to cloched, else " CLOCHE_LIBEXECDIR ")\n"
             "  --uid-pool-start ID       First host id of the per-container id ranges\n"
             "                            (default 268435456)\n"
-            "  --uid-pool-size N         Number of 65536-id ranges (default 4096)\n"
+            "  --uid-pool-size N         Number of id ranges (default: as many as fit, at\n"
+            "                            most 4096)\n"
+            "  --uid-range-size N        Ids per container (default 65536): container ids\n"
+            "                            0..N-1 are usable\n"
+            "  --uid-map-mode MODE       'ranges' (default: each container its own range)\n"
+            "                            or 'shared' (guardian's map: container root is host\n"
+            "                            id 4294967294, every other id is the host's own)\n"
             "\n"
             "Networking:\n"
             "  --network-pool CIDR       IPv4 pool carved into /30s (default " DEFAULT_POOL ")\n"
@@ -191,6 +200,8 @@ enum {
     OPT_TAR_BINARY,
     OPT_UID_POOL_START,
     OPT_UID_POOL_SIZE,
+    OPT_UID_RANGE_SIZE,
+    OPT_UID_MAP_MODE,
     OPT_NETWORK_POOL,
     OPT_PORT_POOL_START,
     OPT_PORT_POOL_SIZE,
@@ -230,6 +241,8 @@ static const struct option longopts[] = {
     {"tar-binary", required_argument, NULL, OPT_TAR_BINARY},
     {"uid-pool-start", required_argument, NULL, OPT_UID_POOL_START},
     {"uid-pool-size", required_argument, NULL, OPT_UID_POOL_SIZE},
+    {"uid-range-size", required_argument, NULL, OPT_UID_RANGE_SIZE},
+    {"uid-map-mode", required_argument, NULL, OPT_UID_MAP_MODE},
     {"network-pool", required_argument, NULL, OPT_NETWORK_POOL},
     {"port-pool-start", required_argument, NULL, OPT_PORT_POOL_START},
     {"port-pool-size", required_argument, NULL, OPT_PORT_POOL_SIZE},
@@ -322,6 +335,7 @@ static int parse_options(int argc, char **argv, Options *o)
         .cgroup_parent = "cloche",
         .uid_pool_start = 0x10000000u,
         .uid_pool_size = 4096,
+        .uid_range_size = 65536,
         .port_pool_start = 61001,
         .port_pool_size = 4534,
         .log_level = LOG_LEVEL_INFO,
@@ -397,6 +411,17 @@ static int parse_options(int argc, char **argv, Options *o)
             if (parse_u64(optarg, 1, 65535, &v) < 0)
                 return bad_option("--uid-pool-size", optarg, "expected 1..65535");
             o->uid_pool_size = (uint32_t)v;
+            o->uid_pool_size_given = true;
+            break;
+        case OPT_UID_RANGE_SIZE:
+            if (parse_u64(optarg, 65536, UINT32_MAX - 65536, &v) < 0)
+                return bad_option("--uid-range-size", optarg, "expected 65536..4294901759");
+            o->uid_range_size = (uint32_t)v;
+            break;
+        case OPT_UID_MAP_MODE:
+            if (strcmp(optarg, "ranges") != 0 && strcmp(optarg, "shared") != 0)
+                return bad_option("--uid-map-mode", optarg, "expected 'ranges' or 'shared'");
+            o->uid_map_shared = strcmp(optarg, "shared") == 0;
             break;
         case OPT_NETWORK_POOL:
             if (netpool_parse(optarg, &o->pool) < 0)
@@ -516,9 +541,14 @@ static int parse_options(int argc, char **argv, Options *o)
                 o->port_pool_size);
         return -EINVAL;
     }
-    if ((uint64_t)o->uid_pool_start + (uint64_t)o->uid_pool_size * 65536 > UINT32_MAX) {
-        fprintf(stderr, "cloched: the id pool %u+%u*65536 runs past the last id\n",
-                o->uid_pool_start, o->uid_pool_size);
+    /* Without --uid-pool-size, the pool holds as many ranges as fit (at most 4096). */
+    uint64_t fit = ((uint64_t)UINT32_MAX - o->uid_pool_start) / o->uid_range_size;
+    if (!o->uid_pool_size_given)
+        o->uid_pool_size = (uint32_t)(fit < 4096 ? fit : 4096);
+    if (o->uid_pool_size == 0 ||
+        (uint64_t)o->uid_pool_start + (uint64_t)o->uid_pool_size * o->uid_range_size > UINT32_MAX) {
+        fprintf(stderr, "cloched: the id pool %u+%u*%u runs past the last id\n", o->uid_pool_start,
+                o->uid_pool_size, o->uid_range_size);
         return -EINVAL;
     }
     if (o->bind_ip && !port_given)
@@ -660,6 +690,8 @@ int main(int argc, char **argv)
         .tar_path = have_tar ? tar_binary : NULL,
         .uid_pool_base = o.uid_pool_start,
         .uid_pool_count = o.uid_pool_size,
+        .uid_range_size = o.uid_range_size,
+        .uid_map_shared = o.uid_map_shared,
         .depot_path = o.depot,
         .default_rootfs = o.default_rootfs,
         .max_containers = o.max_containers,

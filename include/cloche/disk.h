@@ -29,7 +29,9 @@ typedef struct DiskLimit {
 /* Create <dir>/disk.img for limit, mkfs it, attach a loop device and mount it on
  * <dir>/rootfs (created if missing), owned by owner_uid:owner_uid with mode 0755.
  * The container gets `bytes` (rounded up to 4 KiB) and at least `inodes` beside
- * the sandbox's own directories; mkfs rounds inodes up to 16 per group. On failure
+ * the sandbox's own directories; mkfs rounds inodes up to 16 per group. The sparse
+ * image spans at least 64 groups (8 GiB), or one group per 160 inodes when that is
+ * fewer, so a limit can be raised up to there without growing it. On failure
  * nothing is left mounted or attached (the image file may remain for the depot's
  * removal). -EINVAL for bytes below 1 MiB (or 0) or absurd limits; -EBUSY when
  * <dir>/rootfs is a disk already. */

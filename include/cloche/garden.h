@@ -36,7 +36,9 @@ typedef struct GardenConfig {
     const char *shim_path;   /* cloche-shim executable */
     const char *tar_path;    /* cloche-tar executable (borrowed); NULL = no StreamIn/Out */
     uint32_t uid_pool_base;  /* first host id of the first per-container range */
-    uint32_t uid_pool_count; /* number of 65536-id ranges */
+    uint32_t uid_pool_count; /* number of ranges (0 = as many as fit, at most 4096) */
+    uint32_t uid_range_size; /* ids per container (0 = SANDBOX_ID_COUNT) */
+    bool uid_map_shared;     /* guardian's map for every container (SANDBOX_SHARED_ROOT) */
 
     /* Networking (with the kernel side). */
     Ipv4Net network_pool;

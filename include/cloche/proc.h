@@ -29,9 +29,6 @@ typedef struct ProcUser {
  * as -ENOENT with a message in reterr. */
 int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, ApiError *reterr);
 
-/* Does dir exist (as a directory) inside the container? */
-bool proc_dir_exists(pid_t init_pid, const char *dir);
-
 /* Everything the shim needs, resolved. */
 typedef struct ProcLaunch {
     const char *path;

@@ -13,8 +13,11 @@
 
 #include "cloche/error.h"
 
-#define SANDBOX_ID_COUNT 65536u
-#define SANDBOX_MAX_LOWERS 128 /* directories in one rootfs stack */
+#define SANDBOX_ID_COUNT 65536u /* ids per container by default */
+#define SANDBOX_MAX_LOWERS 128  /* directories in one rootfs stack */
+/* --uid-map-mode shared (guardian's map): container root is this host id, and
+ * container ids 1..SANDBOX_SHARED_ROOT-1 are the same host ids. */
+#define SANDBOX_SHARED_ROOT 4294967294u
 
 typedef struct SandboxBind {
     const char *src; /* host path, or a path inside the container (from_container) */
@@ -33,9 +36,12 @@ typedef struct SandboxSpec {
      * directories (an image's layers, top first) are each attached below the
      * container's rootfs/lower, idmapped like a single one. */
     const char *rootfs;
-    const char *dir;   /* the container's depot directory (absolute) */
-    bool privileged;   /* no user namespace */
-    uint32_t uid_base; /* host id of container root (unprivileged) */
+    const char *dir;    /* the container's depot directory (absolute) */
+    bool privileged;    /* no user namespace */
+    uint32_t uid_base;  /* host id of container root (unprivileged) */
+    uint32_t uid_count; /* ids mapped from uid_base: container 0..count-1 (0 = the
+                           default SANDBOX_ID_COUNT); with uid_base SANDBOX_SHARED_ROOT
+                           the shared map instead */
     const SandboxBind *binds;
     size_t n_binds;
     int cgroup_fd; /* v2/unified group for CLONE_INTO_CGROUP, or -1 */
@@ -74,9 +80,25 @@ bool sandbox_process_alive(pid_t pid, uint64_t start_time);
  * otherwise write through /proc/1/exe). */
 int sandbox_load_executable(const char *path, int *ret_fd);
 
-/* Pool of per-container id ranges: count ranges of SANDBOX_ID_COUNT ids from base. */
+/* Images that cannot be idmapped (rootfs-import.c). An unprivileged container
+ * sees its image through an idmapped mount, which not every file system allows
+ * on every kernel (tmpfs only since 6.3; NFS, virtiofs not on 6.1). */
+/* 0 if a tree at path can be idmapped here (probed once per file system with a
+ * throw-away user namespace mapping container root to host_id), else -EINVAL or
+ * the error the kernel gave. */
+int sandbox_idmap_probe(const char *path, uint32_t host_id);
+/* The name of the file system holding path ("tmpfs", "ext4", ...; static). */
+const char *sandbox_fs_name(const char *path);
+/* A fingerprint of the tree at path: every entry's name, inode, type, mode,
+ * owners, size and times (no file is read). */
+int sandbox_tree_fingerprint(const char *path, uint64_t *ret);
+/* The copy of rootfs in import_dir for its current fingerprint, made now (cp -a)
+ * if there is none yet (*ret_copied = true). *ret: malloc'd path. */
+int sandbox_rootfs_import(const char *rootfs, const char *import_dir, char **ret, bool *ret_copied);
+
+/* Pool of per-container id ranges: count ranges of range_size ids from base. */
 typedef struct IdPool IdPool;
-int idpool_new(uint32_t base, uint32_t count, IdPool **ret);
+int idpool_new(uint32_t base, uint32_t count, uint32_t range_size, IdPool **ret);
 void idpool_free(IdPool *p);
 /* Lowest free range; -ENOSPC when exhausted. */
 int idpool_acquire(IdPool *p, uint32_t *ret_base);

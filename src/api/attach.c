@@ -514,13 +514,18 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
         }
         if (i_ctl >= 0 && pfd[i_ctl].revents) {
             ssize_t got = 0;
+            int recv_errno = 0;
             for (;;) {
                 char chunk[65536];
                 got = recv(ctl, chunk, sizeof(chunk), MSG_DONTWAIT);
                 if (got < 0 && errno == EINTR)
                     continue;
-                if (got <= 0)
+                if (got <= 0) {
+                    /* Kept: the flush below may fail (EPIPE from a finished
+                     * shim) and must not pass for the client hanging up. */
+                    recv_errno = got < 0 ? errno : 0;
                     break;
+                }
                 for (ssize_t p = 0; p < got; p++) {
                     if (chunk[p] != '\n') {
                         if (line_len < CONTROL_LINE_MAX)
@@ -537,7 +542,7 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
             }
             if (shim >= 0 && q.len > 0 && !queue_flush(&q, shim))
                 q.len = 0;
-            if (got == 0 || (got < 0 && errno != EAGAIN)) {
+            if (got == 0 || (got < 0 && recv_errno != EAGAIN)) {
                 /* The client hung up: detach; the process runs on. */
                 ctl_open = false;
                 if (exit_status < 0)

@@ -29,7 +29,6 @@
 #define FILES_PIPE_SIZE (1 << 20)
 #define FILES_STDERR_MAX 4096 /* helper messages kept for the error reply */
 #define FILES_BODY_IDLE_S 60  /* a stalled upload is abandoned after this */
-#define FILES_DRAIN_MS 2000   /* unread body read away after an early reply */
 
 /* ---- the helper ---- */
 
@@ -245,29 +244,6 @@ static void reply_empty(int fd, const HttpHead *head)
     (void)send_all(fd, line, (size_t)n);
 }
 
-/* After an early reply, read away (for a while) what the client still sends, so
- * that closing with unread data does not reset the connection before it has
- * read the reply. */
-static void drain(int fd)
-{
-    shutdown(fd, SHUT_WR);
-    char buf[65536];
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long left = FILES_DRAIN_MS -
-                    ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-            return;
-        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-            return;
-    }
-}
-
 /* Write data to the helper's stdin, reading its stderr meanwhile (so neither side
  * can block the other). -EPIPE once the helper stopped reading. */
 static int pump_to_helper(Helper *h, const char *data, size_t len)
@@ -319,7 +295,7 @@ static void serve_in(int fd, const HttpHead *head, const ContainerFilesTarget *t
     if (r < 0) {
         api_internal_error(&err, r, "Failed to start cloche-tar");
         stream_reply_error(fd, head, &err);
-        drain(fd);
+        stream_drain(fd);
         return;
     }
     if (head->expect_continue && head->minor_version == 1 && !done)
@@ -377,7 +353,7 @@ static void serve_in(int fd, const HttpHead *head, const ContainerFilesTarget *t
         return;
     }
     if (!done)
-        drain(fd);
+        stream_drain(fd);
 }
 
 static void serve_out(int fd, const HttpHead *head, const ContainerFilesTarget *t,
@@ -488,12 +464,21 @@ void api_files_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *
     if (r >= 0)
         r = garden_acquire(garden, m->params[0], &c, &err);
     ContainerFilesTarget target = {0};
-    if (r >= 0)
+    if (r >= 0) {
         r = container_files_target(garden, c, user_name, &target, &err);
+        /* Every error of the container's side carries guardian's prefix (an
+         * unknown user too): clients look for "error streaming in". */
+        if (r < 0) {
+            char message[sizeof(err.message)];
+            snprintf(message, sizeof(message), "%s", err.message);
+            api_errorf(&err, r, err.status, err.type, "error streaming %s: %s", in ? "in" : "out",
+                       message);
+        }
+    }
     if (r < 0) {
         stream_reply_error(fd, head, &err);
         if (in)
-            drain(fd);
+            stream_drain(fd);
     } else if (in) {
         serve_in(fd, head, &target, &target.user, path ? path : "", m->params[0]);
     } else {

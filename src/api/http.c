@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "api-internal.h"
 #include "cloche/log.h"
@@ -18,6 +20,13 @@ typedef struct HttpRequest {
     char *body;
     size_t body_len, body_allocated;
     bool replied; /* an early reply (error) is queued */
+    /* A body over the cap is read away (bounded) and answered 413 once it has
+     * all arrived, so that a client still writing it reads the answer instead
+     * of a reset (nginx's lingering close, for a connection MHD closes). */
+    bool too_large;
+    unsigned long long declared; /* Content-Length, when given */
+    size_t discarded;
+    struct timespec discard_start;
 
     /* Slow routes run on a worker thread while MHD holds the connection suspended. */
     HttpServer *server;
@@ -29,6 +38,8 @@ typedef struct HttpRequest {
 } HttpRequest;
 
 #define SLOW_WORKERS_MAX 64
+#define HTTP_DISCARD_MAX (64ull << 20) /* body past the cap read away before a 413 */
+#define HTTP_DISCARD_MS 10000          /* and for at most this long */
 
 static void *slow_worker(void *arg)
 {
@@ -203,10 +214,19 @@ static enum MHD_Result begin_request(HttpServer *hs, struct MHD_Connection *conn
         char *end;
         unsigned long long n = strtoull(cl, &end, 10);
         if (*end == '\0' && n > hs->max_body) {
-            api_errorf(&err, -E2BIG, 413, GARDEN_ERR_GENERIC,
-                       "Request body is too large: %llu bytes (at most %zu)", n, hs->max_body);
-            hr->replied = true;
-            return queue_error(conn, &err, NULL);
+            const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+            /* A client waiting for 100 Continue sends nothing more: answer now. So
+             * too when the body is beyond what is worth reading away. */
+            if ((expect && strcasecmp(expect, "100-continue") == 0) ||
+                n - hs->max_body > HTTP_DISCARD_MAX) {
+                api_errorf(&err, -E2BIG, 413, GARDEN_ERR_GENERIC,
+                           "Request body is too large: %llu bytes (at most %zu)", n, hs->max_body);
+                hr->replied = true;
+                return queue_error(conn, &err, NULL);
+            }
+            hr->too_large = true;
+            hr->declared = n;
+            clock_gettime(CLOCK_MONOTONIC, &hr->discard_start);
         }
     }
     return MHD_YES;
@@ -233,14 +253,40 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (*upload_data_size) {
-        size_t n = *upload_data_size;
-        if (hr->body_len + n > hs->max_body) {
-            /* A chunked body that outgrew the cap: MHD cannot reply mid-body, so
-             * the connection is dropped. */
-            log_info("Dropping a request to %s: chunked body over %zu bytes", url, hs->max_body);
+    if (*upload_data_size && !hr->too_large && hr->body_len + *upload_data_size > hs->max_body) {
+        /* A chunked body that outgrew the cap: read the rest away, then 413. */
+        hr->too_large = true;
+        hr->discarded = hr->body_len;
+        clock_gettime(CLOCK_MONOTONIC, &hr->discard_start);
+    }
+    if (*upload_data_size && hr->too_large) {
+        hr->discarded += *upload_data_size;
+        *upload_data_size = 0;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (now.tv_sec - hr->discard_start.tv_sec) * 1000 +
+                  (now.tv_nsec - hr->discard_start.tv_nsec) / 1000000;
+        if (hr->discarded > hs->max_body + HTTP_DISCARD_MAX || ms > HTTP_DISCARD_MS) {
+            log_info("Dropping a request to %s: body over %zu bytes", url, hs->max_body);
             return MHD_NO;
         }
+        return MHD_YES;
+    }
+    if (hr->too_large) {
+        ApiError err;
+        if (hr->declared)
+            api_errorf(&err, -E2BIG, 413, GARDEN_ERR_GENERIC,
+                       "Request body is too large: %llu bytes (at most %zu)", hr->declared,
+                       hs->max_body);
+        else
+            api_errorf(&err, -E2BIG, 413, GARDEN_ERR_GENERIC,
+                       "Request body is too large: %zu bytes (at most %zu)", hr->discarded,
+                       hs->max_body);
+        hr->replied = true;
+        return queue_error(conn, &err, NULL);
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
         if (hr->body_len + n + 1 > hr->body_allocated) {
             size_t na = (hr->body_len + n + 1) * 2;
             if (na > hs->max_body + 1)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "api-internal.h"
 #include "cloche/log.h"
@@ -144,6 +145,41 @@ static void send_all(int fd, const char *data, size_t len)
         data += n;
         len -= (size_t)n;
     }
+}
+
+/* After an early reply (an error before the body was read), read away what the
+ * client still sends, for at most STREAM_DRAIN_MS and STREAM_DRAIN_MAX bytes, as
+ * nginx's lingering close: closing with unread data would reset the connection,
+ * and a client still writing would see EPIPE/ECONNRESET, not the reply. */
+void stream_drain(int fd)
+{
+    shutdown(fd, SHUT_WR);
+    char buf[65536];
+    size_t total = 0;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (total < STREAM_DRAIN_MAX) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = STREAM_DRAIN_MS -
+                    ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            return;
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            return;
+        if (n > 0)
+            total += (size_t)n;
+    }
+}
+
+/* An error reply before the request's body was read: linger if there is one. */
+static void reply_error_early(int fd, const HttpHead *head, const ApiError *e)
+{
+    stream_reply_error(fd, head, e);
+    if (head && (head->chunked || head->content_length > 0))
+        stream_drain(fd);
 }
 
 void stream_reply_error(int fd, const HttpHead *head, const ApiError *e)
@@ -303,14 +339,14 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
     if (api_connection_needs_token(fd, cfg) && !api_token_ok(head.authorization, cfg)) {
         api_errorf(&err, -EACCES, 401, GARDEN_ERR_GENERIC,
                    head.authorization[0] ? "Invalid bearer token" : "A bearer token is required");
-        stream_reply_error(fd, &head, &err);
+        reply_error_early(fd, &head, &err);
         goto out;
     }
     char allow[64];
     r = router_match(api_routes, api_routes_count, head.method, head.path, &m, allow, sizeof(allow),
                      &err);
     if (r < 0) {
-        stream_reply_error(fd, &head, &err);
+        reply_error_early(fd, &head, &err);
         goto out;
     }
     const char *name = m.route->name;
@@ -334,7 +370,7 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
     if (r == -EIO)
         goto out;
     if (r < 0) {
-        stream_reply_error(fd, &head, &err);
+        reply_error_early(fd, &head, &err);
         goto out;
     }
     if (strcmp(name, "Stdout") == 0 || strcmp(name, "Stderr") == 0) {

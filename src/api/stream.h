@@ -32,6 +32,13 @@ typedef struct HttpHead {
     size_t head_len; /* bytes up to and including the blank line */
 } HttpHead;
 
+#define STREAM_DRAIN_MS 2000         /* lingering after an early reply: at most this long */
+#define STREAM_DRAIN_MAX (64u << 20) /* and at most this many bytes read away */
+
+/* Read away (bounded) what a client still sends after an early reply, so that
+ * closing does not reset the connection before the reply is read. */
+void stream_drain(int fd);
+
 /* Parse "METHOD SP TARGET SP HTTP/1.x CRLF (header CRLF)* CRLF" in buf[0..len).
  * -EINVAL for a malformed request line, -EBADMSG for a malformed header. */
 int http_head_parse(const char *buf, size_t len, HttpHead *ret);

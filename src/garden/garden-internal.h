@@ -171,6 +171,14 @@ void garden_kernel_cleanup_record(Garden *g, const ContainerRecord *rec);
 void container_free_kernel(Container *c);
 
 /* network.c */
+/* rootfs.c: the image an unprivileged container's idmapped lower is made from:
+ * rootfs, or its copy in the depot when rootfs cannot be idmapped here (*ret:
+ * malloc'd). A clear 500 when neither can be. */
+int garden_rootfs_lower(Garden *g, const char *rootfs, bool privileged, char **ret,
+                        ApiError *reterr);
+/* At start-up: warn when the default rootfs cannot be idmapped, saying what
+ * happens instead and what would work. */
+void garden_rootfs_check_default(Garden *g);
 int garden_net_setup(Garden *g);
 void garden_net_free(Garden *g);
 /* Address, id and host ports for a new container (rec.net, properties). */

@@ -73,11 +73,20 @@ int garden_kernel_setup(Garden *g)
         return log_error_errno(r, "Failed to set up the cgroup parent '%s': %m", g->cgroup_parent);
     log_info("cgroups: %s layout, parent '%s'", cgroup_layout_to_string(layout), g->cgroup_parent);
 
-    uint32_t count = g->cfg.uid_pool_count ? g->cfg.uid_pool_count : 4096;
     uint32_t base = g->cfg.uid_pool_base ? g->cfg.uid_pool_base : 0x10000000u;
-    r = idpool_new(base, count, &g->ids);
+    uint32_t size = g->cfg.uid_range_size ? g->cfg.uid_range_size : SANDBOX_ID_COUNT;
+    uint64_t fit = ((uint64_t)UINT32_MAX - base) / size;
+    uint32_t count =
+        g->cfg.uid_pool_count ? g->cfg.uid_pool_count : (uint32_t)(fit < 4096 ? fit : 4096);
+    r = idpool_new(base, count, size, &g->ids);
     if (r < 0)
-        return log_error_errno(r, "Invalid id pool %u+%u*65536", base, count);
+        return log_error_errno(r, "Invalid id pool %u+%u*%u", base, count, size);
+    if (g->cfg.uid_map_shared)
+        log_info("ids: shared map (container root is host id %u, other ids are the host's)",
+                 SANDBOX_SHARED_ROOT);
+    else
+        log_info("ids: %u ranges of %u ids from %u", count, size, base);
+    garden_rootfs_check_default(g);
     r = sandbox_load_executable(g->cfg.init_path, &g->init_fd);
     if (r < 0)
         return log_error_errno(r, "Failed to load cloche-init from %s: %m", g->cfg.init_path);
@@ -185,7 +194,7 @@ int garden_kernel_teardown(Garden *g, Container *c)
     uint32_t uid_base = c->rec.spec.privileged ? 0 : c->rec.uid_base;
     c->rec.uid_base = 0;
     pthread_mutex_unlock(&c->lock);
-    if (uid_base && g->ids)
+    if (uid_base && uid_base != SANDBOX_SHARED_ROOT && g->ids)
         idpool_release(g->ids, uid_base);
     return first;
 }
@@ -231,7 +240,7 @@ int garden_kernel_restore(Garden *g, Container *c)
     int r = cgroup_open_existing(g->cgroups, rec->handle, &c->cgroup);
     if (r < 0)
         return -ESRCH;
-    if (!rec->spec.privileged && rec->uid_base) {
+    if (!rec->spec.privileged && rec->uid_base && rec->uid_base != SANDBOX_SHARED_ROOT) {
         r = idpool_reserve(g->ids, rec->uid_base);
         if (r < 0)
             log_warn("Container '%s' has id range %u, which %s", rec->handle, rec->uid_base,
@@ -442,8 +451,8 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
         return api_internal_error(reterr, r, "Failed to find the container's directory");
 
     if (!spec->privileged) {
-        uint32_t base;
-        r = idpool_acquire(g->ids, &base);
+        uint32_t base = SANDBOX_SHARED_ROOT; /* --uid-map-mode shared: one map for all */
+        r = g->cfg.uid_map_shared ? 0 : idpool_acquire(g->ids, &base);
         if (r < 0)
             return api_errorf(reterr, r, 503, GARDEN_ERR_GENERIC,
                               "No free user id range left for a new container");
@@ -501,15 +510,19 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
                           .rw = spec->bind_mounts[i].mode == BIND_MOUNT_RW,
                           .from_container = spec->bind_mounts[i].origin == BIND_MOUNT_CONTAINER};
 
+    _cleanup_free_ char *lower = NULL; /* the image, or its copy in the depot (rootfs.c) */
+    if ((r = garden_rootfs_lower(g, rec->rootfs, spec->privileged, &lower, reterr)) < 0)
+        return r;
     _cleanup_close_ int cgfd = cgroup_open_v2_fd(c->cgroup);
     AttachCtx actx = {.cgroup = c->cgroup, .cloned_into = cgfd >= 0};
     NetCtx nctx = {.g = g, .c = c, .reterr = reterr};
     SandboxSpec sb = {
         .handle = rec->handle,
-        .rootfs = rec->rootfs,
+        .rootfs = lower,
         .dir = dir,
         .privileged = spec->privileged,
         .uid_base = rec->uid_base,
+        .uid_count = g->cfg.uid_range_size,
         .binds = binds,
         .n_binds = spec->n_bind_mounts,
         .cgroup_fd = cgfd >= 0 ? cgfd : -1,

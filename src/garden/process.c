@@ -80,13 +80,36 @@ static bool shim_alive(int dirfd, pid_t *ret_shim)
     return true;
 }
 
+/* Index of key's entry in env[0..n), or n. */
+static size_t env_find(char **env, size_t n, const char *entry)
+{
+    const char *eq = strchr(entry, '=');
+    size_t kl = eq ? (size_t)(eq - entry) : strlen(entry);
+    for (size_t i = 0; i < n; i++)
+        if (env[i] && strncmp(env[i], entry, kl) == 0 && (env[i][kl] == '=' || !env[i][kl]))
+            return i;
+    return n;
+}
+
 static bool env_has(char **env, size_t n, const char *key)
 {
-    size_t kl = strlen(key);
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(env[i], key, kl) == 0 && env[i][kl] == '=')
-            return true;
-    return false;
+    return env_find(env, n, key) < n;
+}
+
+/* Add entry, replacing an earlier one of the same key (guardian's merge: the
+ * process's env overrides the container's). */
+static bool env_put(char **env, size_t *n, const char *entry)
+{
+    char *copy = strdup(entry);
+    if (!copy)
+        return false;
+    size_t i = env_find(env, *n, entry);
+    if (i < *n)
+        free(env[i]);
+    else
+        (*n)++;
+    env[i] = copy;
+    return true;
 }
 
 /* Container env, then process env, then guardian's defaults where missing. */
@@ -96,24 +119,28 @@ static char **build_env(const ContainerSpec *cs, const ProcessSpec *ps, const Pr
     char **env = calloc(cap + 1, sizeof(char *));
     if (!env)
         return NULL;
-    for (size_t i = 0; i < cs->n_env; i++)
-        env[n++] = strdup(cs->env[i]);
-    for (size_t i = 0; i < ps->n_env; i++)
-        env[n++] = strdup(ps->env[i]);
-    if (!env_has(env, n, "PATH"))
+    bool oom = false;
+    for (size_t i = 0; i < cs->n_env && !oom; i++)
+        oom = !env_put(env, &n, cs->env[i]);
+    for (size_t i = 0; i < ps->n_env && !oom; i++)
+        oom = !env_put(env, &n, ps->env[i]);
+    if (!oom && !env_has(env, n, "PATH"))
         env[n++] =
             strdup(u->uid == 0 ? "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
                                : "PATH=/usr/local/bin:/usr/bin:/bin");
-    if (!env_has(env, n, "USER") &&
+    if (!oom && !env_has(env, n, "USER") &&
         asprintf(&env[n], "USER=%s", u->name[0] ? u->name : "root") >= 0)
         n++;
-    if (!env_has(env, n, "HOME") && asprintf(&env[n], "HOME=%s", u->home) >= 0)
+    if (!oom && !env_has(env, n, "HOME") && asprintf(&env[n], "HOME=%s", u->home) >= 0)
         n++;
     for (size_t i = 0; i < n; i++)
-        if (!env[i]) {
-            strv_free(env);
-            return NULL;
-        }
+        oom |= !env[i];
+    if (oom) {
+        for (size_t i = 0; i <= cap; i++)
+            free(env[i]);
+        free(env);
+        return NULL;
+    }
     return env;
 }
 
@@ -219,12 +246,13 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         return api_internal_error(reterr, dirfd < 0 ? -errno : -ENOMEM,
                                   "Failed to prepare the process");
     }
+    /* Created (owned by the user) if missing, as guardian does. */
     const char *dir = spec->dir && *spec->dir ? spec->dir : user.home;
     ProcLaunch launch = {
         .path = spec->path ? spec->path : "",
         .args = spec->args,
         .env = env,
-        .dir = proc_dir_exists(init_pid, dir) ? dir : "/",
+        .dir = dir,
         .user = &user,
         .rlimits = &spec->rlimits,
         .tty = spec->tty.present,

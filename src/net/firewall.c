@@ -99,7 +99,9 @@ static int run_script_locked(Firewall *fw, const FirewallScript *s)
 static int list_json_locked(Firewall *fw, const char *command, json_object **ret)
 {
     const char *output = NULL;
-    nft_ctx_output_set_flags(fw->nft, NFT_CTX_OUTPUT_JSON);
+    /* Protocols as numbers: their names come from /etc/protocols, which a
+     * minimal system lacks; the same listing everywhere (the parser takes both). */
+    nft_ctx_output_set_flags(fw->nft, NFT_CTX_OUTPUT_JSON | NFT_CTX_OUTPUT_NUMERIC_PROTO);
     int r = run_locked(fw, command, &output);
     nft_ctx_output_set_flags(fw->nft, 0);
     if (r < 0)

@@ -46,12 +46,6 @@ static int read_container_file(pid_t init_pid, const char *path, char **ret)
     return read_fd_all(fd, 4 << 20, ret, NULL);
 }
 
-bool proc_dir_exists(pid_t init_pid, const char *dir)
-{
-    _cleanup_close_ int fd = open_in_container(init_pid, dir, O_PATH | O_DIRECTORY);
-    return fd >= 0;
-}
-
 /* Field n (0-based) of a colon-separated line, copied into buf. */
 static bool field(const char *line, int n, char *buf, size_t size)
 {

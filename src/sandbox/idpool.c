@@ -1,4 +1,4 @@
-/* Per-container id ranges: a bitmap over count ranges of SANDBOX_ID_COUNT ids.
+/* Per-container id ranges: a bitmap over count ranges of range_size ids.
  * Each container gets its own range (guardian maps every container to the same
  * ids), so a process escaping one container owns nothing of another. */
 #include <errno.h>
@@ -11,12 +11,13 @@ struct IdPool {
     pthread_mutex_t lock;
     uint32_t base;
     uint32_t count;
+    uint32_t size; /* ids per range */
     uint64_t *bits;
 };
 
-int idpool_new(uint32_t base, uint32_t count, IdPool **ret)
+int idpool_new(uint32_t base, uint32_t count, uint32_t range_size, IdPool **ret)
 {
-    if (count == 0 || (uint64_t)base + (uint64_t)count * SANDBOX_ID_COUNT > UINT32_MAX)
+    if (count == 0 || range_size == 0 || (uint64_t)base + (uint64_t)count * range_size > UINT32_MAX)
         return -EINVAL;
     IdPool *p = calloc(1, sizeof(*p));
     if (!p)
@@ -29,6 +30,7 @@ int idpool_new(uint32_t base, uint32_t count, IdPool **ret)
     pthread_mutex_init(&p->lock, NULL);
     p->base = base;
     p->count = count;
+    p->size = range_size;
     *ret = p;
     return 0;
 }
@@ -53,7 +55,7 @@ int idpool_acquire(IdPool *p, uint32_t *ret_base)
             break;
         p->bits[w] |= 1ULL << (i % 64);
         pthread_mutex_unlock(&p->lock);
-        *ret_base = p->base + i * SANDBOX_ID_COUNT;
+        *ret_base = p->base + i * p->size;
         return 0;
     }
     pthread_mutex_unlock(&p->lock);
@@ -62,9 +64,9 @@ int idpool_acquire(IdPool *p, uint32_t *ret_base)
 
 static int idpool_index(const IdPool *p, uint32_t range_base, uint32_t *ret)
 {
-    if (range_base < p->base || (range_base - p->base) % SANDBOX_ID_COUNT != 0)
+    if (range_base < p->base || (range_base - p->base) % p->size != 0)
         return -EINVAL;
-    uint32_t i = (range_base - p->base) / SANDBOX_ID_COUNT;
+    uint32_t i = (range_base - p->base) / p->size;
     if (i >= p->count)
         return -EINVAL;
     *ret = i;

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/openat2.h>
@@ -241,6 +242,11 @@ static void setup_dev(const ChildPlan *plan, int rootfd)
     for (size_t i = 0; i < ELEMENTSOF(links); i++)
         if (symlinkat(links[i][0], dev, links[i][1]) < 0 && errno != EEXIST)
             child_fail(plan, errno, "Failed to create /dev/", links[i][1]);
+    /* Privileged containers get FUSE, as in guardian (10:229, mode 0666). */
+    if (plan->spec->privileged &&
+        ((mknodat(dev, "fuse", S_IFCHR | 0666, makedev(10, 229)) < 0 && errno != EEXIST) ||
+         fchmodat(dev, "fuse", 0666, 0) < 0))
+        child_fail(plan, errno, "Failed to create /dev/", "fuse");
     close(dev);
 }
 
@@ -375,7 +381,7 @@ static _Noreturn void child_main(const ChildPlan *plan)
     sigprocmask(SIG_SETMASK, &none, NULL);
     syscall(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC);
 
-    char *const argv[] = {(char *)"cloche-init", NULL};
+    char *const argv[] = {(char *)"garden-init", NULL}; /* guardian's name: clients look for it */
     char *const envp[] = {NULL};
     syscall(SYS_execveat, spec->init_fd, "", argv, envp, AT_EMPTY_PATH);
     child_fail(plan, errno, "Failed to execute cloche-init", NULL);
@@ -383,11 +389,15 @@ static _Noreturn void child_main(const ChildPlan *plan)
 
 /* ---- parent side ---- */
 
-static int write_id_map(pid_t pid, const char *file, uint32_t base)
+/* Container root to base and 0..count-1 to base..; or guardian's shared map:
+ * root to SANDBOX_SHARED_ROOT, every other id to itself. */
+static int write_id_map(pid_t pid, const char *file, uint32_t base, uint32_t count)
 {
-    char path[64], map[64];
+    char path[64], map[96];
     snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
-    int n = snprintf(map, sizeof(map), "0 %u %u\n", base, SANDBOX_ID_COUNT);
+    int n = base == SANDBOX_SHARED_ROOT
+                ? snprintf(map, sizeof(map), "0 %u 1\n1 1 %u\n", base, SANDBOX_SHARED_ROOT - 1)
+                : snprintf(map, sizeof(map), "0 %u %u\n", base, count ? count : SANDBOX_ID_COUNT);
     _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -642,8 +652,8 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
     for (size_t i = 0; i < plan->n_lowers; i++)
         lowers[i] = -1;
     if (!spec->privileged) {
-        if ((r = write_id_map(pid, "uid_map", spec->uid_base)) < 0 ||
-            (r = write_id_map(pid, "gid_map", spec->uid_base)) < 0)
+        if ((r = write_id_map(pid, "uid_map", spec->uid_base, spec->uid_count)) < 0 ||
+            (r = write_id_map(pid, "gid_map", spec->uid_base, spec->uid_count)) < 0)
             step = "Failed to write the container's id map";
     }
     if (!step && spec->attach && (r = spec->attach(pid, spec->attach_userdata)) < 0)

@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <linux/openat2.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
 
@@ -139,6 +140,43 @@ static int exec_search(const StartPlan *p)
     return denied ? EACCES : ENOENT;
 }
 
+/* mkdir -p dir, each directory it creates owned by uid:gid (mode 0755), as
+ * guardian makes a process's missing working directory. Runs as the container's
+ * root, between clone and exec: system calls only. Returns 0 or a positive errno. */
+static int make_dir_as(const char *dir, uid_t uid, gid_t gid)
+{
+    char path[PATH_MAX];
+    size_t len = strlen(dir);
+    if (len == 0 || len >= sizeof(path))
+        return len ? ENAMETOOLONG : 0;
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        if (path[i - 1] == '/')
+            continue; /* "//" or a trailing slash */
+        char saved = path[i];
+        path[i] = '\0';
+        if (syscall(SYS_mkdirat, AT_FDCWD, path, 0755) == 0) {
+            int fd = (int)syscall(SYS_openat, AT_FDCWD, path,
+                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0)
+                return errno;
+            int r = (int)syscall(SYS_fchown, fd, uid, gid);
+            if (r == 0)
+                r = (int)syscall(SYS_fchmod, fd, 0755); /* whatever the umask */
+            int e = errno;
+            syscall(SYS_close, fd);
+            if (r < 0)
+                return e;
+        } else if (errno != EEXIST) {
+            return errno;
+        }
+        path[i] = saved;
+    }
+    return 0;
+}
+
 static _Noreturn void process_main(const StartPlan *p)
 {
     const ShimSpec *spec = p->spec;
@@ -169,6 +207,9 @@ static _Noreturn void process_main(const StartPlan *p)
         child_fail(p, STAGE_GID, errno, 0);
     if (syscall(SYS_setresuid, 0, 0, 0) < 0)
         child_fail(p, STAGE_UID, errno, 0);
+    int dir_err = make_dir_as(spec->dir, spec->uid, spec->gid);
+    if (dir_err)
+        child_fail(p, STAGE_DIR, dir_err, 0);
     if (syscall(SYS_setgroups, spec->n_groups, spec->groups) < 0)
         child_fail(p, STAGE_GROUPS, errno, 0);
     if (syscall(SYS_setresgid, spec->gid, spec->gid, spec->gid) < 0)
@@ -184,7 +225,7 @@ static _Noreturn void process_main(const StartPlan *p)
             child_fail(p, STAGE_UID, errno, 0);
     }
     umask(022);
-    if (chdir(spec->dir) < 0 && chdir("/") < 0)
+    if (chdir(spec->dir) < 0)
         child_fail(p, STAGE_DIR, errno, 0);
 
     for (int fd = 0; fd < 3; fd++)
@@ -306,27 +347,87 @@ static int set_nonblock(int fd)
     return 0;
 }
 
-/* A pty on the host's devpts: the master stays with the shim. */
+/* A pty from the container's own devpts (its /dev/pts, a newinstance), so that
+ * the process's ttyname() finds it as /dev/pts/N; the master stays with the
+ * shim. The slave comes through TIOCGPTPEER: no path of the host is used. */
 static int open_pty(const ShimSpec *spec, int *ret_master, int *ret_slave)
 {
-    _cleanup_close_ int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0)
+    char root[64];
+    snprintf(root, sizeof(root), "/proc/%d/root", (int)spec->init_pid);
+    _cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return -errno;
+    struct open_how how = {.flags = O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC,
+                           .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS};
+    _cleanup_close_ int master =
+        (int)syscall(SYS_openat2, rootfd, "dev/pts/ptmx", &how, sizeof(how));
+    if (master < 0)
+        return -errno;
+    struct statfs sf;
+    if (fstatfs(master, &sf) < 0)
+        return -errno;
+    if (sf.f_type != DEVPTS_SUPER_MAGIC)
+        return -ENOTTY; /* not a devpts the container mounted as cloche made it */
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
         return -errno;
     _cleanup_close_ int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (slave < 0) {
-        char name[128];
-        int r = ptsname_r(master, name, sizeof(name));
-        if (r != 0)
-            return -r;
-        slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-        if (slave < 0)
-            return -errno;
-    }
+    if (slave < 0)
+        return -errno;
+    int fl = fcntl(master, F_GETFL);
+    if (fl < 0 || fcntl(master, F_SETFL, fl & ~O_NONBLOCK) < 0)
+        return -errno;
     struct winsize ws = {.ws_row = spec->rows, .ws_col = spec->columns};
     if (ioctl(master, TIOCSWINSZ, &ws) < 0)
         return -errno;
     *ret_master = TAKE_FD(master);
     *ret_slave = TAKE_FD(slave);
+    return 0;
+}
+
+/* The host id of the container's id `id` in the init's uid_map or gid_map;
+ * -ERANGE when it is not mapped. */
+static int host_id(pid_t init_pid, const char *map, uint32_t id, uint32_t *ret)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)init_pid, map);
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    for (const char *line = buf; *line;) {
+        unsigned long inside, outside, count;
+        if (sscanf(line, "%lu %lu %lu", &inside, &outside, &count) == 3 && id >= inside &&
+            id - inside < count) {
+            *ret = (uint32_t)(outside + (id - inside));
+            return 0;
+        }
+        line = strchrnul(line, '\n');
+        line += *line == '\n';
+    }
+    return -ERANGE;
+}
+
+/* The process's ends of its stdio belong to its user, as runc makes them, so that
+ * it can reopen them (/dev/stdout is /proc/self/fd/1, whose permission check is
+ * the pipe's or the pty's own). A pty keeps its group (tty) and mode (0620). */
+static int own_stdio(const ShimSpec *spec, const int child[3])
+{
+    uint32_t uid, gid;
+    int r = host_id(spec->init_pid, "uid_map", spec->uid, &uid);
+    if (r >= 0)
+        r = host_id(spec->init_pid, "gid_map", spec->gid, &gid);
+    if (r == -ERANGE)
+        return 0; /* unmapped ids: the process fails to take them, with that error */
+    if (r < 0)
+        return r;
+    for (int i = 0; i < 3; i++)
+        if ((i == 0 || child[i] != child[i - 1]) &&
+            fchown(child[i], uid, spec->tty ? (gid_t)-1 : gid) < 0)
+            return -errno;
     return 0;
 }
 
@@ -422,7 +523,8 @@ static int report_error(const ShimSpec *spec, const Report *rep, ShimError *rete
     case STAGE_UID:
         return shim_error(reterr, rep->value, "Failed to set uid %u", (unsigned)spec->uid);
     case STAGE_DIR:
-        return shim_error(reterr, rep->value, "Failed to change to the working directory");
+        return shim_error(reterr, rep->value, "Failed to make or enter the working directory '%s'",
+                          spec->dir);
     case STAGE_STDIO:
         return shim_error(reterr, rep->value, "Failed to set up the process's stdio");
     case STAGE_EXEC:
@@ -471,7 +573,7 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
         goto out;
     if ((r = open_cgroups(spec, cgroup_fds, &cgroup2, reterr)) < 0)
         goto out;
-    if ((r = open_stdio(spec, child_stdio, &proc)) < 0) {
+    if ((r = open_stdio(spec, child_stdio, &proc)) < 0 || (r = own_stdio(spec, child_stdio)) < 0) {
         r = shim_error(reterr, r, "Failed to create the process's %s", spec->tty ? "pty" : "pipes");
         goto out;
     }

@@ -8,6 +8,8 @@
  * instead of an estimate of mkfs's overhead, keeps the kernel's own reserve for
  * metadata intact, and lets a resize inside the image be a single write. The rest
  * of the last group costs nothing: the file is sparse and ext4 never writes there.
+ * So a new image spans 8 GiB at least (fewer groups for small inode counts, see
+ * disk_ceiling_groups): any limit up to that ceiling is one reserve change away.
  *
  * Growing past the image needs EXT4_IOC_RESIZE_FS, which the kernel allows only
  * with CAP_SYS_RESOURCE; it is called on the mount directly, the same ioctl that
@@ -71,6 +73,10 @@
 /* Inodes alone may call for at most this many groups beyond the bytes' own
  * (sparse, but each adds bitmaps and descriptors, and mkfs time). */
 #define DISK_INODE_GROUPS_MAX 1024ULL
+
+/* A new image spans at least this many groups (see disk_ceiling_groups). */
+#define DISK_CEILING_GROUPS 64ULL
+#define DISK_CEILING_INODES_PER_GROUP 160ULL
 
 /* mke2fs's choice by size, applied to the limit: one inode per 4 KiB below
  * 512 MiB, one per 16 KiB above. */
@@ -174,6 +180,19 @@ static int plan_groups(uint64_t total, uint64_t inodes, uint64_t ipg, uint64_t m
         }
     }
     return -EINVAL;
+}
+
+/* The groups a new image spans at least: room to raise the byte limit up to
+ * DISK_CEILING_GROUPS groups (8 GiB) by the reserve alone, with no resize and so
+ * no CAP_SYS_RESOURCE. The file is sparse: what it costs is the groups' metadata
+ * (about 70 KiB a group), not their size. Fewer groups for a small inode count,
+ * since mkfs gives every group at least 16 inodes: at most 1 in 10 more than
+ * asked for. */
+static uint64_t disk_ceiling_groups(uint64_t inodes)
+{
+    uint64_t by_inodes = inodes / DISK_CEILING_INODES_PER_GROUP;
+    uint64_t g = by_inodes < DISK_CEILING_GROUPS ? by_inodes : DISK_CEILING_GROUPS;
+    return g ? g : 1;
 }
 
 static uint64_t default_inodes(uint64_t bytes)
@@ -510,7 +529,7 @@ int disk_attach(const char *dir, const DiskLimit *limit, uint32_t owner_uid)
     uint64_t total = div_ceil(limit->bytes, DISK_BLOCK_SIZE) + BASE_BLOCKS;
     uint64_t inodes = (limit->inodes ? limit->inodes : default_inodes(limit->bytes)) + BASE_INODES;
     uint64_t groups, ipg;
-    r = plan_groups(total, inodes, 0, 1, &groups, &ipg);
+    r = plan_groups(total, inodes, 0, disk_ceiling_groups(inodes), &groups, &ipg);
     if (r < 0)
         return r;
     if (groups > div_ceil(total, DISK_GROUP_BLOCKS) + DISK_INODE_GROUPS_MAX)

@@ -670,11 +670,12 @@ def cgroup_pids(group_dir: str) -> list[int]:
 
 
 def _is_container_init(pid: int) -> bool:
-    """cmdline is cloche-init, or (fallback) it is PID 1 of a child pid namespace."""
+    """cmdline is garden-init (cloche-init's name in a container), or (fallback) it
+    is PID 1 of a child pid namespace."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             argv0 = f.read().split(b"\0")[0].decode(errors="replace")
-        if os.path.basename(argv0) == "cloche-init":
+        if os.path.basename(argv0) in ("garden-init", "cloche-init"):
             return True
         with open(f"/proc/{pid}/status") as f:
             for line in f:

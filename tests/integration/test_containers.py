@@ -323,7 +323,7 @@ def test_hostname_is_the_handle_and_the_view_is_private(containers, payload):
     assert facts["uid"] == "0" and facts["euid"] == "0"
     # Own pid namespace: only init and this process are visible.
     assert int(facts["procs"]) <= 3, facts
-    assert exec_ok(d, handle, ["cat", "/proc/1/cmdline"]).split("\0")[0].endswith("cloche-init")
+    assert exec_ok(d, handle, ["cat", "/proc/1/cmdline"]).split("\0")[0] == "garden-init"
     # Own cgroup namespace: the container's group is the root of its view.
     assert all(c.endswith(":/") for c in cgroups), cgroups
     # /dev works, /sys is read-only, the name service files are there.

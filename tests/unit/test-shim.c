@@ -776,13 +776,27 @@ static void test_process_setup(void)
     output_free(&o);
     run_cleanup(run);
 
-    const char *nodir[] = {"path", "/bin/pwd", "dir", "/cloche-no-such-dir", NULL};
+    /* A missing working directory is created (mkdir -p, mode 0755), as guardian. */
+    char base[] = "/tmp/cloche-test-shim-dir-XXXXXX", missing[64], expect[80];
+    if (!mkdtemp(base))
+        abort();
+    snprintf(missing, sizeof(missing), "%s/a/b", base);
+    snprintf(expect, sizeof(expect), "%s\n", missing);
+    const char *nodir[] = {"path", "/bin/pwd", "dir", missing, NULL};
+    struct stat dst = {0};
     if (shim_start(run, nodir) && run_to_end(run, NULL, &o))
-        is_str(o.out, "/\n", "setup: a missing directory falls back to /");
+        is_str(o.out, expect, "setup: a missing directory is created");
     else
         ok(0, "setup: missing dir");
+    ok(stat(missing, &dst) == 0 && S_ISDIR(dst.st_mode) && (dst.st_mode & 07777) == 0755,
+       "setup: created with mode 0755");
     output_free(&o);
     run_cleanup(run);
+    snprintf(missing, sizeof(missing), "%s/a/b", base);
+    rmdir(missing);
+    snprintf(missing, sizeof(missing), "%s/a", base);
+    rmdir(missing);
+    rmdir(base);
 
     /* Searched in the spec's PATH; argv[0] is the name as given; percent-encoding. */
     const char *env[] = {"path", "sh",
