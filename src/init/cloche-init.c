@@ -3,11 +3,15 @@
  * container lives exactly as long as this process. */
 #include <errno.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 int main(void)
 {
+    /* Nothing in the container may ptrace PID 1 or read its memory (without
+     * CAP_SYS_PTRACE, a non-dumpable process is out of reach). */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, NULL);
