@@ -257,7 +257,8 @@ static void mask_proc(const ChildPlan *plan, int rootfd)
                                          "/proc/latency_stats", "/proc/timer_list",
                                          "/proc/timer_stats",   "/proc/sched_debug",
                                          "/proc/acpi",          "/proc/scsi",
-                                         "/sys/firmware",       "/sys/devices/virtual/powercap"};
+                                         "/sys/firmware",       "/sys/devices/virtual/powercap",
+                                         "/proc/asound"};
     for (size_t i = 0; i < ELEMENTSOF(masked); i++) {
         int fd = open_in_root(rootfd, masked[i], O_PATH);
         if (fd < 0)

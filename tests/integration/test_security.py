@@ -40,7 +40,7 @@ REFUSED_I386 = [
 ]
 MASKED = ["/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/sched_debug",
           "/proc/scsi", "/proc/timer_list", "/proc/timer_stats", "/proc/acpi",
-          "/sys/firmware", "/sys/devices/virtual/powercap"]
+          "/sys/firmware", "/sys/devices/virtual/powercap", "/proc/asound"]
 
 
 @pytest.fixture(scope="module")

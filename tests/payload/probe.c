@@ -301,7 +301,8 @@ static void masked(void)
                                         "/proc/latency_stats", "/proc/sched_debug",
                                         "/proc/scsi",          "/proc/timer_list",
                                         "/proc/timer_stats",   "/proc/acpi",
-                                        "/sys/firmware",       "/sys/devices/virtual/powercap"};
+                                        "/sys/firmware",       "/sys/devices/virtual/powercap",
+                                        "/proc/asound"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         DIR *d = opendir(paths[i]);
         if (d) {
