@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/openat2.h>
@@ -44,6 +45,7 @@ typedef struct ChildPlan {
     int hosts_fd;
     int resolv_fd;
     int *view_fds; /* per spec->cgroup_views[i]: a detached read-only tree */
+    int tun_fd;    /* the container's /dev/net/tun node (its own, mode 0666), or -1 */
     char overlay_opts[PATH_MAX + 128];
     /* Where the child attaches the lower trees the parent sends (a rootfs of
      * several ':'-joined directories is an image's layer stack, top first). */
@@ -227,9 +229,8 @@ static void setup_dev(const ChildPlan *plan, int rootfd)
     for (size_t i = 0; i < ELEMENTSOF(nodes); i++)
         bind_host_path(plan, rootfd, nodes[i][0], nodes[i][1], true);
     /* On the device allow-list; opening it needs no capability, using it does. */
-    int tun = open_tree(AT_FDCWD, "/dev/net/tun", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-    if (tun >= 0)
-        attach_tree_in_root(plan, rootfd, tun, "/dev/net/tun", false);
+    if (plan->tun_fd >= 0)
+        attach_tree_in_root(plan, rootfd, plan->tun_fd, "/dev/net/tun", false);
     mount_fs_in_root(plan, rootfd, "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
                      "newinstance,ptmxmode=0666,mode=0620,gid=5");
     mount_fs_in_root(plan, rootfd, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
@@ -557,7 +558,9 @@ static void plan_close(ChildPlan *plan)
         close(plan->hosts_fd);
     if (plan->resolv_fd >= 0)
         close(plan->resolv_fd);
-    plan->dir_fd = plan->hosts_fd = plan->resolv_fd = -1;
+    if (plan->tun_fd >= 0)
+        close(plan->tun_fd);
+    plan->dir_fd = plan->hosts_fd = plan->resolv_fd = plan->tun_fd = -1;
 }
 
 static void plan_freep(ChildPlan **plan)
@@ -571,7 +574,7 @@ static void plan_freep(ChildPlan **plan)
 /* Everything the child needs, made while allocation and logging are still fine. */
 static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, ApiError *reterr)
 {
-    plan->dir_fd = plan->hosts_fd = plan->resolv_fd = -1;
+    plan->dir_fd = plan->hosts_fd = plan->resolv_fd = plan->tun_fd = -1;
     plan->dir_fd = open(spec->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (plan->dir_fd < 0)
         return api_internal_error(reterr, -errno, "Failed to open the container's directory");
@@ -637,6 +640,12 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, ApiError *rete
         return api_internal_error(reterr, -ENOMEM, "Failed to prepare bind mounts");
     for (size_t i = 0; i < spec->n_binds; i++)
         plan->bind_fds[i] = -1;
+    /* A node of the container's own for /dev/net/tun, usable by its root
+     * whatever mode the host's has (an unprivileged container cannot mknod).
+     * Best effort: without it the container has no tun device. */
+    if ((mknodat(d, "tun", S_IFCHR | 0666, makedev(10, 200)) == 0 || errno == EEXIST) &&
+        fchmodat(d, "tun", 0666, 0) == 0)
+        (void)clone_host_tree(d, "tun", true, &plan->tun_fd);
     plan->view_fds = malloc((spec->n_cgroup_views + 1) * sizeof(int));
     if (!plan->view_fds)
         return api_internal_error(reterr, -ENOMEM, "Failed to prepare the cgroup view");

@@ -462,6 +462,11 @@ int security_profile_build(SecurityProfile *ret)
     r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
     if (r < 0)
         return r;
+    /* A binary tree of the syscall numbers instead of a linear list: every
+     * allowed call of the container pays a few comparisons, not hundreds. */
+    r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+    if (r < 0)
+        return r;
     r = add_rules(ctx);
     if (r < 0)
         return r;
