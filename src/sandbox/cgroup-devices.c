@@ -4,6 +4,7 @@
  * BPF_PROG_TYPE_CGROUP_DEVICE program attached to the container's v2 group.
  * The two programs (plain, privileged) are loaded once, at set-up. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -54,14 +55,22 @@ static void format_rule(const DeviceRule *d, char *buf, size_t size)
 static int set_v1(const Cgroup *cg, int idx, bool privileged)
 {
     int r = cgroup_group_write(cg, idx, "devices.deny", "a");
-    for (size_t i = 0; r >= 0 && i < ELEMENTSOF(rules); i++) {
+    if (r < 0)
+        return r;
+    /* One open for every line: the kernel takes one rule per write. */
+    _cleanup_close_ int fd = cgroup_group_open(cg, idx, "devices.allow", O_WRONLY);
+    if (fd < 0)
+        return fd;
+    for (size_t i = 0; i < ELEMENTSOF(rules); i++) {
         if (rules[i].privileged_only && !privileged)
             continue;
         char line[64];
         format_rule(&rules[i], line, sizeof(line));
-        r = cgroup_group_write(cg, idx, "devices.allow", line);
+        size_t len = strlen(line);
+        if (write(fd, line, len) != (ssize_t)len)
+            return -errno;
     }
-    return r;
+    return 0;
 }
 
 /* ---- v2 ---- */
