@@ -132,6 +132,9 @@ char **garden_cgroup_dirs(Garden *g, const char *handle)
         char path[4096];
         if (cgroup_system_path(g->cgroups, ctrls[i], handle, path, sizeof(path)) < 0)
             continue;
+        /* A container made before the device list had one has no devices group. */
+        if (ctrls[i] == CGROUP_CONTROLLER_DEVICES && access(path, F_OK) < 0)
+            continue;
         bool dup = false;
         for (size_t k = 0; k < n; k++)
             dup = dup || strcmp(dirs[k], path) == 0;
