@@ -3,7 +3,7 @@
 # when everything is present. Usage: scripts/deps.sh [build|test]
 set -euo pipefail
 
-build_pkgs=(gcc meson ninja-build pkg-config libmicrohttpd-dev libjson-c-dev libarchive-dev busybox-static libnl-3-dev libnl-route-3-dev libnftables-dev e2fsprogs libsystemd-dev libcurl4-openssl-dev libssl-dev)
+build_pkgs=(gcc meson ninja-build pkg-config libmicrohttpd-dev libjson-c-dev libarchive-dev busybox-static libnl-3-dev libnl-route-3-dev libnftables-dev libseccomp-dev e2fsprogs libsystemd-dev libcurl4-openssl-dev libssl-dev)
 test_pkgs=(python3 python3-pytest clang-format clang libclang-rt-14-dev iproute2 util-linux curl nftables
     systemd debhelper lintian debootstrap docker-registry skopeo umoci apache2-utils openssl)
 

@@ -9,8 +9,9 @@
 # this is a chosen subset; every kind the v2 backend must show is in it: create,
 # run, each limit (memory with the OOM event, cpu cap, pids, disk), live limit
 # changes, metrics, stop, destroy, restart (limits and the OOM watch kept), and the
-# leak checks (no cgroup left under the parent); and a few networking tests, so
-# the links and the nftables table are checked on this kernel as well.
+# leak checks (no cgroup left under the parent); a few networking tests, so
+# the links and the nftables table are checked on this kernel as well; and the
+# confinement (seccomp, the BPF device program, the cgroup view).
 set -euo pipefail
 
 build=$1
@@ -25,7 +26,7 @@ fi
 echo "test-v2vm: kernel $(uname -r), controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 
 # The guest's modules are loadable; nothing is built in there.
-for m in loop ext4 overlay veth bridge br_netfilter ifb sch_tbf sch_ingress cls_u32 act_mirred \
+for m in loop ext4 overlay tun veth bridge br_netfilter ifb sch_tbf sch_ingress cls_u32 act_mirred \
     nf_tables nft_chain_nat nft_nat nft_masq nft_ct nft_fib nft_fib_inet nft_fib_ipv4 \
     nft_reject_inet nft_log nf_conntrack; do
     modprobe "$m" 2>/dev/null || true
@@ -79,6 +80,12 @@ tests=(
     "tests/integration/test_concurrency.py::test_destroy_whose_teardown_fails_is_retried"
     "tests/integration/test_concurrency.py::test_crash_point[create.sandbox]"
     "tests/integration/test_concurrency.py::test_crash_point[destroy.killed]"
+    # confinement: the seccomp filter on this kernel, the BPF device program,
+    # the cgroup view of a pure v2 host
+    "tests/integration/test_security.py::test_unprivileged_root_is_refused_everything_outside_the_profile"
+    "tests/integration/test_security.py::test_devices_outside_the_list_cannot_be_opened"
+    "tests/integration/test_security.py::test_privileged_container_may_open_fuse"
+    "tests/integration/test_security.py::test_cgroup_view_shows_own_limits_only_and_is_read_only"
     # v2 only: delegation (systemd's Delegate=yes) and a group lacking a controller
     "tests/integration/test_cgroup_v2.py"
     # 6.1 cannot idmap tmpfs: an image there is imported into the depot

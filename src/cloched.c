@@ -58,6 +58,7 @@ typedef struct Options {
     Ipv4Net deny[64];
     size_t n_deny;
     bool allow_host_access;
+    bool no_new_privileges;
     unsigned metrics_interval;
     LogLevel log_level;
     LogFormat log_format;
@@ -135,6 +136,8 @@ static void usage(FILE *f)
             "  --deny-network CIDR       Containers may not reach this network unless a\n"
             "                            NetOut rule allows it (repeatable, at most 64)\n"
             "  --allow-host-access       Containers may reach the host's own services\n"
+            "  --no-new-privileges       Set no_new_privs for every process in every\n"
+            "                            container (setuid binaries stop working)\n"
             "  --network-tag TAG         Up to 2 of [a-z0-9]: names the links cl<TAG>... and\n"
             "                            the nftables table cloche<TAG> (default none)\n"
             "\n"
@@ -210,6 +213,7 @@ enum {
     OPT_DNS_SERVER,
     OPT_DENY_NETWORK,
     OPT_ALLOW_HOST_ACCESS,
+    OPT_NO_NEW_PRIVILEGES,
     OPT_NETWORK_TAG,
     OPT_METRICS_INTERVAL,
     OPT_CGROUP_DELEGATED,
@@ -251,6 +255,7 @@ static const struct option longopts[] = {
     {"dns-server", required_argument, NULL, OPT_DNS_SERVER},
     {"deny-network", required_argument, NULL, OPT_DENY_NETWORK},
     {"allow-host-access", no_argument, NULL, OPT_ALLOW_HOST_ACCESS},
+    {"no-new-privileges", no_argument, NULL, OPT_NO_NEW_PRIVILEGES},
     {"network-tag", required_argument, NULL, OPT_NETWORK_TAG},
     {"metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL},
     {"cgroup-delegated", no_argument, NULL, OPT_CGROUP_DELEGATED},
@@ -465,6 +470,9 @@ static int parse_options(int argc, char **argv, Options *o)
             break;
         case OPT_ALLOW_HOST_ACCESS:
             o->allow_host_access = true;
+            break;
+        case OPT_NO_NEW_PRIVILEGES:
+            o->no_new_privileges = true;
             break;
         case OPT_NETWORK_TAG:
             if (strlen(optarg) > 2 ||
@@ -710,6 +718,7 @@ int main(int argc, char **argv)
         .deny_networks = o.deny,
         .n_deny_networks = o.n_deny,
         .allow_host_access = o.allow_host_access,
+        .no_new_privileges = o.no_new_privileges,
         .metrics_interval_s = o.metrics_interval,
     };
     Garden *garden = NULL;

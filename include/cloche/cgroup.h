@@ -190,6 +190,24 @@ int cgroup_attach(const Cgroup *cgroup, pid_t pid, unsigned flags);
  * clone3(CLONE_INTO_CGROUP). The caller owns it. -ENOENT on pure v1. */
 int cgroup_open_v2_fd(const Cgroup *cgroup);
 
+/* Load the v2 device programs once (pure v2, or hybrid without a v1 devices
+ * hierarchy); a no-op otherwise. */
+int cgroup_devices_setup(CgroupSystem *system);
+/* The device allow-list (doc/security.md) on the group, before anything runs in
+ * it: v1 devices.deny/devices.allow, or the v2 program attached. privileged adds
+ * /dev/fuse. */
+int cgroup_set_devices(const Cgroup *cgroup, bool privileged);
+
+/* The group's directory in each hierarchy, and the name the container's
+ * read-only view at /sys/fs/cgroup shows it under ("" on pure v2: the view's
+ * root itself). */
+#define CGROUP_VIEW_MAX 8
+typedef struct CgroupViewDir {
+    char path[4096];
+    char name[64];
+} CgroupViewDir;
+int cgroup_view_dirs(const Cgroup *cgroup, CgroupViewDir *ret, size_t max, size_t *ret_n);
+
 /* Pids in the group (cgroup.procs of the CGROUP_CORE hierarchy), as a malloc'd array
  * (NULL when empty). At most 1 MiB of cgroup.procs is read (-EFBIG beyond). */
 int cgroup_list_pids(const Cgroup *cgroup, pid_t **ret_pids, size_t *ret_count);

@@ -55,6 +55,7 @@ typedef struct GardenConfig {
     bool allow_host_access;
     unsigned metrics_interval_s; /* the history sampler's period; 0 = 10 s */
     ImageStore *images;          /* docker:// and oci:// images (borrowed); NULL = none */
+    bool no_new_privileges;      /* --no-new-privileges: no_new_privs for every process */
 } GardenConfig;
 
 typedef struct Capacity {
@@ -126,6 +127,9 @@ typedef struct ContainerFilesTarget {
     char **cgroups; /* the container's cgroup directories (owned, NULL-terminated):
                        cloche-tar joins them, so its memory is the container's */
     ProcUser user;  /* the requesting user, looked up in the container */
+    /* Confinement: "<hex caps> <nnp>" and the seccomp filter file (NULL: none). */
+    char confine[32];
+    const char *seccomp_path; /* borrowed from the daemon */
 } ContainerFilesTarget;
 
 void container_files_target_done(ContainerFilesTarget *t);

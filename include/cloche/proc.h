@@ -3,6 +3,8 @@
  * include/cloche/shim-protocol.h). Knows nothing of HTTP or JSON. */
 #pragma once
 
+#include "cloche/confine.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +46,8 @@ typedef struct ProcLaunch {
     char *const *cgroups; /* NULL-terminated host cgroup directories */
     uint32_t ring;
     uint32_t linger;
+    const ConfinePlan *confine; /* NULL: no `confine` record */
+    const char *seccomp;        /* the filter file, or NULL */
 } ProcLaunch;
 
 /* Write dirfd/spec (atomically, not fsynced: it is read once, at once). */

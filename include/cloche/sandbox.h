@@ -1,6 +1,8 @@
 /* The kernel side of one container: its init cloned into new namespaces, with an
- * overlay root (image lower, per-container upper/work), /proc, /dev, /sys, bind
- * mounts, /etc/hosts and /etc/resolv.conf, pivoted into. Unprivileged containers
+ * overlay root (image lower, per-container upper/work), /proc (with the masked
+ * and read-only paths of doc/security.md), /dev, /sys, a read-only view of its
+ * own cgroups at /sys/fs/cgroup, bind mounts, /etc/hosts and /etc/resolv.conf,
+ * pivoted into. Unprivileged containers
  * get a user namespace mapping container ids 0..count-1 to host ids
  * uid_base..uid_base+count-1, and see the shared image lower through an idmapped
  * mount. The daemon is multi-threaded, so everything the child does between
@@ -11,6 +13,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cloche/cgroup.h"
+#include "cloche/confine.h"
 #include "cloche/error.h"
 
 #define SANDBOX_ID_COUNT 65536u /* ids per container by default */
@@ -53,6 +57,12 @@ typedef struct SandboxSpec {
     SandboxAttachFn prepare;
     void *prepare_userdata;
     int init_fd; /* executable fd of cloche-init (a sealed memfd) */
+    /* Capabilities, no_new_privs and seccomp filter of the init, applied last
+     * before its exec (borrowed; NULL: none). */
+    const ConfinePlan *confine;
+    /* The container's own groups, mounted read-only at /sys/fs/cgroup. */
+    const CgroupViewDir *cgroup_views;
+    size_t n_cgroup_views;
 } SandboxSpec;
 
 typedef struct SandboxInit {

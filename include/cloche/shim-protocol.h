@@ -47,6 +47,13 @@
  *   ring        bytes of unread output kept per stream while nobody is attached
  *   linger      seconds the shim stays after the exit while its output and status
  *               are undelivered (0 = exit as soon as the exit file is written)
+ *   confine     "<hex capabilities> <0|1>": the bounding set (and root's permitted,
+ *               effective and inheritable sets; another user's are emptied), and
+ *               whether no_new_privs is set (include/cloche/confine.h). Without
+ *               it the process keeps what its ids give it
+ *   seccomp     absolute path of the compiled seccomp filter (struct sock_filter
+ *               records), read once when the shim starts and installed with the
+ *               `confine` record, before the change to uid/gid
  *
  * ## Namespaces and cgroups
  * The process joins the init's user (if different from the shim's), mount, pid,

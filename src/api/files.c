@@ -80,7 +80,12 @@ static int helper_start(const ContainerFilesTarget *t, const ProcUser *u, const 
         argv[argc++] = *cg;
     argv[argc] = NULL;
     /* Not the daemon's environment: nothing of it belongs in a container. */
-    char *envp[] = {(char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    char confine[64], seccomp[PATH_MAX + 32] = "";
+    snprintf(confine, sizeof(confine), "CLOCHE_CONFINE=%s", t->confine);
+    if (t->seccomp_path)
+        snprintf(seccomp, sizeof(seccomp), "CLOCHE_SECCOMP=%s", t->seccomp_path);
+    char *envp[] = {(char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", confine,
+                    seccomp[0] ? seccomp : NULL, NULL};
 
     int data[2], err[2];
     if (pipe2(data, O_CLOEXEC) < 0)

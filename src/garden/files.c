@@ -1,6 +1,7 @@
 /* What StreamIn and StreamOut need from the model: the container's init, whose
  * namespaces cloche-tar enters, and where cloche-tar is. */
 #include <pthread.h>
+#include <stdio.h>
 
 #include "garden-internal.h"
 
@@ -34,7 +35,11 @@ int container_files_target(Garden *g, Container *c, const char *user, ContainerF
                                   .init_pid = init_pid,
                                   .init_start = init_start,
                                   .cgroups = cgroups,
-                                  .user = u};
+                                  .user = u,
+                                  .seccomp_path = garden_seccomp_path(g, c->rec.spec.privileged)};
+    const ConfinePlan *plan = garden_confine_plan(g, c->rec.spec.privileged);
+    snprintf(ret->confine, sizeof(ret->confine), "%llx %d", (unsigned long long)plan->caps,
+             plan->no_new_privs ? 1 : 0);
     return 0;
 }
 

@@ -16,6 +16,7 @@
 #include "cloche/hashmap.h"
 #include "cloche/history.h"
 #include "cloche/sandbox.h"
+#include "cloche/security.h"
 
 /* A container's phase in memory (state.c); the depot keeps ContainerState. */
 typedef enum ContainerPhase {
@@ -84,6 +85,12 @@ struct Garden {
     CgroupSystem *cgroups;
     IdPool *ids;
     int init_fd;
+
+    /* Confinement (security.c): the compiled filter, its file for the helpers,
+     * and the plan of unprivileged [0] and privileged [1] containers. */
+    SecurityProfile security;
+    char *seccomp_path;
+    ConfinePlan confine[2];
 
     /* Networking (network.c); absent when the kernel side is. */
     bool net_ready;
@@ -169,6 +176,13 @@ int garden_kernel_teardown(Garden *g, Container *c);
 /* Tear down what a record describes, for records that are not restored. */
 void garden_kernel_cleanup_record(Garden *g, const ContainerRecord *rec);
 void container_free_kernel(Container *c);
+
+/* security.c */
+int garden_security_setup(Garden *g);
+void garden_security_free(Garden *g);
+const ConfinePlan *garden_confine_plan(const Garden *g, bool privileged);
+/* The filter file for cloche-shim and cloche-tar; NULL for privileged containers. */
+const char *garden_seccomp_path(const Garden *g, bool privileged);
 
 /* network.c */
 /* rootfs.c: the image an unprivileged container's idmapped lower is made from:

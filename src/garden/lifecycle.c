@@ -90,6 +90,9 @@ int garden_kernel_setup(Garden *g)
     r = sandbox_load_executable(g->cfg.init_path, &g->init_fd);
     if (r < 0)
         return log_error_errno(r, "Failed to load cloche-init from %s: %m", g->cfg.init_path);
+    r = garden_security_setup(g);
+    if (r < 0)
+        return r;
     r = garden_oom_setup(g);
     if (r < 0)
         return r;
@@ -100,6 +103,7 @@ void garden_kernel_free(Garden *g)
 {
     garden_oom_free(g);
     garden_net_free(g);
+    garden_security_free(g);
     if (g->cgroups)
         g->cgroups = cgroup_system_free(g->cgroups);
     idpool_free(g->ids);
@@ -496,9 +500,17 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     pthread_mutex_unlock(&c->lock);
     if ((r = create_step(c, "create.cgroup", reterr)) < 0)
         return r;
+    r = cgroup_set_devices(cg, spec->privileged);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to set the container's device allow-list");
     r = garden_apply_cgroup_limits(c, &spec->limits, reterr);
     if (r < 0)
         return r;
+    _cleanup_free_ CgroupViewDir *views = calloc(CGROUP_VIEW_MAX, sizeof(CgroupViewDir));
+    size_t n_views = 0;
+    r = views ? cgroup_view_dirs(cg, views, CGROUP_VIEW_MAX, &n_views) : -ENOMEM;
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to prepare the container's cgroup view");
 
     _cleanup_free_ SandboxBind *binds = calloc(spec->n_bind_mounts + 1, sizeof(SandboxBind));
     if (!binds)
@@ -531,6 +543,9 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
         .prepare = g->net_ready ? prepare_network : NULL,
         .prepare_userdata = &nctx,
         .init_fd = g->init_fd,
+        .confine = garden_confine_plan(g, spec->privileged),
+        .cgroup_views = views,
+        .n_cgroup_views = n_views,
     };
     SandboxInit init;
     int64_t t2 = grace_now();

@@ -147,14 +147,20 @@ static char **build_env(const ContainerSpec *cs, const ProcessSpec *ps, const Pr
 /* Host cgroup directories of the container (every hierarchy, no duplicates). */
 char **garden_cgroup_dirs(Garden *g, const char *handle)
 {
-    static const CgroupController ctrls[] = {CGROUP_CORE, CGROUP_CONTROLLER_MEMORY,
-                                             CGROUP_CONTROLLER_CPU, CGROUP_CONTROLLER_CPUACCT,
-                                             CGROUP_CONTROLLER_PIDS};
+    static const CgroupController ctrls[] = {CGROUP_CORE,
+                                             CGROUP_CONTROLLER_MEMORY,
+                                             CGROUP_CONTROLLER_CPU,
+                                             CGROUP_CONTROLLER_CPUACCT,
+                                             CGROUP_CONTROLLER_PIDS,
+                                             CGROUP_CONTROLLER_DEVICES};
     char **dirs = calloc(ELEMENTSOF(ctrls) + 1, sizeof(char *));
     size_t n = 0;
     for (size_t i = 0; dirs && i < ELEMENTSOF(ctrls); i++) {
         char path[4096];
         if (cgroup_system_path(g->cgroups, ctrls[i], handle, path, sizeof(path)) < 0)
+            continue;
+        /* A container made before the device list had one has no devices group. */
+        if (ctrls[i] == CGROUP_CONTROLLER_DEVICES && access(path, F_OK) < 0)
             continue;
         bool dup = false;
         for (size_t k = 0; k < n; k++)
@@ -262,6 +268,8 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         .init_start = init_start,
         .cgroups = cgroups,
         .linger = DEFAULT_LINGER,
+        .confine = garden_confine_plan(g, c->rec.spec.privileged),
+        .seccomp = garden_seccomp_path(g, c->rec.spec.privileged),
     };
     r = proc_write_spec(dirfd, &launch);
     if (r < 0) {

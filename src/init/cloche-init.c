@@ -12,6 +12,9 @@ int main(void)
     /* Run from a memfd, whose name would be our comm ("memfd:cloche-in"):
      * Garden's clients look for PID 1 by guardian's name. */
     prctl(PR_SET_NAME, "garden-init", 0, 0, 0);
+    /* Nothing in the container may ptrace PID 1 or read its memory (without
+     * CAP_SYS_PTRACE, a non-dumpable process is out of reach). */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, NULL);

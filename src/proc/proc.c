@@ -227,6 +227,11 @@ int proc_write_spec(int dirfd, const ProcLaunch *l)
         spec_add(f, "cgroup", *c);
     spec_addf(f, "ring", "%u", l->ring ? l->ring : SHIM_DEFAULT_RING);
     spec_addf(f, "linger", "%u", l->linger);
+    if (l->confine)
+        spec_addf(f, "confine", "%llx %d", (unsigned long long)l->confine->caps,
+                  l->confine->no_new_privs ? 1 : 0);
+    if (l->seccomp)
+        spec_add(f, "seccomp", l->seccomp);
     bool bad = ferror(f);
     fclose(f);
     if (bad) {

@@ -8,7 +8,7 @@
 
 #include "cloche/cgroup.h"
 
-/* v1 memory, cpu(+cpuacct), cpuacct, pids, freezer, and v2: at most 6 in use. */
+/* v1 memory, cpu(+cpuacct), cpuacct, pids, freezer, devices, and v2: at most 7 in use. */
 #define HIERARCHY_MAX 8
 #define GROUP_NAME_MAX 200
 #define PARENT_MAX 512
@@ -34,11 +34,12 @@ struct CgroupSystem {
     int index[_CGROUP_CONTROLLER_MAX + 1]; /* hierarchy serving each controller, CORE last */
     int v2_index;                          /* -1: no v2 hierarchy */
     int freezer_index;                     /* v1 freezer (pure v1 only), -1: none */
-    bool plain_files; /* a fake tree of plain files: writes create missing files */
-    bool memsw;       /* v1 memory.memsw.limit_in_bytes exists (swap accounting) */
-    bool has_kill;    /* v2 cgroup.kill */
-    bool has_events;  /* v2 cgroup.events, pollable */
-    bool has_freeze;  /* v2 cgroup.freeze */
+    bool plain_files;    /* a fake tree of plain files: writes create missing files */
+    bool memsw;          /* v1 memory.memsw.limit_in_bytes exists (swap accounting) */
+    bool has_kill;       /* v2 cgroup.kill */
+    bool has_events;     /* v2 cgroup.events, pollable */
+    bool has_freeze;     /* v2 cgroup.freeze */
+    int device_progs[2]; /* v2 device programs (plain, privileged), -1: none */
 };
 
 struct Cgroup {

@@ -79,6 +79,8 @@ CgroupSystem *cgroup_system_free(CgroupSystem *s)
 {
     if (!s)
         return NULL;
+    for (int i = 0; i < 2; i++)
+        closep(&s->device_progs[i]);
     for (size_t i = 0; i < s->n_hierarchies; i++) {
         closep(&s->hierarchies[i].up_fd);
         closep(&s->hierarchies[i].parent_fd);
@@ -198,6 +200,14 @@ static int setup_all(CgroupSystem *s, const CgroupMounts *m, const char **ret_mi
             s->index[c] = idx;
         }
         s->index[CGROUP_CORE] = s->index[CGROUP_CONTROLLER_MEMORY];
+        /* The device allow-list, where the host has the v1 controller. */
+        if (m->v1[CGROUP_CONTROLLER_DEVICES]) {
+            int idx = add_hierarchy(s, m->v1[CGROUP_CONTROLLER_DEVICES],
+                                    CGROUP_CONTROLLER_BIT(CGROUP_CONTROLLER_DEVICES), false);
+            if (idx < 0)
+                return idx;
+            s->index[CGROUP_CONTROLLER_DEVICES] = idx;
+        }
         /* Only pure v1 needs the freezer: to kill without cgroup.kill. */
         if (m->layout == CGROUP_LAYOUT_V1 && m->v1[CGROUP_CONTROLLER_FREEZER]) {
             int idx = add_hierarchy(s, m->v1[CGROUP_CONTROLLER_FREEZER],
@@ -266,6 +276,7 @@ int cgroup_system_setup(const CgroupMounts *mounts, const char *parent, CgroupSy
     _cleanup_cgroup_system_ CgroupSystem *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
+    s->device_progs[0] = s->device_progs[1] = -EBADF;
     s->layout = mounts->layout;
     s->v2_index = s->freezer_index = -1;
     for (size_t i = 0; i < ELEMENTSOF(s->index); i++)

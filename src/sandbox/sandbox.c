@@ -44,6 +44,8 @@ typedef struct ChildPlan {
     int *bind_fds; /* per spec->binds[i]: a detached tree for host paths, else -1 */
     int hosts_fd;
     int resolv_fd;
+    int *view_fds; /* per spec->cgroup_views[i]: a detached read-only tree */
+    int tun_fd;    /* the container's /dev/net/tun node (its own, mode 0666), or -1 */
     char overlay_opts[PATH_MAX + 128];
     /* Where the child attaches the lower trees the parent sends (a rootfs of
      * several ':'-joined directories is an image's layer stack, top first). */
@@ -226,6 +228,9 @@ static void setup_dev(const ChildPlan *plan, int rootfd)
         {"/dev/urandom", "/dev/urandom"}, {"/dev/tty", "/dev/tty"}};
     for (size_t i = 0; i < ELEMENTSOF(nodes); i++)
         bind_host_path(plan, rootfd, nodes[i][0], nodes[i][1], true);
+    /* On the device allow-list; opening it needs no capability, using it does. */
+    if (plan->tun_fd >= 0)
+        attach_tree_in_root(plan, rootfd, plan->tun_fd, "/dev/net/tun", false);
     mount_fs_in_root(plan, rootfd, "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
                      "newinstance,ptmxmode=0666,mode=0620,gid=5");
     mount_fs_in_root(plan, rootfd, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
@@ -250,12 +255,16 @@ static void setup_dev(const ChildPlan *plan, int rootfd)
     close(dev);
 }
 
-/* Privileged containers run as host root: hide what runc hides. */
+/* Every container: hide what runc hides (a user namespace does not make
+ * /proc/timer_list or /sys/firmware any less revealing). */
 static void mask_proc(const ChildPlan *plan, int rootfd)
 {
-    static const char *const masked[] = {
-        "/proc/kcore",       "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-        "/proc/sched_debug", "/proc/acpi", "/proc/scsi",          "/sys/firmware"};
+    static const char *const masked[] = {"/proc/kcore",         "/proc/keys",
+                                         "/proc/latency_stats", "/proc/timer_list",
+                                         "/proc/timer_stats",   "/proc/sched_debug",
+                                         "/proc/acpi",          "/proc/scsi",
+                                         "/sys/firmware",       "/sys/devices/virtual/powercap",
+                                         "/proc/asound"};
     for (size_t i = 0; i < ELEMENTSOF(masked); i++) {
         int fd = open_in_root(rootfd, masked[i], O_PATH);
         if (fd < 0)
@@ -287,6 +296,54 @@ static void mask_proc(const ChildPlan *plan, int rootfd)
         close(t);
         close(fd);
     }
+}
+
+/* The container's own groups, read-only at /sys/fs/cgroup: on pure v2 the group
+ * is the view's root; otherwise a read-only tmpfs holds one directory per
+ * hierarchy, as on the host. Nothing above the container's groups shows. */
+static void setup_cgroup_view(const ChildPlan *plan, int rootfd)
+{
+    const SandboxSpec *spec = plan->spec;
+    if (spec->n_cgroup_views == 1 && !spec->cgroup_views[0].name[0]) {
+        attach_tree_in_root(plan, rootfd, plan->view_fds[0], "/sys/fs/cgroup", false);
+        plan->view_fds[0] = -1;
+        return;
+    }
+    if (!spec->n_cgroup_views)
+        return;
+    mount_fs_in_root(plan, rootfd, "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     "mode=755,size=64k");
+    char path[96];
+    for (size_t i = 0; i < spec->n_cgroup_views; i++) {
+        path[0] = '\0';
+        safe_append(path, sizeof(path), "/sys/fs/cgroup/");
+        safe_append(path, sizeof(path), spec->cgroup_views[i].name);
+        attach_tree_in_root(plan, rootfd, plan->view_fds[i], path, false);
+        plan->view_fds[i] = -1;
+    }
+    int fd = open_in_root(rootfd, "/sys/fs/cgroup", O_PATH | O_DIRECTORY);
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+    if (fd < 0 || mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+        child_fail(plan, fd < 0 ? -fd : errno, "Failed to make read-only:", "/sys/fs/cgroup");
+    close(fd);
+}
+
+/* Capabilities and the seccomp filter, last before the exec (which the filter
+ * allows). The filter goes in while init still holds CAP_SYS_ADMIN. */
+static void confine_init(const ChildPlan *plan)
+{
+    const ConfinePlan *c = plan->spec->confine;
+    if (!c)
+        return;
+    int r = confine_drop_bounding(c);
+    if (r < 0)
+        child_fail(plan, -r, "Failed to drop capabilities", NULL);
+    r = confine_load_filter(c);
+    if (r < 0)
+        child_fail(plan, -r, "Failed to install the seccomp filter", NULL);
+    r = confine_set_caps(c, true);
+    if (r < 0)
+        child_fail(plan, -r, "Failed to set capabilities", NULL);
 }
 
 static _Noreturn void child_main(const ChildPlan *plan)
@@ -360,10 +417,10 @@ static _Noreturn void child_main(const ChildPlan *plan)
     setup_dev(plan, rootfd);
     mount_fs_in_root(plan, rootfd, "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                      NULL);
+    setup_cgroup_view(plan, rootfd);
     attach_tree_in_root(plan, rootfd, plan->hosts_fd, "/etc/hosts", false);
     attach_tree_in_root(plan, rootfd, plan->resolv_fd, "/etc/resolv.conf", false);
-    if (spec->privileged)
-        mask_proc(plan, rootfd);
+    mask_proc(plan, rootfd);
 
     if (fchdir(rootfd) < 0)
         child_fail(plan, errno, "Failed to enter the root file system", NULL);
@@ -383,6 +440,7 @@ static _Noreturn void child_main(const ChildPlan *plan)
 
     char *const argv[] = {(char *)"garden-init", NULL}; /* guardian's name: clients look for it */
     char *const envp[] = {NULL};
+    confine_init(plan);
     syscall(SYS_execveat, spec->init_fd, "", argv, envp, AT_EMPTY_PATH);
     child_fail(plan, errno, "Failed to execute cloche-init", NULL);
 }
@@ -497,13 +555,21 @@ static void plan_close(ChildPlan *plan)
                 close(plan->bind_fds[i]);
     free(plan->bind_fds);
     plan->bind_fds = NULL;
+    if (plan->view_fds)
+        for (size_t i = 0; i < plan->spec->n_cgroup_views; i++)
+            if (plan->view_fds[i] >= 0)
+                close(plan->view_fds[i]);
+    free(plan->view_fds);
+    plan->view_fds = NULL;
     if (plan->dir_fd >= 0)
         close(plan->dir_fd);
     if (plan->hosts_fd >= 0)
         close(plan->hosts_fd);
     if (plan->resolv_fd >= 0)
         close(plan->resolv_fd);
-    plan->dir_fd = plan->hosts_fd = plan->resolv_fd = -1;
+    if (plan->tun_fd >= 0)
+        close(plan->tun_fd);
+    plan->dir_fd = plan->hosts_fd = plan->resolv_fd = plan->tun_fd = -1;
 }
 
 static void plan_freep(ChildPlan **plan)
@@ -517,7 +583,7 @@ static void plan_freep(ChildPlan **plan)
 /* Everything the child needs, made while allocation and logging are still fine. */
 static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, ApiError *reterr)
 {
-    plan->dir_fd = plan->hosts_fd = plan->resolv_fd = -1;
+    plan->dir_fd = plan->hosts_fd = plan->resolv_fd = plan->tun_fd = -1;
     plan->dir_fd = open(spec->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (plan->dir_fd < 0)
         return api_internal_error(reterr, -errno, "Failed to open the container's directory");
@@ -583,6 +649,23 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, ApiError *rete
         return api_internal_error(reterr, -ENOMEM, "Failed to prepare bind mounts");
     for (size_t i = 0; i < spec->n_binds; i++)
         plan->bind_fds[i] = -1;
+    /* A node of the container's own for /dev/net/tun, usable by its root
+     * whatever mode the host's has (an unprivileged container cannot mknod).
+     * Best effort: without it the container has no tun device. */
+    if ((mknodat(d, "tun", S_IFCHR | 0666, makedev(10, 200)) == 0 || errno == EEXIST) &&
+        fchmodat(d, "tun", 0666, 0) == 0)
+        (void)clone_host_tree(d, "tun", true, &plan->tun_fd);
+    plan->view_fds = malloc((spec->n_cgroup_views + 1) * sizeof(int));
+    if (!plan->view_fds)
+        return api_internal_error(reterr, -ENOMEM, "Failed to prepare the cgroup view");
+    for (size_t i = 0; i < spec->n_cgroup_views; i++)
+        plan->view_fds[i] = -1;
+    for (size_t i = 0; i < spec->n_cgroup_views; i++) {
+        r = clone_host_tree(AT_FDCWD, spec->cgroup_views[i].path, false, &plan->view_fds[i]);
+        if (r < 0)
+            return api_internal_error(reterr, r, "Failed to open the cgroup '%s'",
+                                      spec->cgroup_views[i].path);
+    }
     for (size_t i = 0; i < spec->n_binds; i++) {
         if (spec->binds[i].from_container)
             continue;

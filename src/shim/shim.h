@@ -1,8 +1,9 @@
 /* cloche-shim internals: the per-process monitor of include/cloche/shim-protocol.h.
  *
  * The shim is a small static program, single-threaded and event driven. It links
- * neither the core library nor json-c and includes only libc and the protocol
- * header, so these few helpers stand in for util/cleanup.h.
+ * neither the core library nor json-c and includes only libc, the protocol
+ * header and confine.h (compiled in), so these few helpers stand in for
+ * util/cleanup.h.
  *
  * Functions return 0 (or a documented non-negative value) or a negative errno;
  * those that prepare the start line fill a ShimError with what failed. */
@@ -16,6 +17,8 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include "cloche/confine.h"
 
 #define SHIM_SPEC_MAX (16u << 20)    /* bytes of DIR/spec */
 #define SHIM_RING_LIMIT (256u << 20) /* largest `ring` accepted */
@@ -99,6 +102,12 @@ typedef struct ShimSpec {
     size_t n_cgroups;
     size_t ring;
     unsigned linger;
+    /* Capabilities, no_new_privs and seccomp (`confine`, `seccomp`); without a
+     * `confine` record the process keeps what the ids give it. */
+    bool confined;
+    ConfinePlan confine; /* .filter points at `filter` when a seccomp file was named */
+    const char *seccomp_path;
+    struct sock_fprog filter; /* owned */
 } ShimSpec;
 
 /* Read and validate dirfd/spec into *ret (release with shim_spec_clear). */

@@ -124,6 +124,7 @@ void shim_spec_clear(ShimSpec *spec)
     free(spec->groups);
     free(spec->rlimits);
     free(spec->cgroups);
+    confine_filter_free(&spec->filter);
     *spec = (ShimSpec){0};
 }
 
@@ -228,6 +229,18 @@ static int spec_apply(ShimSpec *s, size_t *n_argv, size_t *n_envp, bool *have_in
             return shim_error(reterr, EINVAL, "Invalid spec: linger '%s' (at most %u)", value,
                               SHIM_LINGER_LIMIT);
         s->linger = (unsigned)v;
+        return 0;
+    }
+    if (strcmp(key, "confine") == 0) {
+        if (confine_parse(value, &s->confine) < 0)
+            return shim_error(reterr, EINVAL, "Invalid spec: confine '%s'", value);
+        s->confined = true;
+        return 0;
+    }
+    if (strcmp(key, "seccomp") == 0) {
+        if (value[0] != '/')
+            return shim_error(reterr, EINVAL, "Invalid spec: seccomp '%s' is not absolute", value);
+        s->seccomp_path = value;
         return 0;
     }
     /* The daemon and the shim ship together: an unknown key is a bug, not news. */
@@ -336,5 +349,15 @@ int shim_spec_load(int dirfd, ShimSpec *ret, ShimError *reterr)
     if (r < 0)
         return r;
     TAKE_PTR(text);
+    /* The filter is read once, here: a restarted service gets the same. */
+    if (ret->seccomp_path) {
+        r = confine_filter_load(ret->seccomp_path, &ret->filter);
+        if (r < 0) {
+            shim_error(reterr, r, "Failed to read the seccomp filter '%s'", ret->seccomp_path);
+            shim_spec_clear(ret);
+            return r;
+        }
+        ret->confine.filter = &ret->filter;
+    }
     return 0;
 }

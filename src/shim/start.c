@@ -41,6 +41,8 @@ typedef enum Stage {
     STAGE_TTY,
     STAGE_RLIMIT,
     STAGE_GROUPS,
+    STAGE_CAPS,
+    STAGE_SECCOMP,
     STAGE_GID,
     STAGE_UID,
     STAGE_DIR,
@@ -212,11 +214,24 @@ static _Noreturn void process_main(const StartPlan *p)
         child_fail(p, STAGE_DIR, dir_err, 0);
     if (syscall(SYS_setgroups, spec->n_groups, spec->groups) < 0)
         child_fail(p, STAGE_GROUPS, errno, 0);
+    /* The bounding set and the filter while this is root with every capability
+     * (installing a filter without no_new_privs needs CAP_SYS_ADMIN); the filter
+     * allows the id changes and the exec that follow. */
+    int r;
+    if (spec->confined && (r = confine_drop_bounding(&spec->confine)) < 0)
+        child_fail(p, STAGE_CAPS, -r, 0);
+    if (spec->confined && (r = confine_load_filter(&spec->confine)) < 0)
+        child_fail(p, STAGE_SECCOMP, -r, 0);
     if (syscall(SYS_setresgid, spec->gid, spec->gid, spec->gid) < 0)
         child_fail(p, STAGE_GID, errno, 0);
     if (syscall(SYS_setresuid, spec->uid, spec->uid, spec->uid) < 0)
         child_fail(p, STAGE_UID, errno, 0);
-    if (spec->uid != 0) {
+    if (spec->confined) {
+        /* root: the container's set; anyone else: nothing (the kernel cleared
+         * permitted and effective at the change of ids; this makes sure). */
+        if ((r = confine_set_caps(&spec->confine, spec->uid == 0)) < 0)
+            child_fail(p, STAGE_CAPS, -r, 0);
+    } else if (spec->uid != 0) {
         /* Belt and braces: nothing survives into an ordinary user's process. */
         struct __user_cap_header_struct head = {.version = _LINUX_CAPABILITY_VERSION_3};
         struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {{0}};
@@ -518,6 +533,10 @@ static int report_error(const ShimSpec *spec, const Report *rep, ShimError *rete
         return shim_error(reterr, rep->value, "Failed to set rlimit %d", rep->arg);
     case STAGE_GROUPS:
         return shim_error(reterr, rep->value, "Failed to set the supplementary groups");
+    case STAGE_CAPS:
+        return shim_error(reterr, rep->value, "Failed to set the process's capabilities");
+    case STAGE_SECCOMP:
+        return shim_error(reterr, rep->value, "Failed to install the seccomp filter");
     case STAGE_GID:
         return shim_error(reterr, rep->value, "Failed to set gid %u", (unsigned)spec->gid);
     case STAGE_UID:

@@ -47,6 +47,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cloche/confine.h"
+
 #define IO_BUFFER (1u << 20)
 #define GROUPS_MAX 64
 #define MESSAGES_MAX 100 /* per run: an archive of a million bad entries is not a log flood */
@@ -183,6 +185,9 @@ typedef struct Target {
     gid_t groups[GROUPS_MAX];
     size_t n_groups;
     const char *home;
+    bool confined; /* CLOCHE_CONFINE was given */
+    ConfinePlan confine;
+    struct sock_fprog filter;
 } Target;
 
 /* A non-root user keeps no capability (the kernel clears them on the change of
@@ -215,10 +220,19 @@ static int enter_container(const Target *t)
      * namespace, and only a change away from its root clears the capabilities. */
     if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
         return fail("Failed to become the container's root: %s", strerror(errno));
-    if (syscall(SYS_setgroups, t->n_groups, t->groups) < 0 ||
-        setresgid(t->gid, t->gid, t->gid) < 0 || setresuid(t->uid, t->uid, t->uid) < 0)
+    if (syscall(SYS_setgroups, t->n_groups, t->groups) < 0)
+        return fail("Failed to set the groups of user %u: %s", (unsigned)t->uid, strerror(errno));
+    /* The container's bounding set and seccomp filter while still its root with
+     * every capability (a filter without no_new_privs needs CAP_SYS_ADMIN). */
+    int r = 0;
+    if (t->confined && ((r = confine_drop_bounding(&t->confine)) < 0 ||
+                        (r = confine_load_filter(&t->confine)) < 0))
+        return fail("Failed to confine the helper: %s", strerror(-r));
+    if (setresgid(t->gid, t->gid, t->gid) < 0 || setresuid(t->uid, t->uid, t->uid) < 0)
         return fail("Failed to become user %u:%u: %s", (unsigned)t->uid, (unsigned)t->gid,
                     strerror(errno));
+    if (t->confined && (r = confine_set_caps(&t->confine, t->uid == 0)) < 0)
+        return fail("Failed to set capabilities: %s", strerror(-r));
     if (t->uid != 0 && drop_capabilities() < 0)
         return fail("Failed to drop capabilities: %s", strerror(errno));
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
@@ -702,6 +716,20 @@ int main(int argc, char **argv)
      * writes them as they are, needing no conversion (the host's C.UTF-8;
      * without it, non-ASCII names are marked binary one by one). */
     (void)setlocale(LC_CTYPE, "C.UTF-8");
+    /* The container's confinement (include/cloche/confine.h), from the daemon. */
+    const char *confine = getenv("CLOCHE_CONFINE");
+    const char *seccomp = getenv("CLOCHE_SECCOMP");
+    if (confine) {
+        if (confine_parse(confine, &t.confine) < 0)
+            return fail("Invalid CLOCHE_CONFINE '%s'", confine);
+        t.confined = true;
+    }
+    if (seccomp) {
+        int r = confine_filter_load(seccomp, &t.filter);
+        if (r < 0)
+            return fail("Failed to read the seccomp filter '%s': %s", seccomp, strerror(-r));
+        t.confine.filter = &t.filter;
+    }
 
     /* Nothing of the daemon's but stdio comes along, and nothing in the
      * container may ptrace us while we hold them. */

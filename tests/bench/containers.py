@@ -55,10 +55,13 @@ def stats(xs):
 def bench_cloche(build, rootfs, n, tmp):
     sock = os.path.join(tmp, "cloche.sock")
     parent = f"cloche-bench-{os.getpid()}"
-    log = open(os.path.join(tmp, "cloched.log"), "w")
+    # CLOCHE_BENCH_LOG=PATH keeps a debug log (each create's steps timed) there.
+    keep = os.environ.get("CLOCHE_BENCH_LOG")
+    log = open(keep or os.path.join(tmp, "cloched.log"), "w")
     daemon = subprocess.Popen([os.path.join(build, "cloched"), "--bind-socket", sock,
                                "--depot", os.path.join(tmp, "depot"), "--cgroup-parent", parent,
-                               "--default-rootfs", rootfs, "--log-level", "warn"], stderr=log)
+                               "--default-rootfs", rootfs,
+                               "--log-level", "debug" if keep else "warn"], stderr=log)
     try:
         for _ in range(100):
             if os.path.exists(sock):

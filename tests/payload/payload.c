@@ -34,6 +34,7 @@
  *                        the number of bytes read, exit 0
  *   blast IP PORT BYTES  connect over TCP, send BYTES (suffix K, M or G), shut the
  *                        write side down and wait for the peer to close; exit 0
+ *   probe                try what a confined container must not do (probe.c)
  *
  * Usage errors exit 2. */
 #include <ctype.h>
@@ -54,6 +55,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "probe.h"
 
 #define MIB (1024UL * 1024UL)
 
@@ -530,7 +533,7 @@ static const struct command commands[] = {
     {"memhog", cmd_memhog}, {"forkbomb", cmd_forkbomb}, {"pidinfo", cmd_pidinfo},
     {"write", cmd_write},   {"read", cmd_read},         {"spin", cmd_spin},
     {"serve", cmd_serve},   {"connect", cmd_connect},   {"sink", cmd_sink},
-    {"blast", cmd_blast},
+    {"blast", cmd_blast},   {"probe", cmd_probe},
 };
 
 static const struct command *find(const char *name)

@@ -181,13 +181,13 @@ static void test_hybrid(void)
     ok(exists(root, "sys/fs/cgroup/memory/" PARENT) && exists(root, "sys/fs/cgroup/cpu/" PARENT) &&
            exists(root, "sys/fs/cgroup/cpuacct/" PARENT) &&
            exists(root, "sys/fs/cgroup/pids/" PARENT) &&
-           exists(root, "sys/fs/cgroup/unified/" PARENT),
-       "hybrid: parent made in memory, cpu, cpuacct, pids and unified");
+           exists(root, "sys/fs/cgroup/unified/" PARENT) &&
+           exists(root, "sys/fs/cgroup/devices/" PARENT),
+       "hybrid: parent made in memory, cpu, cpuacct, pids, devices and unified");
     ok(!exists(root, "sys/fs/cgroup/freezer/" PARENT) &&
            !exists(root, "sys/fs/cgroup/cpuset/" PARENT) &&
-           !exists(root, "sys/fs/cgroup/systemd/" PARENT) &&
-           !exists(root, "sys/fs/cgroup/devices/" PARENT),
-       "hybrid: no parent in freezer, cpuset, devices or name=systemd");
+           !exists(root, "sys/fs/cgroup/systemd/" PARENT),
+       "hybrid: no parent in freezer, cpuset or name=systemd");
     is_str(slurp(root, "sys/fs/cgroup/unified/cgroup.subtree_control"), "",
            "hybrid: unified root subtree_control untouched");
     ok(!exists(root, "sys/fs/cgroup/unified/" PARENT "/cgroup.subtree_control"),

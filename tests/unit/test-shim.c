@@ -24,6 +24,7 @@
 #include "tap.h"
 
 #include "cloche/fileio.h"
+#include "cloche/security.h"
 #include "cloche/shim-protocol.h"
 
 #define TIMEOUT_MS 20000
@@ -831,6 +832,75 @@ static void test_process_setup(void)
     run_cleanup(run);
 }
 
+/* The `confine` and `seccomp` records: the process gets the bounding set, the
+ * capabilities (none for a non-root user) and the filter the daemon compiled;
+ * a bad record or a missing filter file stops the start. */
+static void test_confine(void)
+{
+    SecurityProfile profile = {0};
+    char dir[] = "/tmp/cloche-test-shim-seccomp.XXXXXX";
+    if (security_profile_build(&profile) < 0 || !mkdtemp(dir)) {
+        ok(0, "confine: compile the filter");
+        return;
+    }
+    int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/seccomp.bpf", dir);
+    ok(security_profile_save(&profile, dirfd, "seccomp.bpf") == 0, "confine: filter saved");
+
+    Run *run = run_new();
+    Output o = {0};
+    const char *script = "grep -E '^(CapBnd|CapEff|Seccomp):' /proc/self/status | tr -d '\\t'; "
+                         "unshare -U true 2>/dev/null && echo unshared || echo refused";
+    const char *root[] = {
+        "path",    "/bin/sh",    "arg",     "-c", "arg", script, "env", "PATH=/bin:/usr/bin",
+        "confine", "a80425fb 0", "seccomp", path, NULL};
+    if (shim_start(run, root) && run_to_end(run, NULL, &o))
+        is_str(o.out, "CapEff:00000000a80425fb\nCapBnd:00000000a80425fb\nSeccomp:2\nrefused\n",
+               "confine: root gets the 14 and the filter");
+    else
+        ok(0, "confine: root");
+    output_free(&o);
+    run_cleanup(run);
+
+    const char *user[] = {
+        "path", "/bin/sh", "arg", "-c",   "arg",     script,       "env",     "PATH=/bin:/usr/bin",
+        "uid",  "1234",    "gid", "1234", "confine", "a80425fb 1", "seccomp", path,
+        NULL};
+    if (shim_start(run, user) && run_to_end(run, NULL, &o))
+        is_str(o.out, "CapEff:0000000000000000\nCapBnd:00000000a80425fb\nSeccomp:2\nrefused\n",
+               "confine: another user gets no capability");
+    else
+        ok(0, "confine: user");
+    output_free(&o);
+    run_cleanup(run);
+
+    /* Without the records: what the ids give (the allowed case of the above). */
+    const char *plain[] = {
+        "path", "/bin/sh", "arg", "-c", "arg", script, "env", "PATH=/bin:/usr/bin", NULL};
+    if (shim_start(run, plain) && run_to_end(run, NULL, &o))
+        ok(strstr(o.out, "Seccomp:0\n") && !strstr(o.out, "CapBnd:00000000a80425fb"),
+           "confine: without records, no filter and the full bounding set ('%s')", o.out);
+    else
+        ok(0, "confine: plain");
+    output_free(&o);
+    run_cleanup(run);
+
+    const char *bad[] = {"path", "/bin/true", "confine", "zz", NULL};
+    shim_start_spec(run, bad, true);
+    ok(strncmp(run->line, "err 22 ", 7) == 0, "confine: bad record: err 22 ('%s')", run->line);
+    run_cleanup(run);
+    const char *nofile[] = {"path", "/bin/true", "seccomp", "/nonexistent/seccomp.bpf", NULL};
+    shim_start_spec(run, nofile, true);
+    ok(strncmp(run->line, "err 2 ", 6) == 0, "confine: missing filter: err 2 ('%s')", run->line);
+    run_cleanup(run);
+
+    unlinkat(dirfd, "seccomp.bpf", 0);
+    close(dirfd);
+    rmdir(dir);
+    security_profile_clear(&profile);
+}
+
 /* Groups of our own in two hierarchies (v1 pids, and the v2 one), if present. */
 static void test_cgroups(void)
 {
@@ -966,6 +1036,7 @@ int main(void)
 
     test_basic();
     test_start_errors();
+    test_confine();
     test_signal();
     test_ring();
     test_two_connections();
