@@ -23,6 +23,7 @@
 #define CONTROL_LINE_MAX (4u << 20)
 #define STDIN_CHUNK 32768
 #define RUN_ARGS_MAX 4096
+#define KILL_EXITED_WAIT_MS 100
 #define STREAM_DRAIN_MS 5000 /* after the exit status, wait this long for the streams' EOF */
 
 typedef struct Session {
@@ -32,6 +33,7 @@ typedef struct Session {
     HttpConn ctl, out, err;
     bool out_done, err_done, ctl_done;
     bool forward_stdin, stdin_done;
+    bool close_stdin; /* send stdin EOF at once when not forwarding it */
     bool tty;
     bool have_status;
     int status;
@@ -111,12 +113,9 @@ static int send_control2(Session *s, const char *key, json_object *value, const 
     _cleanup_free_ char *text = json_serialize(m, &len);
     if (!text)
         return cli_error(-ENOMEM, "Out of memory");
-    int r = http_write_all(s->ctl.fd, text, len);
-    if (r < 0) {
-        errno = -r;
-        return cli_error(r, "Cannot write to the daemon: %m");
-    }
-    return 0;
+    /* Not reported here: a daemon that closed the connection because the
+     * process ended has sent its status first, and the relay reads it. */
+    return http_write_all(s->ctl.fd, text, len);
 }
 
 static int send_control(Session *s, const char *key, json_object *value)
@@ -359,8 +358,12 @@ static int relay(Session *s)
     int r;
     int64_t drain_deadline = 0;
 
-    if (!s->forward_stdin)
+    if (!s->forward_stdin) {
         s->stdin_done = true;
+        /* run without -i: the process's stdin is empty (attach leaves it alone) */
+        if (s->close_stdin)
+            (void)send_control(s, "source", json_object_new_int(0));
+    }
     for (;;) {
         /* Bytes that came with a reply's head are not seen by poll. */
         if (!s->ctl_done && http_buffered(&s->ctl) && (r = read_control(s)) < 0)
@@ -414,11 +417,11 @@ static int relay(Session *s)
                 continue;
             if (k <= 0) {
                 s->stdin_done = true;
-                if ((s->carry_len && (r = send_stdin(s, NULL, 0, true)) < 0) ||
-                    (r = send_control(s, "source", json_object_new_int(0))) < 0)
-                    return r;
-            } else if ((r = send_stdin(s, buf, (size_t)k, false)) < 0) {
-                return r;
+                if (s->carry_len)
+                    (void)send_stdin(s, NULL, 0, true);
+                (void)send_control(s, "source", json_object_new_int(0));
+            } else if (send_stdin(s, buf, (size_t)k, false) < 0) {
+                s->stdin_done = true; /* the daemon stopped reading: the status follows */
             }
         }
         if (p[i_sig].revents) {
@@ -427,11 +430,10 @@ static int relay(Session *s)
                 continue;
             unsigned cols, rows;
             if (si.ssi_signo == SIGWINCH) {
-                if (s->tty && window_size(&cols, &rows) &&
-                    (r = send_control(s, "tty", window_size_obj(cols, rows))) < 0)
-                    return r;
-            } else if ((r = send_signal(s, (int)si.ssi_signo)) < 0) {
-                return r;
+                if (s->tty && window_size(&cols, &rows))
+                    (void)send_control(s, "tty", window_size_obj(cols, rows));
+            } else {
+                (void)send_signal(s, (int)si.ssi_signo);
             }
         }
     }
@@ -537,6 +539,7 @@ int cmd_run(int argc, char **argv)
         }
     }
     json_object_object_add(spec, "env", env);
+    s.close_stdin = true;
     if (argc - optind < 2)
         return cli_usage(argv[0], "Expected: %s [OPTIONS] HANDLE COMMAND [ARG...]", argv[0]);
     if (argc - optind - 2 > RUN_ARGS_MAX)
@@ -648,11 +651,17 @@ int cmd_kill(int argc, char **argv)
         return cli_error(-ENOMEM, "Out of memory");
     if ((r = open_control(&s, "GET", target, NULL)) < 0)
         return r;
+    /* A finished process answers with its status at once. */
+    struct pollfd p = {.fd = s.ctl.fd, .events = POLLIN};
+    if (!s.have_status && poll(&p, 1, KILL_EXITED_WAIT_MS) > 0 && (r = read_control(&s)) < 0)
+        return r;
     if (s.have_status)
         return cli_error(-ESRCH, "Process %s has already exited (status %d)", s.process_id,
                          s.status);
-    if ((r = send_signal(&s, sig)) < 0)
-        return r;
+    if ((r = send_signal(&s, sig)) < 0) {
+        errno = -r;
+        return cli_error(r, "Cannot send the signal to the daemon: %m");
+    }
     /* Closing detaches; the signal before it has been read by then. */
     shutdown(s.ctl.fd, SHUT_WR);
     return 0;
