@@ -423,27 +423,6 @@ int api_call(const char *method, const char *target, json_object *body, json_obj
     return api_call_raw(method, target, body, NULL, ret);
 }
 
-char *url_escape(const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = strlen(s);
-    char *out = malloc(n * 3 + 1), *p = out;
-    if (!out)
-        return NULL;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-            *p++ = (char)ch;
-        } else {
-            *p++ = '%';
-            *p++ = hex[ch >> 4];
-            *p++ = hex[ch & 15];
-        }
-    }
-    *p = '\0';
-    return out;
-}
-
 int check_name(const char *what, const char *s)
 {
     size_t n = strlen(s);
