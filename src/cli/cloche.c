@@ -126,7 +126,7 @@ const Command cli_commands[] = {
      "  -t, --tty           the process has a terminal: put this one in raw mode\n"},
     {"kill", cmd_kill, "cloche kill [-s SIGNAL] HANDLE PROCESS-ID",
      "Send a signal to a process (default TERM)",
-     "  -s, --signal SIG   a name (TERM, SIGKILL, hup, RTMIN+1) or a number 1-64\n"},
+     "  -s, --signal SIG   a name (TERM, SIGKILL, hup, RTMIN+1) or a number 1-64\n" JSON_HELP},
     {"cp", cmd_cp, "cloche cp [-u USER] SRC DST",
      "Copy files between the host and a container (one side is HANDLE:PATH)",
      "  -u, --user USER   the container-side user (default root)\n"

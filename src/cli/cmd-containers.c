@@ -11,6 +11,7 @@
 #include "cloche/json.h"
 
 #define CREATE_LIST_MAX 1024 /* --env, --bind, --property, --publish each */
+#define BULK_QUERY_MAX 4096  /* bytes of handles per bulk request */
 
 /* A command whose options are only the common ones. */
 int parse_common(int argc, char **argv, const char *cmd)
@@ -338,6 +339,46 @@ static char *ports_text(json_object *info)
     return out;
 }
 
+/* GET /containers/ROUTE?handles=a,b,... for every handle, batched so that no
+ * request line nears the daemon's 64 KiB limit; the replies merged into one map. */
+static int bulk_fetch(const char *route, json_object *handles, json_object **ret)
+{
+    _cleanup_json_ json_object *all = json_object_new_object();
+    size_t n = json_object_array_length(handles), i = 0;
+    int r;
+    if (!all)
+        return cli_error(-ENOMEM, "Out of memory");
+    while (i < n) {
+        _cleanup_free_ char *target = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&target, &len);
+        if (!f)
+            return cli_error(-ENOMEM, "Out of memory");
+        fprintf(f, "/containers/%s?handles=", route);
+        for (size_t k = 0; i < n && (k == 0 || len < BULK_QUERY_MAX); i++, k++) {
+            _cleanup_free_ char *esc =
+                url_escape(json_object_get_string(json_object_array_get_idx(handles, i)));
+            if (!esc) {
+                fclose(f);
+                return cli_error(-ENOMEM, "Out of memory");
+            }
+            fprintf(f, "%s%s", k ? "%2C" : "", esc);
+            fflush(f);
+        }
+        if (fclose(f) != 0)
+            return cli_error(-ENOMEM, "Out of memory");
+        _cleanup_json_ json_object *part = NULL;
+        if ((r = api_call("GET", target, NULL, &part)) < 0)
+            return r;
+        if (part && json_object_is_type(part, json_type_object)) {
+            json_object_object_foreach(part, k, v)
+                json_object_object_add(all, k, json_object_get(v));
+        }
+    }
+    *ret = TAKE_PTR(all);
+    return 0;
+}
+
 int cmd_list(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -408,27 +449,11 @@ int cmd_list(int argc, char **argv)
         return 0;
     }
 
-    /* One BulkInfo and one BulkMetrics for the whole list. */
-    _cleanup_free_ char *joined = NULL;
-    size_t jlen = 0;
-    for (size_t i = 0; i < n; i++)
-        jlen += strlen(json_object_get_string(json_object_array_get_idx(handles, i))) + 1;
-    joined = malloc(jlen + 1);
-    if (!joined)
-        return cli_error(-ENOMEM, "Out of memory");
-    joined[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            strcat(joined, ",");
-        strcat(joined, json_object_get_string(json_object_array_get_idx(handles, i)));
-    }
-    _cleanup_free_ char *esc = url_escape(joined), *t1 = NULL, *t2 = NULL;
-    if (!esc || asprintf(&t1, "/containers/bulk_info?handles=%s", esc) < 0 ||
-        asprintf(&t2, "/containers/bulk_metrics?handles=%s", esc) < 0)
-        return cli_error(-ENOMEM, "Out of memory");
+    /* BulkInfo and BulkMetrics for the whole list, in as few requests as the
+     * daemon's request-line limit allows. */
     _cleanup_json_ json_object *infos = NULL, *metrics = NULL;
-    if ((r = api_call("GET", t1, NULL, &infos)) < 0 ||
-        (r = api_call("GET", t2, NULL, &metrics)) < 0)
+    if ((r = bulk_fetch("bulk_info", handles, &infos)) < 0 ||
+        (r = bulk_fetch("bulk_metrics", handles, &metrics)) < 0)
         return r;
 
     _cleanup_json_ json_object *out = json_object_new_array();
@@ -438,9 +463,11 @@ int cmd_list(int argc, char **argv)
         return cli_error(-ENOMEM, "Out of memory");
     for (size_t i = 0; i < n; i++) {
         const char *h = json_object_get_string(json_object_array_get_idx(handles, i));
-        json_object *entry = json_member(infos, h), *info = json_member(entry, "Info");
-        json_object *mentry = json_member(metrics, h), *m = json_member(mentry, "Metrics");
-        if (json_member(entry, "Err"))
+        json_object *entry = NULL, *mentry = NULL;
+        json_object_object_get_ex(infos, h, &entry);
+        json_object_object_get_ex(metrics, h, &mentry);
+        json_object *info = json_member(entry, "Info"), *m = json_member(mentry, "Metrics");
+        if (!entry || json_member(entry, "Err"))
             continue; /* destroyed since the list */
         if (cli_json) {
             json_object *row = json_object_new_object();

@@ -620,13 +620,13 @@ int cmd_kill(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"signal", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},
+        CLI_COMMON_OPTS,
         {},
     };
     _cleanup_(session_done) Session s = {0};
     int opt, r, sig = SIGTERM;
     s.ctl.fd = s.out.fd = s.err.fd = -EBADF;
-    while ((opt = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "s:Jh", opts, NULL)) != -1) {
         if ((r = cli_common_opt(opt, "kill")) != 0) {
             if (r < 0)
                 return r;
@@ -664,5 +664,7 @@ int cmd_kill(int argc, char **argv)
     }
     /* Closing detaches; the signal before it has been read by then. */
     shutdown(s.ctl.fd, SHUT_WR);
+    if (cli_json)
+        printf("{\"process_id\":\"%s\",\"signal\":%d}\n", s.process_id, sig);
     return 0;
 }

@@ -371,7 +371,7 @@ def test_run_detach_attach_and_signals(cli, box):
     cli.ok("kill", "--signal", "1", box, pid)
     assert cli("attach", box, pid).returncode == 12
     pid = cli.ok("run", "-d", box, "sleep", "100").strip()
-    cli.ok("kill", box, pid)  # TERM
+    assert json.loads(cli.ok("kill", "--json", box, pid)) == {"process_id": pid, "signal": 15}
     assert cli("attach", box, pid).returncode == 143
     cli.fails("kill", "-s", "BOGUS", box, pid, rc=2, match="Invalid signal 'BOGUS'")
     cli.fails("kill", box, pid, rc=1, match="already exited")
@@ -652,3 +652,27 @@ def test_props(cli, box, module_daemon):
     cli.fails("props", "get", box, "owner", rc=1, match="property does not exist: owner")
     cli.fails("props", "set", box, "k", rc=2, match="Expected")
     cli.fails("props", "nope", rc=1, match="unknown handle: nope")
+
+
+def test_ls_many_long_handles_in_batches(cli, module_daemon):
+    """ls asks BulkInfo and BulkMetrics in batches (4 KiB of handles each), so a
+    long list never exceeds the daemon's request-line limit; 75 handles of 60
+    bytes need two."""
+    g = module_daemon.client()
+    handles = [f"{'b' * 57}{i:03d}" for i in range(75)]
+    try:
+        for h in handles:
+            g.create({"handle": h})
+        table = cli.ok("ls").splitlines()
+        assert len(table) == 76
+        assert sorted(line.split()[0] for line in table[1:]) == handles
+        assert all(line.split()[1] == "active" for line in table[1:])
+        listed = json.loads(cli.ok("ls", "--json"))
+        assert sorted(e["handle"] for e in listed) == handles
+        assert all(e["info"]["State"] == "active" and e["age_ns"] > 0 for e in listed)
+    finally:
+        for h in handles:
+            try:
+                g.destroy(h)
+            except Exception:
+                pass
