@@ -676,3 +676,16 @@ def test_ls_many_long_handles_in_batches(cli, module_daemon):
                 g.destroy(h)
             except Exception:
                 pass
+
+
+def test_run_short_processes_always_get_their_status(cli, box):
+    """A process that ends while cloche sends its stdin EOF still reports its
+    exit status. (The daemon used to read a failed write of that EOF to the
+    ended process's monitor as the client hanging up, about once in a hundred
+    runs of `true`, and closed the control connection without the status.)"""
+    failures = []
+    for i in range(300):
+        p = cli("run", box, "sh", "-c", f"exit {i % 7}")
+        if p.returncode != i % 7:
+            failures.append((i, p.returncode, p.stderr))
+    assert failures == []
