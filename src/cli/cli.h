@@ -31,6 +31,8 @@ int cli_error(int r, const char *fmt, ...) _printf_(2, 3);
  * marks the exit code as CLI_EXIT_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...) _printf_(2, 3);
 extern bool cli_usage_failed;
+/* Put the terminal back in its own mode if run -t changed it (cmd-process.c). */
+void restore_terminal(void);
 
 /* ---- connection to the daemon (http.c) */
 

@@ -29,6 +29,7 @@ int cli_error(int r, const char *fmt, ...)
     for (char *p = msg; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
+    restore_terminal(); /* a message after raw mode starts a line of its own */
     fflush(stdout);
     fprintf(stderr, "cloche: %s\n", msg);
     return r < 0 ? r : -EIO;

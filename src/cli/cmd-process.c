@@ -56,7 +56,7 @@ static void session_done(Session *s)
 static struct termios saved_termios;
 static bool termios_saved;
 
-static void restore_terminal(void)
+void restore_terminal(void)
 {
     if (termios_saved) {
         tcsetattr(STDIN_FILENO, TCSADRAIN, &saved_termios);
@@ -358,6 +358,11 @@ static int relay(Session *s)
     int r;
     int64_t drain_deadline = 0;
 
+    /* A resize between the Run request and the signalfd would be lost: send
+     * the size once now that SIGWINCH is caught. */
+    unsigned cols0, rows0;
+    if (s->tty && !s->ctl_done && window_size(&cols0, &rows0))
+        (void)send_control(s, "tty", window_size_obj(cols0, rows0));
     if (!s->forward_stdin) {
         s->stdin_done = true;
         /* run without -i: the process's stdin is empty (attach leaves it alone) */
