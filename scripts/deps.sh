@@ -6,6 +6,7 @@ set -euo pipefail
 build_pkgs=(gcc meson ninja-build pkg-config libmicrohttpd-dev libjson-c-dev libarchive-dev busybox-static libnl-3-dev libnl-route-3-dev libnftables-dev libseccomp-dev e2fsprogs libsystemd-dev libcurl4-openssl-dev libssl-dev)
 test_pkgs=(python3 python3-pytest clang-format clang libclang-rt-14-dev iproute2 util-linux curl nftables
     systemd debhelper lintian debootstrap docker-registry skopeo umoci apache2-utils openssl)
+test_pkgs+=(groff-base) # the man page check of tests/integration/test_cli.py
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then
