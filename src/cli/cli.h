@@ -157,9 +157,8 @@ const Command *command_find(const char *name);
 /* Print the command's help on stdout. */
 void command_help(const Command *c);
 
-/* Each command's getopt_long loop handles these two through this helper: it
- * returns 1 when the option was one of them (help printed: the command
- * should exit 0 with -ECANCELED), 0 otherwise. */
+/* --json and --help, in every command's option table; its getopt_long loop
+ * passes each option to cli_common_opt() first. */
 #define CLI_COMMON_OPTS                                                                            \
     {"json", no_argument, NULL, 'J'},                                                              \
     {                                                                                              \
@@ -183,8 +182,9 @@ int cmd_attach(int argc, char **argv);
 int cmd_kill(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 
-/* Shared by commands: handle the common options in a getopt loop. Returns 1 if
- * handled, -ECANCELED after --help. */
+/* The common options in a command's getopt loop: 1 if opt was --json, 0 if it
+ * is the command's own, -ECANCELED after --help (printed: exit 0), -EINVAL
+ * after an unknown option or a missing argument (reported: exit 2). */
 int cli_common_opt(int opt, const char *cmd);
 /* Exit code requested by a command that finished normally (run's status). */
 extern int cli_exit_code;
