@@ -14,7 +14,7 @@ _cloche()
     prev=${COMP_WORDS[COMP_CWORD-1]}
     COMPREPLY=()
 
-    local commands="ping capacity create ls list info stop destroy rm run exec attach kill cp limits metrics net-in net-out props help"
+    local commands="ping capacity create ls list info stop destroy rm run exec attach kill cp limits metrics net-in net-out props images pull help"
     local global_opts="--host --socket --token-file --json --help --version"
 
     # Find the command word, skipping global options (and their arguments).
@@ -62,6 +62,8 @@ _cloche()
     limits) opts="--memory --cpus --cpu-weight --pids --disk --bandwidth" ;;
     metrics) opts="--history --since" ;;
     net-out) opts="--protocol --network --port --icmp-type --icmp-code --log" ;;
+    images) opts="--quiet" ;;
+    pull) opts="--username --password-stdin" ;;
     help)
         COMPREPLY=($(compgen -W "$commands" -- "$cur"))
         return
@@ -84,7 +86,8 @@ _cloche()
         ;;
     --image | --memory | -m | --cpus | --cpu-weight | --pids | --disk | --bandwidth | --env | -e | \
         --property | -p | --network | -n | --grace | -g | --publish | -P | --filter | -f | \
-        --user | -u | --workdir | -w | --id | --since | --port | --icmp-type | --icmp-code)
+        --user | -u | --workdir | -w | --id | --since | --port | --icmp-type | --icmp-code | \
+        --username)
         return
         ;;
     esac
@@ -119,6 +122,14 @@ _cloche()
         ;;
     cp)
         COMPREPLY=($(compgen -f -- "$cur"))
+        ;;
+    images)
+        if ((${#words[@]} == 0)); then
+            COMPREPLY=($(compgen -W "rm" -- "$cur"))
+        else
+            local IFS=$'\n'
+            COMPREPLY=($(compgen -W "$("${COMP_WORDS[0]}" "${_cloche_global[@]}" images -q 2>/dev/null)" -- "$cur"))
+        fi
         ;;
     esac
 } &&

@@ -181,6 +181,8 @@ int cmd_run(int argc, char **argv);
 int cmd_attach(int argc, char **argv);
 int cmd_kill(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
+int cmd_images(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 
 /* The common options in a command's getopt loop: 1 if opt was --json, 0 if it
  * is the command's own, -ECANCELED after --help (printed: exit 0), -EINVAL

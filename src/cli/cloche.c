@@ -156,6 +156,18 @@ const Command cli_commands[] = {
      "cloche props HANDLE | props get HANDLE KEY | props set HANDLE KEY VALUE "
      "| props rm HANDLE KEY",
      "Show or change a container's properties", JSON_HELP},
+    {"images", cmd_images, "cloche images [-q] | cloche images rm REF...",
+     "List the images the daemon has pulled, or remove them",
+     "  -q, --quiet   print names only\n"
+     "  REF is a docker://... or oci://... reference, or a name such as\n"
+     "  registry:5000/app:v1 or alpine:3 (docker://registry:5000/app#v1,\n"
+     "  docker:///alpine#3).\n" JSON_HELP},
+    {"pull", cmd_pull, "cloche pull [OPTIONS] REF",
+     "Pull an image into the daemon's store without a container",
+     "  -u, --username USER     registry user\n"
+     "      --password-stdin    read the registry password from stdin\n"
+     "  A progress bar per layer when stdout is a terminal, a line per finished\n"
+     "  layer otherwise; the image's digest last.\n" JSON_HELP},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
