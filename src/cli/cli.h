@@ -182,6 +182,9 @@ int cmd_attach(int argc, char **argv);
 int cmd_kill(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_images(int argc, char **argv);
+/* A docker-style image name ("alpine:3", "registry:5000/app:v1") as the
+ * daemon's docker:// URI; URIs pass as they are (cmd-images.c). */
+char *image_uri(const char *ref);
 int cmd_pull(int argc, char **argv);
 
 /* The common options in a command's getopt loop: 1 if opt was --json, 0 if it

@@ -75,8 +75,10 @@ const Command cli_commands[] = {
      JSON_HELP},
     {"create", cmd_create, "cloche create [OPTIONS] [HANDLE]",
      "Create a container (a handle is made up when none is given) and print its handle",
-     "  -i, --image URI          root file system: raw:///path or /path (default: the\n"
-     "                           daemon's --default-rootfs)\n"
+     "  -i, --image IMAGE        root file system: an image (docker://..., oci://..., or\n"
+     "                           a name such as alpine:3 or registry:5000/app:v1), or\n"
+     "                           a directory (raw:///path or /path); default: the\n"
+     "                           daemon's --default-rootfs\n"
      "  -m, --memory SIZE        memory limit, e.g. 512m, 1g (KiB/MiB/GiB units)\n"
      "      --cpus N            CPU cap, e.g. 1.5 (cloche_millicpus)\n"
      "      --cpu-weight N       relative CPU weight\n"

@@ -258,9 +258,14 @@ int cmd_create(int argc, char **argv)
         if (++n_items > 4 * CREATE_LIST_MAX)
             return cli_usage("create", "Too many options");
         switch (opt) {
-        case 'i':
-            json_object_object_add(obj_child(spec, "image"), "uri", json_object_new_string(optarg));
+        case 'i': {
+            /* A path is a raw rootfs; a name such as alpine:3 a docker:// image. */
+            _cleanup_free_ char *uri = optarg[0] == '/' ? strdup(optarg) : image_uri(optarg);
+            if (!uri)
+                return cli_error(-ENOMEM, "Out of memory");
+            json_object_object_add(obj_child(spec, "image"), "uri", json_object_new_string(uri));
             break;
+        }
         case 'e':
             if (!strchr(optarg, '='))
                 return cli_usage("create", "Invalid --env '%s': expected KEY=VALUE", optarg);

@@ -18,7 +18,7 @@
  * docker:///alpine#3 (the default registry), "127.0.0.1:5000/app:v1" is
  * docker://127.0.0.1:5000/app#v1 (a first component with '.' or ':', or
  * "localhost", names the registry, as docker decides). */
-static char *image_uri(const char *ref)
+char *image_uri(const char *ref)
 {
     char *out = NULL;
     if (strstr(ref, "://"))

@@ -63,7 +63,8 @@ def test_pull_images_and_rm(daemon, registry):
     assert all("layer" in json.loads(line) for line in out[:-1])
 
     # A container from it; rm refuses while it exists.
-    cli.ok("create", "--image", f"docker://{r.host}/test/multi#v1", "from-image")
+    cli.ok("create", "--image", name, "from-image")  # the docker-style name
+    assert cli.ok("run", "from-image", "cat", "/etc/passwd").startswith("root:")
     assert cli.ok("images", "--json").count('"containers":1') == 1
     cli.fails("images", "rm", name, rc=1, match="")
     cli.ok("rm", "from-image")
