@@ -135,10 +135,11 @@ def test_package_installs_runs_and_upgrades(debroot, daemon):
     os.chmod(debroot.dir, 0o755)  # mkdtemp made it 0700
     r = debroot.chroot("dpkg", "-i", "/tmp/cloche.deb")
     assert "Setting up cloche" in r.stdout, r.stdout
-    for path in ["usr/sbin/cloched", "usr/libexec/cloche/cloche-init",
+    for path in ["usr/sbin/cloched", "usr/bin/cloche", "usr/libexec/cloche/cloche-init",
                  "usr/libexec/cloche/cloche-shim", "usr/libexec/cloche/cloche-tar",
                  "etc/cloche/cloched.conf", "lib/systemd/system/cloche.service",
-                 "lib/systemd/system/cloche.socket", "var/lib/cloche/rootfs/busybox/bin/sh"]:
+                 "lib/systemd/system/cloche.socket", "var/lib/cloche/rootfs/busybox/bin/sh",
+                 "usr/share/man/man1/cloche.1.gz", "usr/share/man/man8/cloched.8.gz"]:
         assert (debroot.dir / path).exists(), f"/{path} is not installed"
     assert "/etc/cloche/cloched.conf" in debroot.chroot("dpkg-query", "-W", "-f=${Conffiles}",
                                                         "cloche").stdout
@@ -147,10 +148,15 @@ def test_package_installs_runs_and_upgrades(debroot, daemon):
     proc = start_daemon(debroot, d)
     try:
         client = GardenClient(unix_path=str(debroot.dir / "run/cloche/cloche.sock"), timeout=30)
-        h = client.create({"handle": "from-the-package"})
-        p = client.run(h, {"path": "sh", "args": ["-c", "echo installed; hostname"]})
-        assert p.wait() == 0
-        assert p.stdout.decode().split() == ["installed", "from-the-package"]
+        # The installed command line client, inside the Debian root.
+        r = debroot.chroot("cloche", "create", "from-the-package")
+        assert r.stdout.strip() == "from-the-package"
+        h = "from-the-package"
+        r = debroot.chroot("cloche", "run", h, "sh", "-c", "echo installed; hostname")
+        assert r.stdout.split() == ["installed", "from-the-package"]
+        r = debroot.chroot("cloche", "run", h, "sh", "-c", "exit 7", check=False)
+        assert r.returncode == 7
+        assert "from-the-package" in debroot.chroot("cloche", "ls").stdout
         long_running = client.run(h, {"path": "sleep", "args": ["600"]}, stdout=False,
                                   stderr=False)
 
@@ -167,8 +173,10 @@ def test_package_installs_runs_and_upgrades(debroot, daemon):
         assert long_running.id in info["ProcessIDs"], info
         p = client.run(h, {"path": "echo", "args": ["after the upgrade"]})
         assert p.wait() == 0 and p.stdout == b"after the upgrade\n"
-        client.destroy(h)
+        debroot.chroot("cloche", "rm", h)
         assert client.list() == []
+        r = debroot.chroot("cloche", "info", h, check=False)
+        assert r.returncode != 0 and "unknown handle" in r.stderr
     finally:
         stop_daemon(proc)
         time.sleep(0.1)
