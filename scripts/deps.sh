@@ -7,6 +7,7 @@ build_pkgs=(gcc meson ninja-build pkg-config libmicrohttpd-dev libjson-c-dev lib
 test_pkgs=(python3 python3-pytest clang-format clang libclang-rt-14-dev iproute2 util-linux curl nftables
     systemd debhelper lintian debootstrap docker-registry skopeo umoci apache2-utils openssl)
 test_pkgs+=(groff-base) # the man page check of tests/integration/test_cli.py
+test_pkgs+=(prometheus chromium chromium-driver) # scraping and the dashboard: tests/integration/test_observe.py
 
 want=("${build_pkgs[@]}")
 if [ "${1:-build}" = test ]; then

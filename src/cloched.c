@@ -60,6 +60,8 @@ typedef struct Options {
     bool allow_host_access;
     bool no_new_privileges;
     unsigned metrics_interval;
+    char metrics_ip[64]; /* --metrics-bind; "" = none */
+    uint16_t metrics_port;
     LogLevel log_level;
     LogFormat log_format;
     uint64_t image_cache_bytes;
@@ -155,6 +157,8 @@ static void usage(FILE *f)
             "\n"
             "Metrics:\n"
             "  --metrics-interval SECS   Period of the metrics history sampler (default 10)\n"
+            "  --metrics-bind IP:PORT    Also serve GET /metrics (Prometheus) on this address\n"
+            "                            ([IPv6]:PORT); non-loopback needs the token\n"
             "\n"
             "Logging:\n"
             "  --log-level LEVEL         debug, info, warn or error (default info)\n"
@@ -216,6 +220,7 @@ enum {
     OPT_NO_NEW_PRIVILEGES,
     OPT_NETWORK_TAG,
     OPT_METRICS_INTERVAL,
+    OPT_METRICS_BIND,
     OPT_CGROUP_DELEGATED,
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
@@ -258,6 +263,7 @@ static const struct option longopts[] = {
     {"no-new-privileges", no_argument, NULL, OPT_NO_NEW_PRIVILEGES},
     {"network-tag", required_argument, NULL, OPT_NETWORK_TAG},
     {"metrics-interval", required_argument, NULL, OPT_METRICS_INTERVAL},
+    {"metrics-bind", required_argument, NULL, OPT_METRICS_BIND},
     {"cgroup-delegated", no_argument, NULL, OPT_CGROUP_DELEGATED},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -483,6 +489,12 @@ static int parse_options(int argc, char **argv, Options *o)
         case OPT_CGROUP_DELEGATED:
             o->cgroup_delegated = true;
             break;
+        case OPT_METRICS_BIND:
+            if (api_parse_bind_address(optarg, o->metrics_ip, sizeof(o->metrics_ip),
+                                       &o->metrics_port) < 0)
+                return bad_option("--metrics-bind", optarg,
+                                  "expected IP:PORT, an IPv6 address in brackets, port 1..65535");
+            break;
         case OPT_METRICS_INTERVAL:
             if (parse_u64(optarg, 1, 3600, &v) < 0)
                 return bad_option("--metrics-interval", optarg, "expected 1..3600 seconds");
@@ -649,6 +661,8 @@ int main(int argc, char **argv)
         .bind_port = o.bind_port,
         .auth_token = token,
         .insecure_no_auth = o.insecure_no_auth,
+        .metrics_ip = o.metrics_ip[0] ? o.metrics_ip : NULL,
+        .metrics_port = o.metrics_port,
     };
     if (api_config_check(&ac) < 0)
         return EXIT_FAILURE;

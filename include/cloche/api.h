@@ -28,9 +28,17 @@ typedef struct ApiConfig {
      * (closed by the server); at most API_MAX_LISTENERS. */
     const int *listen_fds;
     size_t n_listen_fds;
+    /* --metrics-bind: a listener that serves only GET /metrics, with the same
+     * token rule as bind_ip. NULL = none. */
+    const char *metrics_ip;
+    uint16_t metrics_port;
 } ApiConfig;
 
 #define API_MAX_LISTENERS 8
+
+/* Split "IP:PORT" or "[IPv6]:PORT" (port 1..65535) into ret_ip (a numeric address,
+ * checked) and *ret_port. -EINVAL when malformed. */
+int api_parse_bind_address(const char *text, char *ret_ip, size_t ip_size, uint16_t *ret_port);
 
 typedef struct ApiServer ApiServer;
 

@@ -26,6 +26,12 @@ typedef struct ApiRequest {
     int status;
     json_object *reply;
     ApiError error;
+    /* A reply that is not JSON (text, HTML): malloc'd, taken by the dispatcher,
+     * with its Content-Type; location adds a Location header (redirects). */
+    char *raw_reply;
+    size_t raw_len;
+    const char *reply_type;
+    const char *location;
 } ApiRequest;
 
 /* Validate the :handle param (400), then acquire the container (404); the
@@ -51,6 +57,14 @@ int route_metrics_history(ApiRequest *req);
 int route_images_list(ApiRequest *req);
 int route_image_remove(ApiRequest *req);
 int route_container_commit(ApiRequest *req);
+
+/* routes-prometheus.c: GET /metrics */
+int route_prometheus(ApiRequest *req);
+/* routes-host.c: GET /cloche/host */
+int route_host(ApiRequest *req);
+/* routes-ui.c: GET /ui/ and the redirect from /ui */
+int route_ui(ApiRequest *req);
+int route_ui_redirect(ApiRequest *req);
 
 /* routes-limits.c */
 int route_get_limits(ApiRequest *req);

@@ -3,12 +3,14 @@
  * what the request acquired (which restarts the container's grace countdown). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "api-internal.h"
 #include "cloche/json.h"
 #include "cloche/spec.h"
+#include "reqstats.h"
 
 int api_request_container(ApiRequest *req, Container **ret)
 {
@@ -48,11 +50,16 @@ char *api_error_serialize(const ApiError *e, size_t *ret_len)
 void api_dispatch(ApiRequest *req, int *ret_status, char **ret_body, size_t *ret_len)
 {
     api_error_clear(&req->error);
+    int64_t started = reqstats_now();
     int r = req->match.route->handler(req);
     char *body = NULL;
     size_t len = 0;
     int status = 200;
-    if (r >= 0 && req->reply) {
+    if (r >= 0 && req->raw_reply) {
+        body = TAKE_PTR(req->raw_reply);
+        len = req->raw_len;
+        status = req->status ? req->status : 200;
+    } else if (r >= 0 && req->reply) {
         body = json_serialize(req->reply, &len);
         status = req->status ? req->status : 200;
     } else {
@@ -65,6 +72,7 @@ void api_dispatch(ApiRequest *req, int *ret_status, char **ret_body, size_t *ret
         garden_release(req->garden, req->container);
         req->container = NULL;
     }
+    reqstats_record(req->match.route, status, reqstats_now() - started);
     *ret_status = status;
     *ret_body = body;
     *ret_len = body ? len : 0;
@@ -75,6 +83,8 @@ void api_request_done(ApiRequest *req)
     if (req->container)
         garden_release(req->garden, req->container);
     json_object_put(req->reply);
+    free(req->raw_reply);
+    req->raw_reply = NULL;
     route_match_done(&req->match);
     strmap_clear(&req->query);
     req->container = NULL;

@@ -120,7 +120,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 static enum MHD_Result queue_body(struct MHD_Connection *conn, int status, char *body, size_t len,
-                                  const char *allow)
+                                  const char *allow, const ApiRequest *api)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(
         len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -128,7 +128,11 @@ static enum MHD_Result queue_body(struct MHD_Connection *conn, int status, char 
         free(body);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    bool raw = api && api->reply_type && status < 400;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            raw ? api->reply_type : "application/json");
+    if (raw && api->location)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, api->location);
     if (allow && *allow)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     if (status == 401)
@@ -143,7 +147,7 @@ static enum MHD_Result queue_error(struct MHD_Connection *conn, const ApiError *
 {
     size_t len = 0;
     char *body = api_error_serialize(e, &len);
-    return queue_body(conn, e->status, body, len, allow);
+    return queue_body(conn, e->status, body, len, allow, NULL);
 }
 
 static enum MHD_Result collect_query(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -190,6 +194,13 @@ static enum MHD_Result begin_request(HttpServer *hs, struct MHD_Connection *conn
     if (r < 0) {
         hr->replied = true;
         return queue_error(conn, &err, err.status == 405 ? allow : NULL);
+    }
+
+    if (hs->metrics_only && hr->api.match.route->handler != route_prometheus) {
+        api_errorf(&err, -ENOENT, 404, GARDEN_ERR_GENERIC,
+                   "No route for %s %s: this listener serves GET /metrics only", method, url);
+        hr->replied = true;
+        return queue_error(conn, &err, NULL);
     }
 
     if (hr->api.match.route->flags & ROUTE_STREAMING) {
@@ -306,7 +317,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     if (atomic_load(&hr->done)) {
         char *out = TAKE_PTR(hr->out);
-        return queue_body(conn, hr->status, out, hr->out_len, NULL);
+        return queue_body(conn, hr->status, out, hr->out_len, NULL, &hr->api);
     }
     hr->api.body = hr->body;
     hr->api.body_len = hr->body_len;
@@ -316,7 +327,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     char *body;
     size_t len;
     api_dispatch(&hr->api, &status, &body, &len);
-    return queue_body(conn, status, body, len, NULL);
+    return queue_body(conn, status, body, len, NULL, &hr->api);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

@@ -16,6 +16,7 @@ typedef struct HttpServer {
     size_t max_body;
     unsigned max_connections;
     unsigned threads;
+    bool metrics_only; /* the --metrics-bind listener: GET /metrics and nothing else */
     pthread_mutex_t workers_lock;
     pthread_cond_t workers_done;
     unsigned workers; /* slow-route threads running */

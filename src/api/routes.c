@@ -538,6 +538,10 @@ const Route api_routes[] = {
     {"Metrics", "GET", C "/metrics", ROUTE_CONTAINER | ROUTE_SLOW, route_metrics},
     /* cloche's extensions */
     {"MetricsHistory", "GET", C "/metrics/history", ROUTE_CONTAINER, route_metrics_history},
+    {"Prometheus", "GET", "/metrics", ROUTE_SLOW, route_prometheus},
+    {"Host", "GET", "/cloche/host", ROUTE_SLOW, route_host},
+    {"Dashboard", "GET", "/ui/", 0, route_ui},
+    {"DashboardRedirect", "GET", "/ui", 0, route_ui_redirect},
     {"CurrentPidLimits", "GET", C "/limits/pids", ROUTE_CONTAINER, route_get_limits},
     {"SetBandwidthLimits", "PUT", C "/limits/bandwidth",
      ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW, route_set_limits},

@@ -33,6 +33,7 @@ typedef struct Item {
     int fd;
     /* pending connections */
     int64_t deadline_ns;
+    bool metrics_only; /* the --metrics-bind listener and its connections */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     struct Item *prev, *next;
@@ -44,11 +45,13 @@ struct ApiServer {
     char *auth_token;
     int epfd;
     Item stop;
-    Item listeners[API_MAX_LISTENERS];
+    Item listeners[API_MAX_LISTENERS + 1]; /* + the --metrics-bind one */
     size_t n_listeners;
     Item *pending; /* list of connections whose head has not arrived */
     size_t n_pending;
     HttpServer http;
+    HttpServer metrics_http; /* started only with a metrics listener */
+    char *metrics_ip;
     Garden *garden;
     /* Streaming connections run on threads of their own; shutdown waits for them. */
     pthread_mutex_t stream_lock;
@@ -115,6 +118,42 @@ static int listen_tcp(const char *ip, uint16_t port, int *ret)
     if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0)
         return -errno;
     *ret = TAKE_FD(fd);
+    return 0;
+}
+
+int api_parse_bind_address(const char *text, char *ret_ip, size_t ip_size, uint16_t *ret_port)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon == text)
+        return -EINVAL;
+    const char *ip = text;
+    size_t ip_len = (size_t)(colon - text);
+    if (text[0] == '[') {
+        if (colon[-1] != ']' || ip_len < 3)
+            return -EINVAL;
+        ip++;
+        ip_len -= 2;
+    }
+    char buf[INET6_ADDRSTRLEN];
+    if (ip_len >= sizeof(buf) || ip_len >= ip_size)
+        return -EINVAL;
+    memcpy(buf, ip, ip_len);
+    buf[ip_len] = '\0';
+    struct in_addr a;
+    struct in6_addr a6;
+    bool v6 = inet_pton(AF_INET6, buf, &a6) == 1;
+    if (!v6 && inet_pton(AF_INET, buf, &a) != 1)
+        return -EINVAL;
+    if (v6 != (text[0] == '['))
+        return -EINVAL; /* an IPv6 address needs its brackets, an IPv4 one has none */
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (errno || !colon[1] || *end || colon[1] == '-' || colon[1] == '+' || port < 1 ||
+        port > 65535)
+        return -EINVAL;
+    memcpy(ret_ip, buf, ip_len + 1);
+    *ret_port = (uint16_t)port;
     return 0;
 }
 
@@ -198,6 +237,13 @@ int api_config_check(const ApiConfig *cfg)
                                    "--auth-token-file, or --insecure-no-auth",
                                    what);
     }
+    if (cfg->metrics_ip && !ip_is_loopback(cfg->metrics_ip) && !cfg->auth_token &&
+        !cfg->insecure_no_auth)
+        return log_error_errno(-EPERM,
+                               "Refusing to serve metrics on %s without a token: give "
+                               "--auth-token-file, or --insecure-no-auth to serve it "
+                               "unauthenticated",
+                               cfg->metrics_ip);
     if (cfg->n_listen_fds > 0)
         return 0;
     if (!unix_sock && !tcp)
@@ -238,7 +284,7 @@ int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
     s->stop.fd = -EBADF;
     pthread_mutex_init(&s->stream_lock, NULL);
     pthread_cond_init(&s->stream_done, NULL);
-    for (size_t i = 0; i < API_MAX_LISTENERS; i++)
+    for (size_t i = 0; i < ELEMENTSOF(s->listeners); i++)
         s->listeners[i].fd = -EBADF;
     s->cfg.listen_fds = NULL; /* taken below */
     s->socket_path = unix_sock ? strdup(cfg->socket_path) : NULL;
@@ -246,6 +292,8 @@ int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
     s->cfg.socket_path = s->socket_path;
     s->cfg.auth_token = s->auth_token;
     s->cfg.bind_ip = NULL; /* not needed after binding */
+    s->metrics_ip = cfg->metrics_ip ? strdup(cfg->metrics_ip) : NULL;
+    s->cfg.metrics_ip = s->metrics_ip;
     if (!s->cfg.max_body)
         s->cfg.max_body = API_DEFAULT_MAX_BODY;
     if (!s->cfg.max_connections)
@@ -311,6 +359,35 @@ int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
                                               : " (UNAUTHENTICATED)");
     }
 
+    if (cfg->metrics_ip) {
+        Item *l = &s->listeners[s->n_listeners];
+        r = listen_tcp(cfg->metrics_ip, cfg->metrics_port, &l->fd);
+        if (r < 0) {
+            log_error_errno(r, "Failed to listen on %s:%u: %m", cfg->metrics_ip, cfg->metrics_port);
+            goto fail;
+        }
+        l->kind = ITEM_LISTENER;
+        l->metrics_only = true;
+        s->n_listeners++;
+        if ((r = epoll_add(s, l, EPOLLIN)) < 0)
+            goto fail;
+        log_info("Serving metrics on tcp:%s:%u%s", cfg->metrics_ip, cfg->metrics_port,
+                 ip_is_loopback(cfg->metrics_ip) ? ""
+                 : cfg->auth_token               ? " (bearer token required)"
+                                                 : " (UNAUTHENTICATED)");
+        s->metrics_http = (HttpServer){.cfg = &s->cfg,
+                                       .garden = garden,
+                                       .max_body = 4096,
+                                       .max_connections = 64,
+                                       .threads = 2,
+                                       .metrics_only = true};
+        r = http_server_start(&s->metrics_http);
+        if (r < 0) {
+            log_error("Failed to start libmicrohttpd for the metrics listener");
+            goto fail;
+        }
+    }
+
     s->http = (HttpServer){.cfg = &s->cfg,
                            .garden = garden,
                            .max_body = s->cfg.max_body,
@@ -361,6 +438,7 @@ static void accept_all(ApiServer *s, Item *l)
             continue;
         }
         it->kind = ITEM_PENDING;
+        it->metrics_only = l->metrics_only;
         it->deadline_ns = grace_now() + HEAD_TIMEOUT_NS;
         if (epoll_add(s, it, EPOLLIN | EPOLLRDHUP) < 0) {
             close(it->fd);
@@ -492,7 +570,11 @@ static void triage(ApiServer *s, Item *it)
         free(it);
         return;
     }
-    if (stream_route_wanted(&head)) {
+    if (it->metrics_only) {
+        if (http_server_add_connection(&s->metrics_http, fd, (struct sockaddr *)&it->addr,
+                                       it->addrlen) < 0)
+            log_debug("libmicrohttpd refused a metrics connection: %m");
+    } else if (stream_route_wanted(&head)) {
         start_stream(s, fd);
     } else if (http_server_add_connection(&s->http, fd, (struct sockaddr *)&it->addr, it->addrlen) <
                0) {
@@ -564,6 +646,7 @@ void api_server_free(ApiServer *s)
         free(it);
     }
     http_server_stop(&s->http);
+    http_server_stop(&s->metrics_http);
     api_attachments_stop();
     /* Wake every streaming connection and wait until its thread is gone. */
     pthread_mutex_lock(&s->stream_lock);
@@ -580,5 +663,6 @@ void api_server_free(ApiServer *s)
         close(s->epfd);
     free(s->socket_path);
     free(s->auth_token);
+    free(s->metrics_ip);
     free(s);
 }

@@ -14,6 +14,7 @@
 #include "api-internal.h"
 #include "cloche/log.h"
 #include "cloche/spec.h"
+#include "reqstats.h"
 #include "stream.h"
 #include "attach.h"
 #include "cloche/json.h"
@@ -281,7 +282,10 @@ static void serve_run(int fd, const HttpHead *head, Garden *garden, Container *c
         return;
     }
     _cleanup_free_ char *id = NULL;
+    int64_t started = reqstats_now();
     r = garden_run(garden, c, &spec, &id, err);
+    if (r >= 0)
+        reqstats_record_operation(API_OP_RUN, reqstats_now() - started);
     process_spec_done(&spec);
     int shim = -1, exit_status = -1, dirfd = -1;
     if (r >= 0)

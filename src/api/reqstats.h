@@ -1,0 +1,26 @@
+/* Private to src/api: the daemon's own request counters and duration histograms,
+ * lock-free (atomics), written as Prometheus text by the /metrics route. */
+#pragma once
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cloche/router.h"
+
+typedef enum ApiOperation {
+    API_OP_CREATE,
+    API_OP_DESTROY,
+    API_OP_RUN,
+    API_OP_COUNT,
+} ApiOperation;
+
+/* Monotonic nanoseconds. */
+int64_t reqstats_now(void);
+/* One request of a route of api_routes answered with status, taking ns. Requests of
+ * Create and Destroy that succeeded also count as those operations. */
+void reqstats_record(const Route *route, int status, int64_t ns);
+/* One operation that succeeded (Run: the process was started). */
+void reqstats_record_operation(ApiOperation op, int64_t ns);
+/* The families cloche_http_requests_total, cloche_http_request_duration_seconds and
+ * the operations' duration histograms. */
+void reqstats_write(FILE *out);
