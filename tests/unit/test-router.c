@@ -21,7 +21,7 @@ int main(void)
     char allow[64];
     const Route *r;
 
-    is_int(api_routes_count, 41, "the table has Garden's 28 routes and 13 of cloche's");
+    is_int(api_routes_count, 45, "the table has Garden's 28 routes and 17 of cloche's");
 
     static const struct {
         const char *method, *path, *name;
@@ -63,6 +63,10 @@ int main(void)
         {"GET", "/containers/h/metrics", "Metrics"},
         {"GET", "/containers/h/limits/pids", "CurrentPidLimits"},
         {"GET", "/containers/h/metrics/history", "MetricsHistory"},
+        {"GET", "/metrics", "Prometheus"},
+        {"GET", "/cloche/host", "Host"},
+        {"GET", "/ui/", "Dashboard"},
+        {"GET", "/ui", "DashboardRedirect"},
         {"PUT", "/containers/h/limits/memory", "SetMemoryLimits"},
         {"PUT", "/containers/h/limits/cpu", "SetCPULimits"},
         {"PUT", "/containers/h/limits/pids", "SetPidLimits"},
