@@ -75,6 +75,10 @@ static void family(FILE *out, const char *name, const char *type, const char *he
 
 static void sample_u64(FILE *out, const char *name, const char *handle, uint64_t v)
 {
+    if (!strpbrk(handle, "\\\"\n")) { /* the usual case: one call */
+        fprintf(out, "%s{handle=\"%s\"} %" PRIu64 "\n", name, handle, v);
+        return;
+    }
     fprintf(out, "%s{handle=\"", name);
     write_label_value(out, handle);
     fprintf(out, "\"} %" PRIu64 "\n", v);
@@ -82,6 +86,10 @@ static void sample_u64(FILE *out, const char *name, const char *handle, uint64_t
 
 static void sample_double(FILE *out, const char *name, const char *handle, double v)
 {
+    if (!strpbrk(handle, "\\\"\n")) {
+        fprintf(out, "%s{handle=\"%s\"} %.9f\n", name, handle, v);
+        return;
+    }
     fprintf(out, "%s{handle=\"", name);
     write_label_value(out, handle);
     fprintf(out, "\"} %.9f\n", v);
