@@ -261,6 +261,14 @@ static void write_daemon(FILE *out, Garden *g, const Scraped *items, size_t n)
         family(out, "cloche_port_pool_used", "gauge", "Host ports of the range in use.");
         fprintf(out, "cloche_port_pool_used %" PRIu64 "\n", pools.ports_used);
     }
+    Capacity cap;
+    if (garden_capacity(g, &cap) == 0) {
+        family(out, "cloche_image_store_bytes", "gauge",
+               "Bytes of extracted image layers in the layer store.");
+        fprintf(out, "cloche_image_store_bytes %" PRIu64 "\n", cap.image_store_bytes);
+        family(out, "cloche_image_store_layers", "gauge", "Image layers in the layer store.");
+        fprintf(out, "cloche_image_store_layers %" PRIu64 "\n", cap.image_store_layers);
+    }
     reqstats_write(out);
 }
 

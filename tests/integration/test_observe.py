@@ -110,6 +110,9 @@ def test_metrics_exposition_passes_promtool(daemon):
     assert s['cloche_container_create_duration_seconds_count'] == 2
     assert s['cloche_process_run_duration_seconds_count'] == 1
     assert s['cloche_subnet_pool_used'] == 2 and s['cloche_subnet_pool_size'] == 256
+    cap = c.capacity()  # the layer store, as Capacity reports it
+    assert s['cloche_image_store_bytes'] == cap['cloche_image_store_bytes']
+    assert s['cloche_image_store_layers'] == cap['cloche_image_store_layers']
     assert 'cloche_http_request_duration_seconds_bucket{route="Create",le="+Inf"}' in s
 
     # CPU time grows while the spinner runs.
