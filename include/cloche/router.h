@@ -17,6 +17,7 @@ typedef enum RouteFlags {
     ROUTE_STREAMING = 1u << 1, /* served by the daemon's own handler (stream.c) */
     ROUTE_JSON_BODY = 1u << 2, /* the request carries a JSON body */
     ROUTE_SLOW = 1u << 3,      /* may block (kernel work, waits): run off the HTTP threads */
+    ROUTE_INLINE = 1u << 4,    /* never waits for anything: answered on the HTTP thread */
 } RouteFlags;
 
 struct ApiRequest;

@@ -37,7 +37,7 @@ typedef struct HttpRequest {
     size_t out_len;
 } HttpRequest;
 
-#define SLOW_WORKERS_MAX 64
+#define SLOW_WORKERS_MAX 256           /* beyond this many at once, requests run inline */
 #define HTTP_DISCARD_MAX (64ull << 20) /* body past the cap read away before a 413 */
 #define HTTP_DISCARD_MS 10000          /* and for at most this long */
 
@@ -321,7 +321,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     hr->api.body = hr->body;
     hr->api.body_len = hr->body_len;
-    if ((hr->api.match.route->flags & ROUTE_SLOW) && start_slow(hs, hr, conn))
+    /* Every route that reads the model can wait behind a container's lock (held
+     * across a durable write, slow on a busy disk): only those that touch nothing
+     * shared stay on the HTTP threads, so /ping answers whatever the load. */
+    if (!(hr->api.match.route->flags & ROUTE_INLINE) && start_slow(hs, hr, conn))
         return MHD_YES;
     int status;
     char *body;

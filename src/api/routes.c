@@ -497,10 +497,11 @@ static int route_remove_property(ApiRequest *req)
 }
 
 #define C "/containers/:handle"
-/* ROUTE_SLOW: whatever may wait (kernel work, or a create or stop of the same
- * container to finish) runs off the HTTP threads, so /ping never waits. */
+/* Every route but ROUTE_INLINE ones runs off the HTTP threads (http.c), so /ping
+ * never waits; ROUTE_SLOW marks those that wait by design (kernel work, or a
+ * create or stop of the same container to finish). */
 const Route api_routes[] = {
-    {"Ping", "GET", "/ping", 0, route_ping},
+    {"Ping", "GET", "/ping", ROUTE_INLINE, route_ping},
     {"Capacity", "GET", "/capacity", 0, route_capacity},
     {"List", "GET", "/containers", 0, route_list},
     {"Create", "POST", "/containers", ROUTE_JSON_BODY | ROUTE_SLOW, route_create},
@@ -540,8 +541,8 @@ const Route api_routes[] = {
     {"MetricsHistory", "GET", C "/metrics/history", ROUTE_CONTAINER, route_metrics_history},
     {"Prometheus", "GET", "/metrics", ROUTE_SLOW, route_prometheus},
     {"Host", "GET", "/cloche/host", ROUTE_SLOW, route_host},
-    {"Dashboard", "GET", "/ui/", 0, route_ui},
-    {"DashboardRedirect", "GET", "/ui", 0, route_ui_redirect},
+    {"Dashboard", "GET", "/ui/", ROUTE_INLINE, route_ui},
+    {"DashboardRedirect", "GET", "/ui", ROUTE_INLINE, route_ui_redirect},
     {"CurrentPidLimits", "GET", C "/limits/pids", ROUTE_CONTAINER, route_get_limits},
     {"SetBandwidthLimits", "PUT", C "/limits/bandwidth",
      ROUTE_CONTAINER | ROUTE_JSON_BODY | ROUTE_SLOW, route_set_limits},
