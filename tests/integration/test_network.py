@@ -22,7 +22,7 @@ from conftest import DEFAULT_ROOTFS, container_init_pid, process_alive, wait_unt
 from garden_client import GardenError
 
 PAYLOAD = "/usr/bin/cloche-payload"
-OUTSIDE_NS = "cloche-test-outside"
+OUTSIDE_NS = f"cloche-test-outside-{os.getpid()}"  # runs in parallel must not share it
 OUTSIDE_HOST_IP = "192.0.2.1"  # the sandbox's end of the link to `outside`
 OUTSIDE_IP = "192.0.2.2"
 
