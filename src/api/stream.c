@@ -370,6 +370,10 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
         api_image_import_serve(fd, &head, &m, garden);
         goto out;
     }
+    if (strcmp(name, "ContainerLogs") == 0) {
+        api_logs_serve(fd, &head, &m, garden);
+        goto out;
+    }
     r = read_body(fd, &head, &body, &body_len, &err);
     if (r == -EIO)
         goto out;

@@ -49,6 +49,9 @@ struct Container {
     unsigned ops;                   /* operations in flight (state_op_begin), under lock */
     unsigned teardown_failures;     /* failed destroys so far: the retry back-off */
     ContainerRecord rec;            /* under lock */
+    /* The container's service (cloche_service), NULL when it has none: an alias
+     * of rec.spec.service, owned (and persisted) by the record. */
+    ServiceSpec *service;
     GraceTimer grace;               /* under lock */
     int64_t grace_scheduled_ns;     /* earliest deadline queued in the service, under lock */
 
@@ -257,3 +260,24 @@ void garden_arm_grace(Garden *g, Container *c);
  * step, then the depot entry and the registry entry. On failure the container is
  * left destroying and retried later; *ret_what names the step that failed. */
 int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what);
+
+/* service.c (cloche_service) */
+#define GARDEN_LOGS_DIR "logs"         /* <container>/logs/<process id>.log[.N] */
+#define GARDEN_SERVICE_ID "service"    /* the service's process id */
+/* Start the service process (id "service") of an active container that has one;
+ * 0 when it has none or it runs already. Create calls it; so does start. */
+int container_service_start(Garden *g, Container *c, ApiError *reterr);
+/* Tell the service's monitor to start it no more (Stop, before its SIGTERM). */
+void garden_service_quit(Garden *g, Container *c);
+/* A service with no path takes the image's Entrypoint/Cmd, WorkingDir and User. */
+int garden_service_apply_image(ServiceSpec *service, const ImageConfig *ic);
+/* process.c: Run, supervised by the monitor when service is not NULL. */
+int garden_run_supervised(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
+                          char **ret_id, ApiError *reterr);
+/* process.c: an O_PATH fd of the process directory of id. */
+int garden_process_dir_fd(Garden *g, Container *c, const char *id, int *ret);
+/* 1 when process id runs (or waits out a back-off); otherwise its directory is
+ * removed (0), so the id can be used again. */
+int garden_process_forget_finished(Garden *g, Container *c, const char *id);
+/* Is the monitor recorded in the process directory still alive? */
+bool garden_process_monitored(int dirfd);

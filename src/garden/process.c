@@ -187,20 +187,48 @@ static size_t count_entries(int dirfd)
 
 static void prune_finished(Garden *g, Container *c, int pdir);
 
-static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
+static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
+                       char **ret_id, ApiError *reterr);
 
 int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
+{
+    return garden_run_supervised(g, c, spec, NULL, ret_id, reterr);
+}
+
+int garden_run_supervised(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
+                          char **ret_id, ApiError *reterr)
 {
     /* Held while the process starts: a destroy waits for it, then ends it. */
     int r = state_op_begin(c, PHASES_RUNNING, reterr);
     if (r < 0)
         return r;
-    r = run_claimed(g, c, spec, ret_id, reterr);
+    r = run_claimed(g, c, spec, service, ret_id, reterr);
     state_op_end(c);
     return r;
 }
 
-static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
+/* <container>/logs/<id>.log (malloc'd), its directory created. */
+static int log_file_path(Garden *g, Container *c, const char *id, char **ret)
+{
+    _cleanup_free_ char *dir = NULL;
+    int r = depot_container_path(g->depot, c->rec.handle, &dir);
+    if (r < 0)
+        return r;
+    if (asprintf(ret, "%s/" GARDEN_LOGS_DIR "/%s.log", dir, id) < 0)
+        return -ENOMEM;
+    char *slash = strrchr(*ret, '/');
+    *slash = '\0';
+    r = mkdir(*ret, 0700) < 0 && errno != EEXIST ? -errno : 0;
+    *slash = '/';
+    if (r < 0) {
+        free(*ret);
+        *ret = NULL;
+    }
+    return r;
+}
+
+static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
+                       char **ret_id, ApiError *reterr)
 {
     if (!g->cfg.shim_path || !c->cgroup)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
@@ -252,6 +280,11 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         return api_internal_error(reterr, dirfd < 0 ? -errno : -ENOMEM,
                                   "Failed to prepare the process");
     }
+    _cleanup_free_ char *log_path = NULL;
+    if ((service || spec->cloche_log) && (r = log_file_path(g, c, id, &log_path)) < 0) {
+        (void)rm_rf_at(pdir, id);
+        return api_internal_error(reterr, r, "Failed to prepare the log directory");
+    }
     /* Created (owned by the user) if missing, as guardian does. */
     const char *dir = spec->dir && *spec->dir ? spec->dir : user.home;
     ProcLaunch launch = {
@@ -270,6 +303,10 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         .linger = DEFAULT_LINGER,
         .confine = garden_confine_plan(g, c->rec.spec.privileged),
         .seccomp = garden_seccomp_path(g, c->rec.spec.privileged),
+        .service = service,
+        .log_path = log_path,
+        .log_max_size = service ? service->log_max_size : 0,
+        .log_max_files = service ? service->log_max_files : 0,
     };
     r = proc_write_spec(dirfd, &launch);
     if (r < 0) {
@@ -459,4 +496,39 @@ static void remove_if_finished(int dirfd, const char *id, void *userdata)
 static void prune_finished(Garden *g, Container *c, int pdir)
 {
     for_each_process(g, c, remove_if_finished, &pdir);
+}
+
+int garden_process_dir_fd(Garden *g, Container *c, const char *id, int *ret)
+{
+    _cleanup_close_ int pdir = -EBADF;
+    int r = processes_dir_fd(g, c, false, &pdir);
+    if (r < 0)
+        return r;
+    int fd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    *ret = fd;
+    return 0;
+}
+
+int garden_process_forget_finished(Garden *g, Container *c, const char *id)
+{
+    _cleanup_close_ int pdir = -EBADF;
+    if (processes_dir_fd(g, c, false, &pdir) < 0)
+        return 0;
+    _cleanup_close_ int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dirfd < 0)
+        return 0;
+    int status;
+    if (proc_read_exit(dirfd, &status) < 0 && shim_alive(dirfd, NULL))
+        return 1;
+    /* Its monitor may still linger for a late attach: end it first. */
+    kill_shim(dirfd, id, NULL);
+    int r = rm_rf_at(pdir, id);
+    return r < 0 ? r : 0;
+}
+
+bool garden_process_monitored(int dirfd)
+{
+    return shim_alive(dirfd, NULL);
 }

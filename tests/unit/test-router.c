@@ -21,7 +21,7 @@ int main(void)
     char allow[64];
     const Route *r;
 
-    is_int(api_routes_count, 45, "the table has Garden's 28 routes and 17 of cloche's");
+    is_int(api_routes_count, 46, "the table has Garden's 28 routes and 18 of cloche's");
 
     static const struct {
         const char *method, *path, *name;
@@ -34,6 +34,7 @@ int main(void)
         {"PUT", "/cloche/images/app:v1", "ImageImport"},
         {"GET", "/cloche/images/app:v1/archive", "ImageExport"},
         {"POST", "/containers/h/cloche/commit", "Commit"},
+        {"GET", "/containers/h/cloche/logs", "ContainerLogs"},
         {"GET", "/containers", "List"},
         {"POST", "/containers", "Create"},
         {"GET", "/containers/bulk_info", "BulkInfo"},
