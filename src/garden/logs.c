@@ -88,18 +88,15 @@ int container_logs_open(Garden *g, Container *c, const char *process_id, LogRead
     }
     int fd = lr->dirfd >= 0 ? openat(lr->dirfd, lr->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
     if (fd < 0 && lr->n_files == 0) {
-        /* No log yet: fine for a process that logs, 404 for any other. */
+        /* The daemon creates the file before it starts a process that logs. */
         _cleanup_close_ int pdir = -EBADF;
         bool known = garden_process_dir_fd(g, c, process_id, &pdir) >= 0;
-        bool logs = known && faccessat(pdir, "spec", F_OK, 0) == 0 && lr->dirfd >= 0;
-        if (!known || (!logs && strcmp(process_id, GARDEN_SERVICE_ID) != 0)) {
-            log_reader_free(lr);
-            if (!known)
-                return api_process_not_found(reterr, process_id);
-            return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
-                              "Process '%s' writes no logs (start it with \"cloche_log\": true)",
-                              process_id);
-        }
+        log_reader_free(lr);
+        if (!known)
+            return api_process_not_found(reterr, process_id);
+        return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
+                          "Process '%s' writes no logs (start it with \"cloche_log\": true)",
+                          process_id);
     }
     lr->files[lr->n_files++] = (LogFile){.fd = fd};
     if (fd >= 0 && fstat(fd, &st) == 0)

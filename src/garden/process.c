@@ -220,6 +220,13 @@ static int log_file_path(Garden *g, Container *c, const char *id, char **ret)
     *slash = '\0';
     r = mkdir(*ret, 0700) < 0 && errno != EEXIST ? -errno : 0;
     *slash = '/';
+    /* There from the start, so a reader tells a process that logs from one that
+     * does not before the first line. */
+    int fd = r < 0 ? -1 : open(*ret, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+    if (r >= 0 && fd < 0)
+        r = -errno;
+    if (fd >= 0)
+        close(fd);
     if (r < 0) {
         free(*ret);
         *ret = NULL;

@@ -221,4 +221,4 @@ def test_empty_service_takes_the_image_config(containers, tmp_path):
     h2 = containers.create({"image": {"uri": f"oci://{layout}#app"},
                             "cloche_service": {"path": "/bin/sh", "args": ["-c", "exit 6"],
                                                "restart": "no"}})
-    assert wait_until(lambda: props(c, h2)["cloche.service.exit-status"] == "6", WAIT)
+    assert wait_until(lambda: props(c, h2).get("cloche.service.exit-status") == "6", WAIT)
