@@ -40,7 +40,7 @@
 #include <stdint.h>
 
 #include "cloche/netpool.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 
 typedef struct FirewallConfig {
     const char *table;      /* table name, e.g. "cloche": [A-Za-z][A-Za-z0-9_-]{0,31} */

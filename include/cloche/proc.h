@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 #include "cloche/error.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 
 #define PROC_GROUPS_MAX 64
 

@@ -19,7 +19,7 @@
 
 #include "cloche/fileio.h"
 #include "cloche/log.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "cloche/testhook.h"
 #include "garden-internal.h"
 

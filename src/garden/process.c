@@ -15,7 +15,7 @@
 #include "cloche/fileio.h"
 #include "cloche/log.h"
 #include "cloche/proc.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "cloche/testhook.h"
 #include "garden-internal.h"
 
