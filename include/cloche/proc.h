@@ -11,7 +11,6 @@
 #include <sys/types.h>
 
 #include "cloche/error.h"
-#include "cloche/wire.h"
 
 #define PROC_GROUPS_MAX 64
 
@@ -31,6 +30,12 @@ typedef struct ProcUser {
  * as -ENOENT with a message in reterr. */
 int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, ApiError *reterr);
 
+/* One resource limit for the process: soft and hard both set to value. */
+typedef struct ProcRlimit {
+    int resource; /* RLIMIT_* */
+    uint64_t value;
+} ProcRlimit;
+
 /* Everything the shim needs, resolved. */
 typedef struct ProcLaunch {
     const char *path;
@@ -38,7 +43,8 @@ typedef struct ProcLaunch {
     char *const *env;  /* NULL-terminated, complete */
     const char *dir;
     const ProcUser *user;
-    const ResourceLimits *rlimits;
+    const ProcRlimit *rlimits; /* n_rlimits of them */
+    size_t n_rlimits;
     bool tty;
     uint16_t columns, rows;
     pid_t init_pid;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -171,6 +172,20 @@ char **garden_cgroup_dirs(Garden *g, const char *handle)
     return dirs;
 }
 
+/* The spec's rlimits as setrlimit() calls (at most _RLIMIT_KIND_MAX). */
+static size_t process_rlimits(const ResourceLimits *l, ProcRlimit ret[static _RLIMIT_KIND_MAX])
+{
+    static const int resources[_RLIMIT_KIND_MAX] = {
+        RLIMIT_AS,    RLIMIT_CORE,    RLIMIT_CPU,      RLIMIT_DATA,       RLIMIT_FSIZE,
+        RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE,       RLIMIT_NOFILE,
+        RLIMIT_NPROC, RLIMIT_RSS,     RLIMIT_RTPRIO,   RLIMIT_SIGPENDING, RLIMIT_STACK};
+    size_t n = 0;
+    for (int i = 0; i < _RLIMIT_KIND_MAX; i++)
+        if (l->set[i])
+            ret[n++] = (ProcRlimit){.resource = resources[i], .value = l->value[i]};
+    return n;
+}
+
 static size_t count_entries(int dirfd)
 {
     _cleanup_close_ int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -252,6 +267,8 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         return api_internal_error(reterr, dirfd < 0 ? -errno : -ENOMEM,
                                   "Failed to prepare the process");
     }
+    ProcRlimit rlimits[_RLIMIT_KIND_MAX];
+    size_t n_rlimits = process_rlimits(&spec->rlimits, rlimits);
     /* Created (owned by the user) if missing, as guardian does. */
     const char *dir = spec->dir && *spec->dir ? spec->dir : user.home;
     ProcLaunch launch = {
@@ -260,7 +277,8 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         .env = env,
         .dir = dir,
         .user = &user,
-        .rlimits = &spec->rlimits,
+        .rlimits = rlimits,
+        .n_rlimits = n_rlimits,
         .tty = spec->tty.present,
         .columns = spec->tty.columns,
         .rows = spec->tty.rows,

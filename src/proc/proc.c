@@ -1,7 +1,6 @@
 /* Starting processes through cloche-shim, and reading what it leaves behind. */
 #include <fcntl.h>
 #include <stdarg.h>
-#include <sys/resource.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <spawn.h>
@@ -210,15 +209,9 @@ int proc_write_spec(int dirfd, const ProcLaunch *l)
     spec_addf(f, "gid", "%u", l->user->gid);
     for (size_t i = 0; i < l->user->n_groups; i++)
         spec_addf(f, "group", "%u", l->user->groups[i]);
-    static const int resources[_RLIMIT_KIND_MAX] = {
-        RLIMIT_AS,    RLIMIT_CORE,    RLIMIT_CPU,      RLIMIT_DATA,       RLIMIT_FSIZE,
-        RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE,       RLIMIT_NOFILE,
-        RLIMIT_NPROC, RLIMIT_RSS,     RLIMIT_RTPRIO,   RLIMIT_SIGPENDING, RLIMIT_STACK};
-    for (int i = 0; l->rlimits && i < _RLIMIT_KIND_MAX; i++)
-        if (l->rlimits->set[i])
-            spec_addf(f, "rlimit", "%d %llu %llu", resources[i],
-                      (unsigned long long)l->rlimits->value[i],
-                      (unsigned long long)l->rlimits->value[i]);
+    for (size_t i = 0; i < l->n_rlimits; i++)
+        spec_addf(f, "rlimit", "%d %llu %llu", l->rlimits[i].resource,
+                  (unsigned long long)l->rlimits[i].value, (unsigned long long)l->rlimits[i].value);
     if (l->tty)
         spec_addf(f, "tty", "%u %u", l->columns ? l->columns : 80, l->rows ? l->rows : 24);
     spec_addf(f, "init_pid", "%d", l->init_pid);
