@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "cloche/error.h"
+#include "cloche/failure.h"
 
 #define PROC_GROUPS_MAX 64
 
@@ -26,9 +26,10 @@ typedef struct ProcUser {
 
 /* Resolve user ("" = root, a name, or "uid:gid") inside the container whose init
  * is init_pid, reading its files through /proc/PID/root without following any
- * link out of it. Unknown name: 400-class error "unknown user: NAME"... returned
- * as -ENOENT with a message in reterr. */
-int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, ApiError *reterr);
+ * link out of it. A malformed or unknown user is the caller's fault
+ * (FAILURE_INPUT: -EINVAL, or -ENOENT with guardian's text "unable to find user
+ * NAME: ..."); anything else a system failure. */
+int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, Failure *reterr);
 
 /* One resource limit for the process: soft and hard both set to value. */
 typedef struct ProcRlimit {
@@ -60,9 +61,9 @@ typedef struct ProcLaunch {
 int proc_write_spec(int dirfd, const ProcLaunch *l);
 
 /* Run `shim_path dir` detached and wait for its start line. On success *ret_pid is
- * the process's host pid. An exec failure (ENOENT, EACCES, ENOTDIR) becomes a
- * 500 ExecutableNotFoundError; anything else a 500 with the shim's message. */
-int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError *reterr);
+ * the process's host pid. An exec failure (ENOENT, EACCES, ENOTDIR) is a
+ * FAILURE_EXECUTABLE with the shim's message; anything else a system failure. */
+int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, Failure *reterr);
 
 /* Connect to dir/sock (non-blocking off: a plain blocking SOCK_STREAM fd). */
 int proc_connect(int dirfd, int *ret_fd);

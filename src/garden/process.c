@@ -239,9 +239,10 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
 
     int64_t t0 = grace_now();
     ProcUser user;
-    int r = proc_resolve_user(init_pid, spec->user, &user, reterr);
+    Failure failure = {0};
+    int r = proc_resolve_user(init_pid, spec->user, &user, &failure);
     if (r < 0)
-        return r;
+        return garden_failure(reterr, &failure, r);
 
     _cleanup_close_ int pdir = -EBADF;
     r = processes_dir_fd(g, c, true, &pdir);
@@ -305,13 +306,13 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
     }
     pid_t pid;
     int64_t t1 = grace_now();
-    r = proc_start(g->cfg.shim_path, dirpath, &pid, reterr);
+    r = proc_start(g->cfg.shim_path, dirpath, &pid, &failure);
     log_debug("Process '%s': prepared in %.2f ms, shim started it in %.2f ms", id,
               (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
     if (r < 0) {
         /* Nothing runs: the id is free again. */
         (void)rm_rf_at(pdir, id);
-        return r;
+        return garden_failure(reterr, &failure, r);
     }
     testhook_point("run.started");
     log_debug("Container '%s': process '%s' started as pid %d", c->rec.handle, id, pid);
