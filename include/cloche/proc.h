@@ -10,8 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "cloche/error.h"
-#include "cloche/spec.h"
+#include "cloche/failure.h"
 
 #define PROC_GROUPS_MAX 64
 
@@ -27,9 +26,23 @@ typedef struct ProcUser {
 
 /* Resolve user ("" = root, a name, or "uid:gid") inside the container whose init
  * is init_pid, reading its files through /proc/PID/root without following any
- * link out of it. Unknown name: 400-class error "unknown user: NAME"... returned
- * as -ENOENT with a message in reterr. */
-int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, ApiError *reterr);
+ * link out of it. A malformed or unknown user is the caller's fault
+ * (FAILURE_INPUT: -EINVAL, or -ENOENT with guardian's text "unable to find user
+ * NAME: ..."); anything else a system failure. */
+int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, Failure *reterr);
+
+/* One resource limit for the process: soft and hard both set to value. */
+typedef struct ProcRlimit {
+    int resource; /* RLIMIT_* */
+    uint64_t value;
+} ProcRlimit;
+
+/* A service's restart policy, for the shim's `restart` record. */
+typedef struct ProcRestart {
+    const char *policy; /* "no", "on-failure", "always" or "unless-stopped" */
+    uint32_t max_restarts; /* 0 = no limit */
+    uint32_t backoff_initial_ms, backoff_max_ms, backoff_reset_ms;
+} ProcRestart;
 
 /* Everything the shim needs, resolved. */
 typedef struct ProcLaunch {
@@ -38,7 +51,8 @@ typedef struct ProcLaunch {
     char *const *env;  /* NULL-terminated, complete */
     const char *dir;
     const ProcUser *user;
-    const ResourceLimits *rlimits;
+    const ProcRlimit *rlimits; /* n_rlimits of them */
+    size_t n_rlimits;
     bool tty;
     uint16_t columns, rows;
     pid_t init_pid;
@@ -48,7 +62,7 @@ typedef struct ProcLaunch {
     uint32_t linger;
     const ConfinePlan *confine; /* NULL: no `confine` record */
     const char *seccomp;        /* the filter file, or NULL */
-    const ServiceSpec *service; /* a supervised service (`restart` record), or NULL */
+    const ProcRestart *restart; /* a supervised service (`restart` record), or NULL */
     const char *log_path;       /* output also to this log file, or NULL */
     uint64_t log_max_size;      /* 0 = the shim's default */
     uint32_t log_max_files;     /* 0 = the shim's default */
@@ -58,9 +72,9 @@ typedef struct ProcLaunch {
 int proc_write_spec(int dirfd, const ProcLaunch *l);
 
 /* Run `shim_path dir` detached and wait for its start line. On success *ret_pid is
- * the process's host pid. An exec failure (ENOENT, EACCES, ENOTDIR) becomes a
- * 500 ExecutableNotFoundError; anything else a 500 with the shim's message. */
-int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError *reterr);
+ * the process's host pid. An exec failure (ENOENT, EACCES, ENOTDIR) is a
+ * FAILURE_EXECUTABLE with the shim's message; anything else a system failure. */
+int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, Failure *reterr);
 
 /* Connect to dir/sock (non-blocking off: a plain blocking SOCK_STREAM fd). */
 int proc_connect(int dirfd, int *ret_fd);
