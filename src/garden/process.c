@@ -514,21 +514,50 @@ void garden_end_shims(Garden *g, Container *c, int timeout_ms)
     for_each_process(g, c, kill_shim, NULL);
 }
 
+typedef struct Prune {
+    int pdir;
+    int logs; /* <container>/logs, or -1 */
+} Prune;
+
+/* id.log, id.log.1, ... (the rotation leaves no gaps). */
+static void remove_logs(int logs, const char *id)
+{
+    char name[SPEC_HANDLE_MAX + 16];
+    snprintf(name, sizeof(name), "%s.log", id);
+    if (unlinkat(logs, name, 0) < 0 && errno == ENOENT)
+        return;
+    for (unsigned i = 1; i <= SERVICE_LOG_FILES_MAX; i++) {
+        snprintf(name, sizeof(name), "%s.log.%u", id, i);
+        if (unlinkat(logs, name, 0) < 0)
+            break;
+    }
+}
+
 static void remove_if_finished(int dirfd, const char *id, void *userdata)
 {
-    int pdir = *(int *)userdata;
+    Prune *p = userdata;
     int status;
     /* Finished and no monitor left to serve a late attach: its status has been
-     * delivered or has waited out the shim's linger time. */
-    if (proc_read_exit(dirfd, &status) == 0 && !shim_alive(dirfd, NULL))
-        (void)rm_rf_at(pdir, id);
+     * delivered or has waited out the shim's linger time. Its log files (a
+     * cloche_log process) go with it, so they stay bounded too. */
+    if (proc_read_exit(dirfd, &status) == 0 && !shim_alive(dirfd, NULL)) {
+        (void)rm_rf_at(p->pdir, id);
+        if (p->logs >= 0 && strcmp(id, GARDEN_SERVICE_ID) != 0)
+            remove_logs(p->logs, id);
+    }
 }
 
 /* Forget finished processes, so a long-lived container running many short ones
  * never reaches PROCESSES_MAX. */
 static void prune_finished(Garden *g, Container *c, int pdir)
 {
-    for_each_process(g, c, remove_if_finished, &pdir);
+    _cleanup_close_ int cdir = -EBADF;
+    Prune p = {.pdir = pdir, .logs = -1};
+    if (container_dir_fd(g, c, &cdir) >= 0)
+        p.logs = openat(cdir, GARDEN_LOGS_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    for_each_process(g, c, remove_if_finished, &p);
+    if (p.logs >= 0)
+        close(p.logs);
 }
 
 int garden_process_dir_fd(Garden *g, Container *c, const char *id, int *ret)
