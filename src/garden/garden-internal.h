@@ -129,6 +129,9 @@ struct Garden {
     pthread_t sampler;
     bool sampler_inited, sampler_started, sampler_stopping;
 
+    /* Events (events.c). */
+    GardenEvents *events;
+
     /* garden_image_size's cache, under lock. */
     struct ImageSize *image_sizes;
     size_t n_image_sizes;
@@ -239,6 +242,17 @@ void garden_end_shims(Garden *g, Container *c, int timeout_ms);
 /* The container's cgroup directories on the host, one per hierarchy (malloc'd,
  * NULL-terminated; NULL on ENOMEM). */
 char **garden_cgroup_dirs(Garden *g, const char *handle);
+
+/* events.c: the ring of events behind GET /cloche/events. */
+int garden_events_setup(Garden *g);
+/* Wake every reader waiting for events and make them return (shutdown). */
+void garden_events_stop(Garden *g);
+void garden_events_free(Garden *g);
+/* Record an event (type: created, started, stopped, destroyed, oom,
+ * service_exited, service_restarted, limits_changed); process_id and message
+ * may be NULL, exit_status -1 when there is none. Never blocks on readers. */
+void garden_event_emit(Garden *g, const char *type, const char *handle, const char *process_id,
+                       int exit_status, const char *message);
 
 /* registry.c */
 /* min(--max-containers, subnets of the pool): O(1), for every create. */

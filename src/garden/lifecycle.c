@@ -688,6 +688,7 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     garden_oom_watch(g, c);
     garden_arm_grace(g, c);
     state_end_create(c);
+    garden_event_emit(g, "created", handle, NULL, -1, NULL);
     log_debug("Container '%s': created in %.2f ms", handle, (double)(grace_now() - started) / 1e6);
     *ret_handle = strdup(handle);
     container_unref(c);
@@ -744,6 +745,7 @@ int garden_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
     state_end_stop(c, r >= 0);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to persist the stopped state");
+    garden_event_emit(g, "stopped", c->rec.handle, NULL, -1, kill_now ? "killed" : NULL);
     return 0;
 }
 

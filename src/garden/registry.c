@@ -148,6 +148,9 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     r = hashmap_new(&g->containers);
     if (r < 0)
         goto fail;
+    r = garden_events_setup(g);
+    if (r < 0)
+        goto fail;
     garden_images_attach(g, true);
     r = depot_open(cfg->depot_path, &g->depot);
     if (r < 0)
@@ -236,6 +239,7 @@ void garden_free(Garden *g)
     if (!g)
         return;
     garden_images_attach(g, false);
+    garden_events_stop(g);
     grace_service_stop(g->grace);
     garden_sampler_stop(g);
     if (g->containers) {
@@ -254,6 +258,7 @@ void garden_free(Garden *g)
     for (size_t i = 0; i < g->n_image_sizes; i++)
         free(g->image_sizes[i].path);
     free(g->image_sizes);
+    garden_events_free(g);
     pthread_mutex_destroy(&g->lock);
     free(g);
 }
@@ -516,6 +521,7 @@ static int garden_destroy_claimed(Garden *g, Container *c, ApiError *reterr)
                                   "Failed to %s container '%s'; it is being retried in the "
                                   "background",
                                   what, c->rec.handle);
+    garden_event_emit(g, "destroyed", c->rec.handle, NULL, -1, NULL);
     return 0;
 }
 
