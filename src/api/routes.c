@@ -560,6 +560,7 @@ const Route api_routes[] = {
     {"ImageImport", "PUT", "/cloche/images/:name", ROUTE_STREAMING, route_streaming_only},
     {"ImageExport", "GET", "/cloche/images/:name/archive", ROUTE_STREAMING, route_streaming_only},
     {"Commit", "POST", C "/cloche/commit", ROUTE_CONTAINER | ROUTE_SLOW, route_container_commit},
+    {"Events", "GET", "/cloche/events", ROUTE_STREAMING, route_streaming_only},
 };
 #undef C
 const size_t api_routes_count = ELEMENTSOF(api_routes);
