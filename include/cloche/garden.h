@@ -106,6 +106,13 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
  * once). The container's state becomes stopped. */
 int garden_stop(Garden *g, Container *c, bool kill, ApiError *reterr);
 
+/* Start a stopped container again (cloche extension): a new init over the same
+ * writable layer, address, host ports, NetOut rules, limits, properties and bind
+ * mounts. 409 when it is not stopped; on failure it stays stopped. */
+int garden_start(Garden *g, Container *c, ApiError *reterr);
+/* Stop (as garden_stop), then start. */
+int garden_restart(Garden *g, Container *c, bool kill, ApiError *reterr);
+
 /* Start a process (spec contents are taken): ExecutableNotFoundError, 409 for a
  * duplicate id, 400 for an unknown user, 501 for peas. *ret_id is malloc'd. */
 int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);

@@ -561,6 +561,8 @@ const Route api_routes[] = {
     {"ImageExport", "GET", "/cloche/images/:name/archive", ROUTE_STREAMING, route_streaming_only},
     {"Commit", "POST", C "/cloche/commit", ROUTE_CONTAINER | ROUTE_SLOW, route_container_commit},
     {"Events", "GET", "/cloche/events", ROUTE_STREAMING, route_streaming_only},
+    {"Start", "PUT", C "/cloche/start", ROUTE_CONTAINER | ROUTE_SLOW, route_start},
+    {"Restart", "PUT", C "/cloche/restart", ROUTE_CONTAINER | ROUTE_SLOW, route_restart},
 };
 #undef C
 const size_t api_routes_count = ELEMENTSOF(api_routes);

@@ -431,18 +431,28 @@ static int prepare_network(pid_t pid, void *userdata)
     return r;
 }
 
-/* Between the steps of create: crash here if the tests ask, and give up if a
- * destroy is waiting for this create. */
-static int create_step(Container *c, const char *point, ApiError *reterr)
+/* Between the steps of create and start: crash here if the tests ask, and give
+ * up if a destroy is waiting for this create or start. */
+static int kernel_step(Container *c, const char *op, const char *what, ApiError *reterr)
 {
+    char point[64];
+    snprintf(point, sizeof(point), "%s.%s", op, what);
     testhook_point(point);
     if (testhook_fault(point))
         return api_internal_error(reterr, -EIO, "Test fault at '%s'", point);
     if (state_cancelled(c))
         return api_errorf(reterr, -ECANCELED, 409, GARDEN_ERR_GENERIC,
-                          "Container '%s' was destroyed while it was being created", c->rec.handle);
+                          "Container '%s' was destroyed while it was being %s", c->rec.handle,
+                          strcmp(op, "create") == 0 ? "created" : "started");
     return 0;
 }
+
+static int create_step(Container *c, const char *point, ApiError *reterr)
+{
+    return kernel_step(c, "create", point + strlen("create."), reterr);
+}
+
+static int build_kernel(Garden *g, Container *c, const char *op, const char *dir, ApiError *reterr);
 
 /* Everything kernel-side for a registered, persisted CREATING container. */
 static int create_kernel(Garden *g, Container *c, ApiError *reterr)
@@ -466,7 +476,6 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     }
     if ((r = create_step(c, "create.ids", reterr)) < 0)
         return r;
-    int64_t t0 = grace_now();
     if (g->net_ready) {
         r = garden_net_allocate(g, c, reterr);
         if (r < 0)
@@ -474,7 +483,21 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     }
     if ((r = create_step(c, "create.address", reterr)) < 0)
         return r;
-    r = write_etc_files(g, dir, rec);
+    return build_kernel(g, c, "create", dir, reterr);
+}
+
+/* The kernel objects a container's record describes, after its ids and address
+ * are held: /etc files, disk, cgroups, the init with its namespaces and mounts
+ * over the writable layer, links and firewall state, bandwidth. Create makes them
+ * all; start reuses the disk and cgroups a stop left and makes what is missing
+ * (after a reboot, everything). */
+static int build_kernel(Garden *g, Container *c, const char *op, const char *dir, ApiError *reterr)
+{
+    ContainerRecord *rec = &c->rec;
+    const ContainerSpec *spec = &rec->spec;
+    bool starting = strcmp(op, "start") == 0;
+    int64_t t0 = grace_now();
+    int r = write_etc_files(g, dir, rec);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to write the container's /etc files");
 
@@ -484,21 +507,27 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
         r = garden_disk_limit(g, rec, &spec->limits.disk, &dl, reterr);
         if (r < 0)
             return r;
-        r = disk_attach(dir, &dl, spec->privileged ? 0 : rec->uid_base);
+        /* A start mounts the writable layer's disk again (a reboot unmounted it). */
+        r = starting ? disk_reattach(dir, &dl)
+                     : disk_attach(dir, &dl, spec->privileged ? 0 : rec->uid_base);
         if (r < 0)
             return api_errorf(reterr, r, r == -EINVAL ? 400 : 500, GARDEN_ERR_GENERIC,
                               "Failed to set up the container's disk limit: %s", strerror(-r));
-        if ((r = create_step(c, "create.disk", reterr)) < 0)
+        if ((r = kernel_step(c, op, "disk", reterr)) < 0)
             return r;
     }
-    Cgroup *cg = NULL;
-    r = cgroup_create(g->cgroups, rec->handle, &cg);
-    if (r < 0)
-        return api_internal_error(reterr, r, "Failed to create the container's cgroups");
-    pthread_mutex_lock(&c->lock);
-    c->cgroup = cg;
-    pthread_mutex_unlock(&c->lock);
-    if ((r = create_step(c, "create.cgroup", reterr)) < 0)
+    Cgroup *cg = c->cgroup; /* a stopped container's, kept with its limits and counters */
+    if (!cg) {
+        r = cgroup_create(g->cgroups, rec->handle, &cg);
+        if (r == -EEXIST && starting)
+            r = cgroup_open_existing(g->cgroups, rec->handle, &cg);
+        if (r < 0)
+            return api_internal_error(reterr, r, "Failed to create the container's cgroups");
+        pthread_mutex_lock(&c->lock);
+        c->cgroup = cg;
+        pthread_mutex_unlock(&c->lock);
+    }
+    if ((r = kernel_step(c, op, "cgroup", reterr)) < 0)
         return r;
     r = cgroup_set_devices(cg, spec->privileged);
     if (r < 0)
@@ -562,7 +591,7 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     rec->init_pid = init.pid;
     rec->init_start_time = init.start_time;
     pthread_mutex_unlock(&c->lock);
-    if ((r = create_step(c, "create.sandbox", reterr)) < 0)
+    if ((r = kernel_step(c, op, "sandbox", reterr)) < 0)
         return r;
     if (g->net_ready) {
         if (spec->limits.bandwidth.rate) {
@@ -571,7 +600,7 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
                 return r;
         }
     }
-    return create_step(c, "create.limits", reterr);
+    return kernel_step(c, op, "limits", reterr);
 }
 
 int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *reterr)
@@ -611,6 +640,8 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         r = strmap_set(&rec.properties, "garden.state", "created");
     if (r >= 0)
         r = strmap_set(&rec.properties, "garden.grace-time", grace);
+    if (r >= 0)
+        r = strmap_set(&rec.properties, "cloche.state", "active");
     if (r < 0) {
         container_record_done(&rec);
         return api_internal_error(reterr, r, "Failed to prepare the container");
@@ -695,6 +726,63 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     return *ret_handle ? 0 : api_internal_error(reterr, -ENOMEM, "Out of memory");
 }
 
+/* End the container's init (and with it every process in its pid namespace)
+ * and its links and firewall state; the address, host ports, ids, cgroups and
+ * writable layer stay. -EBUSY when the init does not die. */
+int garden_kernel_end_init(Garden *g, Container *c)
+{
+    if (!init_gone(c))
+        return -EBUSY;
+    garden_end_shims(g, c, 2000);
+    pthread_mutex_lock(&c->lock);
+    if (c->init_pidfd >= 0)
+        close(c->init_pidfd);
+    c->init_pidfd = -1;
+    c->init_is_child = false;
+    c->rec.init_pid = 0;
+    c->rec.init_start_time = 0;
+    pthread_mutex_unlock(&c->lock);
+    if (g->net_ready)
+        garden_net_detach(g, c);
+    return 0;
+}
+
+int garden_kernel_start(Garden *g, Container *c, ApiError *reterr)
+{
+    _cleanup_free_ char *dir = NULL;
+    int r = depot_container_path(g->depot, c->rec.handle, &dir);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to find the container's directory");
+    r = garden_kernel_end_init(g, c);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to end the old init of '%s'", c->rec.handle);
+    r = kernel_step(c, "start", "ended", reterr);
+    if (r >= 0)
+        r = build_kernel(g, c, "start", dir, reterr);
+    if (r < 0) {
+        /* Back to stopped, without an init: a later start or a destroy goes on
+         * from there. */
+        int k = garden_kernel_end_init(g, c);
+        if (k < 0)
+            log_warn_errno(k, "Container '%s': the init of a failed start does not die: %m",
+                           c->rec.handle);
+    }
+    return r;
+}
+
+int garden_kernel_reserve(Garden *g, Container *c)
+{
+    ContainerRecord *rec = &c->rec;
+    if (!rec->spec.privileged && rec->uid_base && rec->uid_base != SANDBOX_SHARED_ROOT) {
+        int r = idpool_reserve(g->ids, rec->uid_base);
+        if (r < 0)
+            return r;
+    }
+    if (g->net_ready)
+        garden_net_reserve(g, c);
+    return 0;
+}
+
 /* Signal every process of the container but its init; returns how many remain. */
 static size_t signal_all_but_init(Container *c, int sig)
 {
@@ -735,13 +823,7 @@ int garden_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
         usleep(20000);
     garden_end_shims(g, c, 2000);
 
-    pthread_mutex_lock(&c->lock);
-    ContainerState old = c->rec.state;
-    c->rec.state = CONTAINER_STATE_STOPPED;
-    r = garden_persist(g, c);
-    if (r < 0)
-        c->rec.state = old;
-    pthread_mutex_unlock(&c->lock);
+    r = garden_record_stopped(g, c);
     state_end_stop(c, r >= 0);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to persist the stopped state");
