@@ -4,6 +4,7 @@
  * from the clone to the exec it uses only raw system calls and memory prepared
  * beforehand (ChildPlan): no malloc, no stdio, no glibc set*id broadcasting. */
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <sched.h>
@@ -378,7 +379,10 @@ static _Noreturn void child_main(const ChildPlan *plan)
         child_fail(plan, errno, "Failed to create the cgroup namespace", NULL);
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         child_fail(plan, errno, "Failed to make mounts private", NULL);
-    if (sethostname(spec->handle, safe_strlen(spec->handle)) < 0)
+    /* Handles may be longer than the kernel's 64-byte hostname: the first 64 bytes. */
+    if (sethostname(spec->handle, safe_strlen(spec->handle) < HOST_NAME_MAX
+                                      ? safe_strlen(spec->handle)
+                                      : HOST_NAME_MAX) < 0)
         child_fail(plan, errno, "Failed to set the hostname", NULL);
 
     /* The cwd is the container's directory, in this namespace's copy of it (see
