@@ -19,6 +19,8 @@ import pytest
 
 from conftest import (DEFAULT_ROOTFS, cgroup_controller_dir, container_init_pid, process_alive,
                       wait_until)
+from garden_client import GardenError
+from test_concurrency import assert_clean, hooked, needs_hooks, whole
 from test_network import busybox, host_connect, in_container, run_bg, wait_serving
 
 PAYLOAD = "/usr/bin/cloche-payload"
@@ -130,3 +132,107 @@ def test_restart_and_start_errors(containers, payload):
     client.stop(h)
     client.destroy(h)
     containers.handles.remove(h)
+
+
+# --------------------------------------------------------------------------
+# Concurrency and failures
+
+
+def _in_thread(fn):
+    out: dict = {}
+
+    def go():
+        try:
+            out["reply"] = fn()
+        except Exception as e:  # noqa: BLE001 (kept for the assertion)
+            out["error"] = e
+
+    t = threading.Thread(target=go)
+    t.start()
+    return t, out
+
+
+START_POINTS = ["start.ended", "start.cgroup", "start.sandbox", "start.limits"]
+
+
+@needs_hooks
+@pytest.mark.parametrize("point", START_POINTS)
+def test_destroy_during_start(daemon, point):
+    d = hooked(daemon, {"CLOCHE_TEST_DELAY": f"{point}:600"})
+    client = d.client()
+    h = client.create({"handle": "racing"})
+    client.net_in(h, 0, 8080)
+    client.stop(h)
+    t, out = _in_thread(lambda: put(client, h, "start"))
+    time.sleep(0.2)  # the start is parked at the point (600 ms): land the destroy there
+    client.destroy(h)
+    t.join(30)
+    assert not t.is_alive()
+    status, reply = out["reply"]
+    assert status in (200, 409), reply
+    if status == 409:
+        assert "destroyed while it was being started" in reply["Message"], reply
+    status, reply = put(client, h, "start")
+    assert status == 404, reply
+    assert_clean(d)
+    # The allowed case on the same daemon: a start left alone works.
+    h = client.create({"handle": "alone"})
+    client.stop(h)
+    assert put(client, h, "start") == (200, {})
+    whole(client, h)
+    client.destroy(h)
+    assert_clean(d)
+
+
+@needs_hooks
+def test_two_concurrent_starts_run_one_after_the_other(daemon):
+    d = hooked(daemon, {"CLOCHE_TEST_DELAY": "start.sandbox:500"})
+    client = d.client()
+    h = client.create({"handle": "twice"})
+    ip = client.info(h)["ContainerIP"]
+    client.stop(h)
+    threads = [_in_thread(lambda: put(client, h, "start")) for _ in range(2)]
+    # Info waits for the start (it reads the model only: it answers at once).
+    for t, _ in threads:
+        t.join(30)
+    statuses = sorted(out["reply"][0] for _, out in threads)
+    assert statuses == [200, 409], [out for _, out in threads]
+    info = client.info(h)
+    assert info["State"] == "active" and info["ContainerIP"] == ip
+    whole(client, h)
+    client.destroy(h)
+    assert_clean(d)
+
+
+@needs_hooks
+@pytest.mark.parametrize("fault", ["start.sandbox", "start.record"])
+def test_a_failed_start_leaves_it_stopped_and_a_later_start_works(daemon, fault):
+    d = hooked(daemon, {"CLOCHE_TEST_FAULT": f"{fault}:1"})
+    client = d.client()
+    h = client.create({"handle": "flaky"})
+    hp, _ = client.net_in(h, 0, 8080)
+    ip = client.info(h)["ContainerIP"]
+    client.stop(h)
+    status, reply = put(client, h, "start")
+    assert status == 500, reply
+    info = client.info(h)
+    assert info["State"] == "stopped" and info["ContainerIP"] == ip
+    assert client.properties(h)["cloche.state"] == "stopped"
+    # Nothing of the failed start is left running in the container's cgroup.
+    with pytest.raises(AssertionError):
+        container_init_pid(d, h)
+    # The address and the host port stay the container's: another container
+    # cannot take the port meanwhile.
+    other = client.create({"handle": "other"})
+    with pytest.raises(GardenError):
+        client.net_in(other, hp, 80)
+    assert client.info(other)["ContainerIP"] != ip
+    # The allowed case: the next start works, with the same address and port.
+    assert put(client, h, "start") == (200, {})
+    info = client.info(h)
+    assert info["State"] == "active" and info["ContainerIP"] == ip
+    assert info["MappedPorts"] == [{"HostPort": hp, "ContainerPort": 8080}]
+    whole(client, h)
+    client.destroy(h)
+    client.destroy(other)
+    assert_clean(d)
