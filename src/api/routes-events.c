@@ -18,7 +18,7 @@
 
 #include "api-internal.h"
 #include "cloche/json.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "stream.h"
 
 #define EVENTS_FOLLOWERS_MAX 64

@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "cloche/log.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "garden-internal.h"
 
 #define EVENTS_RING_SIZE 4096
