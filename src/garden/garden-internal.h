@@ -50,6 +50,7 @@ struct Container {
     bool cancel;                    /* a destroy waits: the running create or stop gives up */
     unsigned ops;                   /* operations in flight (state_op_begin), under lock */
     unsigned teardown_failures;     /* failed destroys so far: the retry back-off */
+    bool start_after_reboot;        /* adopted at start-up, to be started (start.c) */
     ContainerRecord rec;            /* under lock */
     GraceTimer grace;               /* under lock */
     int64_t grace_scheduled_ns;     /* earliest deadline queued in the service, under lock */
@@ -193,6 +194,8 @@ int garden_kernel_end_init(Garden *g, Container *c);
 /* A record whose kernel side is gone (a reboot): hold its ids, address and
  * host ports again, so that garden_kernel_start can rebuild it. */
 int garden_kernel_reserve(Garden *g, Container *c);
+/* Give back what garden_kernel_reserve held. */
+void garden_kernel_unreserve(Garden *g, Container *c);
 /* Tear down what a record describes, for records that are not restored. */
 void garden_kernel_cleanup_record(Garden *g, const ContainerRecord *rec);
 void container_free_kernel(Container *c);
@@ -269,6 +272,12 @@ char **garden_cgroup_dirs(Garden *g, const char *handle);
 /* Record a client's Stop: state stopped, stopped_by_client, the cloche.state
  * property (c->lock not held). */
 int garden_record_stopped(Garden *g, Container *c);
+/* At start-up, for a restored record whose init is gone: if its service's
+ * restart policy wants it back (and no client stopped it), hold its ids,
+ * address and ports and register it stopped, to be started by
+ * garden_reboot_start_all once every record is loaded. false: remove it. */
+bool garden_reboot_adopt(Garden *g, Container *c);
+void garden_reboot_start_all(Garden *g);
 
 /* events.c: the ring of events behind GET /cloche/events. */
 int garden_events_setup(Garden *g);

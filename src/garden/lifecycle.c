@@ -757,6 +757,13 @@ int garden_kernel_start(Garden *g, Container *c, ApiError *reterr)
     r = garden_kernel_end_init(g, c);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to end the old init of '%s'", c->rec.handle);
+    /* Stopped without an init from here until the start is recorded: a daemon
+     * restarted meanwhile keeps the container so (see garden_reboot_adopt). */
+    pthread_mutex_lock(&c->lock);
+    r = garden_persist(g, c);
+    pthread_mutex_unlock(&c->lock);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to persist container '%s'", c->rec.handle);
     r = kernel_step(c, "start", "ended", reterr);
     if (r >= 0)
         r = build_kernel(g, c, "start", dir, reterr);
@@ -782,6 +789,17 @@ int garden_kernel_reserve(Garden *g, Container *c)
     if (g->net_ready)
         garden_net_reserve(g, c);
     return 0;
+}
+
+void garden_kernel_unreserve(Garden *g, Container *c)
+{
+    if (g->net_ready)
+        garden_net_release(g, c);
+    pthread_mutex_lock(&c->lock);
+    uint32_t uid_base = c->rec.spec.privileged ? 0 : c->rec.uid_base;
+    pthread_mutex_unlock(&c->lock);
+    if (uid_base && uid_base != SANDBOX_SHARED_ROOT && g->ids)
+        idpool_release(g->ids, uid_base);
 }
 
 /* Signal every process of the container but its init; returns how many remain. */

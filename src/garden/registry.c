@@ -200,6 +200,9 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
         }
         Container *c = container_new(&recs[i]);
         if (c && g->cgroups && garden_kernel_restore(g, c) < 0) {
+            /* A reboot took it, and its service's restart policy brings it back. */
+            if (garden_reboot_adopt(g, c))
+                continue;
             /* Its init is gone (a reboot, or killed behind our back): never leave
              * a container half alive. */
             log_warn("Container '%s' lost its processes while the daemon was down; removing it",
@@ -208,6 +211,8 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
             int k = depot_container_remove(g->depot, c->rec.handle);
             if (k < 0)
                 log_warn_errno(k, "Failed to remove '%s' from the depot: %m", c->rec.handle);
+            garden_event_emit(g, "destroyed", c->rec.handle, NULL, -1,
+                              "lost its processes while the daemon was down");
             container_unref(c);
             continue;
         }
@@ -222,6 +227,7 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     }
     container_records_free(recs, n);
     garden_net_prune(g);
+    garden_reboot_start_all(g);
     if (cfg->init_path) {
         r = garden_sampler_start(g);
         if (r < 0)

@@ -5,6 +5,8 @@
  * kernel side a reboot took (no init, no cgroups, no links) is rebuilt the same
  * way at start-up when its service's restart policy asks for it. */
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cloche/log.h"
@@ -99,4 +101,97 @@ int garden_restart(Garden *g, Container *c, bool kill_now, ApiError *reterr)
     if (r < 0)
         return r;
     return garden_start(g, c, reterr);
+}
+
+/* Does a container whose kernel side is gone (a reboot) come back? Only one
+ * whose service's restart policy is always or unless-stopped, and that no
+ * client stopped. */
+static bool wanted_after_reboot(const ContainerRecord *rec)
+{
+    if (rec->stopped_by_client || rec->state != CONTAINER_STATE_ACTIVE)
+        return false;
+    /* No container has a service (cloche_service) in this build yet. */
+    return false;
+}
+
+bool garden_reboot_adopt(Garden *g, Container *c)
+{
+    /* Only a record whose init is gone (restore found no process to attach to):
+     * one a reboot took that its service wants back, or one a start had ended
+     * the init of (recorded as init pid 0) when the daemon stopped. */
+    bool start = wanted_after_reboot(&c->rec);
+    bool keep = c->rec.state == CONTAINER_STATE_STOPPED && c->rec.init_pid == 0;
+    if (c->init_pidfd >= 0 || !g->cgroups || !(start || keep))
+        return false;
+    int r = garden_kernel_reserve(g, c);
+    if (r < 0) {
+        log_warn_errno(r, "Container '%s': its ids cannot be held again (%m); removing it",
+                       c->rec.handle);
+        return false;
+    }
+    /* Cgroups left over (a daemon killed in the middle of a start leaves its new
+     * init there): emptied and removed; the start makes them anew from the
+     * record, limits included. */
+    Cgroup *cg = NULL;
+    if (cgroup_open_existing(g->cgroups, c->rec.handle, &cg) == 0) {
+        r = cgroup_destroy(cg, 10000);
+        cgroup_free(cg);
+        if (r < 0) {
+            log_warn_errno(r, "Container '%s': its old cgroups cannot be removed (%m); removing it",
+                           c->rec.handle);
+            garden_kernel_unreserve(g, c);
+            return false;
+        }
+    }
+    pthread_mutex_lock(&c->lock);
+    state_set_phase_locked(c, PHASE_STOPPED); /* what the start begins from */
+    c->start_after_reboot = start;
+    pthread_mutex_unlock(&c->lock);
+    ApiError err;
+    r = garden_insert_new(g, c, &err);
+    if (r < 0) {
+        log_warn("Container '%s' cannot be restored: %s; removing it", c->rec.handle, err.message);
+        garden_kernel_unreserve(g, c);
+        return false;
+    }
+    garden_arm_grace(g, c);
+    if (start)
+        log_info("Container '%s' lost its processes while the daemon was down (a reboot); its "
+                 "service's restart policy brings it back",
+                 c->rec.handle);
+    else
+        log_info("Container '%s' was being started when the daemon stopped; it stays stopped",
+                 c->rec.handle);
+    return true;
+}
+
+void garden_reboot_start_all(Garden *g)
+{
+    pthread_mutex_lock(&g->lock);
+    size_t n = hashmap_size(g->containers), k = 0;
+    Container **all = calloc(n + 1, sizeof(Container *));
+    size_t state = 0;
+    const char *key;
+    void *value;
+    while (all && hashmap_iterate(g->containers, &state, &key, &value) == 0) {
+        Container *c = value;
+        if (c->start_after_reboot) {
+            atomic_fetch_add(&c->refcount, 1);
+            all[k++] = c;
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    for (size_t i = 0; i < k; i++) {
+        Container *c = all[i];
+        c->start_after_reboot = false;
+        ApiError err;
+        if (garden_start(g, c, &err) < 0)
+            log_warn("Container '%s' could not be started again after the reboot: %s; it stays "
+                     "stopped",
+                     c->rec.handle, err.message);
+        else
+            log_info("Container '%s' started again after the reboot", c->rec.handle);
+        container_unref(c);
+    }
+    free(all);
 }

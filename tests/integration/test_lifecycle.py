@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import (DEFAULT_ROOTFS, cgroup_controller_dir, container_init_pid, process_alive,
-                      wait_until)
+from conftest import (DEFAULT_ROOTFS, cgroup_controller_dir, cgroup_core_dir, cgroup_pids,
+                      container_init_pid, process_alive, remove_cgroups, unmount_below, wait_until)
 from garden_client import GardenError
 from test_concurrency import assert_clean, hooked, needs_hooks, whole
-from test_network import busybox, host_connect, in_container, run_bg, wait_serving
+from test_network import busybox, host_connect, in_container, link_names, run_bg, wait_serving
+from test_processes import shims_of
 
 PAYLOAD = "/usr/bin/cloche-payload"
 
@@ -32,6 +35,12 @@ def payload():
     if not os.access(path, os.X_OK):
         pytest.fail(f"{path} is missing (scripts/test.sh installs it)")
     return PAYLOAD
+
+
+def events_of(d, query: str = "") -> list[dict]:
+    status, _, body = d.client().raw("GET", "/cloche/events" + (f"?{query}" if query else ""))
+    assert status == 200, body
+    return [json.loads(line) for line in body.decode().splitlines() if line]
 
 
 def put(client, handle: str, what: str, body: "bytes | None" = None) -> tuple[int, dict]:
@@ -236,3 +245,93 @@ def test_a_failed_start_leaves_it_stopped_and_a_later_start_works(daemon, fault)
     client.destroy(h)
     client.destroy(other)
     assert_clean(d)
+
+
+@needs_hooks
+@pytest.mark.parametrize("point", ["start.ended", "start.sandbox", "start.limits"])
+def test_a_daemon_killed_during_a_start_keeps_the_container(daemon, point):
+    d = daemon.new()
+    d.env["CLOCHE_TEST_CRASH"] = point
+    d.start()
+    client = d.client()
+    h = client.create({"handle": "victim"})
+    hp, _ = client.net_in(h, 0, 8080)
+    ip = client.info(h)["ContainerIP"]
+    client.stop(h)
+    with pytest.raises(Exception):
+        put(client, h, "start")
+    assert d.wait(10) is not None, "the daemon did not stop at the crash point"
+    d.env["CLOCHE_TEST_CRASH"] = None
+    d.start()
+    client = d.client()
+    # Whatever the point, the container is there, stopped or active, whole.
+    info = client.info(h)
+    if info["State"] == "stopped":
+        assert put(client, h, "start") == (200, {})
+        info = client.info(h)
+    assert info["State"] == "active" and info["ContainerIP"] == ip
+    assert info["MappedPorts"] == [{"HostPort": hp, "ContainerPort": 8080}]
+    # One init: nothing of the cut-short start is left in the container.
+    assert cgroup_pids(cgroup_core_dir(d.cgroup_parent, h)) == [container_init_pid(d, h)]
+    whole(client, h)
+    run_bg(client, h, ["serve", "tcp", "8080"])
+    assert wait_serving("tcp", "127.0.0.1", hp) == f"{h}:ping"
+    client.destroy(h)
+    assert_clean(d)
+
+
+# --------------------------------------------------------------------------
+# After a reboot
+
+
+def simulate_reboot(d) -> None:
+    """Leave what a host reboot leaves of d's containers, inside the test sandbox
+    and touching only this daemon's own objects: SIGKILL the daemon, every shim
+    and every process of its containers; remove its cgroups (the run's unique
+    parent only), its links (named by its network tag), its nftables table and
+    every mount below its depot (disk images). Then start the daemon again."""
+    shims = shims_of(d.depot)
+    d.kill()
+    for pid in shims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    leftovers = remove_cgroups(d.cgroup_parent)  # kills what is left in them, by pid
+    assert not leftovers, leftovers
+    assert wait_until(lambda: not shims_of(d.depot), 5)
+    prefix = f"cl{d.net_tag}"
+    for name in link_names():
+        if name.startswith(prefix):
+            subprocess.run(["ip", "link", "del", name], capture_output=True)
+    subprocess.run(["nft", "delete", "table", "inet", f"cloche{d.net_tag}"], capture_output=True)
+    unmount_below(d.depot)
+    assert not [n for n in link_names() if n.startswith(prefix)]
+    d.start()
+
+
+def test_a_reboot_removes_containers_without_a_restart_policy(daemon, payload):
+    d = daemon()
+    client = d.client()
+    plain = client.create({"handle": "plain"})
+    stopped = client.create({"handle": "stopped"})
+    client.stop(stopped)
+    inits = [container_init_pid(d, h) for h in (plain, stopped)]
+    simulate_reboot(d)
+    assert all(not process_alive(p) for p in inits)
+    client = d.client()
+    assert client.list({"garden.state": "all"}) == []
+    for h in (plain, stopped):
+        with pytest.raises(GardenError) as info:
+            client.info(h)
+        assert info.value.status == 404
+    assert wait_until(lambda: not os.listdir(d.depot / "containers"), 10)  # trash goes too
+    # Each removal is an event of the new daemon.
+    got = {e["handle"]: e for e in events_of(d)}
+    assert got["plain"]["type"] == got["stopped"]["type"] == "destroyed"
+    # The allowed case: the daemon after the reboot creates and serves as before.
+    h = client.create({"handle": "plain"})
+    hp, _ = client.net_in(h, 0, 8080)
+    run_bg(client, h, ["serve", "tcp", "8080"])
+    assert wait_serving("tcp", "127.0.0.1", hp) == f"{h}:ping"
+    client.destroy(h)
