@@ -165,3 +165,39 @@ def test_curl_follows_events(daemon):
     finally:
         curl.terminate()
         curl.wait(5)
+
+
+def test_a_reader_that_does_not_read_never_holds_up_the_daemon(daemon):
+    """A follower that reads nothing: the daemon goes on at full speed, and the
+    follower is cut off once it has accepted nothing for 10 s."""
+    d = daemon()
+    c = d.client()
+    h = c.create({"handle": "busy"})
+    stuck = socket.socket(socket.AF_UNIX)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.connect(str(d.socket_path))
+    stuck.sendall(b"GET /cloche/events?follow=true HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.2)
+    slowest = 0.0
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < 12:
+        t = time.monotonic()
+        c.set_limits(h, "pids", {"max": 1000 + n % 7})
+        slowest = max(slowest, time.monotonic() - t)
+        n += 1
+    assert slowest < 1.0, f"a limit change took {slowest:.2f} s with a stuck follower"
+    # The stuck follower was let go: reading drains what was sent, then EOF.
+    stuck.settimeout(10)
+    got = b""
+    while True:
+        data = stuck.recv(65536)
+        if not data:
+            break
+        got += data
+    stuck.close()
+    assert b"limits_changed" in got
+    # Reading from the start gets every event, in order (fewer than the ring holds).
+    seqs = [e["seq"] for e in events(d)]
+    assert seqs == list(range(1, n + 2)), (seqs[:3], seqs[-3:], n)
+    print(f"{n} limit changes in {time.monotonic() - t0:.1f} s, slowest {slowest * 1000:.0f} ms")
