@@ -19,6 +19,7 @@
 
 typedef struct Garden Garden;
 typedef struct Container Container;
+typedef struct GardenEvents GardenEvents;
 
 typedef struct GardenConfig {
     const char *depot_path;
@@ -104,6 +105,13 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
 /* Stop: SIGTERM to every process but init, up to 10 s, then SIGKILL (kill: at
  * once). The container's state becomes stopped. */
 int garden_stop(Garden *g, Container *c, bool kill, ApiError *reterr);
+
+/* Start a stopped container again (cloche extension): a new init over the same
+ * writable layer, address, host ports, NetOut rules, limits, properties and bind
+ * mounts. 409 when it is not stopped; on failure it stays stopped. */
+int garden_start(Garden *g, Container *c, ApiError *reterr);
+/* Stop (as garden_stop), then start. */
+int garden_restart(Garden *g, Container *c, bool kill, ApiError *reterr);
 
 /* Start a process (spec contents are taken): ExecutableNotFoundError, 409 for a
  * duplicate id, 400 for an unknown user, 501 for peas. *ret_id is malloc'd. */
@@ -275,3 +283,36 @@ int garden_container_commit(Garden *g, Container *c, const char *name_tag, char 
  * after it began). */
 int garden_image_export(Garden *g, const char *uri, ImageWriteFn fn, void *userdata,
                         ApiError *reterr);
+
+/* Events (cloche extension): what happened to containers, newest last. */
+typedef struct GardenEvent {
+    uint64_t seq;    /* from 1, increasing, per daemon start */
+    int64_t time_ns; /* CLOCK_REALTIME */
+    char type[24];   /* created, started, stopped, destroyed, oom, service_exited,
+                        service_restarted, limits_changed */
+    char *handle;
+    char *process_id; /* NULL when none */
+    int exit_status;  /* -1 when none */
+    char *message;    /* NULL when none */
+} GardenEvent;
+
+typedef struct GardenEventFilter {
+    int64_t since_ns;   /* events at or after this time (CLOCK_REALTIME) */
+    const char *handle; /* NULL = every container */
+} GardenEventFilter;
+
+typedef struct GardenEventBatch {
+    GardenEvent *events; /* malloc'd, n of them, oldest first */
+    size_t n;
+    uint64_t next; /* pass as `after` to read on from here */
+    uint64_t lost; /* events overwritten before this reader saw them */
+    bool stopping; /* the daemon is shutting down: no more events */
+} GardenEventBatch;
+
+/* Events after sequence number `after` (0 = the oldest still kept) that match f,
+ * at most max; waits up to timeout_ms for the first one (0 = does not wait). */
+int garden_events_read(Garden *g, const GardenEventFilter *f, uint64_t after, size_t max,
+                       int timeout_ms, GardenEventBatch *ret);
+void garden_events_batch_done(GardenEventBatch *b);
+/* The sequence number of the newest event (0 when none yet). */
+uint64_t garden_events_last(Garden *g);

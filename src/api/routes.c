@@ -578,6 +578,9 @@ const Route api_routes[] = {
     {"Commit", "POST", C "/cloche/commit", ROUTE_CONTAINER | ROUTE_SLOW, route_container_commit},
     {"ContainerLogs", "GET", C "/cloche/logs", ROUTE_CONTAINER | ROUTE_STREAMING,
      route_container_pending},
+    {"Events", "GET", "/cloche/events", ROUTE_STREAMING, route_streaming_only},
+    {"Start", "PUT", C "/cloche/start", ROUTE_CONTAINER | ROUTE_SLOW, route_start},
+    {"Restart", "PUT", C "/cloche/restart", ROUTE_CONTAINER | ROUTE_SLOW, route_restart},
 };
 #undef C
 const size_t api_routes_count = ELEMENTSOF(api_routes);

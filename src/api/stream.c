@@ -366,6 +366,10 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
         api_image_export_serve(fd, &head, &m, garden);
         goto out;
     }
+    if (strcmp(name, "Events") == 0) {
+        api_events_serve(fd, &head, garden);
+        goto out;
+    }
     if (strcmp(name, "ImageImport") == 0) {
         api_image_import_serve(fd, &head, &m, garden);
         goto out;
