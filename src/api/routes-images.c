@@ -386,6 +386,8 @@ static int decode_commit_body(json_object *o, CommitBody *b, ApiError *err)
             return r;
     }
     json_object *c = json_member(o, "config");
+    if (!c)
+        return 0;
     ImageConfigPatch *p = &b->patch;
     json_object_object_foreach(c, k, val)
     {

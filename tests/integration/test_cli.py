@@ -341,7 +341,8 @@ def test_run_streams_status_and_options(cli, box):
     cli.fails("run", box, "no-such-command", rc=127, match="no-such-command")
     cli.fails("run", "nope", "true", rc=125, match="unknown handle: nope")
     cli.fails("run", "-u", "nobody-here", box, "true", rc=125, match="nobody-here")
-    cli.fails("run", box, rc=2, match="Expected")
+    cli.fails("run", box, rc=2, match="No COMMAND given, and the image of .* has no Cmd")
+    cli.fails("run", rc=2, match="Expected")
 
 
 def test_run_detach_attach_and_signals(cli, box):

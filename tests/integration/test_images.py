@@ -653,6 +653,10 @@ def test_commit_sets_the_config_checks_the_parent_and_can_skip_the_layer(images_
             resp = c.request("POST", f"/containers/{h}/cloche/commit?name=cfg:bad",
                              json.dumps(bad))
             assert resp.status == 400, (bad, resp.body)
+        # Only a parent check: the base's config, a layer.
+        resp = c.request("POST", f"/containers/{h}/cloche/commit?name=cfg:plain",
+                         json.dumps({"parent": base}))
+        assert resp.status == 200, resp.body
         resp = c.request("POST", f"/containers/{h}/cloche/commit?name=cfg:v1", json.dumps(change))
         assert resp.status == 200, resp.body
         with_layer = resp.json()["digest"]
