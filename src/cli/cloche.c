@@ -121,13 +121,18 @@ const Command cli_commands[] = {
      "  -w, --workdir DIR   working directory (default the user's home)\n"
      "      --id ID         the process id (default: one made up)\n"
      "Signals the client gets (INT, TERM, HUP, QUIT, USR1, USR2) are sent on to the\n"
-     "process. The exit status is the process's; 125 means cloche itself failed.\n" JSON_HELP},
+     "process. The exit status is the process's; 125 means cloche itself failed.\n"
+     "  -J, --json            with -d: print {\"process_id\":...}; otherwise the output\n"
+     "                        is the process's own bytes\n"},
     {"exec", cmd_run, "cloche exec [OPTIONS] HANDLE [COMMAND [ARG...]]",
-     "Run a command in a container (alias of run)", "  the options of 'cloche run'\n"},
+     "Run a command in a container (alias of run)",
+     "  the options of 'cloche run'\n"
+     "  -J, --json            with -d: print {\"process_id\":...}\n"},
     {"attach", cmd_attach, "cloche attach [-i] HANDLE PROCESS-ID",
      "Attach to a running process's output; exit with its status",
      "  -i, --interactive   forward stdin too\n"
-     "  -t, --tty           the process has a terminal: put this one in raw mode\n"},
+     "  -t, --tty           the process has a terminal: put this one in raw mode\n"
+     "  -J, --json          accepted (the output is the process's own bytes)\n"},
     {"kill", cmd_kill, "cloche kill [-s SIGNAL] HANDLE PROCESS-ID",
      "Send a signal to a process (default TERM)",
      "  -s, --signal SIG   a name (TERM, SIGKILL, hup, RTMIN+1) or a number 1-64\n" JSON_HELP},
@@ -136,7 +141,8 @@ const Command cli_commands[] = {
      "  -u, --user USER   the container-side user (default root)\n"
      "  SRC or DST '-' is a tar stream on stdin or stdout.\n"
      "  DST is a directory (created if missing) that SRC is copied into by its name;\n"
-     "  a SRC ending in '/' copies the directory's contents instead.\n"},
+     "  a SRC ending in '/' copies the directory's contents instead.\n"
+     "  -J, --json        print {} once copied\n"},
     {"limits", cmd_limits, "cloche limits HANDLE [KIND] | cloche limits set HANDLE [OPTIONS]",
      "Show or change limits (KIND: memory, cpu, pids, disk, bandwidth)",
      "  set options (changed live):\n"

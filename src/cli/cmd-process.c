@@ -632,13 +632,13 @@ int cmd_attach(int argc, char **argv)
     static const struct option opts[] = {
         {"interactive", no_argument, NULL, 'i'},
         {"tty", no_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
+        CLI_COMMON_OPTS,
         {},
     };
     _cleanup_(session_done) Session s = {0};
     int opt, r;
     s.ctl.fd = s.out.fd = s.err.fd = -EBADF;
-    while ((opt = getopt_long(argc, argv, "ith", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "itJh", opts, NULL)) != -1) {
         if ((r = cli_common_opt(opt, "attach")) != 0) {
             if (r < 0)
                 return r;

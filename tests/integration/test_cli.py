@@ -109,7 +109,7 @@ def test_help_for_every_command(cli):
         assert re.search(rf"^  {re.escape(name)} ", out, re.M), name
         page = cli.ok(name, "--help")
         assert page.startswith("Usage: cloche "), page
-        assert "--help" in page
+        assert "--help" in page and "--json" in page, name
         assert cli.ok("help", name) == page
     assert cli.ok("--version").startswith("cloche ")
     # Bad usage: exit 2, one line.
