@@ -26,6 +26,7 @@
 #define BUILD_ARGS_MAX 64
 #define CACHE_REPO "build-cache"
 #define RUN_LINE_MAX (8u << 20)
+#define BUILD_GRACE_NS (600ll * 1000000000) /* 10 minutes */
 
 typedef struct Build {
     const char *context;
@@ -90,6 +91,9 @@ static int container_new(Build *b, char **ret_handle)
     json_object_object_add(body, "image", image);
     json_object_object_add(props, "cloche.build", json_object_new_string(b->tag));
     json_object_object_add(body, "properties", props);
+    /* If this client dies mid-step, the daemon destroys the container once it
+     * has been unused this long (a running RUN keeps it in use). */
+    json_object_object_add(body, "grace_time", json_object_new_int64(BUILD_GRACE_NS));
     int r = api_call("POST", "/containers", body, &reply);
     if (r < 0)
         return r;
