@@ -34,7 +34,8 @@ from conftest import BUILD_DIR, REPO_ROOT
 CLOCHE = BUILD_DIR / "cloche"
 
 COMMANDS = ["ping", "capacity", "create", "ls", "list", "info", "stop", "destroy", "rm", "run",
-            "exec", "attach", "kill", "cp", "limits", "metrics", "net-in", "net-out", "props"]
+            "exec", "attach", "kill", "cp", "limits", "metrics", "net-in", "net-out", "props",
+            "images", "pull", "build"]
 
 
 class Cli:
