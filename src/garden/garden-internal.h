@@ -137,6 +137,8 @@ struct Garden {
 
     /* Events (events.c). */
     GardenEvents *events;
+    /* Service events from the monitors' state files (service-watch.c). */
+    struct ServiceWatch *service_watch;
 
     /* garden_image_size's cache, under lock. */
     struct ImageSize *image_sizes;
@@ -330,6 +332,14 @@ int garden_service_apply_image(ServiceSpec *service, const ImageConfig *ic);
 /* process.c: Run, supervised by the monitor when service is not NULL. */
 int garden_run_supervised(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
                           char **ret_id, ApiError *reterr);
+/* service-watch.c: service_exited and service_restarted events, from an inotify
+ * watch on each service's process directory (one thread). */
+typedef struct ServiceWatch ServiceWatch;
+int garden_service_watch_setup(Garden *g);
+void garden_service_watch_free(Garden *g);
+/* Watch c's service: fresh = just started (its runs so far are reported);
+ * otherwise (restored) its state is taken as found. */
+void garden_service_watch(Garden *g, Container *c, bool fresh);
 /* process.c: an O_PATH fd of the process directory of id. */
 int garden_process_dir_fd(Garden *g, Container *c, const char *id, int *ret);
 /* 1 when process id runs (or waits out a back-off); otherwise its directory is

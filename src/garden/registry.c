@@ -156,6 +156,9 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     r = depot_open(cfg->depot_path, &g->depot);
     if (r < 0)
         goto fail;
+    r = garden_service_watch_setup(g);
+    if (r < 0)
+        goto fail;
     if (cfg->init_path) {
         r = garden_kernel_setup(g);
         if (r < 0)
@@ -224,6 +227,7 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
         }
         garden_oom_watch(g, c);
         garden_history_restore(g, c);
+        garden_service_watch(g, c, false);
         log_debug("Restored container '%s'", c->rec.handle);
     }
     container_records_free(recs, n);
@@ -257,6 +261,7 @@ void garden_free(Garden *g)
             container_unref(value);
         hashmap_free(g->containers);
     }
+    garden_service_watch_free(g);
     garden_kernel_free(g);
     depot_free(g->depot);
     free(g->depot_path);

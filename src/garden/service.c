@@ -69,6 +69,7 @@ int container_service_start(Garden *g, Container *c, ApiError *reterr)
     r = garden_run_supervised(g, c, &ps, s, &id, reterr);
     if (r < 0)
         return r;
+    garden_service_watch(g, c, true);
     log_debug("Container '%s': service started (restart %s)", c->rec.handle,
               service_restart_to_string(s->restart));
     return 0;

@@ -134,6 +134,9 @@ def test_policy_goes_on_while_the_daemon_is_down(containers):
     assert int(p["cloche.service.restarts"]) >= after
     assert p["cloche.service.exit-status"] == "3"
     assert "service" in c.info(h)["ProcessIDs"]
+    # The new daemon watches the restored service: its restarts are events again.
+    assert wait_until(lambda: any(e["type"] == "service_restarted"
+                                  for e in service_events(c, h)), WAIT)
     c.destroy(h)
     assert not (d.depot / "containers" / h).exists() or wait_until(
         lambda: not (d.depot / "containers" / h).exists(), WAIT)
@@ -222,3 +225,35 @@ def test_empty_service_takes_the_image_config(containers, tmp_path):
                             "cloche_service": {"path": "/bin/sh", "args": ["-c", "exit 6"],
                                                "restart": "no"}})
     assert wait_until(lambda: props(c, h2).get("cloche.service.exit-status") == "6", WAIT)
+
+
+def service_events(client, handle: str) -> list[dict]:
+    status, _, body = client.raw("GET", f"/cloche/events?handle={handle}")
+    assert status == 200, body
+    return [e for e in (json.loads(l) for l in body.decode().splitlines() if l)
+            if e["type"].startswith("service_")]
+
+
+def test_service_events_in_order(containers):
+    c = containers.daemon.client()
+    h = containers.create(cloche_service=service(
+        "echo run; exit 1", restart="on-failure", max_restarts=2,
+        backoff={"initial_ms": 100, "max_ms": 1000}))
+    want = ["service_exited", "service_restarted"] * 2 + ["service_exited"]
+    assert wait_until(lambda: [e["type"] for e in service_events(c, h)] == want, WAIT), \
+        service_events(c, h)
+    got = service_events(c, h)
+    assert all(e["process_id"] == "service" for e in got)
+    assert [e.get("exit_status") for e in got if e["type"] == "service_exited"] == [1, 1, 1]
+    assert [e["message"] for e in got] == ["to be restarted", "restart 1", "to be restarted",
+                                          "restart 2", "exited for good"]
+    seqs = [e["seq"] for e in got]
+    assert seqs == sorted(seqs)
+    # A service that runs on makes no service event; its Stop ends it with one.
+    quiet = containers.create(cloche_service=service("sleep 1000", restart="always"))
+    time.sleep(0.5)
+    assert service_events(c, quiet) == []
+    c.stop(quiet)
+    assert wait_until(lambda: [e["type"] for e in service_events(c, quiet)] ==
+                      ["service_exited"], WAIT)
+    assert service_events(c, quiet)[0]["exit_status"] == 143
