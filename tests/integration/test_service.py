@@ -65,6 +65,7 @@ def test_on_failure_restarts_with_growing_delays_then_stops(containers):
     for gap, delay in zip(gaps, (0.2, 0.4, 0.8)):
         assert delay <= gap < delay + 1.0, gaps
     assert gaps[0] < gaps[1] < gaps[2], gaps
+    print("restart gaps (s), back-off 0.2/0.4/0.8:", " ".join(f"{g:.3f}" for g in gaps))
     # Stopped for good: no monitor left, no more runs.
     assert "service" not in (c.info(h)["ProcessIDs"] or [])
     time.sleep(1.0)
