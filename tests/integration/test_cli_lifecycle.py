@@ -106,6 +106,27 @@ def test_service_logs_start_restart_and_events(daemon):
     assert [e["type"] for e in past].count("stopped") == 2
     assert cli.ok("events", "--handle", "svc").count("\n") == len(past)
 
+    # A later request on a kept-alive connection (as a browser's, the dashboard's)
+    # gets the lines as an ordinary reply; a follow there is refused.
+    def second_on_connection(target):
+        with c.connect(10) as sock:
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n" +
+                         f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                         .encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        first, _, second = data.partition(b"{}")
+        assert first.startswith(b"HTTP/1.1 200"), data[:200]
+        head, _, body = second.partition(b"\r\n\r\n")
+        return head.decode().lstrip(), body
+    head, body = second_on_connection("/containers/svc/cloche/logs?tail=4")
+    assert head.startswith("HTTP/1.1 200") and "application/x-ndjson" in head, head
+    lines = [json.loads(l) for l in body.decode().splitlines()]
+    assert len(lines) == 4 and {l["stream"] for l in lines} == {"stdout", "stderr"}, lines
+    head, body = second_on_connection("/containers/svc/cloche/logs?tail=1&follow=true")
+    assert head.startswith("HTTP/1.1 400") and b"first request on its connection" in body, body
+
     # Errors: one line, non-zero.
     cli.fails("logs", "nope", rc=1, match="nope")
     cli.fails("logs", "--tail", "x", "svc", rc=2, match="--tail")
