@@ -157,7 +157,13 @@ def test_metrics_count_the_streamed_routes(daemon):
     with pytest.raises(GardenError) as e:
         c.run("obs-no-such", {"path": "true"})
     assert e.value.status == 404
+    status, _, _ = c.raw("GET", "/cloche/events")
+    assert status == 200
+    status, _, _ = c.raw("GET", "/containers/obs-no-such/cloche/logs")
+    assert status == 404
     s = series(metrics_text(c)[1])
+    assert s['cloche_http_requests_total{route="Events",status="200"}'] == 1
+    assert s['cloche_http_requests_total{route="ContainerLogs",status="404"}'] == 1
     assert s['cloche_http_requests_total{route="Run",status="201"}'] == 1
     assert s['cloche_http_requests_total{route="Run",status="404"}'] == 1
     assert s['cloche_http_requests_total{route="Stdout",status="200"}'] == 1
