@@ -664,7 +664,10 @@ int cgroup_open_v2_fd(const Cgroup *cg)
     const CgroupSystem *s = cg->system;
     if (s->v2_index < 0)
         return -ENOENT;
-    int fd = openat(s->hierarchies[s->v2_index].parent_fd, cg->name,
+    char leaf[REL_PATH_MAX];
+    if (cgroup_has_leaf(cg))
+        snprintf(leaf, sizeof(leaf), "%s/" CGROUP_LEAF_NAME, cg->name);
+    int fd = openat(s->hierarchies[s->v2_index].parent_fd, cgroup_has_leaf(cg) ? leaf : cg->name,
                     O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     return fd < 0 ? -errno : fd;
 }
