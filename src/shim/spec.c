@@ -243,6 +243,8 @@ static int spec_apply(ShimSpec *s, size_t *n_argv, size_t *n_envp, bool *have_in
         s->seccomp_path = value;
         return 0;
     }
+    if (strncmp(key, "pea_", 4) == 0)
+        return shim_pea_spec_apply(s, key, value, reterr);
     /* The daemon and the shim ship together: an unknown key is a bug, not news. */
     return shim_error(reterr, EINVAL, "Invalid spec: unknown key '%s'", key);
 }
