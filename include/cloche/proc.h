@@ -30,6 +30,8 @@ typedef struct ProcUser {
  * link out of it. Unknown name: 400-class error "unknown user: NAME"... returned
  * as -ENOENT with a message in reterr. */
 int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, ApiError *reterr);
+/* The same in the tree at rootfd (a pea's image), read without leaving it. */
+int proc_resolve_user_at(int rootfd, const char *user, ProcUser *ret, ApiError *reterr);
 
 /* Everything the shim needs, resolved. */
 typedef struct ProcLaunch {
@@ -48,6 +50,12 @@ typedef struct ProcLaunch {
     uint32_t linger;
     const ConfinePlan *confine; /* NULL: no `confine` record */
     const char *seccomp;        /* the filter file, or NULL */
+    /* A pea (a root file system of its own): its image layers, top first
+     * (NULL: not a pea), the host directory holding its upper and work, and
+     * whether `cgroups` are the pea's own groups (removed when it ends). */
+    char *const *pea_lowers;
+    const char *pea_root;
+    bool pea_own_cgroups;
 } ProcLaunch;
 
 /* Write dirfd/spec (atomically, not fsynced: it is read once, at once). */

@@ -257,3 +257,24 @@ void garden_arm_grace(Garden *g, Container *c);
  * step, then the depot entry and the registry entry. On failure the container is
  * left destroying and retried later; *ret_what names the step that failed. */
 int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what);
+
+/* pea.c: what a process with its own image or limits (a pea) gets before its
+ * shim starts. */
+#include "cloche/proc.h"
+typedef struct GardenPea {
+    char **lowers;    /* the image's layer directories, top first; NULL: no image */
+    char *root;       /* <process directory>/rootfs: its upper and work */
+    char **image_env; /* a pulled image's Env, or NULL */
+    Cgroup *cgroup;   /* its own group (override_container_limits), or NULL */
+} GardenPea;
+/* Resolve the spec's image and make the pea's layer under dirfd (the process
+ * directory, whose path is dirpath) and, with override_container_limits, its
+ * cgroup. Nothing to do (and 0) for a process with neither. */
+int garden_pea_prepare(Garden *g, Container *c, const ProcessSpec *spec, const char *id, int dirfd,
+                       const char *dirpath, GardenPea *ret, ApiError *reterr);
+/* Free it (a started pea's shim removes the layer and group). */
+void garden_pea_done(GardenPea *p);
+/* Its start failed: remove its cgroup too, then free it. */
+void garden_pea_abort(GardenPea *p);
+/* user ("" = root, a name or uid:gid) in the pea's own /etc/passwd. */
+int garden_pea_resolve_user(const GardenPea *p, const char *user, ProcUser *ret, ApiError *reterr);
