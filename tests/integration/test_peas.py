@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (DEFAULT_ROOTFS, cgroup_core_dir, cgroup_controller_dir, container_init_pid,
-                      process_alive, wait_until)
+from conftest import (DEFAULT_ROOTFS, cgroup_children, cgroup_controller_dir, cgroup_core_dir,
+                      container_init_pid, process_alive, wait_until)
 from garden_client import GardenError
 
 PAYLOAD = "/usr/bin/cloche-payload"
@@ -220,3 +220,159 @@ def test_pea_stdio_tty_signals_and_exit_status(container, pea_image):
     p.signal(0)  # Garden's terminate
     assert p.wait(WAIT) == 42
     p.close()
+
+
+# --------------------------------------------------------------------------
+# Limits
+
+
+def test_pea_without_limits_shares_the_containers_cgroup(container, pea_image):
+    d, client, h = container
+    status, ours, err = output(client, h, pea(pea_image, "cat /proc/self/cgroup"))
+    assert status == 0, err
+    status, theirs, _ = output(client, h, sh("cat /proc/self/cgroup"))
+    assert ours == theirs and "pea-" not in ours, (ours, theirs)
+
+
+def test_pea_memory_override_is_oom_killed_alone(container, pea_image):
+    d, client, h = container
+    core = cgroup_core_dir(d.cgroup_parent, h)
+    status, cg, err = output(client, h, pea(pea_image, "cat /proc/self/cgroup",
+                                            id="cg-pea", limits={}))
+    assert status == 0 and "pea-cg-pea" in cg, (cg, err)  # even {} gives a group
+    # Its group went with it.
+    assert wait_until(lambda: not any("pea-" in c for c in os.listdir(core)), WAIT)
+
+    limits = {"memory_limits": {"limit_in_bytes": 32 * MIB}}
+    mem = Path(cgroup_controller_dir(d.cgroup_parent, h, "memory"))
+    limit_file = "memory.max" if (mem / "memory.max").exists() else "memory.limit_in_bytes"
+    # While it runs, its own group carries the limit (read from the host).
+    p = client.run(h, pea(pea_image, "sleep 60", id="sleeper", limits=limits))
+    assert wait_until(lambda: (mem / "pea-sleeper" / limit_file).exists(), WAIT)
+    assert int((mem / "pea-sleeper" / limit_file).read_text()) == 32 * MIB
+    assert int((mem / limit_file).read_text()) > 32 * MIB
+    p.signal(1)
+    assert p.wait(WAIT) == 128 + signal.SIGKILL
+    p.close()
+    assert wait_until(lambda: not (mem / "pea-sleeper").exists(), WAIT)
+
+    spec = {"path": PAYLOAD, "args": ["memhog", "96M"], "id": "hog",
+            "image": {"uri": f"raw://{pea_image}"}, "limits": limits}
+    p = client.run(h, spec)
+    assert p.wait(WAIT) == 128 + signal.SIGKILL, (p.stdout, p.stderr)
+    p.close()
+    assert not (Path(core) / "pea-hog").exists()
+    # The container was not: no OOM event, and the same allocation succeeds in it.
+    status, out, err = output(client, h, {"path": PAYLOAD, "args": ["memhog", "96M"]})
+    assert status == 0, err
+    time.sleep(0.5)  # an OOM event would have arrived by now
+    assert "oom" not in (client.info(h)["Events"] or [])
+    assert output(client, h, sh("echo alive"))[1] == "alive\n"
+
+
+def test_pea_pid_override_and_limits_without_image(container, pea_image):
+    d, client, h = container
+    # A process without an image but with limits: its own group, the container's root.
+    status, out, err = output(client, h, sh("cat /proc/self/cgroup; test -e /pea-marker || "
+                                            "echo container-root", id="limited",
+                                            limits={"pid_limits": {"max": 5}}))
+    assert status == 0 and "pea-limited" in out and "container-root" in out, (out, err)
+    script = "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done 2>&1; wait; echo done"
+    status, out, err = output(client, h, pea(pea_image, script, limits={"pid_limits": {"max": 4}}))
+    assert "fork" in (out + err).lower() or "resource" in (out + err).lower(), (out, err)
+    script = "for i in 1 2 3 4 5 6 7 8; do sleep 0.1 & done; wait; echo done"
+    status, out, err = output(client, h, pea(pea_image, script))
+    assert status == 0 and "done" in out, err
+
+
+# --------------------------------------------------------------------------
+# Lifecycle: destroy, stop, daemon restart, Info and metrics
+
+
+def test_destroy_ends_running_peas_and_leaves_nothing(container, pea_image):
+    d, client, h = container
+    client.run(h, pea(pea_image, "sleep 300", id="plain-pea"))
+    client.run(h, pea(pea_image, "sleep 300 & sleep 300", id="own-pea",
+                      limits={"memory_limits": {"limit_in_bytes": 64 * MIB}}))
+    assert wait_until(lambda: all((process_dir(d, h, i) / "pid").exists()
+                                  for i in ("plain-pea", "own-pea")), WAIT)
+    pids = [process_host_pid(d, h, i) for i in ("plain-pea", "own-pea")]
+    mnt = [os.readlink(f"/proc/{p}/ns/mnt") for p in pids]
+    core = Path(cgroup_core_dir(d.cgroup_parent, h))
+    assert (core / "pea-own-pea").is_dir()
+    assert sorted(client.info(h)["ProcessIDs"]) == ["own-pea", "plain-pea"]
+    client.destroy(h)
+    assert wait_until(lambda: not any(process_alive(p) for p in pids), WAIT)
+    # No process is left in either pea's mount namespace (so no mount of theirs
+    # survives anywhere), no cgroup, no depot directory, no host mount.
+    def in_pea_ns():
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.readlink(f"/proc/{entry}/ns/mnt") in mnt:
+                        found.append(entry)
+                except OSError:
+                    pass
+        return found
+    assert wait_until(lambda: not in_pea_ns(), WAIT), in_pea_ns()
+    assert not (d.depot / "containers" / h).exists()
+    assert not mounts_naming(h)
+    assert not [c for c in cgroup_children(d.cgroup_parent) if h in c]
+
+
+def test_stop_ends_peas_and_removes_their_layers(container, pea_image):
+    d, client, h = container
+    p = client.run(h, pea(pea_image, "sleep 300", id="stopped-pea",
+                          limits={"pid_limits": {"max": 10}}))
+    assert wait_until(lambda: (process_dir(d, h, "stopped-pea") / "pid").exists(), WAIT)
+    assert (process_dir(d, h, "stopped-pea") / "rootfs").is_dir()
+    client.stop(h, kill=True)
+    assert p.wait(WAIT) == 128 + signal.SIGKILL
+    p.close()
+    assert not (process_dir(d, h, "stopped-pea") / "rootfs").exists()
+    core = Path(cgroup_core_dir(d.cgroup_parent, h))
+    assert not (core / "pea-stopped-pea").exists()
+
+
+def test_pea_survives_a_daemon_restart_and_can_be_attached(daemon, pea_image):
+    d = daemon()
+    client = d.client()
+    h = client.create({})
+    p = client.run(h, pea(pea_image, "read line; cat /pea-marker; echo got:$line; exit 3",
+                          id="survivor"))
+    assert wait_until(lambda: (process_dir(d, h, "survivor") / "pid").exists(), WAIT)
+    host_pid = process_host_pid(d, h, "survivor")
+    p.close()
+    d.kill()
+    assert process_alive(host_pid)
+    d.restart()
+    client = d.client()
+    assert "survivor" in client.info(h)["ProcessIDs"]
+    q = client.attach(h, "survivor", stdin=b"again\n")
+    assert q.wait(WAIT) == 3
+    assert q.stdout == b"pea\ngot:again\n", q.stdout
+    q.close()
+    assert wait_until(lambda: not (process_dir(d, h, "survivor") / "rootfs").exists(), WAIT)
+
+
+def test_metrics_count_a_pea_with_its_container(container, pea_image):
+    d, client, h = container
+
+    def current():
+        got = client.bulk_metrics([h])[h]
+        assert got["Err"] is None, got
+        return got["Metrics"]["PidStat"]["Current"]
+
+    base = current()
+    # Five processes in a pea with a group of its own, counted with the container.
+    p = client.run(h, pea(pea_image, "for i in 1 2 3 4; do sleep 300 & done; wait",
+                          id="counted", limits={}))
+    try:
+        assert wait_until(lambda: current() >= base + 5, WAIT), (base, current())
+        assert client.metrics(h)["PidStat"]["Current"] >= base + 5
+    finally:
+        p.signal(1)
+        p.wait(WAIT)
+        p.close()
+    assert wait_until(lambda: current() == base, WAIT), (base, current())
