@@ -25,6 +25,7 @@ import pytest
 from conftest import (DEFAULT_ROOTFS, cgroup_children, cgroup_controller_dir, cgroup_core_dir,
                       container_init_pid, process_alive, wait_until)
 from garden_client import GardenError
+import imagekit
 
 PAYLOAD = "/usr/bin/cloche-payload"
 WAIT = 20.0
@@ -376,3 +377,53 @@ def test_metrics_count_a_pea_with_its_container(container, pea_image):
         p.wait(WAIT)
         p.close()
     assert wait_until(lambda: current() == base, WAIT), (base, current())
+
+
+# --------------------------------------------------------------------------
+# Registry and OCI layout images
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory):
+    if imagekit.missing_tools():
+        pytest.skip(f"missing {imagekit.missing_tools()}")
+    work = tmp_path_factory.mktemp("pea-layout")
+    return imagekit.build_layout(work, DEFAULT_ROOTFS)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, layout):
+    r = imagekit.Registry(tmp_path_factory.mktemp("pea-registry"), "peas")
+    try:
+        r.push(layout, "multi", "test/multi:v1")
+        yield r
+    finally:
+        r.close()
+
+
+MULTI_CHECK = """
+    cat /data/keep; test -e /data/gone && echo GONE-VISIBLE
+    echo $(ls /olddir)
+    cat /hl/link; echo FROM_IMAGE=$FROM_IMAGE
+    test -e /pea-marker && echo MARKER
+    true
+"""
+
+
+def test_pea_from_a_docker_registry_and_an_oci_layout(daemon, registry, layout):
+    d = daemon("--insecure-registry", registry.host)
+    client = d.client()
+    h = client.create({})
+    for uri in (f"docker://{registry.host}/test/multi:v1", f"oci://{layout}#multi"):
+        status, out, err = output(client, h, sh(MULTI_CHECK, image={"uri": uri}), timeout=60)
+        assert status == 0, (uri, err)
+        # Every layer, whiteouts and opaque directories as the image has them;
+        # the image's Env; none of the container's files.
+        assert out.split("\n")[:4] == ["keep", "z", "linked content", "FROM_IMAGE=yes"], (uri, out)
+        assert "GONE-VISIBLE" not in out and "MARKER" not in out
+    # A reference the registry does not have is a clear 4xx, and nothing is left.
+    with pytest.raises(GardenError) as e:
+        client.run(h, sh("true", image={"uri": f"docker://{registry.host}/test/none:v1"}))
+    assert 400 <= e.value.status < 500, e.value
+    pdirs = list((d.depot / "containers" / h / "processes").iterdir())
+    assert all(not (p / "rootfs").exists() for p in pdirs), pdirs
