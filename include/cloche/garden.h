@@ -106,7 +106,8 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
 int garden_stop(Garden *g, Container *c, bool kill, ApiError *reterr);
 
 /* Start a process (spec contents are taken): ExecutableNotFoundError, 409 for a
- * duplicate id, 400 for an unknown user, 501 for peas. *ret_id is malloc'd. */
+ * duplicate id, 400 for an unknown user or image, 501 for bind mounts. A spec
+ * with an image is a pea (doc/peas.md). *ret_id is malloc'd. */
 int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
 
 /* Connect to a process's shim. If the shim is gone, *ret_fd = -1 and *ret_exit is
