@@ -212,5 +212,7 @@ int garden_pea_resolve_user(const GardenPea *p, const char *user, ProcUser *ret,
     _cleanup_close_ int rootfd = open(layer, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
         return api_internal_error(reterr, -errno, "Failed to open the image '%s'", layer);
-    return proc_resolve_user_at(rootfd, user, ret, reterr);
+    Failure failure = {0};
+    int r = proc_resolve_user_at(rootfd, user, ret, &failure);
+    return r < 0 ? garden_failure(reterr, &failure, r) : 0;
 }
