@@ -282,5 +282,9 @@ int garden_pea_prepare(Garden *g, Container *c, const ProcessSpec *spec, const c
 void garden_pea_done(GardenPea *p);
 /* Its start failed: remove its cgroup too, then free it. */
 void garden_pea_abort(GardenPea *p);
+/* Call visit with the layers (':'-joined) of each pea of the container that
+ * still has its layer, for the image store's in-use check. */
+void garden_pea_visit_images(Garden *g, const char *handle, void (*visit)(const char *, void *),
+                             void *ctx);
 /* user ("" = root, a name or uid:gid) in the pea's own /etc/passwd. */
 int garden_pea_resolve_user(const GardenPea *p, const char *user, ProcUser *ret, ApiError *reterr);

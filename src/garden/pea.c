@@ -5,6 +5,7 @@
  * override_container_limits, makes the pea a cgroup of its own below the
  * container's. The shim does the rest (src/shim/pea.c) and removes the layer and
  * the group when the pea ends. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -14,11 +15,13 @@
 #include <unistd.h>
 
 #include "cloche/cleanup.h"
+#include "cloche/fileio.h"
 #include "cloche/image.h"
 #include "cloche/log.h"
 #include "garden-internal.h"
 
 #define PEA_CGROUP_PREFIX "pea-"
+#define PEA_IMAGE_FILE "image" /* in the process directory: the layers, ':'-joined */
 
 void garden_pea_done(GardenPea *p)
 {
@@ -182,6 +185,9 @@ int garden_pea_prepare(Garden *g, Container *c, const ProcessSpec *spec, const c
             return api_internal_error(reterr, r, "Failed to make the writable layer of '%s'", id);
         if (asprintf(&p.root, "%s/rootfs", dirpath) < 0)
             return api_internal_error(reterr, -ENOMEM, "Failed to prepare the process");
+        /* For the image store: these layers are in use while rootfs/ exists. */
+        if ((r = atomic_write_volatile_at(dirfd, PEA_IMAGE_FILE, lower, strlen(lower), 0600)) < 0)
+            return api_internal_error(reterr, r, "Failed to prepare the process");
     }
     if (spec->override_limits && (r = make_cgroup(g, c, spec, id, &p.cgroup, reterr)) < 0)
         return r;
@@ -215,4 +221,29 @@ int garden_pea_resolve_user(const GardenPea *p, const char *user, ProcUser *ret,
     Failure failure = {0};
     int r = proc_resolve_user_at(rootfd, user, ret, &failure);
     return r < 0 ? garden_failure(reterr, &failure, r) : 0;
+}
+
+void garden_pea_visit_images(Garden *g, const char *handle, void (*visit)(const char *, void *),
+                             void *ctx)
+{
+    _cleanup_free_ char *dir = NULL;
+    if (depot_container_path(g->depot, handle, &dir) < 0 ||
+        asprintf(&dir, "%s/processes", TAKE_PTR(dir)) < 0)
+        return;
+    _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(TAKE_FD(fd)) : NULL;
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (de->d_name[0] == '.')
+            continue;
+        _cleanup_close_ int pfd =
+            openat(dirfd(d), de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat st;
+        if (pfd < 0 || fstatat(pfd, "rootfs", &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue; /* not a pea, or one that has ended */
+        _cleanup_free_ char *layers = NULL;
+        if (read_file_at(pfd, PEA_IMAGE_FILE, 1 << 20, &layers, NULL) >= 0)
+            visit(layers, ctx);
+    }
+    if (d)
+        closedir(d);
 }

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,16 +39,20 @@ NAMESPACES = ("net", "pid", "ipc", "uts", "user", "mnt", "cgroup")
 
 
 @pytest.fixture(scope="module")
-def pea_image(tmp_path_factory) -> Path:
+def pea_image() -> Path:
     """A root file system of its own: the busybox rootfs plus /pea-marker, and a
-    passwd naming a user the container's does not have."""
-    root = tmp_path_factory.mktemp("pea-image") / "rootfs"
+    passwd naming a user the container's does not have.  Beside the test rootfs,
+    on a file system that can be idmapped wherever that one can (the v2 VM's
+    6.1 kernel cannot idmap tmpfs)."""
+    work = Path(tempfile.mkdtemp(prefix="pea-image-", dir=DEFAULT_ROOTFS.parent))
+    root = work / "rootfs"
     shutil.copytree(DEFAULT_ROOTFS, root, symlinks=True)
     (root / "pea-marker").write_text("pea\n")
     passwd = root / "etc" / "passwd"
     text = passwd.read_text() if passwd.exists() else "root:x:0:0:root:/root:/bin/sh\n"
     passwd.write_text(text + "peauser:x:4321:4322:pea user:/home/peauser:/bin/sh\n")
-    return root
+    yield root
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def sh(script: str, **fields) -> dict:
@@ -174,10 +179,11 @@ def test_pea_user_from_its_own_passwd(container, pea_image):
     assert "nobody-here" in e.value.message
 
 
-def test_pea_root_without_passwd(container, tmp_path):
+def test_pea_root_without_passwd(container, pea_image):
     d, client, h = container
-    image = tmp_path / "bare"
-    shutil.copytree(DEFAULT_ROOTFS, image, symlinks=True)
+    image = pea_image.parent / "bare"
+    if not image.exists():
+        shutil.copytree(pea_image, image, symlinks=True)
     (image / "etc" / "passwd").unlink(missing_ok=True)
     status, out, err = output(client, h, pea(image, "id -u"))
     assert status == 0 and out.split() == ["0"], err
