@@ -152,6 +152,21 @@ def test_pea_files_are_its_own(container, pea_image):
     assert all(not (p / "rootfs").exists() for p in pdirs), pdirs
 
 
+def test_pea_in_a_privileged_container(daemon, pea_image):
+    d = daemon()
+    client = d.client()
+    try:
+        h = client.create({"privileged": True})
+    except GardenError as e:
+        pytest.skip(f"privileged containers refused here: {e.message}")
+    status, out, err = output(client, h, pea(pea_image, "cat /pea-marker; id -u; echo x > /f"))
+    assert status == 0 and out.split() == ["pea", "0"], (out, err)
+    init = container_init_pid(d, h)
+    assert os.readlink(f"/proc/{init}/ns/user") == os.readlink("/proc/self/ns/user")
+    status, out, _ = output(client, h, sh("test -e /f || test -e /pea-marker || echo clean"))
+    assert out == "clean\n"
+
+
 def test_pea_hosts_and_resolv_conf_are_the_containers(container, pea_image):
     d, client, h = container
     status, theirs, _ = output(client, h, sh("cat /etc/hosts /etc/resolv.conf"))
