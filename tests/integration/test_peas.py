@@ -272,7 +272,8 @@ def test_pea_memory_override_is_oom_killed_alone(container, pea_image):
     p = client.run(h, pea(pea_image, "sleep 60", id="sleeper", limits=limits))
     assert wait_until(lambda: (mem / "pea-sleeper" / limit_file).exists(), WAIT)
     assert int((mem / "pea-sleeper" / limit_file).read_text()) == 32 * MIB
-    assert int((mem / limit_file).read_text()) > 32 * MIB
+    theirs = (mem / limit_file).read_text().strip()
+    assert theirs == "max" or int(theirs) > 32 * MIB, theirs
     p.signal(1)
     assert p.wait(WAIT) == 128 + signal.SIGKILL
     p.close()
@@ -368,7 +369,7 @@ def test_pea_survives_a_daemon_restart_and_can_be_attached(daemon, pea_image):
     p.close()
     d.kill()
     assert process_alive(host_pid)
-    d.restart()
+    d.restart(timeout=60)  # the emulated v2 VM starts slowly
     client = d.client()
     assert "survivor" in client.info(h)["ProcessIDs"]
     q = client.attach(h, "survivor", stdin=b"again\n")
