@@ -32,6 +32,8 @@
 #include "cloche/log.h"
 #include "cloche/proc.h"
 #include "cloche/shim-protocol.h"
+#include "cloche/clock.h"
+#include "cloche/fdio.h"
 
 #define OUT_UNCONNECTED_CAP (1u << 20) /* newest bytes kept for a stream not yet connected */
 #define STREAM_CONNECT_MS 2000         /* how long the shim is held back for a stream to connect */
@@ -132,25 +134,10 @@ static void http_date(char *buf, size_t size)
     strftime(buf, size, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-static bool send_all(int fd, const void *data, size_t len)
+/* All of data to a hijacked stream; a client that takes nothing for 10 s is gone. */
+static bool send_whole(int fd, const void *data, size_t len)
 {
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-            if (poll(&pfd, 1, 10000) <= 0)
-                return false;
-            continue;
-        }
-        if (n <= 0)
-            return false;
-        p += n;
-        len -= (size_t)n;
-    }
-    return true;
+    return fd_send_all(fd, data, len, 10000) == 0;
 }
 
 /* The reply head of a hijacked route: HTTP/1.1 with chunked declared but not used,
@@ -167,14 +154,14 @@ static bool send_hijack_head(int fd, int minor, int status, bool json)
         n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\n%sDate: %s\r\nTransfer-Encoding: chunked\r\n\r\n", status,
                      http_reason(status), json ? "Content-Type: application/json\r\n" : "", date);
-    return send_all(fd, head, (size_t)n);
+    return send_whole(fd, head, (size_t)n);
 }
 
 static bool send_json_line(int fd, json_object *o)
 {
     size_t len;
     _cleanup_free_ char *text = json_serialize(o, &len);
-    return text && send_all(fd, text, len);
+    return text && send_whole(fd, text, len);
 }
 
 /* Append to an unconnected stream's buffer: the newest bytes win past the cap. */
@@ -220,13 +207,6 @@ static bool relay_must_wait(const Attachment *a, bool expecting)
             return true;
     }
     return false;
-}
-
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Send what fd takes now from buf[0..*len), keeping the rest. false = fd is gone. */
@@ -381,7 +361,7 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
     size_t line_len = 0;
     bool discard_line = false;
     /* Output is kept whole for streams whose clients are still expected. */
-    int64_t connect_deadline = monotonic_ms() + STREAM_CONNECT_MS;
+    int64_t connect_deadline = clock_monotonic_ms() + STREAM_CONNECT_MS;
     ShimQueue q = {0};
     int exit_status = known_exit;
     bool ctl_open = true;
@@ -423,7 +403,7 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
                 out_finish(o);
         }
         bool all_done = a->out[0].done && a->out[1].done;
-        bool expecting = monotonic_ms() < connect_deadline;
+        bool expecting = clock_monotonic_ms() < connect_deadline;
         backpressure = relay_must_wait(a, expecting);
         pthread_mutex_unlock(&a->lock);
 
@@ -492,7 +472,7 @@ static void relay(int ctl, Attachment *a, const char *process_id, int shim, int 
                     int s = type == SHIM_FRAME_STDOUT ? 0 : 1;
                     pthread_mutex_lock(&a->lock);
                     OutStream *o = &a->out[s];
-                    bool still_expected = monotonic_ms() < connect_deadline;
+                    bool still_expected = clock_monotonic_ms() < connect_deadline;
                     if (!o->done) {
                         out_append(o, fr.payload, fr.payload_len, o->fd >= 0 || still_expected);
                         if (o->fd >= 0 && !out_flush(o))
@@ -636,10 +616,11 @@ static bool send_ndjson(int fd, int minor, json_object *o)
     if (!text)
         return false;
     if (minor == 0)
-        return send_all(fd, text, len);
+        return send_whole(fd, text, len);
     char size[32];
     int n = snprintf(size, sizeof(size), "%zx\r\n", len);
-    return send_all(fd, size, (size_t)n) && send_all(fd, text, len) && send_all(fd, "\r\n", 2);
+    return send_whole(fd, size, (size_t)n) && send_whole(fd, text, len) &&
+           send_whole(fd, "\r\n", 2);
 }
 
 void api_attach_serve_ndjson(int fd, int minor, const char *process_id, int shim, int known_exit)
@@ -653,7 +634,7 @@ void api_attach_serve_ndjson(int fd, int minor, const char *process_id, int shim
                                   "%s\r\nTransfer-Encoding: chunked\r\n\r\n",
                      date);
     ProcFrameReader fr;
-    bool ok = send_all(fd, head, (size_t)n) && proc_frame_reader_init(&fr) >= 0;
+    bool ok = send_whole(fd, head, (size_t)n) && proc_frame_reader_init(&fr) >= 0;
     if (!ok) {
         if (shim >= 0)
             close(shim);
@@ -705,6 +686,6 @@ void api_attach_serve_ndjson(int fd, int minor, const char *process_id, int shim
         send_ndjson(fd, minor, o);
         json_object_put(o);
         if (minor != 0)
-            send_all(fd, "0\r\n\r\n", 5);
+            send_whole(fd, "0\r\n\r\n", 5);
     }
 }

@@ -23,6 +23,7 @@
 #include "cloche/spawn.h"
 #include "cloche/log.h"
 #include "cloche/wire.h"
+#include "cloche/fdio.h"
 #include "stream.h"
 
 #define FILES_BUFFER (1u << 20)
@@ -202,21 +203,6 @@ static int helper_error(ApiError *err, const char *what, const Helper *h, int st
 
 /* ---- the connection ---- */
 
-static int send_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -EPIPE;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int send_iov(int fd, struct iovec *iov, int n_iov)
 {
     while (n_iov > 0) {
@@ -246,7 +232,7 @@ static void reply_empty(int fd, const HttpHead *head)
                      "HTTP/1.%d 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3\r\n"
                      "Connection: close\r\n\r\n{}\n",
                      head->minor_version);
-    (void)send_all(fd, line, (size_t)n);
+    (void)fd_send_all(fd, line, (size_t)n, 0);
 }
 
 /* Write data to the helper's stdin, reading its stderr meanwhile (so neither side
@@ -304,7 +290,7 @@ static void serve_in(int fd, const HttpHead *head, const ContainerFilesTarget *t
         return;
     }
     if (head->expect_continue && head->minor_version == 1 && !done)
-        (void)send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        (void)fd_send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25, 0);
     struct timeval tv = {.tv_sec = FILES_BODY_IDLE_S};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 
@@ -445,9 +431,9 @@ static void serve_out(int fd, const HttpHead *head, const ContainerFilesTarget *
                           "Connection: close\r\n\r\n",
                           head->minor_version,
                           single ? "application/octet-stream" : "application/x-tar");
-        (void)send_all(fd, line, (size_t)hl);
+        (void)fd_send_all(fd, line, (size_t)hl, 0);
     } else if (chunked) {
-        (void)send_all(fd, "0\r\n\r\n", 5);
+        (void)fd_send_all(fd, "0\r\n\r\n", 5, 0);
     }
     log_debug("StreamOut of '%s' in '%s': %" PRIu64 " bytes", source, handle, total);
 }

@@ -42,13 +42,6 @@ static const struct {
                     "Time from a Run request to the process started."},
 };
 
-int64_t reqstats_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void histogram_add(Histogram *h, int64_t ns)
 {
     if (ns < 0)

@@ -16,6 +16,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -25,6 +26,7 @@
 #include "cloche/cleanup.h"
 #include "cloche/fileio.h"
 #include "cloche/sandbox.h"
+#include "cloche/procfs.h"
 #include "sandbox-internal.h"
 
 /* What the child reports when a step fails (the parent reads EOF on success,
@@ -779,13 +781,13 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, Failure *reterr)
     if (step || r < 0) {
         if (step)
             failure_errno(reterr, r, "%s", step);
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
         sandbox_reap(&init);
         return r < 0 ? r : -EIO;
     }
-    r = sandbox_process_start_time(pid, &init.start_time);
+    r = procfs_start_time(pid, &init.start_time);
     if (r < 0) {
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
         sandbox_reap(&init);
         return failure_errno(reterr, r, "The container's init vanished");
     }
@@ -810,49 +812,13 @@ int sandbox_reap(SandboxInit *init)
     return r;
 }
 
-/* Start time of pid, and its state letter (field 3). */
-static int process_stat(pid_t pid, uint64_t *ret_start, char *ret_state)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    _cleanup_free_ char *buf = NULL;
-    size_t len;
-    int r = read_file_at(AT_FDCWD, path, 4096, &buf, &len);
-    if (r < 0)
-        return r == -ENOENT ? -ESRCH : r;
-    /* Field 2 (comm) may contain spaces and parentheses: skip to the last ')'. */
-    char *p = strrchr(buf, ')');
-    if (!p || p[1] != ' ' || !p[2])
-        return -EBADMSG;
-    if (ret_state)
-        *ret_state = p[2];
-    p++;
-    /* Fields 3..22: start time is the 20th field after comm. */
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p + 1, ' ');
-        if (!p)
-            return -EBADMSG;
-    }
-    char *end;
-    unsigned long long v = strtoull(p + 1, &end, 10);
-    if (end == p + 1)
-        return -EBADMSG;
-    *ret_start = v;
-    return 0;
-}
-
-int sandbox_process_start_time(pid_t pid, uint64_t *ret)
-{
-    return process_stat(pid, ret, NULL);
-}
-
 bool sandbox_process_alive(pid_t pid, uint64_t start_time)
 {
     uint64_t start;
     char state;
     /* A zombie (its parent, the previous daemon, died and nobody reaped it yet)
      * counts as gone. */
-    return pid > 0 && process_stat(pid, &start, &state) == 0 && start == start_time &&
+    return pid > 0 && procfs_stat(pid, &start, &state) == 0 && start == start_time &&
            state != 'Z' && state != 'X';
 }
 

@@ -28,6 +28,7 @@
 #include <linux/capability.h>
 #include <linux/close_range.h>
 
+#include "cloche/enter.h"
 #include "shim.h"
 
 #define START_TIMEOUT_MS 60000 /* for the process to exec or report */
@@ -67,15 +68,6 @@ typedef struct StartPlan {
     int stdio[3];  /* the process's ends (the pty slave thrice with a tty) */
     const char *search_path;
 } StartPlan;
-
-static const struct {
-    int flag;
-    const char *name;
-} namespaces[] = {
-    {CLONE_NEWUSER, "user"},     {CLONE_NEWNS, "mnt"},  {CLONE_NEWPID, "pid"},
-    {CLONE_NEWUTS, "uts"},       {CLONE_NEWIPC, "ipc"}, {CLONE_NEWNET, "net"},
-    {CLONE_NEWCGROUP, "cgroup"},
-};
 
 /* ---- C1 and C2: system calls only ---- */
 
@@ -260,75 +252,33 @@ static _Noreturn void process_main(const StartPlan *p)
 
 /* ---- the shim's side ---- */
 
-int shim_process_start_time(pid_t pid, uint64_t *ret)
-{
-    char path[64], buf[4096];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? -ESRCH : -errno;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    if (n < 0)
-        return errno == ESRCH ? -ESRCH : -errno;
-    buf[n] = '\0';
-    /* comm (field 2) may hold spaces and parentheses: start after the last ')'. */
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -EBADMSG;
-    for (int field = 2; field < 22; field++) {
-        p = strchr(p + 1, ' ');
-        if (!p)
-            return -EBADMSG;
-    }
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(p + 1, &end, 10);
-    if (end == p + 1 || errno)
-        return -EBADMSG;
-    *ret = v;
-    return 0;
-}
-
 /* A pidfd of the init, refused unless it is the process the spec names. The pidfd
  * pins the pid, so checking the start time after opening it is race free. */
 static int open_init(const ShimSpec *spec, int *ret, ShimError *reterr)
 {
-    _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, spec->init_pid, 0);
-    if (pidfd < 0)
-        return shim_error(reterr, errno, "Failed to open the container's init (pid %d)",
+    EnterFailure f;
+    int r = enter_open_init(spec->init_pid, spec->init_start, ret, &f);
+    if (r >= 0)
+        return 0;
+    if (f.step == ENTER_STEP_OPEN_INIT)
+        return shim_error(reterr, r, "Failed to open the container's init (pid %d)",
                           (int)spec->init_pid);
-    uint64_t start;
-    int r = shim_process_start_time(spec->init_pid, &start);
-    if (r < 0 && r != -ESRCH)
+    if (f.step == ENTER_STEP_READ_START)
         return shim_error(reterr, r, "Failed to read the start time of the container's init");
-    if (r < 0 || start != spec->init_start)
-        return shim_error(reterr, ESRCH, "The container's init (pid %d) is gone",
-                          (int)spec->init_pid);
-    *ret = TAKE_FD(pidfd);
-    return 0;
+    return shim_error(reterr, ESRCH, "The container's init (pid %d) is gone", (int)spec->init_pid);
 }
 
 /* The init's namespaces that are not the shim's own. */
 static int namespaces_to_join(pid_t pid, int *ret, ShimError *reterr)
 {
-    int flags = 0;
-    for (size_t i = 0; i < ELEMENTSOF(namespaces); i++) {
-        char path[64];
-        struct stat own, theirs;
-        snprintf(path, sizeof(path), "/proc/self/ns/%s", namespaces[i].name);
-        if (stat(path, &own) < 0)
-            return shim_error(reterr, errno, "Failed to inspect the shim's %s namespace",
-                              namespaces[i].name);
-        snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, namespaces[i].name);
-        if (stat(path, &theirs) < 0)
-            return shim_error(reterr, errno == ENOENT ? ESRCH : errno,
-                              "Failed to inspect the %s namespace of the container's init",
-                              namespaces[i].name);
-        if (own.st_ino != theirs.st_ino || own.st_dev != theirs.st_dev)
-            flags |= namespaces[i].flag;
-    }
-    *ret = flags;
-    return 0;
+    EnterFailure f;
+    int r = enter_namespaces_to_join(pid, ENTER_NAMESPACES_ALL, ret, &f);
+    if (r >= 0)
+        return 0;
+    if (f.step == ENTER_STEP_OWN_NAMESPACE)
+        return shim_error(reterr, r, "Failed to inspect the shim's %s namespace", f.namespace);
+    return shim_error(reterr, r == -ENOENT ? ESRCH : r,
+                      "Failed to inspect the %s namespace of the container's init", f.namespace);
 }
 
 /* cgroup.procs of every v1 group, and the cgroup2 group itself (for
