@@ -137,49 +137,12 @@ bool stream_route_wanted(const HttpHead *head)
     return streaming;
 }
 
-/* After an early reply (an error before the body was read), read away what the
- * client still sends, for at most STREAM_DRAIN_MS and STREAM_DRAIN_MAX bytes, as
- * nginx's lingering close: closing with unread data would reset the connection,
- * and a client still writing would see EPIPE/ECONNRESET, not the reply. */
-void stream_drain(int fd)
-{
-    shutdown(fd, SHUT_WR);
-    char buf[65536];
-    size_t total = 0;
-    int64_t t0 = clock_monotonic_ms();
-    while (total < STREAM_DRAIN_MAX) {
-        long left = (long)(STREAM_DRAIN_MS - (clock_monotonic_ms() - t0));
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-            return;
-        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-            return;
-        if (n > 0)
-            total += (size_t)n;
-    }
-}
-
 /* An error reply before the request's body was read: linger if there is one. */
 static void reply_error_early(int fd, const HttpHead *head, const ApiError *e)
 {
     stream_reply_error(fd, head, e);
     if (head && (head->chunked || head->content_length > 0))
         stream_drain(fd);
-}
-
-void stream_reply_error(int fd, const HttpHead *head, const ApiError *e)
-{
-    size_t len = 0;
-    _cleanup_free_ char *body = api_error_serialize(e, &len);
-    char line[256];
-    int hl =
-        snprintf(line, sizeof(line),
-                 "HTTP/1.%d %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                 head ? head->minor_version : 1, e->status, http_reason(e->status), len);
-    (void)fd_send_all(fd, line, (size_t)hl, 0);
-    if (body)
-        (void)fd_send_all(fd, body, len, 0);
 }
 
 /* Read the head (already known to be complete), and nothing more. */
