@@ -314,8 +314,16 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
         api_image_export_serve(fd, &head, &m, garden);
         goto out;
     }
+    if (strcmp(name, "Events") == 0) {
+        api_events_serve(fd, &head, garden);
+        goto out;
+    }
     if (strcmp(name, "ImageImport") == 0) {
         api_image_import_serve(fd, &head, &m, garden);
+        goto out;
+    }
+    if (strcmp(name, "ContainerLogs") == 0) {
+        api_logs_serve(fd, &head, &m, garden);
         goto out;
     }
     r = read_body(fd, &head, &body, &body_len, &err);

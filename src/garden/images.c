@@ -83,6 +83,8 @@ static int apply_config(ContainerSpec *spec, const ImagePulled *img)
     if (r >= 0)
         r = set_list(&spec->properties, "cloche.image.exposed-ports", ic->exposed_ports,
                      ic->n_exposed_ports);
+    if (r >= 0 && spec->service)
+        r = garden_service_apply_image(spec->service, ic);
     return r;
 }
 

@@ -38,6 +38,7 @@ Container *container_new(ContainerRecord *rec)
     pthread_mutex_init(&c->lock, NULL);
     c->rec = *rec;
     *rec = (ContainerRecord){0};
+    c->service = c->rec.spec.service;
     state_init(c, c->rec.state);
     c->grace_scheduled_ns = GRACE_NEVER;
     c->init_pidfd = -1;
@@ -149,6 +150,9 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     r = hashmap_new(&g->containers);
     if (r < 0)
         goto fail;
+    r = garden_events_setup(g);
+    if (r < 0)
+        goto fail;
     garden_images_attach(g, true);
     r = depot_open(cfg->depot_path, &g->depot);
     if (r < 0)
@@ -198,6 +202,9 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
         }
         Container *c = container_new(&recs[i]);
         if (c && g->cgroups && garden_kernel_restore(g, c) < 0) {
+            /* A reboot took it, and its service's restart policy brings it back. */
+            if (garden_reboot_adopt(g, c))
+                continue;
             /* Its init is gone (a reboot, or killed behind our back): never leave
              * a container half alive. */
             log_warn("Container '%s' lost its processes while the daemon was down; removing it",
@@ -206,6 +213,8 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
             int k = depot_container_remove(g->depot, c->rec.handle);
             if (k < 0)
                 log_warn_errno(k, "Failed to remove '%s' from the depot: %m", c->rec.handle);
+            garden_event_emit(g, "destroyed", c->rec.handle, NULL, -1,
+                              "lost its processes while the daemon was down");
             container_unref(c);
             continue;
         }
@@ -220,6 +229,7 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     }
     container_records_free(recs, n);
     garden_net_prune(g);
+    garden_reboot_start_all(g);
     if (cfg->init_path) {
         r = garden_sampler_start(g);
         if (r < 0)
@@ -237,6 +247,7 @@ void garden_free(Garden *g)
     if (!g)
         return;
     garden_images_attach(g, false);
+    garden_events_stop(g);
     grace_service_stop(g->grace);
     garden_sampler_stop(g);
     if (g->containers) {
@@ -255,6 +266,7 @@ void garden_free(Garden *g)
     for (size_t i = 0; i < g->n_image_sizes; i++)
         free(g->image_sizes[i].path);
     free(g->image_sizes);
+    garden_events_free(g);
     pthread_mutex_destroy(&g->lock);
     free(g);
 }
@@ -518,6 +530,7 @@ static int garden_destroy_claimed(Garden *g, Container *c, ApiError *reterr)
                                   "Failed to %s container '%s'; it is being retried in the "
                                   "background",
                                   what, c->rec.handle);
+    garden_event_emit(g, "destroyed", c->rec.handle, NULL, -1, NULL);
     return 0;
 }
 
