@@ -522,6 +522,55 @@ static int attach_cgroups(const int *fds, size_t n, pid_t pid, const ShimSpec *s
     return 0;
 }
 
+/* Clone the process: into the container's pid namespace (entered for the
+ * clone and left again) and, on cgroup v2, straight into its cgroup. */
+static int clone_process(StartPlan *plan, int cgroup2, pid_t *ret_pid, ShimError *reterr)
+{
+    _cleanup_close_ int own_pidns = -1;
+    /* Children from here on are born in the container's pid namespace. */
+    if (plan->ns_flags & CLONE_NEWPID) {
+        own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+        if (own_pidns < 0 || setns(plan->pidfd, CLONE_NEWPID) < 0)
+            return shim_error(reterr, errno, "Failed to enter the container's pid namespace");
+        plan->ns_flags &= ~CLONE_NEWPID;
+    }
+    struct clone_args args = {.exit_signal = SIGCHLD};
+    if (cgroup2 >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cgroup2;
+    }
+    /* Without a stack, the raw clone3 continues on a copy of this one, as fork does. */
+    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+    if (pid == 0)
+        process_main(plan);
+    int clone_errno = errno;
+    if (own_pidns >= 0)
+        (void)setns(own_pidns, CLONE_NEWPID);
+    if (pid < 0)
+        return shim_error(reterr, clone_errno, "Failed to create the process");
+    *ret_pid = pid;
+    return 0;
+}
+
+/* Let the child go on to exec (its cgroups joined) and wait for its word: the
+ * report pipe closes at the exec, or carries why it failed. */
+static int release_and_await(const ShimSpec *spec, int *go_write, int report_read,
+                             ShimError *reterr)
+{
+    char go = 'g';
+    if (write(*go_write, &go, 1) != 1)
+        return shim_error(reterr, errno, "Failed to start the process");
+    shim_closep(go_write);
+    Report rep;
+    int r = read_report(report_read, &rep);
+    if (r < 0)
+        return shim_error(reterr, r, "Failed to start the process: %s",
+                          r == -ETIMEDOUT ? "it did not exec in time" : "lost its report");
+    if (r > 0)
+        return report_error(spec, &rep, reterr);
+    return 0;
+}
+
 int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr)
 {
     ShimProcess proc = {
@@ -529,7 +578,7 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
     int child_stdio[3] = {-1, -1, -1};
     int cgroup_fds[SHIM_CGROUPS_MAX];
     int report_pipe[2] = {-1, -1}, go_pipe[2] = {-1, -1};
-    _cleanup_close_ int pidfd = -1, cgroup2 = -1, own_pidns = -1;
+    _cleanup_close_ int pidfd = -1, cgroup2 = -1;
     int r;
 
     for (size_t i = 0; i < ELEMENTSOF(cgroup_fds); i++)
@@ -568,58 +617,18 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
         .search_path = search_path,
     };
 
-    /* Children from here on are born in the container's pid namespace. */
-    if (ns_flags & CLONE_NEWPID) {
-        own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
-        if (own_pidns < 0 || setns(pidfd, CLONE_NEWPID) < 0) {
-            r = shim_error(reterr, errno, "Failed to enter the container's pid namespace");
-            goto out;
-        }
-        plan.ns_flags &= ~CLONE_NEWPID;
-    }
-    struct clone_args args = {.exit_signal = SIGCHLD};
-    if (cgroup2 >= 0) {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = (uint64_t)cgroup2;
-    }
-    /* Without a stack, the raw clone3 continues on a copy of this one, as fork does. */
-    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
-    if (pid == 0)
-        process_main(&plan);
-    int clone_errno = errno;
-    if (own_pidns >= 0)
-        (void)setns(own_pidns, CLONE_NEWPID);
-    if (pid < 0) {
-        r = shim_error(reterr, clone_errno, "Failed to create the process");
+    if ((r = clone_process(&plan, cgroup2, &proc.pid, reterr)) < 0)
         goto out;
-    }
-    proc.pid = pid;
 
     /* Only the child needs these now. */
     close_stdio(child_stdio, NULL);
     shim_closep(&report_pipe[1]);
     shim_closep(&go_pipe[0]);
 
-    Report rep;
     if ((r = attach_cgroups(cgroup_fds, spec->n_cgroups, proc.pid, spec, reterr)) < 0)
         goto out;
-    char go = 'g';
-    if (write(go_pipe[1], &go, 1) != 1) {
-        r = shim_error(reterr, errno, "Failed to start the process");
+    if ((r = release_and_await(spec, &go_pipe[1], report_pipe[0], reterr)) < 0)
         goto out;
-    }
-    shim_closep(&go_pipe[1]);
-
-    r = read_report(report_pipe[0], &rep);
-    if (r < 0) {
-        r = shim_error(reterr, r, "Failed to start the process: %s",
-                       r == -ETIMEDOUT ? "it did not exec in time" : "lost its report");
-        goto out;
-    }
-    if (r > 0) {
-        r = report_error(spec, &rep, reterr);
-        goto out;
-    }
     *ret = proc;
     proc = (ShimProcess){.pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
     r = 0;
