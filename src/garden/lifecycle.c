@@ -589,9 +589,10 @@ static int build_kernel(Garden *g, Container *c, const char *op, const char *dir
     return kernel_step(c, op, "limits", reterr);
 }
 
-int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *reterr)
+/* The record of a new container: its spec checked (taken on success: *spec is
+ * zeroed), its handle (generated if none), its image resolved, its properties. */
+static int create_record(Garden *g, ContainerSpec *spec, ContainerRecord *rec, ApiError *reterr)
 {
-    int64_t started = clock_monotonic_ns();
     if (!g->cgroups)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
                           "This daemon was started without container support");
@@ -607,12 +608,12 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         if ((r = uuid_v4_string(&spec->handle)) < 0)
             return api_internal_error(reterr, r, "Failed to generate a handle");
     }
-    ContainerRecord rec = {.state = CONTAINER_STATE_CREATING};
-    r = garden_image_resolve(g, spec, &rec.rootfs, reterr); /* docker://, oci:// */
+    *rec = (ContainerRecord){.state = CONTAINER_STATE_CREATING};
+    r = garden_image_resolve(g, spec, &rec->rootfs, reterr); /* docker://, oci:// */
     if (r == 0)
-        r = resolve_image(g, spec, &rec.rootfs, reterr);
+        r = resolve_image(g, spec, &rec->rootfs, reterr);
     if (r >= 0 && spec->service && !spec->service->path) {
-        free(rec.rootfs);
+        free(rec->rootfs);
         return api_bad_request(reterr, "'cloche_service' has no 'path', and the container's root "
                                        "file system is not an image with an Entrypoint or Cmd");
     }
@@ -620,50 +621,34 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         return r;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    rec.created_at_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-    rec.grace_time_ns =
+    rec->created_at_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    rec->grace_time_ns =
         spec->grace_time_ns > 0 ? spec->grace_time_ns : g->cfg.default_grace_time_ns;
     char grace[32];
-    snprintf(grace, sizeof(grace), "%" PRId64, rec.grace_time_ns);
-    rec.handle = strdup(spec->handle);
-    r = rec.handle ? strmap_copy(&spec->properties, &rec.properties) : -ENOMEM;
+    snprintf(grace, sizeof(grace), "%" PRId64, rec->grace_time_ns);
+    rec->handle = strdup(spec->handle);
+    r = rec->handle ? strmap_copy(&spec->properties, &rec->properties) : -ENOMEM;
     if (r >= 0)
-        r = strmap_set(&rec.properties, "garden.state", "created");
+        r = strmap_set(&rec->properties, "garden.state", "created");
     if (r >= 0)
-        r = strmap_set(&rec.properties, "garden.grace-time", grace);
+        r = strmap_set(&rec->properties, "garden.grace-time", grace);
     if (r >= 0)
-        r = strmap_set(&rec.properties, "cloche.state", "active");
+        r = strmap_set(&rec->properties, "cloche.state", "active");
     if (r < 0) {
-        container_record_done(&rec);
+        container_record_done(rec);
         return api_internal_error(reterr, r, "Failed to prepare the container");
     }
-    rec.spec = *spec;
+    rec->spec = *spec;
     *spec = (ContainerSpec){0};
+    return 0;
+}
 
-    Container *c = container_new(&rec);
-    if (!c) {
-        container_record_done(&rec);
-        return api_internal_error(reterr, -ENOMEM, "Failed to prepare the container");
-    }
-    /* The create owns the container's transition from here: a destroy that
-     * comes now waits for it (and asks it to give up at its next step). */
-    c->transition = TRANSITION_CREATE;
-    r = garden_insert_new(g, c, reterr);
-    if (r < 0) {
-        container_unref(c);
-        return r;
-    }
-    /* The registry holds the container; this request holds its own reference,
-     * so the container outlives a destroy that takes the registry's. */
-    atomic_fetch_add(&c->refcount, 1);
+/* A registered container with its depot directory: its record written, its
+ * kernel side built, then the record made durable as active. */
+static int create_build(Garden *g, Container *c, ApiError *reterr)
+{
     const char *handle = c->rec.handle;
-    r = depot_container_create(g->depot, handle);
-    if (r < 0) {
-        garden_unregister(g, c);
-        state_end_destroy(c, true);
-        container_unref(c);
-        return api_internal_error(reterr, r, "Failed to create the container's directory");
-    }
+    int r;
     testhook_point("create.directory");
     /* Volatile: if this is lost in a crash, start-up still finds the directory
      * (or nothing) and cleans up; only the final record must be durable. */
@@ -693,6 +678,41 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     }
     if (r >= 0)
         testhook_point("create.active");
+    return r;
+}
+
+int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *reterr)
+{
+    int64_t started = clock_monotonic_ns();
+    ContainerRecord rec;
+    int r = create_record(g, spec, &rec, reterr);
+    if (r < 0)
+        return r;
+    Container *c = container_new(&rec);
+    if (!c) {
+        container_record_done(&rec);
+        return api_internal_error(reterr, -ENOMEM, "Failed to prepare the container");
+    }
+    /* The create owns the container's transition from here: a destroy that
+     * comes now waits for it (and asks it to give up at its next step). */
+    c->transition = TRANSITION_CREATE;
+    r = garden_insert_new(g, c, reterr);
+    if (r < 0) {
+        container_unref(c);
+        return r;
+    }
+    /* The registry holds the container; this request holds its own reference,
+     * so the container outlives a destroy that takes the registry's. */
+    atomic_fetch_add(&c->refcount, 1);
+    const char *handle = c->rec.handle;
+    r = depot_container_create(g->depot, handle);
+    if (r < 0) {
+        garden_unregister(g, c);
+        state_end_destroy(c, true);
+        container_unref(c);
+        return api_internal_error(reterr, r, "Failed to create the container's directory");
+    }
+    r = create_build(g, c, reterr);
     if (r < 0) {
         log_info("Creating container '%s' failed: %s", handle, reterr ? reterr->message : "");
         /* The create undoes itself; a destroy waiting for it then finds it gone. */

@@ -126,6 +126,76 @@ static int garden_insert(Garden *g, Container *c)
     return 0;
 }
 
+/* Start-up: depot directories whose state file cannot be read. A create
+ * interrupted before its first record is undone; anything else is left alone. */
+static void restore_unreadable(Garden *g, char **bad)
+{
+    for (char **b = bad; b && *b; b++) {
+        ContainerRecord probe = {0};
+        int k = depot_read_record(g->depot, *b, &probe);
+        container_record_done(&probe);
+        if (k != -ENOENT) {
+            log_warn("Container directory '%s' in the depot has an unreadable state file; left "
+                     "alone for inspection",
+                     *b);
+            continue;
+        }
+        /* A create interrupted before its first record: undo what it made. */
+        log_info("Removing '%s', a container whose creation was interrupted", *b);
+        ContainerRecord stub = {.handle = *b};
+        garden_kernel_cleanup_record(g, &stub);
+        k = depot_container_remove(g->depot, *b);
+        if (k < 0)
+            log_warn_errno(k, "Failed to remove '%s' from the depot: %m", *b);
+    }
+}
+
+/* Start-up: every recorded container back into the registry with its kernel
+ * side, or removed when it was half made, half destroyed or lost its init. */
+static void restore_records(Garden *g, ContainerRecord *recs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (recs[i].state == CONTAINER_STATE_CREATING ||
+            recs[i].state == CONTAINER_STATE_DESTROYING) {
+            /* A create or destroy the previous daemon did not finish: finish
+             * tearing it down rather than restoring half a container. */
+            log_info("Removing container '%s' left %s by the previous daemon", recs[i].handle,
+                     container_state_to_string(recs[i].state));
+            garden_kernel_cleanup_record(g, &recs[i]);
+            int k = depot_container_remove(g->depot, recs[i].handle);
+            if (k < 0)
+                log_warn_errno(k, "Failed to remove '%s' from the depot: %m", recs[i].handle);
+            continue;
+        }
+        Container *c = container_new(&recs[i]);
+        if (c && g->cgroups && garden_kernel_restore(g, c) < 0) {
+            /* A reboot took it, and its service's restart policy brings it back. */
+            if (garden_reboot_adopt(g, c))
+                continue;
+            /* Its init is gone (a reboot, or killed behind our back): never leave
+             * a container half alive. */
+            log_warn("Container '%s' lost its processes while the daemon was down; removing it",
+                     c->rec.handle);
+            garden_kernel_cleanup_record(g, &c->rec);
+            int k = depot_container_remove(g->depot, c->rec.handle);
+            if (k < 0)
+                log_warn_errno(k, "Failed to remove '%s' from the depot: %m", c->rec.handle);
+            garden_event_emit(g, "destroyed", c->rec.handle, NULL, -1,
+                              "lost its processes while the daemon was down");
+            container_unref(c);
+            continue;
+        }
+        if (!c || garden_insert(g, c) < 0) {
+            log_error("Failed to restore container '%s'", c ? c->rec.handle : "?");
+            container_unref(c);
+            continue;
+        }
+        garden_oom_watch(g, c);
+        garden_history_restore(g, c);
+        log_debug("Restored container '%s'", c->rec.handle);
+    }
+}
+
 int garden_new(const GardenConfig *cfg, Garden **ret)
 {
     ContainerRecord *recs = NULL;
@@ -169,64 +239,8 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     r = depot_load_all(g->depot, &recs, &n, &bad);
     if (r < 0)
         goto fail;
-    for (char **b = bad; b && *b; b++) {
-        ContainerRecord probe = {0};
-        int k = depot_read_record(g->depot, *b, &probe);
-        container_record_done(&probe);
-        if (k != -ENOENT) {
-            log_warn("Container directory '%s' in the depot has an unreadable state file; left "
-                     "alone for inspection",
-                     *b);
-            continue;
-        }
-        /* A create interrupted before its first record: undo what it made. */
-        log_info("Removing '%s', a container whose creation was interrupted", *b);
-        ContainerRecord stub = {.handle = *b};
-        garden_kernel_cleanup_record(g, &stub);
-        k = depot_container_remove(g->depot, *b);
-        if (k < 0)
-            log_warn_errno(k, "Failed to remove '%s' from the depot: %m", *b);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (recs[i].state == CONTAINER_STATE_CREATING ||
-            recs[i].state == CONTAINER_STATE_DESTROYING) {
-            /* A create or destroy the previous daemon did not finish: finish
-             * tearing it down rather than restoring half a container. */
-            log_info("Removing container '%s' left %s by the previous daemon", recs[i].handle,
-                     container_state_to_string(recs[i].state));
-            garden_kernel_cleanup_record(g, &recs[i]);
-            int k = depot_container_remove(g->depot, recs[i].handle);
-            if (k < 0)
-                log_warn_errno(k, "Failed to remove '%s' from the depot: %m", recs[i].handle);
-            continue;
-        }
-        Container *c = container_new(&recs[i]);
-        if (c && g->cgroups && garden_kernel_restore(g, c) < 0) {
-            /* A reboot took it, and its service's restart policy brings it back. */
-            if (garden_reboot_adopt(g, c))
-                continue;
-            /* Its init is gone (a reboot, or killed behind our back): never leave
-             * a container half alive. */
-            log_warn("Container '%s' lost its processes while the daemon was down; removing it",
-                     c->rec.handle);
-            garden_kernel_cleanup_record(g, &c->rec);
-            int k = depot_container_remove(g->depot, c->rec.handle);
-            if (k < 0)
-                log_warn_errno(k, "Failed to remove '%s' from the depot: %m", c->rec.handle);
-            garden_event_emit(g, "destroyed", c->rec.handle, NULL, -1,
-                              "lost its processes while the daemon was down");
-            container_unref(c);
-            continue;
-        }
-        if (!c || garden_insert(g, c) < 0) {
-            log_error("Failed to restore container '%s'", c ? c->rec.handle : "?");
-            container_unref(c);
-            continue;
-        }
-        garden_oom_watch(g, c);
-        garden_history_restore(g, c);
-        log_debug("Restored container '%s'", c->rec.handle);
-    }
+    restore_unreadable(g, bad);
+    restore_records(g, recs, n);
     container_records_free(recs, n);
     garden_net_prune(g);
     garden_reboot_start_all(g);
