@@ -104,18 +104,18 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
 
 /* Stop: SIGTERM to every process but init, up to 10 s, then SIGKILL (kill: at
  * once). The container's state becomes stopped. */
-int garden_stop(Garden *g, Container *c, bool kill, ApiError *reterr);
+int container_stop(Garden *g, Container *c, bool kill, ApiError *reterr);
 
 /* Start a stopped container again (cloche extension): a new init over the same
  * writable layer, address, host ports, NetOut rules, limits, properties and bind
  * mounts. 409 when it is not stopped; on failure it stays stopped. */
-int garden_start(Garden *g, Container *c, ApiError *reterr);
-/* Stop (as garden_stop), then start. */
-int garden_restart(Garden *g, Container *c, bool kill, ApiError *reterr);
+int container_start(Garden *g, Container *c, ApiError *reterr);
+/* Stop (as container_stop), then start. */
+int container_restart(Garden *g, Container *c, bool kill, ApiError *reterr);
 
 /* Start a process (spec contents are taken): ExecutableNotFoundError, 409 for a
  * duplicate id, 400 for an unknown user, 501 for peas. *ret_id is malloc'd. */
-int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
+int container_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
 
 /* cloche_service: the service's live state as properties, added to props:
  * cloche.service.restart, .state, .restarts, .exit-status, .started-at
@@ -276,8 +276,8 @@ int garden_image_import_file(Garden *g, int *ret_fd, ApiError *reterr);
 int garden_image_import(Garden *g, const char *name_tag, int fd, char **ret_digest,
                         ApiError *reterr);
 /* Commit a container's writable layer on top of its image as cloche:///NAME[:TAG]. */
-int garden_container_commit(Garden *g, Container *c, const char *name_tag, char **ret_digest,
-                            ApiError *reterr);
+int container_commit(Garden *g, Container *c, const char *name_tag, char **ret_digest,
+                     ApiError *reterr);
 /* Export an image the store knows as an OCI archive through fn (-EPIPE: cut short
  * after it began). */
 int garden_image_export(Garden *g, const char *uri, ImageWriteFn fn, void *userdata,

@@ -264,7 +264,7 @@ int route_container_commit(ApiRequest *req)
         return r;
     const char *name = strmap_get(&req->query, "name");
     _cleanup_free_ char *digest = NULL;
-    r = garden_container_commit(req->garden, c, name, &digest, &req->error);
+    r = container_commit(req->garden, c, name, &digest, &req->error);
     if (r < 0)
         return r;
     json_object *o = json_object_new_object();

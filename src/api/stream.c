@@ -231,7 +231,7 @@ static void serve_run(int fd, const HttpHead *head, Garden *garden, Container *c
     }
     _cleanup_free_ char *id = NULL;
     int64_t started = clock_monotonic_ns();
-    r = garden_run(garden, c, &spec, &id, err);
+    r = container_run(garden, c, &spec, &id, err);
     if (r >= 0)
         reqstats_record_operation(API_OP_RUN, clock_monotonic_ns() - started);
     process_spec_done(&spec);

@@ -839,7 +839,7 @@ static size_t signal_all_but_init(Container *c, int sig)
     return others;
 }
 
-int garden_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
+int container_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
 {
     int r = state_begin_stop(c, reterr);
     if (r < 0)

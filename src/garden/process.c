@@ -193,7 +193,7 @@ static void prune_finished(Garden *g, Container *c, int pdir);
 static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
                        char **ret_id, ApiError *reterr);
 
-int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
+int container_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
 {
     return garden_run_supervised(g, c, spec, NULL, ret_id, reterr);
 }

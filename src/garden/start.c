@@ -55,7 +55,7 @@ static int finish_start(Garden *g, Container *c, ApiError *reterr)
     return 0;
 }
 
-int garden_start(Garden *g, Container *c, ApiError *reterr)
+int container_start(Garden *g, Container *c, ApiError *reterr)
 {
     if (!g->cgroups)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
@@ -96,12 +96,12 @@ int garden_start(Garden *g, Container *c, ApiError *reterr)
     return 0;
 }
 
-int garden_restart(Garden *g, Container *c, bool kill_now, ApiError *reterr)
+int container_restart(Garden *g, Container *c, bool kill_now, ApiError *reterr)
 {
-    int r = garden_stop(g, c, kill_now, reterr);
+    int r = container_stop(g, c, kill_now, reterr);
     if (r < 0)
         return r;
-    return garden_start(g, c, reterr);
+    return container_start(g, c, reterr);
 }
 
 /* Does a container whose kernel side is gone (a reboot) come back? Only one
@@ -186,7 +186,7 @@ void garden_reboot_start_all(Garden *g)
         Container *c = all[i];
         c->start_after_reboot = false;
         ApiError err;
-        if (garden_start(g, c, &err) < 0)
+        if (container_start(g, c, &err) < 0)
             log_warn("Container '%s' could not be started again after the reboot: %s; it stays "
                      "stopped",
                      c->rec.handle, err.message);
