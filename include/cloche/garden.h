@@ -275,9 +275,10 @@ int garden_image_pull(Garden *g, const char *uri, const ImageCredentials *cred, 
 int garden_image_import_file(Garden *g, int *ret_fd, ApiError *reterr);
 int garden_image_import(Garden *g, const char *name_tag, int fd, char **ret_digest,
                         ApiError *reterr);
-/* Commit a container's writable layer on top of its image as cloche:///NAME[:TAG]. */
-int container_commit(Garden *g, Container *c, const char *name_tag, char **ret_digest,
-                     ApiError *reterr);
+/* Commit a container's writable layer on top of its image as cloche:///NAME[:TAG];
+ * opts (may be NULL) changes the config, checks the parent, skips the layer. */
+int container_commit(Garden *g, Container *c, const char *name_tag, const ImageCommitOptions *opts,
+                     char **ret_digest, ApiError *reterr);
 /* Export an image the store knows as an OCI archive through fn (-EPIPE: cut short
  * after it began). */
 int garden_image_export(Garden *g, const char *uri, ImageWriteFn fn, void *userdata,

@@ -25,6 +25,7 @@
 #include "cloche/shim-protocol.h"
 #include "cloche/clock.h"
 #include "cloche/fdio.h"
+#include "reqstats.h"
 
 typedef struct Attachment {
     char sid[24];
@@ -113,6 +114,7 @@ static bool send_hijack_head(int fd, int minor, int status, bool json)
 {
     char date[64], head[256];
     http_date(date, sizeof(date));
+    reqstats_stream_reply(status);
     int n;
     if (minor == 0)
         n = snprintf(head, sizeof(head), "HTTP/1.0 %d %s\r\n%sDate: %s\r\n\r\n", status,
@@ -220,6 +222,7 @@ void api_attach_serve_ndjson(int fd, int minor, const char *process_id, int shim
                                   "%s\r\nTransfer-Encoding: chunked\r\n\r\n",
                      date);
     ProcFrameReader fr;
+    reqstats_stream_reply(200);
     bool ok = send_whole(fd, head, (size_t)n) && proc_frame_reader_init(&fr) >= 0;
     if (!ok) {
         if (shim >= 0)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cloche/clock.h"
 #include "cloche/cleanup.h"
 #include "reqstats.h"
 
@@ -79,6 +80,30 @@ void reqstats_record(const Route *route, int status, int64_t ns)
         else if (strcmp(route->name, "Destroy") == 0)
             histogram_add(&operations[API_OP_DESTROY], ns);
     }
+}
+
+static _Thread_local struct {
+    const Route *route;
+    int64_t started;
+} stream_request;
+
+void reqstats_stream_begin(const Route *route)
+{
+    stream_request.route = route;
+    stream_request.started = clock_monotonic_ns();
+}
+
+void reqstats_stream_reply(int status)
+{
+    if (!stream_request.route)
+        return; /* none begun, or recorded already */
+    reqstats_record(stream_request.route, status, clock_monotonic_ns() - stream_request.started);
+    stream_request.route = NULL;
+}
+
+void reqstats_stream_end(void)
+{
+    stream_request.route = NULL;
 }
 
 void reqstats_record_operation(ApiOperation op, int64_t ns)

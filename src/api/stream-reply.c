@@ -11,10 +11,12 @@
 #include "api-internal.h"
 #include "cloche/clock.h"
 #include "cloche/fdio.h"
+#include "reqstats.h"
 #include "stream.h"
 
 void stream_reply_error(int fd, const HttpHead *head, const ApiError *e)
 {
+    reqstats_stream_reply(e->status);
     size_t len = 0;
     _cleanup_free_ char *body = api_error_serialize(e, &len);
     char line[256];

@@ -301,6 +301,7 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
         reply_error_early(fd, &head, &err);
         goto out;
     }
+    reqstats_stream_begin(m.route);
     const char *name = m.route->name;
     if (strcmp(name, "StreamIn") == 0 || strcmp(name, "StreamOut") == 0) {
         api_files_serve(fd, &head, &m, garden);
@@ -360,6 +361,7 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
     else
         serve_attach(fd, &head, garden, c, m.params[1], &err);
 out:
+    reqstats_stream_end();
     if (c)
         garden_release(garden, c);
     route_match_done(&m);
