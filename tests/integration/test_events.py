@@ -187,7 +187,10 @@ def test_a_reader_that_does_not_read_never_holds_up_the_daemon(daemon):
         slowest = max(slowest, time.monotonic() - t)
         n += 1
     assert slowest < 1.0, f"a limit change took {slowest:.2f} s with a stuck follower"
-    # The stuck follower was let go: reading drains what was sent, then EOF.
+    # The stuck follower is let go once a send has waited 10 s (its buffer filled
+    # early in the loop; wait out the timeout before reading, which would unblock
+    # it): reading drains what was sent, then EOF.
+    time.sleep(11)
     stuck.settimeout(10)
     got = b""
     while True:
