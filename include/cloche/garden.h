@@ -117,6 +117,34 @@ int garden_restart(Garden *g, Container *c, bool kill, ApiError *reterr);
  * duplicate id, 400 for an unknown user, 501 for peas. *ret_id is malloc'd. */
 int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
 
+/* cloche_service: the service's live state as properties, added to props:
+ * cloche.service.restart, .state, .restarts, .exit-status, .started-at
+ * (doc/api.md). Nothing is added for a container without a service. */
+int container_service_properties(Garden *g, Container *c, StringMap *props);
+
+/* Log files of a process (the service, or one run with cloche_log): records of
+ * "<unix s>.<ns> <stdout|stderr> <text>", read oldest first. */
+typedef struct LogLine {
+    int64_t time_ns; /* CLOCK_REALTIME */
+    bool is_stderr;
+    const char *text; /* not NUL-terminated */
+    size_t len;
+} LogLine;
+/* Returns < 0 to stop (the client left). */
+typedef int (*LogLineFn)(const LogLine *line, void *userdata);
+typedef struct LogReader LogReader;
+/* 404 when the process has no logs. The reader holds a reference to c. */
+int container_logs_open(Garden *g, Container *c, const char *process_id, LogReader **ret,
+                        ApiError *reterr);
+/* The lines written so far with time >= since_ns, the last `tail` of them
+ * (UINT64_MAX = all). Memory is bounded: two passes over the files. */
+int log_reader_history(LogReader *r, uint64_t tail, int64_t since_ns, LogLineFn fn,
+                       void *userdata);
+/* The lines written since the last call (following rotation); -ESRCH once the
+ * container is destroyed. */
+int log_reader_follow(LogReader *r, LogLineFn fn, void *userdata);
+void log_reader_free(LogReader *r);
+
 /* Connect to a process's shim. If the shim is gone, *ret_fd = -1 and *ret_exit is
  * the exit status from its exit file. *ret_dirfd (if not NULL) gets an O_PATH fd of
  * the process's directory, for proc_control(). 404 ProcessNotFoundError when
@@ -248,9 +276,10 @@ int garden_image_pull(Garden *g, const char *uri, const ImageCredentials *cred, 
 int garden_image_import_file(Garden *g, int *ret_fd, ApiError *reterr);
 int garden_image_import(Garden *g, const char *name_tag, int fd, char **ret_digest,
                         ApiError *reterr);
-/* Commit a container's writable layer on top of its image as cloche:///NAME[:TAG]. */
-int garden_container_commit(Garden *g, Container *c, const char *name_tag, char **ret_digest,
-                            ApiError *reterr);
+/* Commit a container's writable layer on top of its image as cloche:///NAME[:TAG];
+ * opts (may be NULL) changes the config, checks the parent, skips the layer. */
+int garden_container_commit(Garden *g, Container *c, const char *name_tag,
+                            const ImageCommitOptions *opts, char **ret_digest, ApiError *reterr);
 /* Export an image the store knows as an OCI archive through fn (-EPIPE: cut short
  * after it began). */
 int garden_image_export(Garden *g, const char *uri, ImageWriteFn fn, void *userdata,

@@ -91,3 +91,5 @@ void api_image_export_serve(int fd, const HttpHead *head, const RouteMatch *m, G
 void api_events_serve(int fd, const HttpHead *head, Garden *garden);
 /* PUT /cloche/images/NAME: the body, an image archive, imported. */
 void api_image_import_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden);
+/* routes-logs.c: GET /containers/H/cloche/logs, ndjson or text, optionally followed. */
+void api_logs_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden);

@@ -52,6 +52,9 @@ struct Container {
     unsigned teardown_failures;     /* failed destroys so far: the retry back-off */
     bool start_after_reboot;        /* adopted at start-up, to be started (start.c) */
     ContainerRecord rec;            /* under lock */
+    /* The container's service (cloche_service), NULL when it has none: an alias
+     * of rec.spec.service, owned (and persisted) by the record. */
+    ServiceSpec *service;
     GraceTimer grace;               /* under lock */
     int64_t grace_scheduled_ns;     /* earliest deadline queued in the service, under lock */
 
@@ -313,3 +316,24 @@ int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what);
  * anything else a 500; the message as it is. Returns r. When f holds nothing
  * (a garden callback filled reterr itself), reterr is left alone. */
 int garden_failure(ApiError *reterr, const Failure *f, int r);
+
+/* service.c (cloche_service) */
+#define GARDEN_LOGS_DIR "logs"         /* <container>/logs/<process id>.log[.N] */
+#define GARDEN_SERVICE_ID "service"    /* the service's process id */
+/* Start the service process (id "service") of an active container that has one;
+ * 0 when it has none or it runs already. Create calls it; so does start. */
+int container_service_start(Garden *g, Container *c, ApiError *reterr);
+/* Tell the service's monitor to start it no more (Stop, before its SIGTERM). */
+void garden_service_quit(Garden *g, Container *c);
+/* A service with no path takes the image's Entrypoint/Cmd, WorkingDir and User. */
+int garden_service_apply_image(ServiceSpec *service, const ImageConfig *ic);
+/* process.c: Run, supervised by the monitor when service is not NULL. */
+int garden_run_supervised(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
+                          char **ret_id, ApiError *reterr);
+/* process.c: an O_PATH fd of the process directory of id. */
+int garden_process_dir_fd(Garden *g, Container *c, const char *id, int *ret);
+/* 1 when process id runs (or waits out a back-off); otherwise its directory is
+ * removed (0), so the id can be used again. */
+int garden_process_forget_finished(Garden *g, Container *c, const char *id);
+/* Is the monitor recorded in the process directory still alive? */
+bool garden_process_monitored(int dirfd);

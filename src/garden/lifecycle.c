@@ -626,6 +626,11 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     r = garden_image_resolve(g, spec, &rec.rootfs, reterr); /* docker://, oci:// */
     if (r == 0)
         r = resolve_image(g, spec, &rec.rootfs, reterr);
+    if (r >= 0 && spec->service && !spec->service->path) {
+        free(rec.rootfs);
+        return api_bad_request(reterr, "'cloche_service' has no 'path', and the container's root "
+                                       "file system is not an image with an Entrypoint or Cmd");
+    }
     if (r < 0)
         return r;
     struct timespec now;
@@ -721,6 +726,14 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     garden_arm_grace(g, c);
     state_end_create(c);
     garden_event_emit(g, "created", handle, NULL, -1, NULL);
+    if (c->service && (r = container_service_start(g, c, reterr)) < 0) {
+        /* A container whose service cannot start is not created. */
+        log_info("Creating container '%s' failed: its service: %s", handle, reterr->message);
+        ApiError ignore;
+        (void)garden_destroy(g, handle, &ignore);
+        container_unref(c);
+        return r;
+    }
     log_debug("Container '%s': created in %.2f ms", handle, (double)(grace_now() - started) / 1e6);
     *ret_handle = strdup(handle);
     container_unref(c);
@@ -830,6 +843,7 @@ int garden_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
         return api_errorf(reterr, -ESRCH, 409, GARDEN_ERR_GENERIC,
                           "Container '%s' has no processes to stop", c->rec.handle);
     }
+    garden_service_quit(g, c);
     /* A destroy waiting for this stop cuts the grace period short. */
     if (!kill_now && signal_all_but_init(c, SIGTERM) > 0) {
         for (int waited = 0; waited < STOP_GRACE_MS && !state_cancelled(c); waited += 50) {

@@ -37,6 +37,7 @@ Container *container_new(ContainerRecord *rec)
     pthread_mutex_init(&c->lock, NULL);
     c->rec = *rec;
     *rec = (ContainerRecord){0};
+    c->service = c->rec.spec.service;
     state_init(c, c->rec.state);
     c->grace_scheduled_ns = GRACE_NEVER;
     c->init_pidfd = -1;
