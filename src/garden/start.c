@@ -147,6 +147,11 @@ bool garden_reboot_adopt(Garden *g, Container *c)
      * the init of (recorded as init pid 0) when the daemon stopped. */
     bool start = wanted_after_reboot(&c->rec);
     bool keep = c->rec.state == CONTAINER_STATE_STOPPED && c->rec.init_pid == 0;
+    log_debug(
+        "Container '%s': init %s, state %s, service %s, stopped by a client %d", c->rec.handle,
+        c->init_pidfd >= 0 ? "alive" : "gone", container_state_to_string(c->rec.state),
+        c->rec.spec.service ? service_restart_to_string(c->rec.spec.service->restart) : "none",
+        c->rec.stopped_by_client);
     if (c->init_pidfd >= 0 || !g->cgroups || !(start || keep))
         return false;
     int r = garden_kernel_reserve(g, c);

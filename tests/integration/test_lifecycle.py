@@ -344,15 +344,16 @@ def simulate_reboot(d) -> None:
     parent only), its links (named by its network tag), its nftables table and
     every mount below its depot (disk images). Then start the daemon again."""
     shims = shims_of(d.depot)
+    inits = [container_init_pid(d, h) for h in d.client().list({"garden.state": "all"})]
     d.kill()
-    for pid in shims:
+    for pid in shims + inits:  # an init's death ends every process of its container
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    assert wait_until(lambda: not any(process_alive(p) for p in shims + inits), 10)
     leftovers = remove_cgroups(d.cgroup_parent)  # kills what is left in them, by pid
     assert not leftovers, leftovers
-    assert wait_until(lambda: not shims_of(d.depot), 5)
     prefix = f"cl{d.net_tag}"
     for name in link_names():
         if name.startswith(prefix):
