@@ -138,8 +138,7 @@ int container_logs_open(Garden *g, Container *c, const char *process_id, LogRead
                         ApiError *reterr);
 /* The lines written so far with time >= since_ns, the last `tail` of them
  * (UINT64_MAX = all). Memory is bounded: two passes over the files. */
-int log_reader_history(LogReader *r, uint64_t tail, int64_t since_ns, LogLineFn fn,
-                       void *userdata);
+int log_reader_history(LogReader *r, uint64_t tail, int64_t since_ns, LogLineFn fn, void *userdata);
 /* The lines written since the last call (following rotation); -ESRCH once the
  * container is destroyed. */
 int log_reader_follow(LogReader *r, LogLineFn fn, void *userdata);

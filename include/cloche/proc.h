@@ -39,7 +39,7 @@ typedef struct ProcRlimit {
 
 /* A service's restart policy, for the shim's `restart` record. */
 typedef struct ProcRestart {
-    const char *policy; /* "no", "on-failure", "always" or "unless-stopped" */
+    const char *policy;    /* "no", "on-failure", "always" or "unless-stopped" */
     uint32_t max_restarts; /* 0 = no limit */
     uint32_t backoff_initial_ms, backoff_max_ms, backoff_reset_ms;
 } ProcRestart;
@@ -87,7 +87,7 @@ int proc_control(int dirfd, uint8_t type, const void *data, size_t len);
 typedef struct ProcServiceState {
     char state[16]; /* running, exited, restarting, backoff */
     uint32_t restarts;
-    int last_status; /* -1 before the first exit */
+    int last_status;    /* -1 before the first exit */
     int64_t started_at; /* unix seconds */
     pid_t pid;          /* 0 between runs */
 } ProcServiceState;

@@ -144,8 +144,8 @@ typedef enum ServiceRestart {
 
 #define SERVICE_MAX_RESTARTS_MAX 1000000u
 #define SERVICE_BACKOFF_MIN_MS 10u
-#define SERVICE_BACKOFF_MAX_MS 3600000u     /* one hour */
-#define SERVICE_RESET_MAX_MS 86400000u      /* one day */
+#define SERVICE_BACKOFF_MAX_MS 3600000u /* one hour */
+#define SERVICE_RESET_MAX_MS 86400000u  /* one day */
 #define SERVICE_LOG_SIZE_MIN 4096u
 #define SERVICE_LOG_SIZE_MAX (1u << 30)
 #define SERVICE_LOG_FILES_MAX 100u
@@ -156,7 +156,7 @@ typedef enum ServiceRestart {
 #define SERVICE_DEFAULT_LOG_FILES 3u
 
 typedef struct ServiceSpec {
-    char *path; /* NULL: the image's Entrypoint and Cmd (filled in at create) */
+    char *path;  /* NULL: the image's Entrypoint and Cmd (filled in at create) */
     char **args; /* NULL-terminated */
     size_t n_args;
     char **env; /* NULL-terminated, added to the container's */

@@ -162,7 +162,8 @@ static int query_tail(const StringMap *q, uint64_t *ret, ApiError *err)
     errno = 0;
     unsigned long long n = strtoull(v, &end, 10);
     if (errno || *end || v[0] == '-' || n > LOGS_TAIL_MAX)
-        return api_bad_request(err, "Invalid value for 'tail': '%.32s' (a number of lines up to %llu)",
+        return api_bad_request(err,
+                               "Invalid value for 'tail': '%.32s' (a number of lines up to %llu)",
                                v, LOGS_TAIL_MAX);
     *ret = n;
     return 0;
@@ -204,7 +205,8 @@ void api_logs_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *g
     if (r >= 0)
         r = garden_find(garden, m->params[0], &c, &err);
     if (r >= 0)
-        r = container_logs_open(garden, c, process && *process ? process : "service", &reader, &err);
+        r = container_logs_open(garden, c, process && *process ? process : "service", &reader,
+                                &err);
     strmap_clear(&query);
     container_unref(c);
     if (r < 0) {

@@ -55,8 +55,8 @@ struct Container {
     /* The container's service (cloche_service), NULL when it has none: an alias
      * of rec.spec.service, owned (and persisted) by the record. */
     ServiceSpec *service;
-    GraceTimer grace;               /* under lock */
-    int64_t grace_scheduled_ns;     /* earliest deadline queued in the service, under lock */
+    GraceTimer grace;           /* under lock */
+    int64_t grace_scheduled_ns; /* earliest deadline queued in the service, under lock */
 
     /* Kernel objects (set once the container exists; torn down by destroy). */
     Cgroup *cgroup;
@@ -318,8 +318,8 @@ int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what);
 int garden_failure(ApiError *reterr, const Failure *f, int r);
 
 /* service.c (cloche_service) */
-#define GARDEN_LOGS_DIR "logs"         /* <container>/logs/<process id>.log[.N] */
-#define GARDEN_SERVICE_ID "service"    /* the service's process id */
+#define GARDEN_LOGS_DIR "logs"      /* <container>/logs/<process id>.log[.N] */
+#define GARDEN_SERVICE_ID "service" /* the service's process id */
 /* Start the service process (id "service") of an active container that has one;
  * 0 when it has none or it runs already. Create calls it; so does start. */
 int container_service_start(Garden *g, Container *c, ApiError *reterr);

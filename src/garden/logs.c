@@ -140,7 +140,7 @@ typedef int (*RecordFn)(const LogLine *line, void *userdata);
 static off_t scan_file(LogReader *r, int fd, off_t start, off_t end, RecordFn fn, void *userdata)
 {
     size_t have = 0;
-    off_t pos = start;  /* file offset of buf[0] */
+    off_t pos = start;     /* file offset of buf[0] */
     bool skipping = false; /* inside a record longer than the buffer */
     for (;;) {
         size_t want = LOG_BUFFER - have;
@@ -212,8 +212,7 @@ static int emit_line(const LogLine *line, void *userdata)
     return h->fn(line, h->userdata);
 }
 
-int log_reader_history(LogReader *r, uint64_t tail, int64_t since_ns, LogLineFn fn,
-                       void *userdata)
+int log_reader_history(LogReader *r, uint64_t tail, int64_t since_ns, LogLineFn fn, void *userdata)
 {
     History h = {.since_ns = since_ns, .fn = fn, .userdata = userdata};
     for (size_t i = 0; i < r->n_files; i++) {

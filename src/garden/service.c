@@ -26,7 +26,8 @@ int garden_service_apply_image(ServiceSpec *service, const ImageConfig *ic)
         if (!argv)
             return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-            const char *a = i < ic->n_entrypoint ? ic->entrypoint[i] : ic->cmd[i - ic->n_entrypoint];
+            const char *a =
+                i < ic->n_entrypoint ? ic->entrypoint[i] : ic->cmd[i - ic->n_entrypoint];
             if (!(argv[i] = strdup(a)))
                 return -ENOMEM;
         }
@@ -81,15 +82,16 @@ void garden_service_quit(Garden *g, Container *c)
         return;
     int r = proc_control(dirfd, SHIM_FRAME_QUIT, NULL, 0);
     if (r < 0 && r != -ENOENT && r != -ECONNREFUSED)
-        log_debug("Container '%s': failed to tell the service's monitor to quit: %s",
-                  c->rec.handle, strerror(-r));
+        log_debug("Container '%s': failed to tell the service's monitor to quit: %s", c->rec.handle,
+                  strerror(-r));
 }
 
 int container_service_properties(Garden *g, Container *c, StringMap *props)
 {
     if (!c->service)
         return 0;
-    int r = strmap_set(props, "cloche.service.restart", service_restart_to_string(c->service->restart));
+    int r =
+        strmap_set(props, "cloche.service.restart", service_restart_to_string(c->service->restart));
     if (r < 0)
         return r;
     _cleanup_close_ int dirfd = -EBADF;

@@ -11,8 +11,8 @@
 
 #define RECORD_MAX (SHIM_LOG_LINE_MAX + 48)
 
-static const char *const stream_names[] = {[SHIM_LOG_STDOUT] = "stdout",
-                                           [SHIM_LOG_STDERR] = "stderr"};
+static const char *const stream_names[] = {
+    [SHIM_LOG_STDOUT] = "stdout", [SHIM_LOG_STDERR] = "stderr"};
 
 size_t shim_log_format(char *buf, int stream, const char *text, size_t len,
                        const struct timespec *t)

@@ -69,7 +69,7 @@ typedef struct Server {
     bool exited; /* reaped, drained, exit file written (a service: for good) */
     ShimLog log;
     ShimSupervisor sv;
-    bool backoff;          /* a service between runs */
+    bool backoff;           /* a service between runs */
     uint64_t restart_at_ms; /* when the back-off ends */
     int status;
     bool delivered;         /* some connection received the whole 'X' frame */
@@ -598,8 +598,7 @@ static void server_restart(Server *s)
     s->sv.restarts++;
     s->sv.state = SHIM_SERVICE_RESTARTING;
     (void)shim_supervisor_write(&s->sv, s->dirfd, 0);
-    ShimProcess p = {
-        .pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .master_fd = -1};
+    ShimProcess p = {.pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .master_fd = -1};
     shim_supervisor_started(&s->sv, now_ms(), time(NULL));
     if (shim_process_start(s->spec, &p, &err) < 0) {
         /* The container's init is gone (stopped, destroyed): nothing to restart in. */

@@ -35,9 +35,9 @@
 #define SHIM_LOG_SIZE_MIN 4096u      /* smallest `log` max_size accepted */
 #define SHIM_LOG_SIZE_LIMIT (1ull << 30)
 #define SHIM_LOG_FILES_LIMIT 100u
-#define SHIM_BACKOFF_LIMIT_MS 3600000ull   /* largest back-off delay accepted */
-#define SHIM_RESET_LIMIT_MS 86400000ull    /* largest reset_after accepted */
-#define SHIM_RESTARTS_LIMIT 1000000u       /* largest max_restarts accepted */
+#define SHIM_BACKOFF_LIMIT_MS 3600000ull /* largest back-off delay accepted */
+#define SHIM_RESET_LIMIT_MS 86400000ull  /* largest reset_after accepted */
+#define SHIM_RESTARTS_LIMIT 1000000u     /* largest max_restarts accepted */
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 
@@ -228,8 +228,8 @@ void shim_supervisor_started(ShimSupervisor *sv, uint64_t now_ms, int64_t now_un
  * in *ret_delay_ms) when the policy starts it again. Growing delays: each restart
  * doubles the next one up to backoff_max_ms; a run that lasted backoff_reset_ms
  * or longer starts the series again at backoff_initial_ms. */
-bool shim_supervisor_exited(ShimSupervisor *sv, const ShimSpec *spec, int status,
-                            uint64_t now_ms, uint64_t *ret_delay_ms);
+bool shim_supervisor_exited(ShimSupervisor *sv, const ShimSpec *spec, int status, uint64_t now_ms,
+                            uint64_t *ret_delay_ms);
 /* dirfd/state: "<state> <restarts> <last status or -1> <start unix> <pid>\n",
  * written atomically. */
 int shim_supervisor_write(const ShimSupervisor *sv, int dirfd, pid_t pid);

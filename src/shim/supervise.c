@@ -30,8 +30,8 @@ void shim_supervisor_started(ShimSupervisor *sv, uint64_t now_ms, int64_t now_un
     sv->started_unix = now_unix;
 }
 
-bool shim_supervisor_exited(ShimSupervisor *sv, const ShimSpec *spec, int status,
-                            uint64_t now_ms, uint64_t *ret_delay_ms)
+bool shim_supervisor_exited(ShimSupervisor *sv, const ShimSpec *spec, int status, uint64_t now_ms,
+                            uint64_t *ret_delay_ms)
 {
     sv->last_status = status;
     sv->state = SHIM_SERVICE_EXITED;

@@ -55,8 +55,9 @@ static int decode_list(json_object *obj, const char *path, const char *key, size
             return r;
         const char *eq = strchr(v[i], '=');
         if (is_env && (!eq || eq == v[i]))
-            return api_bad_request(
-                reterr, "Invalid value for '%s': '%.64s' is not of the form NAME=VALUE", item, v[i]);
+            return api_bad_request(reterr,
+                                   "Invalid value for '%s': '%.64s' is not of the form NAME=VALUE",
+                                   item, v[i]);
     }
     *ret = TAKE_PTR(v);
     *ret_n = n;
@@ -107,8 +108,7 @@ static int decode_backoff(json_object *obj, const char *path, ServiceSpec *s, Ap
     if (r < 0 || !b)
         return r;
     spec_path(p, path, "backoff");
-    uint64_t initial = s->backoff_initial_ms, max = s->backoff_max_ms,
-             reset = s->backoff_reset_ms;
+    uint64_t initial = s->backoff_initial_ms, max = s->backoff_max_ms, reset = s->backoff_reset_ms;
     if ((r = decode_bounded(b, p, "initial_ms", SERVICE_BACKOFF_MIN_MS, SERVICE_BACKOFF_MAX_MS,
                             &initial, reterr)) < 0 ||
         (r = decode_bounded(b, p, "max_ms", SERVICE_BACKOFF_MIN_MS, SERVICE_BACKOFF_MAX_MS, &max,
@@ -166,7 +166,8 @@ int spec_decode_service(json_object *obj, const char *path, ServiceSpec **ret, A
         (r = decode_restart(obj, path, s, reterr)) < 0 ||
         (r = spec_member_u64(obj, path, "max_restarts", SERVICE_MAX_RESTARTS_MAX, &max_restarts,
                              NULL, reterr)) < 0 ||
-        (r = decode_backoff(obj, path, s, reterr)) < 0 || (r = decode_log(obj, path, s, reterr)) < 0) {
+        (r = decode_backoff(obj, path, s, reterr)) < 0 ||
+        (r = decode_log(obj, path, s, reterr)) < 0) {
         service_spec_free(s);
         return r;
     }

@@ -621,7 +621,8 @@ static void test_service_spec(void)
     is_int(decode_container("{\"cloche_service\":{}}", &spec, &e), 0, "empty service");
     ok(spec.service && !spec.service->path, "no path: the image's");
     is_int(spec.service->restart, SERVICE_RESTART_ON_FAILURE, "default policy");
-    is_int(spec.service->backoff_initial_ms, SERVICE_DEFAULT_BACKOFF_INITIAL_MS, "default back-off");
+    is_int(spec.service->backoff_initial_ms, SERVICE_DEFAULT_BACKOFF_INITIAL_MS,
+           "default back-off");
     is_int(spec.service->log_max_size, 10u << 20, "default log size");
     is_int(spec.service->log_max_files, 3, "default log files");
     container_round_trip(&spec, "empty service");
@@ -646,8 +647,9 @@ static void test_service_spec(void)
     container_fails("{\"cloche_service\":{\"restart\":\"often\"}}",
                     "Invalid value for 'cloche_service.restart': 'often' is not one of 'no', "
                     "'on-failure', 'always', 'unless-stopped'");
-    container_fails("{\"cloche_service\":{\"log\":{\"max_files\":101}}}",
-                    "Invalid value for 'cloche_service.log.max_files': 101 is out of range (0..100)");
+    container_fails(
+        "{\"cloche_service\":{\"log\":{\"max_files\":101}}}",
+        "Invalid value for 'cloche_service.log.max_files': 101 is out of range (0..100)");
     container_fails("{\"cloche_service\":{\"backoff\":{\"initial_ms\":9}}}",
                     "Invalid value for 'cloche_service.backoff.initial_ms': 9 is out of range "
                     "(10..3600000)");
