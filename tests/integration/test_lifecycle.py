@@ -436,3 +436,31 @@ def test_a_reboot_brings_back_always_containers_with_their_service(daemon, paylo
     for hp, _ in keep.values():
         with pytest.raises(GardenError):
             client.net_in(other, hp, 80)
+
+
+def test_a_disk_limited_container_keeps_its_disk_across_start_and_reboot(daemon, payload):
+    d = daemon()
+    client = d.client()
+    mib = 1 << 20
+    h = client.create({"handle": "disky", "cloche_service": web_service("always"),
+                       "limits": {"disk_limits": {"byte_hard": 32 * mib, "scope": 1}}})
+
+    def sh(script: str) -> tuple[int, str]:
+        return busybox(client, h, ["sh", "-c", script])
+
+    rc, out = sh("dd if=/dev/zero of=/data bs=1M count=20 2>&1 && sync")
+    assert rc == 0, out
+    client.stop(h)
+    assert put(client, h, "start") == (200, {})
+    simulate_reboot(d)
+    client = d.client()
+    assert client.info(h)["State"] == "active"
+    assert sh("wc -c < /data") == (0, f"{20 * mib}\n")
+    # The limit holds on the disk mounted again: 20 MiB more do not fit ...
+    rc, out = sh("dd if=/dev/zero of=/more bs=1M count=20 2>&1")
+    assert rc != 0 and "space" in out.lower(), out
+    # ... and what does fit is written (the allowed case).
+    rc, out = sh("rm -f /more; dd if=/dev/zero of=/more bs=1M count=8 2>&1")
+    assert rc == 0, out
+    assert client.current_disk_limits(h) == {"byte_hard": 32 * mib, "scope": 1}
+    client.destroy(h)
