@@ -1107,6 +1107,8 @@ def go_process_spec(spec: Mapping) -> dict:
         limits = dict(spec["limits"])
         out["limits"] = {"cpu_limits": dict(limits.get("cpu_limits") or {}),
                          "memory_limits": dict(limits.get("memory_limits") or {})}
+        if limits.get("pid_limits"):  # cloche's extension, not the Go client's
+            out["limits"]["pid_limits"] = dict(limits["pid_limits"])
     if spec.get("tty") is not None and spec.get("tty") is not False:
         out["tty"] = _go_tty(spec["tty"])
     out["image"] = _go_image(spec.get("image"))

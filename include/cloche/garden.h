@@ -114,7 +114,8 @@ int garden_start(Garden *g, Container *c, ApiError *reterr);
 int garden_restart(Garden *g, Container *c, bool kill, ApiError *reterr);
 
 /* Start a process (spec contents are taken): ExecutableNotFoundError, 409 for a
- * duplicate id, 400 for an unknown user, 501 for peas. *ret_id is malloc'd. */
+ * duplicate id, 400 for an unknown user or image, 501 for bind mounts. A spec
+ * with an image is a pea (doc/peas.md). *ret_id is malloc'd. */
 int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
 
 /* cloche_service: the service's live state as properties, added to props:

@@ -133,6 +133,7 @@ static void each_rootfs(void *userdata, ImageVisitFn visit, void *ctx)
         Container *c = value;
         if (c->rec.rootfs)
             visit(c->rec.rootfs, ctx);
+        garden_pea_visit_images(g, key, visit, ctx); /* peas' layers are in use too */
     }
     pthread_mutex_unlock(&g->lock);
 }

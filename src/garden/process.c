@@ -163,6 +163,13 @@ char **garden_cgroup_dirs(Garden *g, const char *handle)
         /* A container made before the device list had one has no devices group. */
         if (ctrls[i] == CGROUP_CONTROLLER_DEVICES && access(path, F_OK) < 0)
             continue;
+        /* On pure v2, a container with peas' groups keeps its processes in a leaf. */
+        if (cgroup_system_layout(g->cgroups) == CGROUP_LAYOUT_V2 && !strchr(handle, '/')) {
+            size_t len = strlen(path);
+            snprintf(path + len, sizeof(path) - len, "/" CGROUP_LEAF_NAME);
+            if (access(path, F_OK) < 0)
+                path[len] = '\0';
+        }
         bool dup = false;
         for (size_t k = 0; k < n; k++)
             dup = dup || strcmp(dirs[k], path) == 0;
@@ -255,10 +262,10 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     if (!g->cfg.shim_path || !c->cgroup)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
                           "This daemon cannot run processes");
-    if ((spec->image.uri && *spec->image.uri) || spec->has_limits || spec->n_bind_mounts)
+    if (spec->n_bind_mounts)
         return api_errorf(reterr, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
-                          "Processes with their own image, limits or bind mounts (peas) are not "
-                          "supported by cloche");
+                          "Processes with bind mounts are not supported by cloche");
+    bool is_pea = spec->image.uri && *spec->image.uri;
     pthread_mutex_lock(&c->lock);
     pid_t init_pid = c->rec.init_pid;
     uint64_t init_start = c->rec.init_start_time;
@@ -275,8 +282,8 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     int64_t t0 = grace_now();
     ProcUser user;
     Failure failure = {0};
-    int r = proc_resolve_user(init_pid, spec->user, &user, &failure);
-    if (r < 0)
+    int r = 0;
+    if (!is_pea && (r = proc_resolve_user(init_pid, spec->user, &user, &failure)) < 0)
         return garden_failure(reterr, &failure, r);
 
     _cleanup_close_ int pdir = -EBADF;
@@ -295,13 +302,40 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
         return api_internal_error(reterr, -errno, "Failed to create the process directory");
     }
     testhook_point("run.directory");
-    _cleanup_close_ int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    _cleanup_strv_free_ char **env = build_env(&c->rec.spec, spec, &user);
-    _cleanup_strv_free_ char **cgroups = garden_cgroup_dirs(g, c->rec.handle);
-    if (dirfd < 0 || !env || !cgroups) {
+    _cleanup_free_ char *dirpath = NULL;
+    r = depot_container_path(g->depot, c->rec.handle, &dirpath);
+    if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", TAKE_PTR(dirpath), id) < 0)
+        r = -ENOMEM;
+    if (r < 0) {
         (void)rm_rf_at(pdir, id);
-        return api_internal_error(reterr, dirfd < 0 ? -errno : -ENOMEM,
-                                  "Failed to prepare the process");
+        return api_internal_error(reterr, r, "Failed to prepare the process");
+    }
+    _cleanup_close_ int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dirfd < 0) {
+        r = -errno;
+        (void)rm_rf_at(pdir, id);
+        return api_internal_error(reterr, r, "Failed to prepare the process");
+    }
+    GardenPea pea = {0};
+    r = garden_pea_prepare(g, c, spec, id, dirfd, dirpath, &pea, reterr);
+    if (r >= 0 && is_pea)
+        r = garden_pea_resolve_user(&pea, spec->user, &user, reterr);
+    if (r < 0) {
+        garden_pea_abort(&pea);
+        (void)rm_rf_at(pdir, id);
+        return r;
+    }
+    /* A pea's environment starts from its image's, not the container's. */
+    ContainerSpec pea_base = {.env = pea.image_env};
+    while (pea.image_env && pea.image_env[pea_base.n_env])
+        pea_base.n_env++;
+    _cleanup_strv_free_ char **env = build_env(is_pea ? &pea_base : &c->rec.spec, spec, &user);
+    _cleanup_strv_free_ char **cgroups =
+        garden_cgroup_dirs(g, pea.cgroup ? cgroup_name(pea.cgroup) : c->rec.handle);
+    if (!env || !cgroups) {
+        garden_pea_abort(&pea);
+        (void)rm_rf_at(pdir, id);
+        return api_internal_error(reterr, -ENOMEM, "Failed to prepare the process");
     }
     _cleanup_free_ char *log_path = NULL;
     if ((service || spec->cloche_log) && (r = log_file_path(g, c, id, &log_path)) < 0) {
@@ -317,8 +351,9 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
                                 .backoff_initial_ms = service->backoff_initial_ms,
                                 .backoff_max_ms = service->backoff_max_ms,
                                 .backoff_reset_ms = service->backoff_reset_ms};
-    /* Created (owned by the user) if missing, as guardian does. */
-    const char *dir = spec->dir && *spec->dir ? spec->dir : user.home;
+    /* Created (owned by the user) if missing, as guardian does; a pea starts at
+     * its root. */
+    const char *dir = spec->dir && *spec->dir ? spec->dir : is_pea ? "/" : user.home;
     ProcLaunch launch = {
         .path = spec->path ? spec->path : "",
         .args = spec->args,
@@ -336,6 +371,9 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
         .linger = DEFAULT_LINGER,
         .confine = garden_confine_plan(g, c->rec.spec.privileged),
         .seccomp = garden_seccomp_path(g, c->rec.spec.privileged),
+        .pea_lowers = pea.lowers,
+        .pea_root = pea.root,
+        .pea_own_cgroups = pea.cgroup != NULL,
         .restart = service ? &restart : NULL,
         .log_path = log_path,
         .log_max_size = service ? service->log_max_size : 0,
@@ -343,18 +381,11 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     };
     r = proc_write_spec(dirfd, &launch);
     if (r < 0) {
+        garden_pea_abort(&pea);
         (void)rm_rf_at(pdir, id);
         return api_internal_error(reterr, r, "Failed to write the process spec");
     }
     testhook_point("run.spec");
-    _cleanup_free_ char *dirpath = NULL;
-    r = depot_container_path(g->depot, c->rec.handle, &dirpath);
-    if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", TAKE_PTR(dirpath), id) < 0)
-        r = -ENOMEM;
-    if (r < 0) {
-        (void)rm_rf_at(pdir, id);
-        return api_internal_error(reterr, r, "Failed to prepare the process");
-    }
     pid_t pid;
     int64_t t1 = grace_now();
     r = proc_start(g->cfg.shim_path, dirpath, &pid, &failure);
@@ -362,9 +393,11 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
               (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
     if (r < 0) {
         /* Nothing runs: the id is free again. */
+        garden_pea_abort(&pea);
         (void)rm_rf_at(pdir, id);
         return garden_failure(reterr, &failure, r);
     }
+    garden_pea_done(&pea);
     testhook_point("run.started");
     log_debug("Container '%s': process '%s' started as pid %d", c->rec.handle, id, pid);
     *ret_id = TAKE_PTR(id);

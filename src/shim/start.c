@@ -48,6 +48,8 @@ typedef enum Stage {
     STAGE_DIR,
     STAGE_STDIO,
     STAGE_EXEC,
+    STAGE_PEA,       /* arg: the pea step (shim.h) */
+    STAGE_PEA_READY, /* not a failure: in the pea's root, stopped until the shim saw it */
 } Stage;
 
 typedef struct Report {
@@ -66,6 +68,7 @@ typedef struct StartPlan {
     int go_write;  /* the shim's end, closed in the child */
     int stdio[3];  /* the process's ends (the pty slave thrice with a tty) */
     const char *search_path;
+    const ShimPeaPlan *pea; /* NULL: the container's own root */
 } StartPlan;
 
 static const struct {
@@ -193,6 +196,15 @@ static _Noreturn void process_main(const StartPlan *p)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (p->ns_flags && setns(p->pidfd, p->ns_flags) < 0)
         child_fail(p, STAGE_SETNS, errno, 0);
+    if (p->pea) {
+        int step = 0, e = shim_pea_enter(p->pea, &step);
+        if (e)
+            child_fail(p, STAGE_PEA, e, step);
+        /* Stopped while the shim notes our mount namespace (shim_pea_finish needs it
+         * even if we exit at once). */
+        report(p, STAGE_PEA_READY, 0, 0);
+        syscall(SYS_kill, syscall(SYS_getpid), SIGSTOP);
+    }
 
     if (spec->tty && (setsid() < 0 || ioctl(p->stdio[0], TIOCSCTTY, 0) < 0))
         child_fail(p, STAGE_TTY, errno, 0);
@@ -548,6 +560,9 @@ static int report_error(const ShimSpec *spec, const Report *rep, ShimError *rete
         return shim_error(reterr, rep->value, "Failed to set up the process's stdio");
     case STAGE_EXEC:
         return shim_error(reterr, rep->value, "Failed to execute '%s'", spec->path);
+    case STAGE_PEA:
+        return shim_pea_error(rep->arg, rep->value, reterr);
+    case STAGE_PEA_READY:
     case STAGE_PID:
         break;
     }
@@ -580,6 +595,7 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
     int cgroup_fds[SHIM_CGROUPS_MAX];
     int report_pipe[2] = {-1, -1}, go_pipe[2] = {-1, -1};
     _cleanup_close_ int pidfd = -1, cgroup2 = -1, own_pidns = -1;
+    ShimPeaPlan pea = {.upper_fd = -1};
     int r;
 
     for (size_t i = 0; i < ELEMENTSOF(cgroup_fds); i++)
@@ -596,6 +612,8 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
         r = shim_error(reterr, r, "Failed to create the process's %s", spec->tty ? "pty" : "pipes");
         goto out;
     }
+    if (shim_pea_wanted(spec) && (r = shim_pea_prepare(spec, &pea, reterr)) < 0)
+        goto out;
     if (pipe2(report_pipe, O_CLOEXEC) < 0 || pipe2(go_pipe, O_CLOEXEC) < 0) {
         r = shim_error(reterr, errno, "Failed to create pipes");
         goto out;
@@ -616,6 +634,7 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
         .go_write = go_pipe[1],
         .stdio = {child_stdio[0], child_stdio[1], child_stdio[2]},
         .search_path = search_path,
+        .pea = shim_pea_wanted(spec) ? &pea : NULL,
     };
 
     /* Children from here on are born in the container's pid namespace. */
@@ -661,6 +680,13 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
     shim_closep(&go_pipe[1]);
 
     r = read_report(report_pipe[0], &rep);
+    if (r > 0 && rep.stage == STAGE_PEA_READY) {
+        if ((r = shim_pea_noted(proc.pid, &proc.pea_mnt_ns)) < 0) {
+            r = shim_error(reterr, r, "Failed to start the pea");
+            goto out;
+        }
+        r = read_report(report_pipe[0], &rep);
+    }
     if (r < 0) {
         r = shim_error(reterr, r, "Failed to start the process: %s",
                        r == -ETIMEDOUT ? "it did not exec in time" : "lost its report");
@@ -677,6 +703,7 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
 out:
     if (proc.pid > 0)
         kill_and_reap(proc.pid); /* nothing left running */
+    shim_pea_plan_clear(&pea);
     close_stdio(child_stdio, &proc);
     for (size_t i = 0; i < ELEMENTSOF(cgroup_fds); i++)
         shim_closep(&cgroup_fds[i]);
