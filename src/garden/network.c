@@ -18,6 +18,7 @@
 
 #include "cloche/log.h"
 #include "cloche/testhook.h"
+#include "cloche/clock.h"
 #include "garden-internal.h"
 
 #define NETIN_PER_CONTAINER_MAX 1024
@@ -911,9 +912,7 @@ int garden_net_stats_cached(Garden *g, const char *host_if, NetDevStats *ret)
 {
     if (!g->net_ready)
         return -ENONET;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    int64_t now = clock_monotonic_ns();
     pthread_mutex_lock(&g->stats_lock);
     int r = 0;
     if (!g->stats || now - g->stats_at_ns > STATS_SNAPSHOT_NS) {

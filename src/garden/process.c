@@ -7,17 +7,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <sys/pidfd.h>
 
 #include "cloche/fileio.h"
 #include "cloche/log.h"
 #include "cloche/proc.h"
 #include "cloche/wire.h"
 #include "cloche/testhook.h"
+#include "cloche/uuid.h"
+#include "cloche/clock.h"
 #include "garden-internal.h"
 
 #define PROCESSES_DIR "processes"
@@ -50,20 +52,6 @@ static int processes_dir_fd(Garden *g, Container *c, bool create, int *ret)
     if (fd < 0)
         return -errno;
     *ret = fd;
-    return 0;
-}
-
-static int generate_id(char **ret)
-{
-    uint8_t b[16];
-    if (getrandom(b, sizeof(b), 0) != sizeof(b))
-        return -EIO;
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    if (asprintf(ret, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-                 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-                 b[14], b[15]) < 0)
-        return -ENOMEM;
     return 0;
 }
 
@@ -212,7 +200,7 @@ static void prune_finished(Garden *g, Container *c, int pdir);
 static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
                        char **ret_id, ApiError *reterr);
 
-int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
+int container_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
 {
     return garden_run_supervised(g, c, spec, NULL, ret_id, reterr);
 }
@@ -274,12 +262,12 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     _cleanup_free_ char *id = NULL;
     if (spec->id && *spec->id)
         id = strdup(spec->id);
-    else if (generate_id(&id) < 0)
+    else if (uuid_v4_string(&id) < 0)
         id = NULL;
     if (!id)
         return api_internal_error(reterr, -ENOMEM, "Failed to name the process");
 
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     ProcUser user;
     Failure failure = {0};
     int r = 0;
@@ -387,10 +375,10 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     }
     testhook_point("run.spec");
     pid_t pid;
-    int64_t t1 = grace_now();
+    int64_t t1 = clock_monotonic_ns();
     r = proc_start(g->cfg.shim_path, dirpath, &pid, &failure);
     log_debug("Process '%s': prepared in %.2f ms, shim started it in %.2f ms", id,
-              (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
+              (double)(t1 - t0) / 1e6, (double)(clock_monotonic_ns() - t1) / 1e6);
     if (r < 0) {
         /* Nothing runs: the id is free again. */
         garden_pea_abort(&pea);
@@ -510,12 +498,12 @@ static void kill_shim(int dirfd, const char *id, void *userdata)
     pid_t shim;
     if (!shim_alive(dirfd, &shim))
         return;
-    int pidfd = (int)syscall(SYS_pidfd_open, shim, 0);
+    int pidfd = pidfd_open(shim, 0);
     if (pidfd < 0)
         return;
     /* Re-checked with the pid pinned by the pidfd: still that shim. */
     if (shim_alive(dirfd, NULL))
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
     close(pidfd);
 }
 

@@ -14,6 +14,7 @@
 #include "cloche/log.h"
 #include "cloche/wire.h"
 #include "cloche/testhook.h"
+#include "cloche/clock.h"
 #include "garden-internal.h"
 
 void container_unref(Container *c)
@@ -81,7 +82,7 @@ static void garden_grace_fire(const char *handle, uint64_t generation, void *use
     if (!c)
         return;
 
-    int64_t now = grace_now();
+    int64_t now = clock_monotonic_ns();
     pthread_mutex_lock(&c->lock);
     /* A destroy that failed earlier is retried; otherwise the timer is checked. */
     bool retry = c->phase == PHASE_DESTROYING && c->transition == TRANSITION_NONE;
@@ -119,10 +120,80 @@ static int garden_insert(Garden *g, Container *c)
     if (r < 0)
         return r;
     pthread_mutex_lock(&c->lock);
-    grace_timer_init(&c->grace, c->rec.grace_time_ns, grace_now());
+    grace_timer_init(&c->grace, c->rec.grace_time_ns, clock_monotonic_ns());
     container_schedule_grace(g, c);
     pthread_mutex_unlock(&c->lock);
     return 0;
+}
+
+/* Start-up: depot directories whose state file cannot be read. A create
+ * interrupted before its first record is undone; anything else is left alone. */
+static void restore_unreadable(Garden *g, char **bad)
+{
+    for (char **b = bad; b && *b; b++) {
+        ContainerRecord probe = {0};
+        int k = depot_read_record(g->depot, *b, &probe);
+        container_record_done(&probe);
+        if (k != -ENOENT) {
+            log_warn("Container directory '%s' in the depot has an unreadable state file; left "
+                     "alone for inspection",
+                     *b);
+            continue;
+        }
+        /* A create interrupted before its first record: undo what it made. */
+        log_info("Removing '%s', a container whose creation was interrupted", *b);
+        ContainerRecord stub = {.handle = *b};
+        garden_kernel_cleanup_record(g, &stub);
+        k = depot_container_remove(g->depot, *b);
+        if (k < 0)
+            log_warn_errno(k, "Failed to remove '%s' from the depot: %m", *b);
+    }
+}
+
+/* Start-up: every recorded container back into the registry with its kernel
+ * side, or removed when it was half made, half destroyed or lost its init. */
+static void restore_records(Garden *g, ContainerRecord *recs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (recs[i].state == CONTAINER_STATE_CREATING ||
+            recs[i].state == CONTAINER_STATE_DESTROYING) {
+            /* A create or destroy the previous daemon did not finish: finish
+             * tearing it down rather than restoring half a container. */
+            log_info("Removing container '%s' left %s by the previous daemon", recs[i].handle,
+                     container_state_to_string(recs[i].state));
+            garden_kernel_cleanup_record(g, &recs[i]);
+            int k = depot_container_remove(g->depot, recs[i].handle);
+            if (k < 0)
+                log_warn_errno(k, "Failed to remove '%s' from the depot: %m", recs[i].handle);
+            continue;
+        }
+        Container *c = container_new(&recs[i]);
+        if (c && g->cgroups && garden_kernel_restore(g, c) < 0) {
+            /* A reboot took it, and its service's restart policy brings it back. */
+            if (garden_reboot_adopt(g, c))
+                continue;
+            /* Its init is gone (a reboot, or killed behind our back): never leave
+             * a container half alive. */
+            log_warn("Container '%s' lost its processes while the daemon was down; removing it",
+                     c->rec.handle);
+            garden_kernel_cleanup_record(g, &c->rec);
+            int k = depot_container_remove(g->depot, c->rec.handle);
+            if (k < 0)
+                log_warn_errno(k, "Failed to remove '%s' from the depot: %m", c->rec.handle);
+            garden_event_emit(g, "destroyed", c->rec.handle, NULL, -1,
+                              "lost its processes while the daemon was down");
+            container_unref(c);
+            continue;
+        }
+        if (!c || garden_insert(g, c) < 0) {
+            log_error("Failed to restore container '%s'", c ? c->rec.handle : "?");
+            container_unref(c);
+            continue;
+        }
+        garden_oom_watch(g, c);
+        garden_history_restore(g, c);
+        log_debug("Restored container '%s'", c->rec.handle);
+    }
 }
 
 int garden_new(const GardenConfig *cfg, Garden **ret)
@@ -168,64 +239,8 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     r = depot_load_all(g->depot, &recs, &n, &bad);
     if (r < 0)
         goto fail;
-    for (char **b = bad; b && *b; b++) {
-        ContainerRecord probe = {0};
-        int k = depot_read_record(g->depot, *b, &probe);
-        container_record_done(&probe);
-        if (k != -ENOENT) {
-            log_warn("Container directory '%s' in the depot has an unreadable state file; left "
-                     "alone for inspection",
-                     *b);
-            continue;
-        }
-        /* A create interrupted before its first record: undo what it made. */
-        log_info("Removing '%s', a container whose creation was interrupted", *b);
-        ContainerRecord stub = {.handle = *b};
-        garden_kernel_cleanup_record(g, &stub);
-        k = depot_container_remove(g->depot, *b);
-        if (k < 0)
-            log_warn_errno(k, "Failed to remove '%s' from the depot: %m", *b);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (recs[i].state == CONTAINER_STATE_CREATING ||
-            recs[i].state == CONTAINER_STATE_DESTROYING) {
-            /* A create or destroy the previous daemon did not finish: finish
-             * tearing it down rather than restoring half a container. */
-            log_info("Removing container '%s' left %s by the previous daemon", recs[i].handle,
-                     container_state_to_string(recs[i].state));
-            garden_kernel_cleanup_record(g, &recs[i]);
-            int k = depot_container_remove(g->depot, recs[i].handle);
-            if (k < 0)
-                log_warn_errno(k, "Failed to remove '%s' from the depot: %m", recs[i].handle);
-            continue;
-        }
-        Container *c = container_new(&recs[i]);
-        if (c && g->cgroups && garden_kernel_restore(g, c) < 0) {
-            /* A reboot took it, and its service's restart policy brings it back. */
-            if (garden_reboot_adopt(g, c))
-                continue;
-            /* Its init is gone (a reboot, or killed behind our back): never leave
-             * a container half alive. */
-            log_warn("Container '%s' lost its processes while the daemon was down; removing it",
-                     c->rec.handle);
-            garden_kernel_cleanup_record(g, &c->rec);
-            int k = depot_container_remove(g->depot, c->rec.handle);
-            if (k < 0)
-                log_warn_errno(k, "Failed to remove '%s' from the depot: %m", c->rec.handle);
-            garden_event_emit(g, "destroyed", c->rec.handle, NULL, -1,
-                              "lost its processes while the daemon was down");
-            container_unref(c);
-            continue;
-        }
-        if (!c || garden_insert(g, c) < 0) {
-            log_error("Failed to restore container '%s'", c ? c->rec.handle : "?");
-            container_unref(c);
-            continue;
-        }
-        garden_oom_watch(g, c);
-        garden_history_restore(g, c);
-        log_debug("Restored container '%s'", c->rec.handle);
-    }
+    restore_unreadable(g, bad);
+    restore_records(g, recs, n);
     container_records_free(recs, n);
     garden_net_prune(g);
     garden_reboot_start_all(g);
@@ -348,7 +363,7 @@ void garden_release(Garden *g, Container *c)
     if (!c)
         return;
     pthread_mutex_lock(&c->lock);
-    grace_timer_end(&c->grace, grace_now());
+    grace_timer_end(&c->grace, clock_monotonic_ns());
     container_schedule_grace(g, c);
     pthread_mutex_unlock(&c->lock);
     container_unref(c);
@@ -464,7 +479,7 @@ int garden_register(Garden *g, ContainerRecord *rec, ApiError *reterr)
     }
 
     pthread_mutex_lock(&c->lock);
-    grace_timer_init(&c->grace, c->rec.grace_time_ns, grace_now());
+    grace_timer_init(&c->grace, c->rec.grace_time_ns, clock_monotonic_ns());
     container_schedule_grace(g, c);
     pthread_mutex_unlock(&c->lock);
     return 0;
@@ -477,7 +492,8 @@ static void schedule_teardown_retry(Garden *g, Container *c)
     unsigned shift = c->teardown_failures < 6 ? c->teardown_failures : 6;
     int64_t delay = (int64_t)1000000000 << shift;
     c->teardown_failures++;
-    (void)grace_service_schedule(g->grace, c->rec.handle, grace_now() + delay, c->grace.generation);
+    (void)grace_service_schedule(g->grace, c->rec.handle, clock_monotonic_ns() + delay,
+                                 c->grace.generation);
 }
 
 int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what)
@@ -491,16 +507,16 @@ int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what)
     if (r < 0)
         log_warn_errno(r, "Failed to record the destroy of '%s': %m", handle);
     testhook_point("destroy.record");
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     r = garden_kernel_teardown(g, c);
-    int64_t t1 = grace_now();
+    int64_t t1 = clock_monotonic_ns();
     testhook_point("destroy.teardown");
     *ret_what = "tear down";
     if (r >= 0) {
         r = testhook_fault("destroy.depot") ? -EIO : depot_container_remove(g->depot, handle);
         *ret_what = "remove from the depot";
         log_debug("Container '%s': torn down in %.2f ms, removed from the depot in %.2f ms", handle,
-                  (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
+                  (double)(t1 - t0) / 1e6, (double)(clock_monotonic_ns() - t1) / 1e6);
     }
     if (r < 0) {
         /* Left destroying (hidden, not usable) and retried until it is gone; a
@@ -684,7 +700,7 @@ int container_set_grace_time(Garden *g, Container *c, int64_t grace_ns, ApiError
         state_op_end(c);
         return api_internal_error(reterr, r, "Failed to persist the grace time");
     }
-    grace_timer_set(&c->grace, grace_ns, grace_now());
+    grace_timer_set(&c->grace, grace_ns, clock_monotonic_ns());
     container_schedule_grace(g, c);
     pthread_mutex_unlock(&c->lock);
     state_op_end(c);
@@ -797,7 +813,7 @@ int garden_persist(Garden *g, Container *c)
 void garden_arm_grace(Garden *g, Container *c)
 {
     pthread_mutex_lock(&c->lock);
-    grace_timer_init(&c->grace, c->rec.grace_time_ns, grace_now());
+    grace_timer_init(&c->grace, c->rec.grace_time_ns, clock_monotonic_ns());
     container_schedule_grace(g, c);
     pthread_mutex_unlock(&c->lock);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cloche/clock.h"
 #include "cloche/log.h"
 #include "cloche/testhook.h"
 #include "garden-internal.h"
@@ -60,7 +61,7 @@ static void undo_service_failure(Garden *g, Container *c, bool old_by_client, co
 {
     log_info("Starting container '%s' failed: its service: %s", c->rec.handle, why->message);
     ApiError ignore;
-    int r = garden_stop(g, c, true, &ignore);
+    int r = container_stop(g, c, true, &ignore);
     if (r < 0) {
         log_warn("Container '%s': stopping it after its service failed to start failed: %s",
                  c->rec.handle, ignore.message);
@@ -72,7 +73,7 @@ static void undo_service_failure(Garden *g, Container *c, bool old_by_client, co
     pthread_mutex_unlock(&c->lock);
 }
 
-int garden_start(Garden *g, Container *c, ApiError *reterr)
+int container_start(Garden *g, Container *c, ApiError *reterr)
 {
     if (!g->cgroups)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
@@ -83,7 +84,7 @@ int garden_start(Garden *g, Container *c, ApiError *reterr)
     pthread_mutex_lock(&c->lock);
     bool old_by_client = c->rec.stopped_by_client;
     pthread_mutex_unlock(&c->lock);
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     r = garden_kernel_start(g, c, reterr);
     if (r >= 0) {
         r = finish_start(g, c, reterr);
@@ -111,7 +112,7 @@ int garden_start(Garden *g, Container *c, ApiError *reterr)
         garden_oom_watch(g, c);
     state_end_start(c, true);
     log_debug("Container '%s': started in %.2f ms", c->rec.handle,
-              (double)(grace_now() - t0) / 1e6);
+              (double)(clock_monotonic_ns() - t0) / 1e6);
     garden_event_emit(g, "started", c->rec.handle, NULL, -1, NULL);
     /* Then its service, as create does (an active container: it runs as any
      * process does, and a destroy arriving now waits for it). */
@@ -121,12 +122,12 @@ int garden_start(Garden *g, Container *c, ApiError *reterr)
     return r;
 }
 
-int garden_restart(Garden *g, Container *c, bool kill_now, ApiError *reterr)
+int container_restart(Garden *g, Container *c, bool kill_now, ApiError *reterr)
 {
-    int r = garden_stop(g, c, kill_now, reterr);
+    int r = container_stop(g, c, kill_now, reterr);
     if (r < 0)
         return r;
-    return garden_start(g, c, reterr);
+    return container_start(g, c, reterr);
 }
 
 /* Does a container whose kernel side is gone (a reboot) come back? Only one
@@ -216,7 +217,7 @@ void garden_reboot_start_all(Garden *g)
         Container *c = all[i];
         c->start_after_reboot = false;
         ApiError err;
-        if (garden_start(g, c, &err) < 0)
+        if (container_start(g, c, &err) < 0)
             log_warn("Container '%s' could not be started again after the reboot: %s; it stays "
                      "stopped",
                      c->rec.handle, err.message);

@@ -12,25 +12,19 @@
 
 #include "cloche/cgroup.h"
 #include "cloche/cleanup.h"
+#include "cloche/clock.h"
 #include "cgroup-internal.h"
 
 #define PROCS_READ_MAX (1u << 20)
 #define KILL_ROUNDS 100
 #define RMDIR_BUSY_RETRIES 50
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Milliseconds left before deadline (-1 = none) as a poll() timeout. */
 static int remaining_ms(int64_t deadline)
 {
     if (deadline < 0)
         return -1;
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - clock_monotonic_ms();
     if (left <= 0)
         return 0;
     return left > INT32_MAX ? INT32_MAX : (int)left;
@@ -263,7 +257,7 @@ static int wait_procs(const Cgroup *cg, int idx, int64_t deadline)
 
 static int64_t deadline_for(int timeout_ms)
 {
-    return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    return timeout_ms < 0 ? -1 : clock_monotonic_ms() + timeout_ms;
 }
 
 /* cgroup.events of the v2 group, or -ENOTSUP when it cannot be used. */

@@ -166,9 +166,6 @@ typedef struct ShimProcess {
  * returns once it has exec'd (or failed, with nothing left running). */
 int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr);
 
-/* Start time of pid (field 22 of /proc/PID/stat). */
-int shim_process_start_time(pid_t pid, uint64_t *ret);
-
 /* Serve DIR/sock until the process has exited and its status was delivered (or the
  * linger time ran out). listen_fd and signal_fd are borrowed; proc's fds are taken.
  * Writes dirfd/exit. */
