@@ -55,6 +55,24 @@ static int finish_start(Garden *g, Container *c, ApiError *reterr)
     return 0;
 }
 
+/* A started container whose service cannot start is stopped again, as it was
+ * (its mark of a client's Stop included), and the start fails. */
+static void undo_service_failure(Garden *g, Container *c, bool old_by_client, const ApiError *why)
+{
+    log_info("Starting container '%s' failed: its service: %s", c->rec.handle, why->message);
+    ApiError ignore;
+    int r = container_stop(g, c, true, &ignore);
+    if (r < 0) {
+        log_warn("Container '%s': stopping it after its service failed to start failed: %s",
+                 c->rec.handle, ignore.message);
+        return;
+    }
+    pthread_mutex_lock(&c->lock);
+    c->rec.stopped_by_client = old_by_client;
+    (void)garden_persist(g, c);
+    pthread_mutex_unlock(&c->lock);
+}
+
 int container_start(Garden *g, Container *c, ApiError *reterr)
 {
     if (!g->cgroups)
@@ -63,6 +81,9 @@ int container_start(Garden *g, Container *c, ApiError *reterr)
     int r = state_begin_start(c, reterr);
     if (r < 0)
         return r;
+    pthread_mutex_lock(&c->lock);
+    bool old_by_client = c->rec.stopped_by_client;
+    pthread_mutex_unlock(&c->lock);
     int64_t t0 = clock_monotonic_ns();
     r = garden_kernel_start(g, c, reterr);
     if (r >= 0) {
@@ -93,7 +114,12 @@ int container_start(Garden *g, Container *c, ApiError *reterr)
     log_debug("Container '%s': started in %.2f ms", c->rec.handle,
               (double)(clock_monotonic_ns() - t0) / 1e6);
     garden_event_emit(g, "started", c->rec.handle, NULL, -1, NULL);
-    return 0;
+    /* Then its service, as create does (an active container: it runs as any
+     * process does, and a destroy arriving now waits for it). */
+    r = container_service_start(g, c, reterr);
+    if (r < 0)
+        undo_service_failure(g, c, old_by_client, reterr);
+    return r;
 }
 
 int container_restart(Garden *g, Container *c, bool kill_now, ApiError *reterr)
@@ -109,10 +135,10 @@ int container_restart(Garden *g, Container *c, bool kill_now, ApiError *reterr)
  * client stopped. */
 static bool wanted_after_reboot(const ContainerRecord *rec)
 {
-    if (rec->stopped_by_client || rec->state != CONTAINER_STATE_ACTIVE)
+    const ServiceSpec *s = rec->spec.service;
+    if (!s || rec->stopped_by_client || rec->state != CONTAINER_STATE_ACTIVE)
         return false;
-    /* No container has a service (cloche_service) in this build yet. */
-    return false;
+    return s->restart == SERVICE_RESTART_ALWAYS || s->restart == SERVICE_RESTART_UNLESS_STOPPED;
 }
 
 bool garden_reboot_adopt(Garden *g, Container *c)
@@ -122,6 +148,11 @@ bool garden_reboot_adopt(Garden *g, Container *c)
      * the init of (recorded as init pid 0) when the daemon stopped. */
     bool start = wanted_after_reboot(&c->rec);
     bool keep = c->rec.state == CONTAINER_STATE_STOPPED && c->rec.init_pid == 0;
+    log_debug(
+        "Container '%s': init %s, state %s, service %s, stopped by a client %d", c->rec.handle,
+        c->init_pidfd >= 0 ? "alive" : "gone", container_state_to_string(c->rec.state),
+        c->rec.spec.service ? service_restart_to_string(c->rec.spec.service->restart) : "none",
+        c->rec.stopped_by_client);
     if (c->init_pidfd >= 0 || !g->cgroups || !(start || keep))
         return false;
     int r = garden_kernel_reserve(g, c);

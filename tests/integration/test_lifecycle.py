@@ -143,6 +143,59 @@ def test_restart_and_start_errors(containers, payload):
     containers.handles.remove(h)
 
 
+def web_service(restart: str) -> dict:
+    """A service serving "HANDLE:ping" on 8080 (cloche-payload's serve)."""
+    return {"path": PAYLOAD, "args": ["serve", "tcp", "8080"], "restart": restart}
+
+
+def test_start_and_restart_bring_the_service_back(containers, payload):
+    d = containers.daemon
+    client = d.client()
+    h = containers.create(cloche_service=web_service("always"))
+    hp, _ = client.net_in(h, 0, 8080)
+    assert wait_serving("tcp", "127.0.0.1", hp) == f"{h}:ping"
+    assert "service" in client.info(h)["ProcessIDs"]
+    client.stop(h)
+    assert client.info(h)["State"] == "stopped"
+    assert host_connect("tcp", "127.0.0.1", hp, timeout=0.5) is None
+    time.sleep(1)  # the stopped service is not restarted by its "always" policy
+    assert host_connect("tcp", "127.0.0.1", hp, timeout=0.5) is None
+    assert put(client, h, "start") == (200, {})
+    info = client.info(h)
+    assert info["State"] == "active" and "service" in info["ProcessIDs"]
+    assert wait_serving("tcp", "127.0.0.1", hp) == f"{h}:ping"
+    assert client.properties(h)["cloche.service.state"] == "running"
+    # Restart: the service is a new process, on the same host port.
+    old = client.info(h)
+    assert put(client, h, "restart") == (200, {})
+    assert wait_serving("tcp", "127.0.0.1", hp) == f"{h}:ping"
+    assert client.info(h)["MappedPorts"] == old["MappedPorts"]
+    # The events say so, in order.
+    types = [e["type"] for e in events_of(d, f"handle={h}")]
+    assert types == ["created", "stopped", "started", "stopped", "started"], types
+
+
+def test_a_service_that_cannot_start_leaves_the_container_stopped(containers, payload):
+    d = containers.daemon
+    client = d.client()
+    h = containers.create(cloche_service=web_service("always"))
+    client.stop(h)
+    # Its program gone from the writable layer, the service cannot start.
+    assert busybox(client, h, ["rm", PAYLOAD])[0] == 0
+    status, reply = put(client, h, "start")
+    assert status >= 400, reply
+    assert client.info(h)["State"] == "stopped"
+    # The allowed case: with the program back, the start works.
+    with open(DEFAULT_ROOTFS / PAYLOAD.lstrip("/"), "rb") as f:
+        status, _, body = client.raw(
+            "PUT", f"/containers/{h}/files?destination={PAYLOAD}", f.read(),
+            content_type="application/octet-stream")
+    assert status == 200, body
+    assert busybox(client, h, ["chmod", "755", PAYLOAD])[0] == 0
+    assert put(client, h, "start") == (200, {})
+    assert "service" in client.info(h)["ProcessIDs"]
+
+
 # --------------------------------------------------------------------------
 # Concurrency and failures
 
@@ -291,15 +344,16 @@ def simulate_reboot(d) -> None:
     parent only), its links (named by its network tag), its nftables table and
     every mount below its depot (disk images). Then start the daemon again."""
     shims = shims_of(d.depot)
+    inits = [container_init_pid(d, h) for h in d.client().list({"garden.state": "all"})]
     d.kill()
-    for pid in shims:
+    for pid in shims + inits:  # an init's death ends every process of its container
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    assert wait_until(lambda: not any(process_alive(p) for p in shims + inits), 10)
     leftovers = remove_cgroups(d.cgroup_parent)  # kills what is left in them, by pid
     assert not leftovers, leftovers
-    assert wait_until(lambda: not shims_of(d.depot), 5)
     prefix = f"cl{d.net_tag}"
     for name in link_names():
         if name.startswith(prefix):
@@ -334,4 +388,79 @@ def test_a_reboot_removes_containers_without_a_restart_policy(daemon, payload):
     hp, _ = client.net_in(h, 0, 8080)
     run_bg(client, h, ["serve", "tcp", "8080"])
     assert wait_serving("tcp", "127.0.0.1", hp) == f"{h}:ping"
+    client.destroy(h)
+
+
+def test_a_reboot_brings_back_always_containers_with_their_service(daemon, payload):
+    d = daemon()
+    client = d.client()
+    keep = {}
+    for policy in ("always", "unless-stopped"):
+        h = client.create({"handle": f"app-{policy}", "cloche_service": web_service(policy),
+                           "properties": {"tier": "web"}})
+        hp, _ = client.net_in(h, 0, 8080)
+        assert wait_serving("tcp", "127.0.0.1", hp) == f"{h}:ping"
+        assert busybox(client, h, ["sh", "-c", f"echo {policy} > /root/state"])[0] == 0
+        keep[h] = (hp, client.info(h))
+    gone = [client.create({"handle": "app-no", "cloche_service": web_service("no")}),
+            client.create({"handle": "app-on-failure",
+                           "cloche_service": web_service("on-failure")}),
+            client.create({"handle": "no-service"}),
+            client.create({"handle": "stopped-always", "cloche_service": web_service("always")})]
+    client.stop("stopped-always")
+    simulate_reboot(d)
+
+    client = d.client()
+    assert sorted(client.list()) == sorted(keep)
+    for h in gone:
+        with pytest.raises(GardenError) as info:
+            client.info(h)
+        assert info.value.status == 404
+    for h, (hp, before) in keep.items():
+        info = client.info(h)
+        assert info["State"] == "active" and "service" in info["ProcessIDs"]
+        assert info["ContainerIP"] == before["ContainerIP"]
+        assert info["MappedPorts"] == before["MappedPorts"]
+        assert info["Properties"]["tier"] == "web"
+        assert info["Properties"]["cloche.state"] == "active"
+        # The service answers on the same host port, and the layer is the same.
+        assert wait_serving("tcp", "127.0.0.1", hp, timeout=10) == f"{h}:ping"
+        policy = h.split("-", 1)[1]
+        assert busybox(client, h, ["cat", "/root/state"]) == (0, f"{policy}\n")
+    # The new daemon's events: the two back, the others removed.
+    got = {e["handle"]: e["type"] for e in events_of(d)}
+    assert got == {**{h: "started" for h in keep}, **{h: "destroyed" for h in gone}}, got
+    # A new container does not take their addresses or ports.
+    other = client.create({"handle": "other"})
+    assert client.info(other)["ContainerIP"] not in [b["ContainerIP"] for _, b in keep.values()]
+    for hp, _ in keep.values():
+        with pytest.raises(GardenError):
+            client.net_in(other, hp, 80)
+
+
+def test_a_disk_limited_container_keeps_its_disk_across_start_and_reboot(daemon, payload):
+    d = daemon()
+    client = d.client()
+    mib = 1 << 20
+    h = client.create({"handle": "disky", "cloche_service": web_service("always"),
+                       "limits": {"disk_limits": {"byte_hard": 32 * mib, "scope": 1}}})
+
+    def sh(script: str) -> tuple[int, str]:
+        return busybox(client, h, ["sh", "-c", script])
+
+    rc, out = sh("dd if=/dev/zero of=/data bs=1M count=20 2>&1 && sync")
+    assert rc == 0, out
+    client.stop(h)
+    assert put(client, h, "start") == (200, {})
+    simulate_reboot(d)
+    client = d.client()
+    assert client.info(h)["State"] == "active"
+    assert sh("wc -c < /data") == (0, f"{20 * mib}\n")
+    # The limit holds on the disk mounted again: 20 MiB more do not fit ...
+    rc, out = sh("dd if=/dev/zero of=/more bs=1M count=20 2>&1")
+    assert rc != 0 and "space" in out.lower(), out
+    # ... and what does fit is written (the allowed case).
+    rc, out = sh("rm -f /more; dd if=/dev/zero of=/more bs=1M count=8 2>&1")
+    assert rc == 0, out
+    assert client.current_disk_limits(h) == {"byte_hard": 32 * mib, "scope": 1}
     client.destroy(h)
