@@ -77,7 +77,7 @@ int garden_kernel_setup(Garden *g)
     uint32_t size = g->cfg.uid_range_size ? g->cfg.uid_range_size : SANDBOX_ID_COUNT;
     uint64_t fit = ((uint64_t)UINT32_MAX - base) / size;
     uint32_t count =
-        g->cfg.uid_pool_count ? g->cfg.uid_pool_count : (uint32_t)(fit < 4096 ? fit : 4096);
+        g->cfg.uid_pool_count ? g->cfg.uid_pool_count : (uint32_t)(fit < 65535 ? fit : 65535);
     r = idpool_new(base, count, size, &g->ids);
     if (r < 0)
         return log_error_errno(r, "Invalid id pool %u+%u*%u", base, count, size);
