@@ -69,6 +69,11 @@ struct Container {
     /* The last walk of a plain writable layer (metrics.c), under lock. */
     int64_t disk_walked_ns;
     DiskUsage disk_walked;
+
+    /* Start-up (restore.c): in the registry, its kernel side not re-attached yet;
+     * registry lookups wait until it is (under lock, signalled on changed). */
+    bool restoring;
+    bool uid_reserved, net_reserved; /* its id range and address taken again */
 };
 
 struct Garden {
@@ -129,6 +134,15 @@ struct Garden {
     pthread_t sampler;
     bool sampler_inited, sampler_started, sampler_stopping;
 
+    /* Start-up restore (restore.c): the pool re-attaching the depot's containers
+     * while the daemon serves. */
+    pthread_t restorer;
+    bool restorer_started;
+    FirewallChainSet *restore_chains; /* the chains listed once, while restoring */
+    Container **restore_list;
+    size_t n_restore, restore_next; /* restore_next under restore_lock */
+    pthread_mutex_t restore_lock;
+
     /* garden_image_size's cache, under lock. */
     struct ImageSize *image_sizes;
     size_t n_image_sizes;
@@ -171,6 +185,11 @@ int garden_kernel_setup(Garden *g);
 void garden_kernel_free(Garden *g);
 /* Re-attach to a restored container's kernel objects; -ESRCH if they are gone. */
 int garden_kernel_restore(Garden *g, Container *c);
+/* Before serving: take a restored container's id range, address and ports out of
+ * the pools again (so no create gets them while it is being re-attached); the
+ * undo, for one that turned out to be gone. */
+void garden_kernel_reserve(Garden *g, Container *c);
+void garden_kernel_unreserve(Garden *g, Container *c);
 /* Kill and remove the container's kernel objects (idempotent). */
 int garden_kernel_teardown(Garden *g, Container *c);
 /* Tear down what a record describes, for records that are not restored. */
@@ -201,6 +220,9 @@ int garden_net_allocate(Garden *g, Container *c, ApiError *reterr);
 int garden_net_attach(Garden *g, Container *c, pid_t init_pid, ApiError *reterr);
 /* Undo both (idempotent). */
 void garden_net_release(Garden *g, Container *c);
+/* Restore: the address and ports back in their pools (garden_kernel_reserve), then
+ * the firewall state checked against g->restore_chains (rebuilt when missing). */
+int garden_net_reserve(Garden *g, Container *c);
 int garden_net_restore(Garden *g, Container *c);
 /* After restoring: remove firewall state and links of containers that are gone. */
 void garden_net_prune(Garden *g);
@@ -211,6 +233,18 @@ void garden_net_host_if(const Garden *g, const ContainerNet *net, char *buf, siz
 int garden_net_stats_cached(Garden *g, const char *host_if, NetDevStats *ret);
 /* Bandwidth shaping of the container's host-side link (rate 0 = none). */
 int garden_net_set_bandwidth(Garden *g, Container *c, const BandwidthLimits *b, ApiError *reterr);
+
+/* restore.c */
+/* Load the depot: every container in the registry (reserved, marked restoring)
+ * before this returns; their kernel side re-attached by a pool of threads after
+ * it. */
+int garden_restore_start(Garden *g);
+/* Wait for the pool (garden_free). */
+void garden_restore_join(Garden *g);
+/* registry.c: insert c and arm its grace timer (takes c's first reference). */
+int garden_insert(Garden *g, Container *c);
+/* Wait until c is restored (a reference held, c->lock not). */
+void garden_restore_wait(Container *c);
 
 /* oom.c */
 int garden_oom_setup(Garden *g);

@@ -244,12 +244,6 @@ int garden_kernel_restore(Garden *g, Container *c)
     int r = cgroup_open_existing(g->cgroups, rec->handle, &c->cgroup);
     if (r < 0)
         return -ESRCH;
-    if (!rec->spec.privileged && rec->uid_base && rec->uid_base != SANDBOX_SHARED_ROOT) {
-        r = idpool_reserve(g->ids, rec->uid_base);
-        if (r < 0)
-            log_warn("Container '%s' has id range %u, which %s", rec->handle, rec->uid_base,
-                     r == -EEXIST ? "another container also claims" : "is outside the pool");
-    }
     /* A daemon killed between applying a limit change and recording it left the
      * kernel ahead of the record: the record is what was acknowledged. */
     ApiError ignore;
@@ -259,6 +253,30 @@ int garden_kernel_restore(Garden *g, Container *c)
     if (g->net_ready)
         garden_net_restore(g, c);
     return 0;
+}
+
+void garden_kernel_reserve(Garden *g, Container *c)
+{
+    ContainerRecord *rec = &c->rec;
+    if (!rec->spec.privileged && rec->uid_base && rec->uid_base != SANDBOX_SHARED_ROOT) {
+        int r = idpool_reserve(g->ids, rec->uid_base);
+        if (r < 0)
+            log_warn("Container '%s' has id range %u, which %s", rec->handle, rec->uid_base,
+                     r == -EEXIST ? "another container also claims" : "is outside the pool");
+        c->uid_reserved = r >= 0;
+    }
+    if (g->net_ready)
+        c->net_reserved = garden_net_reserve(g, c) >= 0;
+}
+
+void garden_kernel_unreserve(Garden *g, Container *c)
+{
+    if (c->net_reserved)
+        garden_net_release(g, c);
+    c->net_reserved = false;
+    if (c->uid_reserved)
+        idpool_release(g->ids, c->rec.uid_base);
+    c->uid_reserved = false;
 }
 
 static int generate_handle(char **ret)

@@ -544,11 +544,11 @@ void garden_net_release(Garden *g, Container *c)
 
 /* ---- restore ------------------------------------------------------------ */
 
-int garden_net_restore(Garden *g, Container *c)
+int garden_net_reserve(Garden *g, Container *c)
 {
     ContainerRecord *rec = &c->rec;
     if (!rec->net.id)
-        return 0;
+        return -ENOENT;
     NetLease lease = {
         .subnet = {.network = rec->net.subnet, .prefix = rec->net.prefix},
         .gateway = rec->net.gateway,
@@ -571,17 +571,28 @@ int garden_net_restore(Garden *g, Container *c)
             g->net_counter = v + 1;
         pthread_mutex_unlock(&g->net_lock);
     }
+    return r;
+}
+
+int garden_net_restore(Garden *g, Container *c)
+{
+    ContainerRecord *rec = &c->rec;
+    if (!rec->net.id)
+        return 0;
     char bridge[NAME_BUF];
     FirewallContainer fc;
     firewall_container(g, rec, bridge, &fc);
     /* Rebuilt when the chain is missing, and when a NetIn or NetOut was recorded
-     * but the daemon died before it reached the firewall (adding is idempotent). */
-    if (rec->firewall_pending || firewall_has_container(g->firewall, &fc) == 0) {
+     * but the daemon died before it reached the firewall (adding is idempotent).
+     * The chains were listed once for every container restored. */
+    int has = g->restore_chains ? firewall_chain_set_has(g->restore_chains, &fc)
+                                : firewall_has_container(g->firewall, &fc);
+    if (rec->firewall_pending || has == 0) {
         log_info("Container '%s': rebuilding its firewall state", rec->handle);
         _cleanup_free_ FirewallNetIn *in = firewall_netin(&rec->net);
-        r = in ? firewall_add_container(g->firewall, &fc, in, rec->net.n_netin,
-                                        rec->spec.netout_rules, rec->spec.n_netout_rules)
-               : -ENOMEM;
+        int r = in ? firewall_add_container(g->firewall, &fc, in, rec->net.n_netin,
+                                            rec->spec.netout_rules, rec->spec.n_netout_rules)
+                   : -ENOMEM;
         if (r < 0)
             log_warn_errno(r, "Container '%s': failed to rebuild its firewall state: %m: %s",
                            rec->handle, firewall_last_error(g->firewall));

@@ -55,7 +55,8 @@ void garden_history_restore(Garden *g, Container *c)
 static void sample_one(Garden *g, Container *c, int64_t now_s, int64_t now_mono_ns)
 {
     pthread_mutex_lock(&c->lock);
-    if (!c->cgroup || !(PHASE_MASK(c->phase) & (PHASES_RUNNING | PHASE_MASK(PHASE_STOPPING)))) {
+    if (c->restoring || !c->cgroup ||
+        !(PHASE_MASK(c->phase) & (PHASES_RUNNING | PHASE_MASK(PHASE_STOPPING)))) {
         pthread_mutex_unlock(&c->lock);
         return;
     }

@@ -534,6 +534,51 @@ int firewall_has_container(Firewall *fw, const FirewallContainer *c)
     return r;
 }
 
+struct FirewallChainSet {
+    HashMap *names;
+};
+
+int firewall_chain_set_load(Firewall *fw, FirewallChainSet **ret)
+{
+    const char *listing = NULL;
+    FirewallChainSet *set = calloc(1, sizeof(*set));
+    if (!set)
+        return -ENOMEM;
+    int r = hashmap_new(&set->names);
+    if (r < 0) {
+        free(set);
+        return r;
+    }
+    pthread_mutex_lock(&fw->lock);
+    r = run_locked(fw, "list chains inet", &listing);
+    if (r >= 0)
+        r = firewall_chains_listing_index(listing, fw->table, set->names);
+    pthread_mutex_unlock(&fw->lock);
+    if (r < 0) {
+        firewall_chain_set_free(set);
+        return r;
+    }
+    *ret = set;
+    return 0;
+}
+
+int firewall_chain_set_has(const FirewallChainSet *set, const FirewallContainer *c)
+{
+    char chain[FIREWALL_CHAIN_NAME_MAX];
+    if (!c || !firewall_name_valid(c->id, FIREWALL_ID_MAX, false))
+        return -EINVAL;
+    chain_name(c, chain);
+    return hashmap_get(set->names, chain) ? 1 : 0;
+}
+
+void firewall_chain_set_free(FirewallChainSet *set)
+{
+    if (!set)
+        return;
+    hashmap_free(set->names);
+    free(set);
+}
+
 /* ---- prune --------------------------------------------------------------- */
 
 typedef struct LiveIndex {
