@@ -257,6 +257,10 @@ int garden_sampler_start(Garden *g);
 void garden_sampler_stop(Garden *g);
 void garden_history_restore(Garden *g, Container *c);
 
+/* metrics.c: walk a plain writable layer again if its last walk is older than
+ * older_than_ns (the sampler's background refresh, so bulk calls walk nothing). */
+void garden_disk_refresh(Garden *g, Container *c, int64_t older_than_ns);
+
 /* limits.c */
 int garden_validate_limits(const Limits *l, unsigned kinds, ApiError *reterr);
 int garden_apply_cgroup_limits(Container *c, const Limits *l, ApiError *reterr);
