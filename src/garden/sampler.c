@@ -15,9 +15,10 @@
 
 #define HISTORY_FILE "history"
 #define SAVE_EVERY 6
-/* Plain writable layers walked again once their last walk is this old (metrics.c):
- * bulk calls take the walk from here instead of walking 1000 trees. */
-#define DISK_REFRESH_NS (30 * 1000000000LL)
+/* Plain writable layers are walked again once their last walk is three intervals
+ * old, at most this (metrics.c): bulk calls take the walk from here instead of
+ * walking 1000 trees. */
+#define DISK_REFRESH_MAX_NS (30 * 1000000000LL)
 
 static int container_dirfd(Garden *g, const char *handle)
 {
@@ -143,9 +144,12 @@ static void *sampler_loop(void *userdata)
         clock_gettime(CLOCK_MONOTONIC, &mono);
         size_t n;
         Container **all = containers_snapshot(g, &n);
+        int64_t refresh_ns = (int64_t)g->cfg.metrics_interval_s * 3 * 1000000000LL;
+        if (refresh_ns > DISK_REFRESH_MAX_NS)
+            refresh_ns = DISK_REFRESH_MAX_NS;
         for (size_t i = 0; all && i < n; i++) {
             sample_one(g, all[i], rt.tv_sec, (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec);
-            garden_disk_refresh(g, all[i], DISK_REFRESH_NS);
+            garden_disk_refresh(g, all[i], refresh_ns);
             container_unref(all[i]);
         }
         free(all);
