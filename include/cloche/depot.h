@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "cloche/error.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "cloche/strmap.h"
 
 #define DEPOT_RECORD_VERSION 1

@@ -40,7 +40,38 @@
 #include <stdint.h>
 
 #include "cloche/netpool.h"
-#include "cloche/spec.h"
+
+/* One NetOut rule in the firewall's own terms (garden converts Garden's). */
+typedef enum FirewallProtocol {
+    FIREWALL_PROTOCOL_ALL = 0,
+    FIREWALL_PROTOCOL_TCP = 1,
+    FIREWALL_PROTOCOL_UDP = 2,
+    FIREWALL_PROTOCOL_ICMP = 3,
+    FIREWALL_PROTOCOL_ICMPV6 = 4,
+} FirewallProtocol;
+
+typedef struct FirewallAddressRange {
+    const char *start; /* textual IPv4 or IPv6 address (borrowed) */
+    const char *end;
+} FirewallAddressRange;
+
+typedef struct FirewallPortRange {
+    uint16_t start;
+    uint16_t end;
+} FirewallPortRange;
+
+typedef struct FirewallRule {
+    FirewallProtocol protocol;
+    const FirewallAddressRange *networks; /* borrowed; none = any destination */
+    size_t n_networks;
+    const FirewallPortRange *ports; /* borrowed; tcp and udp only; none = any port */
+    size_t n_ports;
+    bool has_icmp_type; /* icmp only: match this type (and code, if has_icmp_code) */
+    uint8_t icmp_type;
+    bool has_icmp_code;
+    uint8_t icmp_code;
+    bool log;
+} FirewallRule;
 
 typedef struct FirewallConfig {
     const char *table;      /* table name, e.g. "cloche": [A-Za-z][A-Za-z0-9_-]{0,31} */
@@ -91,7 +122,7 @@ typedef struct FirewallNetIn {
  * same mappings and elements again are no error), which is how a container
  * whose state is incomplete is repaired. */
 int firewall_add_container(Firewall *fw, const FirewallContainer *c, const FirewallNetIn *netin,
-                           size_t n_netin, const NetOutRule *rules, size_t n_rules);
+                           size_t n_netin, const FirewallRule *rules, size_t n_rules);
 /* One transaction, idempotent: removes everything firewall_add_container and the
  * calls below added for the container (netin elements given by the caller, who
  * keeps the list). The subnet leaves @subnets only if last_in_subnet. */
@@ -107,7 +138,7 @@ int firewall_add_netin(Firewall *fw, const FirewallContainer *c, const FirewallN
  * starts, a malformed address, more than 16384 nft rules in one call), its
  * message in firewall_last_error; -ENOENT if the container has no chain. IPv6
  * networks and ICMPv6 match nothing (containers have no IPv6) and are skipped. */
-int firewall_add_netout(Firewall *fw, const FirewallContainer *c, const NetOutRule *rules,
+int firewall_add_netout(Firewall *fw, const FirewallContainer *c, const FirewallRule *rules,
                         size_t n_rules);
 
 /* Start-up repair: remove every container chain, map and set element that

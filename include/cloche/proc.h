@@ -10,8 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "cloche/error.h"
-#include "cloche/spec.h"
+#include "cloche/failure.h"
 
 #define PROC_GROUPS_MAX 64
 
@@ -27,9 +26,16 @@ typedef struct ProcUser {
 
 /* Resolve user ("" = root, a name, or "uid:gid") inside the container whose init
  * is init_pid, reading its files through /proc/PID/root without following any
- * link out of it. Unknown name: 400-class error "unknown user: NAME"... returned
- * as -ENOENT with a message in reterr. */
-int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, ApiError *reterr);
+ * link out of it. A malformed or unknown user is the caller's fault
+ * (FAILURE_INPUT: -EINVAL, or -ENOENT with guardian's text "unable to find user
+ * NAME: ..."); anything else a system failure. */
+int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, Failure *reterr);
+
+/* One resource limit for the process: soft and hard both set to value. */
+typedef struct ProcRlimit {
+    int resource; /* RLIMIT_* */
+    uint64_t value;
+} ProcRlimit;
 
 /* Everything the shim needs, resolved. */
 typedef struct ProcLaunch {
@@ -38,7 +44,8 @@ typedef struct ProcLaunch {
     char *const *env;  /* NULL-terminated, complete */
     const char *dir;
     const ProcUser *user;
-    const ResourceLimits *rlimits;
+    const ProcRlimit *rlimits; /* n_rlimits of them */
+    size_t n_rlimits;
     bool tty;
     uint16_t columns, rows;
     pid_t init_pid;
@@ -54,9 +61,9 @@ typedef struct ProcLaunch {
 int proc_write_spec(int dirfd, const ProcLaunch *l);
 
 /* Run `shim_path dir` detached and wait for its start line. On success *ret_pid is
- * the process's host pid. An exec failure (ENOENT, EACCES, ENOTDIR) becomes a
- * 500 ExecutableNotFoundError; anything else a 500 with the shim's message. */
-int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError *reterr);
+ * the process's host pid. An exec failure (ENOENT, EACCES, ENOTDIR) is a
+ * FAILURE_EXECUTABLE with the shim's message; anything else a system failure. */
+int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, Failure *reterr);
 
 /* Connect to dir/sock (non-blocking off: a plain blocking SOCK_STREAM fd). */
 int proc_connect(int dirfd, int *ret_fd);

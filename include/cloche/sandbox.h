@@ -15,7 +15,7 @@
 
 #include "cloche/cgroup.h"
 #include "cloche/confine.h"
-#include "cloche/error.h"
+#include "cloche/failure.h"
 
 #define SANDBOX_ID_COUNT 65536u /* ids per container by default */
 #define SANDBOX_MAX_LOWERS 128  /* directories in one rootfs stack */
@@ -74,8 +74,10 @@ typedef struct SandboxInit {
 /* Create the container's directories under spec->dir (rootfs/upper, work, merged,
  * lower; hosts; resolv.conf must already be written there by the caller), clone
  * its init and wait until it has exec'd cloche-init. On failure nothing of it is
- * left running; the directories are left for the caller's depot cleanup. */
-int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr);
+ * left running; the directories are left for the caller's depot cleanup. A
+ * missing bind-mount source or too many image layers is FAILURE_INPUT. When the
+ * `prepare` callback fails, its result is returned and reterr left untouched. */
+int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, Failure *reterr);
 
 /* Wait for an init this process created (reaps it). */
 int sandbox_reap(SandboxInit *init);

@@ -9,7 +9,7 @@
 
 #include "api-internal.h"
 #include "cloche/json.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "reqstats.h"
 
 int api_request_container(ApiRequest *req, Container **ret)

@@ -22,7 +22,7 @@
 #include "api-internal.h"
 #include "cloche/spawn.h"
 #include "cloche/log.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "stream.h"
 
 #define FILES_BUFFER (1u << 20)

@@ -5,7 +5,7 @@
 
 #include "api-internal.h"
 #include "cloche/json.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 
 static LimitKind route_limit_kind(const ApiRequest *req)
 {

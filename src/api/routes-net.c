@@ -4,7 +4,7 @@
 
 #include "api-internal.h"
 #include "cloche/json.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 
 int route_net_in(ApiRequest *req)
 {

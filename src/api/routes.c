@@ -8,7 +8,7 @@
 #include "api-internal.h"
 #include "cloche/hashmap.h"
 #include "cloche/json.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 
 #define BULK_HANDLES_MAX 10000
 

@@ -13,7 +13,7 @@
 
 #include "api-internal.h"
 #include "cloche/log.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "reqstats.h"
 #include "stream.h"
 #include "attach.h"

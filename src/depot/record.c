@@ -16,7 +16,7 @@
 #include "cloche/cleanup.h"
 #include "cloche/depot.h"
 #include "cloche/json.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "cloche/strmap.h"
 
 static const char *const container_state_names[] = {

@@ -22,7 +22,9 @@ int container_files_target(Garden *g, Container *c, const char *user, ContainerF
     uint64_t init_start = c->rec.init_start_time;
     pthread_mutex_unlock(&c->lock);
     ProcUser u;
-    r = init_pid > 0 ? proc_resolve_user(init_pid, user ? user : "", &u, reterr)
+    Failure failure = {0};
+    r = init_pid > 0 ? garden_failure(reterr, &failure,
+                                      proc_resolve_user(init_pid, user ? user : "", &u, &failure))
                      : api_errorf(reterr, -ESRCH, 409, GARDEN_ERR_GENERIC,
                                   "Container '%s' is not running", c->rec.handle);
     char **cgroups = r >= 0 ? garden_cgroup_dirs(g, c->rec.handle) : NULL;

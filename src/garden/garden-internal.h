@@ -295,3 +295,9 @@ void garden_arm_grace(Garden *g, Container *c);
  * step, then the depot entry and the registry entry. On failure the container is
  * left destroying and retried later; *ret_what names the step that failed. */
 int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what);
+
+/* failure.c: a Failure from the modules below as the API's error: the caller's
+ * input is a 400, an executable that cannot run a 500 ExecutableNotFoundError,
+ * anything else a 500; the message as it is. Returns r. When f holds nothing
+ * (a garden callback filled reterr itself), reterr is left alone. */
+int garden_failure(ApiError *reterr, const Failure *f, int r);

@@ -19,7 +19,7 @@
 
 #include "cloche/fileio.h"
 #include "cloche/log.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "cloche/testhook.h"
 #include "garden-internal.h"
 
@@ -567,13 +567,14 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     };
     SandboxInit init;
     int64_t t2 = grace_now();
-    r = sandbox_create(&sb, &init, reterr);
+    Failure failure = {0};
+    r = sandbox_create(&sb, &init, &failure);
     log_debug("Container '%s': /etc files %.2f ms, cgroups %.2f ms, namespaces and mounts %.2f ms "
               "(network %.2f ms of it, in parallel)",
               rec->handle, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
               (double)(grace_now() - t2) / 1e6, (double)nctx.took_ns / 1e6);
     if (r < 0)
-        return r;
+        return garden_failure(reterr, &failure, r);
     pthread_mutex_lock(&c->lock);
     c->init_pidfd = init.pidfd;
     c->init_is_child = true;

@@ -78,6 +78,51 @@ static FirewallNetIn *firewall_netin(const ContainerNet *net)
     return v;
 }
 
+/* Garden's NetOut rules in the firewall's terms: one block holding the rules,
+ * then every rule's address ranges, then its port ranges (free() it whole).
+ * The addresses are borrowed from `rules`. NULL on ENOMEM. */
+static FirewallRule *firewall_rules(const NetOutRule *rules, size_t n)
+{
+    _Static_assert((int)FIREWALL_PROTOCOL_ALL == (int)NET_PROTOCOL_ALL &&
+                       (int)FIREWALL_PROTOCOL_TCP == (int)NET_PROTOCOL_TCP &&
+                       (int)FIREWALL_PROTOCOL_UDP == (int)NET_PROTOCOL_UDP &&
+                       (int)FIREWALL_PROTOCOL_ICMP == (int)NET_PROTOCOL_ICMP &&
+                       (int)FIREWALL_PROTOCOL_ICMPV6 == (int)NET_PROTOCOL_ICMPV6,
+                   "the firewall's protocols are Garden's");
+    size_t n_nets = 0, n_ports = 0;
+    for (size_t i = 0; i < n; i++) {
+        n_nets += rules[i].n_networks;
+        n_ports += rules[i].n_ports;
+    }
+    size_t size = (n + 1) * sizeof(FirewallRule) + n_nets * sizeof(FirewallAddressRange) +
+                  n_ports * sizeof(FirewallPortRange);
+    FirewallRule *v = calloc(1, size);
+    if (!v)
+        return NULL;
+    FirewallAddressRange *nets = (FirewallAddressRange *)(v + n + 1);
+    FirewallPortRange *ports = (FirewallPortRange *)(nets + n_nets);
+    for (size_t i = 0; i < n; i++) {
+        const NetOutRule *in = &rules[i];
+        v[i] = (FirewallRule){
+            .protocol = (FirewallProtocol)in->protocol,
+            .networks = nets,
+            .n_networks = in->n_networks,
+            .ports = ports,
+            .n_ports = in->n_ports,
+            .has_icmp_type = in->has_icmps,
+            .icmp_type = in->icmps.type,
+            .has_icmp_code = in->icmps.has_code,
+            .icmp_code = in->icmps.code,
+            .log = in->log,
+        };
+        for (size_t j = 0; j < in->n_networks; j++)
+            *nets++ = (FirewallAddressRange){in->networks[j].start, in->networks[j].end};
+        for (size_t j = 0; j < in->n_ports; j++)
+            *ports++ = (FirewallPortRange){in->ports[j].start, in->ports[j].end};
+    }
+    return v;
+}
+
 /* ---- ids ---------------------------------------------------------------- */
 
 static const char base32[] = "0123456789abcdefghijklmnopqrstuv";
@@ -459,9 +504,11 @@ int garden_net_attach(Garden *g, Container *c, pid_t init_pid, ApiError *reterr)
     FirewallContainer fc;
     firewall_container(g, rec, bridge, &fc);
     _cleanup_free_ FirewallNetIn *in = firewall_netin(&rec->net);
-    if (!in)
+    _cleanup_free_ FirewallRule *rules =
+        firewall_rules(rec->spec.netout_rules, rec->spec.n_netout_rules);
+    if (!in || !rules)
         return api_internal_error(reterr, -ENOMEM, "Out of memory");
-    r = firewall_add_container(g->firewall, &fc, in, rec->net.n_netin, rec->spec.netout_rules,
+    r = firewall_add_container(g->firewall, &fc, in, rec->net.n_netin, rules,
                                rec->spec.n_netout_rules);
     if (r < 0)
         return firewall_error(g, r, "Failed to set up the container's firewall", reterr);
@@ -594,9 +641,11 @@ int garden_net_restore(Garden *g, Container *c)
     if (rec->firewall_pending || has == 0) {
         log_info("Container '%s': rebuilding its firewall state", rec->handle);
         _cleanup_free_ FirewallNetIn *in = firewall_netin(&rec->net);
-        int r = in ? firewall_add_container(g->firewall, &fc, in, rec->net.n_netin,
-                                            rec->spec.netout_rules, rec->spec.n_netout_rules)
-                   : -ENOMEM;
+        _cleanup_free_ FirewallRule *rules =
+            firewall_rules(rec->spec.netout_rules, rec->spec.n_netout_rules);
+        int r = in && rules ? firewall_add_container(g->firewall, &fc, in, rec->net.n_netin,
+                                                     rules, rec->spec.n_netout_rules)
+                            : -ENOMEM;
         if (r < 0)
             log_warn_errno(r, "Container '%s': failed to rebuild its firewall state: %m: %s",
                            rec->handle, firewall_last_error(g->firewall));
@@ -752,6 +801,7 @@ int container_net_in(Garden *g, Container *c, const NetInSpec *in, NetInSpec *re
 static int net_out_locked(Garden *g, Container *c, NetOutRule *rules, size_t n, ApiError *reterr)
 {
     ContainerRecord *rec = &c->rec;
+    _cleanup_free_ FirewallRule *fw_rules = NULL;
     if (!g->net_ready || !rec->net.id || !c->net_attached)
         return api_errorf(reterr, -ENONET, 409, GARDEN_ERR_GENERIC, "Container '%s' has no network",
                           rec->handle);
@@ -775,7 +825,8 @@ static int net_out_locked(Garden *g, Container *c, NetOutRule *rules, size_t n, 
     char bridge[NAME_BUF];
     FirewallContainer fc;
     firewall_container(g, rec, bridge, &fc);
-    r = firewall_add_netout(g->firewall, &fc, rules, n);
+    fw_rules = firewall_rules(rules, n);
+    r = fw_rules ? firewall_add_netout(g->firewall, &fc, fw_rules, n) : -ENOMEM;
     if (r < 0) {
         firewall_error(g, r, "Failed to add the NetOut rules", reterr);
         goto undo;

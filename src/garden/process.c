@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -15,7 +16,7 @@
 #include "cloche/fileio.h"
 #include "cloche/log.h"
 #include "cloche/proc.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "cloche/testhook.h"
 #include "garden-internal.h"
 
@@ -171,6 +172,20 @@ char **garden_cgroup_dirs(Garden *g, const char *handle)
     return dirs;
 }
 
+/* The spec's rlimits as setrlimit() calls (at most _RLIMIT_KIND_MAX). */
+static size_t process_rlimits(const ResourceLimits *l, ProcRlimit ret[static _RLIMIT_KIND_MAX])
+{
+    static const int resources[_RLIMIT_KIND_MAX] = {
+        RLIMIT_AS,    RLIMIT_CORE,    RLIMIT_CPU,      RLIMIT_DATA,       RLIMIT_FSIZE,
+        RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE,       RLIMIT_NOFILE,
+        RLIMIT_NPROC, RLIMIT_RSS,     RLIMIT_RTPRIO,   RLIMIT_SIGPENDING, RLIMIT_STACK};
+    size_t n = 0;
+    for (int i = 0; i < _RLIMIT_KIND_MAX; i++)
+        if (l->set[i])
+            ret[n++] = (ProcRlimit){.resource = resources[i], .value = l->value[i]};
+    return n;
+}
+
 static size_t count_entries(int dirfd)
 {
     _cleanup_close_ int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -224,9 +239,10 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
 
     int64_t t0 = grace_now();
     ProcUser user;
-    int r = proc_resolve_user(init_pid, spec->user, &user, reterr);
+    Failure failure = {0};
+    int r = proc_resolve_user(init_pid, spec->user, &user, &failure);
     if (r < 0)
-        return r;
+        return garden_failure(reterr, &failure, r);
 
     _cleanup_close_ int pdir = -EBADF;
     r = processes_dir_fd(g, c, true, &pdir);
@@ -252,6 +268,8 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         return api_internal_error(reterr, dirfd < 0 ? -errno : -ENOMEM,
                                   "Failed to prepare the process");
     }
+    ProcRlimit rlimits[_RLIMIT_KIND_MAX];
+    size_t n_rlimits = process_rlimits(&spec->rlimits, rlimits);
     /* Created (owned by the user) if missing, as guardian does. */
     const char *dir = spec->dir && *spec->dir ? spec->dir : user.home;
     ProcLaunch launch = {
@@ -260,7 +278,8 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         .env = env,
         .dir = dir,
         .user = &user,
-        .rlimits = &spec->rlimits,
+        .rlimits = rlimits,
+        .n_rlimits = n_rlimits,
         .tty = spec->tty.present,
         .columns = spec->tty.columns,
         .rows = spec->tty.rows,
@@ -287,13 +306,13 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
     }
     pid_t pid;
     int64_t t1 = grace_now();
-    r = proc_start(g->cfg.shim_path, dirpath, &pid, reterr);
+    r = proc_start(g->cfg.shim_path, dirpath, &pid, &failure);
     log_debug("Process '%s': prepared in %.2f ms, shim started it in %.2f ms", id,
               (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
     if (r < 0) {
         /* Nothing runs: the id is free again. */
         (void)rm_rf_at(pdir, id);
-        return r;
+        return garden_failure(reterr, &failure, r);
     }
     testhook_point("run.started");
     log_debug("Container '%s': process '%s' started as pid %d", c->rec.handle, id, pid);

@@ -12,7 +12,7 @@
 #include "cloche/grace.h"
 #include "cloche/hashmap.h"
 #include "cloche/log.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "cloche/testhook.h"
 #include "garden-internal.h"
 

@@ -19,7 +19,7 @@
 #define FIREWALL_LOG_PREFIX_MAX 28
 #define FIREWALL_CHAIN_PREFIX "ctr-"
 #define FIREWALL_CHAIN_NAME_MAX (sizeof(FIREWALL_CHAIN_PREFIX) + FIREWALL_ID_MAX)
-/* nft rules one call may add to a container's chain (a NetOutRule is one rule
+/* nft rules one call may add to a container's chain (a FirewallRule is one rule
  * per network range and port range). */
 #define FIREWALL_NETOUT_LINES_MAX 16384u
 /* A transaction's text: bounds what one call may ask of nftables. */
@@ -62,7 +62,7 @@ void firewall_log_prefix(const char *handle, char ret[static FIREWALL_LOG_PREFIX
  * that cannot be expressed or needs more than FIREWALL_NETOUT_LINES_MAX nft
  * rules, with the reason in err. */
 int firewall_script_netout(FirewallScript *s, const char *table, const char *chain,
-                           const char *log_prefix, const NetOutRule *rules, size_t n_rules,
+                           const char *log_prefix, const FirewallRule *rules, size_t n_rules,
                            bool prepend, char *err, size_t errlen);
 
 /* The global part of the table: tables, sets, maps, base chains (created if

@@ -108,7 +108,7 @@ typedef struct Ipv4Range {
 
 /* 1 for an IPv4 range, 0 for an IPv6 one (containers have no IPv6: it matches
  * nothing), -EINVAL for anything else. */
-static int parse_range(const IpRange *range, Ipv4Range *ret, char *err, size_t errlen)
+static int parse_range(const FirewallAddressRange *range, Ipv4Range *ret, char *err, size_t errlen)
 {
     struct in_addr start4, end4;
     struct in6_addr start6, end6;
@@ -172,18 +172,18 @@ static void script_range(FirewallScript *s, const char *match, uint32_t start, u
  * transaction, so sets inside per-container rules would make every call cost
  * O(containers): 10 to 170 ms at 1000 containers, against ~1 ms without. */
 static int script_netout_rule(FirewallScript *s, const char *verb, const char *table,
-                              const char *chain, const char *log_prefix, const NetOutRule *rule,
+                              const char *chain, const char *log_prefix, const FirewallRule *rule,
                               size_t *n_lines, char *err, size_t errlen)
 {
-    if (rule->protocol > NET_PROTOCOL_ICMPV6) {
+    if (rule->protocol > FIREWALL_PROTOCOL_ICMPV6) {
         snprintf(err, errlen, "Unknown protocol %u", (unsigned)rule->protocol);
         return -EINVAL;
     }
-    if (rule->protocol == NET_PROTOCOL_ALL && rule->n_ports > 0) {
+    if (rule->protocol == FIREWALL_PROTOCOL_ALL && rule->n_ports > 0) {
         snprintf(err, errlen, "Ports cannot be specified for protocol all");
         return -EINVAL;
     }
-    bool ports = rule->protocol == NET_PROTOCOL_TCP || rule->protocol == NET_PROTOCOL_UDP;
+    bool ports = rule->protocol == FIREWALL_PROTOCOL_TCP || rule->protocol == FIREWALL_PROTOCOL_UDP;
     for (size_t i = 0; ports && i < rule->n_ports; i++)
         if (rule->ports[i].start > rule->ports[i].end) {
             snprintf(err, errlen, "Port range '%u-%u' ends before it starts", rule->ports[i].start,
@@ -205,7 +205,7 @@ static int script_netout_rule(FirewallScript *s, const char *verb, const char *t
         n_ranges += (size_t)r;
     }
     /* Networks given, none of them IPv4; or ICMPv6: nothing a container can send. */
-    if ((rule->n_networks > 0 && n_ranges == 0) || rule->protocol == NET_PROTOCOL_ICMPV6)
+    if ((rule->n_networks > 0 && n_ranges == 0) || rule->protocol == FIREWALL_PROTOCOL_ICMPV6)
         return 0;
 
     size_t n_dest = rule->n_networks > 0 ? n_ranges : 1;
@@ -219,7 +219,7 @@ static int script_netout_rule(FirewallScript *s, const char *verb, const char *t
     }
     *n_lines += n_dest * n_port;
 
-    const char *proto = rule->protocol == NET_PROTOCOL_TCP ? "tcp" : "udp";
+    const char *proto = rule->protocol == FIREWALL_PROTOCOL_TCP ? "tcp" : "udp";
     /* Prepending (`insert`) goes backwards to keep the order. */
     bool backwards = verb[0] == 'i';
     for (size_t dd = 0; dd < n_dest; dd++)
@@ -234,14 +234,14 @@ static int script_netout_rule(FirewallScript *s, const char *verb, const char *t
                 script_range(s, match, rule->ports[p].start, rule->ports[p].end, false);
             } else if (ports) {
                 firewall_script_add(s, " meta l4proto %s", proto);
-            } else if (rule->protocol == NET_PROTOCOL_ICMP) {
-                if (!rule->has_icmps)
+            } else if (rule->protocol == FIREWALL_PROTOCOL_ICMP) {
+                if (!rule->has_icmp_type)
                     firewall_script_add(s, " meta l4proto icmp");
-                else if (!rule->icmps.has_code)
-                    firewall_script_add(s, " icmp type %u", rule->icmps.type);
+                else if (!rule->has_icmp_code)
+                    firewall_script_add(s, " icmp type %u", rule->icmp_type);
                 else
-                    firewall_script_add(s, " icmp type %u icmp code %u", rule->icmps.type,
-                                        rule->icmps.code);
+                    firewall_script_add(s, " icmp type %u icmp code %u", rule->icmp_type,
+                                        rule->icmp_code);
             }
             if (rule->log)
                 firewall_script_add(s, " log prefix \"%s \"", log_prefix);
@@ -251,13 +251,13 @@ static int script_netout_rule(FirewallScript *s, const char *verb, const char *t
 }
 
 int firewall_script_netout(FirewallScript *s, const char *table, const char *chain,
-                           const char *log_prefix, const NetOutRule *rules, size_t n_rules,
+                           const char *log_prefix, const FirewallRule *rules, size_t n_rules,
                            bool prepend, char *err, size_t errlen)
 {
     size_t n_lines = 0;
     /* `insert` puts each rule first: going backwards keeps the given order. */
     for (size_t i = 0; i < n_rules; i++) {
-        const NetOutRule *rule = &rules[prepend ? n_rules - 1 - i : i];
+        const FirewallRule *rule = &rules[prepend ? n_rules - 1 - i : i];
         int r = script_netout_rule(s, prepend ? "insert" : "add", table, chain, log_prefix, rule,
                                    &n_lines, err, errlen);
         if (r < 0)

@@ -311,7 +311,7 @@ static void script_netin(FirewallScript *s, const char *table, const char *verb,
 }
 
 int firewall_add_container(Firewall *fw, const FirewallContainer *c, const FirewallNetIn *netin,
-                           size_t n_netin, const NetOutRule *rules, size_t n_rules)
+                           size_t n_netin, const FirewallRule *rules, size_t n_rules)
 {
     char chain[FIREWALL_CHAIN_NAME_MAX], log_prefix[FIREWALL_LOG_PREFIX_MAX + 1];
     _cleanup_(firewall_script_done) FirewallScript s = {0};
@@ -372,7 +372,7 @@ int firewall_add_netin(Firewall *fw, const FirewallContainer *c, const FirewallN
     return r;
 }
 
-int firewall_add_netout(Firewall *fw, const FirewallContainer *c, const NetOutRule *rules,
+int firewall_add_netout(Firewall *fw, const FirewallContainer *c, const FirewallRule *rules,
                         size_t n_rules)
 {
     char chain[FIREWALL_CHAIN_NAME_MAX], log_prefix[FIREWALL_LOG_PREFIX_MAX + 1];

@@ -1,7 +1,6 @@
 /* Starting processes through cloche-shim, and reading what it leaves behind. */
 #include <fcntl.h>
 #include <stdarg.h>
-#include <sys/resource.h>
 #include <linux/openat2.h>
 #include <poll.h>
 #include <spawn.h>
@@ -120,7 +119,7 @@ static void group_lookup(char *group, ProcUser *u)
     }
 }
 
-int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, ApiError *reterr)
+int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, Failure *reterr)
 {
     ProcUser u = {.uid = 0, .gid = 0};
     snprintf(u.home, sizeof(u.home), "/");
@@ -128,7 +127,7 @@ int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, ApiError 
     _cleanup_free_ char *passwd = NULL;
     int r = read_container_file(init_pid, "/etc/passwd", &passwd);
     if (r < 0 && r != -ENOENT)
-        return api_internal_error(reterr, r, "Failed to read the container's /etc/passwd");
+        return failure_errno(reterr, r, "Failed to read the container's /etc/passwd");
 
     const char *colon = strchr(name, ':');
     unsigned uid, gid;
@@ -136,11 +135,13 @@ int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, ApiError 
         char ubuf[16];
         size_t ul = (size_t)(colon - name);
         if (ul >= sizeof(ubuf))
-            return api_bad_request(reterr, "Invalid user '%s': expected a name or uid:gid", name);
+            return failure_input(reterr, -EINVAL, "Invalid user '%s': expected a name or uid:gid",
+                                 name);
         memcpy(ubuf, name, ul);
         ubuf[ul] = '\0';
         if (!parse_id(ubuf, &uid) || !parse_id(colon + 1, &gid))
-            return api_bad_request(reterr, "Invalid user '%s': expected a name or uid:gid", name);
+            return failure_input(reterr, -EINVAL, "Invalid user '%s': expected a name or uid:gid",
+                                 name);
         if (passwd)
             (void)passwd_lookup(passwd, NULL, true, uid, &u);
         u.uid = uid;
@@ -152,8 +153,9 @@ int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, ApiError 
         }
     } else if (!passwd || !passwd_lookup(passwd, name, false, 0, &u)) {
         if (strcmp(name, "root") != 0)
-            return api_errorf(reterr, -ENOENT, 400, GARDEN_ERR_GENERIC,
-                              "unable to find user %s: no matching entries in passwd file", name);
+            return failure_input(reterr, -ENOENT,
+                                 "unable to find user %s: no matching entries in passwd file",
+                                 name);
         snprintf(u.name, sizeof(u.name), "root");
         snprintf(u.home, sizeof(u.home), "/root");
     }
@@ -210,15 +212,9 @@ int proc_write_spec(int dirfd, const ProcLaunch *l)
     spec_addf(f, "gid", "%u", l->user->gid);
     for (size_t i = 0; i < l->user->n_groups; i++)
         spec_addf(f, "group", "%u", l->user->groups[i]);
-    static const int resources[_RLIMIT_KIND_MAX] = {
-        RLIMIT_AS,    RLIMIT_CORE,    RLIMIT_CPU,      RLIMIT_DATA,       RLIMIT_FSIZE,
-        RLIMIT_LOCKS, RLIMIT_MEMLOCK, RLIMIT_MSGQUEUE, RLIMIT_NICE,       RLIMIT_NOFILE,
-        RLIMIT_NPROC, RLIMIT_RSS,     RLIMIT_RTPRIO,   RLIMIT_SIGPENDING, RLIMIT_STACK};
-    for (int i = 0; l->rlimits && i < _RLIMIT_KIND_MAX; i++)
-        if (l->rlimits->set[i])
-            spec_addf(f, "rlimit", "%d %llu %llu", resources[i],
-                      (unsigned long long)l->rlimits->value[i],
-                      (unsigned long long)l->rlimits->value[i]);
+    for (size_t i = 0; i < l->n_rlimits; i++)
+        spec_addf(f, "rlimit", "%d %llu %llu", l->rlimits[i].resource,
+                  (unsigned long long)l->rlimits[i].value, (unsigned long long)l->rlimits[i].value);
     if (l->tty)
         spec_addf(f, "tty", "%u %u", l->columns ? l->columns : 80, l->rows ? l->rows : 24);
     spec_addf(f, "init_pid", "%d", l->init_pid);
@@ -243,11 +239,11 @@ int proc_write_spec(int dirfd, const ProcLaunch *l)
     return r;
 }
 
-int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError *reterr)
+int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, Failure *reterr)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
-        return api_internal_error(reterr, -errno, "Failed to start the process");
+        return failure_errno(reterr, -errno, "Failed to start the process");
     _cleanup_close_ int rd = p[0];
     _cleanup_close_ int wr = p[1];
 
@@ -262,7 +258,7 @@ int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError 
     int r = spawn_clean(&pid, shim_path, &fa, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (r < 0)
-        return api_internal_error(reterr, r, "Failed to run cloche-shim");
+        return failure_errno(reterr, r, "Failed to run cloche-shim");
     close(TAKE_FD(wr));
 
     char line[512];
@@ -271,7 +267,7 @@ int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError 
         struct pollfd pfd = {.fd = rd, .events = POLLIN};
         int k = poll(&pfd, 1, 30000);
         if (k == 0)
-            return api_internal_error(reterr, -ETIMEDOUT, "cloche-shim did not report");
+            return failure_errno(reterr, -ETIMEDOUT, "cloche-shim did not report");
         ssize_t n = read(rd, line + have, sizeof(line) - 1 - have);
         if (n < 0 && errno == EINTR)
             continue;
@@ -298,12 +294,11 @@ int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, ApiError 
     if (sscanf(line, "err %d %n", &err, &off) == 1) {
         const char *msg = line + off;
         if (err == ENOENT || err == EACCES || err == ENOTDIR)
-            return api_errorf(reterr, -err, 500, GARDEN_ERR_EXECUTABLE_NOT_FOUND, "%s", msg);
-        return api_errorf(reterr, -err, 500, GARDEN_ERR_GENERIC, "Failed to start the process: %s",
-                          msg);
+            return failure_set(reterr, -err, FAILURE_EXECUTABLE, "%s", msg);
+        return failure_set(reterr, -err, FAILURE_SYSTEM, "Failed to start the process: %s", msg);
     }
-    return api_errorf(reterr, -EIO, 500, GARDEN_ERR_GENERIC,
-                      "cloche-shim failed without a report%s%s", have ? ": " : "", line);
+    return failure_set(reterr, -EIO, FAILURE_SYSTEM, "cloche-shim failed without a report%s%s",
+                       have ? ": " : "", line);
 }
 
 static int connect_at(int dirfd, const char *name, int *ret_fd)

@@ -4,6 +4,7 @@
  * from the clone to the exec it uses only raw system calls and memory prepared
  * beforehand (ChildPlan): no malloc, no stdio, no glibc set*id broadcasting. */
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <sched.h>
@@ -378,7 +379,10 @@ static _Noreturn void child_main(const ChildPlan *plan)
         child_fail(plan, errno, "Failed to create the cgroup namespace", NULL);
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         child_fail(plan, errno, "Failed to make mounts private", NULL);
-    if (sethostname(spec->handle, safe_strlen(spec->handle)) < 0)
+    /* Handles may be longer than the kernel's 64-byte hostname: the first 64 bytes. */
+    if (sethostname(spec->handle, safe_strlen(spec->handle) < HOST_NAME_MAX
+                                      ? safe_strlen(spec->handle)
+                                      : HOST_NAME_MAX) < 0)
         child_fail(plan, errno, "Failed to set the hostname", NULL);
 
     /* The cwd is the container's directory, in this namespace's copy of it (see
@@ -581,12 +585,12 @@ static void plan_freep(ChildPlan **plan)
 }
 
 /* Everything the child needs, made while allocation and logging are still fine. */
-static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, ApiError *reterr)
+static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, Failure *reterr)
 {
     plan->dir_fd = plan->hosts_fd = plan->resolv_fd = plan->tun_fd = -1;
     plan->dir_fd = open(spec->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (plan->dir_fd < 0)
-        return api_internal_error(reterr, -errno, "Failed to open the container's directory");
+        return failure_errno(reterr, -errno, "Failed to open the container's directory");
     int d = plan->dir_fd;
 
     bool own = !spec->privileged;
@@ -595,22 +599,22 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, ApiError *rete
                                        PLAN_LOWER};
     for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
         if (mkdirat(d, dirs[i], 0755) < 0 && errno != EEXIST)
-            return api_internal_error(reterr, -errno, "Failed to create '%s'", dirs[i]);
+            return failure_errno(reterr, -errno, "Failed to create '%s'", dirs[i]);
         /* upper and work belong to container root, so its writes can land there. */
         if (own && (i == 1 || i == 2) && fchownat(d, dirs[i], uid, uid, 0) < 0)
-            return api_internal_error(reterr, -errno, "Failed to hand over '%s'", dirs[i]);
+            return failure_errno(reterr, -errno, "Failed to hand over '%s'", dirs[i]);
     }
     if (own &&
         (fchownat(d, "hosts", uid, uid, 0) < 0 || fchownat(d, "resolv.conf", uid, uid, 0) < 0))
-        return api_internal_error(reterr, -errno, "Failed to hand over the /etc files");
+        return failure_errno(reterr, -errno, "Failed to hand over the /etc files");
 
     int n;
     size_t layers = 1;
     for (const char *p = spec->rootfs; (p = strchr(p, ':')); p++)
         layers++;
     if (layers > SANDBOX_MAX_LOWERS)
-        return api_bad_request(reterr, "An image of %zu layers has more than %d", layers,
-                               SANDBOX_MAX_LOWERS);
+        return failure_input(reterr, -EINVAL, "An image of %zu layers has more than %d", layers,
+                             SANDBOX_MAX_LOWERS);
     if (layers > 1) {
         /* An image's layer stack: each layer attached below rootfs/lower. */
         char lowerdir[SANDBOX_MAX_LOWERS * 24] = "";
@@ -618,8 +622,7 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, ApiError *rete
         for (size_t i = 0; i < layers; i++) {
             snprintf(plan->lower_paths[i], sizeof(plan->lower_paths[i]), PLAN_LOWER "/%zu", i);
             if (mkdirat(d, plan->lower_paths[i], 0755) < 0 && errno != EEXIST)
-                return api_internal_error(reterr, -errno, "Failed to create '%s'",
-                                          plan->lower_paths[i]);
+                return failure_errno(reterr, -errno, "Failed to create '%s'", plan->lower_paths[i]);
             if (i)
                 strcat(lowerdir, ":");
             strcat(lowerdir, plan->lower_paths[i]);
@@ -636,17 +639,17 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, ApiError *rete
                      spec->privileged ? "" : ",userxattr");
     }
     if (n < 0 || (size_t)n >= sizeof(plan->overlay_opts))
-        return api_internal_error(reterr, -ENAMETOOLONG, "Image path too long");
+        return failure_errno(reterr, -ENAMETOOLONG, "Image path too long");
 
     int r = clone_host_tree(d, "hosts", true, &plan->hosts_fd);
     if (r >= 0)
         r = clone_host_tree(d, "resolv.conf", true, &plan->resolv_fd);
     if (r < 0)
-        return api_internal_error(reterr, r, "Failed to prepare the /etc files");
+        return failure_errno(reterr, r, "Failed to prepare the /etc files");
 
     plan->bind_fds = malloc((spec->n_binds + 1) * sizeof(int));
     if (!plan->bind_fds)
-        return api_internal_error(reterr, -ENOMEM, "Failed to prepare bind mounts");
+        return failure_errno(reterr, -ENOMEM, "Failed to prepare bind mounts");
     for (size_t i = 0; i < spec->n_binds; i++)
         plan->bind_fds[i] = -1;
     /* A node of the container's own for /dev/net/tun, usable by its root
@@ -657,32 +660,32 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, ApiError *rete
         (void)clone_host_tree(d, "tun", true, &plan->tun_fd);
     plan->view_fds = malloc((spec->n_cgroup_views + 1) * sizeof(int));
     if (!plan->view_fds)
-        return api_internal_error(reterr, -ENOMEM, "Failed to prepare the cgroup view");
+        return failure_errno(reterr, -ENOMEM, "Failed to prepare the cgroup view");
     for (size_t i = 0; i < spec->n_cgroup_views; i++)
         plan->view_fds[i] = -1;
     for (size_t i = 0; i < spec->n_cgroup_views; i++) {
         r = clone_host_tree(AT_FDCWD, spec->cgroup_views[i].path, false, &plan->view_fds[i]);
         if (r < 0)
-            return api_internal_error(reterr, r, "Failed to open the cgroup '%s'",
-                                      spec->cgroup_views[i].path);
+            return failure_errno(reterr, r, "Failed to open the cgroup '%s'",
+                                 spec->cgroup_views[i].path);
     }
     for (size_t i = 0; i < spec->n_binds; i++) {
         if (spec->binds[i].from_container)
             continue;
         r = clone_host_tree(AT_FDCWD, spec->binds[i].src, spec->binds[i].rw, &plan->bind_fds[i]);
         if (r < 0)
-            return api_errorf(reterr, r, r == -ENOENT ? 400 : 500, GARDEN_ERR_GENERIC,
-                              "Failed to open the bind mount source '%s': %s", spec->binds[i].src,
-                              strerror(-r));
+            return failure_set(reterr, r, r == -ENOENT ? FAILURE_INPUT : FAILURE_SYSTEM,
+                               "Failed to open the bind mount source '%s': %s", spec->binds[i].src,
+                               strerror(-r));
     }
     return 0;
 }
 
-int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
+int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, Failure *reterr)
 {
     _cleanup_(plan_freep) ChildPlan *plan = calloc(1, sizeof(ChildPlan));
     if (!plan)
-        return api_internal_error(reterr, -ENOMEM, "Failed to prepare the container");
+        return failure_errno(reterr, -ENOMEM, "Failed to prepare the container");
     plan->spec = spec;
     int r = plan_prepare(plan, spec, reterr);
     if (r < 0)
@@ -691,7 +694,7 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
     _cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     int sv[2];
     if (devnull < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-        return api_internal_error(reterr, -errno, "Failed to prepare the container");
+        return failure_errno(reterr, -errno, "Failed to prepare the container");
     _cleanup_close_ int parent_sock = sv[0];
     _cleanup_close_ int child_sock = sv[1];
     plan->sock = child_sock;
@@ -714,10 +717,10 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
      * path. A cwd is carried into the new namespace's copy by clone, so clone
      * from inside the directory, on a cwd private to this thread. */
     if (unshare(CLONE_FS) < 0)
-        return api_internal_error(reterr, -errno, "Failed to give the thread its own cwd");
+        return failure_errno(reterr, -errno, "Failed to give the thread its own cwd");
     _cleanup_close_ int oldcwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (oldcwd < 0 || fchdir(plan->dir_fd) < 0)
-        return api_internal_error(reterr, -errno, "Failed to enter the container's directory");
+        return failure_errno(reterr, -errno, "Failed to enter the container's directory");
     pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
     if (pid == 0)
         child_main(plan);
@@ -725,8 +728,7 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
     if (fchdir(oldcwd) < 0)
         (void)chdir("/");
     if (pid < 0)
-        return api_internal_error(reterr, -clone_errno,
-                                  "Failed to create the container's namespaces");
+        return failure_errno(reterr, -clone_errno, "Failed to create the container's namespaces");
 
     SandboxInit init = {.pid = pid, .pidfd = pidfd};
     close(TAKE_FD(child_sock));
@@ -763,8 +765,8 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
             ssize_t n = read(parent_sock, &rep, sizeof(rep));
             if (n == (ssize_t)sizeof(rep)) {
                 rep.what[sizeof(rep.what) - 1] = '\0';
-                api_errorf(reterr, -rep.err, 500, GARDEN_ERR_GENERIC, "%s: %s", rep.what,
-                           strerror(rep.err));
+                failure_set(reterr, -rep.err, FAILURE_SYSTEM, "%s: %s", rep.what,
+                            strerror(rep.err));
                 r = -rep.err ? -rep.err : -EIO;
             } else if (n != 0) {
                 r = -EIO;
@@ -776,7 +778,7 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
         r = prepared; /* the callback filled in its own error */
     if (step || r < 0) {
         if (step)
-            api_internal_error(reterr, r, "%s", step);
+            failure_errno(reterr, r, "%s", step);
         syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
         sandbox_reap(&init);
         return r < 0 ? r : -EIO;
@@ -785,7 +787,7 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, ApiError *reterr)
     if (r < 0) {
         syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
         sandbox_reap(&init);
-        return api_internal_error(reterr, r, "The container's init vanished");
+        return failure_errno(reterr, r, "The container's init vanished");
     }
     *ret = init;
     return 0;

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cloche/json.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

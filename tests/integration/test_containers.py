@@ -307,6 +307,15 @@ def test_refused_image_leaves_nothing_behind(containers, name, spec, status, men
 # Inside the container
 
 
+def test_a_handle_longer_than_a_hostname_works(containers):
+    """Handles go to 128 bytes; the kernel's hostname to 64: the first 64 bytes."""
+    d = containers.daemon
+    short = containers.create({"handle": "h" * 64})
+    assert exec_ok(d, short, ["hostname"]).strip() == short
+    long = containers.create({"handle": "x" * 100 + "-long"})
+    assert exec_ok(d, long, ["hostname"]).strip() == ("x" * 100)[:64]
+
+
 def test_hostname_is_the_handle_and_the_view_is_private(containers, payload):
     d = containers.daemon
     handle = containers.create({"handle": "inside-view"})

@@ -186,9 +186,9 @@ static void test_reopen(Firewall **fw)
     is_int(firewall_has_container(*fw, &a.c), 0, "its chain is gone");
 }
 
-static IpRange range(const char *start, const char *end)
+static FirewallAddressRange range(const char *start, const char *end)
 {
-    return (IpRange){.start = (char *)start, .end = (char *)end};
+    return (FirewallAddressRange){.start = start, .end = end};
 }
 
 static void test_add_remove(Firewall *fw)
@@ -196,16 +196,16 @@ static void test_add_remove(Firewall *fw)
     _cleanup_free_ char *before = list_table();
     TestContainer b;
     test_container(&b, "static1", "192.168.50.0", 24, 7);
-    IpRange nets[] = {range("8.8.8.8", "8.8.8.8"), range("9.9.9.0", "9.9.9.255")};
-    PortRange ports[] = {{80, 80}, {8000, 8100}};
-    NetOutRule rules[] = {
-        {.protocol = NET_PROTOCOL_TCP,
+    FirewallAddressRange nets[] = {range("8.8.8.8", "8.8.8.8"), range("9.9.9.0", "9.9.9.255")};
+    FirewallPortRange ports[] = {{80, 80}, {8000, 8100}};
+    FirewallRule rules[] = {
+        {.protocol = FIREWALL_PROTOCOL_TCP,
          .networks = nets,
          .n_networks = 2,
          .ports = ports,
          .n_ports = 2,
          .log = true},
-        {.protocol = NET_PROTOCOL_ALL, .networks = nets, .n_networks = 1},
+        {.protocol = FIREWALL_PROTOCOL_ALL, .networks = nets, .n_networks = 1},
     };
     FirewallNetIn netin[] = {{61001, 8080, PORT_PROTO_TCP | PORT_PROTO_UDP},
                              {61002, 0, PORT_PROTO_TCP}};
@@ -310,29 +310,32 @@ static void test_netout(Firewall *fw)
     pool_container(&c, "netout", 20);
     is_int(firewall_add_container(fw, &c.c, NULL, 0, NULL, 0), 0, "a container without rules");
 
-    IpRange v4[] = {range("10.1.0.0", "10.1.255.255"), range("172.16.5.5", "172.16.5.9")};
-    IpRange v6[] = {range("2001:db8::1", "2001:db8::ff")};
-    IpRange mixed[] = {range("2001:db8::1", "2001:db8::ff"), range("10.2.0.1", "10.2.0.1")};
-    PortRange ports[] = {{53, 53}};
-    NetOutRule rules[] = {
-        {.protocol = NET_PROTOCOL_ALL, .networks = v4, .n_networks = 2},
-        {.protocol = NET_PROTOCOL_TCP, .ports = ports, .n_ports = 1},
-        {.protocol = NET_PROTOCOL_UDP,
+    FirewallAddressRange v4[] = {range("10.1.0.0", "10.1.255.255"),
+                                 range("172.16.5.5", "172.16.5.9")};
+    FirewallAddressRange v6[] = {range("2001:db8::1", "2001:db8::ff")};
+    FirewallAddressRange mixed[] = {range("2001:db8::1", "2001:db8::ff"),
+                                    range("10.2.0.1", "10.2.0.1")};
+    FirewallPortRange ports[] = {{53, 53}};
+    FirewallRule rules[] = {
+        {.protocol = FIREWALL_PROTOCOL_ALL, .networks = v4, .n_networks = 2},
+        {.protocol = FIREWALL_PROTOCOL_TCP, .ports = ports, .n_ports = 1},
+        {.protocol = FIREWALL_PROTOCOL_UDP,
          .networks = mixed,
          .n_networks = 2,
          .ports = ports,
          .n_ports = 1},
-        {.protocol = NET_PROTOCOL_UDP},
-        {.protocol = NET_PROTOCOL_ICMP,
-         .icmps = {8, 0, true},
-         .has_icmps = true,
+        {.protocol = FIREWALL_PROTOCOL_UDP},
+        {.protocol = FIREWALL_PROTOCOL_ICMP,
+         .has_icmp_type = true,
+         .icmp_type = 8,
+         .has_icmp_code = true,
          .networks = v4,
          .n_networks = 1},
-        {.protocol = NET_PROTOCOL_ICMP, .icmps = {13, 0, false}, .has_icmps = true},
-        {.protocol = NET_PROTOCOL_ICMP},
-        {.protocol = NET_PROTOCOL_ICMPV6, .icmps = {128, 0, false}, .has_icmps = true},
-        {.protocol = NET_PROTOCOL_TCP, .networks = v6, .n_networks = 1},
-        {.protocol = NET_PROTOCOL_ALL, .log = true},
+        {.protocol = FIREWALL_PROTOCOL_ICMP, .has_icmp_type = true, .icmp_type = 13},
+        {.protocol = FIREWALL_PROTOCOL_ICMP},
+        {.protocol = FIREWALL_PROTOCOL_ICMPV6, .has_icmp_type = true, .icmp_type = 128},
+        {.protocol = FIREWALL_PROTOCOL_TCP, .networks = v6, .n_networks = 1},
+        {.protocol = FIREWALL_PROTOCOL_ALL, .log = true},
     };
     is_int(firewall_add_netout(fw, &c.c, rules, ELEMENTSOF(rules)), 0, "add NetOut rules");
     _cleanup_free_ char *text = nft("list chain inet " TABLE " ctr-netout");
@@ -359,35 +362,38 @@ static void test_netout(Firewall *fw)
 
     /* Invalid rules: nothing is added. */
     _cleanup_free_ char *before = nft("list chain inet " TABLE " ctr-netout");
-    NetOutRule all_ports = {.protocol = NET_PROTOCOL_ALL, .ports = ports, .n_ports = 1};
+    FirewallRule all_ports = {.protocol = FIREWALL_PROTOCOL_ALL, .ports = ports, .n_ports = 1};
     is_int(firewall_add_netout(fw, &c.c, &all_ports, 1), -EINVAL, "ports with protocol all");
     ok(contains(firewall_last_error(fw), "Ports cannot be specified"), "with its message");
-    IpRange backwards[] = {range("10.0.0.9", "10.0.0.1")};
-    NetOutRule bad_range = {.protocol = NET_PROTOCOL_TCP, .networks = backwards, .n_networks = 1};
-    NetOutRule two[] = {rules[1], bad_range};
+    FirewallAddressRange backwards[] = {range("10.0.0.9", "10.0.0.1")};
+    FirewallRule bad_range = {
+        .protocol = FIREWALL_PROTOCOL_TCP, .networks = backwards, .n_networks = 1};
+    FirewallRule two[] = {rules[1], bad_range};
     is_int(firewall_add_netout(fw, &c.c, two, 2), -EINVAL, "a range ending before its start");
-    IpRange garbage[] = {range("10.0.0.1\" accept; flush ruleset; \"", "10.0.0.2")};
-    NetOutRule injection = {.protocol = NET_PROTOCOL_TCP, .networks = garbage, .n_networks = 1};
+    FirewallAddressRange garbage[] = {range("10.0.0.1\" accept; flush ruleset; \"", "10.0.0.2")};
+    FirewallRule injection = {
+        .protocol = FIREWALL_PROTOCOL_TCP, .networks = garbage, .n_networks = 1};
     is_int(firewall_add_netout(fw, &c.c, &injection, 1), -EINVAL, "an address that is not one");
-    IpRange families[] = {range("10.0.0.1", "2001:db8::1")};
-    NetOutRule mixed_range = {.protocol = NET_PROTOCOL_TCP, .networks = families, .n_networks = 1};
+    FirewallAddressRange families[] = {range("10.0.0.1", "2001:db8::1")};
+    FirewallRule mixed_range = {
+        .protocol = FIREWALL_PROTOCOL_TCP, .networks = families, .n_networks = 1};
     is_int(firewall_add_netout(fw, &c.c, &mixed_range, 1), -EINVAL, "a range of two families");
-    PortRange bad_ports[] = {{90, 80}};
-    NetOutRule bad_port = {.protocol = NET_PROTOCOL_UDP, .ports = bad_ports, .n_ports = 1};
+    FirewallPortRange bad_ports[] = {{90, 80}};
+    FirewallRule bad_port = {.protocol = FIREWALL_PROTOCOL_UDP, .ports = bad_ports, .n_ports = 1};
     is_int(firewall_add_netout(fw, &c.c, &bad_port, 1), -EINVAL, "a port range backwards");
-    static IpRange many_nets[256];
-    static PortRange many_ports[256];
+    static FirewallAddressRange many_nets[256];
+    static FirewallPortRange many_ports[256];
     for (unsigned i = 0; i < 256; i++) {
         many_nets[i] = range("10.0.0.1", "10.0.0.1");
-        many_ports[i] = (PortRange){(uint16_t)(i + 1), (uint16_t)(i + 1)};
+        many_ports[i] = (FirewallPortRange){(uint16_t)(i + 1), (uint16_t)(i + 1)};
     }
-    NetOutRule huge = {.protocol = NET_PROTOCOL_TCP,
-                       .networks = many_nets,
-                       .n_networks = 256,
-                       .ports = many_ports,
-                       .n_ports = 256};
+    FirewallRule huge = {.protocol = FIREWALL_PROTOCOL_TCP,
+                         .networks = many_nets,
+                         .n_networks = 256,
+                         .ports = many_ports,
+                         .n_ports = 256};
     is_int(firewall_add_netout(fw, &c.c, &huge, 1), -EINVAL, "256 networks x 256 ports: too many");
-    NetOutRule unknown = {.protocol = (NetProtocol)9};
+    FirewallRule unknown = {.protocol = (FirewallProtocol)9};
     is_int(firewall_add_netout(fw, &c.c, &unknown, 1), -EINVAL, "an unknown protocol");
     _cleanup_free_ char *after = nft("list chain inet " TABLE " ctr-netout");
     is_str(after, before, "the chain is unchanged");
@@ -560,13 +566,13 @@ static void test_scaling(Firewall *fw)
     _cleanup_free_ char *before = list_table();
     static TestContainer t[SCALE];
     static FirewallNetIn netin[SCALE];
-    IpRange nets[] = {range("10.99.0.0", "10.99.255.255")};
-    PortRange ports[] = {{443, 443}};
-    NetOutRule rule = {.protocol = NET_PROTOCOL_TCP,
-                       .networks = nets,
-                       .n_networks = 1,
-                       .ports = ports,
-                       .n_ports = 1};
+    FirewallAddressRange nets[] = {range("10.99.0.0", "10.99.255.255")};
+    FirewallPortRange ports[] = {{443, 443}};
+    FirewallRule rule = {.protocol = FIREWALL_PROTOCOL_TCP,
+                         .networks = nets,
+                         .n_networks = 1,
+                         .ports = ports,
+                         .n_ports = 1};
     double add_ms[SCALE], remove_ms[SCALE];
     int failures = 0;
 

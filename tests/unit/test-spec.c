@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cloche/json.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "tap.h"
 
 /* The body the Go client writes for a ContainerSpec with most fields set. */

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "cloche/error.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 
 /* Enough for the deepest path, "netout_rules[4095].networks[255].start"; longer
  * (property keys) is truncated, which only shortens a message. */

@@ -5,7 +5,7 @@
 
 #include "cloche/cleanup.h"
 #include "cloche/json.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "spec-internal.h"
 
 const char *const rlimit_kind_names[_RLIMIT_KIND_MAX] = {

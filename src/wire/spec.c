@@ -9,7 +9,7 @@
 
 #include "cloche/cleanup.h"
 #include "cloche/json.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "spec-internal.h"
 
 static const char *const bind_mount_mode_names[] = {

@@ -8,7 +8,7 @@
 
 #include "cloche/cleanup.h"
 #include "cloche/json.h"
-#include "cloche/spec.h"
+#include "cloche/wire.h"
 #include "spec-internal.h"
 
 /* Longest textual address inet_pton can accept (INET6_ADDRSTRLEN less the NUL). */

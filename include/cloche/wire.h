@@ -1,5 +1,5 @@
 /* The Garden request types (protocol §3) as typed C structs, their limits, and
- * their JSON codecs (src/util/spec.c). Decoders validate every field; encoders
+ * their JSON codecs (src/wire/). Decoders validate every field; encoders
  * write the wire form (used for replies and by the depot to persist specs). */
 #pragma once
 
