@@ -643,8 +643,8 @@ int garden_net_restore(Garden *g, Container *c)
         _cleanup_free_ FirewallNetIn *in = firewall_netin(&rec->net);
         _cleanup_free_ FirewallRule *rules =
             firewall_rules(rec->spec.netout_rules, rec->spec.n_netout_rules);
-        int r = in && rules ? firewall_add_container(g->firewall, &fc, in, rec->net.n_netin,
-                                                     rules, rec->spec.n_netout_rules)
+        int r = in && rules ? firewall_add_container(g->firewall, &fc, in, rec->net.n_netin, rules,
+                                                     rec->spec.n_netout_rules)
                             : -ENOMEM;
         if (r < 0)
             log_warn_errno(r, "Container '%s': failed to rebuild its firewall state: %m: %s",
