@@ -204,8 +204,11 @@ int garden_restore_start(Garden *g)
         g->restore_list[g->n_restore++] = c;
     }
     container_records_free(recs, n);
-    if (!kernel)
+    if (!kernel) {
+        free(g->restore_list);
+        g->restore_list = NULL;
         return 0;
+    }
     int64_t t1 = grace_now();
     /* Every depot container counts as live here (those found gone are removed one
      * by one as the pool meets them), so the prune may run before serving. */
