@@ -1041,7 +1041,7 @@ STREAM_READ = 256 * 1024
 RLIMIT_KEYS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice",
                "nofile", "nproc", "rss", "rtprio", "sigpending", "stack")
 _SPEC_KEYS = ("id", "path", "args", "env", "dir", "user", "rlimits", "limits", "tty", "image",
-              "bind_mounts")
+              "bind_mounts", "cloche_log")
 
 
 def _go_window_size(columns, rows) -> dict:
@@ -1112,6 +1112,8 @@ def go_process_spec(spec: Mapping) -> dict:
     out["image"] = _go_image(spec.get("image"))
     if spec.get("bind_mounts"):
         out["bind_mounts"] = [dict(b) for b in spec["bind_mounts"]]
+    if spec.get("cloche_log"):  # cloche's extension: output also to log files
+        out["cloche_log"] = True
     return out
 
 

@@ -14,7 +14,7 @@ _cloche()
     prev=${COMP_WORDS[COMP_CWORD-1]}
     COMPREPLY=()
 
-    local commands="ping capacity create ls list info stop destroy rm run exec attach kill cp limits metrics net-in net-out props images pull help"
+    local commands="ping capacity create ls list info stop destroy rm run exec attach kill cp limits metrics net-in net-out props images pull build help"
     local global_opts="--host --socket --token-file --json --help --version"
 
     # Find the command word, skipping global options (and their arguments).
@@ -62,7 +62,8 @@ _cloche()
     limits) opts="--memory --cpus --cpu-weight --pids --disk --bandwidth" ;;
     metrics) opts="--history --since" ;;
     net-out) opts="--protocol --network --port --icmp-type --icmp-code --log" ;;
-    images) opts="--quiet" ;;
+    images) opts="--quiet --output --change --no-layer" ;;
+    build) opts="--tag --file --build-arg --no-cache --quiet" ;;
     pull) opts="--username --password-stdin" ;;
     help)
         COMPREPLY=($(compgen -W "$commands" -- "$cur"))
@@ -84,10 +85,14 @@ _cloche()
         COMPREPLY=($(compgen -d -- "$cur"))
         return
         ;;
+    --file | --output | -o)
+        COMPREPLY=($(compgen -f -- "$cur"))
+        return
+        ;;
     --image | --memory | -m | --cpus | --cpu-weight | --pids | --disk | --bandwidth | --env | -e | \
         --property | -p | --network | -n | --grace | -g | --publish | -P | --filter | -f | \
         --user | -u | --workdir | -w | --id | --since | --port | --icmp-type | --icmp-code | \
-        --username)
+        --username | --tag | -t | --build-arg | --change | -c)
         return
         ;;
     esac
@@ -123,9 +128,16 @@ _cloche()
     cp)
         COMPREPLY=($(compgen -f -- "$cur"))
         ;;
+    build)
+        COMPREPLY=($(compgen -d -- "$cur"))
+        ;;
     images)
         if ((${#words[@]} == 0)); then
-            COMPREPLY=($(compgen -W "rm" -- "$cur"))
+            COMPREPLY=($(compgen -W "rm import export commit" -- "$cur"))
+        elif [[ ${words[0]} == import ]] && ((${#words[@]} == 1)); then
+            COMPREPLY=($(compgen -f -- "$cur"))
+        elif [[ ${words[0]} == commit ]] && ((${#words[@]} == 1)); then
+            _cloche_handles
         else
             local IFS=$'\n'
             COMPREPLY=($(compgen -W "$("${COMP_WORDS[0]}" "${_cloche_global[@]}" images -q 2>/dev/null)" -- "$cur"))

@@ -59,6 +59,9 @@ typedef struct ContainerRecord {
      * (the daemon died in between): a restarted daemon rebuilds the
      * container's firewall state from the record. */
     bool firewall_pending;
+    /* Garden's Stop stopped it (start clears it): not started again after a
+     * reboot, whatever its service's restart policy. */
+    bool stopped_by_client;
 } ContainerRecord;
 
 typedef struct Depot Depot;

@@ -36,6 +36,10 @@ typedef struct DiskLimit {
  * removal). -EINVAL for bytes below 1 MiB (or 0) or absurd limits; -EBUSY when
  * <dir>/rootfs is a disk already. */
 int disk_attach(const char *dir, const DiskLimit *limit, uint32_t owner_uid);
+/* Mount the image that disk_attach made again (after a reboot unmounted it), its
+ * contents as they were; the byte limit is set again from limit. 0 when it is
+ * mounted already; -ENOENT when there is no image. */
+int disk_reattach(const char *dir, const DiskLimit *limit);
 /* Grow the mounted image live to the new limit. -EINVAL to lower the byte limit.
  * ext4 cannot drop inodes: an inode count at or below the file system's is left as
  * it is (0 keeps it too). More inodes come only with new block groups (inode

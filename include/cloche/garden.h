@@ -19,6 +19,7 @@
 
 typedef struct Garden Garden;
 typedef struct Container Container;
+typedef struct GardenEvents GardenEvents;
 
 typedef struct GardenConfig {
     const char *depot_path;
@@ -105,9 +106,43 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
  * once). The container's state becomes stopped. */
 int garden_stop(Garden *g, Container *c, bool kill, ApiError *reterr);
 
+/* Start a stopped container again (cloche extension): a new init over the same
+ * writable layer, address, host ports, NetOut rules, limits, properties and bind
+ * mounts. 409 when it is not stopped; on failure it stays stopped. */
+int garden_start(Garden *g, Container *c, ApiError *reterr);
+/* Stop (as garden_stop), then start. */
+int garden_restart(Garden *g, Container *c, bool kill, ApiError *reterr);
+
 /* Start a process (spec contents are taken): ExecutableNotFoundError, 409 for a
  * duplicate id, 400 for an unknown user, 501 for peas. *ret_id is malloc'd. */
 int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
+
+/* cloche_service: the service's live state as properties, added to props:
+ * cloche.service.restart, .state, .restarts, .exit-status, .started-at
+ * (doc/api.md). Nothing is added for a container without a service. */
+int container_service_properties(Garden *g, Container *c, StringMap *props);
+
+/* Log files of a process (the service, or one run with cloche_log): records of
+ * "<unix s>.<ns> <stdout|stderr> <text>", read oldest first. */
+typedef struct LogLine {
+    int64_t time_ns; /* CLOCK_REALTIME */
+    bool is_stderr;
+    const char *text; /* not NUL-terminated */
+    size_t len;
+} LogLine;
+/* Returns < 0 to stop (the client left). */
+typedef int (*LogLineFn)(const LogLine *line, void *userdata);
+typedef struct LogReader LogReader;
+/* 404 when the process has no logs. The reader holds a reference to c. */
+int container_logs_open(Garden *g, Container *c, const char *process_id, LogReader **ret,
+                        ApiError *reterr);
+/* The lines written so far with time >= since_ns, the last `tail` of them
+ * (UINT64_MAX = all). Memory is bounded: two passes over the files. */
+int log_reader_history(LogReader *r, uint64_t tail, int64_t since_ns, LogLineFn fn, void *userdata);
+/* The lines written since the last call (following rotation); -ESRCH once the
+ * container is destroyed. */
+int log_reader_follow(LogReader *r, LogLineFn fn, void *userdata);
+void log_reader_free(LogReader *r);
 
 /* Connect to a process's shim. If the shim is gone, *ret_fd = -1 and *ret_exit is
  * the exit status from its exit file. *ret_dirfd (if not NULL) gets an O_PATH fd of
@@ -240,10 +275,44 @@ int garden_image_pull(Garden *g, const char *uri, const ImageCredentials *cred, 
 int garden_image_import_file(Garden *g, int *ret_fd, ApiError *reterr);
 int garden_image_import(Garden *g, const char *name_tag, int fd, char **ret_digest,
                         ApiError *reterr);
-/* Commit a container's writable layer on top of its image as cloche:///NAME[:TAG]. */
-int garden_container_commit(Garden *g, Container *c, const char *name_tag, char **ret_digest,
-                            ApiError *reterr);
+/* Commit a container's writable layer on top of its image as cloche:///NAME[:TAG];
+ * opts (may be NULL) changes the config, checks the parent, skips the layer. */
+int garden_container_commit(Garden *g, Container *c, const char *name_tag,
+                            const ImageCommitOptions *opts, char **ret_digest, ApiError *reterr);
 /* Export an image the store knows as an OCI archive through fn (-EPIPE: cut short
  * after it began). */
 int garden_image_export(Garden *g, const char *uri, ImageWriteFn fn, void *userdata,
                         ApiError *reterr);
+
+/* Events (cloche extension): what happened to containers, newest last. */
+typedef struct GardenEvent {
+    uint64_t seq;    /* from 1, increasing, per daemon start */
+    int64_t time_ns; /* CLOCK_REALTIME */
+    char type[24];   /* created, started, stopped, destroyed, oom, service_exited,
+                        service_restarted, limits_changed */
+    char *handle;
+    char *process_id; /* NULL when none */
+    int exit_status;  /* -1 when none */
+    char *message;    /* NULL when none */
+} GardenEvent;
+
+typedef struct GardenEventFilter {
+    int64_t since_ns;   /* events at or after this time (CLOCK_REALTIME) */
+    const char *handle; /* NULL = every container */
+} GardenEventFilter;
+
+typedef struct GardenEventBatch {
+    GardenEvent *events; /* malloc'd, n of them, oldest first */
+    size_t n;
+    uint64_t next; /* pass as `after` to read on from here */
+    uint64_t lost; /* events overwritten before this reader saw them */
+    bool stopping; /* the daemon is shutting down: no more events */
+} GardenEventBatch;
+
+/* Events after sequence number `after` (0 = the oldest still kept) that match f,
+ * at most max; waits up to timeout_ms for the first one (0 = does not wait). */
+int garden_events_read(Garden *g, const GardenEventFilter *f, uint64_t after, size_t max,
+                       int timeout_ms, GardenEventBatch *ret);
+void garden_events_batch_done(GardenEventBatch *b);
+/* The sequence number of the newest event (0 when none yet). */
+uint64_t garden_events_last(Garden *g);

@@ -136,12 +136,38 @@ int image_store_import_file(ImageStore *s, int *ret_fd);
 int image_store_import(ImageStore *s, const char *name_tag, int fd, char **ret_digest,
                        ApiError *reterr);
 
+/* What a commit changes in the image's config (a Dockerfile's ENV, LABEL, ...).
+ * NULL / unset keeps the base image's value. Borrowed strings. */
+typedef struct ImageConfigPatch {
+    char **env; /* "K=V": K set (replaced where the base has it), in this order */
+    size_t n_env;
+    char **labels; /* "K=V" into Labels */
+    size_t n_labels;
+    char **exposed_ports; /* "80/tcp": added to ExposedPorts */
+    size_t n_exposed_ports;
+    char *user;        /* NULL: kept */
+    char *working_dir; /* NULL: kept */
+    bool set_cmd, set_entrypoint;
+    char **cmd; /* with set_cmd: replaces Cmd (n_cmd 0: none) */
+    size_t n_cmd;
+    char **entrypoint; /* with set_entrypoint: replaces Entrypoint */
+    size_t n_entrypoint;
+    char *created_by; /* NULL, or a history entry's created_by (the instruction) */
+} ImageConfigPatch;
+
+typedef struct ImageCommitOptions {
+    const ImageConfigPatch *config; /* NULL: the base image's config as it is */
+    const char *parent;             /* NULL, or the digest the container's image must have (409) */
+    bool no_layer;                  /* record the config only: the base image's layers */
+} ImageCommitOptions;
+
 /* Commit: the writable layer upper (owned by ids from uid_shift) of a container
  * whose rootfs is the image base_digest, as a new layer on top of it, recorded
- * as cloche/NAME[:TAG]. 400 if the container's root is not a stored image. */
+ * as cloche/NAME[:TAG]. 400 if the container's root is not a stored image.
+ * opts may be NULL (a layer, the base's config). */
 int image_store_commit(ImageStore *s, const char *base_digest, const char *rootfs,
                        const char *upper, uint32_t uid_shift, const char *name_tag,
-                       char **ret_digest, ApiError *reterr);
+                       const ImageCommitOptions *opts, char **ret_digest, ApiError *reterr);
 
 /* Export an image the store knows (by name) as an OCI archive, written through
  * fn (which returns < 0 to stop). Errors before the first write fill reterr;

@@ -37,6 +37,13 @@ typedef struct ProcRlimit {
     uint64_t value;
 } ProcRlimit;
 
+/* A service's restart policy, for the shim's `restart` record. */
+typedef struct ProcRestart {
+    const char *policy;    /* "no", "on-failure", "always" or "unless-stopped" */
+    uint32_t max_restarts; /* 0 = no limit */
+    uint32_t backoff_initial_ms, backoff_max_ms, backoff_reset_ms;
+} ProcRestart;
+
 /* Everything the shim needs, resolved. */
 typedef struct ProcLaunch {
     const char *path;
@@ -55,6 +62,10 @@ typedef struct ProcLaunch {
     uint32_t linger;
     const ConfinePlan *confine; /* NULL: no `confine` record */
     const char *seccomp;        /* the filter file, or NULL */
+    const ProcRestart *restart; /* a supervised service (`restart` record), or NULL */
+    const char *log_path;       /* output also to this log file, or NULL */
+    uint64_t log_max_size;      /* 0 = the shim's default */
+    uint32_t log_max_files;     /* 0 = the shim's default */
 } ProcLaunch;
 
 /* Write dirfd/spec (atomically, not fsynced: it is read once, at once). */
@@ -71,6 +82,16 @@ int proc_connect(int dirfd, int *ret_fd);
 /* Send one control frame ('S' or 'W') on a connection of its own to dir/ctl, so it
  * is not queued behind stdin. */
 int proc_control(int dirfd, uint8_t type, const void *data, size_t len);
+
+/* dir/state of a service: see shim-protocol.h. */
+typedef struct ProcServiceState {
+    char state[16]; /* running, exited, restarting, backoff */
+    uint32_t restarts;
+    int last_status;    /* -1 before the first exit */
+    int64_t started_at; /* unix seconds */
+    pid_t pid;          /* 0 between runs */
+} ProcServiceState;
+int proc_read_service_state(int dirfd, ProcServiceState *ret);
 
 /* dir/exit: the status, -ENOENT while the process runs. */
 int proc_read_exit(int dirfd, int *ret_status);

@@ -14,7 +14,11 @@
  *   pid       "<shim pid> <shim start time> <process host pid>\n", written by the
  *             shim (atomically: pid.tmp then rename) once the process runs
  *   exit      "<status>\n", written atomically by the shim when the process has
- *             exited: the exit code, or 128+signal when killed by a signal
+ *             exited: the exit code, or 128+signal when killed by a signal (a
+ *             service: when it has exited and its policy starts it no more)
+ *   state     services only: "<state> <restarts> <last status or -1> <start
+ *             unix seconds> <pid>\n", written atomically at every change; state
+ *             is running, restarting, backoff or exited
  *
  * ## Starting
  * The daemon runs `cloche-shim DIR` with fd 3 = the write end of a pipe, stdin,
@@ -54,6 +58,20 @@
  *   seccomp     absolute path of the compiled seccomp filter (struct sock_filter
  *               records), read once when the shim starts and installed with the
  *               `confine` record, before the change to uid/gid
+ *   restart     "<policy> <max_restarts> <initial_ms> <max_ms> <reset_ms>": a
+ *               service (policy no, on-failure, always or unless-stopped). The
+ *               shim starts the process again after it ended, as the policy says
+ *               (max_restarts 0 = no limit), after a delay that starts at
+ *               initial_ms and doubles up to max_ms (a run of reset_ms or longer
+ *               starts again at initial_ms). Across restarts the connections
+ *               stay open and keep receiving output; 'X' and DIR/exit come only
+ *               after the last run. A service's stdin is closed at every start,
+ *               and the shim reads its output at once (no daemon connects).
+ *   log         absolute path of a log file: every line of output is also
+ *               written there as "<unix s>.<ns> <stdout|stderr> <text>\n"
+ *   log_rotate  "<max_size> <max_files>": rotation of `log` (path.1 is the
+ *               previous file ...); default SHIM_DEFAULT_LOG_SIZE x
+ *               SHIM_DEFAULT_LOG_FILES
  *
  * ## Namespaces and cgroups
  * The process joins the init's user (if different from the shim's), mount, pid,
@@ -72,6 +90,9 @@
  *   'I' stdin bytes    'C' close stdin (EOF)
  *   'S' signal number, decimal ASCII (any signal, sent to the process)
  *   'W' window size "<columns> <rows>" (TIOCSWINSZ; ignored without a tty)
+ *   'Q' quit supervising (empty payload): a service is not started again;
+ *       while it waits out a back-off the shim finishes at once (Garden Stop
+ *       sends it before its SIGTERM)
  * Output: bytes produced while no connection is open are kept in a ring per stream
  * (newest win, `ring` bytes); the next connection receives them first, then live
  * output. While connections are open, every connection gets every byte, and the
@@ -87,6 +108,8 @@
 #define SHIM_FRAME_MAX (64u << 10)
 #define SHIM_DEFAULT_RING (1u << 20)
 #define SHIM_DEFAULT_LINGER 300
+#define SHIM_DEFAULT_LOG_SIZE (10u << 20)
+#define SHIM_DEFAULT_LOG_FILES 3
 
 enum {
     SHIM_FRAME_STDOUT = 'O',
@@ -96,6 +119,7 @@ enum {
     SHIM_FRAME_STDIN_CLOSE = 'C',
     SHIM_FRAME_SIGNAL = 'S',
     SHIM_FRAME_WINSIZE = 'W',
+    SHIM_FRAME_QUIT = 'Q',
 };
 
 static inline void shim_frame_header(uint8_t out[SHIM_FRAME_HEADER], uint8_t type, uint32_t len)

@@ -133,6 +133,51 @@ typedef struct NetInSpec {
 /* "tcp", "udp", "tcp+udp" */
 const char *netin_protocol_to_string(NetInProtocol p);
 
+/* cloche extension "cloche_service" (doc/api.md): the container's supervised
+ * main process, run by its monitor under the process id "service". */
+typedef enum ServiceRestart {
+    SERVICE_RESTART_NO = 0,
+    SERVICE_RESTART_ON_FAILURE = 1, /* the default */
+    SERVICE_RESTART_ALWAYS = 2,
+    SERVICE_RESTART_UNLESS_STOPPED = 3,
+} ServiceRestart;
+
+#define SERVICE_MAX_RESTARTS_MAX 1000000u
+#define SERVICE_BACKOFF_MIN_MS 10u
+#define SERVICE_BACKOFF_MAX_MS 3600000u /* one hour */
+#define SERVICE_RESET_MAX_MS 86400000u  /* one day */
+#define SERVICE_LOG_SIZE_MIN 4096u
+#define SERVICE_LOG_SIZE_MAX (1u << 30)
+#define SERVICE_LOG_FILES_MAX 100u
+#define SERVICE_DEFAULT_BACKOFF_INITIAL_MS 500u
+#define SERVICE_DEFAULT_BACKOFF_MAX_MS 60000u
+#define SERVICE_DEFAULT_BACKOFF_RESET_MS 10000u
+#define SERVICE_DEFAULT_LOG_SIZE (10u << 20)
+#define SERVICE_DEFAULT_LOG_FILES 3u
+
+typedef struct ServiceSpec {
+    char *path;  /* NULL: the image's Entrypoint and Cmd (filled in at create) */
+    char **args; /* NULL-terminated */
+    size_t n_args;
+    char **env; /* NULL-terminated, added to the container's */
+    size_t n_env;
+    char *dir;
+    char *user;
+    ServiceRestart restart;
+    uint32_t max_restarts; /* 0 = no limit */
+    uint32_t backoff_initial_ms, backoff_max_ms, backoff_reset_ms;
+    uint64_t log_max_size;
+    uint32_t log_max_files;
+} ServiceSpec;
+
+/* "no", "on-failure", "always", "unless-stopped" */
+const char *service_restart_to_string(ServiceRestart r);
+/* Decode the "cloche_service" object at path (defaults filled in); encode writes
+ * every field, so decode(encode(x)) == x. */
+int spec_decode_service(json_object *obj, const char *path, ServiceSpec **ret, ApiError *reterr);
+json_object *spec_encode_service(const ServiceSpec *s);
+void service_spec_free(ServiceSpec *s);
+
 typedef struct ContainerSpec {
     char *handle;          /* NULL or "" = generate */
     int64_t grace_time_ns; /* 0 = server default */
@@ -150,6 +195,7 @@ typedef struct ContainerSpec {
     size_t n_netout_rules;
     NetInSpec *netin;
     size_t n_netin;
+    ServiceSpec *service; /* "cloche_service"; NULL = none */
 } ContainerSpec;
 
 /* rlimits: 15 optional u64 values, indexed by RlimitKind. */
@@ -204,6 +250,7 @@ typedef struct ProcessSpec {
     ImageRef image;
     BindMount *bind_mounts;
     size_t n_bind_mounts;
+    bool cloche_log; /* cloche extension: output also to rotated log files */
 } ProcessSpec;
 
 /* Handle syntax check: 1..SPEC_HANDLE_MAX bytes of [A-Za-z0-9._-], not starting

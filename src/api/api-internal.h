@@ -66,6 +66,10 @@ int route_host(ApiRequest *req);
 int route_ui(ApiRequest *req);
 int route_ui_redirect(ApiRequest *req);
 
+/* routes-lifecycle.c: PUT /containers/H/cloche/start and /cloche/restart */
+int route_start(ApiRequest *req);
+int route_restart(ApiRequest *req);
+
 /* routes-limits.c */
 int route_get_limits(ApiRequest *req);
 int route_set_limits(ApiRequest *req);

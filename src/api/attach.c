@@ -32,6 +32,7 @@
 #include "cloche/log.h"
 #include "cloche/proc.h"
 #include "cloche/shim-protocol.h"
+#include "reqstats.h"
 
 #define OUT_UNCONNECTED_CAP (1u << 20) /* newest bytes kept for a stream not yet connected */
 #define STREAM_CONNECT_MS 2000         /* how long the shim is held back for a stream to connect */
@@ -159,6 +160,7 @@ static bool send_hijack_head(int fd, int minor, int status, bool json)
 {
     char date[64], head[256];
     http_date(date, sizeof(date));
+    reqstats_stream_reply(status);
     int n;
     if (minor == 0)
         n = snprintf(head, sizeof(head), "HTTP/1.0 %d %s\r\n%sDate: %s\r\n\r\n", status,
@@ -653,6 +655,7 @@ void api_attach_serve_ndjson(int fd, int minor, const char *process_id, int shim
                                   "%s\r\nTransfer-Encoding: chunked\r\n\r\n",
                      date);
     ProcFrameReader fr;
+    reqstats_stream_reply(200);
     bool ok = send_all(fd, head, (size_t)n) && proc_frame_reader_init(&fr) >= 0;
     if (!ok) {
         if (shim >= 0)

@@ -23,6 +23,7 @@
 #include "cloche/spawn.h"
 #include "cloche/log.h"
 #include "cloche/wire.h"
+#include "reqstats.h"
 #include "stream.h"
 
 #define FILES_BUFFER (1u << 20)
@@ -242,6 +243,7 @@ static int send_iov(int fd, struct iovec *iov, int n_iov)
 static void reply_empty(int fd, const HttpHead *head)
 {
     char line[160];
+    reqstats_stream_reply(200);
     int n = snprintf(line, sizeof(line),
                      "HTTP/1.%d 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3\r\n"
                      "Connection: close\r\n\r\n{}\n",
@@ -401,6 +403,7 @@ static void serve_out(int fd, const HttpHead *head, const ContainerFilesTarget *
         struct iovec iov[4];
         int n_iov = 0;
         if (!started) {
+            reqstats_stream_reply(200);
             int hl = snprintf(line, sizeof(line), "HTTP/1.%d 200 OK\r\nContent-Type: %s\r\n%s\r\n",
                               head->minor_version,
                               single ? "application/octet-stream" : "application/x-tar",
@@ -440,6 +443,7 @@ static void serve_out(int fd, const HttpHead *head, const ContainerFilesTarget *
     }
     if (!started) {
         char line[200];
+        reqstats_stream_reply(200);
         int hl = snprintf(line, sizeof(line),
                           "HTTP/1.%d 200 OK\r\nContent-Type: %s\r\nContent-Length: 0\r\n"
                           "Connection: close\r\n\r\n",

@@ -88,6 +88,30 @@ void reqstats_record(const Route *route, int status, int64_t ns)
     }
 }
 
+static _Thread_local struct {
+    const Route *route;
+    int64_t started;
+} stream_request;
+
+void reqstats_stream_begin(const Route *route)
+{
+    stream_request.route = route;
+    stream_request.started = reqstats_now();
+}
+
+void reqstats_stream_reply(int status)
+{
+    if (!stream_request.route)
+        return; /* none begun, or recorded already */
+    reqstats_record(stream_request.route, status, reqstats_now() - stream_request.started);
+    stream_request.route = NULL;
+}
+
+void reqstats_stream_end(void)
+{
+    stream_request.route = NULL;
+}
+
 void reqstats_record_operation(ApiOperation op, int64_t ns)
 {
     if (op >= 0 && op < API_OP_COUNT)

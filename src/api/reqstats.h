@@ -19,6 +19,13 @@ int64_t reqstats_now(void);
 /* One request of a route of api_routes answered with status, taking ns. Requests of
  * Create and Destroy that succeeded also count as those operations. */
 void reqstats_record(const Route *route, int status, int64_t ns);
+/* The streamed routes, served on the daemon's own handler (one thread per
+ * connection): the thread names the route it matched, and the first reply head
+ * it sends (an error or the start of the stream) records the request with the
+ * time to that head, so a long stream does not count as a slow request. */
+void reqstats_stream_begin(const Route *route);
+void reqstats_stream_reply(int status);
+void reqstats_stream_end(void);
 /* One operation that succeeded (Run: the process was started). */
 void reqstats_record_operation(ApiOperation op, int64_t ns);
 /* The families cloche_http_requests_total, cloche_http_request_duration_seconds and

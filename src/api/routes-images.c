@@ -12,6 +12,7 @@
 #include "api-internal.h"
 #include "cloche/json.h"
 #include "cloche/cleanup.h"
+#include "reqstats.h"
 #include "stream.h"
 
 int route_images_list(ApiRequest *req)
@@ -85,6 +86,7 @@ static void send_line(PullStream *p, json_object *o)
     if (!line)
         return;
     if (!p->started) {
+        reqstats_stream_reply(200);
         char head[256];
         int n = snprintf(head, sizeof(head),
                          "HTTP/1.%d 200 OK\r\nContent-Type: application/x-ndjson\r\n%s\r\n",
@@ -162,6 +164,7 @@ static void import_reply(int fd, const HttpHead *head, const char *name, const c
     size_t len = 0;
     _cleanup_free_ char *body = o ? json_serialize(o, &len) : NULL;
     json_object_put(o);
+    reqstats_stream_reply(200);
     char hdr[200];
     int n = snprintf(hdr, sizeof(hdr),
                      "HTTP/1.%d 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
@@ -256,6 +259,163 @@ void api_image_import_serve(int fd, const HttpHead *head, const RouteMatch *m, G
     import_reply(fd, head, name, digest);
 }
 
+/* ---- commit ---- */
+
+#define COMMIT_LIST_MAX 1024   /* Env, Labels, ExposedPorts, Cmd and Entrypoint entries */
+#define COMMIT_STRING_MAX 4096 /* one entry, User, WorkingDir */
+#define COMMIT_CREATED_BY_MAX (64u << 10)
+
+typedef struct CommitBody {
+    ImageConfigPatch patch;
+    ImageCommitOptions opts;
+    char *parent;
+} CommitBody;
+
+static void commit_body_done(CommitBody *b)
+{
+    ImageConfigPatch *p = &b->patch;
+    strv_free(p->env);
+    strv_free(p->labels);
+    strv_free(p->exposed_ports);
+    strv_free(p->cmd);
+    strv_free(p->entrypoint);
+    free(p->user);
+    free(p->working_dir);
+    free(p->created_by);
+    free(b->parent);
+}
+
+static int decode_strings(json_object *v, const char *what, bool need_eq, char ***ret,
+                          size_t *ret_n, ApiError *err)
+{
+    int r = json_expect_array(v, what, COMMIT_LIST_MAX, err);
+    if (r < 0)
+        return r;
+    size_t n = json_object_array_length(v);
+    char **out = calloc(n + 1, sizeof(char *));
+    if (!out)
+        return api_internal_error(err, -ENOMEM, "Failed to read the request");
+    for (size_t i = 0; i < n; i++) {
+        r = json_get_string(json_object_array_get_idx(v, i), what, COMMIT_STRING_MAX, &out[i], err);
+        if (r >= 0 && need_eq && (!strchr(out[i], '=') || out[i][0] == '='))
+            r = api_bad_request(err, "Invalid entry '%s' in '%s': expected KEY=VALUE", out[i],
+                                what);
+        if (r < 0) {
+            strv_free(out);
+            return r;
+        }
+    }
+    *ret = out;
+    *ret_n = n;
+    return 0;
+}
+
+/* Cmd and Entrypoint: an array, or null for none. */
+static int decode_argv(json_object *v, const char *what, bool *ret_set, char ***ret, size_t *ret_n,
+                       ApiError *err)
+{
+    *ret_set = true;
+    return json_object_is_type(v, json_type_null) ? 0
+                                                  : decode_strings(v, what, false, ret, ret_n, err);
+}
+
+/* Labels and ExposedPorts are objects, as in the image config. */
+static int decode_object(json_object *v, const char *what, bool ports, char ***ret, size_t *ret_n,
+                         ApiError *err)
+{
+    int r = json_expect_object(v, what, err);
+    if (r < 0)
+        return r;
+    size_t n = (size_t)json_object_object_length(v);
+    if (n > COMMIT_LIST_MAX)
+        return api_bad_request(err, "Too many %s: %zu (at most %d)", what, n, COMMIT_LIST_MAX);
+    char **out = calloc(n + 1, sizeof(char *));
+    if (!out)
+        return api_internal_error(err, -ENOMEM, "Failed to read the request");
+    size_t i = 0;
+    json_object_object_foreach(v, key, val)
+    {
+        _cleanup_free_ char *value = NULL;
+        if (ports) {
+            r = strlen(key) > 32 || !*key
+                    ? api_bad_request(err, "Invalid port '%s' in '%s': expected PORT[/PROTO]", key,
+                                      what)
+                    : 0;
+        } else {
+            r = *key && !strchr(key, '=') && strlen(key) <= COMMIT_STRING_MAX
+                    ? json_get_string(val, what, COMMIT_STRING_MAX, &value, err)
+                    : api_bad_request(err, "Invalid label name '%.64s'", key);
+        }
+        if (r >= 0 &&
+            (ports ? !(out[i] = strdup(key)) : asprintf(&out[i], "%s=%s", key, value) < 0))
+            r = api_internal_error(err, -ENOMEM, "Failed to read the request");
+        if (r < 0) {
+            strv_free(out);
+            return r;
+        }
+        i++;
+    }
+    *ret = out;
+    *ret_n = i;
+    return 0;
+}
+
+static int decode_commit_body(json_object *o, CommitBody *b, ApiError *err)
+{
+    int r = json_expect_object(o, "", err);
+    if (r < 0)
+        return r;
+    json_object_object_foreach(o, key, v)
+    {
+        if (strcmp(key, "parent") == 0) {
+            r = json_get_string(v, key, 80, &b->parent, err);
+            b->opts.parent = b->parent;
+        } else if (strcmp(key, "layer") == 0) {
+            bool layer = true;
+            r = json_get_bool(v, key, &layer, err);
+            b->opts.no_layer = !layer;
+        } else if (strcmp(key, "created_by") == 0) {
+            r = json_get_string(v, key, COMMIT_CREATED_BY_MAX, &b->patch.created_by, err);
+        } else if (strcmp(key, "config") == 0) {
+            r = json_expect_object(v, key, err);
+            b->opts.config = &b->patch;
+        } else {
+            r = api_bad_request(err, "Unknown field '%s' in the commit request", key);
+        }
+        if (r < 0)
+            return r;
+    }
+    json_object *c = json_member(o, "config");
+    if (!c)
+        return 0;
+    ImageConfigPatch *p = &b->patch;
+    json_object_object_foreach(c, k, val)
+    {
+        if (strcmp(k, "Env") == 0)
+            r = decode_strings(val, k, true, &p->env, &p->n_env, err);
+        else if (strcmp(k, "Labels") == 0)
+            r = decode_object(val, k, false, &p->labels, &p->n_labels, err);
+        else if (strcmp(k, "ExposedPorts") == 0)
+            r = decode_object(val, k, true, &p->exposed_ports, &p->n_exposed_ports, err);
+        else if (strcmp(k, "User") == 0)
+            r = json_get_string(val, k, COMMIT_STRING_MAX, &p->user, err);
+        else if (strcmp(k, "WorkingDir") == 0)
+            r = json_get_string(val, k, COMMIT_STRING_MAX, &p->working_dir, err);
+        else if (strcmp(k, "Cmd") == 0)
+            r = decode_argv(val, k, &p->set_cmd, &p->cmd, &p->n_cmd, err);
+        else if (strcmp(k, "Entrypoint") == 0)
+            r = decode_argv(val, k, &p->set_entrypoint, &p->entrypoint, &p->n_entrypoint, err);
+        else
+            r = api_bad_request(err, "Unknown field '%s' in the commit's 'config'", k);
+        if (r < 0)
+            return r;
+    }
+    if (p->working_dir && p->working_dir[0] != '/')
+        return api_bad_request(err, "Invalid 'WorkingDir' '%s': not an absolute path",
+                               p->working_dir);
+    return 0;
+}
+
 int route_container_commit(ApiRequest *req)
 {
     Container *c;
@@ -263,8 +423,15 @@ int route_container_commit(ApiRequest *req)
     if (r < 0)
         return r;
     const char *name = strmap_get(&req->query, "name");
+    _cleanup_(commit_body_done) CommitBody b = {0};
+    if (req->body_len > 0) {
+        _cleanup_json_ json_object *body = NULL;
+        if ((r = api_request_json(req, &body)) < 0 ||
+            (r = decode_commit_body(body, &b, &req->error)) < 0)
+            return r;
+    }
     _cleanup_free_ char *digest = NULL;
-    r = garden_container_commit(req->garden, c, name, &digest, &req->error);
+    r = garden_container_commit(req->garden, c, name, &b.opts, &digest, &req->error);
     if (r < 0)
         return r;
     json_object *o = json_object_new_object();
@@ -282,6 +449,7 @@ static int export_write(void *userdata, const void *data, size_t len)
 {
     PullStream *p = userdata;
     if (!p->started) {
+        reqstats_stream_reply(200);
         char head[200];
         int n = snprintf(head, sizeof(head),
                          "HTTP/1.%d 200 OK\r\nContent-Type: application/x-tar\r\n%s\r\n", p->minor,

@@ -187,6 +187,8 @@ static int container_info(ApiRequest *req, Container *c, json_object **ret, ApiE
 {
     ContainerSnapshot s;
     int r = container_snapshot(req->garden, c, &s);
+    if (r >= 0 && (r = container_service_properties(req->garden, c, &s.properties)) < 0)
+        container_snapshot_done(&s);
     if (r < 0)
         return api_internal_error(err, r, "Failed to read container '%s'", container_handle(c));
     ContainerNetInfo net;
@@ -430,6 +432,8 @@ static int route_properties(ApiRequest *req)
         return r;
     StringMap props = STRING_MAP_INIT;
     r = container_get_properties(c, &props);
+    if (r >= 0)
+        r = container_service_properties(req->garden, c, &props);
     if (r < 0)
         return api_internal_error(&req->error, r, "Failed to read properties");
     req->reply = strmap_to_object(&props);
@@ -444,7 +448,19 @@ static int route_property(ApiRequest *req)
     if (r < 0)
         return r;
     _cleanup_free_ char *value = NULL;
-    r = container_get_property(c, req->match.params[1], &value, &req->error);
+    const char *key = req->match.params[1];
+    if (strncmp(key, "cloche.service.", 15) == 0) {
+        /* The service's live state (doc/api.md), not stored properties. */
+        StringMap live = STRING_MAP_INIT;
+        r = container_service_properties(req->garden, c, &live);
+        const char *v = strmap_get(&live, key);
+        value = v ? strdup(v) : NULL;
+        strmap_clear(&live);
+        if (r < 0 || (v && !value))
+            return api_internal_error(&req->error, r < 0 ? r : -ENOMEM, "Failed to read property");
+    }
+    if (!value)
+        r = container_get_property(c, key, &value, &req->error);
     if (r < 0)
         return r;
     json_object *o = json_object_new_object();
@@ -560,6 +576,11 @@ const Route api_routes[] = {
     {"ImageImport", "PUT", "/cloche/images/:name", ROUTE_STREAMING, route_streaming_only},
     {"ImageExport", "GET", "/cloche/images/:name/archive", ROUTE_STREAMING, route_streaming_only},
     {"Commit", "POST", C "/cloche/commit", ROUTE_CONTAINER | ROUTE_SLOW, route_container_commit},
+    {"ContainerLogs", "GET", C "/cloche/logs", ROUTE_CONTAINER | ROUTE_STREAMING,
+     route_container_pending},
+    {"Events", "GET", "/cloche/events", ROUTE_STREAMING, route_streaming_only},
+    {"Start", "PUT", C "/cloche/start", ROUTE_CONTAINER | ROUTE_SLOW, route_start},
+    {"Restart", "PUT", C "/cloche/restart", ROUTE_CONTAINER | ROUTE_SLOW, route_restart},
 };
 #undef C
 const size_t api_routes_count = ELEMENTSOF(api_routes);

@@ -185,6 +185,7 @@ static void reply_error_early(int fd, const HttpHead *head, const ApiError *e)
 
 void stream_reply_error(int fd, const HttpHead *head, const ApiError *e)
 {
+    reqstats_stream_reply(e->status);
     size_t len = 0;
     _cleanup_free_ char *body = api_error_serialize(e, &len);
     char line[256];
@@ -353,6 +354,7 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
         reply_error_early(fd, &head, &err);
         goto out;
     }
+    reqstats_stream_begin(m.route);
     const char *name = m.route->name;
     if (strcmp(name, "StreamIn") == 0 || strcmp(name, "StreamOut") == 0) {
         api_files_serve(fd, &head, &m, garden);
@@ -366,8 +368,16 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
         api_image_export_serve(fd, &head, &m, garden);
         goto out;
     }
+    if (strcmp(name, "Events") == 0) {
+        api_events_serve(fd, &head, garden);
+        goto out;
+    }
     if (strcmp(name, "ImageImport") == 0) {
         api_image_import_serve(fd, &head, &m, garden);
+        goto out;
+    }
+    if (strcmp(name, "ContainerLogs") == 0) {
+        api_logs_serve(fd, &head, &m, garden);
         goto out;
     }
     r = read_body(fd, &head, &body, &body_len, &err);
@@ -404,6 +414,7 @@ bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
     else
         serve_attach(fd, &head, garden, c, m.params[1], &err);
 out:
+    reqstats_stream_end();
     if (c)
         garden_release(garden, c);
     route_match_done(&m);

@@ -87,5 +87,9 @@ void api_files_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *
 void api_image_pull_serve(int fd, const HttpHead *head, Garden *garden);
 /* GET /cloche/images/NAME/archive: an OCI archive of the image. */
 void api_image_export_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden);
+/* routes-events.c: GET /cloche/events, ndjson (and followed with follow=true). */
+void api_events_serve(int fd, const HttpHead *head, Garden *garden);
 /* PUT /cloche/images/NAME: the body, an image archive, imported. */
 void api_image_import_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden);
+/* routes-logs.c: GET /containers/H/cloche/logs, ndjson or text, optionally followed. */
+void api_logs_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden);

@@ -135,6 +135,24 @@ static inline void table_freep(Table **t)
 }
 #define _cleanup_table_ _cleanup_(table_freep)
 
+/* Progress bars (progress.c): one per item (a layer, an upload), redrawn in
+ * place when stdout is a terminal and --json is not given; otherwise a plain
+ * line "ID: SIZE" when an item finishes (none with --json). */
+typedef struct Progress Progress;
+Progress *progress_new(void);
+void progress_free(Progress *p);
+bool progress_is_tty(const Progress *p);
+/* total 0: unknown. */
+void progress_update(Progress *p, const char *id, uint64_t done, uint64_t total);
+/* Start a new set of bars below the ones drawn. */
+void progress_forget(Progress *p);
+static inline void progress_freep(Progress **p)
+{
+    progress_free(*p);
+    *p = NULL;
+}
+#define _cleanup_progress_ _cleanup_(progress_freep)
+
 /* Print JSON pretty when stdout is a terminal, compact otherwise. */
 void print_json(json_object *o);
 
@@ -186,6 +204,16 @@ int cmd_images(int argc, char **argv);
  * daemon's docker:// URI; URIs pass as they are (cmd-images.c). */
 char *image_uri(const char *ref);
 int cmd_pull(int argc, char **argv);
+/* Pull (or refresh) an image by URI, showing progress (--json and echo_json:
+ * the daemon's lines); *ret_digest the image's digest (cmd-images.c). */
+int image_pull(const char *uri, const char *user, const char *password, bool echo_json,
+               char **ret_digest);
+/* A name the daemon's store has as cloche/NAME[:TAG] (imported, committed or
+ * built) as cloche:///NAME:TAG; anything else as image_uri(). */
+char *image_uri_local(const char *ref);
+int cmd_build(int argc, char **argv);
+/* images import|export|commit (cmd-image-io.c); argv[0] is the subcommand. */
+int images_io_command(const char *sub, int argc, char **argv);
 
 /* The common options in a command's getopt loop: 1 if opt was --json, 0 if it
  * is the command's own, -ECANCELED after --help (printed: exit 0), -EINVAL

@@ -109,8 +109,9 @@ const Command cli_commands[] = {
     {"destroy", cmd_destroy, "cloche destroy HANDLE...", "Destroy containers (alias: rm)",
      JSON_HELP},
     {"rm", cmd_destroy, "cloche rm HANDLE...", "Destroy containers (alias of destroy)", JSON_HELP},
-    {"run", cmd_run, "cloche run [OPTIONS] HANDLE COMMAND [ARG...]",
-     "Run a command in a container; exit with its status",
+    {"run", cmd_run, "cloche run [OPTIONS] HANDLE [COMMAND [ARG...]]",
+     "Run a command (default: the image's Entrypoint and Cmd) in a container; exit with its "
+     "status",
      "  -i, --interactive   forward stdin (without it the process's stdin is empty)\n"
      "  -t, --tty           give the process a terminal (implies -i): raw mode,\n"
      "                      window size changes forwarded\n"
@@ -120,13 +121,18 @@ const Command cli_commands[] = {
      "  -w, --workdir DIR   working directory (default the user's home)\n"
      "      --id ID         the process id (default: one made up)\n"
      "Signals the client gets (INT, TERM, HUP, QUIT, USR1, USR2) are sent on to the\n"
-     "process. The exit status is the process's; 125 means cloche itself failed.\n" JSON_HELP},
-    {"exec", cmd_run, "cloche exec [OPTIONS] HANDLE COMMAND [ARG...]",
-     "Run a command in a container (alias of run)", "  the options of 'cloche run'\n"},
+     "process. The exit status is the process's; 125 means cloche itself failed.\n"
+     "  -J, --json            with -d: print {\"process_id\":...}; otherwise the output\n"
+     "                        is the process's own bytes\n"},
+    {"exec", cmd_run, "cloche exec [OPTIONS] HANDLE [COMMAND [ARG...]]",
+     "Run a command in a container (alias of run)",
+     "  the options of 'cloche run'\n"
+     "  -J, --json            with -d: print {\"process_id\":...}\n"},
     {"attach", cmd_attach, "cloche attach [-i] HANDLE PROCESS-ID",
      "Attach to a running process's output; exit with its status",
      "  -i, --interactive   forward stdin too\n"
-     "  -t, --tty           the process has a terminal: put this one in raw mode\n"},
+     "  -t, --tty           the process has a terminal: put this one in raw mode\n"
+     "  -J, --json          accepted (the output is the process's own bytes)\n"},
     {"kill", cmd_kill, "cloche kill [-s SIGNAL] HANDLE PROCESS-ID",
      "Send a signal to a process (default TERM)",
      "  -s, --signal SIG   a name (TERM, SIGKILL, hup, RTMIN+1) or a number 1-64\n" JSON_HELP},
@@ -135,7 +141,8 @@ const Command cli_commands[] = {
      "  -u, --user USER   the container-side user (default root)\n"
      "  SRC or DST '-' is a tar stream on stdin or stdout.\n"
      "  DST is a directory (created if missing) that SRC is copied into by its name;\n"
-     "  a SRC ending in '/' copies the directory's contents instead.\n"},
+     "  a SRC ending in '/' copies the directory's contents instead.\n"
+     "  -J, --json        print {} once copied\n"},
     {"limits", cmd_limits, "cloche limits HANDLE [KIND] | cloche limits set HANDLE [OPTIONS]",
      "Show or change limits (KIND: memory, cpu, pids, disk, bandwidth)",
      "  set options (changed live):\n"
@@ -158,12 +165,36 @@ const Command cli_commands[] = {
      "cloche props HANDLE | props get HANDLE KEY | props set HANDLE KEY VALUE "
      "| props rm HANDLE KEY",
      "Show or change a container's properties", JSON_HELP},
-    {"images", cmd_images, "cloche images [-q] | cloche images rm REF...",
-     "List the images the daemon has pulled, or remove them",
-     "  -q, --quiet   print names only\n"
+    {"images", cmd_images,
+     "cloche images [-q] | images rm REF... | images import FILE|- NAME[:TAG] | "
+     "images export [-o FILE] NAME[:TAG]|REF | images commit [-c INSTRUCTION]... [--no-layer] "
+     "HANDLE NAME[:TAG]",
+     "List the images the daemon has, remove, import, export them, or commit a container",
+     "  -q, --quiet            print names only\n"
+     "  import: an OCI or docker-save archive (tar, possibly compressed) from FILE or\n"
+     "          stdin, as cloche:///NAME:TAG; a progress bar on a terminal\n"
+     "  export: the image as an OCI archive\n"
+     "  -o, --output FILE      export into FILE (default: stdout, not a terminal)\n"
+     "  commit: the container's writable layer on top of its image, as\n"
+     "          cloche:///NAME:TAG\n"
+     "  -c, --change INSTR     commit: a Dockerfile ENV, LABEL, EXPOSE, USER, WORKDIR,\n"
+     "                         CMD or ENTRYPOINT line changing the config (repeatable)\n"
+     "      --no-layer         commit: the config change only, no new layer\n"
      "  REF is a docker://... or oci://... reference, or a name such as\n"
      "  registry:5000/app:v1 or alpine:3 (docker://registry:5000/app#v1,\n"
      "  docker:///alpine#3).\n" JSON_HELP},
+    {"build", cmd_build, "cloche build -t NAME[:TAG] [OPTIONS] DIR",
+     "Build an image from a Dockerfile, step by step in containers, as cloche:///NAME:TAG",
+     "  -t, --tag NAME[:TAG]    the image to make (required)\n"
+     "  -f, --file FILE         the Dockerfile (default: DIR/Dockerfile)\n"
+     "      --build-arg K=V     a value for an ARG (repeatable)\n"
+     "      --no-cache          run every step, even unchanged ones\n"
+     "  -q, --quiet             only the result (and RUN's output)\n"
+     "  Instructions: FROM, RUN, COPY, ADD (local files and tar archives), ENV, ARG,\n"
+     "  WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE, LABEL. Each step is committed as\n"
+     "  cloche:///build-cache:KEY; a later build reuses a step whose parent image,\n"
+     "  instruction, build arguments and copied files are unchanged.\n"
+     "  With --json: one JSON line per step and the result; output on stderr.\n" JSON_HELP},
     {"pull", cmd_pull, "cloche pull [OPTIONS] REF",
      "Pull an image into the daemon's store without a container",
      "  -u, --username USER     registry user\n"

@@ -260,7 +260,7 @@ int cmd_create(int argc, char **argv)
         switch (opt) {
         case 'i': {
             /* A path is a raw rootfs; a name such as alpine:3 a docker:// image. */
-            _cleanup_free_ char *uri = optarg[0] == '/' ? strdup(optarg) : image_uri(optarg);
+            _cleanup_free_ char *uri = optarg[0] == '/' ? strdup(optarg) : image_uri_local(optarg);
             if (!uri)
                 return cli_error(-ENOMEM, "Out of memory");
             json_object_object_add(obj_child(spec, "image"), "uri", json_object_new_string(uri));

@@ -9,7 +9,6 @@
 #include "cli.h"
 #include "cloche/json.h"
 
-#define PULL_LAYERS_MAX 256 /* progress bars drawn at most; more are counted only */
 #define PULL_LINE_MAX (64u << 10)
 #define REF_MAX 4096
 
@@ -106,6 +105,11 @@ int cmd_images(int argc, char **argv)
     };
     bool rm = argc > 1 && strcmp(argv[1], "rm") == 0, quiet = false;
     int opt, r;
+    if (argc > 1 && (strcmp(argv[1], "import") == 0 || strcmp(argv[1], "export") == 0 ||
+                     strcmp(argv[1], "commit") == 0)) {
+        optind = 0;
+        return images_io_command(argv[1], argc - 1, argv + 1);
+    }
     if (rm) {
         argc--;
         argv++;
@@ -130,75 +134,66 @@ int cmd_images(int argc, char **argv)
 
 /* ---- pull */
 
-typedef struct Layer {
-    char *digest;
-    uint64_t done, total;
-} Layer;
-
-typedef struct Progress {
-    bool tty;
-    Layer layers[PULL_LAYERS_MAX];
-    size_t n, drawn;
-} Progress;
-
-static void progress_done(Progress *p)
+int image_pull(const char *uri, const char *user, const char *password, bool echo_json,
+               char **ret_digest)
 {
-    for (size_t i = 0; i < p->n; i++)
-        free(p->layers[i].digest);
-}
+    _cleanup_free_ char *target = NULL, *euri = url_escape(uri),
+                        *euser = user ? url_escape(user) : NULL,
+                        *epass = password ? url_escape(password) : NULL;
+    if (!euri || (user && !euser) || (password && !epass) ||
+        asprintf(&target, "/cloche/images/pull?ref=%s%s%s%s%s", euri, euser ? "&username=" : "",
+                 euser ? euser : "", epass ? "&password=" : "", epass ? epass : "") < 0)
+        return cli_error(-ENOMEM, "Out of memory");
 
-static const char *short_digest(const char *d)
-{
-    return strncmp(d, "sha256:", 7) == 0 ? d + 7 : d;
-}
+    _cleanup_http_conn_ HttpConn c = {.fd = -EBADF};
+    int r;
+    if ((r = http_connect(&c.fd)) < 0 ||
+        (r = http_send_head(c.fd, "POST", target, "Content-Length: 0\r\n", NULL, 0, false)) < 0 ||
+        (r = http_read_head(&c)) < 0)
+        return r;
+    if (c.status < 200 || c.status > 299)
+        return http_report_error(&c);
 
-static void draw(Progress *p)
-{
-    if (p->drawn)
-        printf("\x1b[%zuA", p->drawn); /* back to the first bar */
-    for (size_t i = 0; i < p->n; i++) {
-        Layer *l = &p->layers[i];
-        char a[32], b[32], bar[31];
-        int width = 30, fill = l->total ? (int)(l->done * (uint64_t)width / l->total) : 0;
-        if (fill > width)
-            fill = width;
-        memset(bar, '=', (size_t)fill);
-        memset(bar + fill, ' ', (size_t)(width - fill));
-        if (fill > 0 && fill < width)
-            bar[fill - 1] = '>';
-        bar[width] = '\0';
-        printf("\r\x1b[K%.12s  [%s]  %s / %s%s\n", short_digest(l->digest), bar,
-               fmt_bytes(l->done, a, sizeof(a)), fmt_bytes(l->total, b, sizeof(b)),
-               l->total && l->done >= l->total ? "  done" : "");
-    }
-    p->drawn = p->n;
-    fflush(stdout);
-}
-
-/* One progress line: {"layer","done","total"}. */
-static void progress_line(Progress *p, json_object *m)
-{
-    const char *digest = jget_str(m, "layer");
-    uint64_t done = jget_u64(m, "done"), total = jget_u64(m, "total");
-    size_t i;
-    for (i = 0; i < p->n; i++)
-        if (strcmp(p->layers[i].digest, digest) == 0)
-            break;
-    if (i == p->n) {
-        if (p->n == PULL_LAYERS_MAX || !(p->layers[i].digest = strdup(digest)))
-            return;
-        p->n++;
-    }
-    Layer *l = &p->layers[i];
-    bool was_done = l->total && l->done >= l->total;
-    l->done = done;
-    l->total = total;
-    if (p->tty) {
-        draw(p);
-    } else if (total && done >= total && !was_done) {
-        char a[32];
-        printf("%s: %s\n", digest, fmt_bytes(total, a, sizeof(a)));
-        fflush(stdout);
+    _cleanup_progress_ Progress *p = progress_new();
+    _cleanup_free_ char *line = malloc(PULL_LINE_MAX + 1);
+    size_t len = 0;
+    if (!line || !p)
+        return cli_error(-ENOMEM, "Out of memory");
+    for (;;) {
+        char buf[4096];
+        ssize_t n = http_read_body(&c, buf, sizeof(buf));
+        if (n < 0) {
+            errno = (int)-n;
+            return cli_error((int)n, "The pull's progress from the daemon ended early: %m");
+        }
+        if (n == 0)
+            return cli_error(-EPIPE, "The daemon ended the pull without a result");
+        for (ssize_t k = 0; k < n; k++) {
+            if (buf[k] != '\n') {
+                if (len >= PULL_LINE_MAX)
+                    return cli_error(-EBADMSG, "A progress line from the daemon is over 64 KiB");
+                line[len++] = buf[k];
+                continue;
+            }
+            _cleanup_json_ json_object *m = NULL;
+            ApiError e = {0};
+            if (json_parse_strict(line, len, &m, &e) < 0)
+                return cli_error(-EBADMSG, "A progress line from the daemon is not JSON: %s",
+                                 e.message);
+            len = 0;
+            if (cli_json && echo_json) {
+                print_json(m);
+                fflush(stdout);
+            }
+            json_object *v;
+            if ((v = json_member(m, "error")))
+                return cli_error(-EIO, "%s", json_object_get_string(v));
+            if ((v = json_member(m, "digest"))) {
+                *ret_digest = strdup(json_object_get_string(v));
+                return *ret_digest ? 0 : cli_error(-ENOMEM, "Out of memory");
+            }
+            progress_update(p, jget_str(m, "layer"), jget_u64(m, "done"), jget_u64(m, "total"));
+        }
     }
 }
 
@@ -234,7 +229,9 @@ int cmd_pull(int argc, char **argv)
     if (strlen(ref) > REF_MAX)
         return cli_usage("pull", "The reference is over %d bytes", REF_MAX);
 
-    _cleanup_free_ char *password = NULL, *uri = image_uri(ref), *target = NULL;
+    _cleanup_free_ char *password = NULL, *uri = image_uri(ref), *digest = NULL;
+    if (!uri)
+        return cli_error(-ENOMEM, "Out of memory");
     if (password_stdin) {
         size_t cap = 0;
         ssize_t n = getline(&password, &cap, stdin);
@@ -243,63 +240,9 @@ int cmd_pull(int argc, char **argv)
         while (n > 0 && (password[n - 1] == '\n' || password[n - 1] == '\r'))
             password[--n] = '\0';
     }
-    _cleanup_free_ char *euri = uri ? url_escape(uri) : NULL,
-                        *euser = user ? url_escape(user) : NULL,
-                        *epass = password ? url_escape(password) : NULL;
-    if (!euri || (user && !euser) || (password && !epass) ||
-        asprintf(&target, "/cloche/images/pull?ref=%s%s%s%s%s", euri, euser ? "&username=" : "",
-                 euser ? euser : "", epass ? "&password=" : "", epass ? epass : "") < 0)
-        return cli_error(-ENOMEM, "Out of memory");
-
-    _cleanup_http_conn_ HttpConn c = {.fd = -EBADF};
-    if ((r = http_connect(&c.fd)) < 0 ||
-        (r = http_send_head(c.fd, "POST", target, "Content-Length: 0\r\n", NULL, 0, false)) < 0 ||
-        (r = http_read_head(&c)) < 0)
+    if ((r = image_pull(uri, user, password, true, &digest)) < 0)
         return r;
-    if (c.status < 200 || c.status > 299)
-        return http_report_error(&c);
-
-    _cleanup_(progress_done) Progress p = {.tty = !cli_json && isatty(STDOUT_FILENO)};
-    _cleanup_free_ char *line = malloc(PULL_LINE_MAX + 1);
-    size_t len = 0;
-    if (!line)
-        return cli_error(-ENOMEM, "Out of memory");
-    for (;;) {
-        char buf[4096];
-        ssize_t n = http_read_body(&c, buf, sizeof(buf));
-        if (n < 0) {
-            errno = (int)-n;
-            return cli_error((int)n, "The pull's progress from the daemon ended early: %m");
-        }
-        if (n == 0)
-            return cli_error(-EPIPE, "The daemon ended the pull without a result");
-        for (ssize_t k = 0; k < n; k++) {
-            if (buf[k] != '\n') {
-                if (len >= PULL_LINE_MAX)
-                    return cli_error(-EBADMSG, "A progress line from the daemon is over 64 KiB");
-                line[len++] = buf[k];
-                continue;
-            }
-            _cleanup_json_ json_object *m = NULL;
-            ApiError e = {0};
-            if (json_parse_strict(line, len, &m, &e) < 0)
-                return cli_error(-EBADMSG, "A progress line from the daemon is not JSON: %s",
-                                 e.message);
-            len = 0;
-            if (cli_json) {
-                print_json(m);
-                fflush(stdout);
-            }
-            json_object *v;
-            if ((v = json_member(m, "error")))
-                return cli_error(-EIO, "%s", json_object_get_string(v));
-            if ((v = json_member(m, "digest"))) {
-                if (!cli_json)
-                    printf("%s: %s\n", ref, json_object_get_string(v));
-                return 0;
-            }
-            if (!cli_json)
-                progress_line(&p, m);
-        }
-    }
+    if (!cli_json)
+        printf("%s: %s\n", ref, digest);
+    return 0;
 }

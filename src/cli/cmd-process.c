@@ -480,6 +480,49 @@ static int open_control(Session *s, const char *method, const char *target, json
     return read_first_line(s);
 }
 
+/* Split a newline-separated image property (cloche.image.cmd) into a. */
+static void add_lines(json_object *a, const char *text)
+{
+    while (*text) {
+        size_t n = strcspn(text, "\n");
+        json_object_array_add(a, json_object_new_string_len(text, (int)n));
+        text += n + (text[n] ? 1 : 0);
+    }
+}
+
+/* No COMMAND: the image's Entrypoint and Cmd, as its User in its WorkingDir
+ * unless -u and -w say otherwise. */
+static int image_command(const char *handle, json_object *spec)
+{
+    _cleanup_free_ char *target = NULL;
+    _cleanup_json_ json_object *props = NULL, *argv = json_object_new_array();
+    if (asprintf(&target, "/containers/%s/properties", handle) < 0 || !argv)
+        return cli_error(-ENOMEM, "Out of memory");
+    int r = api_call("GET", target, NULL, &props);
+    if (r < 0)
+        return r;
+    add_lines(argv, jget_str(props, "cloche.image.entrypoint"));
+    add_lines(argv, jget_str(props, "cloche.image.cmd"));
+    size_t n = json_object_array_length(argv);
+    if (n == 0)
+        return cli_usage("run",
+                         "No COMMAND given, and the image of '%s' has no Cmd or "
+                         "Entrypoint",
+                         handle);
+    json_object_object_add(spec, "path", json_object_get(json_object_array_get_idx(argv, 0)));
+    json_object *args = json_object_new_array();
+    for (size_t i = 1; i < n; i++)
+        json_object_array_add(args, json_object_get(json_object_array_get_idx(argv, i)));
+    json_object_object_add(spec, "args", args);
+    const char *user = jget_str(props, "cloche.image.user"),
+               *dir = jget_str(props, "cloche.image.working-dir");
+    if (*user && !json_member(spec, "user"))
+        json_object_object_add(spec, "user", json_object_new_string(user));
+    if (*dir && !json_member(spec, "dir"))
+        json_object_object_add(spec, "dir", json_object_new_string(dir));
+    return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -545,18 +588,23 @@ int cmd_run(int argc, char **argv)
     }
     json_object_object_add(spec, "env", env);
     s.close_stdin = true;
-    if (argc - optind < 2)
-        return cli_usage(argv[0], "Expected: %s [OPTIONS] HANDLE COMMAND [ARG...]", argv[0]);
+    if (argc - optind < 1)
+        return cli_usage(argv[0], "Expected: %s [OPTIONS] HANDLE [COMMAND [ARG...]]", argv[0]);
     if (argc - optind - 2 > RUN_ARGS_MAX)
         return cli_usage(argv[0], "At most %d arguments", RUN_ARGS_MAX);
     s.handle = argv[optind];
     if ((r = check_name("handle", s.handle)) < 0)
         return r;
-    json_object_object_add(spec, "path", json_object_new_string(argv[optind + 1]));
-    json_object *args = json_object_new_array();
-    for (int i = optind + 2; i < argc; i++)
-        json_object_array_add(args, json_object_new_string(argv[i]));
-    json_object_object_add(spec, "args", args);
+    if (argc - optind == 1) {
+        if ((r = image_command(s.handle, spec)) < 0)
+            return r;
+    } else {
+        json_object_object_add(spec, "path", json_object_new_string(argv[optind + 1]));
+        json_object *args = json_object_new_array();
+        for (int i = optind + 2; i < argc; i++)
+            json_object_array_add(args, json_object_new_string(argv[i]));
+        json_object_object_add(spec, "args", args);
+    }
     if (s.tty) {
         unsigned cols = 80, rows = 24;
         window_size(&cols, &rows);
@@ -584,13 +632,13 @@ int cmd_attach(int argc, char **argv)
     static const struct option opts[] = {
         {"interactive", no_argument, NULL, 'i'},
         {"tty", no_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},
+        CLI_COMMON_OPTS,
         {},
     };
     _cleanup_(session_done) Session s = {0};
     int opt, r;
     s.ctl.fd = s.out.fd = s.err.fd = -EBADF;
-    while ((opt = getopt_long(argc, argv, "ith", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "itJh", opts, NULL)) != -1) {
         if ((r = cli_common_opt(opt, "attach")) != 0) {
             if (r < 0)
                 return r;

@@ -217,6 +217,9 @@ static json_object *record_to_json(const ContainerRecord *rec)
     if (rec->firewall_pending &&
         object_add(rt, "firewall_pending", json_object_new_boolean(true)) < 0)
         return NULL;
+    if (rec->stopped_by_client &&
+        object_add(rt, "stopped_by_client", json_object_new_boolean(true)) < 0)
+        return NULL;
     return TAKE_PTR(obj);
 }
 
@@ -355,6 +358,9 @@ static int record_from_json(json_object *obj, ContainerRecord *rec)
             return r;
         if ((v = json_member(rt, "firewall_pending")) &&
             json_get_bool(v, "firewall_pending", &rec->firewall_pending, &err) < 0)
+            return -EBADMSG;
+        if ((v = json_member(rt, "stopped_by_client")) &&
+            json_get_bool(v, "stopped_by_client", &rec->stopped_by_client, &err) < 0)
             return -EBADMSG;
     }
     return 0;

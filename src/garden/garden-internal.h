@@ -25,7 +25,8 @@ typedef enum ContainerPhase {
     PHASE_STOPPING,
     PHASE_STOPPED,
     PHASE_DESTROYING,
-    PHASE_GONE, /* torn down and out of the registry; only references remain */
+    PHASE_GONE,     /* torn down and out of the registry; only references remain */
+    PHASE_STARTING, /* a stopped container getting a new init (start.c) */
 } ContainerPhase;
 #define PHASE_MASK(p) (1u << (p))
 /* Where processes can be started and limits, ports and files changed. */
@@ -36,6 +37,7 @@ typedef enum ContainerTransition {
     TRANSITION_CREATE, /* also the undo of a failed or cancelled create */
     TRANSITION_STOP,
     TRANSITION_DESTROY,
+    TRANSITION_START, /* also its undo when it fails or a destroy cancels it */
 } ContainerTransition;
 
 struct Container {
@@ -48,9 +50,13 @@ struct Container {
     bool cancel;                    /* a destroy waits: the running create or stop gives up */
     unsigned ops;                   /* operations in flight (state_op_begin), under lock */
     unsigned teardown_failures;     /* failed destroys so far: the retry back-off */
+    bool start_after_reboot;        /* adopted at start-up, to be started (start.c) */
     ContainerRecord rec;            /* under lock */
-    GraceTimer grace;               /* under lock */
-    int64_t grace_scheduled_ns;     /* earliest deadline queued in the service, under lock */
+    /* The container's service (cloche_service), NULL when it has none: an alias
+     * of rec.spec.service, owned (and persisted) by the record. */
+    ServiceSpec *service;
+    GraceTimer grace;           /* under lock */
+    int64_t grace_scheduled_ns; /* earliest deadline queued in the service, under lock */
 
     /* Kernel objects (set once the container exists; torn down by destroy). */
     Cgroup *cgroup;
@@ -143,6 +149,9 @@ struct Garden {
     size_t n_restore, restore_next; /* restore_next under restore_lock */
     pthread_mutex_t restore_lock;
 
+    /* Events (events.c). */
+    GardenEvents *events;
+
     /* garden_image_size's cache, under lock. */
     struct ImageSize *image_sizes;
     size_t n_image_sizes;
@@ -164,6 +173,10 @@ int state_op_begin(Container *c, unsigned allowed, ApiError *reterr);
 void state_op_end(Container *c);
 int state_begin_stop(Container *c, ApiError *reterr);
 void state_end_stop(Container *c, bool stopped);
+/* Claim a start: waits for a create or stop to finish; 409 unless stopped. */
+int state_begin_start(Container *c, ApiError *reterr);
+/* started: active; otherwise stopped again. */
+void state_end_start(Container *c, bool started);
 /* Has a destroy asked the running create or stop to give up? */
 bool state_cancelled(Container *c);
 /* Claim the destroy: waits for (and cancels) a running create or stop and for the
@@ -185,13 +198,21 @@ int garden_kernel_setup(Garden *g);
 void garden_kernel_free(Garden *g);
 /* Re-attach to a restored container's kernel objects; -ESRCH if they are gone. */
 int garden_kernel_restore(Garden *g, Container *c);
-/* Before serving: take a restored container's id range, address and ports out of
- * the pools again (so no create gets them while it is being re-attached); the
- * undo, for one that turned out to be gone. */
-void garden_kernel_reserve(Garden *g, Container *c);
-void garden_kernel_unreserve(Garden *g, Container *c);
 /* Kill and remove the container's kernel objects (idempotent). */
 int garden_kernel_teardown(Garden *g, Container *c);
+/* Start a stopped container's kernel side again (its phase is starting): the
+ * old init (if any) ended, a new one over the same writable layer, with the same
+ * address, host ports, firewall rules, limits and bind mounts. On failure the
+ * container is left without an init (stopped); a destroy cleans up the rest. */
+int garden_kernel_start(Garden *g, Container *c, ApiError *reterr);
+/* End the init (and every process in its pid namespace) and the links and
+ * firewall state; what a start reuses stays. -EBUSY when the init does not die. */
+int garden_kernel_end_init(Garden *g, Container *c);
+/* A record whose kernel side is gone (a reboot): hold its ids, address and
+ * host ports again, so that garden_kernel_start can rebuild it. */
+int garden_kernel_reserve(Garden *g, Container *c);
+/* Give back what garden_kernel_reserve held. */
+void garden_kernel_unreserve(Garden *g, Container *c);
 /* Tear down what a record describes, for records that are not restored. */
 void garden_kernel_cleanup_record(Garden *g, const ContainerRecord *rec);
 void container_free_kernel(Container *c);
@@ -220,10 +241,14 @@ int garden_net_allocate(Garden *g, Container *c, ApiError *reterr);
 int garden_net_attach(Garden *g, Container *c, pid_t init_pid, ApiError *reterr);
 /* Undo both (idempotent). */
 void garden_net_release(Garden *g, Container *c);
-/* Restore: the address and ports back in their pools (garden_kernel_reserve), then
- * the firewall state checked against g->restore_chains (rebuilt when missing). */
-int garden_net_reserve(Garden *g, Container *c);
+/* Restore: the firewall state checked against g->restore_chains (rebuilt when
+ * missing); the address and ports were reserved before (garden_net_reserve). */
 int garden_net_restore(Garden *g, Container *c);
+/* The address and host ports of the record held in the pools again (restore). */
+void garden_net_reserve(Garden *g, Container *c);
+/* A stop before a start: the links and firewall state go, the address and host
+ * ports stay held (garden_net_attach makes them again). */
+void garden_net_detach(Garden *g, Container *c);
 /* After restoring: remove firewall state and links of containers that are gone. */
 void garden_net_prune(Garden *g);
 
@@ -278,6 +303,28 @@ void garden_end_shims(Garden *g, Container *c, int timeout_ms);
  * NULL-terminated; NULL on ENOMEM). */
 char **garden_cgroup_dirs(Garden *g, const char *handle);
 
+/* start.c */
+/* Record a client's Stop: state stopped, stopped_by_client, the cloche.state
+ * property (c->lock not held). */
+int garden_record_stopped(Garden *g, Container *c);
+/* At start-up, for a restored record whose init is gone: if its service's
+ * restart policy wants it back (and no client stopped it), hold its ids,
+ * address and ports and register it stopped, to be started by
+ * garden_reboot_start_all once every record is loaded. false: remove it. */
+bool garden_reboot_adopt(Garden *g, Container *c);
+void garden_reboot_start_all(Garden *g);
+
+/* events.c: the ring of events behind GET /cloche/events. */
+int garden_events_setup(Garden *g);
+/* Wake every reader waiting for events and make them return (shutdown). */
+void garden_events_stop(Garden *g);
+void garden_events_free(Garden *g);
+/* Record an event (type: created, started, stopped, destroyed, oom,
+ * service_exited, service_restarted, limits_changed); process_id and message
+ * may be NULL, exit_status -1 when there is none. Never blocks on readers. */
+void garden_event_emit(Garden *g, const char *type, const char *handle, const char *process_id,
+                       int exit_status, const char *message);
+
 /* registry.c */
 /* min(--max-containers, subnets of the pool): O(1), for every create. */
 uint64_t garden_max_containers(const Garden *g);
@@ -301,3 +348,24 @@ int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what);
  * anything else a 500; the message as it is. Returns r. When f holds nothing
  * (a garden callback filled reterr itself), reterr is left alone. */
 int garden_failure(ApiError *reterr, const Failure *f, int r);
+
+/* service.c (cloche_service) */
+#define GARDEN_LOGS_DIR "logs"      /* <container>/logs/<process id>.log[.N] */
+#define GARDEN_SERVICE_ID "service" /* the service's process id */
+/* Start the service process (id "service") of an active container that has one;
+ * 0 when it has none or it runs already. Create calls it; so does start. */
+int container_service_start(Garden *g, Container *c, ApiError *reterr);
+/* Tell the service's monitor to start it no more (Stop, before its SIGTERM). */
+void garden_service_quit(Garden *g, Container *c);
+/* A service with no path takes the image's Entrypoint/Cmd, WorkingDir and User. */
+int garden_service_apply_image(ServiceSpec *service, const ImageConfig *ic);
+/* process.c: Run, supervised by the monitor when service is not NULL. */
+int garden_run_supervised(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
+                          char **ret_id, ApiError *reterr);
+/* process.c: an O_PATH fd of the process directory of id. */
+int garden_process_dir_fd(Garden *g, Container *c, const char *id, int *ret);
+/* 1 when process id runs (or waits out a back-off); otherwise its directory is
+ * removed (0), so the id can be used again. */
+int garden_process_forget_finished(Garden *g, Container *c, const char *id);
+/* Is the monitor recorded in the process directory still alive? */
+bool garden_process_monitored(int dirfd);

@@ -83,6 +83,8 @@ static int apply_config(ContainerSpec *spec, const ImagePulled *img)
     if (r >= 0)
         r = set_list(&spec->properties, "cloche.image.exposed-ports", ic->exposed_ports,
                      ic->n_exposed_ports);
+    if (r >= 0 && spec->service)
+        r = garden_service_apply_image(spec->service, ic);
     return r;
 }
 
@@ -206,8 +208,8 @@ int garden_image_import(Garden *g, const char *name_tag, int fd, char **ret_dige
     return image_store_import(g->cfg.images, name_tag, fd, ret_digest, reterr);
 }
 
-int garden_container_commit(Garden *g, Container *c, const char *name_tag, char **ret_digest,
-                            ApiError *reterr)
+int garden_container_commit(Garden *g, Container *c, const char *name_tag,
+                            const ImageCommitOptions *opts, char **ret_digest, ApiError *reterr)
 {
     if (!g->cfg.images)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_GENERIC,
@@ -228,7 +230,7 @@ int garden_container_commit(Garden *g, Container *c, const char *name_tag, char 
     if (asprintf(&upper, "%s/rootfs/upper", dir) < 0)
         return -ENOMEM;
     return image_store_commit(g->cfg.images, digest, rootfs ? rootfs : "", upper, shift, name_tag,
-                              ret_digest, reterr);
+                              opts, ret_digest, reterr);
 }
 
 int garden_image_export(Garden *g, const char *uri, ImageWriteFn fn, void *userdata,

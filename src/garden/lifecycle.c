@@ -255,30 +255,6 @@ int garden_kernel_restore(Garden *g, Container *c)
     return 0;
 }
 
-void garden_kernel_reserve(Garden *g, Container *c)
-{
-    ContainerRecord *rec = &c->rec;
-    if (!rec->spec.privileged && rec->uid_base && rec->uid_base != SANDBOX_SHARED_ROOT) {
-        int r = idpool_reserve(g->ids, rec->uid_base);
-        if (r < 0)
-            log_warn("Container '%s' has id range %u, which %s", rec->handle, rec->uid_base,
-                     r == -EEXIST ? "another container also claims" : "is outside the pool");
-        c->uid_reserved = r >= 0;
-    }
-    if (g->net_ready)
-        c->net_reserved = garden_net_reserve(g, c) >= 0;
-}
-
-void garden_kernel_unreserve(Garden *g, Container *c)
-{
-    if (c->net_reserved)
-        garden_net_release(g, c);
-    c->net_reserved = false;
-    if (c->uid_reserved)
-        idpool_release(g->ids, c->rec.uid_base);
-    c->uid_reserved = false;
-}
-
 static int generate_handle(char **ret)
 {
     uint8_t b[16];
@@ -449,18 +425,28 @@ static int prepare_network(pid_t pid, void *userdata)
     return r;
 }
 
-/* Between the steps of create: crash here if the tests ask, and give up if a
- * destroy is waiting for this create. */
-static int create_step(Container *c, const char *point, ApiError *reterr)
+/* Between the steps of create and start: crash here if the tests ask, and give
+ * up if a destroy is waiting for this create or start. */
+static int kernel_step(Container *c, const char *op, const char *what, ApiError *reterr)
 {
+    char point[64];
+    snprintf(point, sizeof(point), "%s.%s", op, what);
     testhook_point(point);
     if (testhook_fault(point))
         return api_internal_error(reterr, -EIO, "Test fault at '%s'", point);
     if (state_cancelled(c))
         return api_errorf(reterr, -ECANCELED, 409, GARDEN_ERR_GENERIC,
-                          "Container '%s' was destroyed while it was being created", c->rec.handle);
+                          "Container '%s' was destroyed while it was being %s", c->rec.handle,
+                          strcmp(op, "create") == 0 ? "created" : "started");
     return 0;
 }
+
+static int create_step(Container *c, const char *point, ApiError *reterr)
+{
+    return kernel_step(c, "create", point + strlen("create."), reterr);
+}
+
+static int build_kernel(Garden *g, Container *c, const char *op, const char *dir, ApiError *reterr);
 
 /* Everything kernel-side for a registered, persisted CREATING container. */
 static int create_kernel(Garden *g, Container *c, ApiError *reterr)
@@ -484,7 +470,6 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     }
     if ((r = create_step(c, "create.ids", reterr)) < 0)
         return r;
-    int64_t t0 = grace_now();
     if (g->net_ready) {
         r = garden_net_allocate(g, c, reterr);
         if (r < 0)
@@ -492,7 +477,21 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     }
     if ((r = create_step(c, "create.address", reterr)) < 0)
         return r;
-    r = write_etc_files(g, dir, rec);
+    return build_kernel(g, c, "create", dir, reterr);
+}
+
+/* The kernel objects a container's record describes, after its ids and address
+ * are held: /etc files, disk, cgroups, the init with its namespaces and mounts
+ * over the writable layer, links and firewall state, bandwidth. Create makes them
+ * all; start reuses the disk and cgroups a stop left and makes what is missing
+ * (after a reboot, everything). */
+static int build_kernel(Garden *g, Container *c, const char *op, const char *dir, ApiError *reterr)
+{
+    ContainerRecord *rec = &c->rec;
+    const ContainerSpec *spec = &rec->spec;
+    bool starting = strcmp(op, "start") == 0;
+    int64_t t0 = grace_now();
+    int r = write_etc_files(g, dir, rec);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to write the container's /etc files");
 
@@ -502,21 +501,27 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
         r = garden_disk_limit(g, rec, &spec->limits.disk, &dl, reterr);
         if (r < 0)
             return r;
-        r = disk_attach(dir, &dl, spec->privileged ? 0 : rec->uid_base);
+        /* A start mounts the writable layer's disk again (a reboot unmounted it). */
+        r = starting ? disk_reattach(dir, &dl)
+                     : disk_attach(dir, &dl, spec->privileged ? 0 : rec->uid_base);
         if (r < 0)
             return api_errorf(reterr, r, r == -EINVAL ? 400 : 500, GARDEN_ERR_GENERIC,
                               "Failed to set up the container's disk limit: %s", strerror(-r));
-        if ((r = create_step(c, "create.disk", reterr)) < 0)
+        if ((r = kernel_step(c, op, "disk", reterr)) < 0)
             return r;
     }
-    Cgroup *cg = NULL;
-    r = cgroup_create(g->cgroups, rec->handle, &cg);
-    if (r < 0)
-        return api_internal_error(reterr, r, "Failed to create the container's cgroups");
-    pthread_mutex_lock(&c->lock);
-    c->cgroup = cg;
-    pthread_mutex_unlock(&c->lock);
-    if ((r = create_step(c, "create.cgroup", reterr)) < 0)
+    Cgroup *cg = c->cgroup; /* a stopped container's, kept with its limits and counters */
+    if (!cg) {
+        r = cgroup_create(g->cgroups, rec->handle, &cg);
+        if (r == -EEXIST && starting)
+            r = cgroup_open_existing(g->cgroups, rec->handle, &cg);
+        if (r < 0)
+            return api_internal_error(reterr, r, "Failed to create the container's cgroups");
+        pthread_mutex_lock(&c->lock);
+        c->cgroup = cg;
+        pthread_mutex_unlock(&c->lock);
+    }
+    if ((r = kernel_step(c, op, "cgroup", reterr)) < 0)
         return r;
     r = cgroup_set_devices(cg, spec->privileged);
     if (r < 0)
@@ -581,7 +586,7 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     rec->init_pid = init.pid;
     rec->init_start_time = init.start_time;
     pthread_mutex_unlock(&c->lock);
-    if ((r = create_step(c, "create.sandbox", reterr)) < 0)
+    if ((r = kernel_step(c, op, "sandbox", reterr)) < 0)
         return r;
     if (g->net_ready) {
         if (spec->limits.bandwidth.rate) {
@@ -590,7 +595,7 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
                 return r;
         }
     }
-    return create_step(c, "create.limits", reterr);
+    return kernel_step(c, op, "limits", reterr);
 }
 
 int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *reterr)
@@ -615,6 +620,11 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     r = garden_image_resolve(g, spec, &rec.rootfs, reterr); /* docker://, oci:// */
     if (r == 0)
         r = resolve_image(g, spec, &rec.rootfs, reterr);
+    if (r >= 0 && spec->service && !spec->service->path) {
+        free(rec.rootfs);
+        return api_bad_request(reterr, "'cloche_service' has no 'path', and the container's root "
+                                       "file system is not an image with an Entrypoint or Cmd");
+    }
     if (r < 0)
         return r;
     struct timespec now;
@@ -630,6 +640,8 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         r = strmap_set(&rec.properties, "garden.state", "created");
     if (r >= 0)
         r = strmap_set(&rec.properties, "garden.grace-time", grace);
+    if (r >= 0)
+        r = strmap_set(&rec.properties, "cloche.state", "active");
     if (r < 0) {
         container_record_done(&rec);
         return api_internal_error(reterr, r, "Failed to prepare the container");
@@ -707,10 +719,94 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     garden_oom_watch(g, c);
     garden_arm_grace(g, c);
     state_end_create(c);
+    garden_event_emit(g, "created", handle, NULL, -1, NULL);
+    if (c->service && (r = container_service_start(g, c, reterr)) < 0) {
+        /* A container whose service cannot start is not created. */
+        log_info("Creating container '%s' failed: its service: %s", handle, reterr->message);
+        ApiError ignore;
+        (void)garden_destroy(g, handle, &ignore);
+        container_unref(c);
+        return r;
+    }
     log_debug("Container '%s': created in %.2f ms", handle, (double)(grace_now() - started) / 1e6);
     *ret_handle = strdup(handle);
     container_unref(c);
     return *ret_handle ? 0 : api_internal_error(reterr, -ENOMEM, "Out of memory");
+}
+
+/* End the container's init (and with it every process in its pid namespace)
+ * and its links and firewall state; the address, host ports, ids, cgroups and
+ * writable layer stay. -EBUSY when the init does not die. */
+int garden_kernel_end_init(Garden *g, Container *c)
+{
+    if (!init_gone(c))
+        return -EBUSY;
+    garden_end_shims(g, c, 2000);
+    pthread_mutex_lock(&c->lock);
+    if (c->init_pidfd >= 0)
+        close(c->init_pidfd);
+    c->init_pidfd = -1;
+    c->init_is_child = false;
+    c->rec.init_pid = 0;
+    c->rec.init_start_time = 0;
+    pthread_mutex_unlock(&c->lock);
+    if (g->net_ready)
+        garden_net_detach(g, c);
+    return 0;
+}
+
+int garden_kernel_start(Garden *g, Container *c, ApiError *reterr)
+{
+    _cleanup_free_ char *dir = NULL;
+    int r = depot_container_path(g->depot, c->rec.handle, &dir);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to find the container's directory");
+    r = garden_kernel_end_init(g, c);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to end the old init of '%s'", c->rec.handle);
+    /* Stopped without an init from here until the start is recorded: a daemon
+     * restarted meanwhile keeps the container so (see garden_reboot_adopt). */
+    pthread_mutex_lock(&c->lock);
+    r = garden_persist(g, c);
+    pthread_mutex_unlock(&c->lock);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to persist container '%s'", c->rec.handle);
+    r = kernel_step(c, "start", "ended", reterr);
+    if (r >= 0)
+        r = build_kernel(g, c, "start", dir, reterr);
+    if (r < 0) {
+        /* Back to stopped, without an init: a later start or a destroy goes on
+         * from there. */
+        int k = garden_kernel_end_init(g, c);
+        if (k < 0)
+            log_warn_errno(k, "Container '%s': the init of a failed start does not die: %m",
+                           c->rec.handle);
+    }
+    return r;
+}
+
+int garden_kernel_reserve(Garden *g, Container *c)
+{
+    ContainerRecord *rec = &c->rec;
+    if (!rec->spec.privileged && rec->uid_base && rec->uid_base != SANDBOX_SHARED_ROOT) {
+        int r = idpool_reserve(g->ids, rec->uid_base);
+        if (r < 0)
+            return r;
+    }
+    if (g->net_ready)
+        garden_net_reserve(g, c);
+    return 0;
+}
+
+void garden_kernel_unreserve(Garden *g, Container *c)
+{
+    if (g->net_ready)
+        garden_net_release(g, c);
+    pthread_mutex_lock(&c->lock);
+    uint32_t uid_base = c->rec.spec.privileged ? 0 : c->rec.uid_base;
+    pthread_mutex_unlock(&c->lock);
+    if (uid_base && uid_base != SANDBOX_SHARED_ROOT && g->ids)
+        idpool_release(g->ids, uid_base);
 }
 
 /* Signal every process of the container but its init; returns how many remain. */
@@ -741,6 +837,7 @@ int garden_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
         return api_errorf(reterr, -ESRCH, 409, GARDEN_ERR_GENERIC,
                           "Container '%s' has no processes to stop", c->rec.handle);
     }
+    garden_service_quit(g, c);
     /* A destroy waiting for this stop cuts the grace period short. */
     if (!kill_now && signal_all_but_init(c, SIGTERM) > 0) {
         for (int waited = 0; waited < STOP_GRACE_MS && !state_cancelled(c); waited += 50) {
@@ -753,16 +850,11 @@ int garden_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
         usleep(20000);
     garden_end_shims(g, c, 2000);
 
-    pthread_mutex_lock(&c->lock);
-    ContainerState old = c->rec.state;
-    c->rec.state = CONTAINER_STATE_STOPPED;
-    r = garden_persist(g, c);
-    if (r < 0)
-        c->rec.state = old;
-    pthread_mutex_unlock(&c->lock);
+    r = garden_record_stopped(g, c);
     state_end_stop(c, r >= 0);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to persist the stopped state");
+    garden_event_emit(g, "stopped", c->rec.handle, NULL, -1, kill_now ? "killed" : NULL);
     return 0;
 }
 

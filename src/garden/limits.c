@@ -150,6 +150,25 @@ static void limits_revert(Garden *g, Container *c, LimitKind kind, const Limits 
                        c->rec.handle);
 }
 
+/* The event message of a limit change: which kind changed. */
+static const char *limit_kind_name(LimitKind kind)
+{
+    switch (kind) {
+    case LIMIT_KIND_MEMORY:
+        return "memory";
+    case LIMIT_KIND_CPU:
+        return "cpu";
+    case LIMIT_KIND_PIDS:
+        return "pids";
+    case LIMIT_KIND_DISK:
+        return "disk";
+    case LIMIT_KIND_BANDWIDTH:
+        return "bandwidth";
+    default:
+        return NULL;
+    }
+}
+
 int container_set_limits(Garden *g, Container *c, LimitKind kind, const Limits *in,
                          ApiError *reterr)
 {
@@ -243,6 +262,8 @@ int container_set_limits(Garden *g, Container *c, LimitKind kind, const Limits *
         rec->spec.limits = old;
         limits_revert(g, c, kind, &old);
         api_internal_error(reterr, r, "Failed to persist the limits");
+    } else {
+        garden_event_emit(g, "limits_changed", rec->handle, NULL, -1, limit_kind_name(kind));
     }
 out:
     pthread_mutex_unlock(&c->lock);

@@ -595,11 +595,11 @@ void garden_net_release(Garden *g, Container *c)
 
 /* ---- restore ------------------------------------------------------------ */
 
-int garden_net_reserve(Garden *g, Container *c)
+void garden_net_reserve(Garden *g, Container *c)
 {
     ContainerRecord *rec = &c->rec;
     if (!rec->net.id)
-        return -ENOENT;
+        return;
     NetLease lease = {
         .subnet = {.network = rec->net.subnet, .prefix = rec->net.prefix},
         .gateway = rec->net.gateway,
@@ -622,7 +622,42 @@ int garden_net_reserve(Garden *g, Container *c)
             g->net_counter = v + 1;
         pthread_mutex_unlock(&g->net_lock);
     }
-    return r;
+}
+
+void garden_net_detach(Garden *g, Container *c)
+{
+    pthread_mutex_lock(&c->lock);
+    ContainerRecord view = {.handle = c->rec.handle, .net = c->rec.net};
+    bool shaped = c->rec.spec.limits.bandwidth.rate != 0;
+    c->net_attached = false;
+    pthread_mutex_unlock(&c->lock);
+    if (!view.net.id)
+        return;
+    char host_if[NAME_BUF], container_if[NAME_BUF], bridge[NAME_BUF];
+    net_names(g, &view.net, host_if, container_if, bridge);
+    FirewallContainer fc;
+    firewall_container(g, &view, bridge, &fc);
+    _cleanup_free_ FirewallNetIn *in = firewall_netin(&view.net);
+    pthread_mutex_lock(&g->net_lock);
+    if (in) {
+        int r = firewall_remove_container(g->firewall, &fc, in, view.net.n_netin, false);
+        if (r < 0)
+            log_warn_errno(r, "Failed to remove the firewall state of '%s': %m: %s", view.handle,
+                           firewall_last_error(g->firewall));
+    }
+    pthread_mutex_unlock(&g->net_lock);
+    /* The pair would die with the old network namespace, but asynchronously: its
+     * name is needed again now. */
+    int r = netdev_delete(g->netdev, host_if);
+    if (r < 0 && r != -ENODEV && r != -ENOENT)
+        log_warn_errno(r, "Failed to delete '%s': %m", host_if);
+    if (shaped) {
+        char ifb[NAME_BUF];
+        ifb_name(g, &view.net, ifb);
+        r = netdev_delete(g->netdev, ifb);
+        if (r < 0 && r != -ENODEV && r != -ENOENT)
+            log_warn_errno(r, "Failed to delete '%s': %m", ifb);
+    }
 }
 
 int garden_net_restore(Garden *g, Container *c)

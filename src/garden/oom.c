@@ -4,6 +4,8 @@
  * last one seen, so a kill while the daemon was down shows up at restore, and
  * spurious wake-ups change nothing. A kill adds "oom" to the container's Events. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -29,6 +31,12 @@ static bool oom_check_locked(Garden *g, Container *c)
         return false;
     if (count <= c->oom_count && !(count > 0 && !strmap_get(&c->rec.events, "oom")))
         return false;
+    /* Every new kill is an event; at the first watch, only one not yet recorded. */
+    if (count > 0 && (c->oom_count > 0 || !strmap_get(&c->rec.events, "oom"))) {
+        char message[64];
+        snprintf(message, sizeof(message), "%" PRIu64 " process(es) killed so far", count);
+        garden_event_emit(g, "oom", c->rec.handle, NULL, -1, message);
+    }
     c->oom_count = count;
     if (count == 0 || strmap_get(&c->rec.events, "oom"))
         return true;

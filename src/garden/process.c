@@ -202,20 +202,55 @@ static size_t count_entries(int dirfd)
 
 static void prune_finished(Garden *g, Container *c, int pdir);
 
-static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
+static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
+                       char **ret_id, ApiError *reterr);
 
 int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
+{
+    return garden_run_supervised(g, c, spec, NULL, ret_id, reterr);
+}
+
+int garden_run_supervised(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
+                          char **ret_id, ApiError *reterr)
 {
     /* Held while the process starts: a destroy waits for it, then ends it. */
     int r = state_op_begin(c, PHASES_RUNNING, reterr);
     if (r < 0)
         return r;
-    r = run_claimed(g, c, spec, ret_id, reterr);
+    r = run_claimed(g, c, spec, service, ret_id, reterr);
     state_op_end(c);
     return r;
 }
 
-static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
+/* <container>/logs/<id>.log (malloc'd), its directory created. */
+static int log_file_path(Garden *g, Container *c, const char *id, char **ret)
+{
+    _cleanup_free_ char *dir = NULL;
+    int r = depot_container_path(g->depot, c->rec.handle, &dir);
+    if (r < 0)
+        return r;
+    if (asprintf(ret, "%s/" GARDEN_LOGS_DIR "/%s.log", dir, id) < 0)
+        return -ENOMEM;
+    char *slash = strrchr(*ret, '/');
+    *slash = '\0';
+    r = mkdir(*ret, 0700) < 0 && errno != EEXIST ? -errno : 0;
+    *slash = '/';
+    /* There from the start, so a reader tells a process that logs from one that
+     * does not before the first line. */
+    int fd = r < 0 ? -1 : open(*ret, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0640);
+    if (r >= 0 && fd < 0)
+        r = -errno;
+    if (fd >= 0)
+        close(fd);
+    if (r < 0) {
+        free(*ret);
+        *ret = NULL;
+    }
+    return r;
+}
+
+static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
+                       char **ret_id, ApiError *reterr)
 {
     if (!g->cfg.shim_path || !c->cgroup)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
@@ -268,8 +303,20 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         return api_internal_error(reterr, dirfd < 0 ? -errno : -ENOMEM,
                                   "Failed to prepare the process");
     }
+    _cleanup_free_ char *log_path = NULL;
+    if ((service || spec->cloche_log) && (r = log_file_path(g, c, id, &log_path)) < 0) {
+        (void)rm_rf_at(pdir, id);
+        return api_internal_error(reterr, r, "Failed to prepare the log directory");
+    }
     ProcRlimit rlimits[_RLIMIT_KIND_MAX];
     size_t n_rlimits = process_rlimits(&spec->rlimits, rlimits);
+    ProcRestart restart = {0};
+    if (service)
+        restart = (ProcRestart){.policy = service_restart_to_string(service->restart),
+                                .max_restarts = service->max_restarts,
+                                .backoff_initial_ms = service->backoff_initial_ms,
+                                .backoff_max_ms = service->backoff_max_ms,
+                                .backoff_reset_ms = service->backoff_reset_ms};
     /* Created (owned by the user) if missing, as guardian does. */
     const char *dir = spec->dir && *spec->dir ? spec->dir : user.home;
     ProcLaunch launch = {
@@ -289,6 +336,10 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, char **ret_id
         .linger = DEFAULT_LINGER,
         .confine = garden_confine_plan(g, c->rec.spec.privileged),
         .seccomp = garden_seccomp_path(g, c->rec.spec.privileged),
+        .restart = service ? &restart : NULL,
+        .log_path = log_path,
+        .log_max_size = service ? service->log_max_size : 0,
+        .log_max_files = service ? service->log_max_files : 0,
     };
     r = proc_write_spec(dirfd, &launch);
     if (r < 0) {
@@ -463,19 +514,83 @@ void garden_end_shims(Garden *g, Container *c, int timeout_ms)
     for_each_process(g, c, kill_shim, NULL);
 }
 
+typedef struct Prune {
+    int pdir;
+    int logs; /* <container>/logs, or -1 */
+} Prune;
+
+/* id.log, id.log.1, ... (the rotation leaves no gaps). */
+static void remove_logs(int logs, const char *id)
+{
+    char name[SPEC_HANDLE_MAX + 16];
+    snprintf(name, sizeof(name), "%s.log", id);
+    if (unlinkat(logs, name, 0) < 0 && errno == ENOENT)
+        return;
+    for (unsigned i = 1; i <= SERVICE_LOG_FILES_MAX; i++) {
+        snprintf(name, sizeof(name), "%s.log.%u", id, i);
+        if (unlinkat(logs, name, 0) < 0)
+            break;
+    }
+}
+
 static void remove_if_finished(int dirfd, const char *id, void *userdata)
 {
-    int pdir = *(int *)userdata;
+    Prune *p = userdata;
     int status;
     /* Finished and no monitor left to serve a late attach: its status has been
-     * delivered or has waited out the shim's linger time. */
-    if (proc_read_exit(dirfd, &status) == 0 && !shim_alive(dirfd, NULL))
-        (void)rm_rf_at(pdir, id);
+     * delivered or has waited out the shim's linger time. Its log files (a
+     * cloche_log process) go with it, so they stay bounded too. */
+    if (proc_read_exit(dirfd, &status) == 0 && !shim_alive(dirfd, NULL)) {
+        (void)rm_rf_at(p->pdir, id);
+        if (p->logs >= 0 && strcmp(id, GARDEN_SERVICE_ID) != 0)
+            remove_logs(p->logs, id);
+    }
 }
 
 /* Forget finished processes, so a long-lived container running many short ones
  * never reaches PROCESSES_MAX. */
 static void prune_finished(Garden *g, Container *c, int pdir)
 {
-    for_each_process(g, c, remove_if_finished, &pdir);
+    _cleanup_close_ int cdir = -EBADF;
+    Prune p = {.pdir = pdir, .logs = -1};
+    if (container_dir_fd(g, c, &cdir) >= 0)
+        p.logs = openat(cdir, GARDEN_LOGS_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    for_each_process(g, c, remove_if_finished, &p);
+    if (p.logs >= 0)
+        close(p.logs);
+}
+
+int garden_process_dir_fd(Garden *g, Container *c, const char *id, int *ret)
+{
+    _cleanup_close_ int pdir = -EBADF;
+    int r = processes_dir_fd(g, c, false, &pdir);
+    if (r < 0)
+        return r;
+    int fd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    *ret = fd;
+    return 0;
+}
+
+int garden_process_forget_finished(Garden *g, Container *c, const char *id)
+{
+    _cleanup_close_ int pdir = -EBADF;
+    if (processes_dir_fd(g, c, false, &pdir) < 0)
+        return 0;
+    _cleanup_close_ int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dirfd < 0)
+        return 0;
+    int status;
+    if (proc_read_exit(dirfd, &status) < 0 && shim_alive(dirfd, NULL))
+        return 1;
+    /* Its monitor may still linger for a late attach: end it first. */
+    kill_shim(dirfd, id, NULL);
+    int r = rm_rf_at(pdir, id);
+    return r < 0 ? r : 0;
+}
+
+bool garden_process_monitored(int dirfd)
+{
+    return shim_alive(dirfd, NULL);
 }

@@ -37,6 +37,7 @@ Container *container_new(ContainerRecord *rec)
     pthread_mutex_init(&c->lock, NULL);
     c->rec = *rec;
     *rec = (ContainerRecord){0};
+    c->service = c->rec.spec.service;
     state_init(c, c->rec.state);
     c->grace_scheduled_ns = GRACE_NEVER;
     c->init_pidfd = -1;
@@ -148,6 +149,9 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     r = hashmap_new(&g->containers);
     if (r < 0)
         goto fail;
+    r = garden_events_setup(g);
+    if (r < 0)
+        goto fail;
     garden_images_attach(g, true);
     r = depot_open(cfg->depot_path, &g->depot);
     if (r < 0)
@@ -182,6 +186,7 @@ void garden_free(Garden *g)
         return;
     garden_restore_join(g);
     garden_images_attach(g, false);
+    garden_events_stop(g);
     grace_service_stop(g->grace);
     garden_sampler_stop(g);
     if (g->containers) {
@@ -200,6 +205,7 @@ void garden_free(Garden *g)
     for (size_t i = 0; i < g->n_image_sizes; i++)
         free(g->image_sizes[i].path);
     free(g->image_sizes);
+    garden_events_free(g);
     pthread_mutex_destroy(&g->lock);
     free(g);
 }
@@ -465,6 +471,7 @@ static int garden_destroy_claimed(Garden *g, Container *c, ApiError *reterr)
                                   "Failed to %s container '%s'; it is being retried in the "
                                   "background",
                                   what, c->rec.handle);
+    garden_event_emit(g, "destroyed", c->rec.handle, NULL, -1, NULL);
     return 0;
 }
 

@@ -44,17 +44,48 @@ static void restore_finish(Container *c, bool gone)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* Before serving: the container's id range, address and ports taken out of the
+ * pools again, so no create gets them while it is being re-attached. */
+static void restore_reserve(Garden *g, Container *c)
+{
+    ContainerRecord *rec = &c->rec;
+    if (!rec->spec.privileged && rec->uid_base && rec->uid_base != SANDBOX_SHARED_ROOT) {
+        int r = idpool_reserve(g->ids, rec->uid_base);
+        if (r < 0)
+            log_warn("Container '%s' has id range %u, which %s", rec->handle, rec->uid_base,
+                     r == -EEXIST ? "another container also claims" : "is outside the pool");
+        c->uid_reserved = r >= 0;
+    }
+    if (g->net_ready && rec->net.id) {
+        garden_net_reserve(g, c);
+        c->net_reserved = true;
+    }
+}
+
+/* The undo, for a container found gone: only what restore_reserve took. */
+static void restore_unreserve(Garden *g, Container *c)
+{
+    if (c->net_reserved)
+        garden_net_release(g, c);
+    c->net_reserved = false;
+    if (c->uid_reserved)
+        idpool_release(g->ids, c->rec.uid_base);
+    c->uid_reserved = false;
+}
+
 /* A container whose init is gone (a reboot, or killed behind our back): never
- * left half alive. Everything it held goes back, then the registry lets go. */
+ * left half alive (unless garden_reboot_adopt keeps it, stopped). Everything it held goes back, then the registry lets go. */
 static void restore_drop(Garden *g, Container *c)
 {
     log_warn("Container '%s' lost its processes while the daemon was down; removing it",
              c->rec.handle);
-    garden_kernel_unreserve(g, c);
+    restore_unreserve(g, c);
     garden_kernel_cleanup_record(g, &c->rec);
     int k = depot_container_remove(g->depot, c->rec.handle);
     if (k < 0)
         log_warn_errno(k, "Failed to remove '%s' from the depot: %m", c->rec.handle);
+    garden_event_emit(g, "destroyed", c->rec.handle, NULL, -1,
+                      "lost its processes while the daemon was down");
     restore_finish(c, true);
     garden_unregister(g, c);
 }
@@ -64,6 +95,12 @@ static void restore_one(Garden *g, Container *c)
 {
     testhook_point("restore.container");
     if (garden_kernel_restore(g, c) < 0) {
+        /* A reboot took it, and its service's restart policy brings it back (or
+         * a start had ended its init): kept, stopped, reservations held. */
+        if (garden_reboot_adopt(g, c)) {
+            restore_finish(c, false);
+            return;
+        }
         restore_drop(g, c);
         return;
     }
@@ -119,6 +156,7 @@ static void *restore_pool(void *userdata)
     g->restore_list = NULL;
     firewall_chain_set_free(g->restore_chains);
     g->restore_chains = NULL;
+    garden_reboot_start_all(g);
     return NULL;
 }
 
@@ -185,13 +223,13 @@ int garden_restore_start(Garden *g)
             continue;
         }
         if (kernel) {
-            garden_kernel_reserve(g, c);
+            restore_reserve(g, c);
             c->restoring = true;
         }
         atomic_fetch_add(&c->refcount, 1); /* the restore list's */
         if (garden_insert(g, c) < 0) {
             log_error("Failed to restore container '%s'", c->rec.handle);
-            garden_kernel_unreserve(g, c);
+            restore_unreserve(g, c);
             container_unref(c);
             container_unref(c);
             continue;

@@ -30,6 +30,7 @@ static const char *const phase_names[] = {
     [PHASE_CREATING] = "being created", [PHASE_ACTIVE] = "active",
     [PHASE_STOPPING] = "stopping",      [PHASE_STOPPED] = "stopped",
     [PHASE_DESTROYING] = "destroying",  [PHASE_GONE] = "gone",
+    [PHASE_STARTING] = "starting",
 };
 
 const char *state_phase_name(ContainerPhase p)
@@ -61,12 +62,14 @@ void state_init(Container *c, ContainerState persisted)
 }
 
 /* The state a phase is written to the depot as (a stop in progress is still
- * active: a daemon restarted mid-stop finds the container as it was). */
+ * active, a start still stopped: a daemon restarted in the middle finds the
+ * container as it was). */
 static ContainerState persisted_state(ContainerPhase p)
 {
     switch (p) {
     case PHASE_CREATING:
         return CONTAINER_STATE_CREATING;
+    case PHASE_STARTING:
     case PHASE_STOPPED:
         return CONTAINER_STATE_STOPPED;
     case PHASE_DESTROYING:
@@ -174,6 +177,46 @@ void state_end_stop(Container *c, bool stopped)
     pthread_mutex_lock(&c->lock);
     c->transition = TRANSITION_NONE;
     state_set_phase_locked(c, stopped ? PHASE_STOPPED : c->stop_from);
+    pthread_mutex_unlock(&c->lock);
+}
+
+int state_begin_start(Container *c, ApiError *reterr)
+{
+    struct timespec deadline = deadline_in(STATE_WAIT_S);
+    pthread_mutex_lock(&c->lock);
+    while (c->transition != TRANSITION_NONE && c->transition != TRANSITION_DESTROY) {
+        if (!wait_changed(c, &deadline)) {
+            int r = busy_error(c, reterr);
+            pthread_mutex_unlock(&c->lock);
+            return r;
+        }
+    }
+    int r = 0;
+    if (c->phase == PHASE_STOPPED) {
+        c->transition = TRANSITION_START;
+        state_set_phase_locked(c, PHASE_STARTING);
+        /* Operations on the stopped container (file streams) finish first. */
+        while (c->ops > 0)
+            pthread_cond_wait(&c->changed, &c->lock);
+    } else if (c->phase == PHASE_DESTROYING || c->phase == PHASE_GONE) {
+        r = api_container_not_found(reterr, c->rec.handle);
+    } else {
+        /* cloche's choice: starting an active container is a conflict, not a no-op,
+         * so a client learns that nothing was restarted. */
+        r = api_errorf(reterr, -EBUSY, 409, GARDEN_ERR_GENERIC,
+                       "Container '%s' is %s, not stopped: only a stopped container can be "
+                       "started (restart stops and starts)",
+                       c->rec.handle, state_phase_name(c->phase));
+    }
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+void state_end_start(Container *c, bool started)
+{
+    pthread_mutex_lock(&c->lock);
+    c->transition = TRANSITION_NONE;
+    state_set_phase_locked(c, started ? PHASE_ACTIVE : PHASE_STOPPED);
     pthread_mutex_unlock(&c->lock);
 }
 

@@ -132,6 +132,13 @@ int manifest_append_layer(const char *data, size_t len, const Descriptor *d, cha
 /* commit.c: a layer directory (overlayfs form, ids from shift) as an image-form
  * layer tar written to out_fd; the SHA-256 and size of a whole file. */
 int layer_dir_to_tar(int dirfd, uint32_t shift, int out_fd);
+/* manifest.c: the manifest with its config descriptor replaced. */
+int manifest_set_config(const char *data, size_t len, const char *digest, uint64_t size, char **ret,
+                        size_t *ret_len);
+/* config.c: the config JSON with a commit's changes; diff_id (the new layer's,
+ * or NULL for none) and parent (or NULL) recorded. */
+int image_config_patch(const char *data, size_t len, const ImageConfigPatch *p, const char *diff_id,
+                       const char *parent, char **ret, size_t *ret_len);
 int sha256_of_fd(int fd, char out[72], uint64_t *ret_size);
 int store_layers_fd(ImageStore *s);
 int store_tag_digest(ImageStore *s, const char *name, char **ret);

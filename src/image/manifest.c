@@ -285,3 +285,19 @@ int manifest_append_layer(const char *data, size_t len, const Descriptor *d, cha
     *ret = json_serialize(o, ret_len);
     return *ret ? 0 : -ENOMEM;
 }
+
+int manifest_set_config(const char *data, size_t len, const char *digest, uint64_t size, char **ret,
+                        size_t *ret_len)
+{
+    _cleanup_json_ json_object *o = NULL;
+    ApiError ignored = {0};
+    if (json_parse_strict(data, len, &o, &ignored) < 0 || !o)
+        return -EBADMSG;
+    json_object *c = json_member(o, "config");
+    if (!c || !json_object_is_type(c, json_type_object))
+        return -EBADMSG;
+    json_object_object_add(c, "digest", json_object_new_string(digest));
+    json_object_object_add(c, "size", json_new_u64(size));
+    *ret = json_serialize(o, ret_len);
+    return *ret ? 0 : -ENOMEM;
+}

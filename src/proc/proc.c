@@ -228,6 +228,16 @@ int proc_write_spec(int dirfd, const ProcLaunch *l)
                   l->confine->no_new_privs ? 1 : 0);
     if (l->seccomp)
         spec_add(f, "seccomp", l->seccomp);
+    if (l->restart)
+        spec_addf(f, "restart", "%s %u %u %u %u", l->restart->policy, l->restart->max_restarts,
+                  l->restart->backoff_initial_ms, l->restart->backoff_max_ms,
+                  l->restart->backoff_reset_ms);
+    if (l->log_path) {
+        spec_add(f, "log", l->log_path);
+        if (l->log_max_size && l->log_max_files)
+            spec_addf(f, "log_rotate", "%llu %u", (unsigned long long)l->log_max_size,
+                      l->log_max_files);
+    }
     bool bad = ferror(f);
     fclose(f);
     if (bad) {
@@ -360,5 +370,25 @@ int proc_read_pid(int dirfd, pid_t *ret_shim, uint64_t *ret_shim_start, pid_t *r
     *ret_shim = shim;
     *ret_shim_start = start;
     *ret_pid = pid;
+    return 0;
+}
+
+int proc_read_service_state(int dirfd, ProcServiceState *ret)
+{
+    _cleanup_free_ char *buf = NULL;
+    size_t len;
+    int r = read_file_at(dirfd, "state", 128, &buf, &len);
+    if (r < 0)
+        return r;
+    ProcServiceState s = {0};
+    unsigned restarts;
+    long long started;
+    int pid;
+    if (sscanf(buf, "%15s %u %d %lld %d", s.state, &restarts, &s.last_status, &started, &pid) != 5)
+        return -EBADMSG;
+    s.restarts = restarts;
+    s.started_at = started;
+    s.pid = pid;
+    *ret = s;
     return 0;
 }

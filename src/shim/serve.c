@@ -66,7 +66,11 @@ typedef struct Server {
     bool input_close; /* 'C' received: close stdin once input is written */
     Conn *conns[SHIM_CONNECTIONS_MAX];
     size_t n_conns;
-    bool exited; /* reaped, drained, exit file written */
+    bool exited; /* reaped, drained, exit file written (a service: for good) */
+    ShimLog log;
+    ShimSupervisor sv;
+    bool backoff;           /* a service between runs */
+    uint64_t restart_at_ms; /* when the back-off ends */
     int status;
     bool delivered;         /* some connection received the whole 'X' frame */
     bool attached;          /* a connection for output has been accepted */
@@ -361,7 +365,7 @@ static void handle_signal_frame(Server *s, const uint8_t *payload, size_t len)
     char *end;
     long sig = strtol(text, &end, 10);
     /* Reaped pids may be reused: signal only a process still ours to reap. */
-    if (*end == '\0' && sig > 0 && sig < _NSIG && !s->exited)
+    if (*end == '\0' && sig > 0 && sig < _NSIG && !s->exited && !s->backoff)
         kill(s->proc->pid, (int)sig);
 }
 
@@ -379,6 +383,8 @@ static void handle_winsize_frame(Server *s, const uint8_t *payload, size_t len)
     struct winsize ws = {.ws_col = (unsigned short)cols, .ws_row = (unsigned short)rows};
     (void)ioctl(s->proc->master_fd, TIOCSWINSZ, &ws);
 }
+
+static void server_give_up(Server *s);
 
 /* Act on the complete frames in c->in, in order, until stdin is full. */
 static int conn_process_input(Server *s, Conn *c)
@@ -410,6 +416,11 @@ static int conn_process_input(Server *s, Conn *c)
             break;
         case SHIM_FRAME_WINSIZE:
             handle_winsize_frame(s, payload, len);
+            break;
+        case SHIM_FRAME_QUIT:
+            s->sv.quit = true;
+            if (s->backoff)
+                server_give_up(s);
             break;
         default:
             break; /* unknown frames are skipped */
@@ -456,6 +467,12 @@ static void conns_resume_input(Server *s)
 /* Output to every connection, or to the ring when nobody (alive) is attached. */
 static void deliver(Server *s, int stream, const uint8_t *data, size_t len)
 {
+    if (s->log.path) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        shim_log_write(&s->log, stream == STREAM_STDERR ? SHIM_LOG_STDERR : SHIM_LOG_STDOUT, data,
+                       len, &now);
+    }
     size_t reached = 0;
     for (size_t i = 0; i < s->n_conns; i++) {
         Conn *c = s->conns[i];
@@ -502,7 +519,7 @@ static ssize_t read_output(Server *s, int stream)
 
 /* The process is reaped: read what it left in the pipes (not waiting for a
  * background child that may hold them forever), record the status, send 'X'. */
-static void server_finish(Server *s)
+static void server_drain(Server *s)
 {
     for (int st = 0; st < _STREAM_MAX; st++) {
         size_t drained = 0;
@@ -518,7 +535,21 @@ static void server_finish(Server *s)
     }
     shim_closep(&s->proc->stdin_fd);
     buffer_clear(&s->input);
+    s->input_close = false;
     s->proc->master_fd = -1;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    shim_log_flush(&s->log, &now);
+}
+
+static void server_finish(Server *s)
+{
+    server_drain(s);
+    s->backoff = false;
+    if (s->spec->supervised) {
+        s->sv.state = SHIM_SERVICE_EXITED;
+        (void)shim_supervisor_write(&s->sv, s->dirfd, 0);
+    }
 
     char text[16];
     int len = snprintf(text, sizeof(text), "%d\n", s->status);
@@ -537,6 +568,59 @@ static void server_finish(Server *s)
     }
 }
 
+/* A run ended with s->status: start it again after a back-off, or finish. */
+static void server_run_ended(Server *s)
+{
+    uint64_t delay;
+    if (!shim_supervisor_exited(&s->sv, s->spec, s->status, now_ms(), &delay)) {
+        server_finish(s);
+        return;
+    }
+    server_drain(s);
+    s->proc->pid = -1;
+    s->backoff = true;
+    s->restart_at_ms = now_ms() + delay;
+    (void)shim_supervisor_write(&s->sv, s->dirfd, 0);
+}
+
+/* 'Q' during a back-off: the last run's status is the service's. */
+static void server_give_up(Server *s)
+{
+    server_finish(s);
+}
+
+/* The back-off is over: start the process again in the container. A start that
+ * fails counts as a run that ended with 127 (not found) or 126. */
+static void server_restart(Server *s)
+{
+    ShimError err = {0};
+    s->backoff = false;
+    s->sv.restarts++;
+    s->sv.state = SHIM_SERVICE_RESTARTING;
+    (void)shim_supervisor_write(&s->sv, s->dirfd, 0);
+    ShimProcess p = {.pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .master_fd = -1};
+    shim_supervisor_started(&s->sv, now_ms(), time(NULL));
+    if (shim_process_start(s->spec, &p, &err) < 0) {
+        /* The container's init is gone (stopped, destroyed): nothing to restart in. */
+        if (err.err == ESRCH) {
+            s->sv.quit = true;
+            s->status = s->sv.last_status;
+            server_finish(s);
+            return;
+        }
+        s->status = err.err == ENOENT ? 127 : 126;
+        server_run_ended(s);
+        return;
+    }
+    *s->proc = p;
+    s->out_fd[STREAM_STDOUT] = p.stdout_fd;
+    s->out_fd[STREAM_STDERR] = p.stderr_fd;
+    s->proc->stdout_fd = s->proc->stderr_fd = -1;
+    stdin_close(s);
+    (void)shim_write_pid_file(s->dirfd, p.pid);
+    (void)shim_supervisor_write(&s->sv, s->dirfd, p.pid);
+}
+
 static void server_reap(Server *s)
 {
     struct signalfd_siginfo si;
@@ -548,9 +632,9 @@ static void server_reap(Server *s)
         if (pid <= 0)
             break;
         /* Others are orphans handed to this subreaper: reaped and forgotten. */
-        if (pid == s->proc->pid && !s->exited) {
+        if (pid == s->proc->pid && !s->exited && !s->backoff) {
             s->status = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
-            server_finish(s);
+            server_run_ended(s);
         }
     }
 }
@@ -577,6 +661,18 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
     for (int st = 0; st < _STREAM_MAX; st++)
         s->ring[st].size = spec->ring;
     s->wait_first_ms = now_ms() + FIRST_CONNECTION_MS;
+    if (shim_log_init(&s->log, spec->log_path, spec->log_max_size, spec->log_max_files) < 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    if (spec->supervised) {
+        /* Nobody connects first to a service, and nobody writes its stdin. */
+        s->wait_first_ms = 0;
+        stdin_close(s);
+        shim_supervisor_init(&s->sv, spec);
+        shim_supervisor_started(&s->sv, now_ms(), time(NULL));
+        (void)shim_supervisor_write(&s->sv, dirfd, proc->pid);
+    }
 
     struct pollfd pfd[_SLOT_CONNS + SHIM_CONNECTIONS_MAX];
     Conn *polled[SHIM_CONNECTIONS_MAX];
@@ -596,6 +692,7 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
         pfd[SLOT_CONTROL] =
             (struct pollfd){.fd = s->n_conns < SHIM_CONNECTIONS_MAX && !s->exited ? control_fd : -1,
                             .events = POLLIN};
+        /* SIGCHLD stays watched during a back-off: orphans are still reaped. */
         pfd[SLOT_SIGNAL] = (struct pollfd){.fd = s->exited ? -1 : signal_fd, .events = POLLIN};
         for (int st = 0; st < _STREAM_MAX; st++)
             pfd[SLOT_STDOUT + st] =
@@ -616,6 +713,8 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
             timeout = (int)(s->deadline_ms - now);
         if (waiting_first)
             timeout = (int)(s->wait_first_ms - now) + 1;
+        if (s->backoff)
+            timeout = s->restart_at_ms > now ? (int)(s->restart_at_ms - now) + 1 : 0;
 
         if (poll(pfd, n, timeout) < 0) {
             if (errno == EINTR)
@@ -665,6 +764,8 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
             server_accept(s, true);
         if (pfd[SLOT_SIGNAL].revents)
             server_reap(s);
+        if (s->backoff && now_ms() >= s->restart_at_ms)
+            server_restart(s);
     }
 
     for (int st = 0; st < _STREAM_MAX; st++) {
@@ -673,6 +774,7 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
     }
     shim_closep(&proc->stdin_fd);
     buffer_clear(&s->input);
+    shim_log_done(&s->log);
     free(s);
     return 0;
 }

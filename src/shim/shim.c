@@ -36,33 +36,6 @@ int shim_error(ShimError *e, int err, const char *fmt, ...)
     return -err;
 }
 
-int shim_write_file_atomic(int dirfd, const char *tmp_name, const char *name, const char *data,
-                           size_t len)
-{
-    _cleanup_close_ int fd =
-        openat(dirfd, tmp_name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0)
-        return -errno;
-    while (len) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            int r = -errno;
-            unlinkat(dirfd, tmp_name, 0);
-            return r;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    if (renameat(dirfd, tmp_name, dirfd, name) < 0) {
-        int r = -errno;
-        unlinkat(dirfd, tmp_name, 0);
-        return r;
-    }
-    return 0;
-}
-
 /* The one line for the daemon; fd 3 is closed after it. */
 static void start_line(const char *line)
 {
@@ -125,7 +98,7 @@ static int listen_on(int dirfd, const char *name, ShimError *reterr)
     return TAKE_FD(fd);
 }
 
-static int write_pid_file(int dirfd, pid_t pid)
+int shim_write_pid_file(int dirfd, pid_t pid)
 {
     uint64_t start;
     int r = shim_process_start_time(getpid(), &start);
@@ -169,7 +142,7 @@ static int run(const char *dir)
         goto fail;
     if (shim_process_start(&spec, &proc, &err) < 0)
         goto fail;
-    r = write_pid_file(dirfd, proc.pid);
+    r = shim_write_pid_file(dirfd, proc.pid);
     if (r < 0) {
         shim_error(&err, r, "Failed to write the pid file");
         kill(proc.pid, SIGKILL);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cloche/confine.h"
@@ -30,6 +31,13 @@
 #define SHIM_STDIN_CAP (1u << 20)    /* stdin bytes buffered before connection reads pause */
 #define SHIM_PIPE_SIZE (1 << 20)     /* requested capacity of the output pipes */
 #define SHIM_DRAIN_BUDGET (2u << 20) /* bytes per stream read after the exit, at most */
+#define SHIM_LOG_LINE_MAX 16384      /* bytes of text per log record; longer lines are split */
+#define SHIM_LOG_SIZE_MIN 4096u      /* smallest `log` max_size accepted */
+#define SHIM_LOG_SIZE_LIMIT (1ull << 30)
+#define SHIM_LOG_FILES_LIMIT 100u
+#define SHIM_BACKOFF_LIMIT_MS 3600000ull /* largest back-off delay accepted */
+#define SHIM_RESET_LIMIT_MS 86400000ull  /* largest reset_after accepted */
+#define SHIM_RESTARTS_LIMIT 1000000u     /* largest max_restarts accepted */
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 
@@ -81,6 +89,13 @@ typedef struct ShimRlimit {
     struct rlimit limit;
 } ShimRlimit;
 
+typedef enum ShimRestartPolicy {
+    SHIM_RESTART_NO,
+    SHIM_RESTART_ON_FAILURE,
+    SHIM_RESTART_ALWAYS,
+    SHIM_RESTART_UNLESS_STOPPED,
+} ShimRestartPolicy;
+
 /* DIR/spec, decoded. Every string points into `text`, which the spec owns. */
 typedef struct ShimSpec {
     char *text;
@@ -108,6 +123,15 @@ typedef struct ShimSpec {
     ConfinePlan confine; /* .filter points at `filter` when a seccomp file was named */
     const char *seccomp_path;
     struct sock_fprog filter; /* owned */
+    /* A service (`restart` record): started again per policy, with back-off. */
+    bool supervised;
+    ShimRestartPolicy restart;
+    uint32_t max_restarts; /* 0 = no limit */
+    uint64_t backoff_initial_ms, backoff_max_ms, backoff_reset_ms;
+    /* Output written to rotated log files (`log` record); NULL = none. */
+    const char *log_path;
+    uint64_t log_max_size;
+    unsigned log_max_files;
 } ShimSpec;
 
 /* Read and validate dirfd/spec into *ret (release with shim_spec_clear). */
@@ -143,3 +167,70 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
 /* Write data to dirfd/name through dirfd/tmp_name and a rename. */
 int shim_write_file_atomic(int dirfd, const char *tmp_name, const char *name, const char *data,
                            size_t len);
+
+/* Write dirfd/pid for the process pid (the shim's own pid and start time first). */
+int shim_write_pid_file(int dirfd, pid_t pid);
+
+/* ---- log files (log.c) ---- */
+
+enum { SHIM_LOG_STDOUT, SHIM_LOG_STDERR };
+
+/* Output as records "<unix seconds>.<9 digits> <stdout|stderr> <text>\n" in
+ * path, rotated to path.1 .. path.<max_files-1> before a record would take the
+ * file past max_size. Lines longer than SHIM_LOG_LINE_MAX are split. */
+typedef struct ShimLog {
+    const char *path; /* borrowed; NULL = logging off */
+    int fd;
+    uint64_t size, max_size;
+    unsigned max_files;
+    char *partial[2]; /* an unfinished line per stream, SHIM_LOG_LINE_MAX bytes */
+    size_t partial_len[2];
+    char *record; /* formatting buffer */
+} ShimLog;
+
+/* Prepare l (nothing is opened until the first record); path NULL = off. */
+int shim_log_init(ShimLog *l, const char *path, uint64_t max_size, unsigned max_files);
+/* Output bytes of a stream, read at time now (CLOCK_REALTIME). Failures to write
+ * lose the record, never hold up the process. */
+void shim_log_write(ShimLog *l, int stream, const uint8_t *data, size_t len,
+                    const struct timespec *now);
+/* Write the unfinished lines (the run ended). */
+void shim_log_flush(ShimLog *l, const struct timespec *now);
+void shim_log_done(ShimLog *l);
+/* Format one record into buf (at least SHIM_LOG_LINE_MAX + 48 bytes); returns
+ * its length. */
+size_t shim_log_format(char *buf, int stream, const char *text, size_t len,
+                       const struct timespec *t);
+
+/* ---- supervision (supervise.c) ---- */
+
+typedef enum ShimServiceState {
+    SHIM_SERVICE_RUNNING,
+    SHIM_SERVICE_EXITED,
+    SHIM_SERVICE_RESTARTING,
+    SHIM_SERVICE_BACKOFF,
+} ShimServiceState;
+
+typedef struct ShimSupervisor {
+    ShimServiceState state;
+    uint32_t restarts;    /* starts after the first */
+    int last_status;      /* -1 before the first exit */
+    int64_t started_unix; /* the current (or last) run's start, CLOCK_REALTIME seconds */
+    uint64_t started_ms;  /* the same, CLOCK_MONOTONIC milliseconds */
+    uint64_t next_delay_ms;
+    bool quit; /* 'Q' received: no more starts */
+} ShimSupervisor;
+
+void shim_supervisor_init(ShimSupervisor *sv, const ShimSpec *spec);
+/* A run started at now_ms (monotonic) and wall time now_unix. */
+void shim_supervisor_started(ShimSupervisor *sv, uint64_t now_ms, int64_t now_unix);
+/* The run ended with status at now_ms: true (and the delay before the next start
+ * in *ret_delay_ms) when the policy starts it again. Growing delays: each restart
+ * doubles the next one up to backoff_max_ms; a run that lasted backoff_reset_ms
+ * or longer starts the series again at backoff_initial_ms. */
+bool shim_supervisor_exited(ShimSupervisor *sv, const ShimSpec *spec, int status, uint64_t now_ms,
+                            uint64_t *ret_delay_ms);
+/* dirfd/state: "<state> <restarts> <last status or -1> <start unix> <pid>\n",
+ * written atomically. */
+int shim_supervisor_write(const ShimSupervisor *sv, int dirfd, pid_t pid);
+const char *shim_service_state_name(ShimServiceState s);

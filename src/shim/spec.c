@@ -128,6 +128,37 @@ void shim_spec_clear(ShimSpec *spec)
     *spec = (ShimSpec){0};
 }
 
+/* "<no|on-failure|always|unless-stopped> <max_restarts> <initial_ms> <max_ms> <reset_ms>" */
+static int parse_restart(ShimSpec *s, const char *value, ShimError *reterr)
+{
+    static const char *const policies[] = {
+        [SHIM_RESTART_NO] = "no",
+        [SHIM_RESTART_ON_FAILURE] = "on-failure",
+        [SHIM_RESTART_ALWAYS] = "always",
+        [SHIM_RESTART_UNLESS_STOPPED] = "unless-stopped",
+    };
+    char copy[128];
+    char *f[5];
+    uint64_t max_restarts;
+    snprintf(copy, sizeof(copy), "%s", value);
+    if (strlen(value) >= sizeof(copy) || split_fields(copy, f, 5) < 0 ||
+        parse_u64(f[1], SHIM_RESTARTS_LIMIT, &max_restarts) < 0 ||
+        parse_u64(f[2], SHIM_BACKOFF_LIMIT_MS, &s->backoff_initial_ms) < 0 ||
+        parse_u64(f[3], SHIM_BACKOFF_LIMIT_MS, &s->backoff_max_ms) < 0 ||
+        parse_u64(f[4], SHIM_RESET_LIMIT_MS, &s->backoff_reset_ms) < 0 ||
+        s->backoff_initial_ms == 0 || s->backoff_max_ms < s->backoff_initial_ms)
+        return shim_error(reterr, EINVAL, "Invalid spec: restart '%s'", value);
+    size_t i = 0;
+    while (i < ELEMENTSOF(policies) && strcmp(f[0], policies[i]) != 0)
+        i++;
+    if (i == ELEMENTSOF(policies))
+        return shim_error(reterr, EINVAL, "Invalid spec: restart policy '%s'", f[0]);
+    s->supervised = true;
+    s->restart = (ShimRestartPolicy)i;
+    s->max_restarts = (uint32_t)max_restarts;
+    return 0;
+}
+
 /* One decoded record. */
 static int spec_apply(ShimSpec *s, size_t *n_argv, size_t *n_envp, bool *have_init_start,
                       const char *key, char *value, ShimError *reterr)
@@ -243,13 +274,37 @@ static int spec_apply(ShimSpec *s, size_t *n_argv, size_t *n_envp, bool *have_in
         s->seccomp_path = value;
         return 0;
     }
+    if (strcmp(key, "restart") == 0)
+        return parse_restart(s, value, reterr);
+    if (strcmp(key, "log") == 0) {
+        if (value[0] != '/')
+            return shim_error(reterr, EINVAL, "Invalid spec: log '%s' is not absolute", value);
+        s->log_path = value;
+        return 0;
+    }
+    if (strcmp(key, "log_rotate") == 0) {
+        char copy[64];
+        char *f[2];
+        uint64_t files;
+        snprintf(copy, sizeof(copy), "%s", value);
+        if (strlen(value) >= sizeof(copy) || split_fields(copy, f, 2) < 0 ||
+            parse_u64(f[0], SHIM_LOG_SIZE_LIMIT, &s->log_max_size) < 0 ||
+            s->log_max_size < SHIM_LOG_SIZE_MIN ||
+            parse_u64(f[1], SHIM_LOG_FILES_LIMIT, &files) < 0 || files == 0)
+            return shim_error(reterr, EINVAL, "Invalid spec: log_rotate '%s'", value);
+        s->log_max_files = (unsigned)files;
+        return 0;
+    }
     /* The daemon and the shim ship together: an unknown key is a bug, not news. */
     return shim_error(reterr, EINVAL, "Invalid spec: unknown key '%s'", key);
 }
 
 int shim_spec_parse(char *text, size_t len, ShimSpec *ret, ShimError *reterr)
 {
-    ShimSpec s = {.ring = SHIM_DEFAULT_RING, .linger = SHIM_DEFAULT_LINGER};
+    ShimSpec s = {.ring = SHIM_DEFAULT_RING,
+                  .linger = SHIM_DEFAULT_LINGER,
+                  .log_max_size = SHIM_DEFAULT_LOG_SIZE,
+                  .log_max_files = SHIM_DEFAULT_LOG_FILES};
     size_t n_argv = 1, n_envp = 0;
     bool have_init_start = false;
     int r = 0;

@@ -596,6 +596,49 @@ int disk_attach(const char *dir, const DiskLimit *limit, uint32_t owner_uid)
     return 0;
 }
 
+int disk_reattach(const char *dir, const DiskLimit *limit)
+{
+    int r = check_limit(limit);
+    if (r < 0 || !dir)
+        return -EINVAL;
+    _cleanup_close_ int dir_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0)
+        return -errno;
+    _cleanup_close_ int old = open_disk_root(dir_fd, NULL);
+    if (old >= 0)
+        return 0;
+    _cleanup_free_ char *target = NULL;
+    if (asprintf(&target, "%s/" DISK_ROOTFS, dir) < 0)
+        return -ENOMEM;
+    _cleanup_close_ int image_fd = openat(dir_fd, DISK_IMAGE, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (image_fd < 0)
+        return -errno;
+    _cleanup_close_ int loop_fd = -EBADF;
+    int index = -1;
+    r = loop_attach(image_fd, &loop_fd, &index);
+    if (r < 0)
+        return r;
+    r = mount_image(index, dir_fd, target);
+    if (r < 0) {
+        (void)ioctl(loop_fd, LOOP_CLR_FD);
+        return r;
+    }
+    closep(&loop_fd); /* the mount holds the device; autoclear frees it with the mount */
+    _cleanup_close_ int root_fd = open_disk_root(dir_fd, NULL);
+    if (root_fd < 0)
+        r = root_fd == -ENOENT ? -EIO : root_fd;
+    if (r >= 0) {
+        char name[32];
+        snprintf(name, sizeof(name), "loop%d", index);
+        r = set_capacity(root_fd, name, div_ceil(limit->bytes, DISK_BLOCK_SIZE) + BASE_BLOCKS);
+    }
+    if (r < 0) {
+        closep(&root_fd);
+        (void)umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW);
+    }
+    return r;
+}
+
 int disk_resize(const char *dir, const DiskLimit *limit)
 {
     int r = check_limit(limit);

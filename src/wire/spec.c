@@ -461,6 +461,9 @@ int spec_decode_container_spec(json_object *obj, ContainerSpec *ret, ApiError *r
     if ((r = decode_netout_rules_member(obj, &spec, reterr)) < 0 ||
         (r = decode_netin_member(obj, &spec, reterr)) < 0)
         return r;
+    if ((v = json_member(obj, "cloche_service")) &&
+        (r = spec_decode_service(v, "cloche_service", &spec.service, reterr)) < 0)
+        return r;
 
     *ret = spec;
     spec = (ContainerSpec){0};
@@ -510,6 +513,8 @@ json_object *spec_encode_container_spec(const ContainerSpec *spec)
             }
         }
     }
+    if (spec->service && spec_add(obj, "cloche_service", spec_encode_service(spec->service)) < 0)
+        return NULL;
     return TAKE_PTR(obj);
 }
 
@@ -584,7 +589,8 @@ int spec_decode_process_spec(json_object *obj, ProcessSpec *ret, ApiError *reter
     if ((v = json_member(obj, "image")) &&
         (r = decode_image_ref(v, "image", &spec.image, reterr)) < 0)
         return r;
-    if ((r = decode_bind_mounts(obj, &spec.bind_mounts, &spec.n_bind_mounts, reterr)) < 0)
+    if ((r = decode_bind_mounts(obj, &spec.bind_mounts, &spec.n_bind_mounts, reterr)) < 0 ||
+        (r = spec_member_bool(obj, "", "cloche_log", &spec.cloche_log, reterr)) < 0)
         return r;
     /* guardian refuses bind mounts on a process that is not a pea */
     if (spec.n_bind_mounts > 0 && !spec.image.uri)
@@ -608,6 +614,7 @@ void container_spec_done(ContainerSpec *spec)
     strv_free(spec->env);
     netout_rules_free(spec->netout_rules, spec->n_netout_rules);
     free(spec->netin);
+    service_spec_free(spec->service);
     *spec = (ContainerSpec){0};
 }
 

@@ -34,7 +34,8 @@ from conftest import BUILD_DIR, REPO_ROOT
 CLOCHE = BUILD_DIR / "cloche"
 
 COMMANDS = ["ping", "capacity", "create", "ls", "list", "info", "stop", "destroy", "rm", "run",
-            "exec", "attach", "kill", "cp", "limits", "metrics", "net-in", "net-out", "props"]
+            "exec", "attach", "kill", "cp", "limits", "metrics", "net-in", "net-out", "props",
+            "images", "pull", "build"]
 
 
 class Cli:
@@ -109,7 +110,7 @@ def test_help_for_every_command(cli):
         assert re.search(rf"^  {re.escape(name)} ", out, re.M), name
         page = cli.ok(name, "--help")
         assert page.startswith("Usage: cloche "), page
-        assert "--help" in page
+        assert "--help" in page and "--json" in page, name
         assert cli.ok("help", name) == page
     assert cli.ok("--version").startswith("cloche ")
     # Bad usage: exit 2, one line.
@@ -341,7 +342,8 @@ def test_run_streams_status_and_options(cli, box):
     cli.fails("run", box, "no-such-command", rc=127, match="no-such-command")
     cli.fails("run", "nope", "true", rc=125, match="unknown handle: nope")
     cli.fails("run", "-u", "nobody-here", box, "true", rc=125, match="nobody-here")
-    cli.fails("run", box, rc=2, match="Expected")
+    cli.fails("run", box, rc=2, match="No COMMAND given, and the image of .* has no Cmd")
+    cli.fails("run", rc=2, match="Expected")
 
 
 def test_run_detach_attach_and_signals(cli, box):

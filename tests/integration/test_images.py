@@ -632,6 +632,72 @@ def test_commit_writable_layer_as_a_new_image(images_daemon, anon, privileged):
         c.destroy(raw)
 
 
+def test_commit_sets_the_config_checks_the_parent_and_can_skip_the_layer(images_daemon, anon):
+    c = images_daemon.client()
+    h = create(c, f"docker://{anon.host}/test/multi#v1")
+    base = c.properties(h)["cloche.image.digest"]
+    change = {"config": {"Env": ["MODE=built", "PATH=/opt/bin:/bin:/usr/bin"],
+                         "Labels": {"org.example.role": "web"},
+                         "ExposedPorts": {"8080/tcp": {}}, "User": "0:0",
+                         "WorkingDir": "/srv", "Cmd": ["/bin/sh", "-c", "echo $MODE"],
+                         "Entrypoint": None},
+              "created_by": "CMD echo", "parent": base}
+    try:
+        out_in(c, h, "echo layer > /made")
+        # A parent that is not the container's image is refused, and nothing is named.
+        resp = c.request("POST", f"/containers/{h}/cloche/commit?name=cfg:wrong",
+                         json.dumps({**change, "parent": "sha256:" + "0" * 64}))
+        assert resp.status == 409 and base in resp.json()["Message"], resp.body
+        for bad in ({"config": {"Env": ["NOEQUALS"]}}, {"config": {"Bogus": 1}}, {"bogus": 1},
+                    {"config": {"WorkingDir": "relative"}}, {"layer": "no"}):
+            resp = c.request("POST", f"/containers/{h}/cloche/commit?name=cfg:bad",
+                             json.dumps(bad))
+            assert resp.status == 400, (bad, resp.body)
+        # Only a parent check: the base's config, a layer.
+        resp = c.request("POST", f"/containers/{h}/cloche/commit?name=cfg:plain",
+                         json.dumps({"parent": base}))
+        assert resp.status == 200, resp.body
+        resp = c.request("POST", f"/containers/{h}/cloche/commit?name=cfg:v1", json.dumps(change))
+        assert resp.status == 200, resp.body
+        with_layer = resp.json()["digest"]
+        resp = c.request("POST", f"/containers/{h}/cloche/commit?name=cfg:nolayer",
+                         json.dumps({**change, "layer": False}))
+        assert resp.status == 200, resp.body
+        assert resp.json()["digest"] not in (with_layer, base)
+    finally:
+        c.destroy(h)
+    listed = {i["name"]: i for i in c.request("GET", "/cloche/images").json()["images"]}
+    assert listed["cloche/cfg:v1"]["layers"] == listed["cloche/cfg:nolayer"]["layers"] + 1
+    assert "cloche/cfg:wrong" not in listed and "cloche/cfg:bad" not in listed
+    h2 = create(c, "cloche:///cfg:v1")
+    h3 = create(c, "cloche:///cfg:nolayer")
+    try:
+        props = c.properties(h2)
+        assert props["cloche.image.cmd"] == "/bin/sh\n-c\necho $MODE"
+        assert props["cloche.image.working-dir"] == "/srv"
+        assert props["cloche.image.exposed-ports"] == "8080/tcp"
+        assert "cloche.image.entrypoint" not in props
+        assert out_in(c, h2, "echo $MODE; cat /made") == "built\nlayer\n"
+        assert out_in(c, h3, "echo $MODE; test -e /made || echo absent") == "built\nabsent\n"
+    finally:
+        c.destroy(h2)
+        c.destroy(h3)
+    # The config itself, through an export: labels, history, parent, diff_ids.
+    import io
+    import tarfile
+    resp = c.request("GET", "/cloche/images/cfg:v1/archive", timeout=60)
+    assert resp.status == 200
+    with tarfile.open(fileobj=io.BytesIO(resp.body)) as t:
+        blobs = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+    index = json.loads(blobs["index.json"])
+    manifest = json.loads(blobs["blobs/sha256/" + index["manifests"][0]["digest"][7:]])
+    config = json.loads(blobs["blobs/sha256/" + manifest["config"]["digest"][7:]])
+    assert config["config"]["Labels"] == {"org.example.role": "web"}
+    assert "MODE=built" in config["config"]["Env"] and config["parent"] == base
+    assert config["history"][-1]["created_by"] == "CMD echo"
+    assert len(config["rootfs"]["diff_ids"]) == len(manifest["layers"])
+
+
 def test_export_as_oci_archive_round_trips(images_daemon, anon, work):
     from urllib.parse import quote
     c = images_daemon.client()

@@ -133,6 +133,43 @@ def test_metrics_exposition_passes_promtool(daemon):
     assert 'handle="obs-limited"' not in metrics_text(c)[1]
 
 
+def test_metrics_count_the_streamed_routes(daemon):
+    """Run, Attach, the stdout/stderr streams, StreamIn and StreamOut are served
+    on the daemon's own handler, not libmicrohttpd's: they count too, by status."""
+    import io
+    import tarfile
+    from garden_client import GardenError
+    d = daemon()
+    c = d.client()
+    h = c.create({"handle": "obs-streams"})
+    p = c.run(h, {"path": "echo", "args": ["hi"]})
+    assert p.wait() == 0 and p.stdout == b"hi\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("f")
+        info.size = 2
+        t.addfile(info, io.BytesIO(b"ok"))
+    c.stream_in(h, "/tmp", buf.getvalue())
+    assert c.stream_out(h, "/tmp/f")
+    with pytest.raises(GardenError) as e:
+        c.stream_out(h, "/no/such/file")
+    out_status = e.value.status
+    with pytest.raises(GardenError) as e:
+        c.run("obs-no-such", {"path": "true"})
+    assert e.value.status == 404
+    s = series(metrics_text(c)[1])
+    assert s['cloche_http_requests_total{route="Run",status="201"}'] == 1
+    assert s['cloche_http_requests_total{route="Run",status="404"}'] == 1
+    assert s['cloche_http_requests_total{route="Stdout",status="200"}'] == 1
+    assert s['cloche_http_requests_total{route="Stderr",status="200"}'] == 1
+    assert s['cloche_http_requests_total{route="StreamIn",status="200"}'] == 1
+    assert s['cloche_http_requests_total{route="StreamOut",status="200"}'] == 1
+    assert s[f'cloche_http_requests_total{{route="StreamOut",status="{out_status}"}}'] == 1
+    assert s['cloche_http_request_duration_seconds_count{route="Run"}'] == 2
+    # The ordinary routes are still counted as before.
+    assert s['cloche_http_requests_total{route="Create",status="200"}'] == 1
+
+
 def test_metrics_bind_follows_the_token_rule(daemon, nonloopback_ip):
     port = free_port(nonloopback_ip)
     argv = ["--metrics-bind", f"{nonloopback_ip}:{port}"]

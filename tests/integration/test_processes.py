@@ -787,11 +787,15 @@ def test_many_short_processes_never_exhaust_the_process_table(box):
     container can run more processes than the per-container cap (4096) over its
     life; here 600 runs cross the pruning threshold (512) and keep working."""
     for i in range(600):
-        assert box.run({"path": "true", "id": f"short-{i}"}, stdout=False,
-                       stderr=False).wait(WAIT) == 0
+        # Every other one logs (cloche_log): its log file goes with it.
+        assert box.run({"path": "true", "id": f"short-{i}", "cloche_log": i % 2 == 0},
+                       stdout=False, stderr=False).wait(WAIT) == 0
     assert box.output(sh("echo still-fine")) == "still-fine\n"
     processes = Path(box.daemon.depot) / "containers" / box.handle / "processes"
     assert len(list(processes.iterdir())) < 600
+    logs = Path(box.daemon.depot) / "containers" / box.handle / "logs"
+    kept = {p.name for p in logs.iterdir()}
+    assert len(kept) < 300 and "short-598.log" in kept and "short-0.log" not in kept
 
 
 def test_an_ordinary_user_has_no_capabilities(box):

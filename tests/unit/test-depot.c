@@ -162,6 +162,16 @@ static void test_parse(void)
     container_record_done(&got);
     rec.firewall_pending = false;
 
+    /* Stopped by a client (not started again after a reboot). */
+    ok(!got.stopped_by_client, "not stopped by a client by default");
+    rec.stopped_by_client = true;
+    _cleanup_free_ char *stopped = container_record_serialize(&rec, &plen);
+    ok(stopped && strstr(stopped, "\"stopped_by_client\":true"), "stopped_by_client written");
+    is_int(container_record_parse(stopped, plen, &got), 0, "parse a client-stopped record");
+    ok(got.stopped_by_client, "stopped_by_client read back");
+    container_record_done(&got);
+    rec.stopped_by_client = false;
+
     /* A newer daemon's record. */
     ok(obj != NULL, "have object");
     json_object_object_add(obj, "version", json_object_new_int(DEPOT_RECORD_VERSION + 1));

@@ -21,7 +21,7 @@ int main(void)
     char allow[64];
     const Route *r;
 
-    is_int(api_routes_count, 45, "the table has Garden's 28 routes and 17 of cloche's");
+    is_int(api_routes_count, 49, "the table has Garden's 28 routes and 21 of cloche's");
 
     static const struct {
         const char *method, *path, *name;
@@ -31,9 +31,13 @@ int main(void)
         {"GET", "/cloche/images", "ImageList"},
         {"DELETE", "/cloche/images", "ImageRemove"},
         {"POST", "/cloche/images/pull", "ImagePull"},
+        {"GET", "/cloche/events", "Events"},
+        {"PUT", "/containers/h1/cloche/start", "Start"},
+        {"PUT", "/containers/h1/cloche/restart", "Restart"},
         {"PUT", "/cloche/images/app:v1", "ImageImport"},
         {"GET", "/cloche/images/app:v1/archive", "ImageExport"},
         {"POST", "/containers/h/cloche/commit", "Commit"},
+        {"GET", "/containers/h/cloche/logs", "ContainerLogs"},
         {"GET", "/containers", "List"},
         {"POST", "/containers", "Create"},
         {"GET", "/containers/bulk_info", "BulkInfo"},

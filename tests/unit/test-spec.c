@@ -614,8 +614,52 @@ static void test_handles(void)
     is_int(spec_validate_handle(h, &e), -EINVAL, "handle over max length");
 }
 
+static void test_service_spec(void)
+{
+    ContainerSpec spec;
+    ApiError e = {0};
+    is_int(decode_container("{\"cloche_service\":{}}", &spec, &e), 0, "empty service");
+    ok(spec.service && !spec.service->path, "no path: the image's");
+    is_int(spec.service->restart, SERVICE_RESTART_ON_FAILURE, "default policy");
+    is_int(spec.service->backoff_initial_ms, SERVICE_DEFAULT_BACKOFF_INITIAL_MS,
+           "default back-off");
+    is_int(spec.service->log_max_size, 10u << 20, "default log size");
+    is_int(spec.service->log_max_files, 3, "default log files");
+    container_round_trip(&spec, "empty service");
+    container_spec_done(&spec);
+
+    is_int(decode_container("{\"cloche_service\":{\"path\":\"/app\",\"args\":[\"-v\"],"
+                            "\"env\":[\"A=1\"],\"dir\":\"/srv\",\"user\":\"app\","
+                            "\"restart\":\"unless-stopped\",\"max_restarts\":7,"
+                            "\"backoff\":{\"initial_ms\":10,\"max_ms\":20,\"reset_after_ms\":0},"
+                            "\"log\":{\"max_size\":4096,\"max_files\":1}}}",
+                            &spec, &e),
+           0, "full service");
+    ok(spec.service && strcmp(spec.service->path, "/app") == 0 && spec.service->n_args == 1 &&
+           spec.service->n_env == 1 && strcmp(spec.service->user, "app") == 0,
+       "fields decoded");
+    is_int(spec.service->restart, SERVICE_RESTART_UNLESS_STOPPED, "policy");
+    is_int(spec.service->max_restarts, 7, "max_restarts");
+    is_int(spec.service->backoff_reset_ms, 0, "reset_after_ms 0 kept");
+    container_round_trip(&spec, "full service");
+    container_spec_done(&spec);
+
+    container_fails("{\"cloche_service\":{\"restart\":\"often\"}}",
+                    "Invalid value for 'cloche_service.restart': 'often' is not one of 'no', "
+                    "'on-failure', 'always', 'unless-stopped'");
+    container_fails(
+        "{\"cloche_service\":{\"log\":{\"max_files\":101}}}",
+        "Invalid value for 'cloche_service.log.max_files': 101 is out of range (0..100)");
+    container_fails("{\"cloche_service\":{\"backoff\":{\"initial_ms\":9}}}",
+                    "Invalid value for 'cloche_service.backoff.initial_ms': 9 is out of range "
+                    "(10..3600000)");
+    container_fails("{\"cloche_service\":[]}",
+                    "Invalid value for 'cloche_service': expected an object, got an array");
+}
+
 int main(void)
 {
+    test_service_spec();
     test_container_spec();
     test_container_spec_refusals();
     test_process_spec();

@@ -1,0 +1,204 @@
+/* Start and restart (cloche extensions), and containers brought back after a
+ * reboot. A start gives a stopped container a new init over the same writable
+ * layer, with the address, host ports, firewall rules, limits, properties and
+ * bind mounts it had (lifecycle.c does the kernel side); a container whose
+ * kernel side a reboot took (no init, no cgroups, no links) is rebuilt the same
+ * way at start-up when its service's restart policy asks for it. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cloche/log.h"
+#include "cloche/testhook.h"
+#include "garden-internal.h"
+
+/* Under c->lock: the recorded state, the property that shows it, and the mark
+ * of a client's Stop, together. */
+static int set_state_locked(Container *c, ContainerState state, bool by_client)
+{
+    c->rec.state = state;
+    c->rec.stopped_by_client = by_client;
+    return strmap_set(&c->rec.properties, "cloche.state",
+                      state == CONTAINER_STATE_STOPPED ? "stopped" : "active");
+}
+
+int garden_record_stopped(Garden *g, Container *c)
+{
+    pthread_mutex_lock(&c->lock);
+    ContainerState old = c->rec.state;
+    bool old_by_client = c->rec.stopped_by_client;
+    int r = set_state_locked(c, CONTAINER_STATE_STOPPED, true);
+    if (r >= 0)
+        r = garden_persist(g, c);
+    if (r < 0)
+        (void)set_state_locked(c, old, old_by_client);
+    pthread_mutex_unlock(&c->lock);
+    return r;
+}
+
+/* The kernel side started (phase starting): record it, then the service. */
+static int finish_start(Garden *g, Container *c, ApiError *reterr)
+{
+    pthread_mutex_lock(&c->lock);
+    bool old_by_client = c->rec.stopped_by_client;
+    int r = set_state_locked(c, CONTAINER_STATE_ACTIVE, false);
+    if (r >= 0)
+        r = testhook_fault("start.record") ? -EIO : garden_persist(g, c);
+    if (r < 0)
+        (void)set_state_locked(c, CONTAINER_STATE_STOPPED, old_by_client);
+    pthread_mutex_unlock(&c->lock);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to persist the started state of '%s'",
+                                  c->rec.handle);
+    return 0;
+}
+
+int garden_start(Garden *g, Container *c, ApiError *reterr)
+{
+    if (!g->cgroups)
+        return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
+                          "This daemon was started without container support");
+    int r = state_begin_start(c, reterr);
+    if (r < 0)
+        return r;
+    int64_t t0 = grace_now();
+    r = garden_kernel_start(g, c, reterr);
+    if (r >= 0) {
+        r = finish_start(g, c, reterr);
+        if (r < 0) {
+            int k = garden_kernel_end_init(g, c);
+            if (k < 0)
+                log_warn_errno(k, "Container '%s': the init of a failed start does not die: %m",
+                               c->rec.handle);
+        }
+    }
+    if (r < 0) {
+        /* Stopped, without an init: what a later start or a destroy begins from.
+         * The record says so (a daemon restarted now finds no init to restore). */
+        pthread_mutex_lock(&c->lock);
+        (void)depot_write_record_flags(g->depot, &c->rec, DEPOT_WRITE_VOLATILE);
+        pthread_mutex_unlock(&c->lock);
+        log_info("Starting container '%s' failed: %s", c->rec.handle, reterr->message);
+        state_end_start(c, false);
+        return r;
+    }
+    pthread_mutex_lock(&c->lock);
+    bool watched = c->oom_fd >= 0;
+    pthread_mutex_unlock(&c->lock);
+    if (!watched) /* cgroups made anew (after a reboot) */
+        garden_oom_watch(g, c);
+    state_end_start(c, true);
+    log_debug("Container '%s': started in %.2f ms", c->rec.handle,
+              (double)(grace_now() - t0) / 1e6);
+    garden_event_emit(g, "started", c->rec.handle, NULL, -1, NULL);
+    return 0;
+}
+
+int garden_restart(Garden *g, Container *c, bool kill_now, ApiError *reterr)
+{
+    int r = garden_stop(g, c, kill_now, reterr);
+    if (r < 0)
+        return r;
+    return garden_start(g, c, reterr);
+}
+
+/* Does a container whose kernel side is gone (a reboot) come back? Only one
+ * whose service's restart policy is always or unless-stopped, and that no
+ * client stopped. */
+static bool wanted_after_reboot(const ContainerRecord *rec)
+{
+    if (rec->stopped_by_client || rec->state != CONTAINER_STATE_ACTIVE)
+        return false;
+    /* No container has a service (cloche_service) in this build yet. */
+    return false;
+}
+
+bool garden_reboot_adopt(Garden *g, Container *c)
+{
+    /* Only a record whose init is gone (restore found no process to attach to):
+     * one a reboot took that its service wants back, or one a start had ended
+     * the init of (recorded as init pid 0) when the daemon stopped. */
+    bool start = wanted_after_reboot(&c->rec);
+    bool keep = c->rec.state == CONTAINER_STATE_STOPPED && c->rec.init_pid == 0;
+    if (c->init_pidfd >= 0 || !g->cgroups || !(start || keep))
+        return false;
+    /* The start-up restore (restore.c) registered it and holds its reservations
+     * already; undoing them is its job too. */
+    bool registered = c->restoring;
+    int r = registered ? 0 : garden_kernel_reserve(g, c);
+    if (r < 0) {
+        log_warn_errno(r, "Container '%s': its ids cannot be held again (%m); removing it",
+                       c->rec.handle);
+        return false;
+    }
+    /* Cgroups left over (a daemon killed in the middle of a start leaves its new
+     * init there): emptied and removed; the start makes them anew from the
+     * record, limits included. */
+    Cgroup *cg = NULL;
+    if (cgroup_open_existing(g->cgroups, c->rec.handle, &cg) == 0) {
+        r = cgroup_destroy(cg, 10000);
+        cgroup_free(cg);
+        if (r < 0) {
+            log_warn_errno(r, "Container '%s': its old cgroups cannot be removed (%m); removing it",
+                           c->rec.handle);
+            if (!registered)
+                garden_kernel_unreserve(g, c);
+            return false;
+        }
+    }
+    pthread_mutex_lock(&c->lock);
+    state_set_phase_locked(c, PHASE_STOPPED); /* what the start begins from */
+    c->start_after_reboot = start;
+    pthread_mutex_unlock(&c->lock);
+    if (!registered) {
+        ApiError err;
+        r = garden_insert_new(g, c, &err);
+        if (r < 0) {
+            log_warn("Container '%s' cannot be restored: %s; removing it", c->rec.handle,
+                     err.message);
+            garden_kernel_unreserve(g, c);
+            return false;
+        }
+        garden_arm_grace(g, c);
+    }
+    if (start)
+        log_info("Container '%s' lost its processes while the daemon was down (a reboot); its "
+                 "service's restart policy brings it back",
+                 c->rec.handle);
+    else
+        log_info("Container '%s' was being started when the daemon stopped; it stays stopped",
+                 c->rec.handle);
+    return true;
+}
+
+void garden_reboot_start_all(Garden *g)
+{
+    pthread_mutex_lock(&g->lock);
+    size_t n = hashmap_size(g->containers), k = 0;
+    Container **all = calloc(n + 1, sizeof(Container *));
+    size_t state = 0;
+    const char *key;
+    void *value;
+    while (all && hashmap_iterate(g->containers, &state, &key, &value) == 0) {
+        Container *c = value;
+        if (c->start_after_reboot) {
+            atomic_fetch_add(&c->refcount, 1);
+            all[k++] = c;
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    for (size_t i = 0; i < k; i++) {
+        Container *c = all[i];
+        c->start_after_reboot = false;
+        ApiError err;
+        if (garden_start(g, c, &err) < 0)
+            log_warn("Container '%s' could not be started again after the reboot: %s; it stays "
+                     "stopped",
+                     c->rec.handle, err.message);
+        else
+            log_info("Container '%s' started again after the reboot", c->rec.handle);
+        container_unref(c);
+    }
+    free(all);
+}
