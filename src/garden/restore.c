@@ -74,7 +74,8 @@ static void restore_unreserve(Garden *g, Container *c)
 }
 
 /* A container whose init is gone (a reboot, or killed behind our back): never
- * left half alive (unless garden_reboot_adopt keeps it, stopped). Everything it held goes back, then the registry lets go. */
+ * left half alive (unless garden_reboot_adopt keeps it, stopped). Everything it held goes back,
+ * then the registry lets go. */
 static void restore_drop(Garden *g, Container *c)
 {
     log_warn("Container '%s' lost its processes while the daemon was down; removing it",
