@@ -794,7 +794,8 @@ def test_restart_serves_while_restoring(containers):
         client.info("gone")
     assert e.value.status == 404
     assert client.list() == ["keep", "other"]
-    assert "Restored 2 container(s)" in d.log_text()
+    # The pool's summary comes once its threads are joined, just after.
+    assert wait_until(lambda: "Restored 2 container(s)" in d.log_text(), 10)
     assert container_init_pid(d, "keep") == keep_init
     assert exec_ok(d, "keep", ["hostname"]).strip() == "keep"
     p = client.run("keep", {"path": "/bin/true"})
