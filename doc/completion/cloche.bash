@@ -14,7 +14,7 @@ _cloche()
     prev=${COMP_WORDS[COMP_CWORD-1]}
     COMPREPLY=()
 
-    local commands="ping capacity create ls list info stop destroy rm run exec attach kill cp limits metrics net-in net-out props images pull build help"
+    local commands="ping capacity create ls list info stop destroy rm run exec attach kill cp limits metrics net-in net-out props images pull build start restart logs events help"
     local global_opts="--host --socket --token-file --json --help --version"
 
     # Find the command word, skipping global options (and their arguments).
@@ -52,7 +52,10 @@ _cloche()
 
     local opts=
     case $cmd in
-    create) opts="--image --memory --cpus --cpu-weight --pids --disk --bandwidth --env --bind --property --network --grace --privileged --publish" ;;
+    create) opts="--image --memory --cpus --cpu-weight --pids --disk --bandwidth --env --bind --property --network --grace --privileged --publish --service --service-cmd --restart --max-restarts" ;;
+    restart) opts="--kill" ;;
+    logs) opts="--follow --tail --since --process --timestamps" ;;
+    events) opts="--follow --since --handle" ;;
     ls | list) opts="--filter --all --quiet" ;;
     stop) opts="--kill" ;;
     run | exec) opts="--interactive --tty --detach --user --env --workdir --id" ;;
@@ -77,6 +80,14 @@ _cloche()
         COMPREPLY=($(compgen -W "TERM KILL INT HUP QUIT USR1 USR2 STOP CONT WINCH" -- "$cur"))
         return
         ;;
+    --restart)
+        COMPREPLY=($(compgen -W "no on-failure always unless-stopped" -- "$cur"))
+        return
+        ;;
+    --handle)
+        _cloche_handles
+        return
+        ;;
     --protocol)
         COMPREPLY=($(compgen -W "all tcp udp icmp" -- "$cur"))
         return
@@ -92,7 +103,8 @@ _cloche()
     --image | --memory | -m | --cpus | --cpu-weight | --pids | --disk | --bandwidth | --env | -e | \
         --property | -p | --network | -n | --grace | -g | --publish | -P | --filter | -f | \
         --user | -u | --workdir | -w | --id | --since | --port | --icmp-type | --icmp-code | \
-        --username | --tag | -t | --build-arg | --change | -c)
+        --username | --tag | -t | --build-arg | --change | -c | --service-cmd | --max-restarts | \
+        --tail | -n | --process)
         return
         ;;
     esac
@@ -119,10 +131,10 @@ _cloche()
             COMPREPLY=($(compgen -W "memory cpu pids disk bandwidth" -- "$cur"))
         fi
         ;;
-    run | exec | attach | kill | metrics | net-in | net-out | create)
+    run | exec | attach | kill | metrics | net-in | net-out | create | logs)
         ((${#words[@]} == 0)) && [[ $cmd != create ]] && _cloche_handles
         ;;
-    info | stop | destroy | rm)
+    info | stop | destroy | rm | start | restart)
         _cloche_handles
         ;;
     cp)

@@ -18,6 +18,8 @@ typedef enum RouteFlags {
     ROUTE_JSON_BODY = 1u << 2, /* the request carries a JSON body */
     ROUTE_SLOW = 1u << 3,      /* may block (kernel work, waits): run off the HTTP threads */
     ROUTE_INLINE = 1u << 4,    /* never waits for anything: answered on the HTTP thread */
+    ROUTE_BUFFERED = 1u << 5,  /* streaming, but a later request on a kept-alive connection is
+                                  answered by the handler as an ordinary (bounded) reply */
 } RouteFlags;
 
 struct ApiRequest;

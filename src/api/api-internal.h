@@ -18,7 +18,8 @@ typedef struct ApiRequest {
     const char *path;
     RouteMatch match;
     StringMap query;
-    const char *body; /* NUL-terminated copy, body_len bytes */
+    const char *accept; /* the Accept header, or NULL (owned by the connection) */
+    const char *body;   /* NUL-terminated copy, body_len bytes */
     size_t body_len;
     Container *container; /* acquired by api_request_container(), released after */
 
@@ -53,6 +54,8 @@ int api_container_metrics(ApiRequest *req, Container *c, bool may_cache, json_ob
 int route_metrics(ApiRequest *req);
 int route_metrics_history(ApiRequest *req);
 
+/* routes-logs.c: GET .../cloche/logs without follow, as an ordinary reply. */
+int route_container_logs(ApiRequest *req);
 /* routes-images.c */
 int route_images_list(ApiRequest *req);
 int route_image_remove(ApiRequest *req);

@@ -203,7 +203,8 @@ static enum MHD_Result begin_request(HttpServer *hs, struct MHD_Connection *conn
         return queue_error(conn, &err, NULL);
     }
 
-    if (hr->api.match.route->flags & ROUTE_STREAMING) {
+    if ((hr->api.match.route->flags & ROUTE_STREAMING) &&
+        !(hr->api.match.route->flags & ROUTE_BUFFERED)) {
         /* Streaming routes reach MHD only as a later request on a kept-alive
          * connection; the hijacked protocol needs a connection of its own. */
         api_errorf(&err, -EPROTO, 400, GARDEN_ERR_GENERIC,
@@ -257,6 +258,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         hr->api.cfg = hs->cfg;
         hr->api.method = method;
         hr->api.path = url;
+        hr->api.accept = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept");
         *con_cls = hr;
         return begin_request(hs, conn, url, method, hr);
     }

@@ -19,6 +19,7 @@
 #include "api-internal.h"
 #include "cloche/json.h"
 #include "cloche/wire.h"
+#include "reqstats.h"
 #include "stream.h"
 
 #define EVENTS_FOLLOWERS_MAX 64
@@ -187,6 +188,7 @@ void api_events_serve(int fd, const HttpHead *head, Garden *garden)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     EventStream s = {.fd = fd, .minor = head->minor_version};
     char hdr[256];
+    reqstats_stream_reply(200);
     int n = snprintf(hdr, sizeof(hdr),
                      "HTTP/1.%d 200 OK\r\nContent-Type: application/x-ndjson\r\nCache-Control: "
                      "no-cache\r\n%s\r\n",

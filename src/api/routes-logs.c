@@ -15,6 +15,7 @@
 #include "api-internal.h"
 #include "cloche/cleanup.h"
 #include "cloche/json.h"
+#include "reqstats.h"
 #include "stream.h"
 
 #define LOGS_OUT_MAX (64u << 10) /* bytes gathered before a chunk is sent */
@@ -222,6 +223,7 @@ void api_logs_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *g
     o->minor = head->minor_version;
     o->text = strncmp(head->accept, "text/plain", 10) == 0;
     char hdr[256];
+    reqstats_stream_reply(200);
     int n = snprintf(hdr, sizeof(hdr), "HTTP/1.%d 200 OK\r\nContent-Type: %s\r\n%s\r\n", o->minor,
                      o->text ? "text/plain; charset=utf-8" : "application/x-ndjson",
                      o->minor ? "Transfer-Encoding: chunked\r\n" : "Connection: close\r\n");
@@ -238,4 +240,94 @@ void api_logs_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *g
         send_raw(o, "0\r\n\r\n", 5);
     log_reader_free(reader);
     free(o);
+}
+
+/* ---- the same without follow, as an ordinary reply ---- */
+
+/* For a request that reaches libmicrohttpd: a later one on a kept-alive
+ * connection, as a browser sends (the dashboard's log tail). The reply is built
+ * in memory, so it is bounded. */
+#define LOGS_BUFFERED_MAX (4u << 20)
+
+typedef struct LogsBuffer {
+    FILE *f;
+    bool text;
+    size_t len;
+} LogsBuffer;
+
+static int on_line_buffered(const LogLine *line, void *userdata)
+{
+    LogsBuffer *b = userdata;
+    char when[40];
+    format_time(line->time_ns, when);
+    const char *stream = line->is_stderr ? "stderr" : "stdout";
+    size_t before = b->len;
+    if (b->text) {
+        int n = fprintf(b->f, "%s %s %.*s\n", when, stream, (int)line->len, line->text);
+        if (n < 0)
+            return -ENOMEM;
+        b->len += (size_t)n;
+    } else {
+        json_object *obj = json_object_new_object();
+        if (!obj)
+            return -ENOMEM;
+        json_object_object_add(obj, "time", json_object_new_string(when));
+        json_object_object_add(obj, "stream", json_object_new_string(stream));
+        json_object_object_add(obj, "line", json_object_new_string_len(line->text, (int)line->len));
+        size_t len = 0;
+        _cleanup_free_ char *s = json_serialize(obj, &len);
+        json_object_put(obj);
+        if (!s || fwrite(s, 1, len, b->f) != len)
+            return -ENOMEM;
+        b->len += len;
+    }
+    return b->len > LOGS_BUFFERED_MAX && before > 0 ? -EFBIG : 0;
+}
+
+int route_container_logs(ApiRequest *req)
+{
+    Container *c;
+    bool follow = false;
+    uint64_t tail;
+    int64_t since;
+    int r = api_request_container(req, &c);
+    if (r >= 0)
+        r = query_bool(&req->query, "follow", &follow, &req->error);
+    if (r >= 0 && follow)
+        r = api_errorf(&req->error, -EPROTO, 400, GARDEN_ERR_GENERIC,
+                       "A follow (follow=true) must be the first request on its connection");
+    if (r >= 0)
+        r = query_tail(&req->query, &tail, &req->error);
+    if (r >= 0)
+        r = query_since(&req->query, &since, &req->error);
+    if (r < 0)
+        return r;
+    const char *process = strmap_get(&req->query, "process");
+    LogReader *reader = NULL;
+    r = container_logs_open(req->garden, c, process && *process ? process : "service", &reader,
+                            &req->error);
+    if (r < 0)
+        return r;
+    const char *accept = req->accept ? req->accept : "";
+    LogsBuffer b = {.text = strncmp(accept, "text/plain", 10) == 0};
+    char *data = NULL;
+    size_t size = 0;
+    b.f = open_memstream(&data, &size);
+    r = b.f ? log_reader_history(reader, tail, since, on_line_buffered, &b) : -ENOMEM;
+    log_reader_free(reader);
+    if (b.f)
+        fclose(b.f);
+    if (r < 0) {
+        free(data);
+        if (r == -EFBIG)
+            return api_errorf(&req->error, r, 413, GARDEN_ERR_GENERIC,
+                              "The lines asked for are over %u MiB: ask for fewer (tail), or "
+                              "as the first request on a connection",
+                              LOGS_BUFFERED_MAX >> 20);
+        return api_internal_error(&req->error, r, "Failed to read the logs");
+    }
+    req->raw_reply = data;
+    req->raw_len = size;
+    req->reply_type = b.text ? "text/plain; charset=utf-8" : "application/x-ndjson";
+    return 0;
 }

@@ -92,7 +92,12 @@ const Command cli_commands[] = {
      "  -g, --grace DURATION     destroy after this long unused, e.g. 5m, 1h\n"
      "      --privileged         no user namespace: container root is host root\n"
      "  -P, --publish [HOST:]CONTAINER[/udp|/tcp+udp]  map a host port (repeatable;\n"
-     "                           HOST 0 or absent = one from the daemon's pool)\n" JSON_HELP},
+     "                           HOST 0 or absent = one from the daemon's pool)\n"
+     "      --service            run the image's Entrypoint and Cmd as the container's\n"
+     "                           service: restarted per policy, output in its logs\n"
+     "      --service-cmd CMD    the service is 'sh -c CMD' instead\n"
+     "      --restart POLICY     no, on-failure (default), always, unless-stopped\n"
+     "      --max-restarts N     at most N restarts (0: no limit)\n" JSON_HELP},
     {"ls", cmd_list, "cloche ls [OPTIONS]", "List containers (alias: list)",
      "  -f, --filter K=V   only containers with this property (repeatable, ANDed)\n"
      "  -a, --all          also containers being created or destroyed\n"
@@ -106,6 +111,23 @@ const Command cli_commands[] = {
     {"stop", cmd_stop, "cloche stop [-k] HANDLE...",
      "Stop containers' processes (TERM, then KILL after 10 s)",
      "  -k, --kill   send KILL at once\n" JSON_HELP},
+    {"start", cmd_start, "cloche start HANDLE...",
+     "Start stopped containers again (same layer, address, ports, limits; then the service)",
+     JSON_HELP},
+    {"restart", cmd_restart, "cloche restart [-k] HANDLE...", "Stop and start containers",
+     "  -k, --kill   stop with KILL at once\n" JSON_HELP},
+    {"logs", cmd_logs, "cloche logs [OPTIONS] HANDLE",
+     "Show a container's service logs (stdout lines on stdout, stderr on stderr)",
+     "  -f, --follow          keep printing new lines as they are written\n"
+     "  -n, --tail N          only the last N lines\n"
+     "  -s, --since WHEN      lines since a duration ago (10m, 2h) or unix seconds\n"
+     "  -p, --process ID      a process run with cloche_log (default: service)\n"
+     "  -t, --timestamps      each line's time first\n" JSON_HELP},
+    {"events", cmd_events, "cloche events [OPTIONS]",
+     "Show what happened to containers: created, started, stopped, destroyed, oom, ...",
+     "  -f, --follow          keep printing events as they happen\n"
+     "  -s, --since WHEN      events since a duration ago (10m, 2h) or unix seconds\n"
+     "  -H, --handle HANDLE   one container's only\n" JSON_HELP},
     {"destroy", cmd_destroy, "cloche destroy HANDLE...", "Destroy containers (alias: rm)",
      JSON_HELP},
     {"rm", cmd_destroy, "cloche rm HANDLE...", "Destroy containers (alias of destroy)", JSON_HELP},

@@ -229,6 +229,10 @@ int cmd_create(int argc, char **argv)
         {"grace", required_argument, NULL, 'g'},
         {"privileged", no_argument, NULL, 1005},
         {"publish", required_argument, NULL, 'P'},
+        {"service", no_argument, NULL, 1006},
+        {"service-cmd", required_argument, NULL, 1007},
+        {"restart", required_argument, NULL, 1008},
+        {"max-restarts", required_argument, NULL, 1009},
         CLI_COMMON_OPTS,
         {},
     };
@@ -300,6 +304,35 @@ int cmd_create(int argc, char **argv)
             if ((r = parse_port_mapping("create", optarg, &m)) < 0)
                 return r;
             json_object_array_add(netin, m);
+            break;
+        }
+        case 1006: /* the image's Entrypoint and Cmd, as the daemon fills in for {} */
+            obj_child(spec, "cloche_service");
+            break;
+        case 1007: {
+            json_object *service = obj_child(spec, "cloche_service"),
+                        *args = json_object_new_array();
+            json_object_object_add(service, "path", json_object_new_string("/bin/sh"));
+            json_object_array_add(args, json_object_new_string("-c"));
+            json_object_array_add(args, json_object_new_string(optarg));
+            json_object_object_add(service, "args", args);
+            break;
+        }
+        case 1008:
+            if (strcmp(optarg, "no") && strcmp(optarg, "on-failure") && strcmp(optarg, "always") &&
+                strcmp(optarg, "unless-stopped"))
+                return cli_usage("create",
+                                 "Invalid --restart '%s': no, on-failure, always or unless-stopped",
+                                 optarg);
+            json_object_object_add(obj_child(spec, "cloche_service"), "restart",
+                                   json_object_new_string(optarg));
+            break;
+        case 1009: {
+            uint64_t n;
+            if (parse_u64(optarg, 1000000, &n) < 0)
+                return cli_usage("create", "Invalid --max-restarts '%s': 0 to 1000000", optarg);
+            json_object_object_add(obj_child(spec, "cloche_service"), "max_restarts",
+                                   json_new_u64(n));
             break;
         }
         default:

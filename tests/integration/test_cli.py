@@ -35,7 +35,7 @@ CLOCHE = BUILD_DIR / "cloche"
 
 COMMANDS = ["ping", "capacity", "create", "ls", "list", "info", "stop", "destroy", "rm", "run",
             "exec", "attach", "kill", "cp", "limits", "metrics", "net-in", "net-out", "props",
-            "images", "pull", "build"]
+            "images", "pull", "build", "start", "restart", "logs", "events"]
 
 
 class Cli:
@@ -156,7 +156,7 @@ def test_man_pages_and_completion_cover_every_command(cli):
     finally:
         cli.ok("rm", handle)
     a, b, c = (line.split(":", 1)[1].split() for line in out.splitlines())
-    assert set(a) == {"limits", "list", "ls"}, a
+    assert set(a) == {"limits", "list", "logs", "ls"}, a
     assert {"--tty", "--detach", "--interactive", "--user", "--env", "--workdir"} <= set(b), b
     assert handle in c, c
 

@@ -232,6 +232,18 @@ EXPOSE 8080
     assert cli.ok("run", "built2").startswith("hello v2\n")
     assert cli.ok("run", "built").startswith("hello v1\n")  # the first image is unchanged
 
+    # On a terminal: bars for the base image's layers and for what COPY sends;
+    # --no-cache runs every step again (RUN's files have new times: a new image,
+    # which the cache then holds).
+    text = _pty_run(cli, ["build", "--no-cache", "-t", "app:v2", "--build-arg", "GREETING=hey",
+                          str(ctx)], timeout=180)
+    assert "Using cache" not in text and "run-output-line" in text
+    assert "[==============================]" in text and "\x1b[K" in text, text
+    assert "step 6" in text and "step 7" in text, text  # the two COPY steps' upload bars
+    last = text.rstrip().splitlines()[-1]
+    assert last.startswith("app:v2: sha256:") and "\x1b" not in last, text
+    v2 = last.split(": ")[1]
+
     # --json: a line per step that does something, then the result.
     out = cli.ok("build", "--json", "-t", "app:v2", "--build-arg", "GREETING=hey", ctx,
                  timeout=180)

@@ -157,7 +157,13 @@ def test_metrics_count_the_streamed_routes(daemon):
     with pytest.raises(GardenError) as e:
         c.run("obs-no-such", {"path": "true"})
     assert e.value.status == 404
+    status, _, _ = c.raw("GET", "/cloche/events")
+    assert status == 200
+    status, _, _ = c.raw("GET", "/containers/obs-no-such/cloche/logs")
+    assert status == 404
     s = series(metrics_text(c)[1])
+    assert s['cloche_http_requests_total{route="Events",status="200"}'] == 1
+    assert s['cloche_http_requests_total{route="ContainerLogs",status="404"}'] == 1
     assert s['cloche_http_requests_total{route="Run",status="201"}'] == 1
     assert s['cloche_http_requests_total{route="Run",status="404"}'] == 1
     assert s['cloche_http_requests_total{route="Stdout",status="200"}'] == 1
@@ -358,6 +364,10 @@ def test_dashboard_in_headless_chromium(daemon):
     watched = c.create({"handle": "obs-watched", "limits": {"memory_limits": {"limit_in_bytes": 128 * MIB}}})
     victim = c.create({"handle": "obs-victim"})
     start_spin(c, watched)
+    # A container whose service writes a line to stdout and one to stderr every 0.2 s.
+    talker = c.create({"handle": "obs-talker", "cloche_service": {
+        "path": "sh", "args": ["-c", "i=0; while true; do i=$((i+1)); echo out-$i; "
+                              "echo err-$i >&2; sleep 0.2; done"]}})
 
     tmp = tempfile.mkdtemp(prefix="cloche-chromium-")
     wd_port = free_port()
@@ -381,7 +391,7 @@ def test_dashboard_in_headless_chromium(daemon):
         wd.call("POST", wd.s("/url"), {"url": f"http://127.0.0.1:{d.bind_port}/ui/"})
         rows = wait_for("the table to list the containers", lambda: sorted(wd.js(
             "return [...document.querySelectorAll('tr[data-handle]')].map(r => r.dataset.handle)"
-        )) == sorted(c.list()) and len(c.list()) == 2, timeout=20)
+        )) == sorted(c.list()) and len(c.list()) == 3, timeout=20)
         assert rows
         state = wd.js("return document.querySelector('tr[data-handle=\"obs-victim\"] td:nth-child(2)').textContent")
         assert state == "active"
@@ -405,6 +415,33 @@ def test_dashboard_in_headless_chromium(daemon):
         wait_for("the table to show it stopped", lambda: wd.js(
             "return document.querySelector('tr[data-handle=\"obs-victim\"]').dataset.state"
         ) == "stopped", timeout=20)
+        # Its start button (enabled only now) brings it back.
+        assert wd.js("return document.querySelector("
+                     "'tr[data-handle=\"obs-watched\"] button.start').disabled") is True
+        wd.click('tr[data-handle="obs-victim"] button.start')
+        wait_for("the start button to start the container",
+                 lambda: c.info(victim)["State"] == "active", timeout=30)
+        wait_for("the table to show it active again", lambda: wd.js(
+            "return document.querySelector('tr[data-handle=\"obs-victim\"]').dataset.state"
+        ) == "active", timeout=20)
+
+        # Selecting a container tails its service's logs, stdout and stderr, as they come.
+        wd.click('tr[data-handle="obs-talker"] td')
+        seen = wait_for("the selected container's log lines", lambda: wd.js(
+            "return [...document.querySelectorAll('#logs div')].map(d => d.className + ' ' + "
+            "d.textContent)") or None, timeout=20)
+        assert any(re.fullmatch(r"stdout out-\d+", l) for l in seen), seen
+        assert any(re.fullmatch(r"stderr err-\d+", l) for l in seen), seen
+        last = max(int(l.split("-")[1]) for l in seen if l.startswith("stdout"))
+        wait_for("new log lines to arrive while following", lambda: max(
+            [int(t.split("-")[1]) for t in wd.js(
+                "return [...document.querySelectorAll('#logs div.stdout')].map(d => d.textContent)")]
+            or [0]) >= last + 3, timeout=20)
+        assert wd.js("return document.getElementById('logs').dataset.state") == "following"
+        # A container without logs says so.
+        wd.click('tr[data-handle="obs-victim"] td')
+        wait_for("the no-logs note", lambda: "no logs" in wd.js(
+            "return document.getElementById('logs').textContent"), timeout=20)
 
         shot = base64.b64decode(wd.call("GET", wd.s("/screenshot")))
         assert shot.startswith(b"\x89PNG")
