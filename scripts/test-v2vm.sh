@@ -90,6 +90,16 @@ tests=(
     "tests/integration/test_cgroup_v2.py"
     # 6.1 cannot idmap tmpfs: an image there is imported into the depot
     "tests/integration/test_rootfs_import.py"
+    # peas: their mount namespace and overlay on 6.1, their own groups below a
+    # container's (the leaf), an OOM kill that is theirs alone, stop, destroy, restart
+    "tests/integration/test_peas.py::test_pea_shares_every_namespace_but_mnt"
+    "tests/integration/test_peas.py::test_pea_files_are_its_own"
+    "tests/integration/test_peas.py::test_pea_memory_override_is_oom_killed_alone"
+    "tests/integration/test_peas.py::test_pea_pid_override_and_limits_without_image"
+    "tests/integration/test_peas.py::test_destroy_ends_running_peas_and_leaves_nothing"
+    "tests/integration/test_peas.py::test_stop_ends_peas_and_removes_their_layers"
+    "tests/integration/test_peas.py::test_pea_survives_a_daemon_restart_and_can_be_attached"
+    "tests/integration/test_peas.py::test_metrics_count_a_pea_with_its_container"
 )
 
 CLOCHE_TEST_ROOTFS="$work/mnt/busybox" CLOCHE_JUNIT="$junit" \

@@ -78,11 +78,12 @@ build_fuzz() {
         CC=clang meson setup "$dir" -Dfuzzers=true -Db_sanitize=address,undefined \
             -Db_lundef=false || return 1
     fi
-    ninja -C "$dir" tests/fuzz/fuzz-json tests/fuzz/fuzz-http tests/fuzz/fuzz-record
+    ninja -C "$dir" tests/fuzz/fuzz-json tests/fuzz/fuzz-http tests/fuzz/fuzz-record \
+        tests/fuzz/fuzz-control
 }
 if build_fuzz >"$out/build-fuzz.log" 2>&1; then
     echo "PASS build-fuzz" >>"$checks"
-    for f in fuzz-json fuzz-http fuzz-record; do
+    for f in fuzz-json fuzz-http fuzz-record fuzz-control; do
         check "$f" fuzz "$f"
     done
 else

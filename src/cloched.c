@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <systemd/sd-daemon.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ typedef struct Options {
     const char *socket_path;
     const char *bind_ip;
     uint16_t bind_port;
+    bool bind_port_given;
     const char *auth_token_file;
     bool insecure_no_auth;
     const char *depot;
@@ -336,222 +338,9 @@ static int load_config(int argc, char **argv, int *ret_argc, char ***ret_argv)
 }
 
 /* 0 = run, 1 = exit successfully (help/version), <0 = usage error. */
-static int parse_options(int argc, char **argv, Options *o)
+/* What the options say together. */
+static int options_check(int argc, char **argv, Options *o)
 {
-    *o = (Options){
-        .socket_path = DEFAULT_SOCKET,
-        .depot = DEFAULT_DEPOT,
-        .default_rootfs = DEFAULT_ROOTFS,
-        .max_containers = DEFAULT_MAX_CONTAINERS,
-        .cgroup_parent = "cloche",
-        .uid_pool_start = 0x10000000u,
-        .uid_pool_size = 4096,
-        .uid_range_size = 65536,
-        .port_pool_start = 61001,
-        .port_pool_size = 4534,
-        .log_level = LOG_LEVEL_INFO,
-        .log_format = LOG_FORMAT_TEXT,
-        .image_cache_grace = 60,
-        .registry_stall_timeout = 30,
-    };
-    (void)netpool_parse(DEFAULT_POOL, &o->pool);
-    bool port_given = false;
-    uint64_t v;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
-        switch (c) {
-        case OPT_BIND_SOCKET:
-            o->socket_path = optarg;
-            break;
-        case OPT_BIND_IP:
-            o->bind_ip = optarg;
-            break;
-        case OPT_BIND_PORT:
-            if (parse_u64(optarg, 1, 65535, &v) < 0)
-                return bad_option("--bind-port", optarg, "expected a port number 1..65535");
-            o->bind_port = (uint16_t)v;
-            port_given = true;
-            break;
-        case OPT_AUTH_TOKEN_FILE:
-            o->auth_token_file = optarg;
-            break;
-        case OPT_INSECURE_NO_AUTH:
-            o->insecure_no_auth = true;
-            break;
-        case OPT_DEPOT:
-            if (optarg[0] != '/')
-                return bad_option("--depot", optarg, "expected an absolute path");
-            o->depot = optarg;
-            break;
-        case OPT_DEFAULT_ROOTFS:
-            if (optarg[0] != '/')
-                return bad_option("--default-rootfs", optarg, "expected an absolute path");
-            o->default_rootfs = optarg;
-            break;
-        case OPT_MAX_CONTAINERS:
-            if (parse_u64(optarg, 1, 1000000, &v) < 0)
-                return bad_option("--max-containers", optarg, "expected 1..1000000");
-            o->max_containers = v;
-            break;
-        case OPT_DEFAULT_GRACE_TIME:
-            if (duration_parse_ns(optarg, &o->default_grace_time_ns) < 0)
-                return bad_option("--default-grace-time", optarg,
-                                  "expected a duration such as 30s, 5m or 0");
-            break;
-        case OPT_CGROUP_PARENT:
-            if (!*optarg || optarg[0] == '/' || strstr(optarg, "..") || strchr(optarg, '\n'))
-                return bad_option("--cgroup-parent", optarg,
-                                  "expected a relative cgroup path without '..'");
-            o->cgroup_parent = optarg;
-            break;
-        case OPT_INIT_BINARY:
-            o->init_binary = optarg;
-            break;
-        case OPT_SHIM_BINARY:
-            o->shim_binary = optarg;
-            break;
-        case OPT_TAR_BINARY:
-            o->tar_binary = optarg;
-            break;
-        case OPT_UID_POOL_START:
-            if (parse_u64(optarg, 65536, UINT32_MAX, &v) < 0)
-                return bad_option("--uid-pool-start", optarg, "expected an id >= 65536");
-            o->uid_pool_start = (uint32_t)v;
-            break;
-        case OPT_UID_POOL_SIZE:
-            if (parse_u64(optarg, 1, 65535, &v) < 0)
-                return bad_option("--uid-pool-size", optarg, "expected 1..65535");
-            o->uid_pool_size = (uint32_t)v;
-            o->uid_pool_size_given = true;
-            break;
-        case OPT_UID_RANGE_SIZE:
-            if (parse_u64(optarg, 65536, UINT32_MAX - 65536, &v) < 0)
-                return bad_option("--uid-range-size", optarg, "expected 65536..4294901759");
-            o->uid_range_size = (uint32_t)v;
-            break;
-        case OPT_UID_MAP_MODE:
-            if (strcmp(optarg, "ranges") != 0 && strcmp(optarg, "shared") != 0)
-                return bad_option("--uid-map-mode", optarg, "expected 'ranges' or 'shared'");
-            o->uid_map_shared = strcmp(optarg, "shared") == 0;
-            break;
-        case OPT_NETWORK_POOL:
-            if (netpool_parse(optarg, &o->pool) < 0)
-                return bad_option("--network-pool", optarg,
-                                  "expected an IPv4 network such as 10.254.0.0/22 (prefix "
-                                  "1..30, host bits zero)");
-            break;
-        case OPT_PORT_POOL_START:
-            if (parse_u64(optarg, 1, 65535, &v) < 0)
-                return bad_option("--port-pool-start", optarg, "expected a port 1..65535");
-            o->port_pool_start = (uint32_t)v;
-            break;
-        case OPT_PORT_POOL_SIZE:
-            if (parse_u64(optarg, 1, 65535, &v) < 0)
-                return bad_option("--port-pool-size", optarg, "expected 1..65535");
-            o->port_pool_size = (uint32_t)v;
-            break;
-        case OPT_MTU:
-            if (parse_u64(optarg, 576, 65535, &v) < 0)
-                return bad_option("--mtu", optarg, "expected 576..65535");
-            o->mtu = (uint32_t)v;
-            break;
-        case OPT_EXTERNAL_IP:
-            if (ipv4_parse(optarg, &o->external_ip) < 0)
-                return bad_option("--external-ip", optarg, "expected an IPv4 address");
-            break;
-        case OPT_DNS_SERVER:
-            if (o->n_dns >= ELEMENTSOF(o->dns))
-                return bad_option("--dns-server", optarg, "at most 16 may be given");
-            if (ipv4_parse(optarg, &o->dns[o->n_dns]) < 0)
-                return bad_option("--dns-server", optarg, "expected an IPv4 address");
-            o->n_dns++;
-            break;
-        case OPT_DENY_NETWORK:
-            if (o->n_deny >= ELEMENTSOF(o->deny))
-                return bad_option("--deny-network", optarg, "at most 64 may be given");
-            if (ipv4net_parse(optarg, 0, 32, &o->deny[o->n_deny]) < 0)
-                return bad_option("--deny-network", optarg,
-                                  "expected an IPv4 network such as 0.0.0.0/0 or 10.0.0.0/8");
-            o->n_deny++;
-            break;
-        case OPT_ALLOW_HOST_ACCESS:
-            o->allow_host_access = true;
-            break;
-        case OPT_NO_NEW_PRIVILEGES:
-            o->no_new_privileges = true;
-            break;
-        case OPT_NETWORK_TAG:
-            if (strlen(optarg) > 2 ||
-                strspn(optarg, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(optarg))
-                return bad_option("--network-tag", optarg, "expected up to 2 of [a-z0-9]");
-            o->network_tag = optarg;
-            break;
-        case OPT_CGROUP_DELEGATED:
-            o->cgroup_delegated = true;
-            break;
-        case OPT_METRICS_BIND:
-            if (api_parse_bind_address(optarg, o->metrics_ip, sizeof(o->metrics_ip),
-                                       &o->metrics_port) < 0)
-                return bad_option("--metrics-bind", optarg,
-                                  "expected IP:PORT, an IPv6 address in brackets, port 1..65535");
-            break;
-        case OPT_METRICS_INTERVAL:
-            if (parse_u64(optarg, 1, 3600, &v) < 0)
-                return bad_option("--metrics-interval", optarg, "expected 1..3600 seconds");
-            o->metrics_interval = (unsigned)v;
-            break;
-        case OPT_LOG_LEVEL:
-            if (log_level_from_string(optarg, &o->log_level) < 0)
-                return bad_option("--log-level", optarg, "expected debug, info, warn or error");
-            break;
-        case OPT_LOG_FORMAT:
-            if (log_format_from_string(optarg, &o->log_format) < 0)
-                return bad_option("--log-format", optarg, "expected text or json");
-            break;
-        case OPT_IMAGE_CACHE_BYTES:
-            if (parse_u64(optarg, 0, UINT64_MAX, &o->image_cache_bytes) < 0)
-                return bad_option("--image-cache-bytes", optarg, "expected a number of bytes");
-            break;
-        case OPT_IMAGE_CACHE_GRACE:
-            if (parse_u64(optarg, 0, 86400, &v) < 0)
-                return bad_option("--image-cache-grace", optarg, "expected 0..86400 seconds");
-            o->image_cache_grace = (unsigned)v;
-            break;
-        case OPT_REGISTRY_MIRROR:
-            if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0)
-                return bad_option("--registry-mirror", optarg, "expected an http(s) URL");
-            o->registry_mirror = optarg;
-            break;
-        case OPT_INSECURE_REGISTRY:
-            if (o->n_insecure_registries == ELEMENTSOF(o->insecure_registries))
-                return bad_option("--insecure-registry", optarg, "at most 64 may be given");
-            if (!*optarg || strchr(optarg, '/'))
-                return bad_option("--insecure-registry", optarg, "expected HOST[:PORT]");
-            o->insecure_registries[o->n_insecure_registries++] = optarg;
-            break;
-        case OPT_REGISTRY_CA:
-            if (access(optarg, R_OK) < 0)
-                return bad_option("--registry-ca", optarg, "not a readable file");
-            o->registry_ca = optarg;
-            break;
-        case OPT_REGISTRY_STALL_TIMEOUT:
-            if (parse_u64(optarg, 1, 3600, &v) < 0)
-                return bad_option("--registry-stall-timeout", optarg, "expected 1..3600 seconds");
-            o->registry_stall_timeout = (unsigned)v;
-            break;
-        case 'h':
-            usage(stdout);
-            return 1;
-        case OPT_CONFIG:
-            break; /* read before parsing (load_config) */
-        case OPT_VERSION:
-            printf("cloched %s%s\n", CLOCHE_VERSION, testhook_enabled() ? " (test hooks)" : "");
-            return 1;
-        default:
-            usage(stderr);
-            return -EINVAL;
-        }
-    }
     if (optind < argc) {
         fprintf(stderr, "cloched: unexpected argument '%s'\n", argv[optind]);
         return -EINVAL;
@@ -573,13 +362,315 @@ static int parse_options(int argc, char **argv, Options *o)
                 o->uid_pool_size, o->uid_range_size);
         return -EINVAL;
     }
-    if (o->bind_ip && !port_given)
+    if (o->bind_ip && !o->bind_port_given)
         o->bind_port = 7777;
-    if (port_given && !o->bind_ip) {
+    if (o->bind_port_given && !o->bind_ip) {
         fprintf(stderr, "cloched: --bind-port needs --bind-ip\n");
         return -EINVAL;
     }
     return 0;
+}
+
+/* ---- the options, as a table ---- */
+
+/* Values that need more than a range check: NULL, or what was expected. */
+static const char *parse_cgroup_parent(Options *o, const char *arg)
+{
+    if (!*arg || arg[0] == '/' || strstr(arg, "..") || strchr(arg, '\n'))
+        return "expected a relative cgroup path without '..'";
+    o->cgroup_parent = arg;
+    return NULL;
+}
+
+static const char *parse_grace_time(Options *o, const char *arg)
+{
+    return duration_parse_ns(arg, &o->default_grace_time_ns) < 0
+               ? "expected a duration such as 30s, 5m or 0"
+               : NULL;
+}
+
+static const char *parse_uid_pool_size(Options *o, const char *arg)
+{
+    uint64_t v;
+    if (parse_u64(arg, 1, 65535, &v) < 0)
+        return "expected 1..65535";
+    o->uid_pool_size = (uint32_t)v;
+    o->uid_pool_size_given = true;
+    return NULL;
+}
+
+static const char *parse_uid_map_mode(Options *o, const char *arg)
+{
+    if (strcmp(arg, "ranges") != 0 && strcmp(arg, "shared") != 0)
+        return "expected 'ranges' or 'shared'";
+    o->uid_map_shared = strcmp(arg, "shared") == 0;
+    return NULL;
+}
+
+static const char *parse_network_pool(Options *o, const char *arg)
+{
+    return netpool_parse(arg, &o->pool) < 0
+               ? "expected an IPv4 network such as 10.254.0.0/22 (prefix 1..30, host bits zero)"
+               : NULL;
+}
+
+static const char *parse_external_ip(Options *o, const char *arg)
+{
+    return ipv4_parse(arg, &o->external_ip) < 0 ? "expected an IPv4 address" : NULL;
+}
+
+static const char *parse_dns_server(Options *o, const char *arg)
+{
+    if (o->n_dns >= ELEMENTSOF(o->dns))
+        return "at most 16 may be given";
+    if (ipv4_parse(arg, &o->dns[o->n_dns]) < 0)
+        return "expected an IPv4 address";
+    o->n_dns++;
+    return NULL;
+}
+
+static const char *parse_deny_network(Options *o, const char *arg)
+{
+    if (o->n_deny >= ELEMENTSOF(o->deny))
+        return "at most 64 may be given";
+    if (ipv4net_parse(arg, 0, 32, &o->deny[o->n_deny]) < 0)
+        return "expected an IPv4 network such as 0.0.0.0/0 or 10.0.0.0/8";
+    o->n_deny++;
+    return NULL;
+}
+
+static const char *parse_network_tag(Options *o, const char *arg)
+{
+    if (strlen(arg) > 2 || strspn(arg, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(arg))
+        return "expected up to 2 of [a-z0-9]";
+    o->network_tag = arg;
+    return NULL;
+}
+
+static const char *parse_metrics_bind(Options *o, const char *arg)
+{
+    return api_parse_bind_address(arg, o->metrics_ip, sizeof(o->metrics_ip), &o->metrics_port) < 0
+               ? "expected IP:PORT, an IPv6 address in brackets, port 1..65535"
+               : NULL;
+}
+
+static const char *parse_log_level(Options *o, const char *arg)
+{
+    return log_level_from_string(arg, &o->log_level) < 0 ? "expected debug, info, warn or error"
+                                                         : NULL;
+}
+
+static const char *parse_log_format(Options *o, const char *arg)
+{
+    return log_format_from_string(arg, &o->log_format) < 0 ? "expected text or json" : NULL;
+}
+
+static const char *parse_registry_mirror(Options *o, const char *arg)
+{
+    if (strncmp(arg, "http://", 7) != 0 && strncmp(arg, "https://", 8) != 0)
+        return "expected an http(s) URL";
+    o->registry_mirror = arg;
+    return NULL;
+}
+
+static const char *parse_insecure_registry(Options *o, const char *arg)
+{
+    if (o->n_insecure_registries == ELEMENTSOF(o->insecure_registries))
+        return "at most 64 may be given";
+    if (!*arg || strchr(arg, '/'))
+        return "expected HOST[:PORT]";
+    o->insecure_registries[o->n_insecure_registries++] = arg;
+    return NULL;
+}
+
+static const char *parse_registry_ca(Options *o, const char *arg)
+{
+    if (access(arg, R_OK) < 0)
+        return "not a readable file";
+    o->registry_ca = arg;
+    return NULL;
+}
+
+typedef enum OptionKind {
+    OPTION_STRING, /* the argument as it is */
+    OPTION_PATH,   /* an absolute path */
+    OPTION_FLAG,   /* no argument: true */
+    OPTION_NUMBER, /* an unsigned decimal in [min, max], into a field of `size` bytes */
+    OPTION_PARSE,  /* parse() stores it, or says what was expected */
+} OptionKind;
+
+typedef struct OptionRule {
+    int id; /* OPT_* */
+    OptionKind kind;
+    size_t offset; /* of the field in Options */
+    size_t size;
+    uint64_t min, max;
+    const char *expect; /* OPTION_NUMBER: what a bad value is told */
+    const char *(*parse)(Options *o, const char *arg);
+} OptionRule;
+
+#define FIELD(f) offsetof(Options, f), sizeof(((Options *)NULL)->f)
+#define STRING(id, f)                                                                              \
+    {                                                                                              \
+        id, OPTION_STRING, FIELD(f), 0, 0, NULL, NULL                                              \
+    }
+#define PATH(id, f)                                                                                \
+    {                                                                                              \
+        id, OPTION_PATH, FIELD(f), 0, 0, NULL, NULL                                                \
+    }
+#define FLAG(id, f)                                                                                \
+    {                                                                                              \
+        id, OPTION_FLAG, FIELD(f), 0, 0, NULL, NULL                                                \
+    }
+#define NUMBER(id, f, min, max, expect)                                                            \
+    {                                                                                              \
+        id, OPTION_NUMBER, FIELD(f), min, max, expect, NULL                                        \
+    }
+#define PARSE(id, fn)                                                                              \
+    {                                                                                              \
+        id, OPTION_PARSE, 0, 0, 0, 0, NULL, fn                                                     \
+    }
+
+static const OptionRule option_rules[] = {
+    STRING(OPT_BIND_SOCKET, socket_path),
+    STRING(OPT_BIND_IP, bind_ip),
+    NUMBER(OPT_BIND_PORT, bind_port, 1, 65535, "expected a port number 1..65535"),
+    STRING(OPT_AUTH_TOKEN_FILE, auth_token_file),
+    FLAG(OPT_INSECURE_NO_AUTH, insecure_no_auth),
+    PATH(OPT_DEPOT, depot),
+    PATH(OPT_DEFAULT_ROOTFS, default_rootfs),
+    NUMBER(OPT_MAX_CONTAINERS, max_containers, 1, 1000000, "expected 1..1000000"),
+    PARSE(OPT_DEFAULT_GRACE_TIME, parse_grace_time),
+    PARSE(OPT_CGROUP_PARENT, parse_cgroup_parent),
+    STRING(OPT_INIT_BINARY, init_binary),
+    STRING(OPT_SHIM_BINARY, shim_binary),
+    STRING(OPT_TAR_BINARY, tar_binary),
+    NUMBER(OPT_UID_POOL_START, uid_pool_start, 65536, UINT32_MAX, "expected an id >= 65536"),
+    PARSE(OPT_UID_POOL_SIZE, parse_uid_pool_size),
+    NUMBER(OPT_UID_RANGE_SIZE, uid_range_size, 65536, UINT32_MAX - 65536,
+           "expected 65536..4294901759"),
+    PARSE(OPT_UID_MAP_MODE, parse_uid_map_mode),
+    PARSE(OPT_NETWORK_POOL, parse_network_pool),
+    NUMBER(OPT_PORT_POOL_START, port_pool_start, 1, 65535, "expected a port 1..65535"),
+    NUMBER(OPT_PORT_POOL_SIZE, port_pool_size, 1, 65535, "expected 1..65535"),
+    NUMBER(OPT_MTU, mtu, 576, 65535, "expected 576..65535"),
+    PARSE(OPT_EXTERNAL_IP, parse_external_ip),
+    PARSE(OPT_DNS_SERVER, parse_dns_server),
+    PARSE(OPT_DENY_NETWORK, parse_deny_network),
+    FLAG(OPT_ALLOW_HOST_ACCESS, allow_host_access),
+    FLAG(OPT_NO_NEW_PRIVILEGES, no_new_privileges),
+    PARSE(OPT_NETWORK_TAG, parse_network_tag),
+    FLAG(OPT_CGROUP_DELEGATED, cgroup_delegated),
+    PARSE(OPT_METRICS_BIND, parse_metrics_bind),
+    NUMBER(OPT_METRICS_INTERVAL, metrics_interval, 1, 3600, "expected 1..3600 seconds"),
+    PARSE(OPT_LOG_LEVEL, parse_log_level),
+    PARSE(OPT_LOG_FORMAT, parse_log_format),
+    NUMBER(OPT_IMAGE_CACHE_BYTES, image_cache_bytes, 0, UINT64_MAX, "expected a number of bytes"),
+    NUMBER(OPT_IMAGE_CACHE_GRACE, image_cache_grace, 0, 86400, "expected 0..86400 seconds"),
+    PARSE(OPT_REGISTRY_MIRROR, parse_registry_mirror),
+    PARSE(OPT_INSECURE_REGISTRY, parse_insecure_registry),
+    PARSE(OPT_REGISTRY_CA, parse_registry_ca),
+    NUMBER(OPT_REGISTRY_STALL_TIMEOUT, registry_stall_timeout, 1, 3600, "expected 1..3600 seconds"),
+};
+
+static const char *option_name(int id)
+{
+    for (size_t i = 0; longopts[i].name; i++)
+        if (longopts[i].val == id)
+            return longopts[i].name;
+    return "?";
+}
+
+/* One option by its rule: 0, or -EINVAL with the reason printed. */
+static int option_apply(const OptionRule *rule, const char *arg, Options *o)
+{
+    void *field = (char *)o + rule->offset;
+    const char *why = NULL;
+    uint64_t v;
+    switch (rule->kind) {
+    case OPTION_PATH:
+        if (arg[0] != '/') {
+            why = "expected an absolute path";
+            break;
+        }
+        /* fallthrough */
+    case OPTION_STRING:
+        *(const char **)field = arg;
+        break;
+    case OPTION_FLAG:
+        *(bool *)field = true;
+        break;
+    case OPTION_NUMBER:
+        if (parse_u64(arg, rule->min, rule->max, &v) < 0) {
+            why = rule->expect;
+            break;
+        }
+        if (rule->size == sizeof(uint16_t))
+            *(uint16_t *)field = (uint16_t)v;
+        else if (rule->size == sizeof(uint32_t))
+            *(uint32_t *)field = (uint32_t)v;
+        else
+            *(uint64_t *)field = v;
+        break;
+    case OPTION_PARSE:
+        why = rule->parse(o, arg);
+        break;
+    }
+    if (!why)
+        return 0;
+    char name[64];
+    snprintf(name, sizeof(name), "--%s", option_name(rule->id));
+    return bad_option(name, arg, why);
+}
+
+static const OptionRule *option_rule(int id)
+{
+    for (size_t i = 0; i < ELEMENTSOF(option_rules); i++)
+        if (option_rules[i].id == id)
+            return &option_rules[i];
+    return NULL;
+}
+
+static int parse_options(int argc, char **argv, Options *o)
+{
+    *o = (Options){
+        .socket_path = DEFAULT_SOCKET,
+        .depot = DEFAULT_DEPOT,
+        .default_rootfs = DEFAULT_ROOTFS,
+        .max_containers = DEFAULT_MAX_CONTAINERS,
+        .cgroup_parent = "cloche",
+        .uid_pool_start = 0x10000000u,
+        .uid_pool_size = 4096,
+        .uid_range_size = 65536,
+        .port_pool_start = 61001,
+        .port_pool_size = 4534,
+        .log_level = LOG_LEVEL_INFO,
+        .log_format = LOG_FORMAT_TEXT,
+        .image_cache_grace = 60,
+        .registry_stall_timeout = 30,
+    };
+    (void)netpool_parse(DEFAULT_POOL, &o->pool);
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) >= 0) {
+        const OptionRule *rule = option_rule(c);
+        if (rule) {
+            int r = option_apply(rule, optarg, o);
+            if (r < 0)
+                return r;
+            if (c == OPT_BIND_PORT)
+                o->bind_port_given = true;
+        } else if (c == 'h') {
+            usage(stdout);
+            return 1;
+        } else if (c == OPT_VERSION) {
+            printf("cloched %s%s\n", CLOCHE_VERSION, testhook_enabled() ? " (test hooks)" : "");
+            return 1;
+        } else if (c != OPT_CONFIG) { /* --config is read before parsing (load_config) */
+            usage(stderr);
+            return -EINVAL;
+        }
+    }
+    return options_check(argc, argv, o);
 }
 
 static int read_token(const char *path, char **ret)

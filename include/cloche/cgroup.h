@@ -208,7 +208,8 @@ typedef struct CgroupViewDir {
 } CgroupViewDir;
 int cgroup_view_dirs(const Cgroup *cgroup, CgroupViewDir *ret, size_t max, size_t *ret_n);
 
-/* Pids in the group (cgroup.procs of the CGROUP_CORE hierarchy), as a malloc'd array
+/* Pids in the group and its child groups (cgroup.procs of the CGROUP_CORE
+ * hierarchy), as a malloc'd array
  * (NULL when empty). At most 1 MiB of cgroup.procs is read (-EFBIG beyond). */
 int cgroup_list_pids(const Cgroup *cgroup, pid_t **ret_pids, size_t *ret_count);
 
@@ -228,6 +229,26 @@ int cgroup_wait_empty(const Cgroup *cgroup, int timeout_ms);
  * Idempotent: missing directories are fine. The handle stays valid (free it with
  * cgroup_free). */
 int cgroup_destroy(const Cgroup *cgroup, int timeout_ms);
+
+/* ---- child groups (cgroup-child.c): a pea's own group ---------------------- */
+
+/* On pure v2 the container's processes move here when it gets its first child
+ * (no process may sit in a group whose children have controllers). */
+#define CGROUP_LEAF_NAME "leaf"
+
+/* Create `name` (one component, not CGROUP_LEAF_NAME) below the group in every
+ * hierarchy, with the cpu, memory and pids controllers available to it. On pure
+ * v2 this first moves the group's processes into its leaf. *ret borrows the
+ * system. The group's other calls (limits, kill, destroy, paths) work on it. */
+int cgroup_create_child(const Cgroup *parent, const char *name, Cgroup **ret);
+/* A handle for the child `name` (made earlier, perhaps by another daemon). */
+int cgroup_open_child(const Cgroup *parent, const char *name, Cgroup **ret);
+/* Call fn for each child group (the leaf included); the first error is returned
+ * once every child was visited. */
+int cgroup_for_each_child(const Cgroup *cg, int (*fn)(const Cgroup *child, void *userdata),
+                          void *userdata);
+/* Does the group have its v2 leaf (pure v2 only)? */
+bool cgroup_has_leaf(const Cgroup *cg);
 
 /* ---- reads for metrics -------------------------------------------------- */
 

@@ -14,7 +14,6 @@
 #include "cloche/history.h"
 #include "cloche/image.h"
 #include "cloche/netpool.h"
-#include "cloche/proc.h"
 #include "cloche/strmap.h"
 
 typedef struct Garden Garden;
@@ -104,18 +103,19 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
 
 /* Stop: SIGTERM to every process but init, up to 10 s, then SIGKILL (kill: at
  * once). The container's state becomes stopped. */
-int garden_stop(Garden *g, Container *c, bool kill, ApiError *reterr);
+int container_stop(Garden *g, Container *c, bool kill, ApiError *reterr);
 
 /* Start a stopped container again (cloche extension): a new init over the same
  * writable layer, address, host ports, NetOut rules, limits, properties and bind
  * mounts. 409 when it is not stopped; on failure it stays stopped. */
-int garden_start(Garden *g, Container *c, ApiError *reterr);
-/* Stop (as garden_stop), then start. */
-int garden_restart(Garden *g, Container *c, bool kill, ApiError *reterr);
+int container_start(Garden *g, Container *c, ApiError *reterr);
+/* Stop (as container_stop), then start. */
+int container_restart(Garden *g, Container *c, bool kill, ApiError *reterr);
 
 /* Start a process (spec contents are taken): ExecutableNotFoundError, 409 for a
- * duplicate id, 400 for an unknown user, 501 for peas. *ret_id is malloc'd. */
-int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
+ * duplicate id, 400 for an unknown user or image, 501 for bind mounts. A spec
+ * with an image is a pea (doc/peas.md). *ret_id is malloc'd. */
+int container_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr);
 
 /* cloche_service: the service's live state as properties, added to props:
  * cloche.service.restart, .state, .restarts, .exit-status, .started-at
@@ -154,27 +154,34 @@ int container_process_attach(Garden *g, Container *c, const char *id, int *ret_f
 /* Ids of the processes still running, sorted (NULL-terminated, malloc'd). */
 int container_process_ids(Garden *g, Container *c, char ***ret);
 
-/* What cloche-tar needs to enter a container for StreamIn/StreamOut. */
-typedef struct ContainerFilesTarget {
-    const char *tar_path; /* borrowed from the configuration */
-    pid_t init_pid;
-    uint64_t init_start;
-    char **cgroups; /* the container's cgroup directories (owned, NULL-terminated):
-                       cloche-tar joins them, so its memory is the container's */
-    ProcUser user;  /* the requesting user, looked up in the container */
-    /* Confinement: "<hex caps> <nnp>" and the seccomp filter file (NULL: none). */
-    char confine[32];
-    const char *seccomp_path; /* borrowed from the daemon */
-} ContainerFilesTarget;
-
-void container_files_target_done(ContainerFilesTarget *t);
+/* StreamIn/StreamOut: what cloche-tar needs to enter a container (opaque: the
+ * container's init, its cgroups, the requesting user, the confinement). */
+typedef struct ContainerFilesTarget ContainerFilesTarget;
 
 /* The container's init, its cgroups, the user ("" = root; an unknown one is a
- * 400) and the helper's path. Works for stopped containers (their
- * init lives on); 500 when the container is not running or the daemon has no
- * cloche-tar. */
-int container_files_target(Garden *g, Container *c, const char *user, ContainerFilesTarget *ret,
+ * 400) and the helper's path. Works for stopped containers (their init lives
+ * on); 409 when the container is not running, 500 when the daemon has no
+ * cloche-tar. *ret is freed with container_files_target_free. */
+int container_files_target(Garden *g, Container *c, const char *user, ContainerFilesTarget **ret,
                            ApiError *reterr);
+void container_files_target_free(ContainerFilesTarget *t);
+
+/* cloche-tar at work in a container. */
+typedef struct ContainerFiles {
+    pid_t pid;
+    int data;     /* its stdin ("in" modes) or its stdout ("out" modes), non-blocking */
+    int messages; /* its stderr, non-blocking */
+} ContainerFiles;
+
+/* Start cloche-tar for mode ("in", "in-file", "out" or "out-file") on path in the
+ * container. A negative errno when it cannot be started. */
+int container_files_start(const ContainerFilesTarget *t, const char *mode, const char *path,
+                          ContainerFiles *ret);
+/* End it at once (a body cut short must not look complete to it). */
+void container_files_kill(ContainerFiles *f);
+/* Reap it (killed first if kill_it) once its pipes are closed or drained: its
+ * exit status, 128+N for signal N. */
+int container_files_wait(ContainerFiles *f, bool kill_it);
 
 /* The limits in effect (as applied at create or changed since). */
 int container_get_limits(Container *c, Limits *ret);
@@ -277,8 +284,8 @@ int garden_image_import(Garden *g, const char *name_tag, int fd, char **ret_dige
                         ApiError *reterr);
 /* Commit a container's writable layer on top of its image as cloche:///NAME[:TAG];
  * opts (may be NULL) changes the config, checks the parent, skips the layer. */
-int garden_container_commit(Garden *g, Container *c, const char *name_tag,
-                            const ImageCommitOptions *opts, char **ret_digest, ApiError *reterr);
+int container_commit(Garden *g, Container *c, const char *name_tag, const ImageCommitOptions *opts,
+                     char **ret_digest, ApiError *reterr);
 /* Export an image the store knows as an OCI archive through fn (-EPIPE: cut short
  * after it began). */
 int garden_image_export(Garden *g, const char *uri, ImageWriteFn fn, void *userdata,

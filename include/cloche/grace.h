@@ -32,9 +32,6 @@ void grace_timer_end(GraceTimer *t, int64_t now_ns);
 void grace_timer_set(GraceTimer *t, int64_t grace_ns, int64_t now_ns);
 bool grace_timer_expired(const GraceTimer *t, int64_t now_ns);
 
-/* Monotonic clock in ns. */
-int64_t grace_now(void);
-
 typedef struct GraceService GraceService;
 
 /* fire(handle, generation, userdata) runs on the service's thread when a scheduled

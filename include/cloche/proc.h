@@ -30,6 +30,8 @@ typedef struct ProcUser {
  * (FAILURE_INPUT: -EINVAL, or -ENOENT with guardian's text "unable to find user
  * NAME: ..."); anything else a system failure. */
 int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, Failure *reterr);
+/* The same in the tree at rootfd (a pea's image), read without leaving it. */
+int proc_resolve_user_at(int rootfd, const char *user, ProcUser *ret, Failure *reterr);
 
 /* One resource limit for the process: soft and hard both set to value. */
 typedef struct ProcRlimit {
@@ -62,6 +64,12 @@ typedef struct ProcLaunch {
     uint32_t linger;
     const ConfinePlan *confine; /* NULL: no `confine` record */
     const char *seccomp;        /* the filter file, or NULL */
+    /* A pea (a root file system of its own): its image layers, top first
+     * (NULL: not a pea), the host directory holding its upper and work, and
+     * whether `cgroups` are the pea's own groups (removed when it ends). */
+    char *const *pea_lowers;
+    const char *pea_root;
+    bool pea_own_cgroups;
     const ProcRestart *restart; /* a supervised service (`restart` record), or NULL */
     const char *log_path;       /* output also to this log file, or NULL */
     uint64_t log_max_size;      /* 0 = the shim's default */

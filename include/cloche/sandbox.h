@@ -82,8 +82,6 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, Failure *reterr);
 /* Wait for an init this process created (reaps it). */
 int sandbox_reap(SandboxInit *init);
 
-/* Start time of pid from /proc, or -ESRCH. */
-int sandbox_process_start_time(pid_t pid, uint64_t *ret);
 /* Is pid still the process started at start_time, and not a zombie? */
 bool sandbox_process_alive(pid_t pid, uint64_t start_time);
 

@@ -58,6 +58,14 @@
  *   seccomp     absolute path of the compiled seccomp filter (struct sock_filter
  *               records), read once when the shim starts and installed with the
  *               `confine` record, before the change to uid/gid
+ *   pea_lower*  a pea (doc/peas.md): a layer of its image, absolute, top first.
+ *               With these the process gets a new mount namespace rooted at an
+ *               overlay of the layers (idmapped to the init's user namespace)
+ *               over pea_root/upper and pea_root/work
+ *   pea_root    the directory holding the pea's upper and work (its process
+ *               directory's rootfs), removed by the shim when the pea ends
+ *   pea_cgroup  "1": the `cgroup` records are the pea's own groups, emptied and
+ *               removed when it ends
  *   restart     "<policy> <max_restarts> <initial_ms> <max_ms> <reset_ms>": a
  *               service (policy no, on-failure, always or unless-stopped). The
  *               shim starts the process again after it ended, as the policy says

@@ -244,8 +244,12 @@ typedef struct ProcessSpec {
     char *user;
     ResourceLimits rlimits;
     bool has_limits; /* "limits" present and non-empty (peas) */
+    /* "limits" present at all, even {}: Garden's OverrideContainerLimits, a
+     * cgroup of the process's own under the container's. */
+    bool override_limits;
     CpuLimits cpu_limits;
     MemoryLimits memory_limits;
+    PidLimits pid_limits; /* cloche extension: "limits":{"pid_limits":{"max":N}} */
     TtySpec tty;
     ImageRef image;
     BindMount *bind_mounts;

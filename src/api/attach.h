@@ -2,6 +2,9 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
+
+#include "cloche/proc-relay.h"
 
 /* Run/Attach after the process is found: send the hijack reply head (status 201
  * or 200; HTTP/1.minor), the first line, and relay until the exit or a detach.
@@ -22,3 +25,9 @@ bool api_attach_stream(int fd, int minor, const char *sid, bool stderr_stream);
 
 /* Server shutdown: every relay detaches. */
 void api_attachments_stop(void);
+
+/* control.c: one control line of a Run/Attach connection (protocol §5.3, without
+ * its '\n') as what the relay should do; PROC_CONTROL_NONE for a line that is
+ * malformed or asks for nothing. 0, or -ENOMEM. *ret is always initialised
+ * (free it with proc_control_done). */
+int api_control_decode(const char *line, size_t len, ProcControl *ret);

@@ -10,6 +10,7 @@
 #include "api-internal.h"
 #include "cloche/json.h"
 #include "cloche/wire.h"
+#include "cloche/clock.h"
 #include "reqstats.h"
 
 int api_request_container(ApiRequest *req, Container **ret)
@@ -50,7 +51,7 @@ char *api_error_serialize(const ApiError *e, size_t *ret_len)
 void api_dispatch(ApiRequest *req, int *ret_status, char **ret_body, size_t *ret_len)
 {
     api_error_clear(&req->error);
-    int64_t started = reqstats_now();
+    int64_t started = clock_monotonic_ns();
     int r = req->match.route->handler(req);
     char *body = NULL;
     size_t len = 0;
@@ -72,7 +73,7 @@ void api_dispatch(ApiRequest *req, int *ret_status, char **ret_body, size_t *ret
         garden_release(req->garden, req->container);
         req->container = NULL;
     }
-    reqstats_record(req->match.route, status, reqstats_now() - started);
+    reqstats_record(req->match.route, status, clock_monotonic_ns() - started);
     *ret_status = status;
     *ret_body = body;
     *ret_len = body ? len : 0;

@@ -1,40 +1,38 @@
 /* StreamIn and StreamOut (protocol §2.1, design §4), served by cloched's own
  * handler so that a long upload or download never holds one of libmicrohttpd's
  * pool threads. The work inside the container is cloche-tar's (src/tar/): it
- * enters the container as the requesting user; this file resolves the user,
- * starts it, pumps the request body into it (Content-Length or chunked) or its
- * output out as the reply body (chunked), and turns its failures into Garden
+ * enters the container as the requesting user; garden resolves the user and
+ * starts it (proc/tar.c); this file pumps the request body into it
+ * (Content-Length or chunked) or its output out as the reply body (chunked),
+ * and turns its failures into Garden
  * errors: "error streaming in: ..." / "error streaming out: ...", with the
  * helper's messages, as guardian's users expect. One request per connection. */
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 #include <time.h>
 
 #include "api-internal.h"
-#include "cloche/spawn.h"
 #include "cloche/log.h"
 #include "cloche/wire.h"
+#include "cloche/fdio.h"
 #include "reqstats.h"
 #include "stream.h"
 
 #define FILES_BUFFER (1u << 20)
-#define FILES_PIPE_SIZE (1 << 20)
 #define FILES_STDERR_MAX 4096 /* helper messages kept for the error reply */
 #define FILES_BODY_IDLE_S 60  /* a stalled upload is abandoned after this */
 
 /* ---- the helper ---- */
 
 typedef struct Helper {
-    pid_t pid;
+    ContainerFiles files;
     int in;  /* its stdin (StreamIn), else -1 */
     int out; /* its stdout (StreamOut), else -1 */
     int err;
@@ -52,85 +50,17 @@ static void helper_close(Helper *h)
         }
 }
 
-static int set_nonblock(int fd)
+/* cloche-tar for mode on path (garden starts it): StreamIn writes its stdin,
+ * StreamOut reads its stdout; both read its stderr. */
+static int helper_start(const ContainerFilesTarget *t, const char *mode, const char *path, bool in,
+                        Helper *h)
 {
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
-}
-
-static int helper_finish(Helper *h, bool kill_it);
-
-/* Start `cloche-tar MODE PID START UID GID GROUPS HOME PATH [CGROUP_DIR...]`. StreamIn gets a pipe
- * on stdin, StreamOut on stdout; both a pipe on stderr. */
-static int helper_start(const ContainerFilesTarget *t, const ProcUser *u, const char *mode,
-                        const char *path, bool in, Helper *h)
-{
-    char pid[24], start[24], uid[16], gid[16], groups[PROC_GROUPS_MAX * 11 + 1] = "";
-    snprintf(pid, sizeof(pid), "%d", (int)t->init_pid);
-    snprintf(start, sizeof(start), "%" PRIu64, t->init_start);
-    snprintf(uid, sizeof(uid), "%u", (unsigned)u->uid);
-    snprintf(gid, sizeof(gid), "%u", (unsigned)u->gid);
-    for (size_t i = 0, off = 0; i < u->n_groups; i++)
-        off += (size_t)snprintf(groups + off, sizeof(groups) - off, "%s%u", i ? "," : "",
-                                (unsigned)u->groups[i]);
-    /* Then the container's cgroup directories, which the helper joins first. */
-    char *argv[9 + 8] = {(char *)"cloche-tar", (char *)mode, pid, start, uid, gid, groups,
-                         (char *)u->home,      (char *)path};
-    size_t argc = 9;
-    for (char **cg = t->cgroups; cg && *cg && argc < ELEMENTSOF(argv) - 1; cg++)
-        argv[argc++] = *cg;
-    argv[argc] = NULL;
-    /* Not the daemon's environment: nothing of it belongs in a container. */
-    char confine[64], seccomp[PATH_MAX + 32] = "";
-    snprintf(confine, sizeof(confine), "CLOCHE_CONFINE=%s", t->confine);
-    if (t->seccomp_path)
-        snprintf(seccomp, sizeof(seccomp), "CLOCHE_SECCOMP=%s", t->seccomp_path);
-    char *envp[] = {(char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", confine,
-                    seccomp[0] ? seccomp : NULL, NULL};
-
-    int data[2], err[2];
-    if (pipe2(data, O_CLOEXEC) < 0)
-        return -errno;
-    if (pipe2(err, O_CLOEXEC) < 0) {
-        int r = -errno;
-        close(data[0]);
-        close(data[1]);
+    int r = container_files_start(t, mode, path, &h->files);
+    if (r < 0)
         return r;
-    }
-    (void)fcntl(data[0], F_SETPIPE_SZ, FILES_PIPE_SIZE);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    if (in) {
-        posix_spawn_file_actions_adddup2(&fa, data[0], 0);
-        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    } else {
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        posix_spawn_file_actions_adddup2(&fa, data[1], 1);
-    }
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    int r = spawn_clean(&h->pid, t->tar_path, &fa, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    close(err[1]);
-    if (in) {
-        close(data[0]);
-        h->in = data[1];
-        h->out = -1;
-    } else {
-        close(data[1]);
-        h->out = data[0];
-        h->in = -1;
-    }
-    h->err = err[0];
-    if (r < 0) {
-        helper_close(h);
-        return r;
-    }
-    if ((h->in >= 0 && set_nonblock(h->in) < 0) || (h->out >= 0 && set_nonblock(h->out) < 0) ||
-        set_nonblock(h->err) < 0) {
-        r = -errno;
-        (void)helper_finish(h, true);
-        return r;
-    }
+    h->in = in ? h->files.data : -1;
+    h->out = in ? -1 : h->files.data;
+    h->err = h->files.messages;
     return 0;
 }
 
@@ -163,7 +93,7 @@ static void helper_read_messages(Helper *h)
 static int helper_finish(Helper *h, bool kill_it)
 {
     if (kill_it)
-        kill(h->pid, SIGKILL);
+        container_files_kill(&h->files);
     if (h->in >= 0) {
         close(h->in);
         h->in = -1;
@@ -179,17 +109,13 @@ static int helper_finish(Helper *h, bool kill_it)
         helper_read_messages(h);
     }
     helper_close(h);
-    int status = 0;
-    while (waitpid(h->pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    int status = container_files_wait(&h->files, false);
     /* One line for the error message: newlines become "; ". */
     while (h->n_messages && h->messages[h->n_messages - 1] == '\n')
         h->messages[--h->n_messages] = '\0';
     for (char *nl; (nl = strchr(h->messages, '\n'));)
         *nl = ';';
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return WEXITSTATUS(status);
+    return status;
 }
 
 static int helper_error(ApiError *err, const char *what, const Helper *h, int status)
@@ -202,21 +128,6 @@ static int helper_error(ApiError *err, const char *what, const Helper *h, int st
 }
 
 /* ---- the connection ---- */
-
-static int send_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -EPIPE;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
 
 static int send_iov(int fd, struct iovec *iov, int n_iov)
 {
@@ -248,7 +159,7 @@ static void reply_empty(int fd, const HttpHead *head)
                      "HTTP/1.%d 200 OK\r\nContent-Type: application/json\r\nContent-Length: 3\r\n"
                      "Connection: close\r\n\r\n{}\n",
                      head->minor_version);
-    (void)send_all(fd, line, (size_t)n);
+    (void)fd_send_all(fd, line, (size_t)n, 0);
 }
 
 /* Write data to the helper's stdin, reading its stderr meanwhile (so neither side
@@ -287,8 +198,8 @@ static bool is_tar_type(const HttpHead *head)
            (len == 15 && strncasecmp(t, "application/tar", len) == 0);
 }
 
-static void serve_in(int fd, const HttpHead *head, const ContainerFilesTarget *t,
-                     const ProcUser *user, const char *dest, const char *handle)
+static void serve_in(int fd, const HttpHead *head, const ContainerFilesTarget *t, const char *dest,
+                     const char *handle)
 {
     ApiError err;
     api_error_clear(&err);
@@ -298,7 +209,7 @@ static void serve_in(int fd, const HttpHead *head, const ContainerFilesTarget *t
     bool done = !chunked && remaining == 0;
 
     Helper h = {.in = -1, .out = -1, .err = -1};
-    int r = helper_start(t, user, single ? "in-file" : "in", dest, true, &h);
+    int r = helper_start(t, single ? "in-file" : "in", dest, true, &h);
     if (r < 0) {
         api_internal_error(&err, r, "Failed to start cloche-tar");
         stream_reply_error(fd, head, &err);
@@ -306,7 +217,7 @@ static void serve_in(int fd, const HttpHead *head, const ContainerFilesTarget *t
         return;
     }
     if (head->expect_continue && head->minor_version == 1 && !done)
-        (void)send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        (void)fd_send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25, 0);
     struct timeval tv = {.tv_sec = FILES_BODY_IDLE_S};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 
@@ -364,13 +275,13 @@ static void serve_in(int fd, const HttpHead *head, const ContainerFilesTarget *t
 }
 
 static void serve_out(int fd, const HttpHead *head, const ContainerFilesTarget *t,
-                      const ProcUser *user, const char *source, const char *handle)
+                      const char *source, const char *handle)
 {
     ApiError err;
     api_error_clear(&err);
     bool single = strcasestr(head->accept, "application/octet-stream") != NULL;
     Helper h = {.in = -1, .out = -1, .err = -1};
-    int r = helper_start(t, user, single ? "out-file" : "out", source, false, &h);
+    int r = helper_start(t, single ? "out-file" : "out", source, false, &h);
     if (r < 0) {
         api_internal_error(&err, r, "Failed to start cloche-tar");
         stream_reply_error(fd, head, &err);
@@ -449,9 +360,9 @@ static void serve_out(int fd, const HttpHead *head, const ContainerFilesTarget *
                           "Connection: close\r\n\r\n",
                           head->minor_version,
                           single ? "application/octet-stream" : "application/x-tar");
-        (void)send_all(fd, line, (size_t)hl);
+        (void)fd_send_all(fd, line, (size_t)hl, 0);
     } else if (chunked) {
-        (void)send_all(fd, "0\r\n\r\n", 5);
+        (void)fd_send_all(fd, "0\r\n\r\n", 5, 0);
     }
     log_debug("StreamOut of '%s' in '%s': %" PRIu64 " bytes", source, handle, total);
 }
@@ -472,7 +383,7 @@ void api_files_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *
         r = spec_validate_handle(m->params[0], &err);
     if (r >= 0)
         r = garden_acquire(garden, m->params[0], &c, &err);
-    ContainerFilesTarget target = {0};
+    ContainerFilesTarget *target = NULL;
     if (r >= 0) {
         r = container_files_target(garden, c, user_name, &target, &err);
         /* Every error of the container's side carries guardian's prefix (an
@@ -489,11 +400,11 @@ void api_files_serve(int fd, const HttpHead *head, const RouteMatch *m, Garden *
         if (in)
             stream_drain(fd);
     } else if (in) {
-        serve_in(fd, head, &target, &target.user, path ? path : "", m->params[0]);
+        serve_in(fd, head, target, path ? path : "", m->params[0]);
     } else {
-        serve_out(fd, head, &target, &target.user, path, m->params[0]);
+        serve_out(fd, head, target, path, m->params[0]);
     }
-    container_files_target_done(&target);
+    container_files_target_free(target);
     if (c)
         garden_release(garden, c);
     strmap_clear(&query);

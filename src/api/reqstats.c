@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cloche/clock.h"
 #include "cloche/cleanup.h"
 #include "reqstats.h"
 
@@ -41,13 +42,6 @@ static const struct {
     [API_OP_RUN] = {"cloche_process_run_duration_seconds",
                     "Time from a Run request to the process started."},
 };
-
-int64_t reqstats_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void histogram_add(Histogram *h, int64_t ns)
 {
@@ -96,14 +90,14 @@ static _Thread_local struct {
 void reqstats_stream_begin(const Route *route)
 {
     stream_request.route = route;
-    stream_request.started = reqstats_now();
+    stream_request.started = clock_monotonic_ns();
 }
 
 void reqstats_stream_reply(int status)
 {
     if (!stream_request.route)
         return; /* none begun, or recorded already */
-    reqstats_record(stream_request.route, status, reqstats_now() - stream_request.started);
+    reqstats_record(stream_request.route, status, clock_monotonic_ns() - stream_request.started);
     stream_request.route = NULL;
 }
 

@@ -14,8 +14,6 @@ typedef enum ApiOperation {
     API_OP_COUNT,
 } ApiOperation;
 
-/* Monotonic nanoseconds. */
-int64_t reqstats_now(void);
 /* One request of a route of api_routes answered with status, taking ns. Requests of
  * Create and Destroy that succeeded also count as those operations. */
 void reqstats_record(const Route *route, int status, int64_t ns);

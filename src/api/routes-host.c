@@ -13,6 +13,7 @@
 #include "api-internal.h"
 #include "cloche/json.h"
 #include "cloche/observe.h"
+#include "cloche/clock.h"
 #include "reqstats.h"
 
 #define TOP_N 5
@@ -28,7 +29,7 @@ static double cpu_last_percent;
 static int host_cpu_percent(double *ret)
 {
     pthread_mutex_lock(&cpu_lock);
-    int64_t now = reqstats_now();
+    int64_t now = clock_monotonic_ns();
     HostCpuTimes t;
     int r = 0;
     if (cpu_last_ns && now - cpu_last_ns < CPU_MIN_GAP_NS) {
@@ -40,7 +41,7 @@ static int host_cpu_percent(double *ret)
             goto out;
         struct timespec gap = {.tv_nsec = CPU_FIRST_GAP_NS};
         nanosleep(&gap, NULL);
-        now = reqstats_now();
+        now = clock_monotonic_ns();
     }
     if ((r = host_read_cpu_times(&t)) < 0)
         goto out;

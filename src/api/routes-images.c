@@ -431,7 +431,7 @@ int route_container_commit(ApiRequest *req)
             return r;
     }
     _cleanup_free_ char *digest = NULL;
-    r = garden_container_commit(req->garden, c, name, &b.opts, &digest, &req->error);
+    r = container_commit(req->garden, c, name, &b.opts, &digest, &req->error);
     if (r < 0)
         return r;
     json_object *o = json_object_new_object();

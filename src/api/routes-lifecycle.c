@@ -9,7 +9,7 @@ int route_start(ApiRequest *req)
     int r = api_request_container(req, &c);
     if (r < 0)
         return r;
-    r = garden_start(req->garden, c, &req->error);
+    r = container_start(req->garden, c, &req->error);
     if (r < 0)
         return r;
     return api_reply_empty(req);
@@ -34,7 +34,7 @@ int route_restart(ApiRequest *req)
     int r = api_request_container(req, &c);
     if (r < 0)
         return r;
-    r = garden_restart(req->garden, c, kill, &req->error);
+    r = container_restart(req->garden, c, kill, &req->error);
     if (r < 0)
         return r;
     return api_reply_empty(req);

@@ -14,6 +14,7 @@
 
 #include "api-internal.h"
 #include "cloche/observe.h"
+#include "cloche/clock.h"
 #include "reqstats.h"
 
 #define SCRAPE_THREADS 3 /* besides the request's own */
@@ -274,7 +275,7 @@ static void write_daemon(FILE *out, Garden *g, const Scraped *items, size_t n)
 
 int route_prometheus(ApiRequest *req)
 {
-    int64_t started = reqstats_now();
+    int64_t started = clock_monotonic_ns();
     _cleanup_(strv_freep) char **handles = NULL;
     size_t n = 0;
     StringMap no_filter = STRING_MAP_INIT;
@@ -306,7 +307,8 @@ int route_prometheus(ApiRequest *req)
     write_containers(out, items, n);
     family(out, "cloche_scrape_duration_seconds", "gauge",
            "Time this daemon took to gather the containers' series of this reply.");
-    fprintf(out, "cloche_scrape_duration_seconds %.6f\n", (double)(reqstats_now() - started) / 1e9);
+    fprintf(out, "cloche_scrape_duration_seconds %.6f\n",
+            (double)(clock_monotonic_ns() - started) / 1e9);
     if (fclose(out) != 0 || !text) {
         free(text);
         return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");

@@ -369,7 +369,7 @@ static int route_stop(ApiRequest *req)
     r = api_request_container(req, &c);
     if (r < 0)
         return r;
-    r = garden_stop(req->garden, c, kill, &req->error);
+    r = container_stop(req->garden, c, kill, &req->error);
     if (r < 0)
         return r;
     return api_reply_empty(req);

@@ -20,6 +20,7 @@
 #include "cloche/fileio.h"
 #include "cloche/grace.h"
 #include "cloche/log.h"
+#include "cloche/clock.h"
 #include "http.h"
 #include "stream.h"
 #include "attach.h"
@@ -439,7 +440,7 @@ static void accept_all(ApiServer *s, Item *l)
         }
         it->kind = ITEM_PENDING;
         it->metrics_only = l->metrics_only;
-        it->deadline_ns = grace_now() + HEAD_TIMEOUT_NS;
+        it->deadline_ns = clock_monotonic_ns() + HEAD_TIMEOUT_NS;
         if (epoll_add(s, it, EPOLLIN | EPOLLRDHUP) < 0) {
             close(it->fd);
             free(it);
@@ -585,7 +586,7 @@ static void triage(ApiServer *s, Item *it)
 
 static void expire_pending(ApiServer *s)
 {
-    int64_t now = grace_now();
+    int64_t now = clock_monotonic_ns();
     for (Item *it = s->pending, *next; it; it = next) {
         next = it->next;
         if (it->deadline_ns > now)

@@ -18,6 +18,8 @@
 #include "stream.h"
 #include "attach.h"
 #include "cloche/json.h"
+#include "cloche/clock.h"
+#include "cloche/fdio.h"
 #include <poll.h>
 
 static bool is_token_char(char c)
@@ -135,67 +137,12 @@ bool stream_route_wanted(const HttpHead *head)
     return streaming;
 }
 
-static void send_all(int fd, const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return;
-        data += n;
-        len -= (size_t)n;
-    }
-}
-
-/* After an early reply (an error before the body was read), read away what the
- * client still sends, for at most STREAM_DRAIN_MS and STREAM_DRAIN_MAX bytes, as
- * nginx's lingering close: closing with unread data would reset the connection,
- * and a client still writing would see EPIPE/ECONNRESET, not the reply. */
-void stream_drain(int fd)
-{
-    shutdown(fd, SHUT_WR);
-    char buf[65536];
-    size_t total = 0;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (total < STREAM_DRAIN_MAX) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long left = STREAM_DRAIN_MS -
-                    ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-            return;
-        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-            return;
-        if (n > 0)
-            total += (size_t)n;
-    }
-}
-
 /* An error reply before the request's body was read: linger if there is one. */
 static void reply_error_early(int fd, const HttpHead *head, const ApiError *e)
 {
     stream_reply_error(fd, head, e);
     if (head && (head->chunked || head->content_length > 0))
         stream_drain(fd);
-}
-
-void stream_reply_error(int fd, const HttpHead *head, const ApiError *e)
-{
-    reqstats_stream_reply(e->status);
-    size_t len = 0;
-    _cleanup_free_ char *body = api_error_serialize(e, &len);
-    char line[256];
-    int hl =
-        snprintf(line, sizeof(line),
-                 "HTTP/1.%d %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                 head ? head->minor_version : 1, e->status, http_reason(e->status), len);
-    send_all(fd, line, (size_t)hl);
-    if (body)
-        send_all(fd, body, len);
 }
 
 /* Read the head (already known to be complete), and nothing more. */
@@ -251,7 +198,7 @@ static int read_body(int fd, const HttpHead *head, char **ret_body, size_t *ret_
                           "Request body is too large: %lld bytes (at most %u)", len,
                           API_DEFAULT_MAX_BODY);
     if (head->expect_continue && len > 0)
-        send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        (void)fd_send_all(fd, "HTTP/1.1 100 Continue\r\n\r\n", 25, 0);
     _cleanup_free_ char *body = malloc((size_t)len + 1);
     if (!body)
         return api_internal_error(err, -ENOMEM, "Failed to read the request");
@@ -283,10 +230,10 @@ static void serve_run(int fd, const HttpHead *head, Garden *garden, Container *c
         return;
     }
     _cleanup_free_ char *id = NULL;
-    int64_t started = reqstats_now();
-    r = garden_run(garden, c, &spec, &id, err);
+    int64_t started = clock_monotonic_ns();
+    r = container_run(garden, c, &spec, &id, err);
     if (r >= 0)
-        reqstats_record_operation(API_OP_RUN, reqstats_now() - started);
+        reqstats_record_operation(API_OP_RUN, clock_monotonic_ns() - started);
     process_spec_done(&spec);
     int shim = -1, exit_status = -1, dirfd = -1;
     if (r >= 0)

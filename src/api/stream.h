@@ -35,8 +35,8 @@ typedef struct HttpHead {
 #define STREAM_DRAIN_MS 2000         /* lingering after an early reply: at most this long */
 #define STREAM_DRAIN_MAX (64u << 20) /* and at most this many bytes read away */
 
-/* Read away (bounded) what a client still sends after an early reply, so that
- * closing does not reset the connection before the reply is read. */
+/* stream-reply.c: read away (bounded) what a client still sends after an early
+ * reply, so that closing does not reset the connection before the reply is read. */
 void stream_drain(int fd);
 
 /* Parse "METHOD SP TARGET SP HTTP/1.x CRLF (header CRLF)* CRLF" in buf[0..len).
@@ -76,8 +76,8 @@ typedef struct HttpChunkDecoder {
  * anything after that is ignored (one request per connection). */
 int http_chunk_decode(HttpChunkDecoder *d, char *buf, size_t len, size_t *ret_len);
 
-/* A Garden error reply with a Content-Length, in the head's HTTP version (1.1 if
- * head is NULL). */
+/* stream-reply.c: a Garden error reply with a Content-Length, in the head's HTTP
+ * version (1.1 if head is NULL). */
 void stream_reply_error(int fd, const HttpHead *head, const ApiError *e);
 
 /* StreamIn/StreamOut (files.c): the head has been read and the route matched;

@@ -19,6 +19,7 @@
 
 #include "cli.h"
 #include "cloche/json.h"
+#include "cloche/clock.h"
 
 #define CONTROL_LINE_MAX (4u << 20)
 #define STDIN_CHUNK 32768
@@ -335,13 +336,6 @@ static int read_first_line(Session *s)
     return control_lines(s);
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The relay loop: returns 0 once the exit status is known (in s->status). */
 static int relay(Session *s)
 {
@@ -383,7 +377,7 @@ static int relay(Session *s)
         if (s->ctl_done && !s->have_status)
             return -ECONNRESET;
         if (s->have_status && !drain_deadline)
-            drain_deadline = now_ms() + STREAM_DRAIN_MS;
+            drain_deadline = clock_monotonic_ms() + STREAM_DRAIN_MS;
 
         struct pollfd p[5];
         int n = 0, i_ctl = -1, i_out = -1, i_err = -1, i_in = -1, i_sig;
@@ -399,7 +393,7 @@ static int relay(Session *s)
 
         int timeout = -1;
         if (drain_deadline) {
-            int64_t left = drain_deadline - now_ms();
+            int64_t left = drain_deadline - clock_monotonic_ms();
             if (left <= 0)
                 return 0; /* the status is in; a stream that never ends is not waited for */
             timeout = (int)left;

@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "cloche/json.h"
+#include "cloche/fdio.h"
 
 #define HEAD_MAX (64u << 10)
 #define CONN_BUF 65536
@@ -76,18 +77,7 @@ int http_connect(int *ret_fd)
 
 int http_write_all(int fd, const void *buf, size_t len)
 {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return fd_send_all(fd, buf, len, 0);
 }
 
 int http_send_head(int fd, const char *method, const char *target, const char *extra_headers,

@@ -2,10 +2,24 @@
  * namespaces cloche-tar enters, and where cloche-tar is. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 
+#include "cloche/proc-tar.h"
 #include "garden-internal.h"
 
-int container_files_target(Garden *g, Container *c, const char *user, ContainerFilesTarget *ret,
+struct ContainerFilesTarget {
+    const char *tar_path; /* borrowed from the configuration */
+    pid_t init_pid;
+    uint64_t init_start;
+    char **cgroups; /* the container's cgroup directories (owned, NULL-terminated):
+                       cloche-tar joins them, so its memory is the container's */
+    ProcUser user;  /* the requesting user, looked up in the container */
+    /* Confinement: "<hex caps> <nnp>" and the seccomp filter file (NULL: none). */
+    char confine[32];
+    const char *seccomp_path; /* borrowed from the daemon */
+};
+
+int container_files_target(Garden *g, Container *c, const char *user, ContainerFilesTarget **ret,
                            ApiError *reterr)
 {
     if (!g->cfg.tar_path)
@@ -33,20 +47,58 @@ int container_files_target(Garden *g, Container *c, const char *user, ContainerF
         return r;
     if (!cgroups)
         return api_internal_error(reterr, -ENOMEM, "Failed to prepare the file stream");
-    *ret = (ContainerFilesTarget){.tar_path = g->cfg.tar_path,
-                                  .init_pid = init_pid,
-                                  .init_start = init_start,
-                                  .cgroups = cgroups,
-                                  .user = u,
-                                  .seccomp_path = garden_seccomp_path(g, c->rec.spec.privileged)};
+    ContainerFilesTarget *t = malloc(sizeof(*t));
+    if (!t) {
+        strv_free(cgroups);
+        return api_internal_error(reterr, -ENOMEM, "Failed to prepare the file stream");
+    }
+    *t = (ContainerFilesTarget){.tar_path = g->cfg.tar_path,
+                                .init_pid = init_pid,
+                                .init_start = init_start,
+                                .cgroups = cgroups,
+                                .user = u,
+                                .seccomp_path = garden_seccomp_path(g, c->rec.spec.privileged)};
     const ConfinePlan *plan = garden_confine_plan(g, c->rec.spec.privileged);
-    snprintf(ret->confine, sizeof(ret->confine), "%llx %d", (unsigned long long)plan->caps,
+    snprintf(t->confine, sizeof(t->confine), "%llx %d", (unsigned long long)plan->caps,
              plan->no_new_privs ? 1 : 0);
+    *ret = t;
     return 0;
 }
 
-void container_files_target_done(ContainerFilesTarget *t)
+void container_files_target_free(ContainerFilesTarget *t)
 {
+    if (!t)
+        return;
     strv_free(t->cgroups);
-    t->cgroups = NULL;
+    free(t);
+}
+
+int container_files_start(const ContainerFilesTarget *t, const char *mode, const char *path,
+                          ContainerFiles *ret)
+{
+    ProcTarLaunch l = {
+        .tar_path = t->tar_path,
+        .mode = mode,
+        .path = path,
+        .init_pid = t->init_pid,
+        .init_start = t->init_start,
+        .cgroups = t->cgroups,
+        .user = &t->user,
+        .confine = t->confine,
+        .seccomp_path = t->seccomp_path,
+    };
+    *ret = (ContainerFiles){.pid = -1, .data = -1, .messages = -1};
+    return proc_tar_start(&l, &ret->pid, &ret->data, &ret->messages);
+}
+
+void container_files_kill(ContainerFiles *f)
+{
+    proc_tar_kill(f->pid);
+}
+
+int container_files_wait(ContainerFiles *f, bool kill_it)
+{
+    int status = proc_tar_wait(f->pid, kill_it);
+    f->pid = -1;
+    return status;
 }

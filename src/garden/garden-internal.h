@@ -349,6 +349,30 @@ int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what);
  * (a garden callback filled reterr itself), reterr is left alone. */
 int garden_failure(ApiError *reterr, const Failure *f, int r);
 
+/* pea.c: what a process with its own image or limits (a pea) gets before its
+ * shim starts. */
+#include "cloche/proc.h"
+typedef struct GardenPea {
+    char **lowers;    /* the image's layer directories, top first; NULL: no image */
+    char *root;       /* <process directory>/rootfs: its upper and work */
+    char **image_env; /* a pulled image's Env, or NULL */
+    Cgroup *cgroup;   /* its own group (override_container_limits), or NULL */
+} GardenPea;
+/* Resolve the spec's image and make the pea's layer under dirfd (the process
+ * directory, whose path is dirpath) and, with override_container_limits, its
+ * cgroup. Nothing to do (and 0) for a process with neither. */
+int garden_pea_prepare(Garden *g, Container *c, const ProcessSpec *spec, const char *id, int dirfd,
+                       const char *dirpath, GardenPea *ret, ApiError *reterr);
+/* Free it (a started pea's shim removes the layer and group). */
+void garden_pea_done(GardenPea *p);
+/* Its start failed: remove its cgroup too, then free it. */
+void garden_pea_abort(GardenPea *p);
+/* Call visit with the layers (':'-joined) of each pea of the container that
+ * still has its layer, for the image store's in-use check. */
+void garden_pea_visit_images(Garden *g, const char *handle, void (*visit)(const char *, void *),
+                             void *ctx);
+/* user ("" = root, a name or uid:gid) in the pea's own /etc/passwd. */
+int garden_pea_resolve_user(const GardenPea *p, const char *user, ProcUser *ret, ApiError *reterr);
 /* service.c (cloche_service) */
 #define GARDEN_LOGS_DIR "logs"      /* <container>/logs/<process id>.log[.N] */
 #define GARDEN_SERVICE_ID "service" /* the service's process id */

@@ -9,6 +9,7 @@
 
 #include "cloche/cleanup.h"
 #include "cloche/grace.h"
+#include "cloche/clock.h"
 
 int64_t grace_add(int64_t now_ns, int64_t ns)
 {
@@ -62,13 +63,6 @@ void grace_timer_set(GraceTimer *t, int64_t grace_ns, int64_t now_ns)
 bool grace_timer_expired(const GraceTimer *t, int64_t now_ns)
 {
     return t->inflight == 0 && t->deadline_ns != GRACE_NEVER && now_ns >= t->deadline_ns;
-}
-
-int64_t grace_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 typedef struct GraceEntry {
@@ -136,7 +130,7 @@ static void *grace_service_run(void *arg)
             pthread_cond_wait(&s->cond, &s->lock);
             continue;
         }
-        int64_t now = grace_now();
+        int64_t now = clock_monotonic_ns();
         if (s->heap[0].deadline_ns > now) {
             int64_t at = s->heap[0].deadline_ns;
             struct timespec ts = {.tv_sec = at / 1000000000, .tv_nsec = at % 1000000000};

@@ -133,6 +133,7 @@ static void each_rootfs(void *userdata, ImageVisitFn visit, void *ctx)
         Container *c = value;
         if (c->rec.rootfs)
             visit(c->rec.rootfs, ctx);
+        garden_pea_visit_images(g, key, visit, ctx); /* peas' layers are in use too */
     }
     pthread_mutex_unlock(&g->lock);
 }
@@ -208,8 +209,8 @@ int garden_image_import(Garden *g, const char *name_tag, int fd, char **ret_dige
     return image_store_import(g->cfg.images, name_tag, fd, ret_digest, reterr);
 }
 
-int garden_container_commit(Garden *g, Container *c, const char *name_tag,
-                            const ImageCommitOptions *opts, char **ret_digest, ApiError *reterr)
+int container_commit(Garden *g, Container *c, const char *name_tag, const ImageCommitOptions *opts,
+                     char **ret_digest, ApiError *reterr)
 {
     if (!g->cfg.images)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_GENERIC,

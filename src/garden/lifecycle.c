@@ -10,17 +10,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/pidfd.h>
 
 #include "cloche/fileio.h"
 #include "cloche/log.h"
 #include "cloche/wire.h"
 #include "cloche/testhook.h"
+#include "cloche/uuid.h"
+#include "cloche/clock.h"
 #include "garden-internal.h"
 
 #define DESTROY_TIMEOUT_MS 10000
@@ -124,7 +126,7 @@ void container_free_kernel(Container *c)
 
 static int pidfd_open_pid(pid_t pid)
 {
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    int fd = pidfd_open(pid, 0);
     return fd < 0 ? -errno : fd;
 }
 
@@ -140,7 +142,7 @@ static bool init_gone(Container *c)
 {
     if (c->init_pidfd < 0)
         return true;
-    syscall(SYS_pidfd_send_signal, c->init_pidfd, SIGKILL, NULL, 0);
+    pidfd_send_signal(c->init_pidfd, SIGKILL, NULL, 0);
     if (c->init_is_child) {
         siginfo_t si;
         int r;
@@ -162,10 +164,10 @@ int garden_kernel_teardown(Garden *g, Container *c)
      * a reader that took the container before the destroy may still use them. */
     int first = 0;
     garden_oom_unwatch(g, c);
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     /* Shims live outside the container's cgroup: end them by pid. */
     garden_kill_shims(g, c);
-    int64_t t1 = grace_now();
+    int64_t t1 = clock_monotonic_ns();
     if (c->cgroup) {
         int r = testhook_fault("cgroup.destroy") ? -EBUSY
                                                  : cgroup_destroy(c->cgroup, DESTROY_TIMEOUT_MS);
@@ -175,7 +177,7 @@ int garden_kernel_teardown(Garden *g, Container *c)
             first = r;
         }
         log_debug("Container '%s': shims %.2f ms, cgroups %.2f ms", c->rec.handle,
-                  (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
+                  (double)(t1 - t0) / 1e6, (double)(clock_monotonic_ns() - t1) / 1e6);
     }
     /* What follows may be reused by other containers: only once the init, and with
      * it the container's network namespace and veth pair, is gone. */
@@ -217,7 +219,7 @@ void garden_kernel_cleanup_record(Garden *g, const ContainerRecord *rec)
     if (process_matches(rec->init_pid, rec->init_start_time)) {
         int fd = pidfd_open_pid(rec->init_pid);
         if (fd >= 0) {
-            syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+            pidfd_send_signal(fd, SIGKILL, NULL, 0);
             close(fd);
         }
     }
@@ -252,23 +254,6 @@ int garden_kernel_restore(Garden *g, Container *c)
                  ignore.message);
     if (g->net_ready)
         garden_net_restore(g, c);
-    return 0;
-}
-
-static int generate_handle(char **ret)
-{
-    uint8_t b[16];
-    if (getrandom(b, sizeof(b), 0) != sizeof(b))
-        return -EIO;
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    char *h = malloc(37);
-    if (!h)
-        return -ENOMEM;
-    snprintf(h, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-    *ret = h;
     return 0;
 }
 
@@ -419,9 +404,9 @@ typedef struct NetCtx {
 static int prepare_network(pid_t pid, void *userdata)
 {
     NetCtx *n = userdata;
-    int64_t t = grace_now();
+    int64_t t = clock_monotonic_ns();
     int r = garden_net_attach(n->g, n->c, pid, n->reterr);
-    n->took_ns = grace_now() - t;
+    n->took_ns = clock_monotonic_ns() - t;
     return r;
 }
 
@@ -490,12 +475,12 @@ static int build_kernel(Garden *g, Container *c, const char *op, const char *dir
     ContainerRecord *rec = &c->rec;
     const ContainerSpec *spec = &rec->spec;
     bool starting = strcmp(op, "start") == 0;
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     int r = write_etc_files(g, dir, rec);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to write the container's /etc files");
 
-    int64_t t1 = grace_now();
+    int64_t t1 = clock_monotonic_ns();
     if (spec->limits.disk.byte_hard || spec->limits.disk.byte_soft) {
         DiskLimit dl;
         r = garden_disk_limit(g, rec, &spec->limits.disk, &dl, reterr);
@@ -571,13 +556,13 @@ static int build_kernel(Garden *g, Container *c, const char *op, const char *dir
         .n_cgroup_views = n_views,
     };
     SandboxInit init;
-    int64_t t2 = grace_now();
+    int64_t t2 = clock_monotonic_ns();
     Failure failure = {0};
     r = sandbox_create(&sb, &init, &failure);
     log_debug("Container '%s': /etc files %.2f ms, cgroups %.2f ms, namespaces and mounts %.2f ms "
               "(network %.2f ms of it, in parallel)",
               rec->handle, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
-              (double)(grace_now() - t2) / 1e6, (double)nctx.took_ns / 1e6);
+              (double)(clock_monotonic_ns() - t2) / 1e6, (double)nctx.took_ns / 1e6);
     if (r < 0)
         return garden_failure(reterr, &failure, r);
     pthread_mutex_lock(&c->lock);
@@ -598,9 +583,10 @@ static int build_kernel(Garden *g, Container *c, const char *op, const char *dir
     return kernel_step(c, op, "limits", reterr);
 }
 
-int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *reterr)
+/* The record of a new container: its spec checked (taken on success: *spec is
+ * zeroed), its handle (generated if none), its image resolved, its properties. */
+static int create_record(Garden *g, ContainerSpec *spec, ContainerRecord *rec, ApiError *reterr)
 {
-    int64_t started = grace_now();
     if (!g->cgroups)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
                           "This daemon was started without container support");
@@ -613,15 +599,15 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
     if (!spec->handle || !*spec->handle) {
         free(spec->handle);
         spec->handle = NULL;
-        if ((r = generate_handle(&spec->handle)) < 0)
+        if ((r = uuid_v4_string(&spec->handle)) < 0)
             return api_internal_error(reterr, r, "Failed to generate a handle");
     }
-    ContainerRecord rec = {.state = CONTAINER_STATE_CREATING};
-    r = garden_image_resolve(g, spec, &rec.rootfs, reterr); /* docker://, oci:// */
+    *rec = (ContainerRecord){.state = CONTAINER_STATE_CREATING};
+    r = garden_image_resolve(g, spec, &rec->rootfs, reterr); /* docker://, oci:// */
     if (r == 0)
-        r = resolve_image(g, spec, &rec.rootfs, reterr);
+        r = resolve_image(g, spec, &rec->rootfs, reterr);
     if (r >= 0 && spec->service && !spec->service->path) {
-        free(rec.rootfs);
+        free(rec->rootfs);
         return api_bad_request(reterr, "'cloche_service' has no 'path', and the container's root "
                                        "file system is not an image with an Entrypoint or Cmd");
     }
@@ -629,26 +615,73 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         return r;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    rec.created_at_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-    rec.grace_time_ns =
+    rec->created_at_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    rec->grace_time_ns =
         spec->grace_time_ns > 0 ? spec->grace_time_ns : g->cfg.default_grace_time_ns;
     char grace[32];
-    snprintf(grace, sizeof(grace), "%" PRId64, rec.grace_time_ns);
-    rec.handle = strdup(spec->handle);
-    r = rec.handle ? strmap_copy(&spec->properties, &rec.properties) : -ENOMEM;
+    snprintf(grace, sizeof(grace), "%" PRId64, rec->grace_time_ns);
+    rec->handle = strdup(spec->handle);
+    r = rec->handle ? strmap_copy(&spec->properties, &rec->properties) : -ENOMEM;
     if (r >= 0)
-        r = strmap_set(&rec.properties, "garden.state", "created");
+        r = strmap_set(&rec->properties, "garden.state", "created");
     if (r >= 0)
-        r = strmap_set(&rec.properties, "garden.grace-time", grace);
+        r = strmap_set(&rec->properties, "garden.grace-time", grace);
     if (r >= 0)
-        r = strmap_set(&rec.properties, "cloche.state", "active");
+        r = strmap_set(&rec->properties, "cloche.state", "active");
     if (r < 0) {
-        container_record_done(&rec);
+        container_record_done(rec);
         return api_internal_error(reterr, r, "Failed to prepare the container");
     }
-    rec.spec = *spec;
+    rec->spec = *spec;
     *spec = (ContainerSpec){0};
+    return 0;
+}
 
+/* A registered container with its depot directory: its record written, its
+ * kernel side built, then the record made durable as active. */
+static int create_build(Garden *g, Container *c, ApiError *reterr)
+{
+    const char *handle = c->rec.handle;
+    int r;
+    testhook_point("create.directory");
+    /* Volatile: if this is lost in a crash, start-up still finds the directory
+     * (or nothing) and cleans up; only the final record must be durable. */
+    pthread_mutex_lock(&c->lock);
+    r = depot_write_record_flags(g->depot, &c->rec, DEPOT_WRITE_VOLATILE);
+    pthread_mutex_unlock(&c->lock);
+    if (r < 0)
+        api_internal_error(reterr, r, "Failed to persist the container");
+    else if ((r = create_step(c, "create.record", reterr)) >= 0)
+        r = create_kernel(g, c, reterr);
+
+    if (r >= 0) {
+        pthread_mutex_lock(&c->lock);
+        c->rec.state = CONTAINER_STATE_ACTIVE;
+        /* Durable now; the containers/ directory entry itself is not fsynced: after
+         * a power loss the container's processes are gone anyway, and a record
+         * that vanished with them leaves nothing to restore. */
+        int64_t t = clock_monotonic_ns();
+        r = depot_write_record(g->depot, &c->rec);
+        log_debug("Container '%s': state written in %.2f ms", handle,
+                  (double)(clock_monotonic_ns() - t) / 1e6);
+        if (r < 0) {
+            c->rec.state = CONTAINER_STATE_CREATING;
+            api_internal_error(reterr, r, "Failed to persist the container");
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    if (r >= 0)
+        testhook_point("create.active");
+    return r;
+}
+
+int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *reterr)
+{
+    int64_t started = clock_monotonic_ns();
+    ContainerRecord rec;
+    int r = create_record(g, spec, &rec, reterr);
+    if (r < 0)
+        return r;
     Container *c = container_new(&rec);
     if (!c) {
         container_record_done(&rec);
@@ -673,35 +706,7 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         container_unref(c);
         return api_internal_error(reterr, r, "Failed to create the container's directory");
     }
-    testhook_point("create.directory");
-    /* Volatile: if this is lost in a crash, start-up still finds the directory
-     * (or nothing) and cleans up; only the final record must be durable. */
-    pthread_mutex_lock(&c->lock);
-    r = depot_write_record_flags(g->depot, &c->rec, DEPOT_WRITE_VOLATILE);
-    pthread_mutex_unlock(&c->lock);
-    if (r < 0)
-        api_internal_error(reterr, r, "Failed to persist the container");
-    else if ((r = create_step(c, "create.record", reterr)) >= 0)
-        r = create_kernel(g, c, reterr);
-
-    if (r >= 0) {
-        pthread_mutex_lock(&c->lock);
-        c->rec.state = CONTAINER_STATE_ACTIVE;
-        /* Durable now; the containers/ directory entry itself is not fsynced: after
-         * a power loss the container's processes are gone anyway, and a record
-         * that vanished with them leaves nothing to restore. */
-        int64_t t = grace_now();
-        r = depot_write_record(g->depot, &c->rec);
-        log_debug("Container '%s': state written in %.2f ms", handle,
-                  (double)(grace_now() - t) / 1e6);
-        if (r < 0) {
-            c->rec.state = CONTAINER_STATE_CREATING;
-            api_internal_error(reterr, r, "Failed to persist the container");
-        }
-        pthread_mutex_unlock(&c->lock);
-    }
-    if (r >= 0)
-        testhook_point("create.active");
+    r = create_build(g, c, reterr);
     if (r < 0) {
         log_info("Creating container '%s' failed: %s", handle, reterr ? reterr->message : "");
         /* The create undoes itself; a destroy waiting for it then finds it gone. */
@@ -728,7 +733,8 @@ int garden_create(Garden *g, ContainerSpec *spec, char **ret_handle, ApiError *r
         container_unref(c);
         return r;
     }
-    log_debug("Container '%s': created in %.2f ms", handle, (double)(grace_now() - started) / 1e6);
+    log_debug("Container '%s': created in %.2f ms", handle,
+              (double)(clock_monotonic_ns() - started) / 1e6);
     *ret_handle = strdup(handle);
     container_unref(c);
     return *ret_handle ? 0 : api_internal_error(reterr, -ENOMEM, "Out of memory");
@@ -827,7 +833,7 @@ static size_t signal_all_but_init(Container *c, int sig)
     return others;
 }
 
-int garden_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
+int container_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
 {
     int r = state_begin_stop(c, reterr);
     if (r < 0)

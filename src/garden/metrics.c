@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cloche/log.h"
+#include "cloche/clock.h"
 #include "garden-internal.h"
 
 #define DEFAULT_SHARES 1024
@@ -42,9 +43,7 @@ static double entitlement_per_share(void)
 static void writable_usage(Garden *g, Container *c, bool plain, bool may_cache, DiskUsage *ret)
 {
     *ret = (DiskUsage){0};
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    int64_t now = clock_monotonic_ns();
     if (plain && may_cache) {
         int64_t max_age = g->sampler_started ? DISK_WALK_REFRESHED_NS : DISK_WALK_CACHE_NS;
         pthread_mutex_lock(&c->lock);

@@ -18,6 +18,7 @@
 
 #include "cloche/log.h"
 #include "cloche/testhook.h"
+#include "cloche/clock.h"
 #include "garden-internal.h"
 
 #define NETIN_PER_CONTAINER_MAX 1024
@@ -492,14 +493,14 @@ int garden_net_attach(Garden *g, Container *c, pid_t init_pid, ApiError *reterr)
         .ip = rec->net.ip,
         .mtu = rec->net.mtu,
     };
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     pthread_mutex_lock(&g->net_lock);
     bridge_spare(g, bridge);
     int r = netdev_setup_container(g->netdev, &spec);
     pthread_mutex_unlock(&g->net_lock);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to set up the container's network links");
-    int64_t t1 = grace_now();
+    int64_t t1 = clock_monotonic_ns();
 
     FirewallContainer fc;
     firewall_container(g, rec, bridge, &fc);
@@ -514,7 +515,7 @@ int garden_net_attach(Garden *g, Container *c, pid_t init_pid, ApiError *reterr)
         return firewall_error(g, r, "Failed to set up the container's firewall", reterr);
     c->net_attached = true;
     log_debug("Container '%s': links %.2f ms, firewall %.2f ms", rec->handle,
-              (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
+              (double)(t1 - t0) / 1e6, (double)(clock_monotonic_ns() - t1) / 1e6);
     return 0;
 }
 
@@ -718,11 +719,11 @@ void garden_net_prune(Garden *g)
     pthread_mutex_unlock(&g->lock);
     if (!live || !bridges || !hosts)
         goto out;
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     int r = firewall_prune(g->firewall, live, k);
     if (r < 0)
         log_warn_errno(r, "Failed to prune the firewall: %m: %s", firewall_last_error(g->firewall));
-    log_debug("Firewall pruned in %.1f ms", (double)(grace_now() - t0) / 1e6);
+    log_debug("Firewall pruned in %.1f ms", (double)(clock_monotonic_ns() - t0) / 1e6);
 
     /* Links of containers that no longer exist: their veths died with them, but
      * their bridges stay; a host veth whose container outlived the record goes
@@ -929,9 +930,7 @@ int garden_net_stats_cached(Garden *g, const char *host_if, NetDevStats *ret)
 {
     if (!g->net_ready)
         return -ENONET;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    int64_t now = clock_monotonic_ns();
     pthread_mutex_lock(&g->stats_lock);
     int r = 0;
     if (!g->stats || now - g->stats_at_ns > STATS_SNAPSHOT_NS) {

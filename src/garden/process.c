@@ -7,17 +7,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <sys/pidfd.h>
 
 #include "cloche/fileio.h"
 #include "cloche/log.h"
 #include "cloche/proc.h"
 #include "cloche/wire.h"
 #include "cloche/testhook.h"
+#include "cloche/uuid.h"
+#include "cloche/clock.h"
 #include "garden-internal.h"
 
 #define PROCESSES_DIR "processes"
@@ -50,20 +52,6 @@ static int processes_dir_fd(Garden *g, Container *c, bool create, int *ret)
     if (fd < 0)
         return -errno;
     *ret = fd;
-    return 0;
-}
-
-static int generate_id(char **ret)
-{
-    uint8_t b[16];
-    if (getrandom(b, sizeof(b), 0) != sizeof(b))
-        return -EIO;
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    if (asprintf(ret, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-                 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-                 b[14], b[15]) < 0)
-        return -ENOMEM;
     return 0;
 }
 
@@ -163,6 +151,13 @@ char **garden_cgroup_dirs(Garden *g, const char *handle)
         /* A container made before the device list had one has no devices group. */
         if (ctrls[i] == CGROUP_CONTROLLER_DEVICES && access(path, F_OK) < 0)
             continue;
+        /* On pure v2, a container with peas' groups keeps its processes in a leaf. */
+        if (cgroup_system_layout(g->cgroups) == CGROUP_LAYOUT_V2 && !strchr(handle, '/')) {
+            size_t len = strlen(path);
+            snprintf(path + len, sizeof(path) - len, "/" CGROUP_LEAF_NAME);
+            if (access(path, F_OK) < 0)
+                path[len] = '\0';
+        }
         bool dup = false;
         for (size_t k = 0; k < n; k++)
             dup = dup || strcmp(dirs[k], path) == 0;
@@ -205,7 +200,7 @@ static void prune_finished(Garden *g, Container *c, int pdir);
 static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
                        char **ret_id, ApiError *reterr);
 
-int garden_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
+int container_run(Garden *g, Container *c, ProcessSpec *spec, char **ret_id, ApiError *reterr)
 {
     return garden_run_supervised(g, c, spec, NULL, ret_id, reterr);
 }
@@ -255,10 +250,10 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     if (!g->cfg.shim_path || !c->cgroup)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
                           "This daemon cannot run processes");
-    if ((spec->image.uri && *spec->image.uri) || spec->has_limits || spec->n_bind_mounts)
+    if (spec->n_bind_mounts)
         return api_errorf(reterr, -EOPNOTSUPP, 501, GARDEN_ERR_GENERIC,
-                          "Processes with their own image, limits or bind mounts (peas) are not "
-                          "supported by cloche");
+                          "Processes with bind mounts are not supported by cloche");
+    bool is_pea = spec->image.uri && *spec->image.uri;
     pthread_mutex_lock(&c->lock);
     pid_t init_pid = c->rec.init_pid;
     uint64_t init_start = c->rec.init_start_time;
@@ -267,16 +262,16 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     _cleanup_free_ char *id = NULL;
     if (spec->id && *spec->id)
         id = strdup(spec->id);
-    else if (generate_id(&id) < 0)
+    else if (uuid_v4_string(&id) < 0)
         id = NULL;
     if (!id)
         return api_internal_error(reterr, -ENOMEM, "Failed to name the process");
 
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     ProcUser user;
     Failure failure = {0};
-    int r = proc_resolve_user(init_pid, spec->user, &user, &failure);
-    if (r < 0)
+    int r = 0;
+    if (!is_pea && (r = proc_resolve_user(init_pid, spec->user, &user, &failure)) < 0)
         return garden_failure(reterr, &failure, r);
 
     _cleanup_close_ int pdir = -EBADF;
@@ -295,13 +290,40 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
         return api_internal_error(reterr, -errno, "Failed to create the process directory");
     }
     testhook_point("run.directory");
-    _cleanup_close_ int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    _cleanup_strv_free_ char **env = build_env(&c->rec.spec, spec, &user);
-    _cleanup_strv_free_ char **cgroups = garden_cgroup_dirs(g, c->rec.handle);
-    if (dirfd < 0 || !env || !cgroups) {
+    _cleanup_free_ char *dirpath = NULL;
+    r = depot_container_path(g->depot, c->rec.handle, &dirpath);
+    if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", TAKE_PTR(dirpath), id) < 0)
+        r = -ENOMEM;
+    if (r < 0) {
         (void)rm_rf_at(pdir, id);
-        return api_internal_error(reterr, dirfd < 0 ? -errno : -ENOMEM,
-                                  "Failed to prepare the process");
+        return api_internal_error(reterr, r, "Failed to prepare the process");
+    }
+    _cleanup_close_ int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dirfd < 0) {
+        r = -errno;
+        (void)rm_rf_at(pdir, id);
+        return api_internal_error(reterr, r, "Failed to prepare the process");
+    }
+    GardenPea pea = {0};
+    r = garden_pea_prepare(g, c, spec, id, dirfd, dirpath, &pea, reterr);
+    if (r >= 0 && is_pea)
+        r = garden_pea_resolve_user(&pea, spec->user, &user, reterr);
+    if (r < 0) {
+        garden_pea_abort(&pea);
+        (void)rm_rf_at(pdir, id);
+        return r;
+    }
+    /* A pea's environment starts from its image's, not the container's. */
+    ContainerSpec pea_base = {.env = pea.image_env};
+    while (pea.image_env && pea.image_env[pea_base.n_env])
+        pea_base.n_env++;
+    _cleanup_strv_free_ char **env = build_env(is_pea ? &pea_base : &c->rec.spec, spec, &user);
+    _cleanup_strv_free_ char **cgroups =
+        garden_cgroup_dirs(g, pea.cgroup ? cgroup_name(pea.cgroup) : c->rec.handle);
+    if (!env || !cgroups) {
+        garden_pea_abort(&pea);
+        (void)rm_rf_at(pdir, id);
+        return api_internal_error(reterr, -ENOMEM, "Failed to prepare the process");
     }
     _cleanup_free_ char *log_path = NULL;
     if ((service || spec->cloche_log) && (r = log_file_path(g, c, id, &log_path)) < 0) {
@@ -317,8 +339,9 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
                                 .backoff_initial_ms = service->backoff_initial_ms,
                                 .backoff_max_ms = service->backoff_max_ms,
                                 .backoff_reset_ms = service->backoff_reset_ms};
-    /* Created (owned by the user) if missing, as guardian does. */
-    const char *dir = spec->dir && *spec->dir ? spec->dir : user.home;
+    /* Created (owned by the user) if missing, as guardian does; a pea starts at
+     * its root. */
+    const char *dir = spec->dir && *spec->dir ? spec->dir : is_pea ? "/" : user.home;
     ProcLaunch launch = {
         .path = spec->path ? spec->path : "",
         .args = spec->args,
@@ -336,6 +359,9 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
         .linger = DEFAULT_LINGER,
         .confine = garden_confine_plan(g, c->rec.spec.privileged),
         .seccomp = garden_seccomp_path(g, c->rec.spec.privileged),
+        .pea_lowers = pea.lowers,
+        .pea_root = pea.root,
+        .pea_own_cgroups = pea.cgroup != NULL,
         .restart = service ? &restart : NULL,
         .log_path = log_path,
         .log_max_size = service ? service->log_max_size : 0,
@@ -343,28 +369,23 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     };
     r = proc_write_spec(dirfd, &launch);
     if (r < 0) {
+        garden_pea_abort(&pea);
         (void)rm_rf_at(pdir, id);
         return api_internal_error(reterr, r, "Failed to write the process spec");
     }
     testhook_point("run.spec");
-    _cleanup_free_ char *dirpath = NULL;
-    r = depot_container_path(g->depot, c->rec.handle, &dirpath);
-    if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", TAKE_PTR(dirpath), id) < 0)
-        r = -ENOMEM;
-    if (r < 0) {
-        (void)rm_rf_at(pdir, id);
-        return api_internal_error(reterr, r, "Failed to prepare the process");
-    }
     pid_t pid;
-    int64_t t1 = grace_now();
+    int64_t t1 = clock_monotonic_ns();
     r = proc_start(g->cfg.shim_path, dirpath, &pid, &failure);
     log_debug("Process '%s': prepared in %.2f ms, shim started it in %.2f ms", id,
-              (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
+              (double)(t1 - t0) / 1e6, (double)(clock_monotonic_ns() - t1) / 1e6);
     if (r < 0) {
         /* Nothing runs: the id is free again. */
+        garden_pea_abort(&pea);
         (void)rm_rf_at(pdir, id);
         return garden_failure(reterr, &failure, r);
     }
+    garden_pea_done(&pea);
     testhook_point("run.started");
     log_debug("Container '%s': process '%s' started as pid %d", c->rec.handle, id, pid);
     *ret_id = TAKE_PTR(id);
@@ -477,12 +498,12 @@ static void kill_shim(int dirfd, const char *id, void *userdata)
     pid_t shim;
     if (!shim_alive(dirfd, &shim))
         return;
-    int pidfd = (int)syscall(SYS_pidfd_open, shim, 0);
+    int pidfd = pidfd_open(shim, 0);
     if (pidfd < 0)
         return;
     /* Re-checked with the pid pinned by the pidfd: still that shim. */
     if (shim_alive(dirfd, NULL))
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        pidfd_send_signal(pidfd, SIGKILL, NULL, 0);
     close(pidfd);
 }
 

@@ -14,6 +14,7 @@
 #include "cloche/log.h"
 #include "cloche/wire.h"
 #include "cloche/testhook.h"
+#include "cloche/clock.h"
 #include "garden-internal.h"
 
 void container_unref(Container *c)
@@ -84,7 +85,7 @@ static void garden_grace_fire(const char *handle, uint64_t generation, void *use
     if (!c)
         return;
 
-    int64_t now = grace_now();
+    int64_t now = clock_monotonic_ns();
     pthread_mutex_lock(&c->lock);
     /* A destroy that failed earlier is retried; otherwise the timer is checked. */
     bool retry = c->phase == PHASE_DESTROYING && c->transition == TRANSITION_NONE;
@@ -122,7 +123,7 @@ int garden_insert(Garden *g, Container *c)
     if (r < 0)
         return r;
     pthread_mutex_lock(&c->lock);
-    grace_timer_init(&c->grace, c->rec.grace_time_ns, grace_now());
+    grace_timer_init(&c->grace, c->rec.grace_time_ns, clock_monotonic_ns());
     container_schedule_grace(g, c);
     pthread_mutex_unlock(&c->lock);
     return 0;
@@ -288,7 +289,7 @@ void garden_release(Garden *g, Container *c)
     if (!c)
         return;
     pthread_mutex_lock(&c->lock);
-    grace_timer_end(&c->grace, grace_now());
+    grace_timer_end(&c->grace, clock_monotonic_ns());
     container_schedule_grace(g, c);
     pthread_mutex_unlock(&c->lock);
     container_unref(c);
@@ -407,7 +408,7 @@ int garden_register(Garden *g, ContainerRecord *rec, ApiError *reterr)
     }
 
     pthread_mutex_lock(&c->lock);
-    grace_timer_init(&c->grace, c->rec.grace_time_ns, grace_now());
+    grace_timer_init(&c->grace, c->rec.grace_time_ns, clock_monotonic_ns());
     container_schedule_grace(g, c);
     pthread_mutex_unlock(&c->lock);
     return 0;
@@ -420,7 +421,8 @@ static void schedule_teardown_retry(Garden *g, Container *c)
     unsigned shift = c->teardown_failures < 6 ? c->teardown_failures : 6;
     int64_t delay = (int64_t)1000000000 << shift;
     c->teardown_failures++;
-    (void)grace_service_schedule(g->grace, c->rec.handle, grace_now() + delay, c->grace.generation);
+    (void)grace_service_schedule(g->grace, c->rec.handle, clock_monotonic_ns() + delay,
+                                 c->grace.generation);
 }
 
 int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what)
@@ -434,16 +436,16 @@ int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what)
     if (r < 0)
         log_warn_errno(r, "Failed to record the destroy of '%s': %m", handle);
     testhook_point("destroy.record");
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     r = garden_kernel_teardown(g, c);
-    int64_t t1 = grace_now();
+    int64_t t1 = clock_monotonic_ns();
     testhook_point("destroy.teardown");
     *ret_what = "tear down";
     if (r >= 0) {
         r = testhook_fault("destroy.depot") ? -EIO : depot_container_remove(g->depot, handle);
         *ret_what = "remove from the depot";
         log_debug("Container '%s': torn down in %.2f ms, removed from the depot in %.2f ms", handle,
-                  (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
+                  (double)(t1 - t0) / 1e6, (double)(clock_monotonic_ns() - t1) / 1e6);
     }
     if (r < 0) {
         /* Left destroying (hidden, not usable) and retried until it is gone; a
@@ -627,7 +629,7 @@ int container_set_grace_time(Garden *g, Container *c, int64_t grace_ns, ApiError
         state_op_end(c);
         return api_internal_error(reterr, r, "Failed to persist the grace time");
     }
-    grace_timer_set(&c->grace, grace_ns, grace_now());
+    grace_timer_set(&c->grace, grace_ns, clock_monotonic_ns());
     container_schedule_grace(g, c);
     pthread_mutex_unlock(&c->lock);
     state_op_end(c);
@@ -740,7 +742,7 @@ int garden_persist(Garden *g, Container *c)
 void garden_arm_grace(Garden *g, Container *c)
 {
     pthread_mutex_lock(&c->lock);
-    grace_timer_init(&c->grace, c->rec.grace_time_ns, grace_now());
+    grace_timer_init(&c->grace, c->rec.grace_time_ns, clock_monotonic_ns());
     container_schedule_grace(g, c);
     pthread_mutex_unlock(&c->lock);
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <sys/sysinfo.h>
 
+#include "cloche/clock.h"
 #include "cloche/grace.h"
 #include "cloche/log.h"
 #include "cloche/testhook.h"
@@ -127,7 +128,7 @@ static void *restore_worker(void *userdata)
 static void *restore_pool(void *userdata)
 {
     Garden *g = userdata;
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     /* Which containers still have their chains: one listing for all of them (one
      * each grew with their number). Creates meanwhile change no restoring one. */
     if (g->net_ready && g->n_restore > 0) {
@@ -152,7 +153,7 @@ static void *restore_pool(void *userdata)
     for (size_t i = 0; i < g->n_restore; i++)
         container_unref(g->restore_list[i]);
     log_info("Restored %zu container(s) in %.1f ms (%zu threads)", g->n_restore,
-             (double)(grace_now() - t0) / 1e6, started + 1);
+             (double)(clock_monotonic_ns() - t0) / 1e6, started + 1);
     free(g->restore_list);
     g->restore_list = NULL;
     firewall_chain_set_free(g->restore_chains);
@@ -204,7 +205,7 @@ int garden_restore_start(Garden *g)
     size_t n = 0;
     _cleanup_strv_free_ char **bad = NULL;
     pthread_mutex_init(&g->restore_lock, NULL);
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     int r = depot_load_all(g->depot, &recs, &n, &bad);
     if (r < 0)
         return r;
@@ -248,13 +249,13 @@ int garden_restore_start(Garden *g)
         g->restore_list = NULL;
         return 0;
     }
-    int64_t t1 = grace_now();
+    int64_t t1 = clock_monotonic_ns();
     /* Every depot container counts as live here (those found gone are removed one
      * by one as the pool meets them), so the prune may run before serving. */
     garden_net_prune(g);
     log_info("Depot: %zu container(s) loaded and reserved in %.1f ms, network pruned in %.1f ms; "
              "restoring them while serving",
-             g->n_restore, (double)(t1 - t0) / 1e6, (double)(grace_now() - t1) / 1e6);
+             g->n_restore, (double)(t1 - t0) / 1e6, (double)(clock_monotonic_ns() - t1) / 1e6);
     if (pthread_create(&g->restorer, NULL, restore_pool, g) == 0) {
         g->restorer_started = true;
         return 0;

@@ -8,6 +8,7 @@
 #include <sys/utsname.h>
 
 #include "cloche/log.h"
+#include "cloche/clock.h"
 #include "garden-internal.h"
 
 #define IMPORT_DIR "rootfs-imports"
@@ -76,7 +77,7 @@ int garden_rootfs_lower(Garden *g, const char *rootfs, bool privileged, char **r
     if (!dir)
         return api_internal_error(reterr, -ENOMEM, "Failed to resolve the image");
     bool copied = false;
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     r = sandbox_rootfs_import(rootfs, dir, ret, &copied);
     if (r < 0)
         return api_internal_error(reterr, r,
@@ -87,6 +88,6 @@ int garden_rootfs_lower(Garden *g, const char *rootfs, bool privileged, char **r
         log_info("Imported the image '%s' (on %s, which this kernel (%s) cannot idmap) into "
                  "'%s' in %.1f ms",
                  rootfs, sandbox_fs_name(rootfs), kernel_release(&u), *ret,
-                 (double)(grace_now() - t0) / 1e6);
+                 (double)(clock_monotonic_ns() - t0) / 1e6);
     return 0;
 }

@@ -6,17 +6,18 @@
 #include <stdlib.h>
 
 #include "cloche/log.h"
+#include "cloche/clock.h"
 #include "garden-internal.h"
 
 #define SECCOMP_FILE "seccomp.bpf"
 
 int garden_security_setup(Garden *g)
 {
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     int r = security_profile_build(&g->security);
     if (r < 0)
         return log_error_errno(r, "Failed to compile the seccomp filter: %m");
-    int64_t t1 = grace_now();
+    int64_t t1 = clock_monotonic_ns();
     _cleanup_close_ int dirfd = open(g->depot_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0)
         return log_error_errno(-errno, "Failed to open the depot %s: %m", g->depot_path);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cloche/clock.h"
 #include "cloche/log.h"
 #include "cloche/testhook.h"
 #include "garden-internal.h"
@@ -54,7 +55,7 @@ static int finish_start(Garden *g, Container *c, ApiError *reterr)
     return 0;
 }
 
-int garden_start(Garden *g, Container *c, ApiError *reterr)
+int container_start(Garden *g, Container *c, ApiError *reterr)
 {
     if (!g->cgroups)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_SERVICE_UNAVAILABLE,
@@ -62,7 +63,7 @@ int garden_start(Garden *g, Container *c, ApiError *reterr)
     int r = state_begin_start(c, reterr);
     if (r < 0)
         return r;
-    int64_t t0 = grace_now();
+    int64_t t0 = clock_monotonic_ns();
     r = garden_kernel_start(g, c, reterr);
     if (r >= 0) {
         r = finish_start(g, c, reterr);
@@ -90,17 +91,17 @@ int garden_start(Garden *g, Container *c, ApiError *reterr)
         garden_oom_watch(g, c);
     state_end_start(c, true);
     log_debug("Container '%s': started in %.2f ms", c->rec.handle,
-              (double)(grace_now() - t0) / 1e6);
+              (double)(clock_monotonic_ns() - t0) / 1e6);
     garden_event_emit(g, "started", c->rec.handle, NULL, -1, NULL);
     return 0;
 }
 
-int garden_restart(Garden *g, Container *c, bool kill_now, ApiError *reterr)
+int container_restart(Garden *g, Container *c, bool kill_now, ApiError *reterr)
 {
-    int r = garden_stop(g, c, kill_now, reterr);
+    int r = container_stop(g, c, kill_now, reterr);
     if (r < 0)
         return r;
-    return garden_start(g, c, reterr);
+    return container_start(g, c, reterr);
 }
 
 /* Does a container whose kernel side is gone (a reboot) come back? Only one
@@ -192,7 +193,7 @@ void garden_reboot_start_all(Garden *g)
         Container *c = all[i];
         c->start_after_reboot = false;
         ApiError err;
-        if (garden_start(g, c, &err) < 0)
+        if (container_start(g, c, &err) < 0)
             log_warn("Container '%s' could not be started again after the reboot: %s; it stays "
                      "stopped",
                      c->rec.handle, err.message);

@@ -22,26 +22,15 @@
 
 extern char **environ;
 
-/* Open path inside the container's root (its init's /proc/PID/root) without
+/* Read path inside a root (a container's /proc/PID/root, a pea's image) without
  * letting any symlink lead out of it. */
-static int open_in_container(pid_t init_pid, const char *path, int flags)
+static int read_root_file(int rootfd, const char *path, char **ret)
 {
-    char root[64];
-    snprintf(root, sizeof(root), "/proc/%d/root", init_pid);
-    _cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0)
-        return -errno;
-    struct open_how how = {.flags = (uint64_t)(flags | O_CLOEXEC),
+    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC,
                            .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-    int fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
-    return fd < 0 ? -errno : fd;
-}
-
-static int read_container_file(pid_t init_pid, const char *path, char **ret)
-{
-    _cleanup_close_ int fd = open_in_container(init_pid, path, O_RDONLY);
+    _cleanup_close_ int fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
     if (fd < 0)
-        return fd;
+        return -errno;
     return read_fd_all(fd, 4 << 20, ret, NULL);
 }
 
@@ -121,13 +110,23 @@ static void group_lookup(char *group, ProcUser *u)
 
 int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, Failure *reterr)
 {
+    char root[64];
+    snprintf(root, sizeof(root), "/proc/%d/root", init_pid);
+    _cleanup_close_ int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return failure_errno(reterr, -errno, "Failed to read the container's /etc/passwd");
+    return proc_resolve_user_at(rootfd, user, ret, reterr);
+}
+
+int proc_resolve_user_at(int rootfd, const char *user, ProcUser *ret, Failure *reterr)
+{
     ProcUser u = {.uid = 0, .gid = 0};
     snprintf(u.home, sizeof(u.home), "/");
     const char *name = user && *user ? user : "root";
     _cleanup_free_ char *passwd = NULL;
-    int r = read_container_file(init_pid, "/etc/passwd", &passwd);
+    int r = read_root_file(rootfd, "/etc/passwd", &passwd);
     if (r < 0 && r != -ENOENT)
-        return failure_errno(reterr, r, "Failed to read the container's /etc/passwd");
+        return failure_errno(reterr, r, "Failed to read /etc/passwd");
 
     const char *colon = strchr(name, ':');
     unsigned uid, gid;
@@ -161,7 +160,7 @@ int proc_resolve_user(pid_t init_pid, const char *user, ProcUser *ret, Failure *
     }
     if (u.name[0]) {
         _cleanup_free_ char *group = NULL;
-        if (read_container_file(init_pid, "/etc/group", &group) == 0)
+        if (read_root_file(rootfd, "/etc/group", &group) == 0)
             group_lookup(group, &u);
     }
     *ret = u;
@@ -228,6 +227,12 @@ int proc_write_spec(int dirfd, const ProcLaunch *l)
                   l->confine->no_new_privs ? 1 : 0);
     if (l->seccomp)
         spec_add(f, "seccomp", l->seccomp);
+    for (char *const *p = l->pea_lowers; p && *p; p++)
+        spec_add(f, "pea_lower", *p);
+    if (l->pea_lowers) {
+        spec_add(f, "pea_root", l->pea_root);
+        spec_addf(f, "pea_cgroup", "%d", l->pea_own_cgroups ? 1 : 0);
+    }
     if (l->restart)
         spec_addf(f, "restart", "%s %u %u %u %u", l->restart->policy, l->restart->max_restarts,
                   l->restart->backoff_initial_ms, l->restart->backoff_max_ms,

@@ -12,7 +12,7 @@
 #define HIERARCHY_MAX 8
 #define GROUP_NAME_MAX 200
 #define PARENT_MAX 512
-#define REL_PATH_MAX (PARENT_MAX + GROUP_NAME_MAX + 64)
+#define REL_PATH_MAX (PARENT_MAX + 2 * GROUP_NAME_MAX + 64) /* a child's: group/child/file */
 
 extern const char *const cgroup_controller_names[_CGROUP_CONTROLLER_MAX];
 
@@ -67,3 +67,6 @@ int cgroup_group_read(const Cgroup *cg, int idx, const char *file, char *buf, si
                       size_t *ret_len);
 int cgroup_group_read_u64(const Cgroup *cg, int idx, const char *file, uint64_t *ret);
 void cgroup_sleep_us(long us);
+
+/* cgroup-procs.c: the group's own processes, without its children's. */
+int cgroup_list_own_pids(const Cgroup *cg, pid_t **ret_pids, size_t *ret_count);

@@ -12,25 +12,19 @@
 
 #include "cloche/cgroup.h"
 #include "cloche/cleanup.h"
+#include "cloche/clock.h"
 #include "cgroup-internal.h"
 
 #define PROCS_READ_MAX (1u << 20)
 #define KILL_ROUNDS 100
 #define RMDIR_BUSY_RETRIES 50
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Milliseconds left before deadline (-1 = none) as a poll() timeout. */
 static int remaining_ms(int64_t deadline)
 {
     if (deadline < 0)
         return -1;
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - clock_monotonic_ms();
     if (left <= 0)
         return 0;
     return left > INT32_MAX ? INT32_MAX : (int)left;
@@ -87,12 +81,51 @@ static int list_pids_in(const Cgroup *cg, int idx, pid_t **ret_pids, size_t *ret
     return 0;
 }
 
-int cgroup_list_pids(const Cgroup *cg, pid_t **ret_pids, size_t *ret_count)
+int cgroup_list_own_pids(const Cgroup *cg, pid_t **ret_pids, size_t *ret_count)
 {
     int idx = cgroup_hierarchy_for(cg->system, CGROUP_CORE);
     if (idx < 0)
         return idx;
     return list_pids_in(cg, idx, ret_pids, ret_count);
+}
+
+typedef struct PidList {
+    pid_t *pids;
+    size_t n;
+} PidList;
+
+static int append_child_pids(const Cgroup *child, void *userdata)
+{
+    PidList *l = userdata;
+    _cleanup_free_ pid_t *pids = NULL;
+    size_t n = 0;
+    int r = cgroup_list_own_pids(child, &pids, &n);
+    if (r == -ENOENT || n == 0)
+        return 0;
+    if (r < 0)
+        return r;
+    pid_t *all = realloc(l->pids, (l->n + n) * sizeof(pid_t));
+    if (!all)
+        return -ENOMEM;
+    memcpy(all + l->n, pids, n * sizeof(pid_t));
+    l->pids = all;
+    l->n += n;
+    return 0;
+}
+
+int cgroup_list_pids(const Cgroup *cg, pid_t **ret_pids, size_t *ret_count)
+{
+    PidList l = {0};
+    int r = cgroup_list_own_pids(cg, &l.pids, &l.n);
+    if (r >= 0)
+        r = cgroup_for_each_child(cg, append_child_pids, &l);
+    if (r < 0) {
+        free(l.pids);
+        return r;
+    }
+    *ret_pids = l.pids;
+    *ret_count = l.n;
+    return 0;
 }
 
 /* Best effort: a frozen group cannot fork while its pids are being signalled. */
@@ -224,7 +257,7 @@ static int wait_procs(const Cgroup *cg, int idx, int64_t deadline)
 
 static int64_t deadline_for(int timeout_ms)
 {
-    return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    return timeout_ms < 0 ? -1 : clock_monotonic_ms() + timeout_ms;
 }
 
 /* cgroup.events of the v2 group, or -ENOTSUP when it cannot be used. */
@@ -267,12 +300,20 @@ static int remove_group_dir(const Cgroup *cg, int idx)
     }
 }
 
+static int destroy_child(const Cgroup *child, void *userdata)
+{
+    return cgroup_destroy(child, *(int *)userdata);
+}
+
 int cgroup_destroy(const Cgroup *cg, int timeout_ms)
 {
     const CgroupSystem *s = cg->system;
+    /* Peas' groups and the v2 leaf first: a group with children cannot go. */
+    int r = cgroup_for_each_child(cg, destroy_child, &timeout_ms);
+    if (r < 0)
+        return r;
     int64_t deadline = deadline_for(timeout_ms);
     _cleanup_close_ int fd = open_events(cg);
-    int r;
     if (fd >= 0) {
         r = events_populated(fd);
         if (r > 0) {

@@ -369,12 +369,36 @@ int cgroup_oom_count(const Cgroup *cg, uint64_t *ret)
     if (idx < 0)
         return idx;
     char text[1024];
-    int r = cgroup_group_read(cg, idx, v2 ? "memory.events" : "memory.oom_control", text,
+    /* v2 counts a child's kills in its ancestors too: a pea's own group
+     * (cgroup-child.c) would count as the container's. So the group's local
+     * count, plus the leaf's (where the container's processes are once it has
+     * children). */
+    bool local = false;
+    int r = -ENOENT;
+    if (v2)
+        r = cgroup_group_read(cg, idx, "memory.events.local", text, sizeof(text), NULL);
+    if (r >= 0)
+        local = true;
+    else
+        r = cgroup_group_read(cg, idx, v2 ? "memory.events" : "memory.oom_control", text,
                               sizeof(text), NULL);
     if (r < 0)
         return r;
     /* "oom_kill" counts kills; v2's "oom" also counts OOMs that killed nothing. */
-    return cgroup_keyed_get(text, "oom_kill", ret);
+    uint64_t count;
+    r = cgroup_keyed_get(text, "oom_kill", &count);
+    if (r < 0 || !local || !cgroup_has_leaf(cg)) {
+        if (r >= 0)
+            *ret = count;
+        return r;
+    }
+    char path[64 + sizeof(CGROUP_LEAF_NAME)];
+    snprintf(path, sizeof(path), CGROUP_LEAF_NAME "/memory.events");
+    uint64_t leaf = 0;
+    if (cgroup_group_read(cg, idx, path, text, sizeof(text), NULL) >= 0)
+        (void)cgroup_keyed_get(text, "oom_kill", &leaf);
+    *ret = count + leaf;
+    return 0;
 }
 
 static int oom_watch_open_v1(const Cgroup *cg, int idx, int *ret_fd)

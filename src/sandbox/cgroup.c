@@ -668,7 +668,10 @@ int cgroup_attach(const Cgroup *cg, pid_t pid, unsigned flags)
     for (size_t i = 0; i < s->n_hierarchies; i++) {
         if (s->hierarchies[i].v2 && (flags & CGROUP_ATTACH_SKIP_V2))
             continue;
-        int r = cgroup_group_write(cg, (int)i, "cgroup.procs", value);
+        /* Pure v2 with peas' groups: the container's processes live in its leaf. */
+        bool leaf = s->hierarchies[i].v2 && cgroup_has_leaf(cg);
+        int r = cgroup_group_write(cg, (int)i,
+                                   leaf ? CGROUP_LEAF_NAME "/cgroup.procs" : "cgroup.procs", value);
         if (r < 0)
             return r;
     }
@@ -680,7 +683,10 @@ int cgroup_open_v2_fd(const Cgroup *cg)
     const CgroupSystem *s = cg->system;
     if (s->v2_index < 0)
         return -ENOENT;
-    int fd = openat(s->hierarchies[s->v2_index].parent_fd, cg->name,
+    char leaf[REL_PATH_MAX];
+    if (cgroup_has_leaf(cg))
+        snprintf(leaf, sizeof(leaf), "%s/" CGROUP_LEAF_NAME, cg->name);
+    int fd = openat(s->hierarchies[s->v2_index].parent_fd, cgroup_has_leaf(cg) ? leaf : cg->name,
                     O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     return fd < 0 ? -errno : fd;
 }

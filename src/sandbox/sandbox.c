@@ -16,6 +16,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -25,6 +26,7 @@
 #include "cloche/cleanup.h"
 #include "cloche/fileio.h"
 #include "cloche/sandbox.h"
+#include "cloche/procfs.h"
 #include "sandbox-internal.h"
 
 /* What the child reports when a step fails (the parent reads EOF on success,
@@ -681,25 +683,11 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, Failure *reter
     return 0;
 }
 
-int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, Failure *reterr)
+/* Clone the init into its new namespaces (and, on cgroup v2, its cgroup) from
+ * inside the container's directory. */
+static int clone_init(const ChildPlan *plan, const SandboxSpec *spec, SandboxInit *ret,
+                      Failure *reterr)
 {
-    _cleanup_(plan_freep) ChildPlan *plan = calloc(1, sizeof(ChildPlan));
-    if (!plan)
-        return failure_errno(reterr, -ENOMEM, "Failed to prepare the container");
-    plan->spec = spec;
-    int r = plan_prepare(plan, spec, reterr);
-    if (r < 0)
-        return r;
-
-    _cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    int sv[2];
-    if (devnull < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-        return failure_errno(reterr, -errno, "Failed to prepare the container");
-    _cleanup_close_ int parent_sock = sv[0];
-    _cleanup_close_ int child_sock = sv[1];
-    plan->sock = child_sock;
-    plan->devnull = devnull;
-
     uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET |
                      CLONE_PIDFD | (spec->privileged ? 0 : CLONE_NEWUSER);
     int pidfd = -1;
@@ -729,10 +717,40 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, Failure *reterr)
         (void)chdir("/");
     if (pid < 0)
         return failure_errno(reterr, -clone_errno, "Failed to create the container's namespaces");
+    *ret = (SandboxInit){.pid = pid, .pidfd = pidfd};
+    return 0;
+}
 
-    SandboxInit init = {.pid = pid, .pidfd = pidfd};
-    close(TAKE_FD(child_sock));
+/* Wait for the child: EOF = it exec'd init (its end is close-on-exec); a report
+ * = it failed (recorded in reterr). *ret_step names a failure of our own. */
+static int await_init(int parent_sock, const char **ret_step, Failure *reterr)
+{
+    struct pollfd pfd = {.fd = parent_sock, .events = POLLIN};
+    ChildReport rep;
+    if (poll(&pfd, 1, 30000) != 1) {
+        *ret_step = "Timed out setting up the container";
+        return -ETIMEDOUT;
+    }
+    ssize_t n = read(parent_sock, &rep, sizeof(rep));
+    if (n == (ssize_t)sizeof(rep)) {
+        rep.what[sizeof(rep.what) - 1] = '\0';
+        failure_set(reterr, -rep.err, FAILURE_SYSTEM, "%s: %s", rep.what, strerror(rep.err));
+        return -rep.err ? -rep.err : -EIO;
+    }
+    if (n != 0) {
+        *ret_step = "Lost contact with the container while setting it up";
+        return -EIO;
+    }
+    return 0;
+}
+
+/* The parent's part once the child is cloned: id maps, cgroups, the idmapped
+ * image, the go, the caller's preparation, then the child's word. */
+static int setup_init(const ChildPlan *plan, const SandboxSpec *spec, pid_t pid, int parent_sock,
+                      Failure *reterr)
+{
     const char *step = NULL;
+    int r = 0;
     int lowers[SANDBOX_MAX_LOWERS];
     for (size_t i = 0; i < plan->n_lowers; i++)
         lowers[i] = -1;
@@ -753,41 +771,49 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, Failure *reterr)
     int prepared = 0;
     if (!step && spec->prepare)
         prepared = spec->prepare(pid, spec->prepare_userdata);
-
-    if (!step) {
-        /* EOF = the child exec'd init (its end is close-on-exec); a report = failure. */
-        struct pollfd pfd = {.fd = parent_sock, .events = POLLIN};
-        ChildReport rep;
-        if (poll(&pfd, 1, 30000) != 1) {
-            r = -ETIMEDOUT;
-            step = "Timed out setting up the container";
-        } else {
-            ssize_t n = read(parent_sock, &rep, sizeof(rep));
-            if (n == (ssize_t)sizeof(rep)) {
-                rep.what[sizeof(rep.what) - 1] = '\0';
-                failure_set(reterr, -rep.err, FAILURE_SYSTEM, "%s: %s", rep.what,
-                            strerror(rep.err));
-                r = -rep.err ? -rep.err : -EIO;
-            } else if (n != 0) {
-                r = -EIO;
-                step = "Lost contact with the container while setting it up";
-            }
-        }
-    }
+    if (!step)
+        r = await_init(parent_sock, &step, reterr);
     if (!step && r >= 0 && prepared < 0)
         r = prepared; /* the callback filled in its own error */
-    if (step || r < 0) {
-        if (step)
-            failure_errno(reterr, r, "%s", step);
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        sandbox_reap(&init);
-        return r < 0 ? r : -EIO;
+    if (step)
+        failure_errno(reterr, r, "%s", step);
+    return step || r < 0 ? (r < 0 ? r : -EIO) : 0;
+}
+
+int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, Failure *reterr)
+{
+    _cleanup_(plan_freep) ChildPlan *plan = calloc(1, sizeof(ChildPlan));
+    if (!plan)
+        return failure_errno(reterr, -ENOMEM, "Failed to prepare the container");
+    plan->spec = spec;
+    int r = plan_prepare(plan, spec, reterr);
+    if (r < 0)
+        return r;
+
+    _cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int sv[2];
+    if (devnull < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return failure_errno(reterr, -errno, "Failed to prepare the container");
+    _cleanup_close_ int parent_sock = sv[0];
+    _cleanup_close_ int child_sock = sv[1];
+    plan->sock = child_sock;
+    plan->devnull = devnull;
+
+    SandboxInit init;
+    r = clone_init(plan, spec, &init, reterr);
+    if (r < 0)
+        return r;
+    close(TAKE_FD(child_sock));
+    r = setup_init(plan, spec, init.pid, parent_sock, reterr);
+    if (r >= 0) {
+        r = procfs_start_time(init.pid, &init.start_time);
+        if (r < 0)
+            failure_errno(reterr, r, "The container's init vanished");
     }
-    r = sandbox_process_start_time(pid, &init.start_time);
     if (r < 0) {
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        pidfd_send_signal(init.pidfd, SIGKILL, NULL, 0);
         sandbox_reap(&init);
-        return failure_errno(reterr, r, "The container's init vanished");
+        return r;
     }
     *ret = init;
     return 0;
@@ -810,49 +836,13 @@ int sandbox_reap(SandboxInit *init)
     return r;
 }
 
-/* Start time of pid, and its state letter (field 3). */
-static int process_stat(pid_t pid, uint64_t *ret_start, char *ret_state)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    _cleanup_free_ char *buf = NULL;
-    size_t len;
-    int r = read_file_at(AT_FDCWD, path, 4096, &buf, &len);
-    if (r < 0)
-        return r == -ENOENT ? -ESRCH : r;
-    /* Field 2 (comm) may contain spaces and parentheses: skip to the last ')'. */
-    char *p = strrchr(buf, ')');
-    if (!p || p[1] != ' ' || !p[2])
-        return -EBADMSG;
-    if (ret_state)
-        *ret_state = p[2];
-    p++;
-    /* Fields 3..22: start time is the 20th field after comm. */
-    for (int field = 3; field < 22; field++) {
-        p = strchr(p + 1, ' ');
-        if (!p)
-            return -EBADMSG;
-    }
-    char *end;
-    unsigned long long v = strtoull(p + 1, &end, 10);
-    if (end == p + 1)
-        return -EBADMSG;
-    *ret_start = v;
-    return 0;
-}
-
-int sandbox_process_start_time(pid_t pid, uint64_t *ret)
-{
-    return process_stat(pid, ret, NULL);
-}
-
 bool sandbox_process_alive(pid_t pid, uint64_t start_time)
 {
     uint64_t start;
     char state;
     /* A zombie (its parent, the previous daemon, died and nobody reaped it yet)
      * counts as gone. */
-    return pid > 0 && process_stat(pid, &start, &state) == 0 && start == start_time &&
+    return pid > 0 && procfs_stat(pid, &start, &state) == 0 && start == start_time &&
            state != 'Z' && state != 'X';
 }
 

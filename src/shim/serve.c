@@ -20,6 +20,7 @@
 #include <termios.h>
 #include <time.h>
 
+#include "cloche/clock.h"
 #include "cloche/shim-protocol.h"
 #include "shim.h"
 
@@ -81,9 +82,7 @@ typedef struct Server {
 
 static uint64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return (uint64_t)clock_monotonic_ms();
 }
 
 /* ---- Buffer and Ring ---- */
@@ -551,6 +550,7 @@ static void server_finish(Server *s)
         (void)shim_supervisor_write(&s->sv, s->dirfd, 0);
     }
 
+    shim_pea_finish(s->spec, s->proc->pea_mnt_ns, s->dirfd);
     char text[16];
     int len = snprintf(text, sizeof(text), "%d\n", s->status);
     /* Nothing to report a failure to: the status still goes out on the connections. */

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "cloche/procfs.h"
 #include "cloche/shim-protocol.h"
 #include "shim.h"
 
@@ -101,7 +102,7 @@ static int listen_on(int dirfd, const char *name, ShimError *reterr)
 int shim_write_pid_file(int dirfd, pid_t pid)
 {
     uint64_t start;
-    int r = shim_process_start_time(getpid(), &start);
+    int r = procfs_start_time(getpid(), &start);
     if (r < 0)
         return r;
     char text[96];

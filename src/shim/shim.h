@@ -84,6 +84,17 @@ typedef struct ShimError {
 /* Record err (a negative or positive errno) and what failed; returns -|err|. */
 int shim_error(ShimError *e, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+#define SHIM_PEA_LOWERS_MAX 128 /* `pea_lower` records (image layers) */
+
+/* A pea's own root file system (pea.c): its image layers, top first, and the
+ * directory holding its upper and work directories. */
+typedef struct ShimPeaSpec {
+    const char *lowers[SHIM_PEA_LOWERS_MAX];
+    size_t n_lowers; /* 0: not a pea */
+    const char *root;
+    bool own_cgroups; /* the `cgroup` records are the pea's own: removed at its end */
+} ShimPeaSpec;
+
 typedef struct ShimRlimit {
     int resource;
     struct rlimit limit;
@@ -123,6 +134,7 @@ typedef struct ShimSpec {
     ConfinePlan confine; /* .filter points at `filter` when a seccomp file was named */
     const char *seccomp_path;
     struct sock_fprog filter; /* owned */
+    ShimPeaSpec pea;
     /* A service (`restart` record): started again per policy, with back-off. */
     bool supervised;
     ShimRestartPolicy restart;
@@ -142,19 +154,17 @@ void shim_spec_clear(ShimSpec *spec);
 
 /* The running process and the shim's ends of its stdio. */
 typedef struct ShimProcess {
-    pid_t pid;     /* host pid; the shim's child */
-    int stdin_fd;  /* pipe write end, or a dup of the pty master; -1 once closed */
-    int stdout_fd; /* pipe read end, or the pty master */
-    int stderr_fd; /* pipe read end; -1 with a tty */
-    int master_fd; /* the pty master (the same fd as stdout_fd), or -1 */
+    pid_t pid;           /* host pid; the shim's child */
+    int stdin_fd;        /* pipe write end, or a dup of the pty master; -1 once closed */
+    int stdout_fd;       /* pipe read end, or the pty master */
+    int stderr_fd;       /* pipe read end; -1 with a tty */
+    int master_fd;       /* the pty master (the same fd as stdout_fd), or -1 */
+    uint64_t pea_mnt_ns; /* a pea's mount namespace (inode), 0 for other processes */
 } ShimProcess;
 
 /* Start the process of spec inside the namespaces of its init and in its cgroups;
  * returns once it has exec'd (or failed, with nothing left running). */
 int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr);
-
-/* Start time of pid (field 22 of /proc/PID/stat). */
-int shim_process_start_time(pid_t pid, uint64_t *ret);
 
 /* Serve DIR/sock until the process has exited and its status was delivered (or the
  * linger time ran out). listen_fd and signal_fd are borrowed; proc's fds are taken.
@@ -168,6 +178,49 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
 int shim_write_file_atomic(int dirfd, const char *tmp_name, const char *name, const char *data,
                            size_t len);
 
+/* ---- peas (pea.c) ---- */
+
+/* A `pea_*` spec record. */
+int shim_pea_spec_apply(ShimSpec *s, const char *key, char *value, ShimError *reterr);
+bool shim_pea_wanted(const ShimSpec *spec);
+
+/* Prepared before the clone: detached trees of the layers (idmapped to the
+ * container's user namespace when it has one) and of the pea's upper/work. */
+typedef struct ShimPeaPlan {
+    int lower_fds[SHIM_PEA_LOWERS_MAX];
+    char lower_paths[SHIM_PEA_LOWERS_MAX][32];
+    size_t n_lowers;
+    int upper_fd;
+    bool userns;
+    char overlay_opts[SHIM_PEA_LOWERS_MAX * 32 + 128];
+} ShimPeaPlan;
+
+enum {
+    SHIM_PEA_STEP_ROOT = 1,
+    SHIM_PEA_STEP_CLONE, /* + index of /dev, /proc, /sys, /etc/hosts, /etc/resolv.conf */
+    SHIM_PEA_STEP_UNSHARE = 10,
+    SHIM_PEA_STEP_STAGE,
+    SHIM_PEA_STEP_LOWER,
+    SHIM_PEA_STEP_UPPER,
+    SHIM_PEA_STEP_OVERLAY,
+    SHIM_PEA_STEP_ATTACH, /* + index as above */
+    SHIM_PEA_STEP_PIVOT = 20,
+};
+
+int shim_pea_prepare(const ShimSpec *spec, ShimPeaPlan *ret, ShimError *reterr);
+void shim_pea_plan_clear(ShimPeaPlan *plan);
+/* In the process, after it joined the container's namespaces (user, mount and
+ * the rest): build the pea's root and pivot into it. 0, or a positive errno with
+ * *ret_step saying where. System calls only. */
+int shim_pea_enter(const ShimPeaPlan *plan, int *ret_step);
+/* The error for a step shim_pea_enter reported. */
+int shim_pea_error(int step, int err, ShimError *reterr);
+/* The process reported STAGE_PEA_READY and stops itself: wait for the stop, note
+ * its mount namespace (inode) and let it go on. */
+int shim_pea_noted(pid_t pid, uint64_t *ret_mnt_ns);
+/* After the exit, before the status is written: end what the pea left running,
+ * remove its own cgroups and its layer (dirfd/rootfs). No-op for other processes. */
+void shim_pea_finish(const ShimSpec *spec, uint64_t mnt_ns, int dirfd);
 /* Write dirfd/pid for the process pid (the shim's own pid and start time first). */
 int shim_write_pid_file(int dirfd, pid_t pid);
 

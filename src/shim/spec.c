@@ -274,6 +274,8 @@ static int spec_apply(ShimSpec *s, size_t *n_argv, size_t *n_envp, bool *have_in
         s->seccomp_path = value;
         return 0;
     }
+    if (strncmp(key, "pea_", 4) == 0)
+        return shim_pea_spec_apply(s, key, value, reterr);
     if (strcmp(key, "restart") == 0)
         return parse_restart(s, value, reterr);
     if (strcmp(key, "log") == 0) {

@@ -28,6 +28,7 @@
 #include <linux/capability.h>
 #include <linux/close_range.h>
 
+#include "cloche/enter.h"
 #include "shim.h"
 
 #define START_TIMEOUT_MS 60000 /* for the process to exec or report */
@@ -48,6 +49,8 @@ typedef enum Stage {
     STAGE_DIR,
     STAGE_STDIO,
     STAGE_EXEC,
+    STAGE_PEA,       /* arg: the pea step (shim.h) */
+    STAGE_PEA_READY, /* not a failure: in the pea's root, stopped until the shim saw it */
 } Stage;
 
 typedef struct Report {
@@ -66,16 +69,8 @@ typedef struct StartPlan {
     int go_write;  /* the shim's end, closed in the child */
     int stdio[3];  /* the process's ends (the pty slave thrice with a tty) */
     const char *search_path;
+    const ShimPeaPlan *pea; /* NULL: the container's own root */
 } StartPlan;
-
-static const struct {
-    int flag;
-    const char *name;
-} namespaces[] = {
-    {CLONE_NEWUSER, "user"},     {CLONE_NEWNS, "mnt"},  {CLONE_NEWPID, "pid"},
-    {CLONE_NEWUTS, "uts"},       {CLONE_NEWIPC, "ipc"}, {CLONE_NEWNET, "net"},
-    {CLONE_NEWCGROUP, "cgroup"},
-};
 
 /* ---- C1 and C2: system calls only ---- */
 
@@ -193,6 +188,15 @@ static _Noreturn void process_main(const StartPlan *p)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (p->ns_flags && setns(p->pidfd, p->ns_flags) < 0)
         child_fail(p, STAGE_SETNS, errno, 0);
+    if (p->pea) {
+        int step = 0, e = shim_pea_enter(p->pea, &step);
+        if (e)
+            child_fail(p, STAGE_PEA, e, step);
+        /* Stopped while the shim notes our mount namespace (shim_pea_finish needs it
+         * even if we exit at once). */
+        report(p, STAGE_PEA_READY, 0, 0);
+        syscall(SYS_kill, syscall(SYS_getpid), SIGSTOP);
+    }
 
     if (spec->tty && (setsid() < 0 || ioctl(p->stdio[0], TIOCSCTTY, 0) < 0))
         child_fail(p, STAGE_TTY, errno, 0);
@@ -260,75 +264,33 @@ static _Noreturn void process_main(const StartPlan *p)
 
 /* ---- the shim's side ---- */
 
-int shim_process_start_time(pid_t pid, uint64_t *ret)
-{
-    char path[64], buf[4096];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? -ESRCH : -errno;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    if (n < 0)
-        return errno == ESRCH ? -ESRCH : -errno;
-    buf[n] = '\0';
-    /* comm (field 2) may hold spaces and parentheses: start after the last ')'. */
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return -EBADMSG;
-    for (int field = 2; field < 22; field++) {
-        p = strchr(p + 1, ' ');
-        if (!p)
-            return -EBADMSG;
-    }
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(p + 1, &end, 10);
-    if (end == p + 1 || errno)
-        return -EBADMSG;
-    *ret = v;
-    return 0;
-}
-
 /* A pidfd of the init, refused unless it is the process the spec names. The pidfd
  * pins the pid, so checking the start time after opening it is race free. */
 static int open_init(const ShimSpec *spec, int *ret, ShimError *reterr)
 {
-    _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, spec->init_pid, 0);
-    if (pidfd < 0)
-        return shim_error(reterr, errno, "Failed to open the container's init (pid %d)",
+    EnterFailure f;
+    int r = enter_open_init(spec->init_pid, spec->init_start, ret, &f);
+    if (r >= 0)
+        return 0;
+    if (f.step == ENTER_STEP_OPEN_INIT)
+        return shim_error(reterr, r, "Failed to open the container's init (pid %d)",
                           (int)spec->init_pid);
-    uint64_t start;
-    int r = shim_process_start_time(spec->init_pid, &start);
-    if (r < 0 && r != -ESRCH)
+    if (f.step == ENTER_STEP_READ_START)
         return shim_error(reterr, r, "Failed to read the start time of the container's init");
-    if (r < 0 || start != spec->init_start)
-        return shim_error(reterr, ESRCH, "The container's init (pid %d) is gone",
-                          (int)spec->init_pid);
-    *ret = TAKE_FD(pidfd);
-    return 0;
+    return shim_error(reterr, ESRCH, "The container's init (pid %d) is gone", (int)spec->init_pid);
 }
 
 /* The init's namespaces that are not the shim's own. */
 static int namespaces_to_join(pid_t pid, int *ret, ShimError *reterr)
 {
-    int flags = 0;
-    for (size_t i = 0; i < ELEMENTSOF(namespaces); i++) {
-        char path[64];
-        struct stat own, theirs;
-        snprintf(path, sizeof(path), "/proc/self/ns/%s", namespaces[i].name);
-        if (stat(path, &own) < 0)
-            return shim_error(reterr, errno, "Failed to inspect the shim's %s namespace",
-                              namespaces[i].name);
-        snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, namespaces[i].name);
-        if (stat(path, &theirs) < 0)
-            return shim_error(reterr, errno == ENOENT ? ESRCH : errno,
-                              "Failed to inspect the %s namespace of the container's init",
-                              namespaces[i].name);
-        if (own.st_ino != theirs.st_ino || own.st_dev != theirs.st_dev)
-            flags |= namespaces[i].flag;
-    }
-    *ret = flags;
-    return 0;
+    EnterFailure f;
+    int r = enter_namespaces_to_join(pid, ENTER_NAMESPACES_ALL, ret, &f);
+    if (r >= 0)
+        return 0;
+    if (f.step == ENTER_STEP_OWN_NAMESPACE)
+        return shim_error(reterr, r, "Failed to inspect the shim's %s namespace", f.namespace);
+    return shim_error(reterr, r == -ENOENT ? ESRCH : r,
+                      "Failed to inspect the %s namespace of the container's init", f.namespace);
 }
 
 /* cgroup.procs of every v1 group, and the cgroup2 group itself (for
@@ -548,6 +510,9 @@ static int report_error(const ShimSpec *spec, const Report *rep, ShimError *rete
         return shim_error(reterr, rep->value, "Failed to set up the process's stdio");
     case STAGE_EXEC:
         return shim_error(reterr, rep->value, "Failed to execute '%s'", spec->path);
+    case STAGE_PEA:
+        return shim_pea_error(rep->arg, rep->value, reterr);
+    case STAGE_PEA_READY:
     case STAGE_PID:
         break;
     }
@@ -572,6 +537,61 @@ static int attach_cgroups(const int *fds, size_t n, pid_t pid, const ShimSpec *s
     return 0;
 }
 
+/* Clone the process: into the container's pid namespace (entered for the
+ * clone and left again) and, on cgroup v2, straight into its cgroup. */
+static int clone_process(StartPlan *plan, int cgroup2, pid_t *ret_pid, ShimError *reterr)
+{
+    _cleanup_close_ int own_pidns = -1;
+    /* Children from here on are born in the container's pid namespace. */
+    if (plan->ns_flags & CLONE_NEWPID) {
+        own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+        if (own_pidns < 0 || setns(plan->pidfd, CLONE_NEWPID) < 0)
+            return shim_error(reterr, errno, "Failed to enter the container's pid namespace");
+        plan->ns_flags &= ~CLONE_NEWPID;
+    }
+    struct clone_args args = {.exit_signal = SIGCHLD};
+    if (cgroup2 >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)cgroup2;
+    }
+    /* Without a stack, the raw clone3 continues on a copy of this one, as fork does. */
+    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+    if (pid == 0)
+        process_main(plan);
+    int clone_errno = errno;
+    if (own_pidns >= 0)
+        (void)setns(own_pidns, CLONE_NEWPID);
+    if (pid < 0)
+        return shim_error(reterr, clone_errno, "Failed to create the process");
+    *ret_pid = pid;
+    return 0;
+}
+
+/* Let the child go on to exec (its cgroups joined) and wait for its word: the
+ * report pipe closes at the exec, or carries why it failed. A pea stops once in
+ * its root until the shim has noted its mount namespace. */
+static int release_and_await(const ShimSpec *spec, ShimProcess *proc, int *go_write,
+                             int report_read, ShimError *reterr)
+{
+    char go = 'g';
+    if (write(*go_write, &go, 1) != 1)
+        return shim_error(reterr, errno, "Failed to start the process");
+    shim_closep(go_write);
+    Report rep;
+    int r = read_report(report_read, &rep);
+    if (r > 0 && rep.stage == STAGE_PEA_READY) {
+        if ((r = shim_pea_noted(proc->pid, &proc->pea_mnt_ns)) < 0)
+            return shim_error(reterr, r, "Failed to start the pea");
+        r = read_report(report_read, &rep);
+    }
+    if (r < 0)
+        return shim_error(reterr, r, "Failed to start the process: %s",
+                          r == -ETIMEDOUT ? "it did not exec in time" : "lost its report");
+    if (r > 0)
+        return report_error(spec, &rep, reterr);
+    return 0;
+}
+
 int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr)
 {
     ShimProcess proc = {
@@ -579,7 +599,8 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
     int child_stdio[3] = {-1, -1, -1};
     int cgroup_fds[SHIM_CGROUPS_MAX];
     int report_pipe[2] = {-1, -1}, go_pipe[2] = {-1, -1};
-    _cleanup_close_ int pidfd = -1, cgroup2 = -1, own_pidns = -1;
+    _cleanup_close_ int pidfd = -1, cgroup2 = -1;
+    ShimPeaPlan pea = {.upper_fd = -1};
     int r;
 
     for (size_t i = 0; i < ELEMENTSOF(cgroup_fds); i++)
@@ -596,6 +617,8 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
         r = shim_error(reterr, r, "Failed to create the process's %s", spec->tty ? "pty" : "pipes");
         goto out;
     }
+    if (shim_pea_wanted(spec) && (r = shim_pea_prepare(spec, &pea, reterr)) < 0)
+        goto out;
     if (pipe2(report_pipe, O_CLOEXEC) < 0 || pipe2(go_pipe, O_CLOEXEC) < 0) {
         r = shim_error(reterr, errno, "Failed to create pipes");
         goto out;
@@ -616,60 +639,21 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
         .go_write = go_pipe[1],
         .stdio = {child_stdio[0], child_stdio[1], child_stdio[2]},
         .search_path = search_path,
+        .pea = shim_pea_wanted(spec) ? &pea : NULL,
     };
 
-    /* Children from here on are born in the container's pid namespace. */
-    if (ns_flags & CLONE_NEWPID) {
-        own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
-        if (own_pidns < 0 || setns(pidfd, CLONE_NEWPID) < 0) {
-            r = shim_error(reterr, errno, "Failed to enter the container's pid namespace");
-            goto out;
-        }
-        plan.ns_flags &= ~CLONE_NEWPID;
-    }
-    struct clone_args args = {.exit_signal = SIGCHLD};
-    if (cgroup2 >= 0) {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = (uint64_t)cgroup2;
-    }
-    /* Without a stack, the raw clone3 continues on a copy of this one, as fork does. */
-    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
-    if (pid == 0)
-        process_main(&plan);
-    int clone_errno = errno;
-    if (own_pidns >= 0)
-        (void)setns(own_pidns, CLONE_NEWPID);
-    if (pid < 0) {
-        r = shim_error(reterr, clone_errno, "Failed to create the process");
+    if ((r = clone_process(&plan, cgroup2, &proc.pid, reterr)) < 0)
         goto out;
-    }
-    proc.pid = pid;
 
     /* Only the child needs these now. */
     close_stdio(child_stdio, NULL);
     shim_closep(&report_pipe[1]);
     shim_closep(&go_pipe[0]);
 
-    Report rep;
     if ((r = attach_cgroups(cgroup_fds, spec->n_cgroups, proc.pid, spec, reterr)) < 0)
         goto out;
-    char go = 'g';
-    if (write(go_pipe[1], &go, 1) != 1) {
-        r = shim_error(reterr, errno, "Failed to start the process");
+    if ((r = release_and_await(spec, &proc, &go_pipe[1], report_pipe[0], reterr)) < 0)
         goto out;
-    }
-    shim_closep(&go_pipe[1]);
-
-    r = read_report(report_pipe[0], &rep);
-    if (r < 0) {
-        r = shim_error(reterr, r, "Failed to start the process: %s",
-                       r == -ETIMEDOUT ? "it did not exec in time" : "lost its report");
-        goto out;
-    }
-    if (r > 0) {
-        r = report_error(spec, &rep, reterr);
-        goto out;
-    }
     *ret = proc;
     proc = (ShimProcess){.pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
     r = 0;
@@ -677,6 +661,7 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
 out:
     if (proc.pid > 0)
         kill_and_reap(proc.pid); /* nothing left running */
+    shim_pea_plan_clear(&pea);
     close_stdio(child_stdio, &proc);
     for (size_t i = 0; i < ELEMENTSOF(cgroup_fds); i++)
         shim_closep(&cgroup_fds[i]);

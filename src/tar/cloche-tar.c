@@ -48,6 +48,8 @@
 #include <unistd.h>
 
 #include "cloche/confine.h"
+#include "cloche/enter.h"
+#include "cloche/fdio.h"
 
 #define IO_BUFFER (1u << 20)
 #define GROUPS_MAX 64
@@ -82,58 +84,6 @@ static int fail(const char *fmt, ...)
 }
 
 /* ---- entering the container ---- */
-
-static int process_start_time(pid_t pid, uint64_t *ret)
-{
-    char path[64], buf[4096];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -ESRCH;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
-    if (!p)
-        return -EBADMSG;
-    for (int field = 2; field < 22; field++) {
-        p = strchr(p + 1, ' ');
-        if (!p)
-            return -EBADMSG;
-    }
-    *ret = strtoull(p + 1, NULL, 10);
-    return 0;
-}
-
-static const struct {
-    int flag;
-    const char *name;
-} namespaces[] = {
-    {CLONE_NEWUSER, "user"}, {CLONE_NEWNS, "mnt"},  {CLONE_NEWUTS, "uts"},
-    {CLONE_NEWIPC, "ipc"},   {CLONE_NEWNET, "net"}, {CLONE_NEWCGROUP, "cgroup"},
-};
-
-/* The init's namespaces (but pid, which only matters to children) that are not
- * ours. */
-static int namespaces_to_join(pid_t pid)
-{
-    int flags = 0;
-    for (size_t i = 0; i < sizeof(namespaces) / sizeof(namespaces[0]); i++) {
-        char path[64];
-        struct stat own, theirs;
-        snprintf(path, sizeof(path), "/proc/self/ns/%s", namespaces[i].name);
-        if (stat(path, &own) < 0)
-            return -errno;
-        snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, namespaces[i].name);
-        if (stat(path, &theirs) < 0)
-            return -errno;
-        if (own.st_ino != theirs.st_ino || own.st_dev != theirs.st_dev)
-            flags |= namespaces[i].flag;
-    }
-    return flags;
-}
 
 /* glibc loads its gconv configuration once, on first use: load it now, from the
  * host, so that libarchive's charset conversions never read the container's. */
@@ -203,16 +153,19 @@ static int drop_capabilities(void)
 
 static int enter_container(const Target *t)
 {
-    int pidfd = (int)syscall(SYS_pidfd_open, t->init_pid, 0);
-    if (pidfd < 0)
+    int pidfd;
+    EnterFailure f;
+    int r = enter_open_init(t->init_pid, t->init_start, &pidfd, &f);
+    if (r < 0 && f.step == ENTER_STEP_OPEN_INIT)
         return fail("Failed to open the container's init (pid %d): %s", (int)t->init_pid,
-                    strerror(errno));
-    uint64_t start = 0;
-    if (process_start_time(t->init_pid, &start) < 0 || start != t->init_start)
+                    strerror(-r));
+    if (r < 0)
         return fail("The container's init (pid %d) is gone", (int)t->init_pid);
-    int flags = namespaces_to_join(t->init_pid);
-    if (flags < 0)
-        return fail("Failed to inspect the container's namespaces: %s", strerror(-flags));
+    int flags;
+    /* Not the pid namespace: it only matters to children. */
+    r = enter_namespaces_to_join(t->init_pid, ENTER_NAMESPACES_ALL & ~CLONE_NEWPID, &flags, NULL);
+    if (r < 0)
+        return fail("Failed to inspect the container's namespaces: %s", strerror(-r));
     if (flags && setns(pidfd, flags) < 0)
         return fail("Failed to enter the container: %s", strerror(errno));
     close(pidfd);
@@ -224,7 +177,6 @@ static int enter_container(const Target *t)
         return fail("Failed to set the groups of user %u: %s", (unsigned)t->uid, strerror(errno));
     /* The container's bounding set and seccomp filter while still its root with
      * every capability (a filter without no_new_privs needs CAP_SYS_ADMIN). */
-    int r = 0;
     if (t->confined && ((r = confine_drop_bounding(&t->confine)) < 0 ||
                         (r = confine_load_filter(&t->confine)) < 0))
         return fail("Failed to confine the helper: %s", strerror(-r));
@@ -525,24 +477,9 @@ static int stream_in_file(const char *path)
 
 /* ---- StreamOut ---- */
 
-static int write_all(const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(STDOUT_FILENO, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static la_ssize_t output_write(struct archive *a, void *data, const void *buf, size_t len)
 {
-    int r = write_all(buf, len);
+    int r = fd_write_all(STDOUT_FILENO, buf, len);
     if (r < 0) {
         archive_set_error(a, -r, "Failed to write the stream");
         return -1;

@@ -14,6 +14,7 @@
 
 #include "cloche/cleanup.h"
 #include "cloche/fileio.h"
+#include "cloche/fdio.h"
 
 /* Deeper trees make rm_rf_at fail with -ELOOP: each level holds one fd and one
  * stack frame, and a tree written by a container must not exhaust either. */
@@ -29,24 +30,6 @@ int atomic_write_temp_name(const char *name, char *buf, size_t size)
     if (len >= size)
         return -ENOBUFS;
     snprintf(buf, size, ".%s.tmp", name);
-    return 0;
-}
-
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            return -EIO;
-        p += n;
-        len -= (size_t)n;
-    }
     return 0;
 }
 
@@ -82,7 +65,7 @@ static int atomic_write_stage_sync(int dirfd, const char *name, const void *data
     if (fchmod(fd, mode) < 0)
         r = -errno;
     if (r >= 0)
-        r = write_all(fd, data, len);
+        r = fd_write_all(fd, data, len);
     if (r >= 0 && sync && fsync(fd) < 0)
         r = -errno;
     if (r >= 0) {

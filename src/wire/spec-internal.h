@@ -52,6 +52,7 @@ int spec_decode_limits_at(json_object *obj, const char *path, Limits *ret, ApiEr
 int spec_decode_cpu_limits_at(json_object *obj, const char *path, CpuLimits *ret, ApiError *reterr);
 int spec_decode_memory_limits_at(json_object *obj, const char *path, MemoryLimits *ret,
                                  ApiError *reterr);
+int spec_decode_pid_limits_at(json_object *obj, const char *path, PidLimits *ret, ApiError *reterr);
 int spec_decode_rlimits_at(json_object *obj, const char *path, ResourceLimits *ret,
                            ApiError *reterr);
 int spec_decode_netout_rule_at(json_object *obj, const char *path, NetOutRule *ret,

@@ -120,6 +120,11 @@ int spec_decode_memory_limits_at(json_object *obj, const char *path, MemoryLimit
     return decode_memory_limits_at(obj, path, ret, reterr);
 }
 
+int spec_decode_pid_limits_at(json_object *obj, const char *path, PidLimits *ret, ApiError *reterr)
+{
+    return decode_pid_limits_at(obj, path, ret, reterr);
+}
+
 /* DiskLimits has one enum beside its u64 fields. */
 static int decode_disk_limits_at(json_object *obj, const char *path, DiskLimits *ret,
                                  ApiError *reterr)

@@ -525,6 +525,11 @@ static int decode_process_limits(json_object *obj, ProcessSpec *spec, ApiError *
     int r = json_expect_object(obj, "limits", reterr);
     if (r < 0)
         return r;
+    spec->override_limits = true;
+    if ((v = json_member(obj, "pid_limits")) &&
+        (r = spec_decode_pid_limits_at(v, spec_path(p, "limits", "pid_limits"), &spec->pid_limits,
+                                       reterr)) < 0)
+        return r;
     if ((v = json_member(obj, "cpu_limits")) &&
         (r = spec_decode_cpu_limits_at(v, spec_path(p, "limits", "cpu_limits"), &spec->cpu_limits,
                                        reterr)) < 0)
@@ -536,7 +541,7 @@ static int decode_process_limits(json_object *obj, ProcessSpec *spec, ApiError *
     /* The Go client omits "limits" when unset, but {"cpu_limits":{},...} is still no
      * override: only a non-zero value makes one. */
     spec->has_limits = spec->cpu_limits.weight || spec->cpu_limits.limit_in_shares ||
-                       spec->memory_limits.limit_in_bytes;
+                       spec->memory_limits.limit_in_bytes || spec->pid_limits.max;
     return 0;
 }
 

@@ -6,7 +6,7 @@
 Runs as root inside a private mount and network namespace of its own (it
 re-executes itself under unshare). One daemon with a temporary depot, one
 unprivileged container. Measured from the first request byte to the last reply
-byte over the Unix socket, with the Go client's requests (tests/garden_client.py):
+byte over the Unix socket, with the Go client's requests (tests/garden_client/):
 
   * one large file (default 1 GiB of random data): StreamIn with a Content-Length
     body, StreamOut as a tar (chunked reply), StreamOut of the file's bytes;

@@ -13,7 +13,7 @@ at the end with every container.
 
 One daemon runs with --metrics-interval S (default 1, so the history sampler
 visibly works during the run). Measured, over the Unix socket with
-tests/garden_client.py:
+tests/garden_client/:
 
   * daemon VmRSS (/proc/PID/status) with 0 containers, right after filling N
     (default 1000) containers (each with one NetIn mapping and one NetOut rule,

@@ -12,7 +12,7 @@ the depot and cgroup parent removed. Every container is networked (a /30, a
 bridge and a veth pair, nftables entries).
 
 (a) N x (create, destroy) of an unprivileged container with memory+pids limits,
-    each timed from request to reply (tests/garden_client.py).
+    each timed from request to reply (tests/garden_client/).
 (b) The same, C cycles at each level of live containers (default 0, 250, 1000).
     Every live container has one NetIn mapping and one NetOut rule, so at 1000
     the firewall holds 1000 of each. The live containers are made with a few

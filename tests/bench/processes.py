@@ -9,7 +9,7 @@ re-executes itself under unshare), with a temporary depot and a cgroup parent of
 its own, removed at the end.
 
 (a) Run latency: N x Run of /bin/true (busybox) in one unprivileged container,
-    timed from the Run request to the exit status with tests/garden_client.py:
+    timed from the Run request to the exit status with tests/garden_client/:
     the control connection, then the stdout and stderr connections, and Wait
     returning once the status has arrived and both streams reached EOF (Go's
     Wait). Also shown: the same without stream connections (a Go client with

@@ -3,7 +3,7 @@ real daemon.
 
 Every command is driven through the built ``cloche`` (subprocess, or a
 pseudo-terminal from Python's pty module for ``run -t``), and what it did is
-checked independently through the Garden client (garden_client.py) or from
+checked independently through the Garden client (tests/garden_client/) or from
 inside the container.  Every error case must exit non-zero with exactly one
 line on stderr.
 """

@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -321,6 +322,11 @@ def test_icmp_type_rule_does_not_open_other_types(daemon, payload):
                            "icmps": {"type": 13}})  # timestamp, not echo
         rc, out = busybox(client, a, ["ping", "-c", "1", "-W", "1", ib])
         assert rc != 0, out
+        # the allowed case: a rule for echo (type 8) lets the same ping through
+        client.net_out(a, {"protocol": 3, "networks": [{"start": ib, "end": ib}],
+                           "icmps": {"type": 8}})
+        rc, out = busybox(client, a, ["ping", "-c", "1", "-W", "2", ib])
+        assert rc == 0, out
     finally:
         client.destroy(a)
         client.destroy(b)
@@ -367,21 +373,52 @@ def test_netout_rules_at_create(daemon, outside, payload):
 
 
 def test_host_services_are_closed_to_containers_by_default(daemon, payload):
-    d = daemon()
-    client = d.client()
-    h = client.create({})
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("0.0.0.0", 0))
     srv.listen(4)
     port = srv.getsockname()[1]
+    answered = []
+
+    def answer():  # the payload's "connect" wants a reply
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(16)
+                    conn.sendall(b"host:pong")
+                    answered.append(True)
+                except OSError:
+                    pass
+
+    threading.Thread(target=answer, daemon=True).start()
     try:
+        d = daemon()
+        client = d.client()
+        h = client.create({})
         gw = client.info(h)["HostIP"]
         rc, out = in_container(client, h, ["connect", "tcp", gw, str(port), "1"])
         assert rc != 0, out
-    finally:
-        srv.close()
         client.destroy(h)
+        d.stop()
+        # the allowed case: the same connection from a daemon with --allow-host-access
+        d = daemon("--allow-host-access")
+        client = d.client()
+        h = client.create({})
+        gw = client.info(h)["HostIP"]
+        rc, out = in_container(client, h, ["connect", "tcp", gw, str(port), "2"])
+        assert rc == 0 and out.startswith("host:pong") and answered, out
+        client.destroy(h)
+    finally:
+        try:
+            srv.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        except OSError:
+            pass
+        srv.close()
 
 
 def test_invalid_netout_rules_are_refused(containers):

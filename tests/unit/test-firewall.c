@@ -358,7 +358,7 @@ static void test_netout(Firewall *fw)
     const char *last = strstr(text, "log prefix");
     const char *own = strstr(text, "ip daddr 10.254.0.80/30 accept");
     ok(first && last && own && first < last && last < own, "rules come before the final verdicts");
-    printf("# %s", text ? text : "(null)\n");
+    print_lines(text, NULL);
 
     /* Invalid rules: nothing is added. */
     _cleanup_free_ char *before = nft("list chain inet " TABLE " ctr-netout");

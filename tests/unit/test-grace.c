@@ -8,6 +8,7 @@
 
 #include "cloche/duration.h"
 #include "cloche/grace.h"
+#include "cloche/clock.h"
 
 #define S 1000000000LL
 
@@ -80,7 +81,7 @@ int main(void)
 
     GraceService *svc;
     ok(grace_service_start(on_fire, NULL, &svc) == 0, "service starts");
-    int64_t now = grace_now();
+    int64_t now = clock_monotonic_ns();
     grace_service_schedule(svc, "late", now + 200000000, 1);
     grace_service_schedule(svc, "early", now + 50000000, 1);
     grace_service_schedule(svc, "never", GRACE_NEVER, 1);

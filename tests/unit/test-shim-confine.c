@@ -142,10 +142,12 @@ static void test_confine(void)
     /* Without the records: what the ids give (the allowed case of the above). */
     const char *plain[] = {
         "path", "/bin/sh", "arg", "-c", "arg", script, "env", "PATH=/bin:/usr/bin", NULL};
-    if (shim_start(run, plain) && run_to_end(run, NULL, &o))
-        ok(strstr(o.out, "Seccomp:0\n") && !strstr(o.out, "CapBnd:00000000a80425fb"),
-           "confine: without records, no filter and the full bounding set ('%s')", o.out);
-    else
+    if (shim_start(run, plain) && run_to_end(run, NULL, &o)) {
+        if (!ok(strstr(o.out, "Seccomp:0\n") && !strstr(o.out, "CapBnd:00000000a80425fb"),
+                "confine: without records, no filter and the full bounding set"))
+            for (char *line = strtok(o.out, "\n"); line; line = strtok(NULL, "\n"))
+                printf("#   %s\n", line);
+    } else
         ok(0, "confine: plain");
     output_free(&o);
     run_cleanup(run);
@@ -170,7 +172,7 @@ static void test_confine(void)
 int main(void)
 {
     if (!harness_begin())
-        return tap_done();
+        return 0;
     test_confine();
     test_process_setup();
     harness_end();

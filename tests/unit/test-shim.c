@@ -436,7 +436,7 @@ static void test_throughput(void)
 int main(void)
 {
     if (!harness_begin())
-        return tap_done();
+        return 0;
     test_basic();
     test_start_errors();
     test_signal();
