@@ -119,8 +119,8 @@ static void usage(FILE *f)
             "                            (default: next to cloched, else " CLOCHE_LIBEXECDIR ")\n"
             "  --uid-pool-start ID       First host id of the per-container id ranges\n"
             "                            (default 268435456)\n"
-            "  --uid-pool-size N         Number of id ranges (default: as many as fit, at\n"
-            "                            most 4096)\n"
+            "  --uid-pool-size N         Number of id ranges (default: as many as fit, 61439\n"
+            "                            with the default start and range size)\n"
             "  --uid-range-size N        Ids per container (default 65536): container ids\n"
             "                            0..N-1 are usable\n"
             "  --uid-map-mode MODE       'ranges' (default: each container its own range)\n"
@@ -350,10 +350,12 @@ static int options_check(int argc, char **argv, Options *o)
                 o->port_pool_size);
         return -EINVAL;
     }
-    /* Without --uid-pool-size, the pool holds as many ranges as fit (at most 4096). */
+    /* Without --uid-pool-size, the pool holds as many ranges as fit (61439 with the
+     * defaults, a bitmap of 7.5 KiB), so the network pool, not ids, limits the
+     * number of containers. */
     uint64_t fit = ((uint64_t)UINT32_MAX - o->uid_pool_start) / o->uid_range_size;
     if (!o->uid_pool_size_given)
-        o->uid_pool_size = (uint32_t)(fit < 4096 ? fit : 4096);
+        o->uid_pool_size = (uint32_t)(fit < 65535 ? fit : 65535);
     if (o->uid_pool_size == 0 ||
         (uint64_t)o->uid_pool_start + (uint64_t)o->uid_pool_size * o->uid_range_size > UINT32_MAX) {
         fprintf(stderr, "cloched: the id pool %u+%u*%u runs past the last id\n", o->uid_pool_start,

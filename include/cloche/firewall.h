@@ -149,3 +149,11 @@ int firewall_prune(Firewall *fw, const FirewallContainer *live, size_t n_live);
 /* Does the container's chain exist? 1 yes, 0 no, or a negative errno (start-up:
  * rebuild if missing). Costs a listing of the chain names, ~1.5 ms with 1000. */
 int firewall_has_container(Firewall *fw, const FirewallContainer *c);
+/* The container chains of the table, listed once (start-up restores many
+ * containers: one listing for all instead of one each, which grew with their
+ * number). Read-only once loaded, so threads may share it. */
+typedef struct FirewallChainSet FirewallChainSet;
+int firewall_chain_set_load(Firewall *fw, FirewallChainSet **ret);
+/* 1 if the container's chain was in the listing, 0 if not, -EINVAL for a bad id. */
+int firewall_chain_set_has(const FirewallChainSet *set, const FirewallContainer *c);
+void firewall_chain_set_free(FirewallChainSet *set);

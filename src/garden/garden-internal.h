@@ -75,6 +75,11 @@ struct Container {
     /* The last walk of a plain writable layer (metrics.c), under lock. */
     int64_t disk_walked_ns;
     DiskUsage disk_walked;
+
+    /* Start-up (restore.c): in the registry, its kernel side not re-attached yet;
+     * registry lookups wait until it is (under lock, signalled on changed). */
+    bool restoring;
+    bool uid_reserved, net_reserved; /* its id range and address taken again */
 };
 
 struct Garden {
@@ -134,6 +139,15 @@ struct Garden {
     pthread_cond_t sampler_cond;
     pthread_t sampler;
     bool sampler_inited, sampler_started, sampler_stopping;
+
+    /* Start-up restore (restore.c): the pool re-attaching the depot's containers
+     * while the daemon serves. */
+    pthread_t restorer;
+    bool restorer_started;
+    FirewallChainSet *restore_chains; /* the chains listed once, while restoring */
+    Container **restore_list;
+    size_t n_restore, restore_next; /* restore_next under restore_lock */
+    pthread_mutex_t restore_lock;
 
     /* Events (events.c). */
     GardenEvents *events;
@@ -229,6 +243,8 @@ int garden_net_allocate(Garden *g, Container *c, ApiError *reterr);
 int garden_net_attach(Garden *g, Container *c, pid_t init_pid, ApiError *reterr);
 /* Undo both (idempotent). */
 void garden_net_release(Garden *g, Container *c);
+/* Restore: the firewall state checked against g->restore_chains (rebuilt when
+ * missing); the address and ports were reserved before (garden_net_reserve). */
 int garden_net_restore(Garden *g, Container *c);
 /* The address and host ports of the record held in the pools again (restore). */
 void garden_net_reserve(Garden *g, Container *c);
@@ -245,6 +261,18 @@ int garden_net_stats_cached(Garden *g, const char *host_if, NetDevStats *ret);
 /* Bandwidth shaping of the container's host-side link (rate 0 = none). */
 int garden_net_set_bandwidth(Garden *g, Container *c, const BandwidthLimits *b, ApiError *reterr);
 
+/* restore.c */
+/* Load the depot: every container in the registry (reserved, marked restoring)
+ * before this returns; their kernel side re-attached by a pool of threads after
+ * it. */
+int garden_restore_start(Garden *g);
+/* Wait for the pool (garden_free). */
+void garden_restore_join(Garden *g);
+/* registry.c: insert c and arm its grace timer (takes c's first reference). */
+int garden_insert(Garden *g, Container *c);
+/* Wait until c is restored (a reference held, c->lock not). */
+void garden_restore_wait(Container *c);
+
 /* oom.c */
 int garden_oom_setup(Garden *g);
 void garden_oom_free(Garden *g);
@@ -255,6 +283,10 @@ void garden_oom_unwatch(Garden *g, Container *c);
 int garden_sampler_start(Garden *g);
 void garden_sampler_stop(Garden *g);
 void garden_history_restore(Garden *g, Container *c);
+
+/* metrics.c: walk a plain writable layer again if its last walk is older than
+ * older_than_ns (the sampler's background refresh, so bulk calls walk nothing). */
+void garden_disk_refresh(Garden *g, Container *c, int64_t older_than_ns);
 
 /* limits.c */
 int garden_validate_limits(const Limits *l, unsigned kinds, ApiError *reterr);

@@ -79,7 +79,7 @@ int garden_kernel_setup(Garden *g)
     uint32_t size = g->cfg.uid_range_size ? g->cfg.uid_range_size : SANDBOX_ID_COUNT;
     uint64_t fit = ((uint64_t)UINT32_MAX - base) / size;
     uint32_t count =
-        g->cfg.uid_pool_count ? g->cfg.uid_pool_count : (uint32_t)(fit < 4096 ? fit : 4096);
+        g->cfg.uid_pool_count ? g->cfg.uid_pool_count : (uint32_t)(fit < 65535 ? fit : 65535);
     r = idpool_new(base, count, size, &g->ids);
     if (r < 0)
         return log_error_errno(r, "Invalid id pool %u+%u*%u", base, count, size);
@@ -246,12 +246,6 @@ int garden_kernel_restore(Garden *g, Container *c)
     int r = cgroup_open_existing(g->cgroups, rec->handle, &c->cgroup);
     if (r < 0)
         return -ESRCH;
-    if (!rec->spec.privileged && rec->uid_base && rec->uid_base != SANDBOX_SHARED_ROOT) {
-        r = idpool_reserve(g->ids, rec->uid_base);
-        if (r < 0)
-            log_warn("Container '%s' has id range %u, which %s", rec->handle, rec->uid_base,
-                     r == -EEXIST ? "another container also claims" : "is outside the pool");
-    }
     /* A daemon killed between applying a limit change and recording it left the
      * kernel ahead of the record: the record is what was acknowledged. */
     ApiError ignore;

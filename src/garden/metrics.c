@@ -13,6 +13,9 @@
 
 #define DEFAULT_SHARES 1024
 #define DISK_WALK_CACHE_NS (10 * 1000000000LL) /* bulk calls: walks at most this old */
+/* ... or, while the sampler refreshes every walk in the background
+ * (garden_disk_refresh), this old: a bulk call then walks no tree. */
+#define DISK_WALK_REFRESHED_NS (120 * 1000000000LL)
 
 /* guardian's default: cores * 100 / total memory in MiB, in percent per share.
  * Computed once: sysconf reads /sys on every call. */
@@ -42,8 +45,9 @@ static void writable_usage(Garden *g, Container *c, bool plain, bool may_cache, 
     *ret = (DiskUsage){0};
     int64_t now = clock_monotonic_ns();
     if (plain && may_cache) {
+        int64_t max_age = g->sampler_started ? DISK_WALK_REFRESHED_NS : DISK_WALK_CACHE_NS;
         pthread_mutex_lock(&c->lock);
-        bool fresh = c->disk_walked_ns && now - c->disk_walked_ns < DISK_WALK_CACHE_NS;
+        bool fresh = c->disk_walked_ns && now - c->disk_walked_ns < max_age;
         if (fresh)
             *ret = c->disk_walked;
         pthread_mutex_unlock(&c->lock);
@@ -58,6 +62,23 @@ static void writable_usage(Garden *g, Container *c, bool plain, bool may_cache, 
         c->disk_walked = *ret;
         c->disk_walked_ns = now;
         pthread_mutex_unlock(&c->lock);
+    }
+}
+
+void garden_disk_refresh(Garden *g, Container *c, int64_t older_than_ns)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    pthread_mutex_lock(&c->lock);
+    bool plain = !c->rec.spec.limits.disk.byte_hard && !c->rec.spec.limits.disk.byte_soft;
+    bool due = plain && !c->restoring &&
+               (PHASE_MASK(c->phase) & (PHASES_RUNNING | PHASE_MASK(PHASE_STOPPING))) &&
+               (!c->disk_walked_ns || now - c->disk_walked_ns >= older_than_ns);
+    pthread_mutex_unlock(&c->lock);
+    if (due) {
+        DiskUsage u;
+        writable_usage(g, c, true, false, &u);
     }
 }
 

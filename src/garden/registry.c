@@ -64,7 +64,8 @@ static void container_schedule_grace(Garden *g, Container *c)
 
 static int garden_destroy_claimed(Garden *g, Container *c, ApiError *reterr);
 
-/* A reference to the registered container named handle, or NULL. */
+/* A reference to the registered container named handle, or NULL. One still
+ * being restored at start-up is waited for (restore.c). */
 static Container *registry_ref(Garden *g, const char *handle)
 {
     pthread_mutex_lock(&g->lock);
@@ -72,6 +73,8 @@ static Container *registry_ref(Garden *g, const char *handle)
     if (c)
         atomic_fetch_add(&c->refcount, 1);
     pthread_mutex_unlock(&g->lock);
+    if (c)
+        garden_restore_wait(c);
     return c;
 }
 
@@ -112,7 +115,7 @@ static void garden_grace_fire(const char *handle, uint64_t generation, void *use
 }
 
 /* Insert c into the registry and arm its timer. Takes c's initial reference. */
-static int garden_insert(Garden *g, Container *c)
+int garden_insert(Garden *g, Container *c)
 {
     pthread_mutex_lock(&g->lock);
     int r = hashmap_put(g->containers, c->rec.handle, c);
@@ -126,82 +129,8 @@ static int garden_insert(Garden *g, Container *c)
     return 0;
 }
 
-/* Start-up: depot directories whose state file cannot be read. A create
- * interrupted before its first record is undone; anything else is left alone. */
-static void restore_unreadable(Garden *g, char **bad)
-{
-    for (char **b = bad; b && *b; b++) {
-        ContainerRecord probe = {0};
-        int k = depot_read_record(g->depot, *b, &probe);
-        container_record_done(&probe);
-        if (k != -ENOENT) {
-            log_warn("Container directory '%s' in the depot has an unreadable state file; left "
-                     "alone for inspection",
-                     *b);
-            continue;
-        }
-        /* A create interrupted before its first record: undo what it made. */
-        log_info("Removing '%s', a container whose creation was interrupted", *b);
-        ContainerRecord stub = {.handle = *b};
-        garden_kernel_cleanup_record(g, &stub);
-        k = depot_container_remove(g->depot, *b);
-        if (k < 0)
-            log_warn_errno(k, "Failed to remove '%s' from the depot: %m", *b);
-    }
-}
-
-/* Start-up: every recorded container back into the registry with its kernel
- * side, or removed when it was half made, half destroyed or lost its init. */
-static void restore_records(Garden *g, ContainerRecord *recs, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (recs[i].state == CONTAINER_STATE_CREATING ||
-            recs[i].state == CONTAINER_STATE_DESTROYING) {
-            /* A create or destroy the previous daemon did not finish: finish
-             * tearing it down rather than restoring half a container. */
-            log_info("Removing container '%s' left %s by the previous daemon", recs[i].handle,
-                     container_state_to_string(recs[i].state));
-            garden_kernel_cleanup_record(g, &recs[i]);
-            int k = depot_container_remove(g->depot, recs[i].handle);
-            if (k < 0)
-                log_warn_errno(k, "Failed to remove '%s' from the depot: %m", recs[i].handle);
-            continue;
-        }
-        Container *c = container_new(&recs[i]);
-        if (c && g->cgroups && garden_kernel_restore(g, c) < 0) {
-            /* A reboot took it, and its service's restart policy brings it back. */
-            if (garden_reboot_adopt(g, c))
-                continue;
-            /* Its init is gone (a reboot, or killed behind our back): never leave
-             * a container half alive. */
-            log_warn("Container '%s' lost its processes while the daemon was down; removing it",
-                     c->rec.handle);
-            garden_kernel_cleanup_record(g, &c->rec);
-            int k = depot_container_remove(g->depot, c->rec.handle);
-            if (k < 0)
-                log_warn_errno(k, "Failed to remove '%s' from the depot: %m", c->rec.handle);
-            garden_event_emit(g, "destroyed", c->rec.handle, NULL, -1,
-                              "lost its processes while the daemon was down");
-            container_unref(c);
-            continue;
-        }
-        if (!c || garden_insert(g, c) < 0) {
-            log_error("Failed to restore container '%s'", c ? c->rec.handle : "?");
-            container_unref(c);
-            continue;
-        }
-        garden_oom_watch(g, c);
-        garden_history_restore(g, c);
-        garden_service_watch(g, c, false);
-        log_debug("Restored container '%s'", c->rec.handle);
-    }
-}
-
 int garden_new(const GardenConfig *cfg, Garden **ret)
 {
-    ContainerRecord *recs = NULL;
-    size_t n = 0;
-    _cleanup_strv_free_ char **bad = NULL;
     Garden *g = calloc(1, sizeof(*g));
     if (!g)
         return -ENOMEM;
@@ -240,14 +169,9 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     if (r < 0)
         goto fail;
 
-    r = depot_load_all(g->depot, &recs, &n, &bad);
+    r = garden_restore_start(g);
     if (r < 0)
         goto fail;
-    restore_unreadable(g, bad);
-    restore_records(g, recs, n);
-    container_records_free(recs, n);
-    garden_net_prune(g);
-    garden_reboot_start_all(g);
     if (cfg->init_path) {
         r = garden_sampler_start(g);
         if (r < 0)
@@ -264,6 +188,7 @@ void garden_free(Garden *g)
 {
     if (!g)
         return;
+    garden_restore_join(g);
     garden_images_attach(g, false);
     garden_events_stop(g);
     grace_service_stop(g->grace);
@@ -421,6 +346,9 @@ int garden_list(Garden *g, const StringMap *filter, char ***ret_handles, size_t 
     for (size_t i = 0; i < n; i++) {
         Container *c = all[i];
         if (r == 0) {
+            /* A list taken while the depot is restored is whole: it waits for
+             * those not restored yet (the gone ones are then left out). */
+            garden_restore_wait(c);
             pthread_mutex_lock(&c->lock);
             if (container_matches(c, filter)) {
                 handles[k] = strdup(c->rec.handle);

@@ -15,6 +15,10 @@
 
 #define HISTORY_FILE "history"
 #define SAVE_EVERY 6
+/* Plain writable layers are walked again once their last walk is three intervals
+ * old, at most this (metrics.c): bulk calls take the walk from here instead of
+ * walking 1000 trees. */
+#define DISK_REFRESH_MAX_NS (30 * 1000000000LL)
 
 static int container_dirfd(Garden *g, const char *handle)
 {
@@ -55,7 +59,8 @@ void garden_history_restore(Garden *g, Container *c)
 static void sample_one(Garden *g, Container *c, int64_t now_s, int64_t now_mono_ns)
 {
     pthread_mutex_lock(&c->lock);
-    if (!c->cgroup || !(PHASE_MASK(c->phase) & (PHASES_RUNNING | PHASE_MASK(PHASE_STOPPING)))) {
+    if (c->restoring || !c->cgroup ||
+        !(PHASE_MASK(c->phase) & (PHASES_RUNNING | PHASE_MASK(PHASE_STOPPING)))) {
         pthread_mutex_unlock(&c->lock);
         return;
     }
@@ -139,8 +144,12 @@ static void *sampler_loop(void *userdata)
         clock_gettime(CLOCK_MONOTONIC, &mono);
         size_t n;
         Container **all = containers_snapshot(g, &n);
+        int64_t refresh_ns = (int64_t)g->cfg.metrics_interval_s * 3 * 1000000000LL;
+        if (refresh_ns > DISK_REFRESH_MAX_NS)
+            refresh_ns = DISK_REFRESH_MAX_NS;
         for (size_t i = 0; all && i < n; i++) {
             sample_one(g, all[i], rt.tv_sec, (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec);
+            garden_disk_refresh(g, all[i], refresh_ns);
             container_unref(all[i]);
         }
         free(all);

@@ -155,7 +155,10 @@ bool garden_reboot_adopt(Garden *g, Container *c)
         c->rec.stopped_by_client);
     if (c->init_pidfd >= 0 || !g->cgroups || !(start || keep))
         return false;
-    int r = garden_kernel_reserve(g, c);
+    /* The start-up restore (restore.c) registered it and holds its reservations
+     * already; undoing them is its job too. */
+    bool registered = c->restoring;
+    int r = registered ? 0 : garden_kernel_reserve(g, c);
     if (r < 0) {
         log_warn_errno(r, "Container '%s': its ids cannot be held again (%m); removing it",
                        c->rec.handle);
@@ -171,7 +174,8 @@ bool garden_reboot_adopt(Garden *g, Container *c)
         if (r < 0) {
             log_warn_errno(r, "Container '%s': its old cgroups cannot be removed (%m); removing it",
                            c->rec.handle);
-            garden_kernel_unreserve(g, c);
+            if (!registered)
+                garden_kernel_unreserve(g, c);
             return false;
         }
     }
@@ -179,14 +183,17 @@ bool garden_reboot_adopt(Garden *g, Container *c)
     state_set_phase_locked(c, PHASE_STOPPED); /* what the start begins from */
     c->start_after_reboot = start;
     pthread_mutex_unlock(&c->lock);
-    ApiError err;
-    r = garden_insert_new(g, c, &err);
-    if (r < 0) {
-        log_warn("Container '%s' cannot be restored: %s; removing it", c->rec.handle, err.message);
-        garden_kernel_unreserve(g, c);
-        return false;
+    if (!registered) {
+        ApiError err;
+        r = garden_insert_new(g, c, &err);
+        if (r < 0) {
+            log_warn("Container '%s' cannot be restored: %s; removing it", c->rec.handle,
+                     err.message);
+            garden_kernel_unreserve(g, c);
+            return false;
+        }
+        garden_arm_grace(g, c);
     }
-    garden_arm_grace(g, c);
     if (start)
         log_info("Container '%s' lost its processes while the daemon was down (a reboot); its "
                  "service's restart policy brings it back",

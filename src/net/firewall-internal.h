@@ -103,3 +103,5 @@ bool firewall_netin_element(json_object *e, const char **ret_proto, unsigned *re
                             uint32_t *ret_ip);
 /* Is `chain` of inet table `table` in the text of `list chains inet`? */
 bool firewall_chains_listing_has(const char *listing, const char *table, const char *chain);
+/* Every chain name of `table` in the text of `list chains inet`, put in ret. */
+int firewall_chains_listing_index(const char *listing, const char *table, HashMap *ret);

@@ -552,6 +552,29 @@ bool firewall_chains_listing_has(const char *listing, const char *table, const c
     return false;
 }
 
+int firewall_chains_listing_index(const char *listing, const char *table, HashMap *ret)
+{
+    char table_line[FIREWALL_TABLE_MAX + 16];
+    snprintf(table_line, sizeof(table_line), "table inet %s {", table);
+    bool in_table = false;
+    for (const char *line = listing; line && *line;) {
+        size_t len = strcspn(line, "\n");
+        if (line[0] != '\t')
+            in_table = len == strlen(table_line) && memcmp(line, table_line, len) == 0;
+        else if (in_table && len > 9 && len < FIREWALL_CHAIN_NAME_MAX + 8 &&
+                 memcmp(line, "\tchain ", 7) == 0 && memcmp(line + len - 2, " {", 2) == 0) {
+            char name[FIREWALL_CHAIN_NAME_MAX + 8];
+            memcpy(name, line + 7, len - 9);
+            name[len - 9] = '\0';
+            int r = hashmap_put(ret, name, ret);
+            if (r < 0 && r != -EEXIST)
+                return r;
+        }
+        line += len + (line[len] == '\n');
+    }
+    return 0;
+}
+
 int firewall_table_state_index(json_object *root, FirewallTableState *st)
 {
     json_object *items;

@@ -411,6 +411,58 @@ static int table_state_read_locked(Firewall *fw, FirewallTableState *st)
     return firewall_table_state_index(root, st);
 }
 
+/* What a prune needs (the four maps and sets, and the chain names), without the
+ * rules of every container chain that `list table` brings: at 4096 containers
+ * that listing took seconds, before the daemon could serve. */
+static int prune_state_read_locked(Firewall *fw, FirewallTableState *st)
+{
+    static const char *const lists[][2] = {
+        {"map", "netout"}, {"set", "ifaddr"}, {"map", "netin"}, {"set", "subnets"}};
+    json_object *root = json_object_new_object();
+    json_object *all = json_object_new_array();
+    if (!root || !all || json_object_object_add(root, "nftables", all) < 0) {
+        json_object_put(all);
+        json_object_put(root);
+        return -ENOMEM;
+    }
+    int r = 0;
+    for (size_t i = 0; r >= 0 && i <= ELEMENTSOF(lists); i++) {
+        _cleanup_free_ char *command = NULL;
+        json_object *part = NULL, *items;
+        int k = i < ELEMENTSOF(lists)
+                    ? asprintf(&command, "list %s inet %s %s", lists[i][0], fw->table, lists[i][1])
+                    : asprintf(&command, "list chains inet");
+        if (k < 0) {
+            command = NULL;
+            r = -ENOMEM;
+            break;
+        }
+        r = list_json_locked(fw, command, &part);
+        if (r < 0)
+            break;
+        if (json_object_object_get_ex(part, "nftables", &items) &&
+            json_object_is_type(items, json_type_array))
+            for (size_t j = 0; r >= 0 && j < json_object_array_length(items); j++) {
+                json_object *item = json_object_array_get_idx(items, j), *body, *table;
+                /* Chains of other inet tables are not ours. */
+                if (json_object_object_get_ex(item, "chain", &body) &&
+                    (!json_object_object_get_ex(body, "table", &table) ||
+                     strcmp(json_object_get_string(table), fw->table) != 0))
+                    continue;
+                if (json_object_array_add(all, json_object_get(item)) < 0) {
+                    json_object_put(item);
+                    r = -ENOMEM;
+                }
+            }
+        json_object_put(part);
+    }
+    if (r < 0) {
+        json_object_put(root);
+        return r;
+    }
+    return firewall_table_state_index(root, st);
+}
+
 /* ---- remove -------------------------------------------------------------- */
 
 /* The usual path: add-then-delete of everything, whatever is there. */
@@ -534,6 +586,51 @@ int firewall_has_container(Firewall *fw, const FirewallContainer *c)
     return r;
 }
 
+struct FirewallChainSet {
+    HashMap *names;
+};
+
+int firewall_chain_set_load(Firewall *fw, FirewallChainSet **ret)
+{
+    const char *listing = NULL;
+    FirewallChainSet *set = calloc(1, sizeof(*set));
+    if (!set)
+        return -ENOMEM;
+    int r = hashmap_new(&set->names);
+    if (r < 0) {
+        free(set);
+        return r;
+    }
+    pthread_mutex_lock(&fw->lock);
+    r = run_locked(fw, "list chains inet", &listing);
+    if (r >= 0)
+        r = firewall_chains_listing_index(listing, fw->table, set->names);
+    pthread_mutex_unlock(&fw->lock);
+    if (r < 0) {
+        firewall_chain_set_free(set);
+        return r;
+    }
+    *ret = set;
+    return 0;
+}
+
+int firewall_chain_set_has(const FirewallChainSet *set, const FirewallContainer *c)
+{
+    char chain[FIREWALL_CHAIN_NAME_MAX];
+    if (!c || !firewall_name_valid(c->id, FIREWALL_ID_MAX, false))
+        return -EINVAL;
+    chain_name(c, chain);
+    return hashmap_get(set->names, chain) ? 1 : 0;
+}
+
+void firewall_chain_set_free(FirewallChainSet *set)
+{
+    if (!set)
+        return;
+    hashmap_free(set->names);
+    free(set);
+}
+
 /* ---- prune --------------------------------------------------------------- */
 
 typedef struct LiveIndex {
@@ -655,7 +752,7 @@ int firewall_prune(Firewall *fw, const FirewallContainer *live, size_t n_live)
     pthread_mutex_lock(&fw->lock);
     int r = live_index_build(fw, live, n_live, &index);
     if (r >= 0)
-        r = table_state_read_locked(fw, &st);
+        r = prune_state_read_locked(fw, &st);
     if (r >= 0) {
         /* Elements first: a chain still referenced by @netout cannot go. */
         script_prune_elements(fw, &s, &st, &index, live, n_live);

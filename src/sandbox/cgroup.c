@@ -500,6 +500,22 @@ int cgroup_set_memory_limit(const Cgroup *cg, uint64_t bytes)
     return cgroup_group_write(cg, idx, "memory.memsw.limit_in_bytes", value);
 }
 
+/* Write a CPU bandwidth file unless it already says value: every write of one
+ * walks the kernel's whole tree of task groups (__cfs_schedulable), a cost that
+ * grows with the number of containers; a read does not. */
+static int write_bandwidth(const Cgroup *cg, int idx, const char *file, const char *value)
+{
+    char cur[64];
+    size_t len = 0;
+    if (cgroup_group_read(cg, idx, file, cur, sizeof(cur), &len) == 0) {
+        while (len > 0 && (cur[len - 1] == '\n' || cur[len - 1] == ' '))
+            len--;
+        if (len == strlen(value) && memcmp(cur, value, len) == 0)
+            return 0;
+    }
+    return cgroup_group_write(cg, idx, file, value);
+}
+
 int cgroup_set_cpu(const Cgroup *cg, uint64_t shares, uint64_t quota_us, uint64_t period_us)
 {
     if (quota_us != 0 && (quota_us < 1000 || quota_us > INT64_MAX))
@@ -524,7 +540,7 @@ int cgroup_set_cpu(const Cgroup *cg, uint64_t shares, uint64_t quota_us, uint64_
             snprintf(value, sizeof(value), "%" PRIu64 " %" PRIu64, quota_us, period_us);
         else
             snprintf(value, sizeof(value), "max %" PRIu64, period_us);
-        return cgroup_group_write(cg, idx, "cpu.max", value);
+        return write_bandwidth(cg, idx, "cpu.max", value);
     }
 
     if (shares == 0)
@@ -538,13 +554,13 @@ int cgroup_set_cpu(const Cgroup *cg, uint64_t shares, uint64_t quota_us, uint64_
     if (r < 0)
         return r;
     if (!quota_us)
-        return cgroup_group_write(cg, idx, "cpu.cfs_quota_us", "-1");
+        return write_bandwidth(cg, idx, "cpu.cfs_quota_us", "-1");
     snprintf(value, sizeof(value), "%" PRIu64, period_us);
-    r = cgroup_group_write(cg, idx, "cpu.cfs_period_us", value);
+    r = write_bandwidth(cg, idx, "cpu.cfs_period_us", value);
     if (r < 0)
         return r;
     snprintf(value, sizeof(value), "%" PRIu64, quota_us);
-    return cgroup_group_write(cg, idx, "cpu.cfs_quota_us", value);
+    return write_bandwidth(cg, idx, "cpu.cfs_quota_us", value);
 }
 
 int cgroup_set_pids_max(const Cgroup *cg, uint64_t max)

@@ -86,14 +86,9 @@ class Daemon:
     def __init__(self, build, rootfs, tmp, parent, extra=()):
         self.sock = os.path.join(tmp, "cloche.sock")
         self.parent = parent
+        self.build, self.rootfs, self.tmp = build, rootfs, tmp
         self.log = os.environ.get("CLOCHE_BENCH_LOG") or os.path.join(tmp, "cloched.log")
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [os.path.join(build, "cloched"), "--bind-socket", self.sock,
-                 "--depot", os.path.join(tmp, "depot"), "--cgroup-parent", parent,
-                 "--default-rootfs", rootfs, "--log-level",
-                 "debug" if os.environ.get("CLOCHE_BENCH_LOG") else "warn"] + list(extra),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent)
+        self.respawn(extra, mode="w")
         self.client = GardenClient(self.sock, timeout=120)
         for _ in range(200):
             try:
@@ -105,6 +100,16 @@ class Daemon:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"cloched did not start; see {self.log}")
+
+    def respawn(self, extra=(), mode="a"):
+        """Exec a daemon (the previous one, if any, must be gone) without waiting."""
+        with open(self.log, mode) as log:
+            self.proc = subprocess.Popen(
+                [os.path.join(self.build, "cloched"), "--bind-socket", self.sock,
+                 "--depot", os.path.join(self.tmp, "depot"), "--cgroup-parent", self.parent,
+                 "--default-rootfs", self.rootfs, "--log-level",
+                 "debug" if os.environ.get("CLOCHE_BENCH_LOG") else "warn"] + list(extra),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent)
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:

@@ -760,6 +760,49 @@ def test_restart_cleans_up_containers_whose_processes_vanished(containers):
     client.destroy("fine")
 
 
+def test_restart_serves_while_restoring(containers):
+    """Issue 17: a restarted daemon answers at once while a pool of threads
+    re-attaches the depot's containers (each held back 1.5 s here by a test hook);
+    a request for a container not restored yet waits for it, one whose processes
+    are gone is a 404 and is not listed, a create meanwhile gets an address and a
+    host port of its own (those of the restoring ones were reserved before the
+    first request), and a Run works afterwards."""
+    d = containers.daemon
+    client = d.client()
+    containers.create({"handle": "keep"})
+    port, _ = client.net_in("keep", 0, 8080)
+    keep_ip = client.info("keep")["ContainerIP"]
+    containers.create({"handle": "gone"})
+    keep_init = container_init_pid(d, "keep")
+    gone_init = container_init_pid(d, "gone")
+    assert d.kill() == -signal.SIGKILL
+    os.kill(gone_init, signal.SIGKILL)  # a process this test started, by pid
+    assert wait_until(lambda: not process_alive(gone_init), 5)
+
+    d.env["CLOCHE_TEST_DELAY"] = "restore.container:1500"
+    d.start()
+    client = d.client()
+    # Serving (the ping answered) while neither container is restored yet.
+    assert "Restored 2 container(s)" not in d.log_text()
+    other = containers.create({"handle": "other"})
+    other_port, _ = client.net_in(other, 0, 8080)
+    assert "Restored 2 container(s)" not in d.log_text(), "the create was not during the restore"
+    info = client.info("keep")  # waits for its restore
+    assert info["State"] == "active" and info["ContainerIP"] == keep_ip
+    assert client.info(other)["ContainerIP"] != keep_ip and other_port != port
+    with pytest.raises(GardenError) as e:
+        client.info("gone")
+    assert e.value.status == 404
+    assert client.list() == ["keep", "other"]
+    # The pool's summary comes once its threads are joined, just after.
+    assert wait_until(lambda: "Restored 2 container(s)" in d.log_text(), 10)
+    assert container_init_pid(d, "keep") == keep_init
+    assert exec_ok(d, "keep", ["hostname"]).strip() == "keep"
+    p = client.run("keep", {"path": "/bin/true"})
+    assert p.wait() == 0
+    assert_nothing_left(d, "gone", init_pid=gone_init)
+
+
 # --------------------------------------------------------------------------
 # Grace time
 

@@ -518,3 +518,15 @@ def test_sigterm_exits_0_and_removes_socket(daemon):
 def test_restart_on_the_same_depot(daemon):
     d = daemon()
     assert d.restart().client().list() == []
+
+
+def test_default_id_pool_is_not_the_limit(daemon):
+    """Issue 17: the default id pool holds as many ranges as fit, more than a
+    network pool of 4096 subnets (a /18), so the network pool is the limit; an
+    explicit --uid-pool-size still wins."""
+    d = daemon("--network-pool", "10.201.0.0/18")
+    assert "ids: 61439 ranges of 65536 ids from 268435456" in d.log_text(), d.log_tail()
+    assert d.client().capacity()["max_containers"] == 4096
+    d.stop()
+    d.start(["--uid-pool-size", "8"])
+    assert "ids: 8 ranges of 65536 ids" in d.log_text(), d.log_tail()

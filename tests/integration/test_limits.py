@@ -353,6 +353,26 @@ def test_bulk_metrics(containers, payload):
     assert got["nope"]["Err"] is not None
 
 
+def test_bulk_metrics_disk_usage_is_refreshed_in_the_background(daemon, payload):
+    """Issue 17: bulk calls take a plain writable layer's usage from a walk the
+    sampler refreshes (once it is 3 intervals old: 6 s here), not from a walk of
+    their own; a single Metrics walks at once."""
+    d = daemon("--metrics-interval", "2")
+    client = d.client()
+    h = client.create({})
+    try:
+        before = client.metrics(h)["DiskStat"]["ExclusiveBytesUsed"]  # a fresh walk
+        sh(client, h, "dd if=/dev/zero of=/data bs=1M count=6 2>&1")
+        assert client.bulk_metrics([h])[h]["Metrics"]["DiskStat"]["ExclusiveBytesUsed"] \
+            == before, "a bulk call walked the tree itself"
+        assert wait_until(lambda: client.bulk_metrics([h])[h]["Metrics"]["DiskStat"]
+                          ["ExclusiveBytesUsed"] >= before + 5 * MIB, 20, 0.5), \
+            "the background refresh never showed the new file"
+        assert client.metrics(h)["DiskStat"]["ExclusiveBytesUsed"] >= before + 5 * MIB
+    finally:
+        client.destroy(h)
+
+
 # --------------------------------------------------------------------------
 # Capacity and history
 

@@ -455,6 +455,15 @@ static void test_prune(Firewall *fw)
     is_int(firewall_has_container(fw, &t[2].c), 1, "the incomplete live one too");
     is_int(firewall_has_container(fw, &t[1].c), 0, "a dead one loses its chain");
     is_int(firewall_has_container(fw, &t[3].c), 0, "the other dead one too");
+    FirewallChainSet *set = NULL;
+    is_int(firewall_chain_set_load(fw, &set), 0, "the chains listed once");
+    ok(set && firewall_chain_set_has(set, &t[0].c) == 1 &&
+           firewall_chain_set_has(set, &t[2].c) == 1,
+       "the listing has the live ones' chains");
+    ok(set && firewall_chain_set_has(set, &t[1].c) == 0 &&
+           firewall_chain_set_has(set, &t[3].c) == 0,
+       "and not the dead ones'");
+    firewall_chain_set_free(set);
     ok(!strstr(text, "10.254.0.126") && !strstr(text, "192.168.70") && !strstr(text, "61101") &&
            !strstr(text, "61103") && !strstr(text, "clb-old"),
        "the dead ones' elements and the stale one are gone");
