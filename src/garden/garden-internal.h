@@ -315,6 +315,8 @@ int garden_record_stopped(Garden *g, Container *c);
  * garden_reboot_start_all once every record is loaded. false: remove it. */
 bool garden_reboot_adopt(Garden *g, Container *c);
 void garden_reboot_start_all(Garden *g);
+/* restore.c: c is restored (gone: and has left); waiters go on. */
+void garden_restore_done(Container *c, bool gone);
 
 /* events.c: the ring of events behind GET /cloche/events. */
 int garden_events_setup(Garden *g);

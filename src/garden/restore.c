@@ -37,6 +37,11 @@ void garden_restore_wait(Container *c)
 
 static void restore_finish(Container *c, bool gone)
 {
+    garden_restore_done(c, gone);
+}
+
+void garden_restore_done(Container *c, bool gone)
+{
     pthread_mutex_lock(&c->lock);
     if (gone)
         state_set_phase_locked(c, PHASE_GONE);
@@ -100,7 +105,10 @@ static void restore_one(Garden *g, Container *c)
         /* A reboot took it, and its service's restart policy brings it back (or
          * a start had ended its init): kept, stopped, reservations held. */
         if (garden_reboot_adopt(g, c)) {
-            restore_finish(c, false);
+            /* One to be started again stays restoring (requests wait) until
+             * garden_reboot_start_all has started it: nobody sees it stopped. */
+            if (!c->start_after_reboot)
+                restore_finish(c, false);
             return;
         }
         restore_drop(g, c);

@@ -230,6 +230,7 @@ void garden_reboot_start_all(Garden *g)
                      c->rec.handle, err.message);
         else
             log_info("Container '%s' started again after the reboot", c->rec.handle);
+        garden_restore_done(c, false); /* requests that waited for it go on */
         container_unref(c);
     }
     free(all);

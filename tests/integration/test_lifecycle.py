@@ -171,8 +171,12 @@ def test_start_and_restart_bring_the_service_back(containers, payload):
     assert wait_serving("tcp", "127.0.0.1", hp) == f"{h}:ping"
     assert client.info(h)["MappedPorts"] == old["MappedPorts"]
     # The events say so, in order.
-    types = [e["type"] for e in events_of(d, f"handle={h}")]
+    events = events_of(d, f"handle={h}")
+    types = [e["type"] for e in events if not e["type"].startswith("service_")]
     assert types == ["created", "stopped", "started", "stopped", "started"], types
+    # Each stop ended the service's run for good (the policy does not restart it).
+    ended = [e for e in events if e["type"] == "service_exited"]
+    assert len(ended) >= 2 and all(e["process_id"] == "service" for e in ended), events
 
 
 def test_a_service_that_cannot_start_leaves_the_container_stopped(containers, payload):
