@@ -52,10 +52,12 @@ def payload():
 
 
 def run(client, handle: str, path: str, args: list[str], user: "str | None" = None,
-        timeout: float = 60) -> tuple[int, str]:
+        timeout: float = 60, image: "str | None" = None) -> tuple[int, str]:
     spec = {"path": path, "args": args}
     if user is not None:
         spec["user"] = user
+    if image is not None:
+        spec["image"] = {"uri": image}
     p = client.run(handle, spec)
     status = p.wait(timeout)
     out = (p.stdout or b"").decode(errors="replace") + (p.stderr or b"").decode(errors="replace")
@@ -67,8 +69,9 @@ def sh(client, handle: str, script: str, user: "str | None" = None) -> tuple[int
     return run(client, handle, "/bin/sh", ["-c", script], user)
 
 
-def probe(client, handle: str, user: "str | None" = None) -> dict[str, str]:
-    status, out = run(client, handle, PAYLOAD, ["probe"], user)
+def probe(client, handle: str, user: "str | None" = None,
+          image: "str | None" = None) -> dict[str, str]:
+    status, out = run(client, handle, PAYLOAD, ["probe"], user, image=image)
     assert status == 0, out
     print(out)
     facts = {}
@@ -110,6 +113,23 @@ def test_unprivileged_root_is_refused_everything_outside_the_profile(containers,
         assert f["i386_getpid"] == "allowed", f
         for name in REFUSED_I386:
             assert f[name] == "refused EPERM", (name, f[name])
+
+
+def test_a_pea_is_confined_like_any_process(containers, payload):
+    """A pea (a process with an image of its own) gets the same capabilities,
+    seccomp filter and masked paths as an ordinary process of its container."""
+    client = containers.daemon.client()
+    h = containers.create()
+    f = probe(client, h, image=f"raw://{DEFAULT_ROOTFS}")
+    assert caps(f, "capbnd") == GUARDIAN_MASK and caps(f, "capeff") == GUARDIAN_MASK, f
+    assert f["seccomp"] == "2", f
+    for name in REFUSED:
+        assert f[name] == "refused EPERM", (name, f[name])
+    for path in MASKED:
+        assert f[f"masked {path}"] in ("empty", "missing"), (path, f[f"masked {path}"])
+    # The allowed cases, in the same pea.
+    assert f["clone_plain"] == "allowed", f
+    assert f["unshare_files"] == "allowed", f
 
 
 def test_unprivileged_masked_and_read_only_paths(containers, payload):
