@@ -144,7 +144,7 @@ struct Garden {
      * while the daemon serves. */
     pthread_t restorer;
     bool restorer_started;
-    FirewallChainSet *restore_chains; /* the chains listed once, while restoring */
+    FirewallPresence *restore_presence; /* the owner elements listed once, while restoring */
     Container **restore_list;
     size_t n_restore, restore_next; /* restore_next under restore_lock */
     pthread_mutex_t restore_lock;
@@ -243,7 +243,7 @@ int garden_net_allocate(Garden *g, Container *c, ApiError *reterr);
 int garden_net_attach(Garden *g, Container *c, pid_t init_pid, ApiError *reterr);
 /* Undo both (idempotent). */
 void garden_net_release(Garden *g, Container *c);
-/* Restore: the firewall state checked against g->restore_chains (rebuilt when
+/* Restore: the firewall state checked against g->restore_presence (rebuilt when
  * missing); the address and ports were reserved before (garden_net_reserve). */
 int garden_net_restore(Garden *g, Container *c);
 /* The address and host ports of the record held in the pools again (restore). */

@@ -553,6 +553,10 @@ void garden_net_release(Garden *g, Container *c)
     c->rec.net = (ContainerNet){0};
     c->net_attached = false;
     bool shaped = c->rec.spec.limits.bandwidth.rate != 0;
+    /* The rules say which NetOut elements to delete (their strings stay the
+     * record's). */
+    size_t n_rules = c->rec.spec.n_netout_rules;
+    _cleanup_free_ FirewallRule *rules = firewall_rules(c->rec.spec.netout_rules, n_rules);
     pthread_mutex_unlock(&c->lock);
     if (!net.id)
         return;
@@ -571,8 +575,8 @@ void garden_net_release(Garden *g, Container *c)
     pthread_mutex_lock(&g->net_lock);
     bool last = netpool_is_last(g->netpool, &lease);
     _cleanup_free_ FirewallNetIn *in = firewall_netin(&net);
-    if (in) {
-        int r = firewall_remove_container(g->firewall, &fc, in, net.n_netin, last);
+    if (in && rules) {
+        int r = firewall_remove_container(g->firewall, &fc, in, net.n_netin, rules, n_rules, last);
         if (r < 0)
             log_warn_errno(r, "Failed to remove the firewall state of '%s': %m: %s", c->rec.handle,
                            firewall_last_error(g->firewall));
@@ -631,6 +635,8 @@ void garden_net_detach(Garden *g, Container *c)
     ContainerRecord view = {.handle = c->rec.handle, .net = c->rec.net};
     bool shaped = c->rec.spec.limits.bandwidth.rate != 0;
     c->net_attached = false;
+    size_t n_rules = c->rec.spec.n_netout_rules;
+    _cleanup_free_ FirewallRule *rules = firewall_rules(c->rec.spec.netout_rules, n_rules);
     pthread_mutex_unlock(&c->lock);
     if (!view.net.id)
         return;
@@ -640,8 +646,9 @@ void garden_net_detach(Garden *g, Container *c)
     firewall_container(g, &view, bridge, &fc);
     _cleanup_free_ FirewallNetIn *in = firewall_netin(&view.net);
     pthread_mutex_lock(&g->net_lock);
-    if (in) {
-        int r = firewall_remove_container(g->firewall, &fc, in, view.net.n_netin, false);
+    if (in && rules) {
+        int r = firewall_remove_container(g->firewall, &fc, in, view.net.n_netin, rules, n_rules,
+                                          false);
         if (r < 0)
             log_warn_errno(r, "Failed to remove the firewall state of '%s': %m: %s", view.handle,
                            firewall_last_error(g->firewall));
@@ -669,11 +676,12 @@ int garden_net_restore(Garden *g, Container *c)
     char bridge[NAME_BUF];
     FirewallContainer fc;
     firewall_container(g, rec, bridge, &fc);
-    /* Rebuilt when the chain is missing, and when a NetIn or NetOut was recorded
-     * but the daemon died before it reached the firewall (adding is idempotent).
-     * The chains were listed once for every container restored. */
-    int has = g->restore_chains ? firewall_chain_set_has(g->restore_chains, &fc)
-                                : firewall_has_container(g->firewall, &fc);
+    /* Rebuilt when its owner element is missing (a table of the older layout, or
+     * a lost one), and when a NetIn or NetOut was recorded but the daemon died
+     * before it reached the firewall (adding is idempotent). The owner elements
+     * were listed once for every container restored. */
+    int has = g->restore_presence ? firewall_presence_has(g->restore_presence, &fc)
+                                  : firewall_has_container(g->firewall, &fc);
     if (rec->firewall_pending || has == 0) {
         log_info("Container '%s': rebuilding its firewall state", rec->handle);
         _cleanup_free_ FirewallNetIn *in = firewall_netin(&rec->net);
@@ -861,8 +869,9 @@ static int net_out_locked(Garden *g, Container *c, NetOutRule *rules, size_t n, 
     char bridge[NAME_BUF];
     FirewallContainer fc;
     firewall_container(g, rec, bridge, &fc);
-    fw_rules = firewall_rules(rules, n);
-    r = fw_rules ? firewall_add_netout(g->firewall, &fc, fw_rules, n) : -ENOMEM;
+    /* All of them: the old ones' elements are replaced by those of the union. */
+    fw_rules = firewall_rules(rec->spec.netout_rules, before + n);
+    r = fw_rules ? firewall_add_netout(g->firewall, &fc, fw_rules, before, before + n) : -ENOMEM;
     if (r < 0) {
         firewall_error(g, r, "Failed to add the NetOut rules", reterr);
         goto undo;

@@ -3,7 +3,7 @@
  * Before the daemon serves, every container of the depot is put in the registry
  * with its id range, address and ports reserved again (all in memory, so no
  * create can take them) and marked restoring; the firewall is pruned and its
- * container chains listed once. Then a pool of threads re-attaches each
+ * owner elements listed once. Then a pool of threads re-attaches each
  * container to its kernel objects (init pidfd, cgroups, limits, firewall check,
  * OOM watch, history) while requests are already answered: a request that finds
  * a container still restoring waits for it (garden_restore_wait, called by every
@@ -138,12 +138,12 @@ static void *restore_pool(void *userdata)
 {
     Garden *g = userdata;
     int64_t t0 = clock_monotonic_ns();
-    /* Which containers still have their chains: one listing for all of them (one
-     * each grew with their number). Creates meanwhile change no restoring one. */
+    /* Which containers still have their firewall state: one dump of the owner
+     * elements for all of them. Creates meanwhile change no restoring one. */
     if (g->net_ready && g->n_restore > 0) {
-        int r = firewall_chain_set_load(g->firewall, &g->restore_chains);
+        int r = firewall_presence_load(g->firewall, &g->restore_presence);
         if (r < 0)
-            log_warn_errno(r, "Failed to list the firewall's chains: %m: %s",
+            log_warn_errno(r, "Failed to list the firewall's owner elements: %m: %s",
                            firewall_last_error(g->firewall));
     }
     size_t n_threads = (size_t)get_nprocs() * 2;
@@ -165,8 +165,8 @@ static void *restore_pool(void *userdata)
              (double)(clock_monotonic_ns() - t0) / 1e6, started + 1);
     free(g->restore_list);
     g->restore_list = NULL;
-    firewall_chain_set_free(g->restore_chains);
-    g->restore_chains = NULL;
+    firewall_presence_free(g->restore_presence);
+    g->restore_presence = NULL;
     garden_reboot_start_all(g);
     return NULL;
 }

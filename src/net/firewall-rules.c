@@ -101,41 +101,6 @@ void firewall_log_prefix(const char *handle, char ret[static FIREWALL_LOG_PREFIX
 
 /* ---- NetOut rules -------------------------------------------------------- */
 
-typedef struct Ipv4Range {
-    uint32_t start;
-    uint32_t end;
-} Ipv4Range;
-
-/* 1 for an IPv4 range, 0 for an IPv6 one (containers have no IPv6: it matches
- * nothing), -EINVAL for anything else. */
-static int parse_range(const FirewallAddressRange *range, Ipv4Range *ret, char *err, size_t errlen)
-{
-    struct in_addr start4, end4;
-    struct in6_addr start6, end6;
-
-    if (!range->start || !range->end) {
-        snprintf(err, errlen, "Network range without start or end");
-        return -EINVAL;
-    }
-    bool v4_start = inet_pton(AF_INET, range->start, &start4) == 1;
-    bool v4_end = inet_pton(AF_INET, range->end, &end4) == 1;
-    if (v4_start && v4_end) {
-        ret->start = ntohl(start4.s_addr);
-        ret->end = ntohl(end4.s_addr);
-        if (ret->start > ret->end) {
-            snprintf(err, errlen, "Network range '%s-%s' ends before it starts", range->start,
-                     range->end);
-            return -EINVAL;
-        }
-        return 1;
-    }
-    if (!v4_start && !v4_end && inet_pton(AF_INET6, range->start, &start6) == 1 &&
-        inet_pton(AF_INET6, range->end, &end6) == 1)
-        return 0;
-    snprintf(err, errlen, "Invalid network range '%.45s-%.45s'", range->start, range->end);
-    return -EINVAL;
-}
-
 /* The prefix length if [start, end] is exactly one CIDR block, else -1. */
 static int cidr_prefix(uint32_t start, uint32_t end)
 {
@@ -191,7 +156,7 @@ static int script_netout_rule(FirewallScript *s, const char *verb, const char *t
             return -EINVAL;
         }
 
-    _cleanup_free_ Ipv4Range *ranges = NULL;
+    _cleanup_free_ FirewallIpv4Range *ranges = NULL;
     size_t n_ranges = 0;
     if (rule->n_networks > 0) {
         ranges = calloc(rule->n_networks, sizeof(*ranges));
@@ -199,7 +164,7 @@ static int script_netout_rule(FirewallScript *s, const char *verb, const char *t
             return -ENOMEM;
     }
     for (size_t i = 0; i < rule->n_networks; i++) {
-        int r = parse_range(&rule->networks[i], &ranges[n_ranges], err, errlen);
+        int r = firewall_parse_range(&rule->networks[i], &ranges[n_ranges], err, errlen);
         if (r < 0)
             return r;
         n_ranges += (size_t)r;
@@ -289,7 +254,42 @@ void firewall_script_globals(FirewallScript *s, const FirewallConfig *cfg)
                         "add map inet %s netin { type inet_proto . inet_service : "
                         "ipv4_addr . inet_service; }\n",
                         t);
-    firewall_script_add(s, "add map inet %s netout { type ipv4_addr : verdict; }\n", t);
+    /* NetOut: what containers may reach beyond the defaults, as elements (see
+     * firewall-netout.c); the log chains of containers with logged rules. */
+    for (unsigned k = 0; k < FIREWALL_NETOUT_SHARDS; k++) {
+        firewall_script_add(s,
+                            "add set inet %s netout_l4_%u { type ipv4_addr . ipv4_addr . "
+                            "inet_proto . inet_service; flags interval; }\n",
+                            t, k);
+        firewall_script_add(s,
+                            "add set inet %s netout_icmp_%u { type ipv4_addr . ipv4_addr . "
+                            "icmp_type . icmp_code; flags interval; }\n",
+                            t, k);
+        firewall_script_add(s,
+                            "add set inet %s netout_any_%u { type ipv4_addr . ipv4_addr; flags "
+                            "interval; }\n",
+                            t, k);
+        firewall_script_add(s, "add chain inet %s netout_%u\nflush chain inet %s netout_%u\n", t, k,
+                            t, k);
+        firewall_script_add(s,
+                            "add rule inet %s netout_%u ip saddr . ip daddr . meta l4proto . th "
+                            "dport @netout_l4_%u accept\n",
+                            t, k, k);
+        firewall_script_add(s,
+                            "add rule inet %s netout_%u ip saddr . ip daddr . icmp type . icmp "
+                            "code @netout_icmp_%u accept\n",
+                            t, k, k);
+        firewall_script_add(
+            s, "add rule inet %s netout_%u ip saddr . ip daddr @netout_any_%u accept\n", t, k, k);
+    }
+    firewall_script_add(s, "add map inet %s netout_shards { type ipv4_addr : verdict; }\n", t);
+    for (unsigned k = 0; k < FIREWALL_NETOUT_SHARDS; k++)
+        firewall_script_add(s, "add element inet %s netout_shards { 0.0.0.%u : jump netout_%u }\n",
+                            t, k << 2, k);
+    firewall_script_add(s, "add map inet %s netout_log { type ipv4_addr : verdict; }\n", t);
+    /* Whose each address is: a stale call for a container that is gone cannot
+     * take the elements of the one that has its address now. */
+    firewall_script_add(s, "add map inet %s owner { type ipv4_addr : mark; }\n", t);
     /* No auto-merge: a subnet leaving must not punch a hole into a merged range. */
     firewall_script_add(s, "add set inet %s subnets { type ipv4_addr; flags interval; }\n", t);
     firewall_script_add(s, "add set inet %s ifaddr { type ifname . ipv4_addr; }\n", t);
@@ -326,8 +326,20 @@ void firewall_script_globals(FirewallScript *s, const FirewallConfig *cfg)
                         t, p);
     firewall_script_add(s, "add rule inet %s forward ct state established,related accept\n", t);
     firewall_script_add(s, "add rule inet %s forward ct status dnat accept\n", t);
-    firewall_script_add(s, "add rule inet %s forward iifname \"%s*\" ip saddr vmap @netout\n", t,
-                        p);
+    /* Logged rules first (their chain returns here when none matched), then the
+     * elements, the container's own subnet among them. */
+    firewall_script_add(s, "add rule inet %s forward iifname \"%s*\" ip saddr vmap @netout_log\n",
+                        t, p);
+    firewall_script_add(s,
+                        "add rule inet %s forward iifname \"%s*\" ip saddr & " FIREWALL_SHARD_MASK
+                        " vmap @netout_shards\n",
+                        t, p);
+    firewall_script_add(s,
+                        "add rule inet %s forward iifname \"%s*\" ip daddr @subnets reject with "
+                        "icmp type admin-prohibited\n",
+                        t, p);
+    firewall_script_add(
+        s, "add rule inet %s forward iifname \"%s*\" meta nfproto ipv4 goto default\n", t, p);
     firewall_script_add(s, "add rule inet %s forward iifname \"%s*\" drop\n", t, p);
 
     /* What containers may reach on the host itself. */
@@ -430,22 +442,9 @@ json_object *firewall_element_value(json_object *e)
 void firewall_table_state_done(FirewallTableState *st)
 {
     hashmap_free(st->chains);
-    hashmap_free(st->netout);
-    hashmap_free(st->ifaddr);
+    hashmap_free(st->netout_log);
     json_object_put(st->root);
     *st = (FirewallTableState){0};
-}
-
-/* {"concat": [a, b]} -> a and b */
-static bool json_pair(json_object *o, json_object **ret_a, json_object **ret_b)
-{
-    json_object *items;
-    if (!json_object_object_get_ex(o, "concat", &items) ||
-        !json_object_is_type(items, json_type_array) || json_object_array_length(items) != 2)
-        return false;
-    *ret_a = json_object_array_get_idx(items, 0);
-    *ret_b = json_object_array_get_idx(items, 1);
-    return true;
 }
 
 static int index_chains(FirewallTableState *st, json_object *items)
@@ -465,9 +464,9 @@ static int index_chains(FirewallTableState *st, json_object *items)
     return 0;
 }
 
-static int index_netout(FirewallTableState *st)
+static int index_netout_log(FirewallTableState *st)
 {
-    json_object *elems = firewall_table_elements(st->root, "map", "netout");
+    json_object *elems = firewall_table_elements(st->root, "map", "netout_log");
     for (size_t i = 0; elems && i < json_object_array_length(elems); i++) {
         json_object *e = firewall_element_value(json_object_array_get_idx(elems, i)), *verdict,
                     *target;
@@ -480,57 +479,12 @@ static int index_netout(FirewallTableState *st)
              !json_object_object_get_ex(value, "jump", &verdict)) ||
             !json_object_object_get_ex(verdict, "target", &target))
             continue;
-        int r = hashmap_put(st->netout, firewall_ipv4_text(ip).s,
+        int r = hashmap_put(st->netout_log, firewall_ipv4_text(ip).s,
                             (void *)json_object_get_string(target));
         if (r < 0 && r != -EEXIST)
             return r;
     }
     return 0;
-}
-
-static int index_ifaddr(FirewallTableState *st)
-{
-    json_object *elems = firewall_table_elements(st->root, "set", "ifaddr");
-    for (size_t i = 0; elems && i < json_object_array_length(elems); i++) {
-        json_object *e = firewall_element_value(json_object_array_get_idx(elems, i)), *name, *addr;
-        uint32_t ip;
-        if (!json_pair(e, &name, &addr) || !json_ipv4(addr, &ip))
-            continue;
-        char key[IFNAMSIZ + INET_ADDRSTRLEN + 2];
-        snprintf(key, sizeof(key), "%.*s %s", IFNAMSIZ - 1, json_object_get_string(name),
-                 firewall_ipv4_text(ip).s);
-        int r = hashmap_put(st->ifaddr, key, e);
-        if (r < 0 && r != -EEXIST)
-            return r;
-    }
-    return 0;
-}
-
-/* A netin element: its key (protocol name, host port) and destination address. */
-bool firewall_netin_element(json_object *e, const char **ret_proto, unsigned *ret_port,
-                            uint32_t *ret_ip)
-{
-    json_object *key, *value, *proto, *port, *addr, *cport;
-    e = firewall_element_value(e);
-    if (!json_object_is_type(e, json_type_array) || json_object_array_length(e) != 2)
-        return false;
-    key = json_object_array_get_idx(e, 0);
-    value = json_object_array_get_idx(e, 1);
-    if (!json_pair(key, &proto, &port) || !json_pair(value, &addr, &cport) ||
-        !json_ipv4(addr, ret_ip) || !json_object_is_type(port, json_type_int))
-        return false;
-    int p = json_object_get_int(port);
-    const char *name = json_object_get_string(proto);
-    if (p < 0 || p > 65535)
-        return false;
-    if (strcmp(name, "tcp") == 0 || strcmp(name, "6") == 0)
-        *ret_proto = "tcp";
-    else if (strcmp(name, "udp") == 0 || strcmp(name, "17") == 0)
-        *ret_proto = "udp";
-    else
-        return false;
-    *ret_port = (unsigned)p;
-    return true;
 }
 
 /* Is `chain` in the text of `list chains inet`? Lines are "table inet <t> {",
@@ -581,15 +535,13 @@ int firewall_table_state_index(json_object *root, FirewallTableState *st)
     int r;
 
     st->root = root;
-    if ((r = hashmap_new(&st->chains)) < 0 || (r = hashmap_new(&st->netout)) < 0 ||
-        (r = hashmap_new(&st->ifaddr)) < 0)
+    if ((r = hashmap_new(&st->chains)) < 0 || (r = hashmap_new(&st->netout_log)) < 0)
         return r;
     if (json_object_object_get_ex(root, "nftables", &items) &&
         json_object_is_type(items, json_type_array) && (r = index_chains(st, items)) < 0)
         return r;
-    if ((r = index_netout(st)) < 0 || (r = index_ifaddr(st)) < 0)
+    if ((r = index_netout_log(st)) < 0)
         return r;
-    st->netin = firewall_table_elements(root, "map", "netin");
     st->subnets = firewall_table_elements(root, "set", "subnets");
     return 0;
 }

@@ -42,17 +42,19 @@ def daemon_links(d) -> list[str]:
 
 
 def nft_container_state(d) -> list[str]:
-    """Per-container state in the daemon's table: chains ctr-*, and the elements
-    of its netin, netout and ifaddr maps and sets."""
+    """Per-container state in the daemon's table: log chains log-*, and the
+    elements of its netin, owner, ifaddr, netout_log maps and sets and of the
+    NetOut sets (netout_l4_N, netout_icmp_N, netout_any_N)."""
     out = _sh("nft", "-j", "list", "table", "inet", f"cloche{d.net_tag}")
     if not out.strip():
         return []
     found = []
     for item in json.loads(out).get("nftables", []):
-        if "chain" in item and item["chain"]["name"].startswith("ctr-"):
+        if "chain" in item and item["chain"]["name"].startswith(("ctr-", "log-")):
             found.append(f"chain {item['chain']['name']}")
         for kind in ("map", "set"):
-            if kind in item and item[kind]["name"] in ("netin", "netout", "ifaddr"):
+            if kind in item and (item[kind]["name"] in ("netin", "owner", "ifaddr", "netout_log")
+                                 or item[kind]["name"].startswith("netout_")):
                 for e in item[kind].get("elem", []):
                     found.append(f"{item[kind]['name']} {json.dumps(e)}")
     return found

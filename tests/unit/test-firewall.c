@@ -54,6 +54,18 @@ static char *list_table(void)
     return nft("list table inet " TABLE);
 }
 
+/* The NetOut sets of the shard of 10.254.0.82 (bits 2-7: 20). */
+static char *netout_sets(void)
+{
+    _cleanup_free_ char *l4 = nft("list set inet " TABLE " netout_l4_20");
+    _cleanup_free_ char *icmp = nft("list set inet " TABLE " netout_icmp_20");
+    _cleanup_free_ char *any = nft("list set inet " TABLE " netout_any_20");
+    char *text = NULL;
+    if (l4 && icmp && any && asprintf(&text, "%s%s%s", l4, icmp, any) < 0)
+        text = NULL;
+    return text;
+}
+
 /* Print text as TAP comments: every line, or those holding one of `filters`. */
 static void print_lines(const char *text, const char *const *filters)
 {
@@ -134,9 +146,12 @@ static void test_open(Firewall **ret)
     is_int(firewall_open(&cfg, ret), 0, "open creates the table");
     _cleanup_free_ char *text = list_table();
     ok(contains(text, "table inet " TABLE) && contains(text, "map netin") &&
-           contains(text, "map netout") && contains(text, "set subnets") &&
-           contains(text, "set ifaddr") && contains(text, "chain forward") &&
-           contains(text, "chain input") && contains(text, "chain default"),
+           contains(text, "set netout_l4_0") && contains(text, "set netout_icmp_63") &&
+           contains(text, "set netout_any_7") && contains(text, "chain netout_5") &&
+           contains(text, "map netout_log") && contains(text, "map owner") &&
+           contains(text, "set subnets") && contains(text, "set ifaddr") &&
+           contains(text, "chain forward") && contains(text, "chain input") &&
+           contains(text, "chain default"),
        "the table has its maps, sets and chains");
     ok(contains(text, "ip daddr 192.0.2.0/24 reject with icmp admin-prohibited") &&
            contains(text, "ip daddr 198.51.100.53 udp dport 53 accept") &&
@@ -167,8 +182,8 @@ static void test_reopen(Firewall **fw)
     FirewallConfig cfg = config();
     is_int(firewall_open(&cfg, fw), 0, "open a second time");
     _cleanup_free_ char *after = list_table();
-    is_str(after, before, "open keeps elements and container chains");
-    is_int(firewall_has_container(*fw, &a.c), 1, "the container's chain is there");
+    is_str(after, before, "open keeps elements");
+    is_int(firewall_has_container(*fw, &a.c), 1, "the container's owner element is there");
 
     /* A new pool replaces the old range in @subnets. */
     firewall_free(*fw);
@@ -182,8 +197,24 @@ static void test_reopen(Firewall **fw)
     _cleanup_free_ char *again = list_table();
     is_str(again, before, "the table is as before");
 
-    is_int(firewall_remove_container(*fw, &a.c, NULL, 0, true), 0, "remove the container");
-    is_int(firewall_has_container(*fw, &a.c), 0, "its chain is gone");
+    /* A table of the layout before elements: a chain per container, reached
+     * through a verdict map, and a forward rule using it. */
+    _cleanup_free_ char *old =
+        nft("add map inet " TABLE " netout { type ipv4_addr : verdict; }\n"
+            "add chain inet " TABLE " ctr-old\n"
+            "add rule inet " TABLE " ctr-old ip daddr 1.2.3.4 accept\n"
+            "add element inet " TABLE " netout { 10.254.1.2 : goto ctr-old }\n"
+            "add rule inet " TABLE " forward ip saddr vmap @netout\n");
+    ok(old != NULL, "the old layout's map, chain and rule");
+    firewall_free(*fw);
+    is_int(firewall_open(&cfg, fw), 0, "open upgrades it");
+    _cleanup_free_ char *upgraded = list_table();
+    ok(upgraded && !strstr(upgraded, "ctr-old") && !strstr(upgraded, "map netout {"),
+       "the old chain and map are gone");
+    is_str(upgraded, before, "the rest is as before");
+
+    is_int(firewall_remove_container(*fw, &a.c, NULL, 0, NULL, 0, true), 0, "remove the container");
+    is_int(firewall_has_container(*fw, &a.c), 0, "its owner element is gone");
 }
 
 static FirewallAddressRange range(const char *start, const char *end)
@@ -211,7 +242,8 @@ static void test_add_remove(Firewall *fw)
                              {61002, 0, PORT_PROTO_TCP}};
     is_int(firewall_add_container(fw, &b.c, netin, 2, rules, 2), 0, "add a container");
     _cleanup_free_ char *with = list_table();
-    ok(contains(with, "chain ctr-static1") && contains(with, "192.168.50.7 : goto ctr-static1") &&
+    ok(contains(with, "chain log-static1") && contains(with, "192.168.50.7 : jump log-static1") &&
+           contains(with, "192.168.50.7 : 0x") && contains(with, "192.168.50.7 . 8.8.8.8") &&
            contains(with, "\"clb-static1\" . 192.168.50.7") &&
            contains(with, "6 . 61001 : 192.168.50.7 . 8080") &&
            contains(with, "17 . 61001 : 192.168.50.7 . 8080") &&
@@ -221,11 +253,8 @@ static void test_add_remove(Firewall *fw)
            contains(with, "ip daddr 8.8.8.8 tcp dport 8000-8100 log prefix \"static1 \" accept") &&
            contains(with, "ip daddr 9.9.9.0/24 tcp dport 80 log prefix \"static1 \" accept") &&
            contains(with, "ip daddr 9.9.9.0/24 tcp dport 8000-8100 log prefix \"static1 \"") &&
-           contains(with, "ip daddr 8.8.8.8 accept") &&
-           contains(with, "ip daddr 192.168.50.0/24 accept") &&
-           contains(with, "ip daddr @subnets reject with icmp admin-prohibited") &&
-           contains(with, "goto default"),
-       "its chain, elements, subnet and NetIn are there");
+           contains(with, "192.168.50.7 . 192.168.50.0/24"),
+       "its log chain, elements, subnet and NetIn are there");
     printf("# with one container:\n");
     print_lines(with, (const char *const[]){"static1", "61001", "61002", "192.168.50", NULL});
 
@@ -233,10 +262,10 @@ static void test_add_remove(Firewall *fw)
            "adding the same container again is no error");
     _cleanup_free_ char *twice = list_table();
     is_str(twice, with, "and changes nothing");
-    is_int(firewall_remove_container(fw, &b.c, netin, 2, true), 0, "remove it");
+    is_int(firewall_remove_container(fw, &b.c, netin, 2, rules, 2, true), 0, "remove it");
     _cleanup_free_ char *after = list_table();
     is_str(after, before, "the table is exactly as before");
-    is_int(firewall_remove_container(fw, &b.c, netin, 2, true), 0, "remove it again");
+    is_int(firewall_remove_container(fw, &b.c, netin, 2, rules, 2, true), 0, "remove it again");
     _cleanup_free_ char *after2 = list_table();
     is_str(after2, before, "still as before");
 
@@ -248,10 +277,10 @@ static void test_add_remove(Firewall *fw)
     ok(firewall_add_container(fw, &b1.c, NULL, 0, NULL, 0) == 0 &&
            firewall_add_container(fw, &b2.c, NULL, 0, NULL, 0) == 0,
        "two containers in one static subnet");
-    is_int(firewall_remove_container(fw, &b1.c, NULL, 0, false), 0, "remove the first");
+    is_int(firewall_remove_container(fw, &b1.c, NULL, 0, NULL, 0, false), 0, "remove the first");
     _cleanup_free_ char *one_left = list_table();
     ok(contains(one_left, "192.168.60.0/24"), "the subnet stays");
-    is_int(firewall_remove_container(fw, &b2.c, NULL, 0, true), 0, "remove the last");
+    is_int(firewall_remove_container(fw, &b2.c, NULL, 0, NULL, 0, true), 0, "remove the last");
     _cleanup_free_ char *none_left = list_table();
     is_str(none_left, before, "the subnet went with the last one");
 }
@@ -287,7 +316,7 @@ static void test_netin_conflict(Firewall *fw)
     /* d's address and c's port: after c is gone, a stale remove of c must not
      * take d's elements. */
     FirewallNetIn both[] = {mine, udp_only};
-    is_int(firewall_remove_container(fw, &c.c, both, 2, false), 0, "remove c");
+    is_int(firewall_remove_container(fw, &c.c, both, 2, NULL, 0, false), 0, "remove c");
     TestContainer e = c;
     e.c.id = "netin-e";
     snprintf(e.id, sizeof(e.id), "netin-e");
@@ -296,11 +325,12 @@ static void test_netin_conflict(Firewall *fw)
     is_int(firewall_add_container(fw, &e.c, &mine, 1, NULL, 0), 0,
            "a new container gets c's address and port");
     _cleanup_free_ char *with_e = list_table();
-    is_int(firewall_remove_container(fw, &c.c, both, 2, false), 0, "a stale remove of c succeeds");
+    is_int(firewall_remove_container(fw, &c.c, both, 2, NULL, 0, false), 0,
+           "a stale remove of c succeeds");
     _cleanup_free_ char *after_stale = list_table();
     is_str(after_stale, with_e, "and leaves e's elements alone");
-    ok(firewall_remove_container(fw, &e.c, &mine, 1, false) == 0 &&
-           firewall_remove_container(fw, &d.c, &tcp_same, 1, false) == 0,
+    ok(firewall_remove_container(fw, &e.c, &mine, 1, NULL, 0, false) == 0 &&
+           firewall_remove_container(fw, &d.c, &tcp_same, 1, NULL, 0, false) == 0,
        "remove the others");
 }
 
@@ -337,50 +367,68 @@ static void test_netout(Firewall *fw)
         {.protocol = FIREWALL_PROTOCOL_TCP, .networks = v6, .n_networks = 1},
         {.protocol = FIREWALL_PROTOCOL_ALL, .log = true},
     };
-    is_int(firewall_add_netout(fw, &c.c, rules, ELEMENTSOF(rules)), 0, "add NetOut rules");
-    _cleanup_free_ char *text = nft("list chain inet " TABLE " ctr-netout");
-    ok(contains(text, "\t\tip daddr 10.1.0.0/16 accept") &&
-           contains(text, "\t\tip daddr 172.16.5.5-172.16.5.9 accept"),
-       "all, networks: one rule each");
-    ok(contains(text, "\t\ttcp dport 53 accept"), "tcp, a port, any destination");
-    ok(contains(text, "ip daddr 10.2.0.1 udp dport 53 accept"), "udp: the IPv6 range is skipped");
-    ok(contains(text, "\t\tmeta l4proto 17 accept"), "udp, anything");
-    ok(contains(text, "ip daddr 10.1.0.0/16 icmp type echo-request icmp code "),
+    /* All but "icmp, anything" first, which comes in a second call. */
+    FirewallRule *icmp_any = &rules[6];
+    FirewallRule first[ELEMENTSOF(rules)];
+    size_t n_first = 0;
+    for (size_t i = 0; i < ELEMENTSOF(rules); i++)
+        if (&rules[i] != icmp_any)
+            first[n_first++] = rules[i];
+    first[n_first] = *icmp_any;
+    is_int(firewall_add_netout(fw, &c.c, first, 0, n_first), 0, "add NetOut rules");
+    _cleanup_free_ char *text = netout_sets();
+    ok(contains(text, "10.254.0.82 . 10.1.0.0/16,") &&
+           contains(text, "10.254.0.82 . 172.16.5.5-172.16.5.9"),
+       "all, networks: one element each");
+    ok(contains(text, "10.254.0.82 . 10.254.0.80/30"), "its own subnet");
+    ok(contains(text, "10.254.0.82 . 0.0.0.0/0 . 6 . 53"), "tcp, a port, any destination");
+    ok(contains(text, "10.254.0.82 . 0.0.0.0/0 . 17 . 0-65535") && !strstr(text, "10.2.0.1"),
+       "udp, anything: it covers the udp rule to 10.2.0.1, whose IPv6 range is skipped");
+    /* Code 0 is printed with a name of type 3's codes. */
+    ok(contains(text, "10.254.0.82 . 10.1.0.0/16 . echo-request . net-unreachable"),
        "icmp type and code");
-    ok(contains(text, "\t\ticmp type timestamp-request accept"), "icmp type, any code");
-    ok(contains(text, "\t\tmeta l4proto 1 accept"), "icmp, anything");
-    ok(!strstr(text, "2001:") && !strstr(text, "icmpv6") && !strstr(text, "ipv6-icmp"),
+    ok(contains(text, "10.254.0.82 . 0.0.0.0-10.0.255.255 . timestamp-request . 0-255") &&
+           contains(text, "10.254.0.82 . 10.1.0.0/16 . timestamp-request . 0-255") &&
+           contains(text, "10.254.0.82 . 10.2.0.0-255.255.255.255 . timestamp-request . 0-255"),
+       "icmp type, any code: cut where it overlaps the other ICMP rule");
+    ok(text && !strstr(text, "2001:") && !strstr(text, "icmpv6") && !strstr(text, "ipv6-icmp"),
        "nothing of ICMPv6 or IPv6-only rules");
-    ok(!strstr(text, "daddr {") && !strstr(text, "dport {"), "no anonymous sets");
-    ok(contains(text, "\t\tlog prefix \"netout \" accept"), "all, logged");
-    /* Order: the new rules come first in the given order, before the final verdicts. */
-    const char *first = strstr(text, "ip daddr 10.1.0.0/16 accept");
-    const char *last = strstr(text, "log prefix");
-    const char *own = strstr(text, "ip daddr 10.254.0.80/30 accept");
-    ok(first && last && own && first < last && last < own, "rules come before the final verdicts");
-    print_lines(text, NULL);
+    _cleanup_free_ char *chain = nft("list chain inet " TABLE " log-netout");
+    ok(contains(chain, "\t\tlog prefix \"netout \" accept"), "all, logged: in its log chain");
+    _cleanup_free_ char *logmap = nft("list map inet " TABLE " netout_log");
+    ok(contains(logmap, "10.254.0.82 : jump log-netout"), "reached through @netout_log");
+    print_lines(text, (const char *const[]){"10.254.0.82", NULL});
+
+    /* More rules: the union is cut afresh; overlapping elements replaced. */
+    is_int(firewall_add_netout(fw, &c.c, first, n_first, n_first + 1), 0, "add icmp, anything");
+    _cleanup_free_ char *more = netout_sets();
+    ok(contains(more, "10.254.0.82 . 0.0.0.0/0 . 0-255 . 0-255") &&
+           !strstr(more, "timestamp-request") && !strstr(more, "echo-request"),
+       "icmp, anything: one element covering the other two");
+    ok(contains(more, "10.254.0.82 . 0.0.0.0/0 . 6 . 53"), "the others stay");
+    print_lines(more, (const char *const[]){"10.254.0.82", NULL});
 
     /* Invalid rules: nothing is added. */
-    _cleanup_free_ char *before = nft("list chain inet " TABLE " ctr-netout");
+    _cleanup_free_ char *before = list_table();
     FirewallRule all_ports = {.protocol = FIREWALL_PROTOCOL_ALL, .ports = ports, .n_ports = 1};
-    is_int(firewall_add_netout(fw, &c.c, &all_ports, 1), -EINVAL, "ports with protocol all");
+    is_int(firewall_add_netout(fw, &c.c, &all_ports, 0, 1), -EINVAL, "ports with protocol all");
     ok(contains(firewall_last_error(fw), "Ports cannot be specified"), "with its message");
     FirewallAddressRange backwards[] = {range("10.0.0.9", "10.0.0.1")};
     FirewallRule bad_range = {
         .protocol = FIREWALL_PROTOCOL_TCP, .networks = backwards, .n_networks = 1};
     FirewallRule two[] = {rules[1], bad_range};
-    is_int(firewall_add_netout(fw, &c.c, two, 2), -EINVAL, "a range ending before its start");
+    is_int(firewall_add_netout(fw, &c.c, two, 0, 2), -EINVAL, "a range ending before its start");
     FirewallAddressRange garbage[] = {range("10.0.0.1\" accept; flush ruleset; \"", "10.0.0.2")};
     FirewallRule injection = {
         .protocol = FIREWALL_PROTOCOL_TCP, .networks = garbage, .n_networks = 1};
-    is_int(firewall_add_netout(fw, &c.c, &injection, 1), -EINVAL, "an address that is not one");
+    is_int(firewall_add_netout(fw, &c.c, &injection, 0, 1), -EINVAL, "an address that is not one");
     FirewallAddressRange families[] = {range("10.0.0.1", "2001:db8::1")};
     FirewallRule mixed_range = {
         .protocol = FIREWALL_PROTOCOL_TCP, .networks = families, .n_networks = 1};
-    is_int(firewall_add_netout(fw, &c.c, &mixed_range, 1), -EINVAL, "a range of two families");
+    is_int(firewall_add_netout(fw, &c.c, &mixed_range, 0, 1), -EINVAL, "a range of two families");
     FirewallPortRange bad_ports[] = {{90, 80}};
     FirewallRule bad_port = {.protocol = FIREWALL_PROTOCOL_UDP, .ports = bad_ports, .n_ports = 1};
-    is_int(firewall_add_netout(fw, &c.c, &bad_port, 1), -EINVAL, "a port range backwards");
+    is_int(firewall_add_netout(fw, &c.c, &bad_port, 0, 1), -EINVAL, "a port range backwards");
     static FirewallAddressRange many_nets[256];
     static FirewallPortRange many_ports[256];
     for (unsigned i = 0; i < 256; i++) {
@@ -392,16 +440,12 @@ static void test_netout(Firewall *fw)
                          .n_networks = 256,
                          .ports = many_ports,
                          .n_ports = 256};
-    is_int(firewall_add_netout(fw, &c.c, &huge, 1), -EINVAL, "256 networks x 256 ports: too many");
+    is_int(firewall_add_netout(fw, &c.c, &huge, 0, 1), -EINVAL,
+           "256 networks x 256 ports: too many");
     FirewallRule unknown = {.protocol = (FirewallProtocol)9};
-    is_int(firewall_add_netout(fw, &c.c, &unknown, 1), -EINVAL, "an unknown protocol");
-    _cleanup_free_ char *after = nft("list chain inet " TABLE " ctr-netout");
-    is_str(after, before, "the chain is unchanged");
-
-    TestContainer missing;
-    pool_container(&missing, "nochain", 21);
-    is_int(firewall_add_netout(fw, &missing.c, rules, 1), -ENOENT,
-           "rules for a container without a chain: ENOENT");
+    is_int(firewall_add_netout(fw, &c.c, &unknown, 0, 1), -EINVAL, "an unknown protocol");
+    _cleanup_free_ char *after = list_table();
+    is_str(after, before, "the table is unchanged");
 
     TestContainer bad = c;
     bad.c.id = "a b";
@@ -414,7 +458,11 @@ static void test_netout(Firewall *fw)
     bad.c.ip = addr("10.9.9.9");
     is_int(firewall_add_container(fw, &bad.c, NULL, 0, NULL, 0), -EINVAL,
            "an address outside the subnet");
-    is_int(firewall_remove_container(fw, &c.c, NULL, 0, false), 0, "remove");
+    _cleanup_free_ char *before_remove = list_table();
+    is_int(firewall_remove_container(fw, &c.c, NULL, 0, first, n_first + 1, false), 0, "remove");
+    _cleanup_free_ char *removed = list_table();
+    ok(removed && !strstr(removed, "10.254.0.82") && !strstr(removed, "log-netout"),
+       "its elements and its log chain are gone");
 }
 
 static void test_prune(Firewall *fw)
@@ -455,41 +503,38 @@ static void test_prune(Firewall *fw)
     is_int(firewall_has_container(fw, &t[2].c), 1, "the incomplete live one too");
     is_int(firewall_has_container(fw, &t[1].c), 0, "a dead one loses its chain");
     is_int(firewall_has_container(fw, &t[3].c), 0, "the other dead one too");
-    FirewallChainSet *set = NULL;
-    is_int(firewall_chain_set_load(fw, &set), 0, "the chains listed once");
-    ok(set && firewall_chain_set_has(set, &t[0].c) == 1 &&
-           firewall_chain_set_has(set, &t[2].c) == 1,
-       "the listing has the live ones' chains");
-    ok(set && firewall_chain_set_has(set, &t[1].c) == 0 &&
-           firewall_chain_set_has(set, &t[3].c) == 0,
-       "and not the dead ones'");
-    firewall_chain_set_free(set);
+    FirewallPresence *set = NULL;
+    is_int(firewall_presence_load(fw, &set), 0, "the owner elements listed once");
+    ok(set && firewall_presence_has(set, &t[0].c) == 1 && firewall_presence_has(set, &t[2].c) == 1,
+       "the listing has the live ones");
+    ok(set && firewall_presence_has(set, &t[1].c) == 0 && firewall_presence_has(set, &t[3].c) == 0,
+       "and not the dead ones");
+    firewall_presence_free(set);
     ok(!strstr(text, "10.254.0.126") && !strstr(text, "192.168.70") && !strstr(text, "61101") &&
            !strstr(text, "61103") && !strstr(text, "clb-old"),
        "the dead ones' elements and the stale one are gone");
-    ok(contains(text, "10.254.0.122 : goto ctr-prune0") &&
-           contains(text, "\"clb-prune0\" . 10.254.0.122") &&
+    ok(contains(text, "10.254.0.122 : 0x") && contains(text, "\"clb-prune0\" . 10.254.0.122") &&
            contains(text, "6 . 61100 : 10.254.0.122 . 80") &&
-           contains(text, "10.254.0.130 : goto ctr-prune2") &&
-           contains(text, "6 . 61102 : 10.254.0.130 . 80"),
+           contains(text, "10.254.0.122 . 10.254.0.120/30") &&
+           contains(text, "10.254.0.130 : 0x") && contains(text, "6 . 61102 : 10.254.0.130 . 80"),
        "the live ones keep theirs");
     is_int(firewall_add_container(fw, &t[2].c, &netin[2], 1, NULL, 0), 0,
            "adding the incomplete one again");
     _cleanup_free_ char *repaired = list_table();
     ok(contains(repaired, "\"clb-prune2\" . 10.254.0.130"), "repairs it");
 
-    /* Stale elements pointing at a live container's chain or address. */
+    /* Stale elements: an address nobody has, a live address under another
+     * bridge, a live address owned by another id. */
     _cleanup_free_ char *wrong =
-        nft("add element inet " TABLE
-            " netout { 10.254.0.222 : goto ctr-prune0 }; add element inet " TABLE
-            " ifaddr { \"clb-x\" . 10.254.0.122 }");
+        nft("add element inet " TABLE " netout_any_55 { 10.254.0.222 . 1.2.3.4 }\n"
+            "add element inet " TABLE " ifaddr { \"clb-x\" . 10.254.0.122 }");
     ok(wrong != NULL, "a stray netout element and a stray ifaddr element");
     is_int(firewall_prune(fw, live, 2), 0, "prune again");
     _cleanup_free_ char *again = list_table();
     is_str(again, repaired, "removes them and nothing else");
 
-    ok(firewall_remove_container(fw, &t[0].c, &netin[0], 1, false) == 0 &&
-           firewall_remove_container(fw, &t[2].c, &netin[2], 1, false) == 0,
+    ok(firewall_remove_container(fw, &t[0].c, &netin[0], 1, NULL, 0, false) == 0 &&
+           firewall_remove_container(fw, &t[2].c, &netin[2], 1, NULL, 0, false) == 0,
        "remove the live ones");
     is_int(firewall_prune(fw, NULL, 0), 0, "prune with none live");
     _cleanup_free_ char *end = list_table();
@@ -512,7 +557,7 @@ static void *thread_main(void *arg)
         pool_container(&t, id, 2000 + a->base + i);
         FirewallNetIn netin = {30000 + a->base + i, 80, PORT_PROTO_TCP};
         if (firewall_add_container(a->fw, &t.c, &netin, 1, NULL, 0) < 0 ||
-            firewall_remove_container(a->fw, &t.c, &netin, 1, true) < 0)
+            firewall_remove_container(a->fw, &t.c, &netin, 1, NULL, 0, true) < 0)
             a->failures++;
     }
     return NULL;
@@ -586,6 +631,11 @@ static void test_scaling(Firewall *fw)
         add_ms[i] = now_ms() - start;
     }
     is_int(failures, 0, "add %d containers, one transaction each", SCALE);
+    _cleanup_free_ char *chains = nft("list chains inet");
+    size_t n_chains = 0;
+    for (const char *p = chains; p && (p = strstr(p, "\tchain ")); p++)
+        n_chains++;
+    is_int((int)n_chains, 6 + 64, "no chain per container: the base ones and the 64 shards");
     double start = now_ms();
     int present = firewall_has_container(fw, &t[SCALE / 2].c);
     printf("# has_container with %d chains: %.2f ms\n", SCALE, now_ms() - start);
@@ -593,7 +643,7 @@ static void test_scaling(Firewall *fw)
     failures = 0;
     for (unsigned i = SCALE; i-- > 0;) {
         double s = now_ms();
-        failures += firewall_remove_container(fw, &t[i].c, &netin[i], 1, true) < 0;
+        failures += firewall_remove_container(fw, &t[i].c, &netin[i], 1, &rule, 1, true) < 0;
         remove_ms[i] = now_ms() - s;
     }
     is_int(failures, 0, "remove them, one transaction each");
