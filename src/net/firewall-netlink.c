@@ -217,8 +217,11 @@ int firewall_netlink_open(int *ret_fd)
     if (fd < 0)
         return -errno;
     struct sockaddr_nl local = {.nl_family = AF_NETLINK};
-    int one = 1;
+    int one = 1, rcvbuf = RECEIVE_BUFFER * 16;
     struct timeval timeout = {.tv_sec = REPLY_TIMEOUT_SEC};
+    /* Room for every ack of a large batch, and for dumps (best effort). */
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) < 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     if (bind(fd, (struct sockaddr *)&local, sizeof(local)) < 0 ||
         setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) < 0) {

@@ -25,7 +25,12 @@ typedef struct BoxList {
     size_t n;
     size_t size;
     int error;
+    size_t *budget; /* box visits left for the whole cut (shared by the levels) */
 } BoxList;
+
+/* What cutting may cost (box visits, ~1 ns each), and what it may produce: rules
+ * that overlap in every dimension at once could make both grow as a product. */
+#define CUT_BUDGET 100000000u
 
 static void box_list_done(BoxList *l)
 {
@@ -37,6 +42,10 @@ static void box_push(BoxList *l, const Box *b)
 {
     if (l->error)
         return;
+    if (l->n >= FIREWALL_NETOUT_BOXES_MAX) {
+        l->error = -E2BIG;
+        return;
+    }
     if (l->n == l->size) {
         size_t size = l->size ? l->size * 2 : 16;
         Box *v = realloc(l->v, size * sizeof(*v));
@@ -86,38 +95,63 @@ static void emit(BoxList *out, const BoxList *tail, unsigned dim, unsigned dims,
     }
 }
 
+static __thread unsigned sort_dim;
+
+static int compare_lo(const void *a, const void *b)
+{
+    uint32_t x = (*(const Box *const *)a)->lo[sort_dim], y = (*(const Box *const *)b)->lo[sort_dim];
+    return (x > y) - (x < y);
+}
+
 /* The union of `in` (dimensions dim.. of each box) as disjoint boxes, appended
- * to out (only dimensions dim.. are set). */
+ * to out (only dimensions dim.. are set). A sweep along dimension dim: between
+ * two consecutive bounds, the boxes open there cover the whole stretch; their
+ * union in the remaining dimensions is cut the same way, and stretches with the
+ * same result are merged. */
 static void disjoint(const Box *const *in, size_t n, unsigned dim, unsigned dims, BoxList *out)
 {
     if (n == 0 || out->error)
         return;
     _cleanup_free_ uint64_t *points = calloc(2 * n, sizeof(*points));
-    _cleanup_free_ const Box **cover = calloc(n, sizeof(*cover));
-    if (!points || !cover) {
+    _cleanup_free_ const Box **sorted = calloc(n, sizeof(*sorted));
+    _cleanup_free_ const Box **active = calloc(n, sizeof(*active));
+    if (!points || !sorted || !active) {
         out->error = -ENOMEM;
         return;
     }
     for (size_t i = 0; i < n; i++) {
         points[2 * i] = in[i]->lo[dim];
         points[2 * i + 1] = (uint64_t)in[i]->hi[dim] + 1;
+        sorted[i] = in[i];
     }
     qsort(points, 2 * n, sizeof(*points), compare_u64);
+    sort_dim = dim;
+    qsort(sorted, n, sizeof(*sorted), compare_lo);
 
-    BoxList prev = {0}, cur = {0};
+    BoxList prev = {.budget = out->budget}, cur = {.budget = out->budget};
     bool have_prev = false;
     uint64_t prev_lo = 0, prev_hi = 0;
+    size_t next = 0, n_active = 0;
     for (size_t p = 0; p + 1 < 2 * n && !out->error; p++) {
         if (points[p] == points[p + 1])
             continue;
         uint64_t lo = points[p], hi = points[p + 1] - 1;
+        while (next < n && sorted[next]->lo[dim] <= lo)
+            active[n_active++] = sorted[next++];
         size_t k = 0;
-        for (size_t i = 0; i < n; i++)
-            if (in[i]->lo[dim] <= lo && in[i]->hi[dim] >= hi)
-                cover[k++] = in[i];
+        for (size_t i = 0; i < n_active; i++)
+            if (active[i]->hi[dim] >= lo)
+                active[k++] = active[i];
+        n_active = k;
+        if (*out->budget < n_active + 1) {
+            out->error = -E2BIG;
+            break;
+        }
+        *out->budget -= n_active + 1;
         cur.n = 0;
         if (k > 0 && dim + 1 < dims)
-            disjoint(cover, k, dim + 1, dims, &cur);
+            disjoint(active, k, dim + 1, dims, &cur);
+        sort_dim = dim; /* the recursion sorted along its own */
         if (cur.error) {
             out->error = cur.error;
             break;
@@ -326,6 +360,7 @@ int firewall_netout_elements(const FirewallContainer *c, const FirewallRule *rul
     if (boxes.any.error)
         return boxes.any.error;
 
+    size_t budget = CUT_BUDGET;
     static const unsigned l4_widths[] = {4, 1, 2}, icmp_widths[] = {4, 1, 1}, any_widths[] = {4};
     struct {
         BoxList *in;
@@ -340,19 +375,21 @@ int firewall_netout_elements(const FirewallContainer *c, const FirewallRule *rul
     for (size_t k = 0; k < ELEMENTSOF(parts); k++) {
         size_t n = parts[k].in->n;
         _cleanup_free_ const Box **in = calloc(n + 1, sizeof(*in));
-        _cleanup_(box_list_done) BoxList out = {0};
+        _cleanup_(box_list_done) BoxList out = {.budget = &budget};
         if (!in)
             return -ENOMEM;
         for (size_t i = 0; i < n; i++)
             in[i] = &parts[k].in->v[i];
         disjoint(in, n, 0, parts[k].dims, &out);
-        if (out.error)
-            return out.error;
-        if (out.n > FIREWALL_NETOUT_BOXES_MAX) {
-            snprintf(err, errlen, "NetOut rules of a container need more than %u set elements",
+        if (out.error == -E2BIG) {
+            snprintf(err, errlen,
+                     "NetOut rules of a container overlap too much to be merged into at most %u "
+                     "set elements",
                      FIREWALL_NETOUT_BOXES_MAX);
             return -EINVAL;
         }
+        if (out.error)
+            return out.error;
         push_boxes(batch, parts[k].set, c->ip, &out, parts[k].dims, parts[k].widths, remove);
     }
     return batch->error;

@@ -529,7 +529,8 @@ int firewall_add_netout(Firewall *fw, const FirewallContainer *c, const Firewall
                                      sizeof(fw->error));
     if (r < 0)
         goto out;
-    if (firewall_rules_logged(rules + n_old, n_all - n_old)) {
+    bool logged = firewall_rules_logged(rules + n_old, n_all - n_old);
+    if (logged) {
         r = script_log_chain(fw, &s, c, rules + n_old, n_all - n_old, false);
         if (r >= 0)
             r = run_script_locked(fw, &s);
@@ -543,6 +544,18 @@ int firewall_add_netout(Firewall *fw, const FirewallContainer *c, const Firewall
                                      sizeof(fw->error));
         if (r >= 0)
             r = firewall_replace_netout_locked(fw, c, &b);
+    }
+    if (r < 0 && logged) {
+        /* The log chain as it was: the old logged rules, or none. */
+        char saved[FIREWALL_ERROR_MAX];
+        snprintf(saved, sizeof(saved), "%s", fw->error);
+        firewall_script_done(&s);
+        if (firewall_rules_logged(rules, n_old))
+            (void)script_log_chain(fw, &s, c, rules, n_old, true);
+        else
+            script_log_chain_remove(fw, &s, c);
+        (void)run_script_locked(fw, &s);
+        snprintf(fw->error, sizeof(fw->error), "%s", saved);
     }
 out:
     pthread_mutex_unlock(&fw->lock);

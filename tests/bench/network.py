@@ -32,6 +32,7 @@ import argparse
 import concurrent.futures
 import ctypes
 import os
+import re
 import shutil
 import signal
 import stat
@@ -259,12 +260,15 @@ def probe_net_calls(client, n, tag):
 
 
 def firewall_counts():
-    """(NetIn map elements, per-container chains, NetOut rules) in cloche's table."""
+    """(NetIn map elements, per-container chains, NetOut rule elements) in cloche's
+    table. Chains: the older layout's ctr-<id> and today's log-<id> (logged rules
+    only); NetOut: the fill's tcp-443 rule, an element of a netout_l4 shard (or a
+    rule of the older layout)."""
     out = subprocess.run(["nft", "list", "table", "inet", "cloche"], capture_output=True,
                          text=True).stdout
     netin = out.count(". 8080")
-    chains = out.count("chain ctr-")
-    netout = out.count("dport 443 accept")
+    chains = out.count("chain ctr-") + out.count("chain log-")
+    netout = (out.count("dport 443 accept") + len(re.findall(r" \. (?:tcp|6) \. 443\b", out)))
     return netin, chains, netout
 
 

@@ -447,6 +447,58 @@ static void test_netout(Firewall *fw)
     _cleanup_free_ char *after = list_table();
     is_str(after, before, "the table is unchanged");
 
+    /* Many rules: 1024 single addresses x 4 ports, cut in one sweep. */
+    static char texts[1024][INET_ADDRSTRLEN];
+    static FirewallAddressRange singles[1024];
+    FirewallPortRange four[] = {{1, 1}, {3, 3}, {5, 5}, {7, 7}};
+    for (unsigned i = 0; i < 1024; i++) {
+        struct in_addr in = {.s_addr = htonl(addr("10.100.0.0") + 2 * i)};
+        inet_ntop(AF_INET, &in, texts[i], sizeof(texts[i]));
+        singles[i] = range(texts[i], texts[i]);
+    }
+    FirewallRule wide = {.protocol = FIREWALL_PROTOCOL_TCP,
+                         .networks = singles,
+                         .n_networks = 1024,
+                         .ports = four,
+                         .n_ports = 4};
+    TestContainer m;
+    pool_container(&m, "many", 22);
+    double t0 = now_ms();
+    is_int(firewall_add_container(fw, &m.c, NULL, 0, &wide, 1), 0,
+           "4096 elements for one container");
+    printf("# 4096 elements added in %.1f ms\n", now_ms() - t0);
+    t0 = now_ms();
+    is_int(firewall_remove_container(fw, &m.c, NULL, 0, &wide, 1, false), 0, "and removed");
+    printf("# 4096 elements removed in %.1f ms\n", now_ms() - t0);
+    /* Nested ranges with different ports each: their pieces multiply. */
+    static FirewallAddressRange nested[256];
+    static char lo_texts[256][INET_ADDRSTRLEN], hi_texts[256][INET_ADDRSTRLEN];
+    static FirewallPortRange spread[64];
+    for (unsigned i = 0; i < 256; i++) {
+        struct in_addr lo = {.s_addr = htonl(addr("10.0.0.0") + i)},
+                       hi = {.s_addr = htonl(addr("10.0.255.255") - i)};
+        inet_ntop(AF_INET, &lo, lo_texts[i], sizeof(lo_texts[i]));
+        inet_ntop(AF_INET, &hi, hi_texts[i], sizeof(hi_texts[i]));
+        nested[i] = range(lo_texts[i], hi_texts[i]);
+    }
+    FirewallRule layered[64];
+    for (unsigned i = 0; i < 64; i++) {
+        spread[i] = (FirewallPortRange){(uint16_t)(1000 + 10 * i), (uint16_t)(1000 + 10 * i + 5)};
+        layered[i] = (FirewallRule){.protocol = FIREWALL_PROTOCOL_UDP,
+                                    .networks = nested + 4 * i,
+                                    .n_networks = 4,
+                                    .ports = spread + i,
+                                    .n_ports = 1};
+    }
+    t0 = now_ms();
+    int layered_r = firewall_add_netout(fw, &c.c, layered, 0, 64);
+    printf("# 64 rules of nested ranges: %d in %.1f ms (%s)\n", layered_r, now_ms() - t0,
+           firewall_last_error(fw));
+    ok(layered_r == 0 || layered_r == -EINVAL, "nested ranges: merged or refused, not stuck");
+    if (layered_r == 0)
+        is_int(firewall_remove_container(fw, &c.c, NULL, 0, layered, 64, false), 0,
+               "removed again");
+
     TestContainer bad = c;
     bad.c.id = "a b";
     is_int(firewall_add_container(fw, &bad.c, NULL, 0, NULL, 0), -EINVAL, "an id with a space");
