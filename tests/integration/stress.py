@@ -54,7 +54,8 @@ def nft_container_state(d) -> list[str]:
             found.append(f"chain {item['chain']['name']}")
         for kind in ("map", "set"):
             if kind in item and (item[kind]["name"] in ("netin", "owner", "ifaddr", "netout_log")
-                                 or item[kind]["name"].startswith("netout_")):
+                                 or (item[kind]["name"].startswith("netout_")
+                                     and item[kind]["name"] != "netout_shards")):
                 for e in item[kind].get("elem", []):
                     found.append(f"{item[kind]['name']} {json.dumps(e)}")
     return found
