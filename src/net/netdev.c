@@ -627,31 +627,84 @@ int netdev_delete(NetDev *nd, const char *name)
     return netdev_link_delete_by_name(nd->sock, name);
 }
 
+typedef struct LinkNames {
+    const char *prefix;
+    size_t prefix_len;
+    char **names;
+    size_t n;
+    size_t size;
+    int error;
+} LinkNames;
+
+static int collect_link_name(struct nl_msg *msg, void *arg)
+{
+    LinkNames *l = arg;
+    struct nlmsghdr *h = nlmsg_hdr(msg);
+    if (h->nlmsg_type != RTM_NEWLINK || l->error)
+        return NL_OK;
+    struct nlattr *a = nlmsg_find_attr(h, sizeof(struct ifinfomsg), IFLA_IFNAME);
+    if (!a || nla_len(a) < 1 || nla_len(a) > IFNAMSIZ)
+        return NL_OK;
+    char name[IFNAMSIZ + 1];
+    nla_strlcpy(name, a, sizeof(name));
+    if (strncmp(name, l->prefix, l->prefix_len) != 0)
+        return NL_OK;
+    if (l->n + 1 >= l->size) {
+        size_t size = l->size ? l->size * 2 : 64;
+        char **v = realloc(l->names, size * sizeof(*v));
+        if (!v) {
+            l->error = -ENOMEM;
+            return NL_OK;
+        }
+        l->names = v;
+        l->size = size;
+    }
+    l->names[l->n] = strdup(name);
+    if (!l->names[l->n]) {
+        l->error = -ENOMEM;
+        return NL_OK;
+    }
+    l->names[++l->n] = NULL;
+    return NL_OK;
+}
+
+/* One RTM_GETLINK dump without statistics, of which only the names are read:
+ * libnl's link cache parsed every attribute of every link into objects, ~1.1 s
+ * for 8192 links (4096 containers) before the daemon could serve. */
 int netdev_list(NetDev *nd, const char *prefix, char ***ret_names)
 {
     if (!nd || !prefix || !ret_names)
         return -EINVAL;
-    _cleanup_(nl_cache_freep) struct nl_cache *cache = NULL;
+    LinkNames l = {.prefix = prefix, .prefix_len = strlen(prefix)};
+    _cleanup_(nlmsg_freep) struct nl_msg *msg = nlmsg_alloc_simple(RTM_GETLINK, NLM_F_DUMP);
+    struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+    if (!msg || nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 ||
+        nla_put_u32(msg, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS) < 0)
+        return -ENOMEM;
+    int r;
     {
         LOCKED(nd);
-        int r = rtnl_link_alloc_cache(nd->sock, AF_UNSPEC, &cache);
-        if (r < 0)
-            return netdev_errno_from_nl(r);
+        r = nl_send_auto(nd->sock, msg);
+        _cleanup_(nl_cb_putp) struct nl_cb *sock_cb = nl_socket_get_cb(nd->sock);
+        _cleanup_(nl_cb_putp) struct nl_cb *cb = r >= 0 ? nl_cb_clone(sock_cb) : NULL;
+        if (r >= 0 && !cb)
+            r = -NLE_NOMEM;
+        if (r >= 0) {
+            nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, collect_link_name, &l);
+            r = nl_recvmsgs(nd->sock, cb); /* to the end of the dump */
+        }
     }
-    size_t len = strlen(prefix), n = 0;
-    _cleanup_strv_free_ char **names = calloc((size_t)nl_cache_nitems(cache) + 1, sizeof(char *));
-    if (!names)
-        return -ENOMEM;
-    for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
-        const char *name = rtnl_link_get_name((struct rtnl_link *)o);
-        if (!name || strncmp(name, prefix, len) != 0)
-            continue;
-        names[n] = strdup(name);
-        if (!names[n])
-            return -ENOMEM;
-        n++;
+    if (r >= 0 && l.error)
+        r = l.error;
+    else if (r < 0)
+        r = netdev_errno_from_nl(r);
+    if (r >= 0 && !l.names && !(l.names = calloc(1, sizeof(char *))))
+        r = -ENOMEM;
+    if (r < 0) {
+        strv_free(l.names);
+        return r;
     }
-    *ret_names = TAKE_PTR(names);
+    *ret_names = l.names;
     return 0;
 }
 

@@ -6,8 +6,10 @@
 #   Run /bin/true to exit status      vs crun exec        processes.py
 #   create + destroy                  vs crun run         containers.py
 #   create/destroy at 0, 1000, LIVE live (networked)      network.py
+#   daemon restart with LIVE containers to serving all    network.py --restarts (the
+#                                                          same fill; restart.py alone
+#                                                          fills its own)
 #   bulk_metrics of 1000, warm and cold; daemon RSS       metrics.py
-#   daemon restart with LIVE containers to serving all    restart.py
 #   the default id pool: LIVE creates on default ids      (network.py and restart.py fill
 #                                                          LIVE containers without --uid-pool-size)
 #
@@ -24,6 +26,6 @@ set -- ${rootfs:+--rootfs "$rootfs"}
 python3 "$here/processes.py" --build "$build" "$@" -n 200
 python3 "$here/containers.py" --build "$build" "$@" -n 100
 python3 "$here/network.py" "$build" "$@" --no-peer -n 50 --cycles 20 \
-    --levels "0,1000,$live" --network-pool 10.192.0.0/17 --max-containers $((live + 64))
+    --levels "0,1000,$live" --network-pool 10.192.0.0/17 --max-containers $((live + 64)) \
+    --restarts 3
 python3 "$here/metrics.py" "$build" "$@" --containers 1000
-python3 "$here/restart.py" "$build" "$@" -n "$live" --restarts 3 --net-rules
