@@ -587,10 +587,13 @@ void garden_net_release(Garden *g, Container *c)
     bool last = netpool_is_last(g->netpool, &lease);
     _cleanup_free_ FirewallNetIn *in = firewall_netin(&net);
     if (in && rules) {
+        int64_t t0 = clock_monotonic_ns();
         int r = firewall_remove_container(g->firewall, &fc, in, net.n_netin, rules, n_rules, last);
         if (r < 0)
             log_warn_errno(r, "Failed to remove the firewall state of '%s': %m: %s", c->rec.handle,
                            firewall_last_error(g->firewall));
+        log_debug("Container '%s': firewall state removed in %.2f ms", c->rec.handle,
+                  (double)(clock_monotonic_ns() - t0) / 1e6);
     }
     (void)netpool_release(g->netpool, &lease);
     pthread_mutex_unlock(&g->net_lock);

@@ -1,14 +1,17 @@
-/* The containers' firewall: one libnftables context under a mutex, one
- * transaction (one nft_run_cmd_from_buffer) per call. The text of the rules is
- * built in firewall-rules.c; this file validates what callers hand in, runs the
- * transactions and reads the table back (JSON) where a repair needs to know what
- * is there.
+/* The containers' firewall: the table, its chains and the log chains through
+ * one libnftables context; every container's elements through one nfnetlink
+ * batch (firewall-netlink.c), one transaction per call, both under one mutex.
+ * The text of the rules is built in firewall-rules.c, the NetOut elements in
+ * firewall-netout.c; this file validates what callers hand in and runs the
+ * transactions; firewall-prune.c reads the table back where a repair needs to
+ * know what is there.
  *
  * Idempotent deletes without listing: `add` then `delete` of the same element in
  * one transaction (a `delete` of a missing element would fail the whole
- * transaction), `add chain` + `flush chain` + `delete chain` for the chain. Adding
- * is idempotent as well: an element that is present with the same value is no
- * error, one present with another value (a host port mapped to someone else) is
+ * transaction), `add chain` + `flush chain` + `delete chain` for a log chain.
+ * Adding is idempotent as well: an element that is present with the same value
+ * is no error, one present with another value (a host port mapped to someone
+ * else, an address owned by another container) or an overlapping range is
  * EEXIST from the kernel. */
 #include <errno.h>
 #include <pthread.h>

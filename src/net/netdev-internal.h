@@ -19,7 +19,16 @@ struct NetDev {
     pthread_mutex_t lock;
     struct nl_sock *sock; /* the daemon's namespace */
     bool forwarding_checked;
+    /* Reads (counters, listings) on a socket of their own: the metrics sampler
+     * asks for every container's counters each interval, and creates waited
+     * behind it (links 4 ms at 1000 containers, 57 ms at 4096). */
+    pthread_mutex_t read_lock;
+    struct nl_sock *read_sock;
 };
+
+#define READ_LOCKED(nd)                                                                            \
+    _cleanup_(unlockp) pthread_mutex_t *_read_locked_ =                                            \
+        (pthread_mutex_lock(&(nd)->read_lock), &(nd)->read_lock)
 
 #define DEFINE_PUT_FUNC(type, func)                                                                \
     static inline void func##p(type **p)                                                           \

@@ -161,11 +161,13 @@ int netdev_open(NetDev **ret)
     int r = socket_open(&nd->sock);
     if (r < 0)
         return r;
-    r = -pthread_mutex_init(&nd->lock, NULL);
+    r = socket_open(&nd->read_sock);
     if (r < 0) {
         nl_socket_free(nd->sock);
         return r;
     }
+    pthread_mutex_init(&nd->lock, NULL);
+    pthread_mutex_init(&nd->read_lock, NULL);
     *ret = TAKE_PTR(nd);
     return 0;
 }
@@ -175,7 +177,9 @@ void netdev_free(NetDev *nd)
     if (!nd)
         return;
     nl_socket_free(nd->sock);
+    nl_socket_free(nd->read_sock);
     pthread_mutex_destroy(&nd->lock);
+    pthread_mutex_destroy(&nd->read_lock);
     free(nd);
 }
 
@@ -683,15 +687,15 @@ int netdev_list(NetDev *nd, const char *prefix, char ***ret_names)
         return -ENOMEM;
     int r;
     {
-        LOCKED(nd);
-        r = nl_send_auto(nd->sock, msg);
-        _cleanup_(nl_cb_putp) struct nl_cb *sock_cb = nl_socket_get_cb(nd->sock);
+        READ_LOCKED(nd);
+        r = nl_send_auto(nd->read_sock, msg);
+        _cleanup_(nl_cb_putp) struct nl_cb *sock_cb = nl_socket_get_cb(nd->read_sock);
         _cleanup_(nl_cb_putp) struct nl_cb *cb = r >= 0 ? nl_cb_clone(sock_cb) : NULL;
         if (r >= 0 && !cb)
             r = -NLE_NOMEM;
         if (r >= 0) {
             nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, collect_link_name, &l);
-            r = nl_recvmsgs(nd->sock, cb); /* to the end of the dump */
+            r = nl_recvmsgs(nd->read_sock, cb); /* to the end of the dump */
         }
     }
     if (r >= 0 && l.error)
@@ -714,8 +718,8 @@ int netdev_stats_all(NetDev *nd, const char *prefix, NetDevNamedStats **ret, siz
         return -EINVAL;
     _cleanup_(nl_cache_freep) struct nl_cache *cache = NULL;
     {
-        LOCKED(nd);
-        int r = rtnl_link_alloc_cache(nd->sock, AF_UNSPEC, &cache);
+        READ_LOCKED(nd);
+        int r = rtnl_link_alloc_cache(nd->read_sock, AF_UNSPEC, &cache);
         if (r < 0)
             return netdev_errno_from_nl(r);
     }
@@ -749,8 +753,8 @@ int netdev_stats(NetDev *nd, const char *name, NetDevStats *ret)
         return -EINVAL;
     _cleanup_(rtnl_link_putp) struct rtnl_link *link = NULL;
     {
-        LOCKED(nd);
-        int r = netdev_link_get(nd->sock, name, NULL, &link);
+        READ_LOCKED(nd);
+        int r = netdev_link_get(nd->read_sock, name, NULL, &link);
         if (r < 0)
             return r;
     }
