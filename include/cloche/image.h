@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cloche/error.h"
+#include "cloche/failure.h"
 
 #define IMAGE_MAX_LAYERS 128
 #define IMAGE_MANIFEST_MAX (4u << 20) /* manifests and indexes, as Docker's registry */
@@ -43,7 +43,7 @@ typedef struct ImageReference {
 } ImageReference;
 
 /* Parse a reference as Garden writes it in image.uri. 400 with the reason. */
-int image_ref_parse(const char *uri, ImageReference *ret, ApiError *reterr);
+int image_ref_parse(const char *uri, ImageReference *ret, Failure *reterr);
 void image_reference_done(ImageReference *ref);
 
 /* The image's config, as the container uses it. All owned; arrays NULL-terminated. */
@@ -109,7 +109,7 @@ void image_pulled_done(ImagePulled *p);
  * credentials, 404 unknown image, 502 a registry that failed or lied. */
 int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCredentials *cred,
                      bool refresh, ImageProgressFn progress, void *userdata, ImagePulled *ret,
-                     ApiError *reterr);
+                     Failure *reterr);
 
 /* One image name the store knows (a pulled reference). */
 typedef struct ImageInfo {
@@ -126,7 +126,7 @@ void image_info_free(ImageInfo *v, size_t n);
 /* Forget the name ref pulled; the image's records and layers no other image
  * and no container uses are removed. 404 unknown, 409 while a container
  * created from it exists. */
-int image_store_remove(ImageStore *s, const ImageReference *ref, ApiError *reterr);
+int image_store_remove(ImageStore *s, const ImageReference *ref, Failure *reterr);
 
 /* Import: a file in the store's tmp/ for the archive (unnamed: it vanishes when
  * closed), then the archive (an OCI layout or a docker save, as a tar, possibly
@@ -134,7 +134,7 @@ int image_store_remove(ImageStore *s, const ImageReference *ref, ApiError *reter
  * 400 for an archive that is not one. */
 int image_store_import_file(ImageStore *s, int *ret_fd);
 int image_store_import(ImageStore *s, const char *name_tag, int fd, char **ret_digest,
-                       ApiError *reterr);
+                       Failure *reterr);
 
 /* What a commit changes in the image's config (a Dockerfile's ENV, LABEL, ...).
  * NULL / unset keeps the base image's value. Borrowed strings. */
@@ -167,14 +167,14 @@ typedef struct ImageCommitOptions {
  * opts may be NULL (a layer, the base's config). */
 int image_store_commit(ImageStore *s, const char *base_digest, const char *rootfs,
                        const char *upper, uint32_t uid_shift, const char *name_tag,
-                       const ImageCommitOptions *opts, char **ret_digest, ApiError *reterr);
+                       const ImageCommitOptions *opts, char **ret_digest, Failure *reterr);
 
 /* Export an image the store knows (by name) as an OCI archive, written through
  * fn (which returns < 0 to stop). Errors before the first write fill reterr;
  * -EPIPE means the archive had begun and was cut short. */
 typedef int (*ImageWriteFn)(void *userdata, const void *data, size_t len);
 int image_store_export(ImageStore *s, const ImageReference *ref, ImageWriteFn fn, void *userdata,
-                       ApiError *reterr);
+                       Failure *reterr);
 
 /* What the store holds. */
 typedef struct ImageStoreStats {

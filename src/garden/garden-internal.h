@@ -352,6 +352,8 @@ int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what);
  * anything else a 500; the message as it is. Returns r. When f holds nothing
  * (a garden callback filled reterr itself), reterr is left alone. */
 int garden_failure(ApiError *reterr, const Failure *f, int r);
+/* The same for the image store, whose input failures are 400, 404 or 409. */
+int garden_image_failure(ApiError *reterr, const Failure *f, int r);
 
 /* pea.c: what a process with its own image or limits (a pea) gets before its
  * shim starts. */

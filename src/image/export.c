@@ -107,7 +107,7 @@ static json_object *descriptor(const char *media, const char *digest, uint64_t s
 }
 
 int image_store_export(ImageStore *s, const ImageReference *ref, ImageWriteFn fn, void *userdata,
-                       ApiError *reterr)
+                       Failure *reterr)
 {
     _cleanup_free_ char *name = NULL;
     if (image_ref_name(ref, &name) < 0)
@@ -115,24 +115,22 @@ int image_store_export(ImageStore *s, const ImageReference *ref, ImageWriteFn fn
     _cleanup_free_ char *digest = NULL;
     int r = store_tag_digest(s, name, &digest);
     if (r < 0)
-        return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
-                          "Unknown image '%s' (pull or import it first)", name);
+        return failure_input(reterr, -ENOENT, "Unknown image '%s' (pull or import it first)", name);
     _cleanup_free_ char *manifest = NULL, *config = NULL;
     size_t manifest_len, config_len;
     if (store_read_record(s, digest, "manifest", &manifest, &manifest_len) < 0 ||
         store_read_record(s, digest, "config", &config, &config_len) < 0)
-        return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
-                          "Image '%s' has no records in the store", name);
+        return failure_input(reterr, -ENOENT, "Image '%s' has no records in the store", name);
     Manifest m = {0};
     r = manifest_parse(manifest, manifest_len, "A stored manifest", &m, reterr);
     if (r < 0)
         return r;
     _cleanup_json_ json_object *cfg = NULL;
-    ApiError ignored = {0};
-    if (json_parse_strict(config, config_len, &cfg, &ignored) < 0 || !cfg ||
+    Failure ignored = {0};
+    if (json_parse_value(config, config_len, &cfg, &ignored) < 0 || !cfg ||
         !json_object_is_type(cfg, json_type_object)) {
         manifest_done(&m);
-        return api_internal_error(reterr, -EBADMSG, "Image '%s' has an unreadable config", name);
+        return failure_errno(reterr, -EBADMSG, "Image '%s' has an unreadable config", name);
     }
 
     /* Every layer as a tar, hashed, before anything is sent: errors are still
@@ -146,9 +144,8 @@ int image_store_export(ImageStore *s, const ImageReference *ref, ImageWriteFn fn
         _cleanup_close_ int dir = openat(store_layers_fd(s), m.layers[n].digest + 7,
                                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fds[n] < 0 || dir < 0) {
-            r = api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
-                           "Layer '%s' of '%s' is not in the store (evicted)", m.layers[n].digest,
-                           name);
+            r = failure_input(reterr, -ENOENT, "Layer '%s' of '%s' is not in the store (evicted)",
+                              m.layers[n].digest, name);
             n++;
             break;
         }
@@ -156,7 +153,7 @@ int image_store_export(ImageStore *s, const ImageReference *ref, ImageWriteFn fn
         if (r >= 0)
             r = sha256_of_fd(fds[n], digests[n], &sizes[n]);
         if (r < 0)
-            api_internal_error(reterr, r, "Failed to write layer '%s'", m.layers[n].digest);
+            failure_errno(reterr, r, "Failed to write layer '%s'", m.layers[n].digest);
     }
     json_object *diff_ids = json_object_new_array();
     json_object *rootfs = json_object_new_object();
@@ -164,7 +161,7 @@ int image_store_export(ImageStore *s, const ImageReference *ref, ImageWriteFn fn
     _cleanup_json_ json_object *index = json_object_new_object();
     json_object *layers = json_object_new_array();
     if (r >= 0 && (!diff_ids || !rootfs || !man || !index || !layers))
-        r = api_internal_error(reterr, -ENOMEM, "Failed to export");
+        r = failure_errno(reterr, -ENOMEM, "Failed to export");
     _cleanup_free_ char *cfg_text = NULL, *man_text = NULL, *index_text = NULL;
     size_t cfg_len = 0, man_len = 0, index_len = 0;
     char cfg_digest[72], man_digest[72], hex[65];
@@ -206,7 +203,7 @@ int image_store_export(ImageStore *s, const ImageReference *ref, ImageWriteFn fn
         json_object_object_add(index, "manifests", list);
         index_text = serialize(index, &index_len);
         if (!cfg_text || !man_text || !index_text)
-            r = api_internal_error(reterr, -ENOMEM, "Failed to export");
+            r = failure_errno(reterr, -ENOMEM, "Failed to export");
     }
     json_object_put(diff_ids);
     json_object_put(rootfs);
