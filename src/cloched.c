@@ -15,6 +15,7 @@
 #include "cloche/api.h"
 #include "cloche/duration.h"
 #include "cloche/fileio.h"
+#include "cloche/garden-setup.h"
 #include "cloche/garden.h"
 #include "cloche/conffile.h"
 #include "cloche/image.h"

@@ -11,6 +11,7 @@
 #include "cloche/firewall.h"
 #include "cloche/netdev.h"
 #include "cloche/netpool.h"
+#include "cloche/garden-setup.h"
 #include "cloche/garden.h"
 #include "cloche/grace.h"
 #include "cloche/hashmap.h"
@@ -346,6 +347,9 @@ void garden_arm_grace(Garden *g, Container *c);
  * step, then the depot entry and the registry entry. On failure the container is
  * left destroying and retried later; *ret_what names the step that failed. */
 int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what);
+
+/* stats.c: the memory, cpu and pid counters of cg into ret's fields. */
+int garden_cgroup_stats(const Cgroup *cg, ContainerMetrics *ret);
 
 /* failure.c: a Failure from the modules below as the API's error: the caller's
  * input is a 400, an executable that cannot run a 500 ExecutableNotFoundError,
