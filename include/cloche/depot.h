@@ -10,7 +10,6 @@
 
 #include <stdint.h>
 
-#include "cloche/error.h"
 #include "cloche/wire.h"
 #include "cloche/strmap.h"
 
