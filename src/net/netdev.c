@@ -672,6 +672,26 @@ static int collect_link_name(struct nl_msg *msg, void *arg)
     return NL_OK;
 }
 
+/* One dump; -NLE_DUMP_INTR if the links changed meanwhile (read again). */
+static int list_once(NetDev *nd, LinkNames *l)
+{
+    _cleanup_(nlmsg_freep) struct nl_msg *msg = nlmsg_alloc_simple(RTM_GETLINK, NLM_F_DUMP);
+    struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
+    if (!msg || nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 ||
+        nla_put_u32(msg, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS) < 0)
+        return -NLE_NOMEM;
+    READ_LOCKED(nd);
+    int r = nl_send_auto(nd->read_sock, msg);
+    if (r < 0)
+        return r;
+    _cleanup_(nl_cb_putp) struct nl_cb *sock_cb = nl_socket_get_cb(nd->read_sock);
+    _cleanup_(nl_cb_putp) struct nl_cb *cb = nl_cb_clone(sock_cb);
+    if (!cb)
+        return -NLE_NOMEM;
+    nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, collect_link_name, l);
+    return nl_recvmsgs(nd->read_sock, cb); /* to the end of the dump */
+}
+
 /* One RTM_GETLINK dump without statistics, of which only the names are read:
  * libnl's link cache parsed every attribute of every link into objects, ~1.1 s
  * for 8192 links (4096 containers) before the daemon could serve. */
@@ -679,24 +699,14 @@ int netdev_list(NetDev *nd, const char *prefix, char ***ret_names)
 {
     if (!nd || !prefix || !ret_names)
         return -EINVAL;
-    LinkNames l = {.prefix = prefix, .prefix_len = strlen(prefix)};
-    _cleanup_(nlmsg_freep) struct nl_msg *msg = nlmsg_alloc_simple(RTM_GETLINK, NLM_F_DUMP);
-    struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
-    if (!msg || nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 ||
-        nla_put_u32(msg, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS) < 0)
-        return -ENOMEM;
-    int r;
-    {
-        READ_LOCKED(nd);
-        r = nl_send_auto(nd->read_sock, msg);
-        _cleanup_(nl_cb_putp) struct nl_cb *sock_cb = nl_socket_get_cb(nd->read_sock);
-        _cleanup_(nl_cb_putp) struct nl_cb *cb = r >= 0 ? nl_cb_clone(sock_cb) : NULL;
-        if (r >= 0 && !cb)
-            r = -NLE_NOMEM;
-        if (r >= 0) {
-            nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, collect_link_name, &l);
-            r = nl_recvmsgs(nd->read_sock, cb); /* to the end of the dump */
-        }
+    int r = -NLE_DUMP_INTR;
+    LinkNames l = {0};
+    /* A dump that links changed under (a dying namespace's veths, right after a
+     * crash) is read again, as libnl's caches do. */
+    for (int attempt = 0; attempt < 10 && r == -NLE_DUMP_INTR; attempt++) {
+        strv_free(l.names);
+        l = (LinkNames){.prefix = prefix, .prefix_len = strlen(prefix)};
+        r = list_once(nd, &l);
     }
     if (r >= 0 && l.error)
         r = l.error;
