@@ -244,6 +244,30 @@ static int log_file_path(Garden *g, Container *c, const char *id, char **ret)
     return r;
 }
 
+/* Start the process of dirpath (its spec written): through an idle shim when one
+ * is ready, else through a shim started for it. *ret_pooled says which. */
+static int start_process(Garden *g, int dirfd, const char *dirpath, pid_t *ret_pid,
+                         bool *ret_pooled, Failure *reterr)
+{
+    int fd;
+    *ret_pooled = false;
+    while (garden_shim_pool_take(g, &fd) >= 0) {
+        failure_clear(reterr);
+        int r = proc_idle_take(fd, dirpath, ret_pid, reterr);
+        if (r >= 0) {
+            *ret_pooled = true;
+            return 0;
+        }
+        /* Killed while idle (before the directory reached it, or before it wrote
+         * anything there): nothing started, so another shim may. */
+        if (r != -EPIPE && !(r == -ECONNRESET && faccessat(dirfd, "pid", F_OK, 0) < 0))
+            return r;
+        log_debug("An idle shim was gone: %s", reterr->message);
+    }
+    failure_clear(reterr);
+    return proc_start(g->cfg.shim_path, dirpath, ret_pid, reterr);
+}
+
 static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
                        char **ret_id, ApiError *reterr)
 {
@@ -375,10 +399,12 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     }
     testhook_point("run.spec");
     pid_t pid;
+    bool pooled;
     int64_t t1 = clock_monotonic_ns();
-    r = proc_start(g->cfg.shim_path, dirpath, &pid, &failure);
-    log_debug("Process '%s': prepared in %.2f ms, shim started it in %.2f ms", id,
-              (double)(t1 - t0) / 1e6, (double)(clock_monotonic_ns() - t1) / 1e6);
+    r = start_process(g, dirfd, dirpath, &pid, &pooled, &failure);
+    log_debug("Process '%s': prepared in %.2f ms, %s shim started it in %.2f ms", id,
+              (double)(t1 - t0) / 1e6, pooled ? "an idle" : "a new",
+              (double)(clock_monotonic_ns() - t1) / 1e6);
     if (r < 0) {
         /* Nothing runs: the id is free again. */
         garden_pea_abort(&pea);

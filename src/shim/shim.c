@@ -2,8 +2,13 @@
  * detaches from the daemon, starts the process described by DIR/spec, reports
  * "ok <pid>" or "err <errno> <message>" on fd 3, then serves DIR/sock until the
  * process has exited and its status was delivered. The contract is
- * include/cloche/shim-protocol.h. */
+ * include/cloche/shim-protocol.h.
+ *
+ * cloche-shim --idle LABEL [PADDING]: the same, but first it waits, detached,
+ * for the daemon to name DIR on fd 3 (idle.c); LABEL (the daemon's depot) is
+ * there for ps, PADDING (blanks) makes room to name DIR in the argv later. */
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -99,12 +104,19 @@ static int listen_on(int dirfd, const char *name, ShimError *reterr)
     return TAKE_FD(fd);
 }
 
+uint64_t shim_own_start_time(void)
+{
+    static uint64_t start;
+    if (!start && procfs_start_time(getpid(), &start) < 0)
+        start = 0;
+    return start;
+}
+
 int shim_write_pid_file(int dirfd, pid_t pid)
 {
-    uint64_t start;
-    int r = procfs_start_time(getpid(), &start);
-    if (r < 0)
-        return r;
+    uint64_t start = shim_own_start_time();
+    if (!start)
+        return -EIO;
     char text[96];
     int len = snprintf(text, sizeof(text), "%d %llu %d\n", (int)getpid(), (unsigned long long)start,
                        (int)pid);
@@ -172,10 +184,32 @@ fail:
     return 1;
 }
 
+/* An idle shim that took a process names its directory in its argv, as one
+ * started for it does (`cloche-shim DIR`), so ps and the daemon's tests tell
+ * the shims apart: the argv area, padded by the daemon for this, is rewritten in
+ * place (no PR_SET_MM: that needs CAP_SYS_RESOURCE). */
+static void retitle(int argc, char **argv, const char *dir)
+{
+    char *start = argv[0], *end = argv[argc - 1] + strlen(argv[argc - 1]) + 1;
+    size_t size = (size_t)(end - start);
+    const char *name = "cloche-shim";
+    size_t nl = strlen(name) + 1, dl = strlen(dir);
+    if (size < nl + 2)
+        return;
+    if (dl > size - nl - 1)
+        dl = size - nl - 1;
+    memset(start, 0, size);
+    memcpy(start, name, nl);
+    memcpy(start + nl, dir, dl);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 2 || fcntl(START_FD, F_GETFD) < 0) {
-        fprintf(stderr, "Usage: cloche-shim DIR, with fd 3 the write end of the start pipe\n");
+    bool idle = argc >= 3 && argc <= 4 && strcmp(argv[1], "--idle") == 0;
+    if ((argc != 2 && !idle) || fcntl(START_FD, F_GETFD) < 0) {
+        fprintf(stderr, "Usage: cloche-shim DIR, with fd 3 the write end of the start pipe\n"
+                        "       cloche-shim --idle LABEL [PADDING], with fd 3 a socket to the "
+                        "daemon\n");
         return 2;
     }
     /* Detach: the daemon reaps the first process at once. */
@@ -206,5 +240,12 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &mask, NULL);
     if (chdir("/") < 0)
         return 1;
+    if (idle) {
+        char dir[PATH_MAX];
+        if (shim_idle_wait(START_FD, dir, sizeof(dir)) < 0)
+            return 0; /* dropped, or the daemon ended: nothing was started */
+        retitle(argc, argv, dir);
+        return run(dir);
+    }
     return run(argv[1]);
 }

@@ -223,6 +223,15 @@ int shim_pea_noted(pid_t pid, uint64_t *ret_mnt_ns);
 void shim_pea_finish(const ShimSpec *spec, uint64_t mnt_ns, int dirfd);
 /* Write dirfd/pid for the process pid (the shim's own pid and start time first). */
 int shim_write_pid_file(int dirfd, pid_t pid);
+/* The shim's own start time (/proc/self/stat, read once); 0 if unreadable. */
+uint64_t shim_own_start_time(void);
+
+/* ---- the pool (idle.c) ---- */
+
+/* As an idle shim: report "ready <pid>" on fd, then wait for the daemon to name
+ * the process directory (an absolute path, into ret_dir). -EPIPE when the daemon's
+ * end closed first (exit quietly), -EBADMSG for a malformed message. */
+int shim_idle_wait(int fd, char *ret_dir, size_t size);
 
 /* ---- log files (log.c) ---- */
 
