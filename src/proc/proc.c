@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -196,6 +197,16 @@ static int spec_addf(FILE *f, const char *key, const char *fmt, ...)
 
 int proc_write_spec(int dirfd, const ProcLaunch *l)
 {
+    _cleanup_free_ char *buf = NULL;
+    size_t len;
+    int r = proc_format_spec(l, &buf, &len);
+    if (r < 0)
+        return r;
+    return atomic_write_volatile_at(dirfd, "spec", buf, len, 0600);
+}
+
+int proc_format_spec(const ProcLaunch *l, char **ret, size_t *ret_len)
+{
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -249,9 +260,9 @@ int proc_write_spec(int dirfd, const ProcLaunch *l)
         free(buf);
         return -EIO;
     }
-    int r = atomic_write_volatile_at(dirfd, "spec", buf, len, 0600);
-    free(buf);
-    return r;
+    *ret = buf;
+    *ret_len = len;
+    return 0;
 }
 
 /* Read the shim's start line from rd (up to its newline or EOF) and decode it. An
@@ -382,12 +393,20 @@ int proc_idle_spawn(const char *shim_path, const char *label, int *ret_fd, pid_t
     return 0;
 }
 
-int proc_idle_take(int fd, const char *dir, pid_t *ret_pid, Failure *reterr)
+int proc_idle_take(int fd, const char *dir, const char *spec, size_t spec_len, pid_t *ret_pid,
+                   Failure *reterr)
 {
     _cleanup_close_ int sock = fd;
-    size_t len = strlen(dir);
+    if (spec && spec_len > SHIM_IDLE_SPEC_MAX)
+        return failure_errno(reterr, -EMSGSIZE, "The spec is too large for an idle shim");
+    /* One message: "DIR" or "DIR\nSPEC". */
+    struct iovec iov[3] = {{.iov_base = (void *)dir, .iov_len = strlen(dir)},
+                           {.iov_base = (void *)"\n", .iov_len = 1},
+                           {.iov_base = (void *)spec, .iov_len = spec_len}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = spec ? 3 : 1};
+    size_t len = iov[0].iov_len + (spec ? 1 + spec_len : 0);
     ssize_t n;
-    while ((n = send(sock, dir, len, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR)
+    while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR)
         ;
     if (n != (ssize_t)len)
         /* Gone before it took anything (killed): nothing was started. */

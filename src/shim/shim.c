@@ -123,8 +123,11 @@ int shim_write_pid_file(int dirfd, pid_t pid)
     return shim_write_file_atomic(dirfd, "pid.tmp", "pid", text, (size_t)len);
 }
 
-static int run(const char *dir)
+/* spec_text: the spec as an idle shim received it (spec_len bytes, writable one
+ * beyond; taken), or NULL to read DIR/spec. */
+static int run(const char *dir, char *spec_text, size_t spec_len)
 {
+    _cleanup_free_ char *text = spec_text;
     ShimError err = {0};
     ShimSpec spec = {0};
     ShimProcess proc = {
@@ -137,8 +140,13 @@ static int run(const char *dir)
         shim_error(&err, errno, "Failed to open the process directory '%s'", dir);
         goto fail;
     }
-    if (shim_spec_load(dirfd, &spec, &err) < 0)
+    if (text) {
+        if (shim_spec_adopt(text, spec_len, &spec, &err) < 0)
+            goto fail;
+        TAKE_PTR(text); /* the spec's now */
+    } else if (shim_spec_load(dirfd, &spec, &err) < 0) {
         goto fail;
+    }
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -241,11 +249,12 @@ int main(int argc, char **argv)
     if (chdir("/") < 0)
         return 1;
     if (idle) {
-        char dir[PATH_MAX];
-        if (shim_idle_wait(START_FD, dir, sizeof(dir)) < 0)
+        char *message, *spec;
+        size_t spec_len;
+        if (shim_idle_wait(START_FD, &message, &spec, &spec_len) < 0)
             return 0; /* dropped, or the daemon ended: nothing was started */
-        retitle(argc, argv, dir);
-        return run(dir);
+        retitle(argc, argv, message);
+        return run(message, spec, spec_len); /* message lives as long as the shim */
     }
-    return run(argv[1]);
+    return run(argv[1], NULL, 0);
 }

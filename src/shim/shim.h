@@ -10,6 +10,7 @@
 #pragma once
 
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -148,6 +149,9 @@ typedef struct ShimSpec {
 
 /* Read and validate dirfd/spec into *ret (release with shim_spec_clear). */
 int shim_spec_load(int dirfd, ShimSpec *ret, ShimError *reterr);
+/* The same from spec text handed over whole (an idle shim's message): len bytes,
+ * text[len] writable; taken by *ret on success. */
+int shim_spec_adopt(char *text, size_t len, ShimSpec *ret, ShimError *reterr);
 /* Parse spec text (len bytes, modified in place; taken by *ret on success). */
 int shim_spec_parse(char *text, size_t len, ShimSpec *ret, ShimError *reterr);
 void shim_spec_clear(ShimSpec *spec);
@@ -228,10 +232,17 @@ uint64_t shim_own_start_time(void);
 
 /* ---- the pool (idle.c) ---- */
 
-/* As an idle shim: report "ready <pid>" on fd, then wait for the daemon to name
- * the process directory (an absolute path, into ret_dir). -EPIPE when the daemon's
- * end closed first (exit quietly), -EBADMSG for a malformed message. */
-int shim_idle_wait(int fd, char *ret_dir, size_t size);
+/* The largest message an idle shim takes: its directory, a newline and the spec
+ * (a larger spec is written to DIR/spec instead). */
+#define SHIM_IDLE_MESSAGE_MAX (PATH_MAX + SHIM_IDLE_SPEC_MAX + 1)
+
+/* As an idle shim: report "ready <pid>" on fd, then wait for the daemon's one
+ * message: "DIR" (the process directory, absolute; its spec in DIR/spec) or
+ * "DIR\nSPEC". *ret_message is DIR (malloc'd); *ret_spec a malloc'd copy of SPEC
+ * (NUL-terminated after spec_len bytes), or NULL. -EPIPE
+ * when the daemon's end closed first (exit quietly), -EBADMSG for a malformed
+ * message. */
+int shim_idle_wait(int fd, char **ret_message, char **ret_spec, size_t *ret_spec_len);
 
 /* ---- log files (log.c) ---- */
 

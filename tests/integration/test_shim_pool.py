@@ -182,3 +182,21 @@ def test_stop_and_destroy_leave_no_shim_and_the_pool_serves_on(containers):
     client.destroy(handles[0])
     client.destroy(other)
     assert not shims_of(d.depot / "containers")
+
+
+def test_the_spec_goes_in_the_message_or_through_a_file_when_large(containers):
+    d = containers.daemon
+    client = d.client()
+    handle = containers.create(handle="specs")
+    pdir = d.depot / "containers" / handle / "processes"
+    for name, size in (("small", 10), ("large", 100 << 10)):  # SHIM_IDLE_SPEC_MAX is 64 KiB
+        idle = pool_full(d)
+        p = client.run(handle, {"path": "sh", "args": ["-c", 'echo ${#BIG}'], "id": name,
+                                "env": ["BIG=" + "x" * size]})
+        try:
+            assert p.wait(WAIT) == 0
+        finally:
+            p.close()
+        assert p.stdout == f"{size}\n".encode()
+        assert recorded_shim(d, handle, name) in idle
+        assert (pdir / name / "spec").exists() == (name == "large")
