@@ -161,16 +161,8 @@ static int run(const char *dir, char *spec_text, size_t spec_len)
         control_fd = listen_on(dirfd, "ctl", &err);
     if (listen_fd < 0 || control_fd < 0)
         goto fail;
-    if (shim_process_start(&spec, &proc, &err) < 0)
+    if (shim_process_start(&spec, dirfd, &proc, &err) < 0)
         goto fail;
-    r = shim_write_pid_file(dirfd, proc.pid);
-    if (r < 0) {
-        shim_error(&err, r, "Failed to write the pid file");
-        kill(proc.pid, SIGKILL);
-        while (waitpid(proc.pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        goto fail;
-    }
 
     char line[32];
     snprintf(line, sizeof(line), "ok %d\n", (int)proc.pid);

@@ -167,8 +167,9 @@ typedef struct ShimProcess {
 } ShimProcess;
 
 /* Start the process of spec inside the namespaces of its init and in its cgroups;
- * returns once it has exec'd (or failed, with nothing left running). */
-int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr);
+ * returns once it has exec'd (or failed, with nothing left running). With
+ * pid_dirfd >= 0, writes pid_dirfd/pid meanwhile (shim_write_pid_file). */
+int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, ShimError *reterr);
 
 /* Serve DIR/sock until the process has exited and its status was delivered (or the
  * linger time ran out). listen_fd and signal_fd are borrowed; proc's fds are taken.

@@ -571,14 +571,19 @@ static int clone_process(StartPlan *plan, int cgroup2, pid_t *ret_pid, ShimError
  * report pipe closes at the exec, or carries why it failed. A pea stops once in
  * its root until the shim has noted its mount namespace. */
 static int release_and_await(const ShimSpec *spec, ShimProcess *proc, int *go_write,
-                             int report_read, ShimError *reterr)
+                             int report_read, int pid_dirfd, ShimError *reterr)
 {
     char go = 'g';
     if (write(*go_write, &go, 1) != 1)
         return shim_error(reterr, errno, "Failed to start the process");
     shim_closep(go_write);
+    /* While the process enters the container and execs (on another CPU, with
+     * luck): a failed start removes the whole directory anyway. */
+    int r;
+    if (pid_dirfd >= 0 && (r = shim_write_pid_file(pid_dirfd, proc->pid)) < 0)
+        return shim_error(reterr, r, "Failed to write the pid file");
     Report rep;
-    int r = read_report(report_read, &rep);
+    r = read_report(report_read, &rep);
     if (r > 0 && rep.stage == STAGE_PEA_READY) {
         if ((r = shim_pea_noted(proc->pid, &proc->pea_mnt_ns)) < 0)
             return shim_error(reterr, r, "Failed to start the pea");
@@ -592,7 +597,7 @@ static int release_and_await(const ShimSpec *spec, ShimProcess *proc, int *go_wr
     return 0;
 }
 
-int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr)
+int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, ShimError *reterr)
 {
     ShimProcess proc = {
         .pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .master_fd = -1};
@@ -652,7 +657,7 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
 
     if ((r = attach_cgroups(cgroup_fds, spec->n_cgroups, proc.pid, spec, reterr)) < 0)
         goto out;
-    if ((r = release_and_await(spec, &proc, &go_pipe[1], report_pipe[0], reterr)) < 0)
+    if ((r = release_and_await(spec, &proc, &go_pipe[1], report_pipe[0], pid_dirfd, reterr)) < 0)
         goto out;
     *ret = proc;
     proc = (ShimProcess){.pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
