@@ -48,6 +48,9 @@ void garden_shim_pool_stop(Garden *g);
 /* An idle shim's socket for proc_idle_take() (taken by the caller); -ENOENT when
  * none is ready (then start one with proc_start()). */
 int garden_shim_pool_take(Garden *g, int *ret_fd);
+/* Start replacements for the idle shims taken (after the start they served, so
+ * that the spawn does not compete with it). */
+void garden_shim_pool_refill(Garden *g);
 
 struct Container {
     atomic_uint refcount;

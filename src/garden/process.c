@@ -418,6 +418,7 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     bool pooled;
     int64_t t1 = clock_monotonic_ns();
     r = start_process(g, dirfd, dirpath, &launch, &pid, &pooled, &failure);
+    garden_shim_pool_refill(g);
     log_debug("Process '%s': prepared in %.2f ms, %s shim started it in %.2f ms", id,
               (double)(t1 - t0) / 1e6, pooled ? "an idle" : "a new",
               (double)(clock_monotonic_ns() - t1) / 1e6);

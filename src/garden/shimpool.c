@@ -174,9 +174,16 @@ int garden_shim_pool_take(Garden *g, int *ret_fd)
     pthread_mutex_lock(&p->lock);
     int fd = p->n ? p->idle[--p->n].fd : -1;
     pthread_mutex_unlock(&p->lock);
-    wake(p); /* refill, now or as soon as a start failure's wait is over */
-    if (fd < 0)
+    if (fd < 0) {
+        wake(p); /* in case it waits out a failed start: try again now */
         return -ENOENT;
+    }
     *ret_fd = fd;
     return 0;
+}
+
+void garden_shim_pool_refill(Garden *g)
+{
+    if (g->shim_pool)
+        wake(g->shim_pool);
 }
