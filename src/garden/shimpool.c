@@ -103,6 +103,7 @@ static void *pool_loop(void *userdata)
             uint64_t v;
             ssize_t got = read(p->wake, &v, sizeof(v));
             (void)got;
+            retry_ms = -1; /* a Run found the pool empty: try again now */
         }
         /* An idle shim never writes after "ready": any event is its end. */
         for (nfds_t i = 1; i < n; i++)
