@@ -11,7 +11,7 @@ static void add_u64(json_object *o, const char *key, uint64_t v)
     json_object_object_add(o, key, json_new_u64(v));
 }
 
-static json_object *memory_stat_to_json(const CgroupMemoryStat *m)
+static json_object *memory_stat_to_json(const ContainerMemoryStats *m)
 {
     json_object *o = json_object_new_object();
     if (!o)
