@@ -53,6 +53,9 @@ int api_container_metrics(ApiRequest *req, Container *c, bool may_cache, json_ob
                           ApiError *err);
 int route_metrics(ApiRequest *req);
 int route_metrics_history(ApiRequest *req);
+#ifdef CLOCHE_TEST_HOOKS
+int route_test_history(ApiRequest *req);
+#endif
 
 /* routes-logs.c: GET .../cloche/logs without follow, as an ordinary reply. */
 int route_container_logs(ApiRequest *req);

@@ -171,3 +171,33 @@ int route_metrics_history(ApiRequest *req)
     req->reply = o;
     return o ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
 }
+
+#ifdef CLOCHE_TEST_HOOKS
+/* Test builds only (-Dtest_hooks=true): POST /containers/H/cloche/test/history?seconds=S
+ * fills the history with made-up samples over the last S seconds (at most 8 days),
+ * as the sampler would have, so a test or a benchmark need not wait a week. */
+#define TEST_HISTORY_SECONDS_MAX (8 * 24 * 3600)
+int route_test_history(ApiRequest *req)
+{
+    const char *text = strmap_get(&req->query, "seconds");
+    char *end = NULL;
+    errno = 0;
+    long long seconds = text ? strtoll(text, &end, 10) : -1;
+    if (!text || errno || *end || seconds < 0 || seconds > TEST_HISTORY_SECONDS_MAX)
+        return api_bad_request(&req->error, "Invalid 'seconds' %s: expected 0 to %d",
+                               text ? text : "(none)", TEST_HISTORY_SECONDS_MAX);
+    Container *c;
+    int r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    size_t added = 0;
+    r = container_history_synthesise(req->garden, c, seconds, &added);
+    if (r < 0)
+        return api_internal_error(&req->error, r, "Failed to fill the history");
+    json_object *o = json_object_new_object();
+    if (o)
+        json_object_object_add(o, "added", json_new_u64(added));
+    req->reply = o;
+    return o ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+}
+#endif

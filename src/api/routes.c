@@ -555,6 +555,10 @@ const Route api_routes[] = {
     {"Metrics", "GET", C "/metrics", ROUTE_CONTAINER | ROUTE_SLOW, route_metrics},
     /* cloche's extensions */
     {"MetricsHistory", "GET", C "/metrics/history", ROUTE_CONTAINER, route_metrics_history},
+#ifdef CLOCHE_TEST_HOOKS
+    {"TestHistory", "POST", C "/cloche/test/history", ROUTE_CONTAINER | ROUTE_SLOW,
+     route_test_history},
+#endif
     {"Prometheus", "GET", "/metrics", ROUTE_SLOW, route_prometheus},
     {"Host", "GET", "/cloche/host", ROUTE_SLOW, route_host},
     {"Dashboard", "GET", "/ui/", ROUTE_INLINE, route_ui},

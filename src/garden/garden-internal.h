@@ -15,6 +15,7 @@
 #include "cloche/grace.h"
 #include "cloche/hashmap.h"
 #include "cloche/history.h"
+#include "cloche/history-store.h"
 #include "cloche/sandbox.h"
 #include "cloche/security.h"
 
@@ -67,11 +68,11 @@ struct Container {
     size_t oom_slot;
     uint64_t oom_count; /* the kernel's oom_kill count last seen, under lock */
 
-    /* Metrics history (sampler.c), under lock. */
-    History *history;
+    /* Metrics history (sampler.c), under lock: its records are in the depot
+     * directory's file, only its bookkeeping here. */
+    HistoryStore *history;
     int64_t sample_mono_ns;
     uint64_t sample_cpu_ns, sample_rx, sample_tx;
-    unsigned samples_unsaved;
     /* The last walk of a plain writable layer (metrics.c), under lock. */
     int64_t disk_walked_ns;
     DiskUsage disk_walked;
