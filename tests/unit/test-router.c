@@ -28,7 +28,8 @@ int main(void)
     char allow[64];
     const Route *r;
 
-    is_int(api_routes_count, 49 + TEST_HOOK_ROUTES, "the table has Garden's 28 routes and 21 of cloche's");
+    is_int(api_routes_count, 49 + TEST_HOOK_ROUTES,
+           "the table has Garden's 28 routes and 21 of cloche's");
 
     static const struct {
         const char *method, *path, *name;
