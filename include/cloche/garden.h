@@ -259,8 +259,8 @@ int container_metrics_history(Garden *g, Container *c, int64_t since, HistorySam
                               size_t *ret_n, unsigned *ret_interval);
 
 #ifdef CLOCHE_TEST_HOOKS
-/* Test builds only: add made-up samples, one per interval over the last `seconds`
- * (after the newest sample, if later), through the sampler's own path. */
+/* Test builds only: replace the history by made-up samples, one per interval over
+ * the last `seconds`, added through the sampler's own path. */
 int container_history_synthesise(Garden *g, Container *c, int64_t seconds, size_t *ret_added);
 #endif
 

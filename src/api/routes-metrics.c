@@ -174,8 +174,8 @@ int route_metrics_history(ApiRequest *req)
 
 #ifdef CLOCHE_TEST_HOOKS
 /* Test builds only (-Dtest_hooks=true): POST /containers/H/cloche/test/history?seconds=S
- * fills the history with made-up samples over the last S seconds (at most 8 days),
- * as the sampler would have, so a test or a benchmark need not wait a week. */
+ * replaces the history by made-up samples over the last S seconds (at most 8 days),
+ * added as the sampler adds its own, so a test or a benchmark need not wait a week. */
 #define TEST_HISTORY_SECONDS_MAX (8 * 24 * 3600)
 int route_test_history(ApiRequest *req)
 {

@@ -256,8 +256,8 @@ int container_metrics_history(Garden *g, Container *c, int64_t since, HistorySam
 }
 
 #ifdef CLOCHE_TEST_HOOKS
-/* Test builds only: a steady made-up load, sample by sample through the path the
- * sampler takes, from `seconds` ago (or just after the newest sample) to now. */
+/* Test builds only: the history replaced by a made-up load, sample by sample through
+ * the path the sampler takes, from `seconds` ago to now. */
 int container_history_synthesise(Garden *g, Container *c, int64_t seconds, size_t *ret_added)
 {
     *ret_added = 0;
@@ -268,10 +268,10 @@ int container_history_synthesise(Garden *g, Container *c, int64_t seconds, size_
         return dfd;
     int64_t now = time(NULL);
     pthread_mutex_lock(&c->lock);
+    /* A new history in place of the one there (its file is replaced at the first
+     * flush), so that the week may end now. */
+    c->history = history_store_free(c->history);
     int64_t t = now - seconds;
-    HistorySample newest;
-    if (c->history && history_store_latest(c->history, &newest) == 0 && newest.time >= t)
-        t = newest.time + interval;
     uint64_t limit = c->rec.spec.limits.memory.limit_in_bytes;
     int r = 0;
     for (uint64_t i = 0; t <= now; t += interval, i++) {
