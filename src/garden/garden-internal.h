@@ -123,9 +123,10 @@ struct Garden {
     pthread_t reaper;
     bool reaper_started;
     pthread_mutex_t stats_lock; /* the link counters' snapshot (bulk metrics) */
-    NetDevNamedStats *stats;    /* sorted by name */
+    NetDevIndexedStats *stats;  /* sorted by ifindex */
     size_t n_stats;
     int64_t stats_at_ns;
+    int ifindex_sock; /* a datagram socket for SIOCGIFINDEX (-1 until net set-up) */
 
     /* OOM watch (oom.c). */
     pthread_mutex_t oom_lock; /* the slots; taken before any container's lock */

@@ -113,7 +113,7 @@ static void sample_one(Garden *g, Container *c, int64_t now_s, int64_t now_mono_
     if (c->rec.net.id && g->netdev) {
         char host_if[32];
         garden_net_host_if(g, &c->rec.net, host_if, sizeof(host_if));
-        (void)netdev_stats(g->netdev, host_if, &net);
+        (void)garden_net_stats_cached(g, host_if, &net);
     }
     /* The host end sees the container's traffic mirrored. */
     uint64_t rx = net.tx_bytes, tx = net.rx_bytes;
