@@ -15,6 +15,7 @@
 #include "cloche/api.h"
 #include "cloche/duration.h"
 #include "cloche/fileio.h"
+#include "cloche/garden-setup.h"
 #include "cloche/garden.h"
 #include "cloche/conffile.h"
 #include "cloche/image.h"
@@ -715,6 +716,133 @@ static char *default_helper_binary(const char *name)
     return asprintf(&path, "%s/%s", CLOCHE_LIBEXECDIR, name) < 0 ? NULL : path;
 }
 
+/* Socket activation (systemd's cloche.socket, systemd-socket-activate): the
+ * handed-over sockets replace --bind-socket and --bind-ip. Their number, or -1. */
+static int take_listen_fds(int fds[API_MAX_LISTENERS])
+{
+    int n_fds = sd_listen_fds(1);
+    if (n_fds < 0) {
+        log_error_errno(n_fds, "Failed to take the sockets handed over (LISTEN_FDS): %m");
+        return -1;
+    }
+    if (n_fds > API_MAX_LISTENERS) {
+        log_error("%d sockets were handed over; at most %d can be served", n_fds,
+                  API_MAX_LISTENERS);
+        return -1;
+    }
+    for (int i = 0; i < n_fds; i++)
+        fds[i] = SD_LISTEN_FDS_START + i;
+    return n_fds;
+}
+
+/* The helper binaries, from the options or beside the daemon. */
+typedef struct Helpers {
+    char *init, *shim, *tar;
+    bool have_shim, have_tar;
+} Helpers;
+
+static void helpers_done(Helpers *h)
+{
+    free(h->init);
+    free(h->shim);
+    free(h->tar);
+}
+
+static int find_helpers(const Options *o, Helpers *ret)
+{
+    ret->init = o->init_binary ? strdup(o->init_binary) : default_helper_binary("cloche-init");
+    ret->shim = o->shim_binary ? strdup(o->shim_binary) : default_helper_binary("cloche-shim");
+    ret->tar = o->tar_binary ? strdup(o->tar_binary) : default_helper_binary("cloche-tar");
+    if (!ret->init || !ret->shim || !ret->tar)
+        return -ENOMEM;
+    ret->have_shim = access(ret->shim, X_OK) == 0;
+    if (!ret->have_shim)
+        log_warn("cloche-shim is not executable at %s (%m): processes cannot run", ret->shim);
+    ret->have_tar = access(ret->tar, X_OK) == 0;
+    if (!ret->have_tar)
+        log_warn("cloche-tar is not executable at %s (%m): files cannot be streamed", ret->tar);
+    return 0;
+}
+
+static int open_image_store(const Options *o, ImageStore **ret)
+{
+    _cleanup_free_ char *image_dir = NULL;
+    if (asprintf(&image_dir, "%s/images", o->depot) < 0)
+        return -ENOMEM;
+    ImageStoreConfig ic = {
+        .dir = image_dir,
+        .cache_bytes = o->image_cache_bytes,
+        .mirror = o->registry_mirror,
+        .insecure = o->insecure_registries,
+        .n_insecure = o->n_insecure_registries,
+        .ca_file = o->registry_ca,
+        .stall_timeout_s = o->registry_stall_timeout,
+        .eviction_grace_s = o->image_cache_grace,
+    };
+    int r = image_store_new(&ic, ret);
+    if (r < 0)
+        log_error_errno(r, "Failed to open the image store %s: %m", image_dir);
+    return r;
+}
+
+static int open_garden(const Options *o, const Helpers *h, ImageStore *images, Garden **ret)
+{
+    GardenConfig gc = {
+        .images = images,
+        .init_path = h->init,
+        .shim_path = h->have_shim ? h->shim : NULL,
+        .tar_path = h->have_tar ? h->tar : NULL,
+        .uid_pool_base = o->uid_pool_start,
+        .uid_pool_count = o->uid_pool_size,
+        .uid_range_size = o->uid_range_size,
+        .uid_map_shared = o->uid_map_shared,
+        .depot_path = o->depot,
+        .default_rootfs = o->default_rootfs,
+        .max_containers = o->max_containers,
+        .network_capacity = (uint64_t)1 << (30 - o->pool.prefix),
+        .default_grace_time_ns = o->default_grace_time_ns,
+        .cgroup_parent = o->cgroup_parent,
+        .cgroup_delegated = o->cgroup_delegated,
+        .network_pool = o->pool,
+        .network_tag = o->network_tag,
+        .port_pool_start = o->port_pool_start,
+        .port_pool_size = o->port_pool_size,
+        .mtu = o->mtu,
+        .external_ip = o->external_ip,
+        .dns_servers = o->dns,
+        .n_dns_servers = o->n_dns,
+        .deny_networks = o->deny,
+        .n_deny_networks = o->n_deny,
+        .allow_host_access = o->allow_host_access,
+        .no_new_privileges = o->no_new_privileges,
+        .metrics_interval_s = o->metrics_interval,
+    };
+    int r = garden_new(&gc, ret);
+    if (r < 0)
+        return log_error_errno(r, "Failed to start with the depot %s: %m", o->depot);
+    log_info("Depot %s: %zu container(s) restored", o->depot, garden_count(*ret));
+    return 0;
+}
+
+/* Serve until a stop signal, then stop taking requests and finish those in
+ * flight. Every depot write is atomic, so whatever was interrupted left whole
+ * files. */
+static int serve(Garden *garden)
+{
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    log_info("cloched %s ready", CLOCHE_VERSION);
+    /* Type=notify: ready once the depot is loaded and the listeners bound. */
+    (void)sd_notifyf(0, "READY=1\nSTATUS=Serving %zu container(s)", garden_count(garden));
+    int r = api_server_run(the_server);
+    log_info("Shutting down");
+    (void)sd_notify(0, "STOPPING=1");
+    api_server_free(the_server);
+    the_server = NULL;
+    return r;
+}
+
 int main(int argc, char **argv)
 {
     Options o;
@@ -730,22 +858,10 @@ int main(int argc, char **argv)
     _cleanup_free_ char *token = NULL;
     if (o.auth_token_file && read_token(o.auth_token_file, &token) < 0)
         return EXIT_FAILURE;
-
-    /* Socket activation (systemd's cloche.socket, systemd-socket-activate): the
-     * handed-over sockets replace --bind-socket and --bind-ip. */
-    int n_fds = sd_listen_fds(1);
     int listen_fds[API_MAX_LISTENERS];
-    if (n_fds < 0) {
-        log_error_errno(n_fds, "Failed to take the sockets handed over (LISTEN_FDS): %m");
+    int n_fds = take_listen_fds(listen_fds);
+    if (n_fds < 0)
         return EXIT_FAILURE;
-    }
-    if (n_fds > API_MAX_LISTENERS) {
-        log_error("%d sockets were handed over; at most %d can be served", n_fds,
-                  API_MAX_LISTENERS);
-        return EXIT_FAILURE;
-    }
-    for (int i = 0; i < n_fds; i++)
-        listen_fds[i] = SD_LISTEN_FDS_START + i;
     ApiConfig ac = {
         .listen_fds = listen_fds,
         .n_listen_fds = (size_t)n_fds,
@@ -763,101 +879,19 @@ int main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = SIG_IGN};
     sigaction(SIGPIPE, &sa, NULL);
 
-    _cleanup_free_ char *init_binary =
-        o.init_binary ? strdup(o.init_binary) : default_helper_binary("cloche-init");
-    _cleanup_free_ char *shim_binary =
-        o.shim_binary ? strdup(o.shim_binary) : default_helper_binary("cloche-shim");
-    _cleanup_free_ char *tar_binary =
-        o.tar_binary ? strdup(o.tar_binary) : default_helper_binary("cloche-tar");
-    if (!init_binary || !shim_binary || !tar_binary)
-        return EXIT_FAILURE;
-    bool have_shim = access(shim_binary, X_OK) == 0;
-    if (!have_shim)
-        log_warn("cloche-shim is not executable at %s (%m): processes cannot run", shim_binary);
-    bool have_tar = access(tar_binary, X_OK) == 0;
-    if (!have_tar)
-        log_warn("cloche-tar is not executable at %s (%m): files cannot be streamed", tar_binary);
-
-    _cleanup_free_ char *image_dir = NULL;
-    if (asprintf(&image_dir, "%s/images", o.depot) < 0)
-        return EXIT_FAILURE;
-    ImageStoreConfig ic = {
-        .dir = image_dir,
-        .cache_bytes = o.image_cache_bytes,
-        .mirror = o.registry_mirror,
-        .insecure = o.insecure_registries,
-        .n_insecure = o.n_insecure_registries,
-        .ca_file = o.registry_ca,
-        .stall_timeout_s = o.registry_stall_timeout,
-        .eviction_grace_s = o.image_cache_grace,
-    };
+    _cleanup_(helpers_done) Helpers helpers = {0};
     ImageStore *images = NULL;
-    r = image_store_new(&ic, &images);
-    if (r < 0) {
-        log_error_errno(r, "Failed to open the image store %s: %m", image_dir);
+    if (find_helpers(&o, &helpers) < 0 || open_image_store(&o, &images) < 0)
         return EXIT_FAILURE;
-    }
-
-    GardenConfig gc = {
-        .images = images,
-        .init_path = init_binary,
-        .shim_path = have_shim ? shim_binary : NULL,
-        .tar_path = have_tar ? tar_binary : NULL,
-        .uid_pool_base = o.uid_pool_start,
-        .uid_pool_count = o.uid_pool_size,
-        .uid_range_size = o.uid_range_size,
-        .uid_map_shared = o.uid_map_shared,
-        .depot_path = o.depot,
-        .default_rootfs = o.default_rootfs,
-        .max_containers = o.max_containers,
-        .network_capacity = (uint64_t)1 << (30 - o.pool.prefix),
-        .default_grace_time_ns = o.default_grace_time_ns,
-        .cgroup_parent = o.cgroup_parent,
-        .cgroup_delegated = o.cgroup_delegated,
-        .network_pool = o.pool,
-        .network_tag = o.network_tag,
-        .port_pool_start = o.port_pool_start,
-        .port_pool_size = o.port_pool_size,
-        .mtu = o.mtu,
-        .external_ip = o.external_ip,
-        .dns_servers = o.dns,
-        .n_dns_servers = o.n_dns,
-        .deny_networks = o.deny,
-        .n_deny_networks = o.n_deny,
-        .allow_host_access = o.allow_host_access,
-        .no_new_privileges = o.no_new_privileges,
-        .metrics_interval_s = o.metrics_interval,
-    };
     Garden *garden = NULL;
-    r = garden_new(&gc, &garden);
-    if (r < 0) {
-        log_error_errno(r, "Failed to start with the depot %s: %m", o.depot);
+    if (open_garden(&o, &helpers, images, &garden) < 0) {
         image_store_free(images);
         return EXIT_FAILURE;
     }
-    log_info("Depot %s: %zu container(s) restored", o.depot, garden_count(garden));
-
     r = api_server_new(&ac, garden, &the_server);
-    if (r < 0) {
-        garden_free(garden);
-        image_store_free(images);
-        return EXIT_FAILURE;
-    }
-
-    sa = (struct sigaction){.sa_handler = on_stop_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    log_info("cloched %s ready", CLOCHE_VERSION);
-    /* Type=notify: ready once the depot is loaded and the listeners bound. */
-    (void)sd_notifyf(0, "READY=1\nSTATUS=Serving %zu container(s)", garden_count(garden));
-
-    r = api_server_run(the_server);
-    log_info("Shutting down");
-    (void)sd_notify(0, "STOPPING=1");
-    /* Order: stop taking requests and finish those in flight, then the model. Every
-     * depot write is atomic, so whatever was interrupted left whole files. */
-    api_server_free(the_server);
-    the_server = NULL;
+    if (r >= 0)
+        r = serve(garden);
+    /* The model after the server, so no request is left in flight. */
     garden_free(garden);
     image_store_free(images);
     return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

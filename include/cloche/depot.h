@@ -10,23 +10,11 @@
 
 #include <stdint.h>
 
-#include "cloche/error.h"
 #include "cloche/wire.h"
 #include "cloche/strmap.h"
 
 #define DEPOT_RECORD_VERSION 1
 #define DEPOT_RECORD_MAX (16u << 20) /* refuse to read a state file larger than this */
-
-typedef enum ContainerState {
-    CONTAINER_STATE_CREATING = 0,
-    CONTAINER_STATE_ACTIVE,
-    CONTAINER_STATE_STOPPED,
-    CONTAINER_STATE_DESTROYING,
-} ContainerState;
-
-/* "creating", "active", "stopped", "destroying" */
-const char *container_state_to_string(ContainerState s);
-int container_state_from_string(const char *s, ContainerState *ret);
 
 /* A container's network, as allocated (all addresses IPv4, host byte order). */
 typedef struct ContainerNet {

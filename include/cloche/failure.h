@@ -14,12 +14,16 @@
 
 #define FAILURE_MESSAGE_MAX 1024
 
-/* Whose fault it was: the caller's input, a program that cannot be executed, or
- * anything else (the system). Garden picks the reply's status and type from it. */
+/* Whose fault it was: the caller's input, a program that cannot be executed, a
+ * remote party (a registry that failed or sent something invalid), or anything
+ * else (the system). Garden picks the reply's status and type from it and, for
+ * the caller's input, from the errno: -ENOENT names something that does not
+ * exist, -EBUSY/-ESTALE/-EEXIST something that conflicts with the state. */
 typedef enum FailureCause {
     FAILURE_SYSTEM = 0,
-    FAILURE_INPUT,     /* the request itself is wrong: a bad name, a missing path */
-    FAILURE_EXECUTABLE /* the program to run cannot be executed */
+    FAILURE_INPUT,      /* the request itself is wrong: a bad name, a missing path */
+    FAILURE_EXECUTABLE, /* the program to run cannot be executed */
+    FAILURE_REMOTE      /* a peer we depend on failed or lied: a registry, a layer it sent */
 } FailureCause;
 
 typedef struct Failure {

@@ -8,55 +8,15 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "cloche/cgroup.h"
-#include "cloche/depot.h"
 #include "cloche/error.h"
 #include "cloche/history.h"
 #include "cloche/image.h"
-#include "cloche/netpool.h"
 #include "cloche/strmap.h"
+#include "cloche/wire.h"
 
 typedef struct Garden Garden;
 typedef struct Container Container;
 typedef struct GardenEvents GardenEvents;
-
-typedef struct GardenConfig {
-    const char *depot_path;
-    const char *default_rootfs;
-    uint64_t max_containers;       /* from --max-containers */
-    uint64_t network_capacity;     /* number of subnets in --network-pool */
-    int64_t default_grace_time_ns; /* 0 = never */
-    const char *cgroup_parent;
-    /* Pure v2 under systemd's Delegate=yes: the tree goes below the daemon's own
-     * group, cgroup_parent is then a name inside it (cgroup_delegate_self). */
-    bool cgroup_delegated;
-    /* The kernel side. NULL init_path = no containers can be created (unit tests
-     * of the model); otherwise cgroups are set up at start-up. */
-    const char *init_path;   /* cloche-init executable */
-    const char *shim_path;   /* cloche-shim executable */
-    const char *tar_path;    /* cloche-tar executable (borrowed); NULL = no StreamIn/Out */
-    uint32_t uid_pool_base;  /* first host id of the first per-container range */
-    uint32_t uid_pool_count; /* number of ranges (0 = as many as fit, at most 4096) */
-    uint32_t uid_range_size; /* ids per container (0 = SANDBOX_ID_COUNT) */
-    bool uid_map_shared;     /* guardian's map for every container (SANDBOX_SHARED_ROOT) */
-
-    /* Networking (with the kernel side). */
-    Ipv4Net network_pool;
-    const char *network_tag; /* up to 2 of [a-z0-9]: names links "cl<tag>..." and the
-                                table "cloche<tag>", so several daemons can share a host */
-    uint32_t port_pool_start;
-    uint32_t port_pool_size;
-    uint32_t mtu;                /* 0 = the default route's, capped at 1500 */
-    uint32_t external_ip;        /* 0 = the default route interface's address */
-    const uint32_t *dns_servers; /* --dns-server: containers' resolv.conf */
-    size_t n_dns_servers;
-    const Ipv4Net *deny_networks; /* --deny-network */
-    size_t n_deny_networks;
-    bool allow_host_access;
-    unsigned metrics_interval_s; /* the history sampler's period; 0 = 10 s */
-    ImageStore *images;          /* docker:// and oci:// images (borrowed); NULL = none */
-    bool no_new_privileges;      /* --no-new-privileges: no_new_privs for every process */
-} GardenConfig;
 
 typedef struct Capacity {
     uint64_t memory_in_bytes;
@@ -71,9 +31,6 @@ typedef struct Capacity {
     uint64_t image_store_layers;
 } Capacity;
 
-/* Open the depot, load every container recorded in it, start the grace timers.
- * Copies cfg's strings. */
-int garden_new(const GardenConfig *cfg, Garden **ret);
 void garden_free(Garden *g);
 
 int garden_capacity(Garden *g, Capacity *ret);
@@ -89,12 +46,6 @@ void garden_release(Garden *g, Container *c);
  * filter key "garden.state" with value "all" also lists containers that are being
  * created or destroyed (hidden otherwise, as guardian does). */
 int garden_list(Garden *g, const StringMap *filter, char ***ret_handles, size_t *ret_n);
-
-/* Register a container from a complete record: reserves the handle (409 "Handle
- * 'H' already in use" if taken, *rec left with the caller), creates its depot
- * directory and writes the record, then arms its grace timer. On success the
- * record's contents are taken and *rec is zeroed. */
-int garden_register(Garden *g, ContainerRecord *rec, ApiError *reterr);
 
 /* Create a container from spec (its contents are taken; the struct is zeroed):
  * reserve the handle, prepare the root file system, cgroups and namespaces,
@@ -237,10 +188,60 @@ typedef struct ContainerNetInfo {
 } ContainerNetInfo;
 int container_net_info(Garden *g, Container *c, ContainerNetInfo *ret);
 
+/* Garden's ContainerMemoryStat, field for field (JSON key = field name, except
+ * total_usage_toward_limit, which Garden sends as "TotalUsageTowardLimit"). Every
+ * value is in bytes, except the pg* counters (events). How each is read on
+ * cgroup v1 and v2 is cgroup.h's CgroupMemoryStat. */
+typedef struct ContainerMemoryStats {
+    uint64_t active_anon;
+    uint64_t active_file;
+    uint64_t cache;
+    uint64_t hierarchical_memory_limit;
+    uint64_t inactive_anon;
+    uint64_t inactive_file;
+    uint64_t mapped_file;
+    uint64_t pgfault;
+    uint64_t pgmajfault;
+    uint64_t pgpgin;
+    uint64_t pgpgout;
+    uint64_t rss;
+    uint64_t total_active_anon;
+    uint64_t total_active_file;
+    uint64_t total_cache;
+    uint64_t total_inactive_anon;
+    uint64_t total_inactive_file;
+    uint64_t total_mapped_file;
+    uint64_t total_pgfault;
+    uint64_t total_pgmajfault;
+    uint64_t total_pgpgin;
+    uint64_t total_pgpgout;
+    uint64_t total_rss;
+    uint64_t total_unevictable;
+    uint64_t unevictable;
+    uint64_t swap;
+    uint64_t hierarchical_memsw_limit;
+    uint64_t total_swap;
+    uint64_t total_usage_toward_limit;
+    uint64_t anon;
+    uint64_t file;
+    uint64_t swapcached;
+} ContainerMemoryStats;
+
+/* CPU time in nanoseconds and CFS bandwidth counters (0 where the kernel has none). */
+typedef struct ContainerCpuStats {
+    uint64_t usage_ns, user_ns, system_ns;
+    uint64_t nr_periods, nr_throttled, throttled_ns;
+} ContainerCpuStats;
+
+/* Processes now and the limit (0 = none). */
+typedef struct ContainerPidStats {
+    uint64_t current, max;
+} ContainerPidStats;
+
 typedef struct ContainerMetrics {
-    CgroupMemoryStat memory;
-    CgroupCpuStat cpu;
-    CgroupPidStat pids;
+    ContainerMemoryStats memory;
+    ContainerCpuStats cpu;
+    ContainerPidStats pids;
     uint64_t disk_total_bytes, disk_total_inodes; /* the writable layer plus the image */
     uint64_t disk_exclusive_bytes, disk_exclusive_inodes;
     bool has_network;

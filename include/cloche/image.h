@@ -13,14 +13,18 @@
  *
  * An image is handed to the sandbox as one "rootfs" string: its layer
  * directories joined with ':', top layer first (overlayfs's lowerdir order).
- * Thread-safe: concurrent pulls of one layer download it once. */
+ * Thread-safe: concurrent pulls of one layer download it once.
+ *
+ * Errors are the neutral Failure (failure.h): the caller's input with an errno
+ * that says which kind (-EINVAL, -ENOENT, -EBUSY/-ESTALE), FAILURE_REMOTE for a
+ * registry's fault, anything else the system's. garden maps them to HTTP. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "cloche/error.h"
+#include "cloche/failure.h"
 
 #define IMAGE_MAX_LAYERS 128
 #define IMAGE_MANIFEST_MAX (4u << 20) /* manifests and indexes, as Docker's registry */
@@ -42,8 +46,9 @@ typedef struct ImageReference {
     char *digest;     /* DOCKER: "sha256:<64 hex>" or NULL */
 } ImageReference;
 
-/* Parse a reference as Garden writes it in image.uri. 400 with the reason. */
-int image_ref_parse(const char *uri, ImageReference *ret, ApiError *reterr);
+/* Parse a reference as Garden writes it in image.uri. A bad one is input
+ * (-EINVAL) with the reason. */
+int image_ref_parse(const char *uri, ImageReference *ret, Failure *reterr);
 void image_reference_done(ImageReference *ref);
 
 /* The image's config, as the container uses it. All owned; arrays NULL-terminated. */
@@ -105,11 +110,12 @@ void image_pulled_done(ImagePulled *p);
 
 /* Make the image ref names available in the store and describe it. A tag
  * resolved once is served from the store afterwards unless refresh is set
- * (the pull route refreshes). Errors: 400 bad reference, 401/403 refused
- * credentials, 404 unknown image, 502 a registry that failed or lied. */
+ * (the pull route refreshes). Failures: input -EINVAL for a bad reference or
+ * refused credentials, input -ENOENT for an unknown image, FAILURE_REMOTE for a
+ * registry that failed or lied. */
 int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCredentials *cred,
                      bool refresh, ImageProgressFn progress, void *userdata, ImagePulled *ret,
-                     ApiError *reterr);
+                     Failure *reterr);
 
 /* One image name the store knows (a pulled reference). */
 typedef struct ImageInfo {
@@ -124,17 +130,17 @@ int image_store_list(ImageStore *s, ImageInfo **ret, size_t *ret_n);
 void image_info_free(ImageInfo *v, size_t n);
 
 /* Forget the name ref pulled; the image's records and layers no other image
- * and no container uses are removed. 404 unknown, 409 while a container
+ * and no container uses are removed. Input -ENOENT unknown, -EBUSY while a container
  * created from it exists. */
-int image_store_remove(ImageStore *s, const ImageReference *ref, ApiError *reterr);
+int image_store_remove(ImageStore *s, const ImageReference *ref, Failure *reterr);
 
 /* Import: a file in the store's tmp/ for the archive (unnamed: it vanishes when
  * closed), then the archive (an OCI layout or a docker save, as a tar, possibly
  * compressed) taken in as cloche/NAME[:TAG], usable as cloche:///NAME[:TAG].
- * 400 for an archive that is not one. */
+ * Input -EINVAL for an archive that is not one. */
 int image_store_import_file(ImageStore *s, int *ret_fd);
 int image_store_import(ImageStore *s, const char *name_tag, int fd, char **ret_digest,
-                       ApiError *reterr);
+                       Failure *reterr);
 
 /* What a commit changes in the image's config (a Dockerfile's ENV, LABEL, ...).
  * NULL / unset keeps the base image's value. Borrowed strings. */
@@ -157,24 +163,25 @@ typedef struct ImageConfigPatch {
 
 typedef struct ImageCommitOptions {
     const ImageConfigPatch *config; /* NULL: the base image's config as it is */
-    const char *parent;             /* NULL, or the digest the container's image must have (409) */
-    bool no_layer;                  /* record the config only: the base image's layers */
+    const char
+        *parent;   /* NULL, or the digest the container's image must have (else input -ESTALE) */
+    bool no_layer; /* record the config only: the base image's layers */
 } ImageCommitOptions;
 
 /* Commit: the writable layer upper (owned by ids from uid_shift) of a container
  * whose rootfs is the image base_digest, as a new layer on top of it, recorded
- * as cloche/NAME[:TAG]. 400 if the container's root is not a stored image.
+ * as cloche/NAME[:TAG]. Input -EINVAL if the container's root is not a stored image.
  * opts may be NULL (a layer, the base's config). */
 int image_store_commit(ImageStore *s, const char *base_digest, const char *rootfs,
                        const char *upper, uint32_t uid_shift, const char *name_tag,
-                       const ImageCommitOptions *opts, char **ret_digest, ApiError *reterr);
+                       const ImageCommitOptions *opts, char **ret_digest, Failure *reterr);
 
 /* Export an image the store knows (by name) as an OCI archive, written through
  * fn (which returns < 0 to stop). Errors before the first write fill reterr;
  * -EPIPE means the archive had begun and was cut short. */
 typedef int (*ImageWriteFn)(void *userdata, const void *data, size_t len);
 int image_store_export(ImageStore *s, const ImageReference *ref, ImageWriteFn fn, void *userdata,
-                       ApiError *reterr);
+                       Failure *reterr);
 
 /* What the store holds. */
 typedef struct ImageStoreStats {

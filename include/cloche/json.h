@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "cloche/error.h"
+#include "cloche/failure.h"
 
 #define JSON_MAX_DEPTH 32
 
@@ -32,6 +33,9 @@ static inline void json_object_putp(json_object **o)
  *   integer out of range  -> "Number N at offset M is out of range"
  * The body `null` succeeds with *ret = NULL. *ret is untouched on failure. */
 int json_parse_strict(const char *buf, size_t len, json_object **ret, ApiError *reterr);
+/* The same below garden (a registry's or an archive's JSON): the message in a
+ * Failure of cause FAILURE_INPUT (-EINVAL), or FAILURE_SYSTEM for -ENOMEM. */
+int json_parse_value(const char *buf, size_t len, json_object **ret, Failure *reterr);
 
 /* Case-insensitive member lookup (an exact match wins over a case-insensitive one,
  * as in Go's encoding/json). Returns a borrowed pointer or NULL when absent.
@@ -43,6 +47,7 @@ json_object *json_member(json_object *obj, const char *key);
  * 400 in reterr such as "Invalid value for 'grace_time': expected an integer,
  * got a string" or "Invalid value for 'mode': 300 is out of range (0..255)". */
 int json_get_u64(json_object *v, const char *what, uint64_t max, uint64_t *ret, ApiError *reterr);
+int json_read_u64(json_object *v, const char *what, uint64_t max, uint64_t *ret, Failure *reterr);
 int json_get_i64(json_object *v, const char *what, int64_t *ret, ApiError *reterr);
 int json_get_bool(json_object *v, const char *what, bool *ret, ApiError *reterr);
 /* Copies the string (malloc'd) into *ret; rejects strings longer than max_len bytes

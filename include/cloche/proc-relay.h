@@ -18,6 +18,7 @@
  * into a ProcControl and words the exit report. */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -73,3 +74,15 @@ void proc_relay_stop(ProcRelay *r);
  * proc_dirfd: the process's directory (borrowed: its ctl socket and exit file). */
 void proc_relay_run(ProcRelay *r, int ctl, const char *process_id, int shim, int known_exit,
                     int proc_dirfd, const ProcRelayOps *ops);
+
+/* The relay's sibling for a client with no control connection (curl's
+ * one-request Run): follow one process's output from its shim until it exits.
+ * Each stdout (stream 1) or stderr (stream 2) piece goes to output, which
+ * returns false to stop following. shim: the connection to the shim (taken; -1
+ * with known_exit >= 0 when the process has exited); client: the client's socket
+ * (borrowed), whose hang-up detaches; stop: checked every second (server
+ * shutdown). Returns the exit status (255 when the shim went away without one),
+ * or known_exit when following ended otherwise (a detach, output's false). */
+typedef bool (*ProcOutputFn)(void *userdata, int stream, const void *data, size_t len);
+int proc_output_follow(int shim, int known_exit, int client, const atomic_bool *stop,
+                       ProcOutputFn output, void *userdata);

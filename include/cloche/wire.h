@@ -296,6 +296,18 @@ json_object *spec_encode_disk_limits(const DiskLimits *l);
 json_object *spec_encode_bandwidth_limits(const BandwidthLimits *l);
 json_object *spec_encode_pid_limits(const PidLimits *l);
 
+/* A container's state as Garden's Info and cloche's records spell it. */
+typedef enum ContainerState {
+    CONTAINER_STATE_CREATING = 0,
+    CONTAINER_STATE_ACTIVE,
+    CONTAINER_STATE_STOPPED,
+    CONTAINER_STATE_DESTROYING,
+} ContainerState;
+
+/* "creating", "active", "stopped", "destroying" */
+const char *container_state_to_string(ContainerState s);
+int container_state_from_string(const char *s, ContainerState *ret);
+
 /* Free the contents (not the struct itself) and zero it. NULL-safe. */
 void container_spec_done(ContainerSpec *spec);
 void process_spec_done(ProcessSpec *spec);

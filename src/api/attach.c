@@ -3,9 +3,10 @@
  * the stdout/stderr requests hand their connections to it. The bytes are moved
  * by the attachment's relay (proc/relay.c) on the Run/Attach connection's own
  * thread; this file keeps the stream ids, writes the reply heads, decodes the
- * control lines (control.c) and words the exit line. */
+ * control lines (control.c) and words the exit line. curl's one-request Run
+ * reads the shim through proc_output_follow (proc/frame.c) and words its lines
+ * here. */
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,8 +22,6 @@
 #include "cloche/json.h"
 #include "cloche/log.h"
 #include "cloche/proc-relay.h"
-#include "cloche/proc.h"
-#include "cloche/shim-protocol.h"
 #include "cloche/clock.h"
 #include "cloche/fdio.h"
 #include "reqstats.h"
@@ -211,6 +210,25 @@ static bool send_ndjson(int fd, int minor, json_object *o)
            send_whole(fd, "\r\n", 2);
 }
 
+typedef struct NdjsonOutput {
+    int fd, minor;
+    const char *process_id;
+    bool ok;
+} NdjsonOutput;
+
+/* One {"process_id","source","data"} line per piece of output. */
+static bool ndjson_output(void *userdata, int stream, const void *data, size_t len)
+{
+    NdjsonOutput *out = userdata;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "process_id", json_object_new_string(out->process_id));
+    json_object_object_add(o, "source", json_object_new_int(stream));
+    json_object_object_add(o, "data", json_object_new_string_len(data, (int)len));
+    out->ok = send_ndjson(out->fd, out->minor, o);
+    json_object_put(o);
+    return out->ok;
+}
+
 void api_attach_serve_ndjson(int fd, int minor, const char *process_id, int shim, int known_exit)
 {
     char date[64], head[256];
@@ -221,54 +239,24 @@ void api_attach_serve_ndjson(int fd, int minor, const char *process_id, int shim
                                 : "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nDate: "
                                   "%s\r\nTransfer-Encoding: chunked\r\n\r\n",
                      date);
-    ProcFrameReader fr;
     reqstats_stream_reply(200);
-    bool ok = send_whole(fd, head, (size_t)n) && proc_frame_reader_init(&fr) >= 0;
-    if (!ok) {
+    if (!send_whole(fd, head, (size_t)n)) {
         if (shim >= 0)
             close(shim);
         return;
     }
+    NdjsonOutput out = {.fd = fd, .minor = minor, .process_id = process_id};
     json_object *first = json_object_new_object();
     json_object_object_add(first, "process_id", json_object_new_string(process_id));
-    ok = send_ndjson(fd, minor, first);
+    out.ok = send_ndjson(fd, minor, first);
     json_object_put(first);
-
-    int status = known_exit;
-    while (ok && shim >= 0 && !atomic_load(&stopping)) {
-        struct pollfd pfd[2] = {{.fd = shim, .events = POLLIN}, {.fd = fd, .events = POLLRDHUP}};
-        if (poll(pfd, 2, 1000) <= 0)
-            continue;
-        if (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))
-            break; /* curl went away: detach */
-        int r = proc_frame_read(&fr, shim);
-        if (r < 0) {
-            status = status < 0 ? 255 : status;
-            break;
-        }
-        if (r == 0)
-            continue;
-        uint8_t type = fr.header[0];
-        if (type == SHIM_FRAME_EXIT) {
-            char buf[16] = {0};
-            memcpy(buf, fr.payload, fr.payload_len < 15 ? fr.payload_len : 15);
-            status = atoi(buf);
-            break;
-        }
-        if (type != SHIM_FRAME_STDOUT && type != SHIM_FRAME_STDERR)
-            continue;
-        json_object *o = json_object_new_object();
-        json_object_object_add(o, "process_id", json_object_new_string(process_id));
-        json_object_object_add(o, "source", json_object_new_int(type == SHIM_FRAME_STDOUT ? 1 : 2));
-        json_object_object_add(
-            o, "data", json_object_new_string_len((const char *)fr.payload, (int)fr.payload_len));
-        ok = send_ndjson(fd, minor, o);
-        json_object_put(o);
+    if (!out.ok) {
+        if (shim >= 0)
+            close(shim);
+        return;
     }
-    if (shim >= 0)
-        close(shim);
-    proc_frame_reader_done(&fr);
-    if (ok && status >= 0) {
+    int status = proc_output_follow(shim, known_exit, fd, &stopping, ndjson_output, &out);
+    if (out.ok && status >= 0) {
         json_object *o = json_object_new_object();
         json_object_object_add(o, "process_id", json_object_new_string(process_id));
         json_object_object_add(o, "exit_status", json_object_new_int(status));

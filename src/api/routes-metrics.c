@@ -22,7 +22,7 @@ typedef struct MetricField {
 #define MEMORY_STAT_FIELDS 32
 
 /* MemoryStat's keys in Garden's order, with their values. */
-static void memory_stat_fields(const CgroupMemoryStat *m, MetricField out[MEMORY_STAT_FIELDS])
+static void memory_stat_fields(const ContainerMemoryStats *m, MetricField out[MEMORY_STAT_FIELDS])
 {
     const MetricField fields[MEMORY_STAT_FIELDS] = {
         {"active_anon", m->active_anon},
@@ -61,7 +61,7 @@ static void memory_stat_fields(const CgroupMemoryStat *m, MetricField out[MEMORY
     memcpy(out, fields, sizeof(fields));
 }
 
-static json_object *memory_stat_to_json(const CgroupMemoryStat *m)
+static json_object *memory_stat_to_json(const ContainerMemoryStats *m)
 {
     json_object *o = json_object_new_object();
     if (!o)

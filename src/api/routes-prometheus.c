@@ -167,7 +167,7 @@ static const struct {
 static uint64_t value_of(Value v, const Scraped *s)
 {
     const ContainerMetrics *m = &s->m;
-    const CgroupMemoryStat *mem = &m->memory;
+    const ContainerMemoryStats *mem = &m->memory;
     uint64_t usage = s->o.has_usage ? s->o.memory_usage : mem->total_rss + mem->total_cache;
     switch (v) {
     case V_CPU_TOTAL:

@@ -266,19 +266,12 @@ static unsigned default_threads(void)
     return cpus > 4 ? (unsigned)cpus * 2 : 8;
 }
 
-int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
+/* The server object with its configuration copied; no fd open yet. */
+static ApiServer *server_alloc(const ApiConfig *cfg, Garden *garden, bool unix_sock)
 {
-    bool unix_sock = cfg->socket_path && *cfg->socket_path;
-    bool tcp = cfg->bind_ip && *cfg->bind_ip;
-    int check = api_config_check(cfg);
-    if (check < 0)
-        return check;
-    if (cfg->n_listen_fds > 0)
-        unix_sock = tcp = false; /* the service manager's sockets replace ours */
-
     ApiServer *s = calloc(1, sizeof(*s));
     if (!s)
-        return -ENOMEM;
+        return NULL;
     s->cfg = *cfg;
     s->garden = garden;
     s->epfd = -EBADF;
@@ -299,111 +292,143 @@ int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
         s->cfg.max_body = API_DEFAULT_MAX_BODY;
     if (!s->cfg.max_connections)
         s->cfg.max_connections = API_DEFAULT_MAX_CONNECTIONS;
+    return s;
+}
 
-    int r;
+/* The epoll set and the stop eventfd in it. */
+static int server_open_loop(ApiServer *s)
+{
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     s->stop.kind = ITEM_STOP;
     s->stop.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->epfd < 0 || s->stop.fd < 0) {
-        r = -errno;
-        goto fail;
-    }
-    if ((r = epoll_add(s, &s->stop, EPOLLIN)) < 0)
-        goto fail;
+    if (s->epfd < 0 || s->stop.fd < 0)
+        return -errno;
+    return epoll_add(s, &s->stop, EPOLLIN);
+}
+
+static const char *auth_note(const char *ip, const char *auth_token)
+{
+    return !ip || !*ip || ip_is_loopback(ip) ? ""
+           : auth_token                      ? " (bearer token required)"
+                                             : " (UNAUTHENTICATED)";
+}
+
+/* fd (taken) as the next listener, watched by the loop. */
+static int server_add_listener(ApiServer *s, int fd, bool metrics_only)
+{
+    Item *l = &s->listeners[s->n_listeners];
+    l->fd = fd;
+    l->kind = ITEM_LISTENER;
+    l->metrics_only = metrics_only;
+    s->n_listeners++;
+    return epoll_add(s, l, EPOLLIN);
+}
+
+/* The service manager's sockets (socket activation), made non-blocking. */
+static int server_add_activated(ApiServer *s, const ApiConfig *cfg)
+{
     for (size_t i = 0; i < cfg->n_listen_fds; i++) {
-        Item *l = &s->listeners[s->n_listeners];
+        int fd = cfg->listen_fds[i];
         char what[160], ip[INET6_ADDRSTRLEN];
-        (void)describe_listener(cfg->listen_fds[i], what, sizeof(what), ip, sizeof(ip));
-        int flags = fcntl(cfg->listen_fds[i], F_GETFL);
-        if (flags < 0 || fcntl(cfg->listen_fds[i], F_SETFL, flags | O_NONBLOCK) < 0 ||
-            fcntl(cfg->listen_fds[i], F_SETFD, FD_CLOEXEC) < 0) {
-            r = -errno;
-            goto fail;
-        }
-        l->fd = cfg->listen_fds[i];
-        l->kind = ITEM_LISTENER;
-        s->n_listeners++;
-        if ((r = epoll_add(s, l, EPOLLIN)) < 0)
-            goto fail;
-        log_info("Listening on %s (socket activation)%s", what,
-                 !*ip || ip_is_loopback(ip) ? ""
-                 : cfg->auth_token          ? " (bearer token required)"
-                                            : " (UNAUTHENTICATED)");
+        (void)describe_listener(fd, what, sizeof(what), ip, sizeof(ip));
+        int flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+            fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+            return -errno;
+        int r = server_add_listener(s, fd, false);
+        if (r < 0)
+            return r;
+        log_info("Listening on %s (socket activation)%s", what, auth_note(ip, cfg->auth_token));
     }
-    if (unix_sock) {
-        Item *l = &s->listeners[s->n_listeners];
-        r = listen_unix(cfg->socket_path, &l->fd);
-        if (r < 0) {
-            log_error_errno(r, "Failed to listen on %s: %m", cfg->socket_path);
-            goto fail;
-        }
-        l->kind = ITEM_LISTENER;
-        s->n_listeners++;
-        if ((r = epoll_add(s, l, EPOLLIN)) < 0)
-            goto fail;
-        log_info("Listening on unix:%s", cfg->socket_path);
-    }
-    if (tcp) {
-        Item *l = &s->listeners[s->n_listeners];
-        r = listen_tcp(cfg->bind_ip, cfg->bind_port, &l->fd);
-        if (r < 0) {
-            log_error_errno(r, "Failed to listen on %s:%u: %m", cfg->bind_ip, cfg->bind_port);
-            goto fail;
-        }
-        l->kind = ITEM_LISTENER;
-        s->n_listeners++;
-        if ((r = epoll_add(s, l, EPOLLIN)) < 0)
-            goto fail;
-        log_info("Listening on tcp:%s:%u%s", cfg->bind_ip, cfg->bind_port,
-                 ip_is_loopback(cfg->bind_ip) ? ""
-                 : cfg->auth_token            ? " (bearer token required)"
-                                              : " (UNAUTHENTICATED)");
-    }
+    return 0;
+}
 
-    if (cfg->metrics_ip) {
-        Item *l = &s->listeners[s->n_listeners];
-        r = listen_tcp(cfg->metrics_ip, cfg->metrics_port, &l->fd);
-        if (r < 0) {
-            log_error_errno(r, "Failed to listen on %s:%u: %m", cfg->metrics_ip, cfg->metrics_port);
-            goto fail;
-        }
-        l->kind = ITEM_LISTENER;
-        l->metrics_only = true;
-        s->n_listeners++;
-        if ((r = epoll_add(s, l, EPOLLIN)) < 0)
-            goto fail;
-        log_info("Serving metrics on tcp:%s:%u%s", cfg->metrics_ip, cfg->metrics_port,
-                 ip_is_loopback(cfg->metrics_ip) ? ""
-                 : cfg->auth_token               ? " (bearer token required)"
-                                                 : " (UNAUTHENTICATED)");
-        s->metrics_http = (HttpServer){.cfg = &s->cfg,
-                                       .garden = garden,
-                                       .max_body = 4096,
-                                       .max_connections = 64,
-                                       .threads = 2,
-                                       .metrics_only = true};
-        r = http_server_start(&s->metrics_http);
-        if (r < 0) {
-            log_error("Failed to start libmicrohttpd for the metrics listener");
-            goto fail;
-        }
-    }
+static int server_add_unix(ApiServer *s, const char *path)
+{
+    int fd = -EBADF;
+    int r = listen_unix(path, &fd);
+    if (r < 0)
+        return log_error_errno(r, "Failed to listen on %s: %m", path);
+    if ((r = server_add_listener(s, fd, false)) < 0)
+        return r;
+    log_info("Listening on unix:%s", path);
+    return 0;
+}
 
+static int server_add_tcp(ApiServer *s, const char *ip, uint16_t port, bool metrics_only)
+{
+    int fd = -EBADF;
+    int r = listen_tcp(ip, port, &fd);
+    if (r < 0)
+        return log_error_errno(r, "Failed to listen on %s:%u: %m", ip, port);
+    if ((r = server_add_listener(s, fd, metrics_only)) < 0)
+        return r;
+    log_info("%s on tcp:%s:%u%s", metrics_only ? "Serving metrics" : "Listening", ip, port,
+             auth_note(ip, s->cfg.auth_token));
+    return 0;
+}
+
+/* The metrics-only listener and its own small libmicrohttpd. */
+static int server_start_metrics(ApiServer *s, const ApiConfig *cfg)
+{
+    int r = server_add_tcp(s, cfg->metrics_ip, cfg->metrics_port, true);
+    if (r < 0)
+        return r;
+    s->metrics_http = (HttpServer){.cfg = &s->cfg,
+                                   .garden = s->garden,
+                                   .max_body = 4096,
+                                   .max_connections = 64,
+                                   .threads = 2,
+                                   .metrics_only = true};
+    r = http_server_start(&s->metrics_http);
+    if (r < 0)
+        log_error("Failed to start libmicrohttpd for the metrics listener");
+    return r;
+}
+
+static int server_start_http(ApiServer *s)
+{
     s->http = (HttpServer){.cfg = &s->cfg,
-                           .garden = garden,
+                           .garden = s->garden,
                            .max_body = s->cfg.max_body,
                            .max_connections = s->cfg.max_connections,
                            .threads = s->cfg.threads ? s->cfg.threads : default_threads()};
-    r = http_server_start(&s->http);
-    if (r < 0) {
+    int r = http_server_start(&s->http);
+    if (r < 0)
         log_error("Failed to start libmicrohttpd");
-        goto fail;
+    return r;
+}
+
+int api_server_new(const ApiConfig *cfg, Garden *garden, ApiServer **ret)
+{
+    bool unix_sock = cfg->socket_path && *cfg->socket_path;
+    bool tcp = cfg->bind_ip && *cfg->bind_ip;
+    int r = api_config_check(cfg);
+    if (r < 0)
+        return r;
+    if (cfg->n_listen_fds > 0)
+        unix_sock = tcp = false; /* the service manager's sockets replace ours */
+
+    ApiServer *s = server_alloc(cfg, garden, unix_sock);
+    if (!s)
+        return -ENOMEM;
+    r = server_open_loop(s);
+    if (r >= 0)
+        r = server_add_activated(s, cfg);
+    if (r >= 0 && unix_sock)
+        r = server_add_unix(s, cfg->socket_path);
+    if (r >= 0 && tcp)
+        r = server_add_tcp(s, cfg->bind_ip, cfg->bind_port, false);
+    if (r >= 0 && cfg->metrics_ip)
+        r = server_start_metrics(s, cfg);
+    if (r >= 0)
+        r = server_start_http(s);
+    if (r < 0) {
+        api_server_free(s);
+        return r;
     }
     *ret = s;
     return 0;
-fail:
-    api_server_free(s);
-    return r;
 }
 
 static void pending_unlink(ApiServer *s, Item *it)

@@ -261,109 +261,139 @@ static void serve_attach(int fd, const HttpHead *head, Garden *garden, Container
     api_attach_serve(fd, head->minor_version, 200, process_id, shim, exit_status, dirfd);
 }
 
+static void set_timeouts(int fd, time_t seconds)
+{
+    struct timeval tv = {.tv_sec = seconds};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* The request head, its token and its route. false: answered (or gone) here. */
+static bool read_request(int fd, const ApiConfig *cfg, HttpHead *head, RouteMatch *m, ApiError *err)
+{
+    int r = read_head(fd, head, err);
+    if (r == -EIO)
+        return false;
+    if (r < 0) {
+        stream_reply_error(fd, NULL, err);
+        return false;
+    }
+    /* The relay waits on its own; the timeouts were for reading the request. */
+    set_timeouts(fd, 0);
+    if (api_connection_needs_token(fd, cfg) && !api_token_ok(head->authorization, cfg)) {
+        api_errorf(err, -EACCES, 401, GARDEN_ERR_GENERIC,
+                   head->authorization[0] ? "Invalid bearer token" : "A bearer token is required");
+        reply_error_early(fd, head, err);
+        return false;
+    }
+    char allow[64];
+    r = router_match(api_routes, api_routes_count, head->method, head->path, m, allow,
+                     sizeof(allow), err);
+    if (r < 0) {
+        reply_error_early(fd, head, err);
+        return false;
+    }
+    return true;
+}
+
+/* The routes that read their own body and own the connection to the end. */
+static bool serve_whole_connection(int fd, const HttpHead *head, const RouteMatch *m,
+                                   Garden *garden)
+{
+    const char *name = m->route->name;
+    if (strcmp(name, "StreamIn") == 0 || strcmp(name, "StreamOut") == 0)
+        api_files_serve(fd, head, m, garden);
+    else if (strcmp(name, "ImagePull") == 0)
+        api_image_pull_serve(fd, head, garden);
+    else if (strcmp(name, "ImageExport") == 0)
+        api_image_export_serve(fd, head, m, garden);
+    else if (strcmp(name, "Events") == 0)
+        api_events_serve(fd, head, garden);
+    else if (strcmp(name, "ImageImport") == 0)
+        api_image_import_serve(fd, head, m, garden);
+    else if (strcmp(name, "ContainerLogs") == 0)
+        api_logs_serve(fd, head, m, garden);
+    else
+        return false;
+    return true;
+}
+
+/* Stdout/Stderr: hand fd to its attachment. true: taken. */
+static bool serve_output_stream(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden,
+                                ApiError *err)
+{
+    /* Go's server looks only at the stream id; cloche also answers an unknown
+     * handle with 404, as for every route (protocol §7). */
+    Container *known = NULL;
+    int r = spec_validate_handle(m->params[0], err);
+    if (r >= 0)
+        r = garden_find(garden, m->params[0], &known, err);
+    if (r < 0) {
+        stream_reply_error(fd, head, err);
+        return false;
+    }
+    container_unref(known);
+    return api_attach_stream(fd, head->minor_version, m->params[2],
+                             strcmp(m->route->name, "Stderr") == 0);
+}
+
+/* Run and Attach, for the container they name. */
+static void serve_process(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden,
+                          const char *body, size_t body_len, ApiError *err)
+{
+    Container *c = NULL;
+    int r = spec_validate_handle(m->params[0], err);
+    if (r >= 0)
+        r = garden_acquire(garden, m->params[0], &c, err);
+    if (r < 0) {
+        stream_reply_error(fd, head, err);
+        return;
+    }
+    if (strcmp(m->route->name, "Run") == 0)
+        serve_run(fd, head, garden, c, body, body_len, err);
+    else
+        serve_attach(fd, head, garden, c, m->params[1], err);
+    garden_release(garden, c);
+}
+
+/* One streaming connection, after its route is known. true: fd was taken. */
+static bool serve_route(int fd, const HttpHead *head, const RouteMatch *m, Garden *garden,
+                        ApiError *err)
+{
+    if (serve_whole_connection(fd, head, m, garden))
+        return false;
+    _cleanup_free_ char *body = NULL;
+    size_t body_len = 0;
+    int r = read_body(fd, head, &body, &body_len, err);
+    if (r == -EIO)
+        return false;
+    if (r < 0) {
+        reply_error_early(fd, head, err);
+        return false;
+    }
+    const char *name = m->route->name;
+    if (strcmp(name, "Stdout") == 0 || strcmp(name, "Stderr") == 0)
+        return serve_output_stream(fd, head, m, garden, err);
+    serve_process(fd, head, m, garden, body, body_len, err);
+    return false;
+}
+
 bool api_stream_serve(int fd, const ApiConfig *cfg, Garden *garden)
 {
     int flags = fcntl(fd, F_GETFL);
     fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    struct timeval tv = {.tv_sec = 30};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    set_timeouts(fd, 30);
 
     ApiError err;
     api_error_clear(&err);
     HttpHead head;
     RouteMatch m = {0};
-    Container *c = NULL;
-    _cleanup_free_ char *body = NULL;
-    size_t body_len = 0;
     bool taken = false;
-    int r = read_head(fd, &head, &err);
-    if (r == -EIO)
-        goto out;
-    if (r < 0) {
-        stream_reply_error(fd, NULL, &err);
-        goto out;
+    if (read_request(fd, cfg, &head, &m, &err)) {
+        reqstats_stream_begin(m.route);
+        taken = serve_route(fd, &head, &m, garden, &err);
     }
-    /* The relay waits on its own; the timeouts were for reading the request. */
-    tv = (struct timeval){0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (api_connection_needs_token(fd, cfg) && !api_token_ok(head.authorization, cfg)) {
-        api_errorf(&err, -EACCES, 401, GARDEN_ERR_GENERIC,
-                   head.authorization[0] ? "Invalid bearer token" : "A bearer token is required");
-        reply_error_early(fd, &head, &err);
-        goto out;
-    }
-    char allow[64];
-    r = router_match(api_routes, api_routes_count, head.method, head.path, &m, allow, sizeof(allow),
-                     &err);
-    if (r < 0) {
-        reply_error_early(fd, &head, &err);
-        goto out;
-    }
-    reqstats_stream_begin(m.route);
-    const char *name = m.route->name;
-    if (strcmp(name, "StreamIn") == 0 || strcmp(name, "StreamOut") == 0) {
-        api_files_serve(fd, &head, &m, garden);
-        goto out;
-    }
-    if (strcmp(name, "ImagePull") == 0) {
-        api_image_pull_serve(fd, &head, garden);
-        goto out;
-    }
-    if (strcmp(name, "ImageExport") == 0) {
-        api_image_export_serve(fd, &head, &m, garden);
-        goto out;
-    }
-    if (strcmp(name, "Events") == 0) {
-        api_events_serve(fd, &head, garden);
-        goto out;
-    }
-    if (strcmp(name, "ImageImport") == 0) {
-        api_image_import_serve(fd, &head, &m, garden);
-        goto out;
-    }
-    if (strcmp(name, "ContainerLogs") == 0) {
-        api_logs_serve(fd, &head, &m, garden);
-        goto out;
-    }
-    r = read_body(fd, &head, &body, &body_len, &err);
-    if (r == -EIO)
-        goto out;
-    if (r < 0) {
-        reply_error_early(fd, &head, &err);
-        goto out;
-    }
-    if (strcmp(name, "Stdout") == 0 || strcmp(name, "Stderr") == 0) {
-        /* Go's server looks only at the stream id; cloche also answers an unknown
-         * handle with 404, as for every route (protocol §7). */
-        Container *known = NULL;
-        r = spec_validate_handle(m.params[0], &err);
-        if (r >= 0)
-            r = garden_find(garden, m.params[0], &known, &err);
-        if (r < 0) {
-            stream_reply_error(fd, &head, &err);
-            goto out;
-        }
-        container_unref(known);
-        taken = api_attach_stream(fd, head.minor_version, m.params[2], strcmp(name, "Stderr") == 0);
-        goto out;
-    }
-    r = spec_validate_handle(m.params[0], &err);
-    if (r >= 0)
-        r = garden_acquire(garden, m.params[0], &c, &err);
-    if (r < 0) {
-        stream_reply_error(fd, &head, &err);
-        goto out;
-    }
-    if (strcmp(name, "Run") == 0)
-        serve_run(fd, &head, garden, c, body, body_len, &err);
-    else
-        serve_attach(fd, &head, garden, c, m.params[1], &err);
-out:
     reqstats_stream_end();
-    if (c)
-        garden_release(garden, c);
     route_match_done(&m);
     if (!taken)
         shutdown(fd, SHUT_WR);

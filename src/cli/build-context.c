@@ -245,16 +245,26 @@ static int check_inside(int ctx, const char *ctx_real, const char *src, const ch
     return 0;
 }
 
-int context_pack(const char *context, char **sources, size_t n_sources, const char *dest, bool add,
-                 const char *where, ContextPack *ret)
+/* Append a copy of str to the NULL-terminated list *paths of *n. */
+static int paths_push(char ***paths, size_t *n, const char *str)
 {
-    _cleanup_close_ int ctx = open(context, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    _cleanup_free_ char *ctx_real = realpath(context, NULL);
-    if (ctx < 0 || !ctx_real)
-        return cli_error(-errno, "Cannot open the build context '%s': %m", context);
+    char **grown = realloc(*paths, (*n + 2) * sizeof(char *));
+    if (!grown)
+        return cli_error(-ENOMEM, "Out of memory");
+    *paths = grown;
+    grown[*n + 1] = NULL;
+    if (!(grown[*n] = strdup(str)))
+        return cli_error(-ENOMEM, "Out of memory");
+    (*n)++;
+    return 0;
+}
 
-    /* Wildcards expand inside the context; each match is a source. */
-    char **paths = NULL;
+/* The sources as paths inside the context: wildcards expand there, and each
+ * match is a source. *ret (NULL-terminated) is freed with strv_free. */
+static int expand_sources(const char *ctx_real, char **sources, size_t n_sources, const char *where,
+                          char ***ret, size_t *ret_n)
+{
+    _cleanup_(strv_freep) char **paths = NULL;
     size_t n = 0;
     glob_t g = {0};
     int r = 0;
@@ -263,15 +273,7 @@ int context_pack(const char *context, char **sources, size_t n_sources, const ch
         while (*src == '/')
             src++;
         if (!strpbrk(src, "*?[")) {
-            char **grown = realloc(paths, (n + 2) * sizeof(char *));
-            if (!grown || !(grown[n] = strdup(*src ? src : "."))) {
-                free(grown ? grown : paths);
-                paths = NULL;
-                r = cli_error(-ENOMEM, "Out of memory");
-                break;
-            }
-            paths = grown;
-            paths[++n] = NULL;
+            r = paths_push(&paths, &n, *src ? src : ".");
             continue;
         }
         _cleanup_free_ char *pattern = NULL;
@@ -282,31 +284,31 @@ int context_pack(const char *context, char **sources, size_t n_sources, const ch
         size_t before = g.gl_pathc;
         if (glob(pattern, before ? GLOB_APPEND : 0, NULL, &g) != 0 || g.gl_pathc == before)
             r = cli_error(-ENOENT, "%s: no file in the build context matches '%s'", where, src);
-        for (size_t k = before; r >= 0 && k < g.gl_pathc; k++) {
-            char **grown = realloc(paths, (n + 2) * sizeof(char *));
-            if (!grown || !(grown[n] = strdup(g.gl_pathv[k] + strlen(ctx_real) + 1))) {
-                free(grown ? grown : paths);
-                paths = NULL;
-                r = cli_error(-ENOMEM, "Out of memory");
-                break;
-            }
-            paths = grown;
-            paths[++n] = NULL;
-        }
+        for (size_t k = before; r >= 0 && k < g.gl_pathc; k++)
+            r = paths_push(&paths, &n, g.gl_pathv[k] + strlen(ctx_real) + 1);
     }
     globfree(&g);
-    _cleanup_(strv_freep) char **owned = paths;
     if (r < 0)
         return r;
     if (n > CONTEXT_SOURCES_MAX)
         return cli_error(-E2BIG, "%s: more than %d sources", where, CONTEXT_SOURCES_MAX);
+    *ret = TAKE_PTR(paths);
+    *ret_n = n;
+    return 0;
+}
 
+/* Whether dest names a directory: several sources, a trailing '/' or "/.", a
+ * directory source, or (ADD) an archive to unpack. */
+static int dest_names_dir(int ctx, const char *ctx_real, char **paths, size_t n, const char *dest,
+                          bool add, const char *where, bool *ret)
+{
     size_t dlen = strlen(dest);
     bool dest_is_dir =
         n > 1 || dest[dlen - 1] == '/' || (dlen >= 2 && strcmp(dest + dlen - 2, "/.") == 0);
     for (size_t i = 0; i < n && !dest_is_dir; i++) {
         struct stat st;
-        if ((r = check_inside(ctx, ctx_real, paths[i], where)) < 0)
+        int r = check_inside(ctx, ctx_real, paths[i], where);
+        if (r < 0)
             return r;
         if (fstatat(ctx, paths[i], &st, 0) == 0 && S_ISDIR(st.st_mode))
             dest_is_dir = true;
@@ -315,8 +317,15 @@ int context_pack(const char *context, char **sources, size_t n_sources, const ch
         if (a)
             dest_is_dir = true;
     }
+    *ret = dest_is_dir;
+    return 0;
+}
 
-    /* Where StreamIn extracts: the destination directory, or the file's parent. */
+/* Where StreamIn extracts: the destination directory, or the file's parent
+ * (*ret_file_name: the file's name there). */
+static int split_dest(const char *dest, bool dest_is_dir, const char *where, char **ret_dir,
+                      char **ret_file_name)
+{
     _cleanup_free_ char *dir = strdup(dest), *file_name = NULL;
     if (!dir)
         return cli_error(-ENOMEM, "Out of memory");
@@ -330,11 +339,48 @@ int context_pack(const char *context, char **sources, size_t n_sources, const ch
         if (!file_name || !*file_name)
             return cli_error(-EINVAL, "%s: invalid destination '%s'", where, dest);
     }
+    *ret_dir = TAKE_PTR(dir);
+    *ret_file_name = TAKE_PTR(file_name);
+    return 0;
+}
 
-    _cleanup_close_ int mem = memfd_create("cloche-build", MFD_CLOEXEC);
+/* One source into the archive: an archive's contents (ADD), a directory's
+ * contents, or the file itself (named file_name when given). */
+static int pack_source(Packer *p, int ctx, const char *ctx_real, const char *src, bool add,
+                       const char *file_name, const char *where)
+{
+    int r = check_inside(ctx, ctx_real, src, where);
+    if (r < 0)
+        return r;
+    struct stat st;
+    if (fstatat(ctx, src, &st, 0) < 0)
+        return cli_error(-errno, "%s: cannot read '%s': %m", where, src);
+    hash_field(p, src, strlen(src));
+    _cleanup_(archive_read_freep) struct archive *a =
+        add && S_ISREG(st.st_mode) ? open_archive(ctx_real, src) : NULL;
+    const char *slash = strrchr(src, '/');
+    const char *base = slash ? slash + 1 : src;
+    if (a)
+        return pack_archive(p, a, src);
+    if (S_ISDIR(st.st_mode)) {
+        /* A directory's contents, not the directory itself, as docker. */
+        _cleanup_close_ int sub = openat(ctx, src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        return sub < 0 ? cli_error(-errno, "%s: cannot read '%s': %m", where, src)
+                       : pack_path(p, sub, ".", "", 0);
+    }
+    /* The source itself (followed if a link: it was checked to stay inside). */
+    _cleanup_close_ int fd = openat(ctx, src, O_RDONLY | O_CLOEXEC);
+    return fd < 0 ? cli_error(-errno, "%s: cannot read '%s': %m", where, src)
+                  : add_entry(p, file_name ? file_name : base, &st, NULL, fd, NULL);
+}
+
+/* Every source as a tar into mem; its SHA-256 (of names and contents) as hex. */
+static int pack_all(int mem, int ctx, const char *ctx_real, char **paths, size_t n, bool add,
+                    const char *file_name, const char *where, char digest_hex[65])
+{
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     Packer p = {.a = archive_write_new(), .md = md, .where = where};
-    if (mem < 0 || !md || !p.a || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    if (!md || !p.a || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
         EVP_MD_CTX_free(md);
         if (p.a)
             archive_write_free(p.a);
@@ -342,46 +388,48 @@ int context_pack(const char *context, char **sources, size_t n_sources, const ch
     }
     archive_write_set_format_pax_restricted(p.a);
     archive_write_set_bytes_in_last_block(p.a, 1);
-    r = archive_write_open_fd(p.a, mem) == ARCHIVE_OK ? 0 : cli_error(-EIO, "%s: archive", where);
-    for (size_t i = 0; r >= 0 && i < n; i++) {
-        const char *src = paths[i];
-        if ((r = check_inside(ctx, ctx_real, src, where)) < 0)
-            break;
-        struct stat st;
-        if (fstatat(ctx, src, &st, 0) < 0) {
-            r = cli_error(-errno, "%s: cannot read '%s': %m", where, src);
-            break;
-        }
-        hash_field(&p, src, strlen(src));
-        _cleanup_(archive_read_freep) struct archive *a =
-            add && S_ISREG(st.st_mode) ? open_archive(ctx_real, src) : NULL;
-        const char *slash = strrchr(src, '/');
-        const char *base = slash ? slash + 1 : src;
-        if (a) {
-            r = pack_archive(&p, a, src);
-        } else if (S_ISDIR(st.st_mode)) {
-            /* A directory's contents, not the directory itself, as docker. */
-            _cleanup_close_ int sub = openat(ctx, src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            r = sub < 0 ? cli_error(-errno, "%s: cannot read '%s': %m", where, src)
-                        : pack_path(&p, sub, ".", "", 0);
-        } else {
-            /* The source itself (followed if a link: it was checked to stay inside). */
-            _cleanup_close_ int fd = openat(ctx, src, O_RDONLY | O_CLOEXEC);
-            r = fd < 0 ? cli_error(-errno, "%s: cannot read '%s': %m", where, src)
-                       : add_entry(&p, file_name ? file_name : base, &st, NULL, fd, NULL);
-        }
-    }
+    int r =
+        archive_write_open_fd(p.a, mem) == ARCHIVE_OK ? 0 : cli_error(-EIO, "%s: archive", where);
+    for (size_t i = 0; r >= 0 && i < n; i++)
+        r = pack_source(&p, ctx, ctx_real, paths[i], add, file_name, where);
     if (archive_write_close(p.a) != ARCHIVE_OK && r >= 0)
         r = cli_error(-EIO, "%s: cannot finish the archive", where);
     archive_write_free(p.a);
     unsigned char digest[32];
-    unsigned dlen2 = 0;
-    EVP_DigestFinal_ex(md, digest, &dlen2);
+    unsigned dlen = 0;
+    EVP_DigestFinal_ex(md, digest, &dlen);
     EVP_MD_CTX_free(md);
     if (r < 0)
         return r;
     for (size_t i = 0; i < 32; i++)
-        snprintf(ret->digest + 2 * i, 3, "%02x", digest[i]);
+        snprintf(digest_hex + 2 * i, 3, "%02x", digest[i]);
+    return 0;
+}
+
+int context_pack(const char *context, char **sources, size_t n_sources, const char *dest, bool add,
+                 const char *where, ContextPack *ret)
+{
+    _cleanup_close_ int ctx = open(context, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_free_ char *ctx_real = realpath(context, NULL);
+    if (ctx < 0 || !ctx_real)
+        return cli_error(-errno, "Cannot open the build context '%s': %m", context);
+    _cleanup_(strv_freep) char **paths = NULL;
+    size_t n = 0;
+    int r = expand_sources(ctx_real, sources, n_sources, where, &paths, &n);
+    if (r < 0)
+        return r;
+    bool dest_is_dir;
+    if ((r = dest_names_dir(ctx, ctx_real, paths, n, dest, add, where, &dest_is_dir)) < 0)
+        return r;
+    _cleanup_free_ char *dir = NULL, *file_name = NULL;
+    if ((r = split_dest(dest, dest_is_dir, where, &dir, &file_name)) < 0)
+        return r;
+    _cleanup_close_ int mem = memfd_create("cloche-build", MFD_CLOEXEC);
+    if (mem < 0)
+        return cli_error(-ENOMEM, "Out of memory");
+    r = pack_all(mem, ctx, ctx_real, paths, n, add, file_name, where, ret->digest);
+    if (r < 0)
+        return r;
     struct stat st;
     if (fstat(mem, &st) < 0 || lseek(mem, 0, SEEK_SET) < 0)
         return cli_error(-errno, "%s: archive: %m", where);

@@ -473,6 +473,82 @@ static int tag_image(Build *b, char **ret_digest)
     return commit(b, handle, b->tag, NULL, NULL, false, ret_digest);
 }
 
+/* One of build's options into b (*file: the Dockerfile's path). */
+static int build_opt(Build *b, int opt, char *arg, const char **file)
+{
+    switch (opt) {
+    case 't':
+        b->tag = arg;
+        return 0;
+    case 'f':
+        *file = arg;
+        return 0;
+    case 'a': {
+        char *eq = strchr(arg, '=');
+        if (!eq || eq == arg)
+            return cli_usage("build", "Invalid --build-arg '%s': expected NAME=VALUE", arg);
+        *eq = '\0';
+        if (b->given.n == BUILD_ARGS_MAX || build_vars_set(&b->given, arg, eq + 1) < 0)
+            return cli_usage("build", "At most %d --build-arg", BUILD_ARGS_MAX);
+        return 0;
+    }
+    case 'n':
+        b->no_cache = true;
+        return 0;
+    case 'q':
+        b->quiet = true;
+        return 0;
+    default:
+        return cli_usage("build", "Unknown option");
+    }
+}
+
+/* The Dockerfile's steps, one after the other. */
+static int run_steps(Build *b, const BuildStep *steps, const char *df_name)
+{
+    int r = 0;
+    for (size_t i = 0; i < b->n_steps && r >= 0; i++) {
+        const BuildStep *s = &steps[i];
+        char where[300];
+        snprintf(where, sizeof(where), "%s:%u: %s", df_name, s->line, s->keyword);
+        print_step(b, i, s);
+        if (s->kind == BUILD_FROM)
+            r = step_from(b, s, where);
+        else if (s->kind == BUILD_ARG)
+            r = step_arg(b, s, where);
+        else if (!b->digest)
+            r = cli_error(-EINVAL, "%s: before the first FROM", where);
+        else
+            r = step_run(b, i, s, where);
+    }
+    return r;
+}
+
+/* Read and parse the Dockerfile (file, or DIR/Dockerfile), then run its steps. */
+static int build_file(Build *b, const char *file)
+{
+    _cleanup_free_ char *path = NULL, *text = NULL;
+    size_t len = 0;
+    if (!file && asprintf(&path, "%s/Dockerfile", b->context) < 0)
+        return cli_error(-ENOMEM, "Out of memory");
+    const char *df = file ? file : path;
+    int r = read_file_at(AT_FDCWD, df, BUILD_FILE_MAX, &text, &len);
+    if (r < 0) {
+        errno = -r;
+        return cli_error(r, "Cannot read '%s': %m", df);
+    }
+    const char *slash = strrchr(df, '/');
+    const char *df_name = slash ? slash + 1 : df;
+    BuildStep *steps = NULL;
+    if ((r = build_parse(text, len, df_name, &steps, &b->n_steps)) < 0)
+        return r;
+    r = load_cache(b);
+    if (r >= 0)
+        r = run_steps(b, steps, df_name);
+    build_steps_free(steps, b->n_steps);
+    return r;
+}
+
 int cmd_build(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -493,31 +569,8 @@ int cmd_build(int argc, char **argv)
                 return r;
             continue;
         }
-        switch (opt) {
-        case 't':
-            b.tag = optarg;
-            break;
-        case 'f':
-            file = optarg;
-            break;
-        case 'a': {
-            char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg)
-                return cli_usage("build", "Invalid --build-arg '%s': expected NAME=VALUE", optarg);
-            *eq = '\0';
-            if (b.given.n == BUILD_ARGS_MAX || build_vars_set(&b.given, optarg, eq + 1) < 0)
-                return cli_usage("build", "At most %d --build-arg", BUILD_ARGS_MAX);
-            break;
-        }
-        case 'n':
-            b.no_cache = true;
-            break;
-        case 'q':
-            b.quiet = true;
-            break;
-        default:
-            return cli_usage("build", "Unknown option");
-        }
+        if ((r = build_opt(&b, opt, optarg, &file)) < 0)
+            return r;
     }
     if (argc - optind != 1)
         return cli_usage("build", "Expected: build -t NAME[:TAG] [-f DOCKERFILE] DIR");
@@ -526,42 +579,7 @@ int cmd_build(int argc, char **argv)
     b.context = argv[optind];
     if (cli_json)
         b.log = stderr;
-
-    _cleanup_free_ char *path = NULL, *text = NULL;
-    size_t len = 0;
-    if (!file && asprintf(&path, "%s/Dockerfile", b.context) < 0)
-        return cli_error(-ENOMEM, "Out of memory");
-    const char *df = file ? file : path;
-    r = read_file_at(AT_FDCWD, df, BUILD_FILE_MAX, &text, &len);
-    if (r < 0) {
-        errno = -r;
-        return cli_error(r, "Cannot read '%s': %m", df);
-    }
-    const char *slash = strrchr(df, '/');
-    const char *df_name = slash ? slash + 1 : df;
-    BuildStep *steps = NULL;
-    if ((r = build_parse(text, len, df_name, &steps, &b.n_steps)) < 0)
-        return r;
-    if ((r = load_cache(&b)) < 0) {
-        build_steps_free(steps, b.n_steps);
-        return r;
-    }
-    for (size_t i = 0; i < b.n_steps && r >= 0; i++) {
-        const BuildStep *s = &steps[i];
-        char where[300];
-        snprintf(where, sizeof(where), "%s:%u: %s", df_name, s->line, s->keyword);
-        print_step(&b, i, s);
-        if (s->kind == BUILD_FROM)
-            r = step_from(&b, s, where);
-        else if (s->kind == BUILD_ARG)
-            r = step_arg(&b, s, where);
-        else if (!b.digest)
-            r = cli_error(-EINVAL, "%s: before the first FROM", where);
-        else
-            r = step_run(&b, i, s, where);
-    }
-    build_steps_free(steps, b.n_steps);
-    if (r < 0)
+    if ((r = build_file(&b, file)) < 0)
         return r;
     _cleanup_free_ char *digest = NULL;
     if ((r = tag_image(&b, &digest)) < 0)

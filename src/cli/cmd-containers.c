@@ -212,6 +212,106 @@ static int add_bind(json_object *arr, const char *s)
     return 0;
 }
 
+/* The create request being built, and its lists. */
+typedef struct CreateRequest {
+    json_object *spec, *env, *binds, *props, *netin;
+} CreateRequest;
+
+/* --service, --service-cmd, --restart, --max-restarts: 1 when opt was one. */
+static int service_opt(json_object *spec, int opt, const char *arg)
+{
+    switch (opt) {
+    case 1006: /* the image's Entrypoint and Cmd, as the daemon fills in for {} */
+        obj_child(spec, "cloche_service");
+        return 1;
+    case 1007: {
+        json_object *service = obj_child(spec, "cloche_service"), *args = json_object_new_array();
+        json_object_object_add(service, "path", json_object_new_string("/bin/sh"));
+        json_object_array_add(args, json_object_new_string("-c"));
+        json_object_array_add(args, json_object_new_string(arg));
+        json_object_object_add(service, "args", args);
+        return 1;
+    }
+    case 1008:
+        if (strcmp(arg, "no") && strcmp(arg, "on-failure") && strcmp(arg, "always") &&
+            strcmp(arg, "unless-stopped"))
+            return cli_usage(
+                "create", "Invalid --restart '%s': no, on-failure, always or unless-stopped", arg);
+        json_object_object_add(obj_child(spec, "cloche_service"), "restart",
+                               json_object_new_string(arg));
+        return 1;
+    case 1009: {
+        uint64_t n;
+        if (parse_u64(arg, 1000000, &n) < 0)
+            return cli_usage("create", "Invalid --max-restarts '%s': 0 to 1000000", arg);
+        json_object_object_add(obj_child(spec, "cloche_service"), "max_restarts", json_new_u64(n));
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+static int image_opt(json_object *spec, const char *arg)
+{
+    /* A path is a raw rootfs; a name such as alpine:3 a docker:// image. */
+    _cleanup_free_ char *uri = arg[0] == '/' ? strdup(arg) : image_uri_local(arg);
+    if (!uri)
+        return cli_error(-ENOMEM, "Out of memory");
+    json_object_object_add(obj_child(spec, "image"), "uri", json_object_new_string(uri));
+    return 0;
+}
+
+static int grace_opt(json_object *spec, const char *arg)
+{
+    int64_t ns;
+    if (duration_parse_ns(arg, &ns) < 0)
+        return cli_usage("create",
+                         "Invalid --grace '%s': expected a duration such as "
+                         "30s, 5m, 2h",
+                         arg);
+    json_object_object_add(spec, "grace_time", json_object_new_int64(ns));
+    return 0;
+}
+
+/* One of create's own options into the request. */
+static int create_opt(const CreateRequest *c, int opt, const char *arg)
+{
+    int r = service_opt(c->spec, opt, arg);
+    if (r != 0)
+        return r < 0 ? r : 0;
+    switch (opt) {
+    case 'i':
+        return image_opt(c->spec, arg);
+    case 'e':
+        if (!strchr(arg, '='))
+            return cli_usage("create", "Invalid --env '%s': expected KEY=VALUE", arg);
+        json_object_array_add(c->env, json_object_new_string(arg));
+        return 0;
+    case 'b':
+        return add_bind(c->binds, arg);
+    case 'p':
+        return add_kv(c->props, "create", "--property", arg);
+    case 'n':
+        json_object_object_add(c->spec, "network", json_object_new_string(arg));
+        return 0;
+    case 'g':
+        return grace_opt(c->spec, arg);
+    case 1005:
+        json_object_object_add(c->spec, "privileged", json_object_new_boolean(true));
+        return 0;
+    case 'P': {
+        json_object *m;
+        if ((r = parse_port_mapping("create", arg, &m)) < 0)
+            return r;
+        json_object_array_add(c->netin, m);
+        return 0;
+    }
+    default:
+        return cli_usage("create", "Unknown option");
+    }
+}
+
 int cmd_create(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -237,14 +337,17 @@ int cmd_create(int argc, char **argv)
         {},
     };
     _cleanup_json_ json_object *spec = json_object_new_object();
-    json_object *limits = json_object_new_object(), *env = json_object_new_array(),
-                *binds = json_object_new_array(), *props = json_object_new_object(),
-                *netin = json_object_new_array();
+    json_object *limits = json_object_new_object();
+    CreateRequest c = {.spec = spec,
+                       .env = json_object_new_array(),
+                       .binds = json_object_new_array(),
+                       .props = json_object_new_object(),
+                       .netin = json_object_new_array()};
     json_object_object_add(spec, "limits", limits);
-    json_object_object_add(spec, "env", env);
-    json_object_object_add(spec, "bind_mounts", binds);
-    json_object_object_add(spec, "properties", props);
-    json_object_object_add(spec, "netin", netin);
+    json_object_object_add(spec, "env", c.env);
+    json_object_object_add(spec, "bind_mounts", c.binds);
+    json_object_object_add(spec, "properties", c.props);
+    json_object_object_add(spec, "netin", c.netin);
     size_t n_items = 0;
     int opt, r;
 
@@ -261,83 +364,8 @@ int cmd_create(int argc, char **argv)
         }
         if (++n_items > 4 * CREATE_LIST_MAX)
             return cli_usage("create", "Too many options");
-        switch (opt) {
-        case 'i': {
-            /* A path is a raw rootfs; a name such as alpine:3 a docker:// image. */
-            _cleanup_free_ char *uri = optarg[0] == '/' ? strdup(optarg) : image_uri_local(optarg);
-            if (!uri)
-                return cli_error(-ENOMEM, "Out of memory");
-            json_object_object_add(obj_child(spec, "image"), "uri", json_object_new_string(uri));
-            break;
-        }
-        case 'e':
-            if (!strchr(optarg, '='))
-                return cli_usage("create", "Invalid --env '%s': expected KEY=VALUE", optarg);
-            json_object_array_add(env, json_object_new_string(optarg));
-            break;
-        case 'b':
-            if ((r = add_bind(binds, optarg)) < 0)
-                return r;
-            break;
-        case 'p':
-            if ((r = add_kv(props, "create", "--property", optarg)) < 0)
-                return r;
-            break;
-        case 'n':
-            json_object_object_add(spec, "network", json_object_new_string(optarg));
-            break;
-        case 'g': {
-            int64_t ns;
-            if (duration_parse_ns(optarg, &ns) < 0)
-                return cli_usage("create",
-                                 "Invalid --grace '%s': expected a duration such as "
-                                 "30s, 5m, 2h",
-                                 optarg);
-            json_object_object_add(spec, "grace_time", json_object_new_int64(ns));
-            break;
-        }
-        case 1005:
-            json_object_object_add(spec, "privileged", json_object_new_boolean(true));
-            break;
-        case 'P': {
-            json_object *m;
-            if ((r = parse_port_mapping("create", optarg, &m)) < 0)
-                return r;
-            json_object_array_add(netin, m);
-            break;
-        }
-        case 1006: /* the image's Entrypoint and Cmd, as the daemon fills in for {} */
-            obj_child(spec, "cloche_service");
-            break;
-        case 1007: {
-            json_object *service = obj_child(spec, "cloche_service"),
-                        *args = json_object_new_array();
-            json_object_object_add(service, "path", json_object_new_string("/bin/sh"));
-            json_object_array_add(args, json_object_new_string("-c"));
-            json_object_array_add(args, json_object_new_string(optarg));
-            json_object_object_add(service, "args", args);
-            break;
-        }
-        case 1008:
-            if (strcmp(optarg, "no") && strcmp(optarg, "on-failure") && strcmp(optarg, "always") &&
-                strcmp(optarg, "unless-stopped"))
-                return cli_usage("create",
-                                 "Invalid --restart '%s': no, on-failure, always or unless-stopped",
-                                 optarg);
-            json_object_object_add(obj_child(spec, "cloche_service"), "restart",
-                                   json_object_new_string(optarg));
-            break;
-        case 1009: {
-            uint64_t n;
-            if (parse_u64(optarg, 1000000, &n) < 0)
-                return cli_usage("create", "Invalid --max-restarts '%s': 0 to 1000000", optarg);
-            json_object_object_add(obj_child(spec, "cloche_service"), "max_restarts",
-                                   json_new_u64(n));
-            break;
-        }
-        default:
-            return cli_usage("create", "Unknown option");
-        }
+        if ((r = create_opt(&c, opt, optarg)) < 0)
+            return r;
     }
     if (argc - optind > 1)
         return cli_usage("create", "Too many arguments: expected at most a HANDLE");
@@ -417,6 +445,84 @@ static int bulk_fetch(const char *route, json_object *handles, json_object **ret
     return 0;
 }
 
+/* KEY=VALUE appended to the query string *query ("?k=v&..."). */
+static int add_filter(const char *cmd, const char *kv, char **query)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return cli_usage(cmd, "Invalid filter '%s': expected KEY=VALUE", kv);
+    _cleanup_free_ char *k0 = strndup(kv, (size_t)(eq - kv));
+    _cleanup_free_ char *k = k0 ? url_escape(k0) : NULL, *v = url_escape(eq + 1);
+    char *next;
+    if (!k || !v || strlen(*query) > 60000 ||
+        asprintf(&next, "%s%s%s=%s", *query, **query ? "&" : "?", k, v) < 0)
+        return cli_error(-ENOMEM, "Out of memory or too many filters");
+    free(*query);
+    *query = next;
+    return 0;
+}
+
+/* One container of the list as a JSON row or a table line. */
+static int list_row(const char *h, json_object *entry, json_object *mentry, json_object *out,
+                    Table *t)
+{
+    json_object *info = json_member(entry, "Info"), *m = json_member(mentry, "Metrics");
+    bool has_age = m && !json_member(mentry, "Err");
+    if (cli_json) {
+        json_object *row = json_object_new_object();
+        json_object_object_add(row, "handle", json_object_new_string(h));
+        json_object_object_add(row, "info", json_object_get(info));
+        if (has_age)
+            json_object_object_add(row, "age_ns", json_new_u64(jget_u64(m, "Age")));
+        json_object_array_add(out, row);
+        return 0;
+    }
+    json_object *pids = json_member(info, "ProcessIDs");
+    char nproc[32], created[64] = "";
+    snprintf(nproc, sizeof(nproc), "%zu",
+             pids && json_object_is_type(pids, json_type_array) ? json_object_array_length(pids)
+                                                                : (size_t)0);
+    if (has_age)
+        fmt_ago((int64_t)time(NULL) - (int64_t)(jget_u64(m, "Age") / 1000000000ull), created,
+                sizeof(created));
+    _cleanup_free_ char *ports = ports_text(info);
+    if (table_add(t, h, jget_str(info, "State"), jget_str(info, "ContainerIP"), ports, nproc,
+                  created) < 0)
+        return cli_error(-ENOMEM, "Out of memory");
+    return 0;
+}
+
+/* The listed handles with their BulkInfo and BulkMetrics, in as few requests as
+ * the daemon's request-line limit allows. */
+static int list_print(json_object *handles, size_t n)
+{
+    _cleanup_json_ json_object *infos = NULL, *metrics = NULL;
+    int r;
+    if ((r = bulk_fetch("bulk_info", handles, &infos)) < 0 ||
+        (r = bulk_fetch("bulk_metrics", handles, &metrics)) < 0)
+        return r;
+    _cleanup_json_ json_object *out = json_object_new_array();
+    _cleanup_table_ Table *t =
+        table_new(6, "HANDLE", "STATE", "ADDRESS", "PORTS", "PROCESSES", "CREATED");
+    if (!t || !out)
+        return cli_error(-ENOMEM, "Out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const char *h = json_object_get_string(json_object_array_get_idx(handles, i));
+        json_object *entry = NULL, *mentry = NULL;
+        json_object_object_get_ex(infos, h, &entry);
+        json_object_object_get_ex(metrics, h, &mentry);
+        if (!entry || json_member(entry, "Err"))
+            continue; /* destroyed since the list */
+        if ((r = list_row(h, entry, mentry, out, t)) < 0)
+            return r;
+    }
+    if (cli_json)
+        print_json(out);
+    else
+        table_print(t, stdout);
+    return 0;
+}
+
 int cmd_list(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -435,31 +541,13 @@ int cmd_list(int argc, char **argv)
                 return r;
             continue;
         }
-        const char *kv = optarg;
-        switch (opt) {
-        case 'a':
-            kv = "garden.state=all";
-            /* fall through */
-        case 'f': {
-            const char *eq = strchr(kv, '=');
-            if (!eq || eq == kv)
-                return cli_usage(argv[0], "Invalid filter '%s': expected KEY=VALUE", kv);
-            _cleanup_free_ char *k0 = strndup(kv, (size_t)(eq - kv));
-            _cleanup_free_ char *k = k0 ? url_escape(k0) : NULL, *v = url_escape(eq + 1);
-            char *next;
-            if (!k || !v || strlen(query) > 60000 ||
-                asprintf(&next, "%s%s%s=%s", query, *query ? "&" : "?", k, v) < 0)
-                return cli_error(-ENOMEM, "Out of memory or too many filters");
-            free(query);
-            query = next;
-            break;
-        }
-        case 'q':
+        if (opt == 'a' || opt == 'f') {
+            if ((r = add_filter(argv[0], opt == 'a' ? "garden.state=all" : optarg, &query)) < 0)
+                return r;
+        } else if (opt == 'q')
             quiet = true;
-            break;
-        default:
+        else
             return cli_usage(argv[0], "Unknown option");
-        }
     }
     if (optind != argc)
         return cli_usage(argv[0], "No arguments expected");
@@ -486,54 +574,7 @@ int cmd_list(int argc, char **argv)
             puts("HANDLE   STATE   ADDRESS   PORTS   PROCESSES   CREATED");
         return 0;
     }
-
-    /* BulkInfo and BulkMetrics for the whole list, in as few requests as the
-     * daemon's request-line limit allows. */
-    _cleanup_json_ json_object *infos = NULL, *metrics = NULL;
-    if ((r = bulk_fetch("bulk_info", handles, &infos)) < 0 ||
-        (r = bulk_fetch("bulk_metrics", handles, &metrics)) < 0)
-        return r;
-
-    _cleanup_json_ json_object *out = json_object_new_array();
-    _cleanup_table_ Table *t =
-        table_new(6, "HANDLE", "STATE", "ADDRESS", "PORTS", "PROCESSES", "CREATED");
-    if (!t || !out)
-        return cli_error(-ENOMEM, "Out of memory");
-    for (size_t i = 0; i < n; i++) {
-        const char *h = json_object_get_string(json_object_array_get_idx(handles, i));
-        json_object *entry = NULL, *mentry = NULL;
-        json_object_object_get_ex(infos, h, &entry);
-        json_object_object_get_ex(metrics, h, &mentry);
-        json_object *info = json_member(entry, "Info"), *m = json_member(mentry, "Metrics");
-        if (!entry || json_member(entry, "Err"))
-            continue; /* destroyed since the list */
-        if (cli_json) {
-            json_object *row = json_object_new_object();
-            json_object_object_add(row, "handle", json_object_new_string(h));
-            json_object_object_add(row, "info", json_object_get(info));
-            if (m && !json_member(mentry, "Err"))
-                json_object_object_add(row, "age_ns", json_new_u64(jget_u64(m, "Age")));
-            json_object_array_add(out, row);
-            continue;
-        }
-        json_object *pids = json_member(info, "ProcessIDs");
-        char nproc[32], created[64] = "";
-        snprintf(nproc, sizeof(nproc), "%zu",
-                 pids && json_object_is_type(pids, json_type_array) ? json_object_array_length(pids)
-                                                                    : (size_t)0);
-        if (m && !json_member(mentry, "Err"))
-            fmt_ago((int64_t)time(NULL) - (int64_t)(jget_u64(m, "Age") / 1000000000ull), created,
-                    sizeof(created));
-        _cleanup_free_ char *ports = ports_text(info);
-        if (table_add(t, h, jget_str(info, "State"), jget_str(info, "ContainerIP"), ports, nproc,
-                      created) < 0)
-            return cli_error(-ENOMEM, "Out of memory");
-    }
-    if (cli_json)
-        print_json(out);
-    else
-        table_print(t, stdout);
-    return 0;
+    return list_print(handles, n);
 }
 
 static int print_info(const char *handle, json_object *info)

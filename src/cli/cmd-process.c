@@ -517,6 +517,64 @@ static int image_command(const char *handle, json_object *spec)
     return 0;
 }
 
+/* One of run's options into the session or the process spec (env: its list). */
+static int run_opt(const char *cmd, int opt, const char *arg, Session *s, bool *detach,
+                   json_object *spec, json_object *env)
+{
+    switch (opt) {
+    case 'i':
+        s->forward_stdin = true;
+        return 0;
+    case 't':
+        s->tty = s->forward_stdin = true;
+        return 0;
+    case 'd':
+        *detach = true;
+        return 0;
+    case 'u':
+        json_object_object_add(spec, "user", json_object_new_string(arg));
+        return 0;
+    case 'e':
+        if (!strchr(arg, '=') || arg[0] == '=')
+            return cli_usage(cmd, "Invalid --env '%s': expected KEY=VALUE", arg);
+        json_object_array_add(env, json_object_new_string(arg));
+        return 0;
+    case 'w':
+        json_object_object_add(spec, "dir", json_object_new_string(arg));
+        return 0;
+    case 1000: {
+        int r = check_name("process id", arg);
+        if (r < 0)
+            return r;
+        json_object_object_add(spec, "id", json_object_new_string(arg));
+        return 0;
+    }
+    default:
+        return cli_usage(cmd, "Unknown option");
+    }
+}
+
+/* HANDLE [COMMAND [ARG...]]: the command, or the image's when none is given. */
+static int run_command(Session *s, int argc, char **argv, json_object *spec)
+{
+    if (argc - optind < 1)
+        return cli_usage(argv[0], "Expected: %s [OPTIONS] HANDLE [COMMAND [ARG...]]", argv[0]);
+    if (argc - optind - 2 > RUN_ARGS_MAX)
+        return cli_usage(argv[0], "At most %d arguments", RUN_ARGS_MAX);
+    s->handle = argv[optind];
+    int r = check_name("handle", s->handle);
+    if (r < 0)
+        return r;
+    if (argc - optind == 1)
+        return image_command(s->handle, spec);
+    json_object_object_add(spec, "path", json_object_new_string(argv[optind + 1]));
+    json_object *args = json_object_new_array();
+    for (int i = optind + 2; i < argc; i++)
+        json_object_array_add(args, json_object_new_string(argv[i]));
+    json_object_object_add(spec, "args", args);
+    return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -533,72 +591,23 @@ int cmd_run(int argc, char **argv)
     _cleanup_(session_done) Session s = {0};
     _cleanup_json_ json_object *spec = json_object_new_object();
     json_object *env = json_object_new_array();
+    json_object_object_add(spec, "env", env);
     bool detach = false;
     int opt, r;
 
     s.ctl.fd = s.out.fd = s.err.fd = -EBADF;
     while ((opt = getopt_long(argc, argv, "+itdu:e:w:Jh", opts, NULL)) != -1) {
         if ((r = cli_common_opt(opt, argv[0])) != 0) {
-            if (r < 0) {
-                json_object_put(env);
+            if (r < 0)
                 return r;
-            }
             continue;
         }
-        switch (opt) {
-        case 'i':
-            s.forward_stdin = true;
-            break;
-        case 't':
-            s.tty = s.forward_stdin = true;
-            break;
-        case 'd':
-            detach = true;
-            break;
-        case 'u':
-            json_object_object_add(spec, "user", json_object_new_string(optarg));
-            break;
-        case 'e':
-            if (!strchr(optarg, '=') || optarg[0] == '=') {
-                json_object_put(env);
-                return cli_usage(argv[0], "Invalid --env '%s': expected KEY=VALUE", optarg);
-            }
-            json_object_array_add(env, json_object_new_string(optarg));
-            break;
-        case 'w':
-            json_object_object_add(spec, "dir", json_object_new_string(optarg));
-            break;
-        case 1000:
-            if ((r = check_name("process id", optarg)) < 0) {
-                json_object_put(env);
-                return r;
-            }
-            json_object_object_add(spec, "id", json_object_new_string(optarg));
-            break;
-        default:
-            json_object_put(env);
-            return cli_usage(argv[0], "Unknown option");
-        }
-    }
-    json_object_object_add(spec, "env", env);
-    s.close_stdin = true;
-    if (argc - optind < 1)
-        return cli_usage(argv[0], "Expected: %s [OPTIONS] HANDLE [COMMAND [ARG...]]", argv[0]);
-    if (argc - optind - 2 > RUN_ARGS_MAX)
-        return cli_usage(argv[0], "At most %d arguments", RUN_ARGS_MAX);
-    s.handle = argv[optind];
-    if ((r = check_name("handle", s.handle)) < 0)
-        return r;
-    if (argc - optind == 1) {
-        if ((r = image_command(s.handle, spec)) < 0)
+        if ((r = run_opt(argv[0], opt, optarg, &s, &detach, spec, env)) < 0)
             return r;
-    } else {
-        json_object_object_add(spec, "path", json_object_new_string(argv[optind + 1]));
-        json_object *args = json_object_new_array();
-        for (int i = optind + 2; i < argc; i++)
-            json_object_array_add(args, json_object_new_string(argv[i]));
-        json_object_object_add(spec, "args", args);
     }
+    s.close_stdin = true;
+    if ((r = run_command(&s, argc, argv, spec)) < 0)
+        return r;
     if (s.tty) {
         unsigned cols = 80, rows = 24;
         window_size(&cols, &rows);

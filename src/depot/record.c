@@ -19,32 +19,6 @@
 #include "cloche/wire.h"
 #include "cloche/strmap.h"
 
-static const char *const container_state_names[] = {
-    [CONTAINER_STATE_CREATING] = "creating",
-    [CONTAINER_STATE_ACTIVE] = "active",
-    [CONTAINER_STATE_STOPPED] = "stopped",
-    [CONTAINER_STATE_DESTROYING] = "destroying",
-};
-
-const char *container_state_to_string(ContainerState s)
-{
-    if ((unsigned)s >= ELEMENTSOF(container_state_names))
-        return NULL;
-    return container_state_names[s];
-}
-
-int container_state_from_string(const char *s, ContainerState *ret)
-{
-    if (!s)
-        return -EINVAL;
-    for (size_t i = 0; i < ELEMENTSOF(container_state_names); i++)
-        if (strcmp(s, container_state_names[i]) == 0) {
-            *ret = (ContainerState)i;
-            return 0;
-        }
-    return -EINVAL;
-}
-
 void container_record_done(ContainerRecord *rec)
 {
     if (!rec)
@@ -119,11 +93,10 @@ static json_object *net_to_json(const ContainerNet *net)
 
 static int ipv4_member(json_object *o, const char *key, uint32_t *ret)
 {
-    ApiError err = {0};
     _cleanup_free_ char *s = NULL;
     json_object *v = json_member(o, key);
     struct in_addr in;
-    if (!v || json_get_string(v, key, INET_ADDRSTRLEN, &s, &err) < 0 ||
+    if (!v || json_get_string(v, key, INET_ADDRSTRLEN, &s, NULL) < 0 ||
         inet_pton(AF_INET, s, &in) != 1)
         return -EBADMSG;
     *ret = ntohl(in.s_addr);
@@ -132,27 +105,26 @@ static int ipv4_member(json_object *o, const char *key, uint32_t *ret)
 
 static int net_from_json(json_object *o, ContainerNet *net)
 {
-    ApiError err = {0};
     uint64_t u;
     json_object *v;
-    if (json_expect_object(o, "net", &err) < 0)
+    if (json_expect_object(o, "net", NULL) < 0)
         return -EBADMSG;
     v = json_member(o, "id");
-    if (!v || json_get_string(v, "id", 64, &net->id, &err) < 0 || !net->id)
+    if (!v || json_get_string(v, "id", 64, &net->id, NULL) < 0 || !net->id)
         return -EBADMSG;
     if (ipv4_member(o, "subnet", &net->subnet) < 0 ||
         ipv4_member(o, "gateway", &net->gateway) < 0 || ipv4_member(o, "ip", &net->ip) < 0)
         return -EBADMSG;
     v = json_member(o, "prefix");
-    if (!v || json_get_u64(v, "prefix", 32, &u, &err) < 0)
+    if (!v || json_get_u64(v, "prefix", 32, &u, NULL) < 0)
         return -EBADMSG;
     net->prefix = (uint32_t)u;
     v = json_member(o, "mtu");
-    if (!v || json_get_u64(v, "mtu", 65535, &u, &err) < 0)
+    if (!v || json_get_u64(v, "mtu", 65535, &u, NULL) < 0)
         return -EBADMSG;
     net->mtu = (uint32_t)u;
     v = json_member(o, "netin");
-    if (!v || json_expect_array(v, "netin", SIZE_MAX, &err) < 0)
+    if (!v || json_expect_array(v, "netin", SIZE_MAX, NULL) < 0)
         return -EBADMSG;
     size_t n = json_object_array_length(v);
     if (n) {
@@ -161,7 +133,7 @@ static int net_from_json(json_object *o, ContainerNet *net)
             return -ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        if (spec_decode_netin_at(json_object_array_get_idx(v, i), "netin", &net->netin[i], &err) <
+        if (spec_decode_netin_at(json_object_array_get_idx(v, i), "netin", &net->netin[i], NULL) <
             0)
             return -EBADMSG;
         net->n_netin++;
@@ -239,13 +211,12 @@ char *container_record_serialize(const ContainerRecord *rec, size_t *ret_len)
 
 static int parse_string_map(json_object *v, const char *what, StringMap *ret)
 {
-    ApiError err = {0};
-    if (json_expect_object(v, what, &err) < 0)
+    if (json_expect_object(v, what, NULL) < 0)
         return -EBADMSG;
     json_object_object_foreach(v, key, val)
     {
         _cleanup_free_ char *s = NULL;
-        if (!val || json_get_string(val, what, RECORD_STRING_MAX, &s, &err) < 0)
+        if (!val || json_get_string(val, what, RECORD_STRING_MAX, &s, NULL) < 0)
             return -EBADMSG;
         int r = strmap_set(ret, key, s);
         if (r < 0)
@@ -256,14 +227,13 @@ static int parse_string_map(json_object *v, const char *what, StringMap *ret)
 
 static int parse_events(json_object *v, StringMap *ret)
 {
-    ApiError err = {0};
-    if (json_expect_array(v, "events", SIZE_MAX, &err) < 0)
+    if (json_expect_array(v, "events", SIZE_MAX, NULL) < 0)
         return -EBADMSG;
     size_t n = json_object_array_length(v);
     for (size_t i = 0; i < n; i++) {
         _cleanup_free_ char *s = NULL;
         json_object *e = json_object_array_get_idx(v, i);
-        if (!e || json_get_string(e, "events", RECORD_STRING_MAX, &s, &err) < 0)
+        if (!e || json_get_string(e, "events", RECORD_STRING_MAX, &s, NULL) < 0)
             return -EBADMSG;
         int r = strmap_set(ret, s, "");
         if (r < 0)
@@ -274,38 +244,37 @@ static int parse_events(json_object *v, StringMap *ret)
 
 static int record_from_json(json_object *obj, ContainerRecord *rec)
 {
-    ApiError err = {0};
     int r;
 
-    if (json_expect_object(obj, "record", &err) < 0)
+    if (json_expect_object(obj, "record", NULL) < 0)
         return -EBADMSG;
 
     uint64_t version;
     json_object *v = json_member(obj, "version");
-    if (!v || json_get_u64(v, "version", UINT32_MAX, &version, &err) < 0)
+    if (!v || json_get_u64(v, "version", UINT32_MAX, &version, NULL) < 0)
         return -EBADMSG;
     /* A newer daemon's record may mean something this one would misread. */
     if (version < 1 || version > DEPOT_RECORD_VERSION)
         return -EBADMSG;
 
     v = json_member(obj, "handle");
-    if (!v || json_get_string(v, "handle", SPEC_HANDLE_MAX, &rec->handle, &err) < 0)
+    if (!v || json_get_string(v, "handle", SPEC_HANDLE_MAX, &rec->handle, NULL) < 0)
         return -EBADMSG;
-    if (spec_validate_handle(rec->handle, &err) < 0)
+    if (spec_validate_handle(rec->handle, NULL) < 0)
         return -EBADMSG;
 
     _cleanup_free_ char *state = NULL;
     v = json_member(obj, "state");
-    if (!v || json_get_string(v, "state", 64, &state, &err) < 0)
+    if (!v || json_get_string(v, "state", 64, &state, NULL) < 0)
         return -EBADMSG;
     if (container_state_from_string(state, &rec->state) < 0)
         return -EBADMSG;
 
     v = json_member(obj, "created_at");
-    if (!v || json_get_i64(v, "created_at", &rec->created_at_ns, &err) < 0)
+    if (!v || json_get_i64(v, "created_at", &rec->created_at_ns, NULL) < 0)
         return -EBADMSG;
     v = json_member(obj, "grace_time");
-    if (!v || json_get_i64(v, "grace_time", &rec->grace_time_ns, &err) < 0)
+    if (!v || json_get_i64(v, "grace_time", &rec->grace_time_ns, NULL) < 0)
         return -EBADMSG;
     if (rec->grace_time_ns < 0)
         return -EBADMSG;
@@ -327,7 +296,7 @@ static int record_from_json(json_object *obj, ContainerRecord *rec)
     v = json_member(obj, "spec");
     if (!v)
         return -EBADMSG;
-    r = spec_decode_container_spec(v, &rec->spec, &err);
+    r = spec_decode_container_spec(v, &rec->spec, NULL);
     if (r == -ENOMEM)
         return r;
     if (r < 0)
@@ -336,31 +305,31 @@ static int record_from_json(json_object *obj, ContainerRecord *rec)
     json_object *rt = json_member(obj, "runtime");
     if (rt) {
         uint64_t u;
-        if (json_expect_object(rt, "runtime", &err) < 0)
+        if (json_expect_object(rt, "runtime", NULL) < 0)
             return -EBADMSG;
         if ((v = json_member(rt, "init_pid"))) {
-            if (json_get_u64(v, "init_pid", INT32_MAX, &u, &err) < 0)
+            if (json_get_u64(v, "init_pid", INT32_MAX, &u, NULL) < 0)
                 return -EBADMSG;
             rec->init_pid = (int32_t)u;
         }
         if ((v = json_member(rt, "init_start_time")) &&
-            json_get_u64(v, "init_start_time", UINT64_MAX, &rec->init_start_time, &err) < 0)
+            json_get_u64(v, "init_start_time", UINT64_MAX, &rec->init_start_time, NULL) < 0)
             return -EBADMSG;
         if ((v = json_member(rt, "uid_base"))) {
-            if (json_get_u64(v, "uid_base", UINT32_MAX, &u, &err) < 0)
+            if (json_get_u64(v, "uid_base", UINT32_MAX, &u, NULL) < 0)
                 return -EBADMSG;
             rec->uid_base = (uint32_t)u;
         }
         if ((v = json_member(rt, "rootfs")) &&
-            json_get_string(v, "rootfs", RECORD_STRING_MAX, &rec->rootfs, &err) < 0)
+            json_get_string(v, "rootfs", RECORD_STRING_MAX, &rec->rootfs, NULL) < 0)
             return -EBADMSG;
         if ((v = json_member(rt, "net")) && (r = net_from_json(v, &rec->net)) < 0)
             return r;
         if ((v = json_member(rt, "firewall_pending")) &&
-            json_get_bool(v, "firewall_pending", &rec->firewall_pending, &err) < 0)
+            json_get_bool(v, "firewall_pending", &rec->firewall_pending, NULL) < 0)
             return -EBADMSG;
         if ((v = json_member(rt, "stopped_by_client")) &&
-            json_get_bool(v, "stopped_by_client", &rec->stopped_by_client, &err) < 0)
+            json_get_bool(v, "stopped_by_client", &rec->stopped_by_client, NULL) < 0)
             return -EBADMSG;
     }
     return 0;
@@ -373,9 +342,8 @@ int container_record_parse(const char *buf, size_t len, ContainerRecord *ret)
     if (len > DEPOT_RECORD_MAX)
         return -EBADMSG;
 
-    ApiError err = {0};
     _cleanup_json_ json_object *obj = NULL;
-    if (json_parse_strict(buf, len, &obj, &err) < 0)
+    if (json_parse_strict(buf, len, &obj, NULL) < 0)
         return -EBADMSG;
 
     ContainerRecord rec = {0};

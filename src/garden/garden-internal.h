@@ -11,6 +11,7 @@
 #include "cloche/firewall.h"
 #include "cloche/netdev.h"
 #include "cloche/netpool.h"
+#include "cloche/garden-setup.h"
 #include "cloche/garden.h"
 #include "cloche/grace.h"
 #include "cloche/hashmap.h"
@@ -349,11 +350,16 @@ void garden_arm_grace(Garden *g, Container *c);
  * left destroying and retried later; *ret_what names the step that failed. */
 int garden_teardown_claimed(Garden *g, Container *c, const char **ret_what);
 
+/* stats.c: the memory, cpu and pid counters of cg into ret's fields. */
+int garden_cgroup_stats(const Cgroup *cg, ContainerMetrics *ret);
+
 /* failure.c: a Failure from the modules below as the API's error: the caller's
  * input is a 400, an executable that cannot run a 500 ExecutableNotFoundError,
  * anything else a 500; the message as it is. Returns r. When f holds nothing
  * (a garden callback filled reterr itself), reterr is left alone. */
 int garden_failure(ApiError *reterr, const Failure *f, int r);
+/* The same for the image store, whose input failures are 400, 404 or 409. */
+int garden_image_failure(ApiError *reterr, const Failure *f, int r);
 
 /* pea.c: what a process with its own image or limits (a pea) gets before its
  * shim starts. */

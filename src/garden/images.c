@@ -105,16 +105,17 @@ int garden_image_resolve(Garden *g, ContainerSpec *spec, char **ret_rootfs, ApiE
     if (!g->cfg.images)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_GENERIC,
                           "This daemon has no image store");
+    Failure failure = {0};
     _cleanup_(image_reference_done) ImageReference ref = {0};
-    int r = image_ref_parse(uri, &ref, reterr);
+    int r = image_ref_parse(uri, &ref, &failure);
     if (r < 0)
-        return r;
+        return garden_image_failure(reterr, &failure, r);
     ImageCredentials cred = {.username = spec->image.username, .password = spec->image.password};
     _cleanup_(image_pulled_done) ImagePulled img = {0};
     r = image_store_pull(g->cfg.images, &ref, &cred, false, on_pull_progress, spec->handle, &img,
-                         reterr);
+                         &failure);
     if (r < 0)
-        return r;
+        return garden_image_failure(reterr, &failure, r);
     r = apply_config(spec, &img);
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to apply the image's config");
@@ -151,8 +152,11 @@ static int parse_image_uri(Garden *g, const char *uri, ImageReference *ref, ApiE
                           "This daemon has no image store");
     if (!uri || !*uri)
         return api_bad_request(reterr, "Missing 'ref': a docker:// or oci:// image reference");
-    int r = image_ref_parse(uri, ref, reterr);
-    if (r >= 0 && ref->kind == IMAGE_REF_RAW) {
+    Failure failure = {0};
+    int r = image_ref_parse(uri, ref, &failure);
+    if (r < 0)
+        return garden_image_failure(reterr, &failure, r);
+    if (ref->kind == IMAGE_REF_RAW) {
         image_reference_done(ref);
         return api_bad_request(reterr, "'%s' is a directory, not an image to pull", uri);
     }
@@ -176,7 +180,9 @@ int garden_image_remove(Garden *g, const char *uri, ApiError *reterr)
     int r = parse_image_uri(g, uri, &ref, reterr);
     if (r < 0)
         return r;
-    return image_store_remove(g->cfg.images, &ref, reterr);
+    Failure failure = {0};
+    r = image_store_remove(g->cfg.images, &ref, &failure);
+    return r < 0 ? garden_image_failure(reterr, &failure, r) : r;
 }
 
 int garden_image_pull(Garden *g, const char *uri, const ImageCredentials *cred, ImageProgressFn fn,
@@ -187,9 +193,10 @@ int garden_image_pull(Garden *g, const char *uri, const ImageCredentials *cred, 
     if (r < 0)
         return r;
     _cleanup_(image_pulled_done) ImagePulled img = {0};
-    r = image_store_pull(g->cfg.images, &ref, cred, true, fn, userdata, &img, reterr);
+    Failure failure = {0};
+    r = image_store_pull(g->cfg.images, &ref, cred, true, fn, userdata, &img, &failure);
     if (r < 0)
-        return r;
+        return garden_image_failure(reterr, &failure, r);
     *ret_digest = TAKE_PTR(img.digest);
     return 0;
 }
@@ -206,7 +213,9 @@ int garden_image_import_file(Garden *g, int *ret_fd, ApiError *reterr)
 int garden_image_import(Garden *g, const char *name_tag, int fd, char **ret_digest,
                         ApiError *reterr)
 {
-    return image_store_import(g->cfg.images, name_tag, fd, ret_digest, reterr);
+    Failure failure = {0};
+    int r = image_store_import(g->cfg.images, name_tag, fd, ret_digest, &failure);
+    return r < 0 ? garden_image_failure(reterr, &failure, r) : r;
 }
 
 int container_commit(Garden *g, Container *c, const char *name_tag, const ImageCommitOptions *opts,
@@ -230,8 +239,10 @@ int container_commit(Garden *g, Container *c, const char *name_tag, const ImageC
     _cleanup_free_ char *upper = NULL;
     if (asprintf(&upper, "%s/rootfs/upper", dir) < 0)
         return -ENOMEM;
-    return image_store_commit(g->cfg.images, digest, rootfs ? rootfs : "", upper, shift, name_tag,
-                              opts, ret_digest, reterr);
+    Failure failure = {0};
+    r = image_store_commit(g->cfg.images, digest, rootfs ? rootfs : "", upper, shift, name_tag,
+                           opts, ret_digest, &failure);
+    return r < 0 ? garden_image_failure(reterr, &failure, r) : r;
 }
 
 int garden_image_export(Garden *g, const char *uri, ImageWriteFn fn, void *userdata,
@@ -241,5 +252,7 @@ int garden_image_export(Garden *g, const char *uri, ImageWriteFn fn, void *userd
     int r = parse_image_uri(g, uri, &ref, reterr);
     if (r < 0)
         return r;
-    return image_store_export(g->cfg.images, &ref, fn, userdata, reterr);
+    Failure failure = {0};
+    r = image_store_export(g->cfg.images, &ref, fn, userdata, &failure);
+    return r < 0 ? garden_image_failure(reterr, &failure, r) : r;
 }

@@ -465,40 +465,38 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     return build_kernel(g, c, "create", dir, reterr);
 }
 
-/* The kernel objects a container's record describes, after its ids and address
- * are held: /etc files, disk, cgroups, the init with its namespaces and mounts
- * over the writable layer, links and firewall state, bandwidth. Create makes them
- * all; start reuses the disk and cgroups a stop left and makes what is missing
- * (after a reboot, everything). */
-static int build_kernel(Garden *g, Container *c, const char *op, const char *dir, ApiError *reterr)
+/* The writable layer's disk, when the spec limits it. */
+static int build_disk(Garden *g, Container *c, const char *op, const char *dir, ApiError *reterr)
 {
     ContainerRecord *rec = &c->rec;
     const ContainerSpec *spec = &rec->spec;
-    bool starting = strcmp(op, "start") == 0;
-    int64_t t0 = clock_monotonic_ns();
-    int r = write_etc_files(g, dir, rec);
+    if (!spec->limits.disk.byte_hard && !spec->limits.disk.byte_soft)
+        return 0;
+    DiskLimit dl;
+    int r = garden_disk_limit(g, rec, &spec->limits.disk, &dl, reterr);
     if (r < 0)
-        return api_internal_error(reterr, r, "Failed to write the container's /etc files");
+        return r;
+    /* A start mounts the writable layer's disk again (a reboot unmounted it). */
+    r = strcmp(op, "start") == 0 ? disk_reattach(dir, &dl)
+                                 : disk_attach(dir, &dl, spec->privileged ? 0 : rec->uid_base);
+    if (r < 0)
+        return api_errorf(reterr, r, r == -EINVAL ? 400 : 500, GARDEN_ERR_GENERIC,
+                          "Failed to set up the container's disk limit: %s", strerror(-r));
+    return kernel_step(c, op, "disk", reterr);
+}
 
-    int64_t t1 = clock_monotonic_ns();
-    if (spec->limits.disk.byte_hard || spec->limits.disk.byte_soft) {
-        DiskLimit dl;
-        r = garden_disk_limit(g, rec, &spec->limits.disk, &dl, reterr);
-        if (r < 0)
-            return r;
-        /* A start mounts the writable layer's disk again (a reboot unmounted it). */
-        r = starting ? disk_reattach(dir, &dl)
-                     : disk_attach(dir, &dl, spec->privileged ? 0 : rec->uid_base);
-        if (r < 0)
-            return api_errorf(reterr, r, r == -EINVAL ? 400 : 500, GARDEN_ERR_GENERIC,
-                              "Failed to set up the container's disk limit: %s", strerror(-r));
-        if ((r = kernel_step(c, op, "disk", reterr)) < 0)
-            return r;
-    }
-    Cgroup *cg = c->cgroup; /* a stopped container's, kept with its limits and counters */
+/* The cgroups (a stopped container's are kept, with its limits and counters),
+ * their device allow-list and limits, and the view the init mounts. */
+static int build_cgroups(Garden *g, Container *c, const char *op, CgroupViewDir **ret_views,
+                         size_t *ret_n_views, ApiError *reterr)
+{
+    ContainerRecord *rec = &c->rec;
+    const ContainerSpec *spec = &rec->spec;
+    Cgroup *cg = c->cgroup;
+    int r;
     if (!cg) {
         r = cgroup_create(g->cgroups, rec->handle, &cg);
-        if (r == -EEXIST && starting)
+        if (r == -EEXIST && strcmp(op, "start") == 0)
             r = cgroup_open_existing(g->cgroups, rec->handle, &cg);
         if (r < 0)
             return api_internal_error(reterr, r, "Failed to create the container's cgroups");
@@ -515,23 +513,41 @@ static int build_kernel(Garden *g, Container *c, const char *op, const char *dir
     if (r < 0)
         return r;
     _cleanup_free_ CgroupViewDir *views = calloc(CGROUP_VIEW_MAX, sizeof(CgroupViewDir));
-    size_t n_views = 0;
-    r = views ? cgroup_view_dirs(cg, views, CGROUP_VIEW_MAX, &n_views) : -ENOMEM;
+    r = views ? cgroup_view_dirs(cg, views, CGROUP_VIEW_MAX, ret_n_views) : -ENOMEM;
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to prepare the container's cgroup view");
+    *ret_views = TAKE_PTR(views);
+    return 0;
+}
 
-    _cleanup_free_ SandboxBind *binds = calloc(spec->n_bind_mounts + 1, sizeof(SandboxBind));
+/* The spec's bind mounts as the sandbox takes them (malloc'd), or NULL. */
+static SandboxBind *sandbox_binds(const ContainerSpec *spec)
+{
+    SandboxBind *binds = calloc(spec->n_bind_mounts + 1, sizeof(SandboxBind));
     if (!binds)
-        return api_internal_error(reterr, -ENOMEM, "Failed to prepare bind mounts");
+        return NULL;
     for (size_t i = 0; i < spec->n_bind_mounts; i++)
         binds[i] =
             (SandboxBind){.src = spec->bind_mounts[i].src_path,
                           .dst = spec->bind_mounts[i].dst_path,
                           .rw = spec->bind_mounts[i].mode == BIND_MOUNT_RW,
                           .from_container = spec->bind_mounts[i].origin == BIND_MOUNT_CONTAINER};
+    return binds;
+}
 
+/* The init with its namespaces and mounts over the writable layer (and, in
+ * parallel, the network). *ret_network_ns: how long the network took. */
+static int build_sandbox(Garden *g, Container *c, const char *dir, CgroupViewDir *views,
+                         size_t n_views, int64_t *ret_network_ns, ApiError *reterr)
+{
+    ContainerRecord *rec = &c->rec;
+    const ContainerSpec *spec = &rec->spec;
+    _cleanup_free_ SandboxBind *binds = sandbox_binds(spec);
+    if (!binds)
+        return api_internal_error(reterr, -ENOMEM, "Failed to prepare bind mounts");
     _cleanup_free_ char *lower = NULL; /* the image, or its copy in the depot (rootfs.c) */
-    if ((r = garden_rootfs_lower(g, rec->rootfs, spec->privileged, &lower, reterr)) < 0)
+    int r = garden_rootfs_lower(g, rec->rootfs, spec->privileged, &lower, reterr);
+    if (r < 0)
         return r;
     _cleanup_close_ int cgfd = cgroup_open_v2_fd(c->cgroup);
     AttachCtx actx = {.cgroup = c->cgroup, .cloned_into = cgfd >= 0};
@@ -556,13 +572,9 @@ static int build_kernel(Garden *g, Container *c, const char *op, const char *dir
         .n_cgroup_views = n_views,
     };
     SandboxInit init;
-    int64_t t2 = clock_monotonic_ns();
     Failure failure = {0};
     r = sandbox_create(&sb, &init, &failure);
-    log_debug("Container '%s': /etc files %.2f ms, cgroups %.2f ms, namespaces and mounts %.2f ms "
-              "(network %.2f ms of it, in parallel)",
-              rec->handle, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
-              (double)(clock_monotonic_ns() - t2) / 1e6, (double)nctx.took_ns / 1e6);
+    *ret_network_ns = nctx.took_ns;
     if (r < 0)
         return garden_failure(reterr, &failure, r);
     pthread_mutex_lock(&c->lock);
@@ -571,14 +583,43 @@ static int build_kernel(Garden *g, Container *c, const char *op, const char *dir
     rec->init_pid = init.pid;
     rec->init_start_time = init.start_time;
     pthread_mutex_unlock(&c->lock);
+    return 0;
+}
+
+/* The kernel objects a container's record describes, after its ids and address
+ * are held: /etc files, disk, cgroups, the init with its namespaces and mounts
+ * over the writable layer, links and firewall state, bandwidth. Create makes them
+ * all; start reuses the disk and cgroups a stop left and makes what is missing
+ * (after a reboot, everything). */
+static int build_kernel(Garden *g, Container *c, const char *op, const char *dir, ApiError *reterr)
+{
+    ContainerRecord *rec = &c->rec;
+    const ContainerSpec *spec = &rec->spec;
+    int64_t t0 = clock_monotonic_ns();
+    int r = write_etc_files(g, dir, rec);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to write the container's /etc files");
+    int64_t t1 = clock_monotonic_ns();
+    if ((r = build_disk(g, c, op, dir, reterr)) < 0)
+        return r;
+    _cleanup_free_ CgroupViewDir *views = NULL;
+    size_t n_views = 0;
+    if ((r = build_cgroups(g, c, op, &views, &n_views, reterr)) < 0)
+        return r;
+    int64_t t2 = clock_monotonic_ns(), network_ns = 0;
+    r = build_sandbox(g, c, dir, views, n_views, &network_ns, reterr);
+    log_debug("Container '%s': /etc files %.2f ms, cgroups %.2f ms, namespaces and mounts %.2f ms "
+              "(network %.2f ms of it, in parallel)",
+              rec->handle, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
+              (double)(clock_monotonic_ns() - t2) / 1e6, (double)network_ns / 1e6);
+    if (r < 0)
+        return r;
     if ((r = kernel_step(c, op, "sandbox", reterr)) < 0)
         return r;
-    if (g->net_ready) {
-        if (spec->limits.bandwidth.rate) {
-            r = garden_net_set_bandwidth(g, c, &spec->limits.bandwidth, reterr);
-            if (r < 0)
-                return r;
-        }
+    if (g->net_ready && spec->limits.bandwidth.rate) {
+        r = garden_net_set_bandwidth(g, c, &spec->limits.bandwidth, reterr);
+        if (r < 0)
+            return r;
     }
     return kernel_step(c, op, "limits", reterr);
 }

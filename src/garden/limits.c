@@ -169,6 +169,83 @@ static const char *limit_kind_name(LimitKind kind)
     }
 }
 
+/* A kernel call that refused the change, in words. */
+static int limit_failed(ApiError *reterr, const ContainerRecord *rec, int r)
+{
+    return api_errorf(reterr, r, r == -EINVAL ? 400 : 500, GARDEN_ERR_GENERIC,
+                      "Failed to change the limits of '%s': %s", rec->handle, strerror(-r));
+}
+
+/* A new disk limit: only for a container created with one, and only larger. */
+static int set_disk_limit(Garden *g, const ContainerRecord *rec, const DiskLimits *in,
+                          ApiError *reterr)
+{
+    _cleanup_free_ char *dir = NULL;
+    int r = depot_container_path(g->depot, rec->handle, &dir);
+    if (r < 0)
+        return limit_failed(reterr, rec, r);
+    if (disk_is_attached(dir) != 1)
+        return api_errorf(reterr, -EOPNOTSUPP, 409, GARDEN_ERR_GENERIC,
+                          "Container '%s' was created without a disk limit; its writable "
+                          "layer is a plain directory, whose limit cannot be set later",
+                          rec->handle);
+    DiskLimit dl;
+    r = garden_disk_limit(g, rec, in, &dl, reterr);
+    if (r < 0)
+        return r;
+    if (!dl.bytes)
+        return api_bad_request(reterr, "A disk limit cannot be removed, only raised");
+    r = disk_resize(dir, &dl);
+    if (r == -EINVAL)
+        return api_bad_request(reterr,
+                               "A disk limit can only grow: %" PRIu64 " bytes and %" PRIu64
+                               " inodes are below what '%s' has",
+                               dl.bytes, dl.inodes, rec->handle);
+    return r < 0 ? limit_failed(reterr, rec, r) : 0;
+}
+
+/* One kind of limit applied to the live container (c->lock held); *now gets it. */
+static int apply_limit(Garden *g, Container *c, LimitKind kind, const Limits *in, Limits *now,
+                       ApiError *reterr)
+{
+    ContainerRecord *rec = &c->rec;
+    int r;
+    switch (kind) {
+    case LIMIT_KIND_MEMORY:
+        r = cgroup_set_memory_limit(c->cgroup, in->memory.limit_in_bytes);
+        if (r == -EBUSY)
+            return api_errorf(reterr, r, 409, GARDEN_ERR_GENERIC,
+                              "Cannot lower the memory limit of '%s' to %" PRIu64
+                              " bytes: its usage does not fit and could not be reclaimed",
+                              rec->handle, in->memory.limit_in_bytes);
+        now->memory = in->memory;
+        break;
+    case LIMIT_KIND_CPU:
+        r = cgroup_set_cpu(c->cgroup, cpu_shares(&in->cpu),
+                           in->cpu.millicpus ? in->cpu.millicpus * 100 : 0,
+                           in->cpu.millicpus ? 100000 : 0);
+        now->cpu = in->cpu;
+        break;
+    case LIMIT_KIND_PIDS:
+        r = cgroup_set_pids_max(c->cgroup, in->pid.max);
+        now->pid = in->pid;
+        break;
+    case LIMIT_KIND_DISK:
+        if ((r = set_disk_limit(g, rec, &in->disk, reterr)) < 0)
+            return r;
+        now->disk = in->disk;
+        break;
+    case LIMIT_KIND_BANDWIDTH:
+        if ((r = garden_net_set_bandwidth(g, c, &in->bandwidth, reterr)) < 0)
+            return r;
+        now->bandwidth = in->bandwidth;
+        break;
+    default:
+        return api_bad_request(reterr, "Unknown limit kind");
+    }
+    return r < 0 ? limit_failed(reterr, rec, r) : 0;
+}
+
 int container_set_limits(Garden *g, Container *c, LimitKind kind, const Limits *in,
                          ApiError *reterr)
 {
@@ -182,90 +259,23 @@ int container_set_limits(Garden *g, Container *c, LimitKind kind, const Limits *
     ContainerRecord *rec = &c->rec;
     Limits now = rec->spec.limits;
     const Limits old = rec->spec.limits;
-    if (!c->cgroup) {
+    if (!c->cgroup)
         r = api_errorf(reterr, -ESRCH, 409, GARDEN_ERR_GENERIC, "Container '%s' is not running",
                        rec->handle);
-        goto out;
-    }
-    switch (kind) {
-    case LIMIT_KIND_MEMORY:
-        r = cgroup_set_memory_limit(c->cgroup, in->memory.limit_in_bytes);
-        if (r == -EBUSY) {
-            r = api_errorf(reterr, r, 409, GARDEN_ERR_GENERIC,
-                           "Cannot lower the memory limit of '%s' to %" PRIu64
-                           " bytes: its usage does not fit and could not be reclaimed",
-                           rec->handle, in->memory.limit_in_bytes);
-            goto out;
+    else
+        r = apply_limit(g, c, kind, in, &now, reterr);
+    if (r >= 0) {
+        testhook_point("limits.applied");
+        rec->spec.limits = now;
+        r = testhook_fault("limits.record") ? -EIO : garden_persist(g, c);
+        if (r < 0) {
+            rec->spec.limits = old;
+            limits_revert(g, c, kind, &old);
+            api_internal_error(reterr, r, "Failed to persist the limits");
+        } else {
+            garden_event_emit(g, "limits_changed", rec->handle, NULL, -1, limit_kind_name(kind));
         }
-        now.memory = in->memory;
-        break;
-    case LIMIT_KIND_CPU:
-        r = cgroup_set_cpu(c->cgroup, cpu_shares(&in->cpu),
-                           in->cpu.millicpus ? in->cpu.millicpus * 100 : 0,
-                           in->cpu.millicpus ? 100000 : 0);
-        now.cpu = in->cpu;
-        break;
-    case LIMIT_KIND_PIDS:
-        r = cgroup_set_pids_max(c->cgroup, in->pid.max);
-        now.pid = in->pid;
-        break;
-    case LIMIT_KIND_DISK: {
-        _cleanup_free_ char *dir = NULL;
-        r = depot_container_path(g->depot, rec->handle, &dir);
-        if (r < 0)
-            break;
-        if (disk_is_attached(dir) != 1) {
-            r = api_errorf(reterr, -EOPNOTSUPP, 409, GARDEN_ERR_GENERIC,
-                           "Container '%s' was created without a disk limit; its writable "
-                           "layer is a plain directory, whose limit cannot be set later",
-                           rec->handle);
-            goto out;
-        }
-        DiskLimit dl;
-        r = garden_disk_limit(g, rec, &in->disk, &dl, reterr);
-        if (r < 0)
-            goto out;
-        if (!dl.bytes) {
-            r = api_bad_request(reterr, "A disk limit cannot be removed, only raised");
-            goto out;
-        }
-        r = disk_resize(dir, &dl);
-        if (r == -EINVAL) {
-            r = api_bad_request(reterr,
-                                "A disk limit can only grow: %" PRIu64 " bytes and %" PRIu64
-                                " inodes are below what '%s' has",
-                                dl.bytes, dl.inodes, rec->handle);
-            goto out;
-        }
-        now.disk = in->disk;
-        break;
     }
-    case LIMIT_KIND_BANDWIDTH:
-        r = garden_net_set_bandwidth(g, c, &in->bandwidth, reterr);
-        if (r < 0)
-            goto out;
-        now.bandwidth = in->bandwidth;
-        break;
-    default:
-        r = api_bad_request(reterr, "Unknown limit kind");
-        goto out;
-    }
-    if (r < 0) {
-        r = api_errorf(reterr, r, r == -EINVAL ? 400 : 500, GARDEN_ERR_GENERIC,
-                       "Failed to change the limits of '%s': %s", rec->handle, strerror(-r));
-        goto out;
-    }
-    testhook_point("limits.applied");
-    rec->spec.limits = now;
-    r = testhook_fault("limits.record") ? -EIO : garden_persist(g, c);
-    if (r < 0) {
-        rec->spec.limits = old;
-        limits_revert(g, c, kind, &old);
-        api_internal_error(reterr, r, "Failed to persist the limits");
-    } else {
-        garden_event_emit(g, "limits_changed", rec->handle, NULL, -1, limit_kind_name(kind));
-    }
-out:
     pthread_mutex_unlock(&c->lock);
     state_op_end(c);
     return r;

@@ -108,11 +108,7 @@ int container_metrics(Garden *g, Container *c, bool may_cache, ContainerMetrics 
     if (!cg || gone)
         return -ESRCH;
 
-    int r = cgroup_read_memory_stat(cg, &ret->memory);
-    if (r >= 0)
-        r = cgroup_read_cpu_usage(cg, &ret->cpu);
-    if (r >= 0)
-        r = cgroup_read_pid_stat(cg, &ret->pids);
+    int r = garden_cgroup_stats(cg, ret);
     if (r < 0) {
         /* The groups went with a destroy that started after the check above. */
         pthread_mutex_lock(&c->lock);

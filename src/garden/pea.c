@@ -70,15 +70,16 @@ static int resolve_image(Garden *g, const ImageRef *image, char **ret_rootfs, ch
     if (!g->cfg.images)
         return api_errorf(reterr, -EOPNOTSUPP, 500, GARDEN_ERR_GENERIC,
                           "This daemon has no image store");
+    Failure failure = {0};
     _cleanup_(image_reference_done) ImageReference ref = {0};
-    int r = image_ref_parse(image->uri, &ref, reterr);
+    int r = image_ref_parse(image->uri, &ref, &failure);
     if (r < 0)
-        return r;
+        return garden_image_failure(reterr, &failure, r);
     ImageCredentials cred = {.username = image->username, .password = image->password};
     _cleanup_(image_pulled_done) ImagePulled img = {0};
-    r = image_store_pull(g->cfg.images, &ref, &cred, false, NULL, NULL, &img, reterr);
+    r = image_store_pull(g->cfg.images, &ref, &cred, false, NULL, NULL, &img, &failure);
     if (r < 0)
-        return r;
+        return garden_image_failure(reterr, &failure, r);
     char **env = calloc(img.config.n_env + 1, sizeof(char *));
     if (!env)
         return api_internal_error(reterr, -ENOMEM, "Failed to resolve the image");

@@ -144,25 +144,24 @@ static void layer_remove(ImageStore *s, const char *hex)
         (void)rm_rf_at(s->tmp_fd, doomed);
 }
 
-int image_store_remove(ImageStore *s, const ImageReference *ref, ApiError *reterr)
+int image_store_remove(ImageStore *s, const ImageReference *ref, Failure *reterr)
 {
     _cleanup_free_ char *name = NULL;
     if (image_ref_name(ref, &name) < 0)
-        return api_internal_error(reterr, -ENOMEM, "Failed to remove the image");
+        return failure_errno(reterr, -ENOMEM, "Failed to remove the image");
     pthread_mutex_lock(&s->lock);
     const char *known = hashmap_get(s->tags, name);
     _cleanup_free_ char *digest = known ? strdup(known) : NULL;
     pthread_mutex_unlock(&s->lock);
     if (!digest)
-        return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC, "Unknown image '%s'", name);
+        return failure_input(reterr, -ENOENT, "Unknown image '%s'", name);
     Manifest m = {0};
     _cleanup_free_ char *rootfs = NULL;
     size_t users = 0;
     int r = image_load(s, digest, &m, &rootfs, &users);
     if (r >= 0 && users) {
         manifest_done(&m);
-        return api_errorf(reterr, -EBUSY, 409, GARDEN_ERR_GENERIC,
-                          "Image '%s' is used by %zu container(s)", name, users);
+        return failure_input(reterr, -EBUSY, "Image '%s' is used by %zu container(s)", name, users);
     }
     char hex[65];
     image_sha256_hex(name, strlen(name), hex);

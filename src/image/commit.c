@@ -214,18 +214,18 @@ int sha256_of_fd(int fd, char out[72], uint64_t *ret_size)
 /* The layer tar of the upper directory, stored like a pulled layer; its
  * descriptor in *ret (digest owned by the caller). */
 static int commit_layer(ImageStore *s, const char *upper, uint32_t uid_shift, char digest[72],
-                        uint64_t *ret_size, ApiError *reterr)
+                        uint64_t *ret_size, Failure *reterr)
 {
     _cleanup_close_ int tar = openat(store_tmp_fd(s), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     _cleanup_close_ int top = open(upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (tar < 0 || top < 0)
-        return api_internal_error(reterr, -errno, "Failed to read the container's layer");
+        return failure_errno(reterr, -errno, "Failed to read the container's layer");
     int r = layer_dir_to_tar(top, uid_shift, tar);
     if (r < 0)
-        return api_internal_error(reterr, r, "Failed to write the container's layer");
+        return failure_errno(reterr, r, "Failed to write the container's layer");
     r = sha256_of_fd(tar, digest, ret_size);
     if (r < 0 || lseek(tar, 0, SEEK_SET) < 0)
-        return api_internal_error(reterr, r < 0 ? r : -errno, "Failed to hash the layer");
+        return failure_errno(reterr, r < 0 ? r : -errno, "Failed to hash the layer");
     if (!store_has_layer(s, digest + 7))
         return store_layer_from_fd(s, tar, LAYER_PLAIN, digest, NULL, 0, reterr);
     return 0;
@@ -233,7 +233,7 @@ static int commit_layer(ImageStore *s, const char *upper, uint32_t uid_shift, ch
 
 int image_store_commit(ImageStore *s, const char *base_digest, const char *rootfs,
                        const char *upper, uint32_t uid_shift, const char *name_tag,
-                       const ImageCommitOptions *opts, char **ret_digest, ApiError *reterr)
+                       const ImageCommitOptions *opts, char **ret_digest, Failure *reterr)
 {
     static const ImageCommitOptions none = {0};
     if (!opts)
@@ -253,12 +253,12 @@ int image_store_commit(ImageStore *s, const char *base_digest, const char *rootf
     if (!base_digest || !image_digest_valid(base_digest) ||
         store_read_record(s, base_digest, "manifest", &manifest, &manifest_len) < 0 ||
         store_read_record(s, base_digest, "config", &config, &config_len) < 0)
-        return api_bad_request(reterr, "The container was not created from an image the store "
-                                       "holds (only those can be committed)");
+        return failure_input(reterr, -EINVAL,
+                             "The container was not created from an image the store "
+                             "holds (only those can be committed)");
     if (opts->parent && strcmp(opts->parent, base_digest) != 0)
-        return api_errorf(reterr, -ESTALE, 409, GARDEN_ERR_GENERIC,
-                          "The container's image is '%s', not the parent '%s'", base_digest,
-                          opts->parent);
+        return failure_input(reterr, -ESTALE, "The container's image is '%s', not the parent '%s'",
+                             base_digest, opts->parent);
     Manifest m = {0};
     r = manifest_parse(manifest, manifest_len, "The container's image", &m, reterr);
     if (r < 0)
@@ -270,10 +270,11 @@ int image_store_commit(ImageStore *s, const char *base_digest, const char *rootf
     if (r < 0)
         return -ENOMEM;
     if (strcmp(stack, rootfs) != 0)
-        return api_bad_request(reterr, "The container's root file system is not its image's");
+        return failure_input(reterr, -EINVAL,
+                             "The container's root file system is not its image's");
     if (!opts->no_layer && n_layers + 1 > IMAGE_MAX_LAYERS)
-        return api_bad_request(reterr, "The image has %zu layers already; at most %d", n_layers,
-                               IMAGE_MAX_LAYERS);
+        return failure_input(reterr, -EINVAL, "The image has %zu layers already; at most %d",
+                             n_layers, IMAGE_MAX_LAYERS);
 
     char digest[72] = "";
     uint64_t size = 0;
@@ -285,14 +286,14 @@ int image_store_commit(ImageStore *s, const char *base_digest, const char *rootf
         r = image_config_patch(config, config_len, opts->config, *digest ? digest : NULL,
                                base_digest, &next_config, &next_config_len);
         if (r < 0)
-            return api_internal_error(reterr, r, "Failed to write the new config");
+            return failure_errno(reterr, r, "Failed to write the new config");
         char hex[65], config_digest[72];
         image_sha256_hex(next_config, next_config_len, hex);
         snprintf(config_digest, sizeof(config_digest), "sha256:%s", hex);
         r = manifest_set_config(manifest, manifest_len, config_digest, next_config_len, &next,
                                 &next_len);
         if (r < 0)
-            return api_internal_error(reterr, r, "Failed to write the new manifest");
+            return failure_errno(reterr, r, "Failed to write the new manifest");
         free(manifest);
         manifest = TAKE_PTR(next);
         manifest_len = next_len;
@@ -303,7 +304,7 @@ int image_store_commit(ImageStore *s, const char *base_digest, const char *rootf
                         .size = size};
         r = manifest_append_layer(manifest, manifest_len, &d, &next, &next_len);
         if (r < 0)
-            return api_internal_error(reterr, r, "Failed to write the new manifest");
+            return failure_errno(reterr, r, "Failed to write the new manifest");
     } else {
         next = TAKE_PTR(manifest);
     }
@@ -315,7 +316,7 @@ int image_store_commit(ImageStore *s, const char *base_digest, const char *rootf
     if (r >= 0)
         r = store_write_record(s, image_digest, "config", cfg, next_config_len);
     if (r < 0)
-        return api_internal_error(reterr, r, "Failed to record the image");
+        return failure_errno(reterr, r, "Failed to record the image");
     store_set_tag(s, name, image_digest);
     *ret_digest = strdup(image_digest);
     return *ret_digest ? 0 : -ENOMEM;

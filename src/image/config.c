@@ -156,8 +156,8 @@ int image_config_patch(const char *data, size_t len, const ImageConfigPatch *p, 
                        const char *parent, char **ret, size_t *ret_len)
 {
     _cleanup_json_ json_object *o = NULL;
-    ApiError ignored = {0};
-    if (json_parse_strict(data, len, &o, &ignored) < 0 || !o ||
+    Failure ignored = {0};
+    if (json_parse_value(data, len, &o, &ignored) < 0 || !o ||
         !json_object_is_type(o, json_type_object))
         return -EBADMSG;
     int r = apply(o, p, diff_id, parent);

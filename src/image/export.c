@@ -106,8 +106,161 @@ static json_object *descriptor(const char *media, const char *digest, uint64_t s
     return o;
 }
 
+/* The image's layers as tars in unnamed files, hashed. */
+typedef struct ExportLayers {
+    int fds[IMAGE_MAX_LAYERS];
+    char digests[IMAGE_MAX_LAYERS][72];
+    uint64_t sizes[IMAGE_MAX_LAYERS];
+    size_t n; /* fds[0..n) are open (or -1) */
+} ExportLayers;
+
+static void export_layers_done(ExportLayers *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->fds[i] >= 0)
+            close(l->fds[i]);
+    l->n = 0;
+}
+
+/* Every layer as a tar, hashed, before anything is sent: errors are still
+ * ordinary replies until the archive starts. */
+static int export_layers(ImageStore *s, const Manifest *m, const char *name, ExportLayers *l,
+                         Failure *reterr)
+{
+    int r = 0;
+    for (l->n = 0; r >= 0 && l->n < m->n_layers; l->n++) {
+        size_t n = l->n;
+        l->fds[n] = openat(store_tmp_fd(s), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        _cleanup_close_ int dir = openat(store_layers_fd(s), m->layers[n].digest + 7,
+                                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (l->fds[n] < 0 || dir < 0) {
+            l->n++;
+            return failure_input(reterr, -ENOENT,
+                                 "Layer '%s' of '%s' is not in the store (evicted)",
+                                 m->layers[n].digest, name);
+        }
+        r = layer_dir_to_tar(dir, 0, l->fds[n]);
+        if (r >= 0)
+            r = sha256_of_fd(l->fds[n], l->digests[n], &l->sizes[n]);
+        if (r < 0)
+            failure_errno(reterr, r, "Failed to write layer '%s'", m->layers[n].digest);
+    }
+    return r;
+}
+
+/* The archive's JSON documents and the digests that name them. */
+typedef struct ExportDocuments {
+    char *config, *manifest, *index;
+    size_t config_len, manifest_len, index_len;
+    char config_digest[72], manifest_digest[72];
+} ExportDocuments;
+
+static void export_documents_done(ExportDocuments *d)
+{
+    free(d->config);
+    free(d->manifest);
+    free(d->index);
+}
+
+static void digest_of(const char *text, size_t len, char out[72])
+{
+    char hex[65];
+    image_sha256_hex(text ? text : "", len, hex);
+    snprintf(out, 72, "sha256:%s", hex);
+}
+
+/* cfg (its rootfs replaced by the exported layers), the manifest and the index,
+ * serialised. */
+static int export_documents(json_object *cfg, const ImageReference *ref, const ExportLayers *l,
+                            ExportDocuments *d, Failure *reterr)
+{
+    json_object *diff_ids = json_object_new_array();
+    json_object *rootfs = json_object_new_object();
+    _cleanup_json_ json_object *man = json_object_new_object();
+    _cleanup_json_ json_object *index = json_object_new_object();
+    json_object *layers = json_object_new_array();
+    if (!diff_ids || !rootfs || !man || !index || !layers) {
+        json_object_put(diff_ids);
+        json_object_put(rootfs);
+        json_object_put(layers);
+        return failure_errno(reterr, -ENOMEM, "Failed to export");
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        json_object_array_add(diff_ids, json_object_new_string(l->digests[i]));
+        json_object_array_add(layers, descriptor("application/vnd.oci.image.layer.v1.tar",
+                                                 l->digests[i], l->sizes[i]));
+    }
+    json_object_object_add(rootfs, "type", json_object_new_string("layers"));
+    json_object_object_add(rootfs, "diff_ids", diff_ids);
+    json_object_object_add(cfg, "rootfs", rootfs);
+    d->config = serialize(cfg, &d->config_len);
+    digest_of(d->config, d->config_len, d->config_digest);
+    json_object_object_add(man, "schemaVersion", json_object_new_int(2));
+    json_object_object_add(man, "mediaType",
+                           json_object_new_string("application/vnd.oci.image.manifest.v1+json"));
+    json_object_object_add(
+        man, "config",
+        descriptor("application/vnd.oci.image.config.v1+json", d->config_digest, d->config_len));
+    json_object_object_add(man, "layers", layers);
+    d->manifest = serialize(man, &d->manifest_len);
+    digest_of(d->manifest, d->manifest_len, d->manifest_digest);
+    json_object *entry = descriptor("application/vnd.oci.image.manifest.v1+json",
+                                    d->manifest_digest, d->manifest_len);
+    json_object *ann = json_object_new_object();
+    json_object_object_add(ann, "org.opencontainers.image.ref.name",
+                           json_object_new_string(ref->digest ? "latest"
+                                                  : ref->tag  ? ref->tag
+                                                              : "latest"));
+    json_object_object_add(entry, "annotations", ann);
+    json_object *list = json_object_new_array();
+    json_object_array_add(list, entry);
+    json_object_object_add(index, "schemaVersion", json_object_new_int(2));
+    json_object_object_add(index, "manifests", list);
+    d->index = serialize(index, &d->index_len);
+    if (!d->config || !d->manifest || !d->index)
+        return failure_errno(reterr, -ENOMEM, "Failed to export");
+    return 0;
+}
+
+/* The OCI layout as a tar through fn. */
+static int write_archive(const ExportDocuments *d, const ExportLayers *l, ImageWriteFn fn,
+                         void *userdata)
+{
+    Sink sink = {.fn = fn, .userdata = userdata};
+    struct archive *a = archive_write_new();
+    if (!a)
+        return -ENOMEM;
+    archive_write_set_format_pax_restricted(a);
+    archive_write_set_bytes_in_last_block(a, 1);
+    int r = archive_write_open(a, &sink, NULL, sink_write, NULL) == ARCHIVE_OK ? 0 : -EIO;
+    static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}\n";
+    if (r >= 0)
+        r = add_bytes(a, "oci-layout", layout, sizeof(layout) - 1);
+    if (r >= 0)
+        r = add_bytes(a, "index.json", d->index, d->index_len);
+    if (r >= 0)
+        r = add_dir(a, "blobs");
+    if (r >= 0)
+        r = add_dir(a, "blobs/sha256");
+    char path[96];
+    snprintf(path, sizeof(path), "blobs/sha256/%s", d->config_digest + 7);
+    if (r >= 0)
+        r = add_bytes(a, path, d->config, d->config_len);
+    snprintf(path, sizeof(path), "blobs/sha256/%s", d->manifest_digest + 7);
+    if (r >= 0)
+        r = add_bytes(a, path, d->manifest, d->manifest_len);
+    for (size_t i = 0; r >= 0 && i < l->n; i++) {
+        snprintf(path, sizeof(path), "blobs/sha256/%s", l->digests[i] + 7);
+        r = add_fd(a, path, l->fds[i], l->sizes[i]);
+    }
+    if (archive_write_close(a) != ARCHIVE_OK && r >= 0)
+        r = -EIO;
+    archive_write_free(a);
+    return r;
+}
+
 int image_store_export(ImageStore *s, const ImageReference *ref, ImageWriteFn fn, void *userdata,
-                       ApiError *reterr)
+                       Failure *reterr)
 {
     _cleanup_free_ char *name = NULL;
     if (image_ref_name(ref, &name) < 0)
@@ -115,142 +268,32 @@ int image_store_export(ImageStore *s, const ImageReference *ref, ImageWriteFn fn
     _cleanup_free_ char *digest = NULL;
     int r = store_tag_digest(s, name, &digest);
     if (r < 0)
-        return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
-                          "Unknown image '%s' (pull or import it first)", name);
+        return failure_input(reterr, -ENOENT, "Unknown image '%s' (pull or import it first)", name);
     _cleanup_free_ char *manifest = NULL, *config = NULL;
     size_t manifest_len, config_len;
     if (store_read_record(s, digest, "manifest", &manifest, &manifest_len) < 0 ||
         store_read_record(s, digest, "config", &config, &config_len) < 0)
-        return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
-                          "Image '%s' has no records in the store", name);
+        return failure_input(reterr, -ENOENT, "Image '%s' has no records in the store", name);
     Manifest m = {0};
     r = manifest_parse(manifest, manifest_len, "A stored manifest", &m, reterr);
     if (r < 0)
         return r;
     _cleanup_json_ json_object *cfg = NULL;
-    ApiError ignored = {0};
-    if (json_parse_strict(config, config_len, &cfg, &ignored) < 0 || !cfg ||
+    Failure ignored = {0};
+    if (json_parse_value(config, config_len, &cfg, &ignored) < 0 || !cfg ||
         !json_object_is_type(cfg, json_type_object)) {
         manifest_done(&m);
-        return api_internal_error(reterr, -EBADMSG, "Image '%s' has an unreadable config", name);
+        return failure_errno(reterr, -EBADMSG, "Image '%s' has an unreadable config", name);
     }
-
-    /* Every layer as a tar, hashed, before anything is sent: errors are still
-     * ordinary replies until the archive starts. */
-    int fds[IMAGE_MAX_LAYERS];
-    char digests[IMAGE_MAX_LAYERS][72];
-    uint64_t sizes[IMAGE_MAX_LAYERS];
-    size_t n = 0;
-    for (; r >= 0 && n < m.n_layers; n++) {
-        fds[n] = openat(store_tmp_fd(s), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        _cleanup_close_ int dir = openat(store_layers_fd(s), m.layers[n].digest + 7,
-                                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fds[n] < 0 || dir < 0) {
-            r = api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
-                           "Layer '%s' of '%s' is not in the store (evicted)", m.layers[n].digest,
-                           name);
-            n++;
-            break;
-        }
-        r = layer_dir_to_tar(dir, 0, fds[n]);
-        if (r >= 0)
-            r = sha256_of_fd(fds[n], digests[n], &sizes[n]);
-        if (r < 0)
-            api_internal_error(reterr, r, "Failed to write layer '%s'", m.layers[n].digest);
-    }
-    json_object *diff_ids = json_object_new_array();
-    json_object *rootfs = json_object_new_object();
-    _cleanup_json_ json_object *man = json_object_new_object();
-    _cleanup_json_ json_object *index = json_object_new_object();
-    json_object *layers = json_object_new_array();
-    if (r >= 0 && (!diff_ids || !rootfs || !man || !index || !layers))
-        r = api_internal_error(reterr, -ENOMEM, "Failed to export");
-    _cleanup_free_ char *cfg_text = NULL, *man_text = NULL, *index_text = NULL;
-    size_t cfg_len = 0, man_len = 0, index_len = 0;
-    char cfg_digest[72], man_digest[72], hex[65];
-    if (r >= 0) {
-        for (size_t i = 0; i < n; i++) {
-            json_object_array_add(diff_ids, json_object_new_string(digests[i]));
-            json_object_array_add(
-                layers, descriptor("application/vnd.oci.image.layer.v1.tar", digests[i], sizes[i]));
-        }
-        json_object_object_add(rootfs, "type", json_object_new_string("layers"));
-        json_object_object_add(rootfs, "diff_ids", diff_ids);
-        json_object_object_add(cfg, "rootfs", rootfs);
-        diff_ids = rootfs = NULL;
-        cfg_text = serialize(cfg, &cfg_len);
-        image_sha256_hex(cfg_text ? cfg_text : "", cfg_len, hex);
-        snprintf(cfg_digest, sizeof(cfg_digest), "sha256:%s", hex);
-        json_object_object_add(man, "schemaVersion", json_object_new_int(2));
-        json_object_object_add(
-            man, "mediaType", json_object_new_string("application/vnd.oci.image.manifest.v1+json"));
-        json_object_object_add(
-            man, "config",
-            descriptor("application/vnd.oci.image.config.v1+json", cfg_digest, cfg_len));
-        json_object_object_add(man, "layers", layers);
-        layers = NULL;
-        man_text = serialize(man, &man_len);
-        image_sha256_hex(man_text ? man_text : "", man_len, hex);
-        snprintf(man_digest, sizeof(man_digest), "sha256:%s", hex);
-        json_object *entry =
-            descriptor("application/vnd.oci.image.manifest.v1+json", man_digest, man_len);
-        json_object *ann = json_object_new_object();
-        json_object_object_add(ann, "org.opencontainers.image.ref.name",
-                               json_object_new_string(ref->digest ? "latest"
-                                                      : ref->tag  ? ref->tag
-                                                                  : "latest"));
-        json_object_object_add(entry, "annotations", ann);
-        json_object *list = json_object_new_array();
-        json_object_array_add(list, entry);
-        json_object_object_add(index, "schemaVersion", json_object_new_int(2));
-        json_object_object_add(index, "manifests", list);
-        index_text = serialize(index, &index_len);
-        if (!cfg_text || !man_text || !index_text)
-            r = api_internal_error(reterr, -ENOMEM, "Failed to export");
-    }
-    json_object_put(diff_ids);
-    json_object_put(rootfs);
-    json_object_put(layers);
-
-    if (r >= 0) {
-        Sink sink = {.fn = fn, .userdata = userdata};
-        struct archive *a = archive_write_new();
-        if (!a)
-            r = -ENOMEM;
-        else {
-            archive_write_set_format_pax_restricted(a);
-            archive_write_set_bytes_in_last_block(a, 1);
-            r = archive_write_open(a, &sink, NULL, sink_write, NULL) == ARCHIVE_OK ? 0 : -EIO;
-            static const char layout[] = "{\"imageLayoutVersion\":\"1.0.0\"}\n";
-            if (r >= 0)
-                r = add_bytes(a, "oci-layout", layout, sizeof(layout) - 1);
-            if (r >= 0)
-                r = add_bytes(a, "index.json", index_text, index_len);
-            if (r >= 0)
-                r = add_dir(a, "blobs");
-            if (r >= 0)
-                r = add_dir(a, "blobs/sha256");
-            char path[96];
-            snprintf(path, sizeof(path), "blobs/sha256/%s", cfg_digest + 7);
-            if (r >= 0)
-                r = add_bytes(a, path, cfg_text, cfg_len);
-            snprintf(path, sizeof(path), "blobs/sha256/%s", man_digest + 7);
-            if (r >= 0)
-                r = add_bytes(a, path, man_text, man_len);
-            for (size_t i = 0; r >= 0 && i < n; i++) {
-                snprintf(path, sizeof(path), "blobs/sha256/%s", digests[i] + 7);
-                r = add_fd(a, path, fds[i], sizes[i]);
-            }
-            if (archive_write_close(a) != ARCHIVE_OK && r >= 0)
-                r = -EIO;
-            archive_write_free(a);
-        }
-        if (r < 0)
-            r = -EPIPE; /* the archive had begun: the caller can only cut it short */
-    }
-    for (size_t i = 0; i < n; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
+    ExportLayers layers = {.n = 0};
+    ExportDocuments docs = {0};
+    r = export_layers(s, &m, name, &layers, reterr);
+    if (r >= 0)
+        r = export_documents(cfg, ref, &layers, &docs, reterr);
+    if (r >= 0 && write_archive(&docs, &layers, fn, userdata) < 0)
+        r = -EPIPE; /* the archive had begun: the caller can only cut it short */
+    export_documents_done(&docs);
+    export_layers_done(&layers);
     manifest_done(&m);
     return r;
 }

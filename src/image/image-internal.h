@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "cloche/error.h"
+#include "cloche/failure.h"
 #include "cloche/hashmap.h"
 #include "cloche/image.h"
 
@@ -21,7 +21,7 @@ int image_ref_name(const ImageReference *ref, char **ret);
  * under cloche/NAME:TAG). */
 int image_store_pull_as(ImageStore *s, const ImageReference *ref, const char *name,
                         const ImageCredentials *cred, bool refresh, ImageProgressFn progress,
-                        void *userdata, ImagePulled *ret, ApiError *reterr);
+                        void *userdata, ImagePulled *ret, Failure *reterr);
 
 /* A fresh directory (mode 0700) in the store's tmp/, absolute; NULL on failure. */
 char *image_store_tmpdir(ImageStore *s, const char *what);
@@ -57,7 +57,7 @@ typedef struct SourceOptions {
 } SourceOptions;
 
 int source_open(const SourceOptions *o, const ImageReference *ref, const ImageCredentials *cred,
-                Source **ret, ApiError *reterr);
+                Source **ret, Failure *reterr);
 void source_free(Source *src);
 static inline void source_freep(Source **src)
 {
@@ -66,14 +66,14 @@ static inline void source_freep(Source **src)
 /* The top manifest the reference names (tag or digest), verified when a digest
  * names it. *ret_digest is its digest. */
 int source_top_manifest(Source *src, char **ret, size_t *ret_len, char **ret_digest,
-                        ApiError *reterr);
+                        Failure *reterr);
 /* A manifest by digest (from an index), verified. */
-int source_manifest(Source *src, const char *digest, char **ret, size_t *ret_len, ApiError *reterr);
+int source_manifest(Source *src, const char *digest, char **ret, size_t *ret_len, Failure *reterr);
 /* A blob of known digest and size: into fd (fd >= 0) or memory (*ret), verified.
  * progress may be NULL. */
 typedef void (*SourceProgressFn)(void *userdata, uint64_t done);
 int source_blob(Source *src, const char *digest, uint64_t size, int fd, char **ret,
-                SourceProgressFn progress, void *userdata, ApiError *reterr);
+                SourceProgressFn progress, void *userdata, Failure *reterr);
 /* Printable name of what the source reads, for messages. */
 const char *source_name(const Source *src);
 
@@ -93,10 +93,10 @@ typedef struct Manifest {
     Descriptor chosen;
 } Manifest;
 
-int manifest_parse(const char *data, size_t len, const char *what, Manifest *ret, ApiError *reterr);
+int manifest_parse(const char *data, size_t len, const char *what, Manifest *ret, Failure *reterr);
 void manifest_done(Manifest *m);
 int image_config_parse(const char *data, size_t len, const char *what, ImageConfig *ret,
-                       ApiError *reterr);
+                       Failure *reterr);
 /* ---- layer.c: safe extraction into overlayfs's form ---- */
 typedef enum LayerCompression {
     LAYER_PLAIN,
@@ -111,11 +111,11 @@ int layer_compression(const char *media_type, LayerCompression *ret);
  * symlinks). lower_fds (top first) serve hardlinks to files of earlier layers.
  * ret_bytes: the files' sizes. */
 int layer_extract(int fd, LayerCompression comp, const char *dest, const int *lower_fds,
-                  size_t n_lowers, uint64_t *ret_bytes, ApiError *reterr);
+                  size_t n_lowers, uint64_t *ret_bytes, Failure *reterr);
 
 /* Extract the layer tar in fd (digest already verified) into layers/, atomically. */
 int store_layer_from_fd(ImageStore *s, int fd, LayerCompression comp, const char *digest,
-                        const int *lower_fds, size_t n_lowers, ApiError *reterr);
+                        const int *lower_fds, size_t n_lowers, Failure *reterr);
 
 /* store.c, for commit.c */
 int store_read_record(ImageStore *s, const char *digest, const char *suffix, char **ret,

@@ -20,15 +20,15 @@
 
 #define IMPORT_LAYERS_MAX IMAGE_MAX_LAYERS
 
-static int bad_archive(ApiError *reterr, const char *why)
+static int bad_archive(Failure *reterr, const char *why)
 {
-    return api_bad_request(reterr, "The image archive is invalid: %s", why);
+    return failure_input(reterr, -EINVAL, "The image archive is invalid: %s", why);
 }
 
 /* Hash a file of the archive (no symlink on the way) and link it in as a blob.
  * ret_media: the layer media type its first bytes say. */
 static int blob_in(int dirfd, const char *path, char ret_digest[72], uint64_t *ret_size,
-                   const char **ret_media, ApiError *reterr)
+                   const char **ret_media, Failure *reterr)
 {
     struct open_how how = {.flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC,
                            .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
@@ -50,7 +50,7 @@ static int blob_in(int dirfd, const char *path, char ret_digest[72], uint64_t *r
             continue;
         if (n < 0) {
             sha256_free(h);
-            return api_internal_error(reterr, -errno, "Failed to read '%s'", path);
+            return failure_errno(reterr, -errno, "Failed to read '%s'", path);
         }
         if (n == 0)
             break;
@@ -75,7 +75,7 @@ static int blob_in(int dirfd, const char *path, char ret_digest[72], uint64_t *r
         char proc[64];
         snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
         if (linkat(AT_FDCWD, proc, dirfd, blob, AT_SYMLINK_FOLLOW) < 0 && errno != EEXIST)
-            return api_internal_error(reterr, -errno, "Failed to take in '%s'", path);
+            return failure_errno(reterr, -errno, "Failed to take in '%s'", path);
     }
     return 0;
 }
@@ -92,15 +92,15 @@ static json_object *descriptor(const char *media, const char *digest, uint64_t s
 }
 
 /* docker save's manifest.json -> an OCI layout (blobs/, index.json) in dirfd. */
-static int docker_save_to_layout(int dirfd, ApiError *reterr)
+static int docker_save_to_layout(int dirfd, Failure *reterr)
 {
     _cleanup_free_ char *data = NULL;
     size_t len;
     if (read_file_at(dirfd, "manifest.json", IMAGE_MANIFEST_MAX, &data, &len) < 0)
         return bad_archive(reterr, "manifest.json is unreadable or larger than 4 MiB");
     _cleanup_json_ json_object *o = NULL;
-    ApiError perr = {0};
-    if (json_parse_strict(data, len, &o, &perr) < 0 || !o ||
+    Failure perr = {0};
+    if (json_parse_value(data, len, &o, &perr) < 0 || !o ||
         !json_object_is_type(o, json_type_array))
         return bad_archive(reterr, "manifest.json is not a JSON array");
     if (json_object_array_length(o) != 1)
@@ -116,7 +116,7 @@ static int docker_save_to_layout(int dirfd, ApiError *reterr)
         return bad_archive(reterr, "the image has no layers, or more than 128");
     if ((mkdirat(dirfd, "blobs", 0755) < 0 && errno != EEXIST) ||
         (mkdirat(dirfd, "blobs/sha256", 0755) < 0 && errno != EEXIST))
-        return api_internal_error(reterr, -errno, "Failed to lay out the import");
+        return failure_errno(reterr, -errno, "Failed to lay out the import");
 
     char digest[72];
     uint64_t size;
@@ -154,7 +154,7 @@ static int docker_save_to_layout(int dirfd, ApiError *reterr)
     _cleanup_close_ int blobs = openat(dirfd, "blobs/sha256", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     r = blobs < 0 ? -errno : atomic_write_at(blobs, hex, mtext, mlen, 0644);
     if (r < 0)
-        return api_internal_error(reterr, r, "Failed to lay out the import");
+        return failure_errno(reterr, r, "Failed to lay out the import");
     _cleanup_json_ json_object *index = json_object_new_object();
     json_object *ms = json_object_new_array();
     char mdigest[72];
@@ -171,11 +171,11 @@ static int docker_save_to_layout(int dirfd, ApiError *reterr)
     if (!itext)
         return -ENOMEM;
     r = atomic_write_at(dirfd, "index.json", itext, mlen, 0644);
-    return r < 0 ? api_internal_error(reterr, r, "Failed to lay out the import") : 0;
+    return r < 0 ? failure_errno(reterr, r, "Failed to lay out the import") : 0;
 }
 
 int image_store_import(ImageStore *s, const char *name_tag, int fd, char **ret_digest,
-                       ApiError *reterr)
+                       Failure *reterr)
 {
     _cleanup_free_ char *uri = NULL;
     if (asprintf(&uri, "cloche:///%s", name_tag ? name_tag : "") < 0)
@@ -189,20 +189,20 @@ int image_store_import(ImageStore *s, const char *name_tag, int fd, char **ret_d
         return -ENOMEM;
     _cleanup_free_ char *dir = image_store_tmpdir(s, "import");
     if (!dir)
-        return api_internal_error(reterr, -errno, "Failed to make room for the import");
+        return failure_errno(reterr, -errno, "Failed to make room for the import");
     uint64_t bytes;
-    ApiError xerr = {0};
+    Failure xerr = {0};
     if (lseek(fd, 0, SEEK_SET) < 0)
-        r = api_internal_error(reterr, -errno, "Failed to read the archive");
+        r = failure_errno(reterr, -errno, "Failed to read the archive");
     else if ((r = layer_extract(fd, LAYER_ANY, dir, NULL, 0, &bytes, &xerr)) < 0) {
-        if (xerr.status == 500 && reterr)
+        if (xerr.cause == FAILURE_SYSTEM && reterr)
             *reterr = xerr;
-        else if (xerr.status != 500)
-            r = api_bad_request(reterr, "The image archive is invalid: %s", xerr.message);
+        else if (xerr.cause != FAILURE_SYSTEM)
+            r = failure_input(reterr, -EINVAL, "The image archive is invalid: %s", xerr.message);
     }
     _cleanup_close_ int dfd = r >= 0 ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     if (r >= 0 && dfd < 0)
-        r = api_internal_error(reterr, -errno, "Failed to open the import");
+        r = failure_errno(reterr, -errno, "Failed to open the import");
     if (r >= 0 && faccessat(dfd, "index.json", F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
         if (faccessat(dfd, "manifest.json", F_OK, AT_SYMLINK_NOFOLLOW) == 0)
             r = docker_save_to_layout(dfd, reterr);
@@ -213,10 +213,10 @@ int image_store_import(ImageStore *s, const char *name_tag, int fd, char **ret_d
     if (r >= 0) {
         ImageReference layout = {.kind = IMAGE_REF_OCI, .path = dir};
         ImagePulled img = {0};
-        xerr = (ApiError){0};
+        failure_clear(&xerr);
         r = image_store_pull_as(s, &layout, name, NULL, true, NULL, NULL, &img, &xerr);
-        if (r < 0 && xerr.status != 500) /* what the archive holds is the client's */
-            api_bad_request(reterr, "The image archive is invalid: %s", xerr.message);
+        if (r < 0 && xerr.cause != FAILURE_SYSTEM) /* what the archive holds is the client's */
+            failure_input(reterr, -EINVAL, "The image archive is invalid: %s", xerr.message);
         else if (r < 0 && reterr)
             *reterr = xerr;
         if (r >= 0)

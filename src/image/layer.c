@@ -145,28 +145,28 @@ static int parent_dir(int dest_fd, char *rel, const char **ret_base)
     return TAKE_FD(fd);
 }
 
-static int make_whiteout(int dest_fd, char *rel, ApiError *reterr)
+static int make_whiteout(int dest_fd, char *rel, Failure *reterr)
 {
     const char *base;
     _cleanup_close_ int dir = parent_dir(dest_fd, rel, &base);
     if (dir < 0)
-        return api_errorf(reterr, dir, 502, GARDEN_ERR_GENERIC,
-                          "A layer's whiteout '%s' lies beyond a symlink or a file", rel);
+        return failure_set(reterr, dir, FAILURE_REMOTE,
+                           "A layer's whiteout '%s' lies beyond a symlink or a file", rel);
     _cleanup_close_ int real = open_beneath(dir, ".", O_RDONLY | O_DIRECTORY, 0);
     if (real < 0)
-        return api_internal_error(reterr, real, "Failed to open the directory of '%s'", rel);
+        return failure_errno(reterr, real, "Failed to open the directory of '%s'", rel);
     if (strcmp(base, OPAQUE) == 0) {
         if (fsetxattr(real, "trusted.overlay.opaque", "y", 1, 0) < 0 ||
             fsetxattr(real, "user.overlay.opaque", "y", 1, 0) < 0)
-            return api_internal_error(reterr, -errno, "Failed to mark '%s' opaque", rel);
+            return failure_errno(reterr, -errno, "Failed to mark '%s' opaque", rel);
         return 0;
     }
     const char *name = base + strlen(WHITEOUT);
     if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return api_errorf(reterr, -EINVAL, 502, GARDEN_ERR_GENERIC,
-                          "A layer has an invalid whiteout '%s'", rel);
+        return failure_set(reterr, -EINVAL, FAILURE_REMOTE, "A layer has an invalid whiteout '%s'",
+                           rel);
     if (mknodat(real, name, S_IFCHR | 0000, makedev(0, 0)) < 0 && errno != EEXIST)
-        return api_internal_error(reterr, -errno, "Failed to create the whiteout '%s'", rel);
+        return failure_errno(reterr, -errno, "Failed to create the whiteout '%s'", rel);
     return 0;
 }
 
@@ -197,7 +197,7 @@ static int find_in_lowers(const int *lower_fds, size_t n, const char *rel, struc
 }
 
 static int copy_data(struct archive *in, struct archive *out, uint64_t *budget, const char *rel,
-                     ApiError *reterr)
+                     Failure *reterr)
 {
     for (;;) {
         const void *buf;
@@ -207,20 +207,20 @@ static int copy_data(struct archive *in, struct archive *out, uint64_t *budget, 
         if (r == ARCHIVE_EOF)
             return 0;
         if (r < ARCHIVE_WARN)
-            return api_errorf(reterr, -EBADMSG, 502, GARDEN_ERR_GENERIC,
-                              "A layer is corrupt at '%s': %s", rel, archive_error_string(in));
+            return failure_set(reterr, -EBADMSG, FAILURE_REMOTE, "A layer is corrupt at '%s': %s",
+                               rel, archive_error_string(in));
         if (size > *budget)
-            return api_errorf(reterr, -EFBIG, 502, GARDEN_ERR_GENERIC,
-                              "A layer extracts to more than %llu bytes",
-                              (unsigned long long)IMAGE_LAYER_MAX);
+            return failure_set(reterr, -EFBIG, FAILURE_REMOTE,
+                               "A layer extracts to more than %llu bytes",
+                               (unsigned long long)IMAGE_LAYER_MAX);
         *budget -= size;
         if (archive_write_data_block(out, buf, size, offset) < ARCHIVE_WARN)
-            return api_internal_error(reterr, -EIO, "Failed to write '%s': %s", rel,
-                                      archive_error_string(out));
+            return failure_errno(reterr, -EIO, "Failed to write '%s': %s", rel,
+                                 archive_error_string(out));
     }
 }
 
-static int copy_fd(int fd, struct archive *out, const char *rel, ApiError *reterr)
+static int copy_fd(int fd, struct archive *out, const char *rel, Failure *reterr)
 {
     char buf[65536];
     for (;;) {
@@ -228,24 +228,28 @@ static int copy_fd(int fd, struct archive *out, const char *rel, ApiError *reter
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return api_internal_error(reterr, -errno, "Failed to copy '%s'", rel);
+            return failure_errno(reterr, -errno, "Failed to copy '%s'", rel);
         if (n == 0)
             return 0;
         if (archive_write_data(out, buf, (size_t)n) != n)
-            return api_internal_error(reterr, -EIO, "Failed to write '%s'", rel);
+            return failure_errno(reterr, -EIO, "Failed to write '%s'", rel);
     }
 }
 
-int layer_extract(int fd, LayerCompression comp, const char *dest, const int *lower_fds,
-                  size_t n_lowers, uint64_t *ret_bytes, ApiError *reterr)
+/* One layer's extraction under way. */
+typedef struct Extraction {
+    struct archive *in, *out;
+    const char *dest;
+    int dest_fd;
+    const int *lower_fds; /* top first */
+    size_t n_lowers;
+    uint64_t budget; /* bytes still allowed */
+} Extraction;
+
+/* The reader (tar, with the filters comp allows) and the disk writer. */
+static int open_archives(int fd, LayerCompression comp, struct archive *in, struct archive *out,
+                         Failure *reterr)
 {
-    _cleanup_close_ int dest_fd = open(dest, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (dest_fd < 0)
-        return api_internal_error(reterr, -errno, "Failed to open '%s'", dest);
-    _cleanup_(archive_read_freep) struct archive *in = archive_read_new();
-    _cleanup_(archive_write_freep) struct archive *out = archive_write_disk_new();
-    if (!in || !out)
-        return api_internal_error(reterr, -ENOMEM, "Failed to set up the extraction");
     archive_read_support_format_tar(in);
     archive_read_support_format_gnutar(in);
     if (comp == LAYER_GZIP)
@@ -261,105 +265,144 @@ int layer_extract(int fd, LayerCompression comp, const char *dest, const int *lo
     /* Not SECURE_NOABSOLUTEPATHS: entries are made absolute below dest here,
      * after clean_path refused every absolute or climbing name. */
     if (archive_read_open_fd(in, fd, 65536) != ARCHIVE_OK)
-        return api_errorf(reterr, -EBADMSG, 502, GARDEN_ERR_GENERIC, "A layer is not a tar: %s",
-                          archive_error_string(in));
-    uint64_t budget = IMAGE_LAYER_MAX, entries = 0;
-    char rel[PATH_MAX], target[PATH_MAX], full[PATH_MAX * 2];
+        return failure_set(reterr, -EBADMSG, FAILURE_REMOTE, "A layer is not a tar: %s",
+                           archive_error_string(in));
+    return 0;
+}
+
+/* A hard link entry: to a file of this layer (made absolute below dest), or to
+ * one of a lower layer, which becomes a copy (*ret_lower_file: its fd). */
+static int resolve_hard_link(Extraction *x, struct archive_entry *e, const char *rel,
+                             const char *link, int *ret_lower_file, Failure *reterr)
+{
+    char target[PATH_MAX];
+    if (!clean_path(link, target) || !*target)
+        return failure_set(reterr, -EPERM, FAILURE_REMOTE,
+                           "A layer has a hard link '%.200s' to a path that leaves it: "
+                           "'%.200s'",
+                           rel, link);
+    int r = check_link_target(x->dest_fd, target);
+    if (r == -ENOENT) {
+        struct stat st;
+        int lower_file = find_in_lowers(x->lower_fds, x->n_lowers, target, &st);
+        if (lower_file < 0)
+            return failure_set(reterr, -EPERM, FAILURE_REMOTE,
+                               "A layer's hard link '%.200s' names '%.200s', which no "
+                               "layer has as a regular file",
+                               rel, target);
+        *ret_lower_file = lower_file;
+        archive_entry_set_hardlink(e, NULL);
+        archive_entry_set_filetype(e, AE_IFREG);
+        archive_entry_set_size(e, st.st_size);
+        if (!archive_entry_size_is_set(e) || archive_entry_perm(e) == 0)
+            archive_entry_set_perm(e, st.st_mode & 07777);
+        return 0;
+    }
+    if (r < 0)
+        return failure_set(reterr, -EPERM, FAILURE_REMOTE,
+                           "A layer's hard link '%.200s' reaches '%.200s' through a "
+                           "symlink",
+                           rel, target);
+    char full_target[PATH_MAX * 2];
+    snprintf(full_target, sizeof(full_target), "%s/%s", x->dest, target);
+    archive_entry_set_hardlink(e, full_target);
+    return 0;
+}
+
+/* One entry whose path is clean (rel, relative to the layer): a whiteout, or a
+ * file written below dest. */
+static int extract_entry(Extraction *x, struct archive_entry *e, char *rel, Failure *reterr)
+{
+    const char *base = strrchr(rel, '/');
+    base = base ? base + 1 : rel;
+    if (strncmp(base, WHITEOUT, strlen(WHITEOUT)) == 0)
+        return make_whiteout(x->dest_fd, rel, reterr);
+    mode_t type = archive_entry_filetype(e);
+    if (type == AE_IFCHR || type == AE_IFBLK || type == AE_IFSOCK)
+        return 0;
+    /* The parent must be a real directory inside the layer. */
+    {
+        const char *ignored;
+        _cleanup_close_ int pfd = parent_dir(x->dest_fd, rel, &ignored);
+        if (pfd < 0)
+            return failure_set(reterr, -EPERM, FAILURE_REMOTE,
+                               "A layer writes '%.200s' through a symlink or a file", rel);
+    }
+    archive_entry_xattr_clear(e);
+    archive_entry_acl_clear(e);
+    archive_entry_set_fflags(e, 0, 0);
+    char full[PATH_MAX * 2];
+    snprintf(full, sizeof(full), "%s/%s", x->dest, rel);
+    archive_entry_set_pathname(e, full);
+    _cleanup_close_ int lower_file = -1;
+    const char *link = archive_entry_hardlink(e);
+    int r = link ? resolve_hard_link(x, e, rel, link, &lower_file, reterr) : 0;
+    if (r < 0)
+        return r;
+    r = archive_write_header(x->out, e);
+    if (r < ARCHIVE_WARN)
+        return failure_set(reterr, -EPERM, FAILURE_REMOTE,
+                           "A layer's entry '%.200s' was refused: %s", rel,
+                           archive_error_string(x->out));
+    if (lower_file >= 0)
+        r = copy_fd(lower_file, x->out, rel, reterr);
+    else if (archive_entry_size(e) > 0 && !archive_entry_hardlink(e))
+        r = copy_data(x->in, x->out, &x->budget, rel, reterr);
+    else
+        r = 0;
+    if (r < 0)
+        return r;
+    if (archive_write_finish_entry(x->out) < ARCHIVE_WARN)
+        return failure_errno(reterr, -EIO, "Failed to finish '%s': %s", rel,
+                             archive_error_string(x->out));
+    return 0;
+}
+
+int layer_extract(int fd, LayerCompression comp, const char *dest, const int *lower_fds,
+                  size_t n_lowers, uint64_t *ret_bytes, Failure *reterr)
+{
+    _cleanup_close_ int dest_fd = open(dest, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dest_fd < 0)
+        return failure_errno(reterr, -errno, "Failed to open '%s'", dest);
+    _cleanup_(archive_read_freep) struct archive *in = archive_read_new();
+    _cleanup_(archive_write_freep) struct archive *out = archive_write_disk_new();
+    if (!in || !out)
+        return failure_errno(reterr, -ENOMEM, "Failed to set up the extraction");
+    int r = open_archives(fd, comp, in, out, reterr);
+    if (r < 0)
+        return r;
+    Extraction x = {.in = in,
+                    .out = out,
+                    .dest = dest,
+                    .dest_fd = dest_fd,
+                    .lower_fds = lower_fds,
+                    .n_lowers = n_lowers,
+                    .budget = IMAGE_LAYER_MAX};
+    uint64_t entries = 0;
+    char rel[PATH_MAX];
     for (;;) {
         struct archive_entry *e;
-        int r = archive_read_next_header(in, &e);
+        r = archive_read_next_header(in, &e);
         if (r == ARCHIVE_EOF)
             break;
         if (r < ARCHIVE_WARN)
-            return api_errorf(reterr, -EBADMSG, 502, GARDEN_ERR_GENERIC,
-                              "A layer is not a valid tar: %s", archive_error_string(in));
+            return failure_set(reterr, -EBADMSG, FAILURE_REMOTE, "A layer is not a valid tar: %s",
+                               archive_error_string(in));
         if (++entries > IMAGE_LAYER_ENTRIES)
-            return api_errorf(reterr, -E2BIG, 502, GARDEN_ERR_GENERIC,
-                              "A layer has more than %u entries", IMAGE_LAYER_ENTRIES);
+            return failure_set(reterr, -E2BIG, FAILURE_REMOTE, "A layer has more than %u entries",
+                               IMAGE_LAYER_ENTRIES);
         const char *raw = archive_entry_pathname(e);
         if (!clean_path(raw, rel))
-            return api_errorf(reterr, -EPERM, 502, GARDEN_ERR_GENERIC,
-                              "A layer has a path that leaves it: '%.200s'", raw ? raw : "");
+            return failure_set(reterr, -EPERM, FAILURE_REMOTE,
+                               "A layer has a path that leaves it: '%.200s'", raw ? raw : "");
         if (!*rel)
             continue; /* the layer's root itself */
-        const char *base = strrchr(rel, '/');
-        base = base ? base + 1 : rel;
-        if (strncmp(base, WHITEOUT, strlen(WHITEOUT)) == 0) {
-            r = make_whiteout(dest_fd, rel, reterr);
-            if (r < 0)
-                return r;
-            continue;
-        }
-        mode_t type = archive_entry_filetype(e);
-        if (type == AE_IFCHR || type == AE_IFBLK || type == AE_IFSOCK)
-            continue;
-        /* The parent must be a real directory inside the layer. */
-        {
-            const char *ignored;
-            _cleanup_close_ int pfd = parent_dir(dest_fd, rel, &ignored);
-            if (pfd < 0)
-                return api_errorf(reterr, -EPERM, 502, GARDEN_ERR_GENERIC,
-                                  "A layer writes '%.200s' through a symlink or a file", rel);
-        }
-        archive_entry_xattr_clear(e);
-        archive_entry_acl_clear(e);
-        archive_entry_set_fflags(e, 0, 0);
-        snprintf(full, sizeof(full), "%s/%s", dest, rel);
-        archive_entry_set_pathname(e, full);
-        _cleanup_close_ int lower_file = -1;
-        const char *link = archive_entry_hardlink(e);
-        if (link) {
-            if (!clean_path(link, target) || !*target)
-                return api_errorf(reterr, -EPERM, 502, GARDEN_ERR_GENERIC,
-                                  "A layer has a hard link '%.200s' to a path that leaves it: "
-                                  "'%.200s'",
-                                  rel, link);
-            r = check_link_target(dest_fd, target);
-            if (r == -ENOENT) {
-                struct stat st;
-                lower_file = find_in_lowers(lower_fds, n_lowers, target, &st);
-                if (lower_file < 0)
-                    return api_errorf(reterr, -EPERM, 502, GARDEN_ERR_GENERIC,
-                                      "A layer's hard link '%.200s' names '%.200s', which no "
-                                      "layer has as a regular file",
-                                      rel, target);
-                archive_entry_set_hardlink(e, NULL);
-                archive_entry_set_filetype(e, AE_IFREG);
-                archive_entry_set_size(e, st.st_size);
-                if (!archive_entry_size_is_set(e) || archive_entry_perm(e) == 0)
-                    archive_entry_set_perm(e, st.st_mode & 07777);
-            } else if (r < 0) {
-                return api_errorf(reterr, -EPERM, 502, GARDEN_ERR_GENERIC,
-                                  "A layer's hard link '%.200s' reaches '%.200s' through a "
-                                  "symlink",
-                                  rel, target);
-            } else {
-                char full_target[PATH_MAX * 2];
-                snprintf(full_target, sizeof(full_target), "%s/%s", dest, target);
-                archive_entry_set_hardlink(e, full_target);
-            }
-        }
-        r = archive_write_header(out, e);
-        if (r < ARCHIVE_WARN)
-            return api_errorf(reterr, -EPERM, 502, GARDEN_ERR_GENERIC,
-                              "A layer's entry '%.200s' was refused: %s", rel,
-                              archive_error_string(out));
-        if (lower_file >= 0) {
-            r = copy_fd(lower_file, out, rel, reterr);
-        } else if (archive_entry_size(e) > 0 && !archive_entry_hardlink(e)) {
-            r = copy_data(in, out, &budget, rel, reterr);
-        } else {
-            r = 0;
-        }
-        if (r < 0)
+        if ((r = extract_entry(&x, e, rel, reterr)) < 0)
             return r;
-        if (archive_write_finish_entry(out) < ARCHIVE_WARN)
-            return api_internal_error(reterr, -EIO, "Failed to finish '%s': %s", rel,
-                                      archive_error_string(out));
     }
     if (archive_write_close(out) < ARCHIVE_WARN)
-        return api_internal_error(reterr, -EIO, "Failed to finish a layer: %s",
-                                  archive_error_string(out));
-    *ret_bytes = IMAGE_LAYER_MAX - budget;
+        return failure_errno(reterr, -EIO, "Failed to finish a layer: %s",
+                             archive_error_string(out));
+    *ret_bytes = IMAGE_LAYER_MAX - x.budget;
     return 0;
 }

@@ -31,14 +31,14 @@ void manifest_done(Manifest *m)
     *m = (Manifest){0};
 }
 
-static int bad(ApiError *reterr, const char *what, const char *why)
+static int bad(Failure *reterr, const char *what, const char *why)
 {
-    return api_errorf(reterr, -EBADMSG, 502, GARDEN_ERR_GENERIC, "%s is invalid: %s", what, why);
+    return failure_set(reterr, -EBADMSG, FAILURE_REMOTE, "%s is invalid: %s", what, why);
 }
 
-static int descriptor_parse(json_object *o, const char *what, Descriptor *ret, ApiError *reterr)
+static int descriptor_parse(json_object *o, const char *what, Descriptor *ret, Failure *reterr)
 {
-    ApiError ignored = {0};
+    Failure ignored = {0};
     if (!o || !json_object_is_type(o, json_type_object))
         return bad(reterr, what, "a descriptor is not an object");
     json_object *mt = json_member(o, "mediaType");
@@ -48,7 +48,7 @@ static int descriptor_parse(json_object *o, const char *what, Descriptor *ret, A
     if (!d || !json_object_is_type(d, json_type_string) ||
         !image_digest_valid(json_object_get_string(d)))
         return bad(reterr, what, "a descriptor has no sha256 digest");
-    if (!sz || json_get_u64(sz, "size", IMAGE_BLOB_MAX, &size, &ignored) < 0)
+    if (!sz || json_read_u64(sz, "size", IMAGE_BLOB_MAX, &size, &ignored) < 0)
         return bad(reterr, what, "a descriptor has no valid size");
     if (mt && (!json_object_is_type(mt, json_type_string) ||
                json_object_get_string_len(mt) > MEDIA_TYPE_MAX))
@@ -83,11 +83,11 @@ static bool str_eq(json_object *o, const char *want)
            strcmp(json_object_get_string(o), want) == 0;
 }
 
-int manifest_parse(const char *data, size_t len, const char *what, Manifest *ret, ApiError *reterr)
+int manifest_parse(const char *data, size_t len, const char *what, Manifest *ret, Failure *reterr)
 {
     _cleanup_json_ json_object *o = NULL;
-    ApiError perr = {0};
-    if (json_parse_strict(data, len, &o, &perr) < 0)
+    Failure perr = {0};
+    if (json_parse_value(data, len, &o, &perr) < 0)
         return bad(reterr, what, perr.message);
     if (!o || !json_object_is_type(o, json_type_object))
         return bad(reterr, what, "not an object");
@@ -113,8 +113,7 @@ int manifest_parse(const char *data, size_t len, const char *what, Manifest *ret
                 pick = e;
         }
         if (!pick)
-            return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
-                              "%s lists no image for linux/%s", what, arch);
+            return failure_input(reterr, -ENOENT, "%s lists no image for linux/%s", what, arch);
         r = descriptor_parse(pick, what, &m.chosen, reterr);
         if (r < 0)
             return r;
@@ -126,8 +125,8 @@ int manifest_parse(const char *data, size_t len, const char *what, Manifest *ret
         return bad(reterr, what, "no 'layers' array");
     size_t n = json_object_array_length(layers);
     if (n > IMAGE_MAX_LAYERS)
-        return api_errorf(reterr, -E2BIG, 400, GARDEN_ERR_GENERIC,
-                          "%s has %zu layers; cloche takes at most %d", what, n, IMAGE_MAX_LAYERS);
+        return failure_input(reterr, -E2BIG, "%s has %zu layers; cloche takes at most %d", what, n,
+                             IMAGE_MAX_LAYERS);
     r = descriptor_parse(json_member(o, "config"), what, &m.config, reterr);
     if (r < 0)
         return r;
@@ -149,8 +148,8 @@ int manifest_parse(const char *data, size_t len, const char *what, Manifest *ret
         m.n_layers++;
         LayerCompression c;
         if (layer_compression(m.layers[i].media_type, &c) < 0) {
-            r = api_errorf(reterr, -EPROTONOSUPPORT, 400, GARDEN_ERR_GENERIC,
-                           "%s has a layer of unsupported type '%s'", what, m.layers[i].media_type);
+            r = failure_input(reterr, -EPROTONOSUPPORT, "%s has a layer of unsupported type '%s'",
+                              what, m.layers[i].media_type);
             manifest_done(&m);
             return r;
         }
@@ -208,11 +207,11 @@ static int opt_string(json_object *s, char **ret)
 }
 
 int image_config_parse(const char *data, size_t len, const char *what, ImageConfig *ret,
-                       ApiError *reterr)
+                       Failure *reterr)
 {
     _cleanup_json_ json_object *o = NULL;
-    ApiError perr = {0};
-    if (json_parse_strict(data, len, &o, &perr) < 0)
+    Failure perr = {0};
+    if (json_parse_value(data, len, &o, &perr) < 0)
         return bad(reterr, what, perr.message);
     if (!o || !json_object_is_type(o, json_type_object))
         return bad(reterr, what, "not an object");
@@ -258,7 +257,7 @@ int image_config_parse(const char *data, size_t len, const char *what, ImageConf
             r = -EBADMSG;
     if (r < 0) {
         image_config_done(&c);
-        return r == -ENOMEM ? api_internal_error(reterr, r, "Failed to read %s", what)
+        return r == -ENOMEM ? failure_errno(reterr, r, "Failed to read %s", what)
                             : bad(reterr, what, "a field of 'config' has the wrong type");
     }
     *ret = c;
@@ -269,8 +268,8 @@ int manifest_append_layer(const char *data, size_t len, const Descriptor *d, cha
                           size_t *ret_len)
 {
     _cleanup_json_ json_object *o = NULL;
-    ApiError ignored = {0};
-    if (json_parse_strict(data, len, &o, &ignored) < 0 || !o)
+    Failure ignored = {0};
+    if (json_parse_value(data, len, &o, &ignored) < 0 || !o)
         return -EBADMSG;
     json_object *layers = json_member(o, "layers");
     if (!layers || !json_object_is_type(layers, json_type_array))
@@ -290,8 +289,8 @@ int manifest_set_config(const char *data, size_t len, const char *digest, uint64
                         size_t *ret_len)
 {
     _cleanup_json_ json_object *o = NULL;
-    ApiError ignored = {0};
-    if (json_parse_strict(data, len, &o, &ignored) < 0 || !o)
+    Failure ignored = {0};
+    if (json_parse_value(data, len, &o, &ignored) < 0 || !o)
         return -EBADMSG;
     json_object *c = json_member(o, "config");
     if (!c || !json_object_is_type(c, json_type_object))

@@ -93,12 +93,12 @@ static bool path_valid(const char *p)
     return p[0] == '/' && !strpbrk(p, ",:\\\n");
 }
 
-static int parse_docker(const char *rest, ImageReference *ref, ApiError *reterr, const char *uri)
+static int parse_docker(const char *rest, ImageReference *ref, Failure *reterr, const char *uri)
 {
     /* rest: "/repo...", or "HOST[:PORT]/repo..." */
     _cleanup_free_ char *copy = strdup(rest);
     if (!copy)
-        return api_internal_error(reterr, -ENOMEM, "Failed to parse the image reference");
+        return failure_errno(reterr, -ENOMEM, "Failed to parse the image reference");
     char *fragment = strchr(copy, '#');
     if (fragment)
         *fragment++ = '\0';
@@ -106,11 +106,11 @@ static int parse_docker(const char *rest, ImageReference *ref, ApiError *reterr,
     if (copy[0] != '/') {
         char *slash = strchr(copy, '/');
         if (!slash)
-            return api_bad_request(reterr, "Image reference '%s' names no repository", uri);
+            return failure_input(reterr, -EINVAL, "Image reference '%s' names no repository", uri);
         *slash = '\0';
         if (!host_valid(copy))
-            return api_bad_request(reterr, "Image reference '%s' has an invalid registry '%s'", uri,
-                                   copy);
+            return failure_input(reterr, -EINVAL,
+                                 "Image reference '%s' has an invalid registry '%s'", uri, copy);
         ref->registry = strdup(copy);
         if (!ref->registry)
             return -ENOMEM;
@@ -122,23 +122,23 @@ static int parse_docker(const char *rest, ImageReference *ref, ApiError *reterr,
     if (at) {
         *at++ = '\0';
         if (!image_digest_valid(at))
-            return api_bad_request(reterr,
-                                   "Image reference '%s' has an invalid digest '%s' (expected "
-                                   "sha256: and 64 lowercase hex digits)",
-                                   uri, at);
+            return failure_input(reterr, -EINVAL,
+                                 "Image reference '%s' has an invalid digest '%s' (expected "
+                                 "sha256: and 64 lowercase hex digits)",
+                                 uri, at);
         ref->digest = strdup(at);
     }
     char *colon = strrchr(repo, ':');
     if (colon && !strchr(colon, '/')) {
         *colon++ = '\0';
         if (fragment && *fragment)
-            return api_bad_request(reterr, "Image reference '%s' has two tags", uri);
+            return failure_input(reterr, -EINVAL, "Image reference '%s' has two tags", uri);
         fragment = colon;
     }
     if (fragment && *fragment) {
         if (!tag_valid(fragment))
-            return api_bad_request(reterr, "Image reference '%s' has an invalid tag '%s'", uri,
-                                   fragment);
+            return failure_input(reterr, -EINVAL, "Image reference '%s' has an invalid tag '%s'",
+                                 uri, fragment);
         ref->tag = strdup(fragment);
     }
     if (!ref->registry && !strchr(repo, '/')) {
@@ -149,21 +149,21 @@ static int parse_docker(const char *rest, ImageReference *ref, ApiError *reterr,
         ref->repository = strdup(repo);
     }
     if (!ref->repository || (at && !ref->digest) || (fragment && *fragment && !ref->tag))
-        return api_internal_error(reterr, -ENOMEM, "Failed to parse the image reference");
+        return failure_errno(reterr, -ENOMEM, "Failed to parse the image reference");
     if (!repository_valid(ref->repository))
-        return api_bad_request(reterr,
-                               "Image reference '%s' has an invalid repository '%s' (lowercase "
-                               "letters, digits and separators)",
-                               uri, repo);
+        return failure_input(reterr, -EINVAL,
+                             "Image reference '%s' has an invalid repository '%s' (lowercase "
+                             "letters, digits and separators)",
+                             uri, repo);
     return 0;
 }
 
-int image_ref_parse(const char *uri, ImageReference *ret, ApiError *reterr)
+int image_ref_parse(const char *uri, ImageReference *ret, Failure *reterr)
 {
     ImageReference ref = {0};
     int r = 0;
     if (strlen(uri) > REF_MAX)
-        return api_bad_request(reterr, "Image reference is longer than %d bytes", REF_MAX);
+        return failure_input(reterr, -EINVAL, "Image reference is longer than %d bytes", REF_MAX);
     if (strncmp(uri, "docker://", 9) == 0) {
         ref.kind = IMAGE_REF_DOCKER;
         r = parse_docker(uri + 9, &ref, reterr, uri);
@@ -171,65 +171,65 @@ int image_ref_parse(const char *uri, ImageReference *ret, ApiError *reterr)
         ref.kind = IMAGE_REF_OCI;
         _cleanup_free_ char *copy = strdup(uri + 6);
         if (!copy)
-            return api_internal_error(reterr, -ENOMEM, "Failed to parse the image reference");
+            return failure_errno(reterr, -ENOMEM, "Failed to parse the image reference");
         char *fragment = strchr(copy, '#');
         if (fragment)
             *fragment++ = '\0';
         if (!path_valid(copy))
-            r = api_bad_request(reterr,
-                                "Image reference '%s' needs an absolute layout path without "
-                                "',', ':' or '\\\\' (oci:///path#tag)",
-                                uri);
+            r = failure_input(reterr, -EINVAL,
+                              "Image reference '%s' needs an absolute layout path without "
+                              "',', ':' or '\\\\' (oci:///path#tag)",
+                              uri);
         else if (fragment && *fragment && !tag_valid(fragment))
-            r = api_bad_request(reterr, "Image reference '%s' has an invalid tag '%s'", uri,
-                                fragment);
+            r = failure_input(reterr, -EINVAL, "Image reference '%s' has an invalid tag '%s'", uri,
+                              fragment);
         else {
             ref.path = strdup(copy);
             ref.tag = fragment && *fragment ? strdup(fragment) : NULL;
             if (!ref.path || (fragment && *fragment && !ref.tag))
-                r = api_internal_error(reterr, -ENOMEM, "Failed to parse the image reference");
+                r = failure_errno(reterr, -ENOMEM, "Failed to parse the image reference");
         }
     } else if (strncmp(uri, "cloche:///", 10) == 0) {
         ref.kind = IMAGE_REF_CLOCHE;
         _cleanup_free_ char *copy = strdup(uri + 10);
         if (!copy)
-            return api_internal_error(reterr, -ENOMEM, "Failed to parse the image reference");
+            return failure_errno(reterr, -ENOMEM, "Failed to parse the image reference");
         char *colon = strrchr(copy, ':');
         if (colon)
             *colon++ = '\0';
         if (!repository_valid(copy))
-            r = api_bad_request(reterr,
-                                "Image reference '%s' has an invalid name (lowercase letters, "
-                                "digits and separators: cloche:///NAME[:TAG])",
-                                uri);
+            r = failure_input(reterr, -EINVAL,
+                              "Image reference '%s' has an invalid name (lowercase letters, "
+                              "digits and separators: cloche:///NAME[:TAG])",
+                              uri);
         else if (colon && !tag_valid(colon))
-            r = api_bad_request(reterr, "Image reference '%s' has an invalid tag '%s'", uri, colon);
+            r = failure_input(reterr, -EINVAL, "Image reference '%s' has an invalid tag '%s'", uri,
+                              colon);
         else {
             ref.repository = strdup(copy);
             ref.tag = colon ? strdup(colon) : NULL;
             if (!ref.repository || (colon && !ref.tag))
-                r = api_internal_error(reterr, -ENOMEM, "Failed to parse the image reference");
+                r = failure_errno(reterr, -ENOMEM, "Failed to parse the image reference");
         }
     } else if (strncmp(uri, "raw://", 6) == 0 || uri[0] == '/') {
         ref.kind = IMAGE_REF_RAW;
         const char *p = uri[0] == '/' ? uri : uri + 6;
         if (!path_valid(p))
-            r = api_bad_request(reterr,
-                                "Image path '%s' must be absolute and contain no ',', ':' or "
-                                "'\\\\', which an overlay mount cannot take",
-                                p);
+            r = failure_input(reterr, -EINVAL,
+                              "Image path '%s' must be absolute and contain no ',', ':' or "
+                              "'\\\\', which an overlay mount cannot take",
+                              p);
         else if (!(ref.path = strdup(p)))
-            r = api_internal_error(reterr, -ENOMEM, "Failed to parse the image reference");
+            r = failure_errno(reterr, -ENOMEM, "Failed to parse the image reference");
     } else {
-        r = api_bad_request(
-            reterr,
-            "Unsupported image '%s': cloche takes docker://[HOST[:PORT]]/REPO[#TAG], "
-            "oci:///LAYOUT[#TAG], cloche:///NAME[:TAG], raw:///PATH or /PATH",
-            uri);
+        r = failure_input(reterr, -EINVAL,
+                          "Unsupported image '%s': cloche takes docker://[HOST[:PORT]]/REPO[#TAG], "
+                          "oci:///LAYOUT[#TAG], cloche:///NAME[:TAG], raw:///PATH or /PATH",
+                          uri);
     }
     if (r < 0) {
-        if (r == -ENOMEM && reterr && !reterr->status)
-            api_internal_error(reterr, r, "Failed to parse the image reference");
+        if (r == -ENOMEM && !failure_is_set(reterr))
+            failure_errno(reterr, r, "Failed to parse the image reference");
         image_reference_done(&ref);
         return r;
     }

@@ -80,11 +80,11 @@ static bool host_insecure(const SourceOptions *o, const char *host)
 }
 
 int source_open(const SourceOptions *o, const ImageReference *ref, const ImageCredentials *cred,
-                Source **ret, ApiError *reterr)
+                Source **ret, Failure *reterr)
 {
     _cleanup_(source_freep) Source *src = calloc(1, sizeof(*src));
     if (!src)
-        return api_internal_error(reterr, -ENOMEM, "Failed to open the image source");
+        return failure_errno(reterr, -ENOMEM, "Failed to open the image source");
     src->layout_fd = -1;
     src->kind = ref->kind;
     src->opt = o;
@@ -93,10 +93,10 @@ int source_open(const SourceOptions *o, const ImageReference *ref, const ImageCr
         snprintf(src->name, sizeof(src->name), "%s", ref->path);
         src->layout_fd = open(ref->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (src->layout_fd < 0)
-            return api_bad_request(reterr, "OCI layout '%s' cannot be opened: %s", ref->path,
-                                   strerror(errno));
+            return failure_input(reterr, -EINVAL, "OCI layout '%s' cannot be opened: %s", ref->path,
+                                 strerror(errno));
         if (ref->tag && !(src->tag = strdup(ref->tag)))
-            return api_internal_error(reterr, -ENOMEM, "Failed to open the image source");
+            return failure_errno(reterr, -ENOMEM, "Failed to open the image source");
         *ret = TAKE_PTR(src);
         return 0;
     }
@@ -114,12 +114,12 @@ int source_open(const SourceOptions *o, const ImageReference *ref, const ImageCr
         n = asprintf(&src->base, "https://%s", host);
     }
     if (n < 0)
-        return api_internal_error(reterr, -ENOMEM, "Failed to open the image source");
+        return failure_errno(reterr, -ENOMEM, "Failed to open the image source");
     src->repository = strdup(ref->repository);
     src->reference = strdup(ref->digest ? ref->digest : ref->tag ? ref->tag : "latest");
     src->curl = curl_easy_init();
     if (!src->repository || !src->reference || !src->curl)
-        return api_internal_error(reterr, -ENOMEM, "Failed to open the image source");
+        return failure_errno(reterr, -ENOMEM, "Failed to open the image source");
     snprintf(src->name, sizeof(src->name), "%s/%s", ref->registry ? ref->registry : "docker.io",
              ref->repository);
     *ret = TAKE_PTR(src);
@@ -225,7 +225,7 @@ static void transfer_done(Transfer *t)
 
 /* GET url into t. Returns the HTTP status, or a negative errno with reterr set. */
 static int http_get(Source *src, const char *url, const char *accept, const char *auth_header,
-                    const char *userpwd, Transfer *t, ApiError *reterr)
+                    const char *userpwd, Transfer *t, Failure *reterr)
 {
     CURL *c = src->curl;
     curl_easy_reset(c);
@@ -272,17 +272,17 @@ static int http_get(Source *src, const char *url, const char *accept, const char
     if (cr == CURLE_OK)
         return (int)status;
     if (t->too_big)
-        return api_errorf(reterr, -EFBIG, 502, GARDEN_ERR_GENERIC,
-                          "Registry '%s' sent more than the %llu bytes expected from '%s'",
-                          src->name, (unsigned long long)t->max, url);
+        return failure_set(reterr, -EFBIG, FAILURE_REMOTE,
+                           "Registry '%s' sent more than the %llu bytes expected from '%s'",
+                           src->name, (unsigned long long)t->max, url);
     if (t->write_errno)
-        return api_internal_error(reterr, -t->write_errno, "Failed to store '%s'", url);
+        return failure_errno(reterr, -t->write_errno, "Failed to store '%s'", url);
     if (cr == CURLE_OPERATION_TIMEDOUT)
-        return api_errorf(reterr, -ETIMEDOUT, 502, GARDEN_ERR_GENERIC,
-                          "Registry '%s' stalled: %s (no data for %u s)", src->name,
-                          *errbuf ? errbuf : curl_easy_strerror(cr), stall);
-    return api_errorf(reterr, -EIO, 502, GARDEN_ERR_GENERIC, "Registry '%s' failed: %s", src->name,
-                      *errbuf ? errbuf : curl_easy_strerror(cr));
+        return failure_set(reterr, -ETIMEDOUT, FAILURE_REMOTE,
+                           "Registry '%s' stalled: %s (no data for %u s)", src->name,
+                           *errbuf ? errbuf : curl_easy_strerror(cr), stall);
+    return failure_set(reterr, -EIO, FAILURE_REMOTE, "Registry '%s' failed: %s", src->name,
+                       *errbuf ? errbuf : curl_easy_strerror(cr));
 }
 
 /* The value of one parameter of a WWW-Authenticate challenge. */
@@ -315,30 +315,30 @@ static char *credentials_userpwd(const ImageCredentials *cred)
 }
 
 /* Answer a 401's challenge: a Basic header, or a token from the realm. */
-static int authenticate(Source *src, const char *challenge, ApiError *reterr)
+static int authenticate(Source *src, const char *challenge, Failure *reterr)
 {
     _cleanup_free_ char *userpwd = credentials_userpwd(src->cred);
     free(src->auth);
     src->auth = NULL;
     if (strncasecmp(challenge, "Basic", 5) == 0) {
         if (!userpwd)
-            return api_bad_request(reterr, "Registry '%s' requires credentials (image.username)",
-                                   src->name);
+            return failure_input(reterr, -EINVAL,
+                                 "Registry '%s' requires credentials (image.username)", src->name);
         /* The Basic header is built by curl from userpwd on each request. */
         src->auth = strdup("basic");
         return src->auth ? 0 : -ENOMEM;
     }
     if (strncasecmp(challenge, "Bearer", 6) != 0)
-        return api_errorf(reterr, -EPROTO, 502, GARDEN_ERR_GENERIC,
-                          "Registry '%s' asks for an unsupported authentication: '%.64s'",
-                          src->name, challenge);
+        return failure_set(reterr, -EPROTO, FAILURE_REMOTE,
+                           "Registry '%s' asks for an unsupported authentication: '%.64s'",
+                           src->name, challenge);
     _cleanup_free_ char *realm = challenge_param(challenge, "realm");
     _cleanup_free_ char *service = challenge_param(challenge, "service");
     _cleanup_free_ char *scope = challenge_param(challenge, "scope");
     if (!realm || (strncmp(realm, "https://", 8) != 0 && strncmp(realm, "http://", 7) != 0))
-        return api_errorf(reterr, -EPROTO, 502, GARDEN_ERR_GENERIC,
-                          "Registry '%s' sent a token challenge without an http(s) realm",
-                          src->name);
+        return failure_set(reterr, -EPROTO, FAILURE_REMOTE,
+                           "Registry '%s' sent a token challenge without an http(s) realm",
+                           src->name);
     CURL *c = src->curl;
     _cleanup_free_ char *url = NULL;
     char *esc_service = service ? curl_easy_escape(c, service, 0) : NULL;
@@ -360,24 +360,24 @@ static int authenticate(Source *src, const char *challenge, ApiError *reterr)
     }
     if (status == 401 || status == 403) {
         transfer_done(&t);
-        return api_bad_request(reterr, "The token server of registry '%s' refused %s", src->name,
-                               userpwd ? "the credentials" : "anonymous access");
+        return failure_input(reterr, -EINVAL, "The token server of registry '%s' refused %s",
+                             src->name, userpwd ? "the credentials" : "anonymous access");
     }
     if (status != 200 || !t.buf) {
         transfer_done(&t);
-        return api_errorf(reterr, -EPROTO, 502, GARDEN_ERR_GENERIC,
-                          "The token server of registry '%s' answered %d", src->name, status);
+        return failure_set(reterr, -EPROTO, FAILURE_REMOTE,
+                           "The token server of registry '%s' answered %d", src->name, status);
     }
     _cleanup_json_ json_object *o = NULL;
-    ApiError ignored = {0};
-    int r = json_parse_strict(t.buf, t.len, &o, &ignored);
+    Failure ignored = {0};
+    int r = json_parse_value(t.buf, t.len, &o, &ignored);
     transfer_done(&t);
     json_object *tok = r >= 0 && o ? json_member(o, "token") : NULL;
     if (!tok)
         tok = o ? json_member(o, "access_token") : NULL;
     if (!tok || !json_object_is_type(tok, json_type_string) || json_object_get_string_len(tok) == 0)
-        return api_errorf(reterr, -EPROTO, 502, GARDEN_ERR_GENERIC,
-                          "The token server of registry '%s' sent no token", src->name);
+        return failure_set(reterr, -EPROTO, FAILURE_REMOTE,
+                           "The token server of registry '%s' sent no token", src->name);
     if (asprintf(&src->auth, "Authorization: Bearer %s", json_object_get_string(tok)) < 0)
         return -ENOMEM;
     return 0;
@@ -386,7 +386,7 @@ static int authenticate(Source *src, const char *challenge, ApiError *reterr)
 /* GET a registry path, authenticating on a 401, falling back to plain HTTP for
  * an insecure registry that does not speak TLS. */
 static int registry_get(Source *src, const char *path, const char *accept, Transfer *t,
-                        const char *what, ApiError *reterr)
+                        const char *what, Failure *reterr)
 {
     bool authenticated = false;
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -398,7 +398,7 @@ static int registry_get(Source *src, const char *path, const char *accept, Trans
         if (basic)
             userpwd = credentials_userpwd(src->cred);
         if (t->fd >= 0 && (ftruncate(t->fd, 0) < 0 || lseek(t->fd, 0, SEEK_SET) < 0))
-            return api_internal_error(reterr, -errno, "Failed to reset a download");
+            return failure_errno(reterr, -errno, "Failed to reset a download");
         t->len = 0;
         t->reported = 0;
         t->too_big = false;
@@ -412,7 +412,7 @@ static int registry_get(Source *src, const char *path, const char *accept, Trans
             if (sha256_new(&t->sha) < 0)
                 return -ENOMEM;
         }
-        ApiError err = {0};
+        Failure err = {0};
         int status = http_get(src, url, accept, basic ? NULL : src->auth, userpwd, t, &err);
         if (status < 0 && src->insecure && !src->tried_plain &&
             strncmp(src->base, "https", 5) == 0) {
@@ -443,29 +443,28 @@ static int registry_get(Source *src, const char *path, const char *accept, Trans
         if (status == 200)
             return 0;
         if (status == 401 || status == 403)
-            return api_bad_request(reterr, "Registry '%s' refused %s to '%s'", src->name,
-                                   src->cred && src->cred->username && *src->cred->username
-                                       ? "the credentials' access"
-                                       : "anonymous access",
-                                   what);
+            return failure_input(reterr, -EINVAL, "Registry '%s' refused %s to '%s'", src->name,
+                                 src->cred && src->cred->username && *src->cred->username
+                                     ? "the credentials' access"
+                                     : "anonymous access",
+                                 what);
         if (status == 404)
-            return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC, "Registry '%s' has no %s",
-                              src->name, what);
-        return api_errorf(reterr, -EPROTO, 502, GARDEN_ERR_GENERIC,
-                          "Registry '%s' answered %d for %s", src->name, status, what);
+            return failure_input(reterr, -ENOENT, "Registry '%s' has no %s", src->name, what);
+        return failure_set(reterr, -EPROTO, FAILURE_REMOTE, "Registry '%s' answered %d for %s",
+                           src->name, status, what);
     }
-    return api_errorf(reterr, -EPROTO, 502, GARDEN_ERR_GENERIC,
-                      "Registry '%s' kept refusing the authentication for %s", src->name, what);
+    return failure_set(reterr, -EPROTO, FAILURE_REMOTE,
+                       "Registry '%s' kept refusing the authentication for %s", src->name, what);
 }
 
-static int verify(Source *src, Transfer *t, const char *expect, const char *what, ApiError *reterr)
+static int verify(Source *src, Transfer *t, const char *expect, const char *what, Failure *reterr)
 {
     char got[72];
     sha256_final(t->sha, got);
     if (expect && strcmp(got, expect) != 0)
-        return api_errorf(reterr, -EBADMSG, 502, GARDEN_ERR_GENERIC,
-                          "%s from '%s' does not match its digest: expected %s, got %s", what,
-                          src->name, expect, got);
+        return failure_set(reterr, -EBADMSG, FAILURE_REMOTE,
+                           "%s from '%s' does not match its digest: expected %s, got %s", what,
+                           src->name, expect, got);
     return 0;
 }
 
@@ -480,30 +479,30 @@ static int blob_path(const char *digest, char *buf, size_t size)
 }
 
 /* Read a layout file into t (hashing it), at most t->max bytes. */
-static int layout_read(Source *src, const char *name, Transfer *t, ApiError *reterr)
+static int layout_read(Source *src, const char *name, Transfer *t, Failure *reterr)
 {
     _cleanup_close_ int fd = openat(src->layout_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return api_bad_request(reterr, "OCI layout '%s' has no readable '%s'", src->name, name);
+        return failure_input(reterr, -EINVAL, "OCI layout '%s' has no readable '%s'", src->name,
+                             name);
     char buf[65536];
     for (;;) {
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return api_internal_error(reterr, -errno, "Failed to read '%s'", name);
+            return failure_errno(reterr, -errno, "Failed to read '%s'", name);
         if (n == 0)
             return 0;
         if (on_body(buf, 1, (size_t)n, t) != (size_t)n)
-            return t->too_big
-                       ? api_bad_request(reterr,
-                                         "'%s' in OCI layout '%s' is larger than %llu bytes", name,
-                                         src->name, (unsigned long long)t->max)
-                       : api_internal_error(reterr, -t->write_errno, "Failed to copy '%s'", name);
+            return t->too_big ? failure_input(reterr, -EINVAL,
+                                              "'%s' in OCI layout '%s' is larger than %llu bytes",
+                                              name, src->name, (unsigned long long)t->max)
+                              : failure_errno(reterr, -t->write_errno, "Failed to copy '%s'", name);
     }
 }
 
-static int layout_top(Source *src, char **ret_digest, ApiError *reterr)
+static int layout_top(Source *src, char **ret_digest, Failure *reterr)
 {
     Transfer t = {.fd = -1, .max = IMAGE_MANIFEST_MAX};
     int r = sha256_new(&t.sha);
@@ -515,13 +514,14 @@ static int layout_top(Source *src, char **ret_digest, ApiError *reterr)
         return r;
     }
     _cleanup_json_ json_object *o = NULL;
-    r = json_parse_strict(t.buf ? t.buf : "", t.len, &o, reterr);
+    r = json_parse_value(t.buf ? t.buf : "", t.len, &o, reterr);
     transfer_done(&t);
     if (r < 0)
         return r;
     json_object *ms = o ? json_member(o, "manifests") : NULL;
     if (!ms || !json_object_is_type(ms, json_type_array))
-        return api_bad_request(reterr, "OCI layout '%s' has no manifests in index.json", src->name);
+        return failure_input(reterr, -EINVAL, "OCI layout '%s' has no manifests in index.json",
+                             src->name);
     size_t n = json_object_array_length(ms);
     json_object *pick = NULL;
     for (size_t i = 0; i < n; i++) {
@@ -535,35 +535,35 @@ static int layout_top(Source *src, char **ret_digest, ApiError *reterr)
         }
     }
     if (!pick)
-        return src->tag
-                   ? api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
-                                "OCI layout '%s' has no tag '%s'", src->name, src->tag)
-                   : api_bad_request(reterr, "OCI layout '%s' holds %zu images: name one with #TAG",
-                                     src->name, n);
+        return src->tag ? failure_input(reterr, -ENOENT, "OCI layout '%s' has no tag '%s'",
+                                        src->name, src->tag)
+                        : failure_input(reterr, -EINVAL,
+                                        "OCI layout '%s' holds %zu images: name one with #TAG",
+                                        src->name, n);
     json_object *d = json_member(pick, "digest");
     if (!d || !json_object_is_type(d, json_type_string) ||
         !image_digest_valid(json_object_get_string(d)))
-        return api_bad_request(reterr, "OCI layout '%s' has an invalid digest in index.json",
-                               src->name);
+        return failure_input(reterr, -EINVAL, "OCI layout '%s' has an invalid digest in index.json",
+                             src->name);
     *ret_digest = strdup(json_object_get_string(d));
     return *ret_digest ? 0 : -ENOMEM;
 }
 
 /* ---- the interface ---- */
 
-int source_manifest(Source *src, const char *digest, char **ret, size_t *ret_len, ApiError *reterr)
+int source_manifest(Source *src, const char *digest, char **ret, size_t *ret_len, Failure *reterr)
 {
     Transfer t = {.fd = -1, .max = IMAGE_MANIFEST_MAX};
     int r = sha256_new(&t.sha);
     if (r < 0)
-        return api_internal_error(reterr, r, "Failed to hash");
+        return failure_errno(reterr, r, "Failed to hash");
     char what[160];
     snprintf(what, sizeof(what), "manifest '%s'", digest);
     if (src->kind == IMAGE_REF_OCI) {
         char path[128];
         r = blob_path(digest, path, sizeof(path));
         if (r < 0)
-            r = api_bad_request(reterr, "Invalid digest '%s'", digest);
+            r = failure_input(reterr, -EINVAL, "Invalid digest '%s'", digest);
         else
             r = layout_read(src, path, &t, reterr);
     } else {
@@ -588,7 +588,7 @@ int source_manifest(Source *src, const char *digest, char **ret, size_t *ret_len
 }
 
 int source_top_manifest(Source *src, char **ret, size_t *ret_len, char **ret_digest,
-                        ApiError *reterr)
+                        Failure *reterr)
 {
     _cleanup_free_ char *digest = NULL;
     if (src->kind == IMAGE_REF_OCI) {
@@ -635,7 +635,7 @@ int source_top_manifest(Source *src, char **ret, size_t *ret_len, char **ret_dig
 }
 
 int source_blob(Source *src, const char *digest, uint64_t size, int fd, char **ret,
-                SourceProgressFn progress, void *userdata, ApiError *reterr)
+                SourceProgressFn progress, void *userdata, Failure *reterr)
 {
     Transfer t = {.fd = fd, .max = size, .progress = progress, .userdata = userdata};
     int r = sha256_new(&t.sha);
@@ -646,7 +646,7 @@ int source_blob(Source *src, const char *digest, uint64_t size, int fd, char **r
     if (src->kind == IMAGE_REF_OCI) {
         char path[128];
         r = blob_path(digest, path, sizeof(path));
-        r = r < 0 ? api_bad_request(reterr, "Invalid digest '%s'", digest)
+        r = r < 0 ? failure_input(reterr, -EINVAL, "Invalid digest '%s'", digest)
                   : layout_read(src, path, &t, reterr);
     } else {
         _cleanup_free_ char *path = NULL;
@@ -656,9 +656,9 @@ int source_blob(Source *src, const char *digest, uint64_t size, int fd, char **r
             r = registry_get(src, path, NULL, &t, what, reterr);
     }
     if (r >= 0 && t.len != size)
-        r = api_errorf(reterr, -EBADMSG, 502, GARDEN_ERR_GENERIC,
-                       "Blob '%s' from '%s' has %llu bytes, its manifest says %llu", digest,
-                       src->name, (unsigned long long)t.len, (unsigned long long)size);
+        r = failure_set(reterr, -EBADMSG, FAILURE_REMOTE,
+                        "Blob '%s' from '%s' has %llu bytes, its manifest says %llu", digest,
+                        src->name, (unsigned long long)t.len, (unsigned long long)size);
     if (r >= 0)
         r = verify(src, &t, digest, "A blob", reterr);
     if (r >= 0 && progress)

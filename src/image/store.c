@@ -257,20 +257,20 @@ static void touch_layer(ImageStore *s, const char *hex)
 }
 
 static int fetch_layer(ImageStore *s, Source *src, const Descriptor *d, const int *lower_fds,
-                       size_t n_lowers, LayerProgress *prog, ApiError *reterr)
+                       size_t n_lowers, LayerProgress *prog, Failure *reterr)
 {
     if (!src)
-        return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC,
-                          "Layer '%s' of an imported image was evicted: import the image again",
-                          d->digest);
+        return failure_input(reterr, -ENOENT,
+                             "Layer '%s' of an imported image was evicted: import the image again",
+                             d->digest);
     LayerCompression comp;
     int r = layer_compression(d->media_type, &comp);
     if (r < 0)
-        return api_bad_request(reterr, "Layer '%s' has the unsupported type '%s'", d->digest,
-                               d->media_type);
+        return failure_input(reterr, -EINVAL, "Layer '%s' has the unsupported type '%s'", d->digest,
+                             d->media_type);
     _cleanup_close_ int blob = openat(s->tmp_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (blob < 0)
-        return api_internal_error(reterr, -errno, "Failed to create a download file");
+        return failure_errno(reterr, -errno, "Failed to create a download file");
     r = source_blob(src, d->digest, d->size, blob, NULL, on_layer_progress, prog, reterr);
     if (r < 0)
         return r;
@@ -280,40 +280,40 @@ static int fetch_layer(ImageStore *s, Source *src, const Descriptor *d, const in
     log_debug("Image layer '%s' from '%s': %" PRIu64 " bytes received", d->digest, source_name(src),
               d->size);
     if (lseek(blob, 0, SEEK_SET) < 0)
-        return api_internal_error(reterr, -errno, "Failed to rewind a download");
+        return failure_errno(reterr, -errno, "Failed to rewind a download");
     return store_layer_from_fd(s, blob, comp, d->digest, lower_fds, n_lowers, reterr);
 }
 
 int store_layer_from_fd(ImageStore *s, int blob, LayerCompression comp, const char *digest,
-                        const int *lower_fds, size_t n_lowers, ApiError *reterr)
+                        const int *lower_fds, size_t n_lowers, Failure *reterr)
 {
     const char *hex = digest + 7;
     int r;
     char name[96], path[PATH_MAX];
     uint8_t rnd[6];
     if (getentropy(rnd, sizeof(rnd)) < 0)
-        return api_internal_error(reterr, -errno, "Failed to name a temporary directory");
+        return failure_errno(reterr, -errno, "Failed to name a temporary directory");
     snprintf(name, sizeof(name), "%.16s.%02x%02x%02x%02x%02x%02x", hex, rnd[0], rnd[1], rnd[2],
              rnd[3], rnd[4], rnd[5]);
     snprintf(path, sizeof(path), "%s/tmp/%s", s->dir, name);
     if (mkdirat(s->tmp_fd, name, 0755) < 0)
-        return api_internal_error(reterr, -errno, "Failed to create '%s'", path);
+        return failure_errno(reterr, -errno, "Failed to create '%s'", path);
     uint64_t bytes = 0;
     r = layer_extract(blob, comp, path, lower_fds, n_lowers, &bytes, reterr);
     if (r >= 0 && fchmodat(s->tmp_fd, name, 0755, 0) < 0)
-        r = api_internal_error(reterr, -errno, "Failed to set up '%s'", path);
+        r = failure_errno(reterr, -errno, "Failed to set up '%s'", path);
     if (r >= 0) {
         /* Durable before visible: a crash after the rename finds a whole layer. */
         _cleanup_close_ int dfd = openat(s->tmp_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0 || syncfs(dfd) < 0)
-            r = api_internal_error(reterr, -errno, "Failed to sync layer '%s'", digest);
+            r = failure_errno(reterr, -errno, "Failed to sync layer '%s'", digest);
     }
     char size[32];
     int n = snprintf(size, sizeof(size), "%" PRIu64 "\n", bytes);
     if (r >= 0 && (r = atomic_write_at(s->meta_fd, hex, size, (size_t)n, 0644)) < 0)
-        api_internal_error(reterr, r, "Failed to record layer '%s'", digest);
+        failure_errno(reterr, r, "Failed to record layer '%s'", digest);
     if (r >= 0 && renameat(s->tmp_fd, name, s->layers_fd, hex) < 0) {
-        r = api_internal_error(reterr, -errno, "Failed to commit layer '%s'", digest);
+        r = failure_errno(reterr, -errno, "Failed to commit layer '%s'", digest);
         (void)unlinkat(s->meta_fd, hex, 0);
     }
     if (r < 0) {
@@ -329,7 +329,7 @@ int store_layer_from_fd(ImageStore *s, int blob, LayerCompression comp, const ch
 
 /* Make layer d present: fetched once, whoever else wants it waits. */
 static int ensure_layer(ImageStore *s, Source *src, const Descriptor *d, const int *lower_fds,
-                        size_t n_lowers, LayerProgress *prog, ApiError *reterr)
+                        size_t n_lowers, LayerProgress *prog, Failure *reterr)
 {
     const char *hex = d->digest + 7;
     pthread_mutex_lock(&s->lock);
@@ -345,7 +345,7 @@ static int ensure_layer(ImageStore *s, Source *src, const Descriptor *d, const i
     char **grown = realloc(s->inflight, (s->n_inflight + 1) * sizeof(char *));
     if (!grown) {
         pthread_mutex_unlock(&s->lock);
-        return api_internal_error(reterr, -ENOMEM, "Failed to pull");
+        return failure_errno(reterr, -ENOMEM, "Failed to pull");
     }
     s->inflight = grown;
     s->inflight[s->n_inflight++] = (char *)hex;
@@ -564,133 +564,110 @@ static bool resolved_fast(ImageStore *s, const char *name, ImagePulled *ret)
 
 int image_store_pull(ImageStore *s, const ImageReference *ref, const ImageCredentials *cred,
                      bool refresh, ImageProgressFn progress, void *userdata, ImagePulled *ret,
-                     ApiError *reterr)
+                     Failure *reterr)
 {
     if (ref->kind == IMAGE_REF_RAW)
-        return api_bad_request(reterr, "A raw root file system is not pulled");
+        return failure_input(reterr, -EINVAL, "A raw root file system is not pulled");
     _cleanup_free_ char *name = NULL;
     if (image_ref_name(ref, &name) < 0)
-        return api_internal_error(reterr, -ENOMEM, "Failed to pull");
+        return failure_errno(reterr, -ENOMEM, "Failed to pull");
     if (ref->kind == IMAGE_REF_CLOCHE)
         refresh = false; /* the store is where it comes from */
     return image_store_pull_as(s, ref, name, cred, refresh, progress, userdata, ret, reterr);
 }
 
-int image_store_pull_as(ImageStore *s, const ImageReference *ref, const char *name,
-                        const ImageCredentials *cred, bool refresh, ImageProgressFn progress,
-                        void *userdata, ImagePulled *ret, ApiError *reterr)
+/* What a pull works from: the manifest's digest, the manifest and the config. */
+typedef struct PullRecords {
+    char *digest, *manifest, *config;
+    size_t manifest_len, config_len;
+} PullRecords;
+
+static void pull_records_done(PullRecords *p)
 {
-    if (!refresh && resolved_fast(s, name, ret))
-        return 0;
-    _cleanup_free_ char *digest = NULL;
-    _cleanup_free_ char *manifest = NULL, *config = NULL;
-    size_t manifest_len = 0, config_len = 0;
-    if (!refresh) {
-        pthread_mutex_lock(&s->lock);
-        const char *known = hashmap_get(s->tags, name);
-        digest = known ? strdup(known) : ref->digest ? strdup(ref->digest) : NULL;
-        pthread_mutex_unlock(&s->lock);
-        if (digest && (read_record(s, digest, "manifest", &manifest, &manifest_len) < 0 ||
-                       read_record(s, digest, "config", &config, &config_len) < 0)) {
-            free(manifest);
-            manifest = NULL;
-            free(digest);
-            digest = NULL;
-        }
-    }
-    _cleanup_(source_freep) Source *src = NULL;
-    if (ref->kind == IMAGE_REF_CLOCHE && !manifest)
-        return api_errorf(reterr, -ENOENT, 404, GARDEN_ERR_GENERIC, "Unknown image '%s'", name);
-    int r = ref->kind == IMAGE_REF_CLOCHE ? 0 : source_open(&s->sopt, ref, cred, &src, reterr);
+    free(p->digest);
+    free(p->manifest);
+    free(p->config);
+    *p = (PullRecords){0};
+}
+
+/* The records of name (or of the reference's digest) the store already has;
+ * none, rather than half of them. */
+static void known_records(ImageStore *s, const ImageReference *ref, const char *name,
+                          PullRecords *p)
+{
+    pthread_mutex_lock(&s->lock);
+    const char *known = hashmap_get(s->tags, name);
+    p->digest = known ? strdup(known) : ref->digest ? strdup(ref->digest) : NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (p->digest && (read_record(s, p->digest, "manifest", &p->manifest, &p->manifest_len) < 0 ||
+                      read_record(s, p->digest, "config", &p->config, &p->config_len) < 0))
+        pull_records_done(p);
+}
+
+/* The manifest from the source (through an index to this platform's) and its
+ * config blob, parsed into *m. */
+static int fetch_records(Source *src, const char *what, PullRecords *p, Manifest *m,
+                         Failure *reterr)
+{
+    free(p->digest);
+    p->digest = NULL;
+    int r = source_top_manifest(src, &p->manifest, &p->manifest_len, &p->digest, reterr);
     if (r < 0)
         return r;
-    Manifest m = {0};
-    char what[600];
-    snprintf(what, sizeof(what), "The manifest of '%s'", name);
-    if (!manifest) {
-        free(digest);
-        digest = NULL;
-        r = source_top_manifest(src, &manifest, &manifest_len, &digest, reterr);
-        if (r < 0)
-            return r;
-        r = manifest_parse(manifest, manifest_len, what, &m, reterr);
-        if (r >= 0 && m.is_index) {
-            _cleanup_free_ char *chosen = strdup(m.chosen.digest);
-            manifest_done(&m);
-            free(manifest);
-            manifest = NULL;
-            r = chosen ? source_manifest(src, chosen, &manifest, &manifest_len, reterr) : -ENOMEM;
-            if (r >= 0)
-                r = manifest_parse(manifest, manifest_len, what, &m, reterr);
-            if (r >= 0 && m.is_index)
-                r = api_errorf(reterr, -EBADMSG, 502, GARDEN_ERR_GENERIC,
-                               "%s: an index names another index", what);
-        }
+    r = manifest_parse(p->manifest, p->manifest_len, what, m, reterr);
+    if (r >= 0 && m->is_index) {
+        _cleanup_free_ char *chosen = strdup(m->chosen.digest);
+        manifest_done(m);
+        free(p->manifest);
+        p->manifest = NULL;
+        r = chosen ? source_manifest(src, chosen, &p->manifest, &p->manifest_len, reterr) : -ENOMEM;
         if (r >= 0)
-            r = source_blob(src, m.config.digest, m.config.size, -1, &config, NULL, NULL, reterr);
-        config_len = (size_t)m.config.size;
-    } else {
-        r = manifest_parse(manifest, manifest_len, what, &m, reterr);
+            r = manifest_parse(p->manifest, p->manifest_len, what, m, reterr);
+        if (r >= 0 && m->is_index)
+            r = failure_set(reterr, -EBADMSG, FAILURE_REMOTE, "%s: an index names another index",
+                            what);
     }
-    ImagePulled out = {0};
-    if (r >= 0) {
-        snprintf(what, sizeof(what), "The config of '%s'", name);
-        r = image_config_parse(config, config_len, what, &out.config, reterr);
-    }
-    if (r < 0) {
-        manifest_done(&m);
-        image_pulled_done(&out);
-        return r;
-    }
-    /* Layers bottom up: a hardlink may name a file of an earlier layer. */
+    if (r >= 0)
+        r = source_blob(src, m->config.digest, m->config.size, -1, &p->config, NULL, NULL, reterr);
+    p->config_len = (size_t)m->config.size;
+    return r;
+}
+
+/* Every layer of m in the store, bottom up: a hardlink may name a file of an
+ * earlier layer. */
+static int ensure_layers(ImageStore *s, Source *src, const Manifest *m, ImageProgressFn progress,
+                         void *userdata, Failure *reterr)
+{
     int lower_fds[IMAGE_MAX_LAYERS];
     size_t n_lowers = 0;
-    char *rootfs = calloc(m.n_layers ? m.n_layers : 1, stack_entry_len(s));
-    if (!rootfs)
-        r = api_internal_error(reterr, -ENOMEM, "Failed to pull");
-    for (size_t i = 0; r >= 0 && i < m.n_layers; i++) {
+    int r = 0;
+    for (size_t i = 0; r >= 0 && i < m->n_layers; i++) {
         LayerProgress prog = {.fn = progress,
                               .userdata = userdata,
-                              .digest = m.layers[i].digest,
-                              .total = m.layers[i].size};
+                              .digest = m->layers[i].digest,
+                              .total = m->layers[i].size};
         /* lowers for the hardlink fallback: top first */
         int tops[IMAGE_MAX_LAYERS];
         for (size_t k = 0; k < n_lowers; k++)
             tops[k] = lower_fds[n_lowers - 1 - k];
-        r = ensure_layer(s, src, &m.layers[i], tops, n_lowers, &prog, reterr);
+        r = ensure_layer(s, src, &m->layers[i], tops, n_lowers, &prog, reterr);
         if (r < 0)
             break;
         lower_fds[n_lowers] =
-            openat(s->layers_fd, m.layers[i].digest + 7, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            openat(s->layers_fd, m->layers[i].digest + 7, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (lower_fds[n_lowers] < 0) {
-            r = api_internal_error(reterr, -errno, "Failed to open layer '%s'", m.layers[i].digest);
+            r = failure_errno(reterr, -errno, "Failed to open layer '%s'", m->layers[i].digest);
             break;
         }
         n_lowers++;
     }
     free_lowers(lower_fds, n_lowers);
-    if (r >= 0 && m.n_layers == 0)
-        r = api_bad_request(reterr, "Image '%s' has no layers", name);
-    if (r >= 0) {
-        stack_string(s, &m, rootfs);
-        r = write_record(s, digest, "manifest", manifest, manifest_len);
-        if (r >= 0)
-            r = write_record(s, digest, "config", config, config_len);
-        if (r < 0)
-            api_internal_error(reterr, r, "Failed to record image '%s'", name);
-    }
-    if (r >= 0)
-        store_evict(s, &m);
-    if (r >= 0) {
-        ImagePulled done = {.rootfs = rootfs, .digest = digest, .config = out.config};
-        resolved_put(s->resolved, name, &done);
-    }
-    manifest_done(&m);
-    if (r < 0) {
-        free(rootfs);
-        image_pulled_done(&out);
-        return r;
-    }
+    return r;
+}
+
+/* name now stands for digest (kept across restarts). */
+static void remember_tag(ImageStore *s, const char *name, const char *digest)
+{
     pthread_mutex_lock(&s->lock);
     char *copy = strdup(digest);
     const char *known = hashmap_get(s->tags, name);
@@ -704,8 +681,63 @@ int image_store_pull_as(ImageStore *s, const ImageReference *ref, const char *na
         free(copy);
     }
     pthread_mutex_unlock(&s->lock);
-    out.rootfs = rootfs;
-    out.digest = TAKE_PTR(digest);
+}
+
+int image_store_pull_as(ImageStore *s, const ImageReference *ref, const char *name,
+                        const ImageCredentials *cred, bool refresh, ImageProgressFn progress,
+                        void *userdata, ImagePulled *ret, Failure *reterr)
+{
+    if (!refresh && resolved_fast(s, name, ret))
+        return 0;
+    _cleanup_(pull_records_done) PullRecords p = {0};
+    if (!refresh)
+        known_records(s, ref, name, &p);
+    _cleanup_(source_freep) Source *src = NULL;
+    if (ref->kind == IMAGE_REF_CLOCHE && !p.manifest)
+        return failure_input(reterr, -ENOENT, "Unknown image '%s'", name);
+    int r = ref->kind == IMAGE_REF_CLOCHE ? 0 : source_open(&s->sopt, ref, cred, &src, reterr);
+    if (r < 0)
+        return r;
+    Manifest m = {0};
+    char what[600];
+    snprintf(what, sizeof(what), "The manifest of '%s'", name);
+    if (!p.manifest)
+        r = fetch_records(src, what, &p, &m, reterr);
+    else
+        r = manifest_parse(p.manifest, p.manifest_len, what, &m, reterr);
+    ImagePulled out = {0};
+    if (r >= 0) {
+        snprintf(what, sizeof(what), "The config of '%s'", name);
+        r = image_config_parse(p.config, p.config_len, what, &out.config, reterr);
+    }
+    _cleanup_free_ char *rootfs = NULL;
+    if (r >= 0 && !(rootfs = calloc(m.n_layers ? m.n_layers : 1, stack_entry_len(s))))
+        r = failure_errno(reterr, -ENOMEM, "Failed to pull");
+    if (r >= 0)
+        r = ensure_layers(s, src, &m, progress, userdata, reterr);
+    if (r >= 0 && m.n_layers == 0)
+        r = failure_input(reterr, -EINVAL, "Image '%s' has no layers", name);
+    if (r >= 0) {
+        stack_string(s, &m, rootfs);
+        r = write_record(s, p.digest, "manifest", p.manifest, p.manifest_len);
+        if (r >= 0)
+            r = write_record(s, p.digest, "config", p.config, p.config_len);
+        if (r < 0)
+            failure_errno(reterr, r, "Failed to record image '%s'", name);
+    }
+    if (r >= 0) {
+        store_evict(s, &m);
+        ImagePulled done = {.rootfs = rootfs, .digest = p.digest, .config = out.config};
+        resolved_put(s->resolved, name, &done);
+    }
+    manifest_done(&m);
+    if (r < 0) {
+        image_pulled_done(&out);
+        return r;
+    }
+    remember_tag(s, name, p.digest);
+    out.rootfs = TAKE_PTR(rootfs);
+    out.digest = TAKE_PTR(p.digest);
     *ret = out;
     return 0;
 }

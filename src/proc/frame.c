@@ -1,10 +1,13 @@
 /* Frames between the daemon and cloche-shim (include/cloche/shim-protocol.h). */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "cloche/proc-relay.h"
 #include "cloche/proc.h"
 #include "cloche/shim-protocol.h"
 
@@ -84,4 +87,46 @@ int proc_frame_read(ProcFrameReader *r, int fd)
         r->payload_have += (size_t)n;
     }
     return 1;
+}
+
+int proc_output_follow(int shim, int known_exit, int client, const atomic_bool *stop,
+                       ProcOutputFn output, void *userdata)
+{
+    ProcFrameReader fr;
+    if (proc_frame_reader_init(&fr) < 0) {
+        if (shim >= 0)
+            close(shim);
+        return -ENOMEM;
+    }
+    int status = known_exit;
+    while (shim >= 0 && !atomic_load(stop)) {
+        struct pollfd pfd[2] = {{.fd = shim, .events = POLLIN},
+                                {.fd = client, .events = POLLRDHUP}};
+        if (poll(pfd, 2, 1000) <= 0)
+            continue;
+        if (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR))
+            break; /* the client went away: detach */
+        int r = proc_frame_read(&fr, shim);
+        if (r < 0) {
+            status = status < 0 ? 255 : status; /* the shim died without a word */
+            break;
+        }
+        if (r == 0)
+            continue;
+        uint8_t type = fr.header[0];
+        if (type == SHIM_FRAME_EXIT) {
+            char buf[16] = {0};
+            memcpy(buf, fr.payload, fr.payload_len < 15 ? fr.payload_len : 15);
+            status = atoi(buf);
+            break;
+        }
+        if (type != SHIM_FRAME_STDOUT && type != SHIM_FRAME_STDERR)
+            continue;
+        if (!output(userdata, type == SHIM_FRAME_STDOUT ? 1 : 2, fr.payload, fr.payload_len))
+            break;
+    }
+    if (shim >= 0)
+        close(shim);
+    proc_frame_reader_done(&fr);
+    return status;
 }

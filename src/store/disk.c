@@ -518,6 +518,41 @@ static bool has_cap_sys_resource(void)
     return data[CAP_SYS_RESOURCE / 32].effective & (1U << (CAP_SYS_RESOURCE % 32));
 }
 
+/* Attach the image to a free loop device, mount it on <dir>/rootfs and reserve
+ * everything beyond total_blocks. On success *ret_root_fd is the mount's root;
+ * on failure nothing stays mounted or attached. */
+static int mount_new_loop(int image_fd, int dir_fd, const char *target, uint64_t total_blocks,
+                          int *ret_root_fd)
+{
+    _cleanup_close_ int loop_fd = -EBADF;
+    int index = -1;
+    int r = loop_attach(image_fd, &loop_fd, &index);
+    if (r < 0)
+        return r;
+    r = mount_image(index, dir_fd, target);
+    if (r < 0) {
+        (void)ioctl(loop_fd, LOOP_CLR_FD);
+        return r;
+    }
+    closep(&loop_fd); /* the mount holds the device; autoclear frees it with the mount */
+
+    _cleanup_close_ int root_fd = open_disk_root(dir_fd, NULL);
+    if (root_fd < 0)
+        r = root_fd == -ENOENT ? -EIO : root_fd;
+    if (r >= 0) {
+        char name[32];
+        snprintf(name, sizeof(name), "loop%d", index);
+        r = set_capacity(root_fd, name, total_blocks);
+    }
+    if (r < 0) {
+        closep(&root_fd);
+        (void)umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW);
+        return r;
+    }
+    *ret_root_fd = TAKE_FD(root_fd);
+    return 0;
+}
+
 /* ---- the API --------------------------------------------------------------- */
 
 int disk_attach(const char *dir, const DiskLimit *limit, uint32_t owner_uid)
@@ -561,30 +596,13 @@ int disk_attach(const char *dir, const DiskLimit *limit, uint32_t owner_uid)
     if (r < 0)
         return r;
 
-    _cleanup_close_ int loop_fd = -EBADF;
-    int index = -1;
-    r = loop_attach(image_fd, &loop_fd, &index);
+    _cleanup_close_ int root_fd = -EBADF;
+    r = mount_new_loop(image_fd, dir_fd, target, total, &root_fd);
     if (r < 0)
         return r;
-    r = mount_image(index, dir_fd, target);
-    if (r < 0) {
-        (void)ioctl(loop_fd, LOOP_CLR_FD);
-        return r;
-    }
-    /* The mount holds the device now; autoclear frees it with the mount. */
-    closep(&loop_fd);
-
-    _cleanup_close_ int root_fd = open_disk_root(dir_fd, NULL);
-    if (root_fd < 0)
-        r = root_fd == -ENOENT ? -EIO : root_fd;
-    if (r >= 0) {
-        char name[32];
-        snprintf(name, sizeof(name), "loop%d", index);
-        r = set_capacity(root_fd, name, total);
-    }
     /* Nobody needs lost+found on a scratch layer; its blocks and inode are the
      * container's instead. */
-    if (r >= 0 && unlinkat(root_fd, "lost+found", AT_REMOVEDIR) < 0 && errno != ENOENT)
+    if (unlinkat(root_fd, "lost+found", AT_REMOVEDIR) < 0 && errno != ENOENT)
         r = -errno;
     if (r >= 0 && fchmod(root_fd, 0755) < 0)
         r = -errno;
@@ -613,30 +631,9 @@ int disk_reattach(const char *dir, const DiskLimit *limit)
     _cleanup_close_ int image_fd = openat(dir_fd, DISK_IMAGE, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (image_fd < 0)
         return -errno;
-    _cleanup_close_ int loop_fd = -EBADF;
-    int index = -1;
-    r = loop_attach(image_fd, &loop_fd, &index);
-    if (r < 0)
-        return r;
-    r = mount_image(index, dir_fd, target);
-    if (r < 0) {
-        (void)ioctl(loop_fd, LOOP_CLR_FD);
-        return r;
-    }
-    closep(&loop_fd); /* the mount holds the device; autoclear frees it with the mount */
-    _cleanup_close_ int root_fd = open_disk_root(dir_fd, NULL);
-    if (root_fd < 0)
-        r = root_fd == -ENOENT ? -EIO : root_fd;
-    if (r >= 0) {
-        char name[32];
-        snprintf(name, sizeof(name), "loop%d", index);
-        r = set_capacity(root_fd, name, div_ceil(limit->bytes, DISK_BLOCK_SIZE) + BASE_BLOCKS);
-    }
-    if (r < 0) {
-        closep(&root_fd);
-        (void)umount2(target, MNT_DETACH | UMOUNT_NOFOLLOW);
-    }
-    return r;
+    _cleanup_close_ int root_fd = -EBADF;
+    return mount_new_loop(image_fd, dir_fd, target,
+                          div_ceil(limit->bytes, DISK_BLOCK_SIZE) + BASE_BLOCKS, &root_fd);
 }
 
 int disk_resize(const char *dir, const DiskLimit *limit)

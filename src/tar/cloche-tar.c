@@ -489,32 +489,111 @@ static la_ssize_t output_write(struct archive *a, void *data, const void *buf, s
 
 /* Guardian's naming: "dir" is archived as "dir/..." from its parent; "dir/" as
  * "./..." from inside it. */
-static int stream_out(const char *source)
+/* Enter the directory that holds source's last component: *ret_name is what to
+ * archive from there ("." for a directory named with a trailing '/'). *ret_parent
+ * (malloc'd, may be NULL) keeps *ret_name's storage alive. 0, or fail()'s 1. */
+static int enter_parent(const char *source, const char **ret_name, char **ret_parent)
 {
     size_t len = strlen(source);
-    const char *name;
-    char *parent = NULL;
+    *ret_parent = NULL;
     if (len == 0 || source[len - 1] == '/') {
         if (len && chdir(source) < 0)
             return fail("Failed to enter '%s': %s", source, strerror(errno));
-        name = ".";
-    } else {
-        parent = strdup(source);
-        if (!parent)
-            return fail("Out of memory");
-        char *slash = strrchr(parent, '/');
-        if (slash) {
-            name = source + (slash - parent) + 1;
-            *slash = '\0';
-            if (chdir(slash == parent ? "/" : parent) < 0) {
-                int e = errno;
-                free(parent);
-                return fail("Failed to enter the parent of '%s': %s", source, strerror(e));
-            }
-        } else {
-            name = source;
+        *ret_name = ".";
+        return 0;
+    }
+    char *parent = strdup(source);
+    if (!parent)
+        return fail("Out of memory");
+    char *slash = strrchr(parent, '/');
+    if (!slash) {
+        *ret_name = source;
+        *ret_parent = parent;
+        return 0;
+    }
+    *ret_name = source + (slash - parent) + 1;
+    *slash = '\0';
+    if (chdir(slash == parent ? "/" : parent) < 0) {
+        int e = errno;
+        free(parent);
+        return fail("Failed to enter the parent of '%s': %s", source, strerror(e));
+    }
+    *ret_parent = parent;
+    return 0;
+}
+
+/* The archive's format: restricted pax, as compact as GNU tar's. */
+static int open_writer(struct archive *out, struct archive_entry_linkresolver *links)
+{
+    /* Restricted pax: an extended header only where a name or size needs one
+     * (long or non-ASCII names, big files, xattrs), and no 'hdrcharset' except
+     * for a name that is not UTF-8: GNU tar warns about that keyword. */
+    archive_write_set_format_pax_restricted(out);
+    /* Headers of small files are gathered into blocks; large data bypasses the
+     * block buffer. No padding after the end-of-archive blocks. */
+    archive_write_set_bytes_per_block(out, 64 << 10);
+    archive_write_set_bytes_in_last_block(out, 1);
+    archive_entry_linkresolver_set_strategy(links, archive_format(out));
+    if (archive_write_open(out, NULL, NULL, output_write, NULL) != ARCHIVE_OK)
+        return fail("Failed to start the archive: %s", archive_error_string(out));
+    return 0;
+}
+
+/* One entry's data. 0, 1 when it could not all be read, -1 when the reader of
+ * the archive is gone. */
+static int copy_data(struct archive *disk, struct archive *out, void *buffer)
+{
+    for (;;) {
+        la_ssize_t n = archive_read_data(disk, buffer, IO_BUFFER);
+        if (n == 0)
+            return 0;
+        if (n < 0) {
+            archive_message(disk, NULL);
+            return 1;
+        }
+        if (archive_write_data(out, buffer, (size_t)n) < 0) {
+            archive_message(out, NULL);
+            return -1;
         }
     }
+}
+
+/* One entry read from disk into the archive: 0, 1 (a problem, go on), -1 (the
+ * archive broke: close it and stop), -2 (its reader is gone: stop at once). */
+static int write_entry(struct archive *disk, struct archive *out,
+                       struct archive_entry_linkresolver *links, struct archive_entry *e,
+                       void *buffer)
+{
+    archive_read_disk_descend(disk);
+    /* Whole-second mtimes only, as GNU tar's default format: otherwise every
+     * entry needs a pax header of its own. */
+    archive_entry_set_mtime(e, archive_entry_mtime(e), 0);
+    archive_entry_unset_atime(e);
+    archive_entry_unset_ctime(e);
+    archive_entry_unset_birthtime(e);
+    struct archive_entry *spare = NULL;
+    archive_entry_linkify(links, &e, &spare);
+    int status = 0;
+    int r = archive_write_header(out, e);
+    if (r < ARCHIVE_WARN) {
+        archive_message(out, NULL);
+        status = r == ARCHIVE_FATAL ? -1 : 1;
+    } else if (archive_entry_size(e) > 0 && !archive_entry_hardlink(e)) {
+        status = copy_data(disk, out, buffer);
+        if (status < 0)
+            return -2; /* the process ends now: nothing to free */
+    }
+    archive_entry_free(e);
+    archive_entry_free(spare);
+    return status;
+}
+
+static int stream_out(const char *source)
+{
+    const char *name = NULL;
+    char *parent = NULL;
+    if (enter_parent(source, &name, &parent) != 0)
+        return 1;
     struct stat st;
     if (lstat(name, &st) < 0) {
         int e = errno;
@@ -532,17 +611,8 @@ static int stream_out(const char *source)
     /* xattrs as guardian's tar --xattrs; no ACLs or file flags, which it leaves out. */
     archive_read_disk_set_behavior(disk, ARCHIVE_READDISK_NO_SPARSE | ARCHIVE_READDISK_NO_ACL |
                                              ARCHIVE_READDISK_NO_FFLAGS);
-    /* Restricted pax: an extended header only where a name or size needs one
-     * (long or non-ASCII names, big files, xattrs), and no 'hdrcharset' except
-     * for a name that is not UTF-8: GNU tar warns about that keyword. */
-    archive_write_set_format_pax_restricted(out);
-    /* Headers of small files are gathered into blocks; large data bypasses the
-     * block buffer. No padding after the end-of-archive blocks. */
-    archive_write_set_bytes_per_block(out, 64 << 10);
-    archive_write_set_bytes_in_last_block(out, 1);
-    archive_entry_linkresolver_set_strategy(links, archive_format(out));
-    if (archive_write_open(out, NULL, NULL, output_write, NULL) != ARCHIVE_OK)
-        return fail("Failed to start the archive: %s", archive_error_string(out));
+    if (open_writer(out, links) != 0)
+        return 1;
     if (archive_read_disk_open(disk, name) != ARCHIVE_OK)
         return fail("Failed to read '%s': %s", source, archive_error_string(disk));
 
@@ -564,39 +634,13 @@ static int stream_out(const char *source)
                 continue;
             }
         }
-        archive_read_disk_descend(disk);
-        /* Whole-second mtimes only, as GNU tar's default format: otherwise every
-         * entry needs a pax header of its own. */
-        archive_entry_set_mtime(e, archive_entry_mtime(e), 0);
-        archive_entry_unset_atime(e);
-        archive_entry_unset_ctime(e);
-        archive_entry_unset_birthtime(e);
-        struct archive_entry *spare = NULL;
-        archive_entry_linkify(links, &e, &spare);
-        r = archive_write_header(out, e);
-        if (r < ARCHIVE_WARN) {
-            archive_message(out, NULL);
+        r = write_entry(disk, out, links, e, buffer);
+        if (r == -2)
+            return 1;
+        if (r != 0)
             status = 1;
-            if (r == ARCHIVE_FATAL)
-                break;
-        } else if (archive_entry_size(e) > 0 && !archive_entry_hardlink(e)) {
-            for (;;) {
-                la_ssize_t n = archive_read_data(disk, buffer, IO_BUFFER);
-                if (n == 0)
-                    break;
-                if (n < 0) {
-                    archive_message(disk, NULL);
-                    status = 1;
-                    break;
-                }
-                if (archive_write_data(out, buffer, (size_t)n) < 0) {
-                    archive_message(out, NULL);
-                    return 1; /* the reader is gone */
-                }
-            }
-        }
-        archive_entry_free(e);
-        archive_entry_free(spare);
+        if (r < 0)
+            break;
     }
     if (archive_write_close(out) < ARCHIVE_WARN) {
         archive_message(out, NULL);

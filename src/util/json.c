@@ -68,9 +68,9 @@ size_t json_utf8_sequence_length(const unsigned char *s, size_t n)
     return need;
 }
 
-static int invalid_at(ApiError *reterr, size_t offset, const char *what)
+static int invalid_at(Failure *reterr, size_t offset, const char *what)
 {
-    return api_bad_request(reterr, "Invalid JSON at offset %zu: %s", offset, what);
+    return failure_input(reterr, -EINVAL, "Invalid JSON at offset %zu: %s", offset, what);
 }
 
 /* Whether digits [d, d+n) (no sign, no leading zeros but a lone "0") fit under the
@@ -84,17 +84,17 @@ static bool digits_fit(const char *d, size_t n, const char *limit)
 }
 
 /* A number cut off by the end of input ("-", "1.", "1e") is truncation. */
-static int bad_number(bool truncated, size_t offset, ApiError *reterr)
+static int bad_number(bool truncated, size_t offset, Failure *reterr)
 {
     if (truncated)
-        return api_bad_request(reterr, "Unexpected end of JSON input");
+        return failure_input(reterr, -EINVAL, "Unexpected end of JSON input");
     return invalid_at(reterr, offset, "invalid number");
 }
 
 /* Checks one number token against RFC 8259's grammar (json-c accepts "1.", "-01",
  * NaN and Infinity even in strict mode) and integer literals against int64/uint64
  * (json-c saturates them silently). */
-static int scan_number(const char *tok, size_t n, size_t offset, bool at_eof, ApiError *reterr)
+static int scan_number(const char *tok, size_t n, size_t offset, bool at_eof, Failure *reterr)
 {
     size_t i = 0;
     bool negative = false, integer = true;
@@ -137,9 +137,9 @@ static int scan_number(const char *tok, size_t n, size_t offset, bool at_eof, Ap
 
     if (integer && !digits_fit(tok + digits, digits_end - digits,
                                negative ? "9223372036854775808" : "18446744073709551615"))
-        return api_bad_request(reterr, "Number %.*s%s at offset %zu is out of range",
-                               (int)(n > NUMBER_QUOTE_MAX ? NUMBER_QUOTE_MAX : n), tok,
-                               n > NUMBER_QUOTE_MAX ? "..." : "", offset);
+        return failure_input(reterr, -EINVAL, "Number %.*s%s at offset %zu is out of range",
+                             (int)(n > NUMBER_QUOTE_MAX ? NUMBER_QUOTE_MAX : n), tok,
+                             n > NUMBER_QUOTE_MAX ? "..." : "", offset);
     return 0;
 }
 
@@ -154,7 +154,7 @@ static bool is_letter(char c)
 }
 
 /* true, false or null; a cut-off prefix of one at the end of input is truncation. */
-static int scan_literal(const char *tok, size_t n, size_t offset, bool at_eof, ApiError *reterr)
+static int scan_literal(const char *tok, size_t n, size_t offset, bool at_eof, Failure *reterr)
 {
     static const char *const literals[] = {"true", "false", "null"};
     for (size_t k = 0; k < ELEMENTSOF(literals); k++) {
@@ -162,14 +162,14 @@ static int scan_literal(const char *tok, size_t n, size_t offset, bool at_eof, A
         if (n == ln && memcmp(tok, literals[k], n) == 0)
             return 0;
         if (at_eof && n < ln && memcmp(tok, literals[k], n) == 0)
-            return api_bad_request(reterr, "Unexpected end of JSON input");
+            return failure_input(reterr, -EINVAL, "Unexpected end of JSON input");
     }
     return invalid_at(reterr, offset, "invalid literal");
 }
 
 /* Scans one string starting at the opening quote buf[*i]; leaves *i after the closing
  * quote (or at len when unterminated, which json-c reports as truncation). */
-static int scan_string(const char *buf, size_t len, size_t *i, bool is_key, ApiError *reterr)
+static int scan_string(const char *buf, size_t len, size_t *i, bool is_key, Failure *reterr)
 {
     size_t p = *i + 1;
     while (p < len) {
@@ -199,7 +199,7 @@ static int scan_string(const char *buf, size_t len, size_t *i, bool is_key, ApiE
 /* Walks the first value from buf[start], finding where it ends (*ret_end) and
  * checking what json-c would let through. Brackets are only counted, json-c checks
  * that they match. */
-static int prescan(const char *buf, size_t len, size_t start, size_t *ret_end, ApiError *reterr)
+static int prescan(const char *buf, size_t len, size_t start, size_t *ret_end, Failure *reterr)
 {
     _Static_assert(JSON_MAX_DEPTH <= 64, "object_bits has one bit per nesting level");
     uint64_t object_bits = 0; /* bit d set: the container at depth d+1 is an object */
@@ -260,13 +260,13 @@ static int prescan(const char *buf, size_t len, size_t start, size_t *ret_end, A
     return 0;
 }
 
-int json_parse_strict(const char *buf, size_t len, json_object **ret, ApiError *reterr)
+int json_parse_value(const char *buf, size_t len, json_object **ret, Failure *reterr)
 {
     size_t start = skip_space(buf, 0, len);
     if (start == len)
-        return api_bad_request(reterr, "Request body is empty");
+        return failure_input(reterr, -EINVAL, "Request body is empty");
     if (len > INT_MAX) /* json-c takes an int length */
-        return api_bad_request(reterr, "Request body is too large");
+        return failure_input(reterr, -EINVAL, "Request body is too large");
 
     size_t end = len;
     int r = prescan(buf, len, start, &end, reterr);
@@ -275,7 +275,7 @@ int json_parse_strict(const char *buf, size_t len, json_object **ret, ApiError *
 
     _cleanup_(json_tokener_freep) json_tokener *tok = json_tokener_new_ex(JSON_MAX_DEPTH);
     if (!tok)
-        return api_internal_error(reterr, -ENOMEM, "Failed to parse JSON");
+        return failure_errno(reterr, -ENOMEM, "Failed to parse JSON");
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 
     _cleanup_json_ json_object *obj = json_tokener_parse_ex(tok, buf, (int)end);
@@ -285,7 +285,7 @@ int json_parse_strict(const char *buf, size_t len, json_object **ret, ApiError *
          * delimiter; anything else still open is truncated input. */
         obj = json_tokener_parse_ex(tok, " ", 1);
         if (json_tokener_get_error(tok) != json_tokener_success)
-            return api_bad_request(reterr, "Unexpected end of JSON input");
+            return failure_input(reterr, -EINVAL, "Unexpected end of JSON input");
     } else if (e != json_tokener_success)
         return invalid_at(reterr, json_tokener_get_parse_end(tok), json_tokener_error_desc(e));
     else if (json_tokener_get_parse_end(tok) != end)
@@ -294,7 +294,8 @@ int json_parse_strict(const char *buf, size_t len, json_object **ret, ApiError *
 
     size_t rest = skip_space(buf, end, len);
     if (rest != len)
-        return api_bad_request(reterr, "Unexpected data after the JSON value at offset %zu", rest);
+        return failure_input(reterr, -EINVAL, "Unexpected data after the JSON value at offset %zu",
+                             rest);
 
     *ret = TAKE_PTR(obj);
     return 0;
@@ -359,26 +360,26 @@ static const char *type_phrase(json_object *v)
     return "a value";
 }
 
-static int wrong_type(json_object *v, const char *what, const char *expected, ApiError *reterr)
+static int wrong_type(json_object *v, const char *what, const char *expected, Failure *reterr)
 {
     if (!what || !*what)
-        return api_bad_request(reterr, "Invalid request body: expected %s, got %s", expected,
-                               type_phrase(v));
-    return api_bad_request(reterr, "Invalid value for '%s': expected %s, got %s", what, expected,
-                           type_phrase(v));
+        return failure_input(reterr, -EINVAL, "Invalid request body: expected %s, got %s", expected,
+                             type_phrase(v));
+    return failure_input(reterr, -EINVAL, "Invalid value for '%s': expected %s, got %s", what,
+                         expected, type_phrase(v));
 }
 
 /* Reads an integer as sign + magnitude; json-c hides which of int64/uint64 it
  * stored, but get_int64 saturates positive values and get_uint64 zeroes negative
  * ones. */
 static int get_integer(json_object *v, const char *what, bool *ret_negative, uint64_t *ret_abs,
-                       int64_t *ret_signed, ApiError *reterr)
+                       int64_t *ret_signed, Failure *reterr)
 {
     if (json_object_is_type(v, json_type_double))
-        return api_bad_request(reterr,
-                               "Invalid value for '%s': expected an integer, got a number with a "
-                               "fraction or exponent (%.*s)",
-                               what, NUMBER_QUOTE_MAX, json_object_to_json_string(v));
+        return failure_input(reterr, -EINVAL,
+                             "Invalid value for '%s': expected an integer, got a number with a "
+                             "fraction or exponent (%.*s)",
+                             what, NUMBER_QUOTE_MAX, json_object_to_json_string(v));
     if (!json_object_is_type(v, json_type_int))
         return wrong_type(v, what, "an integer", reterr);
 
@@ -389,7 +390,7 @@ static int get_integer(json_object *v, const char *what, bool *ret_negative, uin
     return 0;
 }
 
-int json_get_u64(json_object *v, const char *what, uint64_t max, uint64_t *ret, ApiError *reterr)
+int json_read_u64(json_object *v, const char *what, uint64_t max, uint64_t *ret, Failure *reterr)
 {
     bool negative;
     uint64_t abs;
@@ -398,20 +399,20 @@ int json_get_u64(json_object *v, const char *what, uint64_t max, uint64_t *ret, 
     if (r < 0)
         return r;
     if (negative)
-        return api_bad_request(reterr,
-                               "Invalid value for '%s': %" PRId64 " is out of range "
-                               "(0..%" PRIu64 ")",
-                               what, s, max);
+        return failure_input(reterr, -EINVAL,
+                             "Invalid value for '%s': %" PRId64 " is out of range "
+                             "(0..%" PRIu64 ")",
+                             what, s, max);
     if (abs > max)
-        return api_bad_request(reterr,
-                               "Invalid value for '%s': %" PRIu64 " is out of range "
-                               "(0..%" PRIu64 ")",
-                               what, abs, max);
+        return failure_input(reterr, -EINVAL,
+                             "Invalid value for '%s': %" PRIu64 " is out of range "
+                             "(0..%" PRIu64 ")",
+                             what, abs, max);
     *ret = abs;
     return 0;
 }
 
-int json_get_i64(json_object *v, const char *what, int64_t *ret, ApiError *reterr)
+static int read_i64(json_object *v, const char *what, int64_t *ret, Failure *reterr)
 {
     bool negative;
     uint64_t abs;
@@ -420,15 +421,15 @@ int json_get_i64(json_object *v, const char *what, int64_t *ret, ApiError *reter
     if (r < 0)
         return r;
     if (!negative && abs > (uint64_t)INT64_MAX)
-        return api_bad_request(reterr,
-                               "Invalid value for '%s': %" PRIu64 " is out of range "
-                               "(%" PRId64 "..%" PRId64 ")",
-                               what, abs, INT64_MIN, INT64_MAX);
+        return failure_input(reterr, -EINVAL,
+                             "Invalid value for '%s': %" PRIu64 " is out of range "
+                             "(%" PRId64 "..%" PRId64 ")",
+                             what, abs, INT64_MIN, INT64_MAX);
     *ret = s;
     return 0;
 }
 
-int json_get_bool(json_object *v, const char *what, bool *ret, ApiError *reterr)
+static int read_bool(json_object *v, const char *what, bool *ret, Failure *reterr)
 {
     if (!json_object_is_type(v, json_type_boolean))
         return wrong_type(v, what, "a bool", reterr);
@@ -436,38 +437,99 @@ int json_get_bool(json_object *v, const char *what, bool *ret, ApiError *reterr)
     return 0;
 }
 
-int json_get_string(json_object *v, const char *what, size_t max_len, char **ret, ApiError *reterr)
+static int read_string(json_object *v, const char *what, size_t max_len, char **ret,
+                       Failure *reterr)
 {
     if (!json_object_is_type(v, json_type_string))
         return wrong_type(v, what, "a string", reterr);
     const char *s = json_object_get_string(v);
     size_t n = (size_t)json_object_get_string_len(v);
     if (memchr(s, '\0', n))
-        return api_bad_request(reterr, "Invalid value for '%s': contains a NUL character", what);
+        return failure_input(reterr, -EINVAL, "Invalid value for '%s': contains a NUL character",
+                             what);
     if (n > max_len)
-        return api_bad_request(reterr, "Invalid value for '%s': longer than %zu bytes", what,
-                               max_len);
+        return failure_input(reterr, -EINVAL, "Invalid value for '%s': longer than %zu bytes", what,
+                             max_len);
     char *copy = strndup(s, n);
     if (!copy)
-        return api_internal_error(reterr, -ENOMEM, "Failed to copy '%s'", what);
+        return failure_errno(reterr, -ENOMEM, "Failed to copy '%s'", what);
     *ret = copy;
     return 0;
 }
 
-int json_expect_object(json_object *v, const char *what, ApiError *reterr)
+static int expect_object(json_object *v, const char *what, Failure *reterr)
 {
     if (!json_object_is_type(v, json_type_object))
         return wrong_type(v, what, "an object", reterr);
     return 0;
 }
 
-int json_expect_array(json_object *v, const char *what, size_t max_items, ApiError *reterr)
+static int expect_array(json_object *v, const char *what, size_t max_items, Failure *reterr)
 {
     if (!json_object_is_type(v, json_type_array))
         return wrong_type(v, what, "an array", reterr);
     size_t n = json_object_array_length(v);
     if (n > max_items)
-        return api_bad_request(reterr, "Too many %s: %zu (at most %zu)",
-                               what && *what ? what : "items", n, max_items);
+        return failure_input(reterr, -EINVAL, "Too many %s: %zu (at most %zu)",
+                             what && *what ? what : "items", n, max_items);
     return 0;
+}
+
+/* The API's face of the same checks: what the request got wrong is a 400, the
+ * rest (out of memory) a 500. */
+static int api_from_failure(ApiError *reterr, const Failure *f, int r)
+{
+    if (r >= 0)
+        return r;
+    return api_errorf(reterr, r, f->cause == FAILURE_INPUT ? 400 : 500, GARDEN_ERR_GENERIC, "%s",
+                      f->message);
+}
+
+int json_parse_strict(const char *buf, size_t len, json_object **ret, ApiError *reterr)
+{
+    Failure f;
+    failure_clear(&f);
+    return api_from_failure(reterr, &f, json_parse_value(buf, len, ret, &f));
+}
+
+int json_get_u64(json_object *v, const char *what, uint64_t max, uint64_t *ret, ApiError *reterr)
+{
+    Failure f;
+    failure_clear(&f);
+    return api_from_failure(reterr, &f, json_read_u64(v, what, max, ret, &f));
+}
+
+int json_get_i64(json_object *v, const char *what, int64_t *ret, ApiError *reterr)
+{
+    Failure f;
+    failure_clear(&f);
+    return api_from_failure(reterr, &f, read_i64(v, what, ret, &f));
+}
+
+int json_get_bool(json_object *v, const char *what, bool *ret, ApiError *reterr)
+{
+    Failure f;
+    failure_clear(&f);
+    return api_from_failure(reterr, &f, read_bool(v, what, ret, &f));
+}
+
+int json_get_string(json_object *v, const char *what, size_t max_len, char **ret, ApiError *reterr)
+{
+    Failure f;
+    failure_clear(&f);
+    return api_from_failure(reterr, &f, read_string(v, what, max_len, ret, &f));
+}
+
+int json_expect_object(json_object *v, const char *what, ApiError *reterr)
+{
+    Failure f;
+    failure_clear(&f);
+    return api_from_failure(reterr, &f, expect_object(v, what, &f));
+}
+
+int json_expect_array(json_object *v, const char *what, size_t max_items, ApiError *reterr)
+{
+    Failure f;
+    failure_clear(&f);
+    return api_from_failure(reterr, &f, expect_array(v, what, max_items, &f));
 }

@@ -637,3 +637,29 @@ void process_spec_done(ProcessSpec *spec)
     bind_mounts_free(spec->bind_mounts, spec->n_bind_mounts);
     *spec = (ProcessSpec){0};
 }
+
+static const char *const container_state_names[] = {
+    [CONTAINER_STATE_CREATING] = "creating",
+    [CONTAINER_STATE_ACTIVE] = "active",
+    [CONTAINER_STATE_STOPPED] = "stopped",
+    [CONTAINER_STATE_DESTROYING] = "destroying",
+};
+
+const char *container_state_to_string(ContainerState s)
+{
+    if ((unsigned)s >= ELEMENTSOF(container_state_names))
+        return NULL;
+    return container_state_names[s];
+}
+
+int container_state_from_string(const char *s, ContainerState *ret)
+{
+    if (!s)
+        return -EINVAL;
+    for (size_t i = 0; i < ELEMENTSOF(container_state_names); i++)
+        if (strcmp(s, container_state_names[i]) == 0) {
+            *ret = (ContainerState)i;
+            return 0;
+        }
+    return -EINVAL;
+}

@@ -3,11 +3,51 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../../src/garden/garden-internal.h"
 #include "cloche/failure.h"
 #include "tap.h"
 
+/* garden's mapping: what the wire shows for each kind of failure below it. */
+static void test_mapping(void)
+{
+    Failure f = {0};
+    ApiError e;
+    api_error_clear(&e);
+    failure_set(&f, -EBADMSG, FAILURE_REMOTE, "Registry 'r' sent a bad manifest");
+    is_int(garden_failure(&e, &f, -EBADMSG), -EBADMSG, "map: returns r");
+    ok(e.status == 502 && strcmp(e.type, GARDEN_ERR_GENERIC) == 0 &&
+           strcmp(e.message, "Registry 'r' sent a bad manifest") == 0,
+       "map: a remote party's fault is a 502 with the message");
+    failure_input(&f, -ENOENT, "Unknown user 'x'");
+    garden_failure(&e, &f, -ENOENT);
+    is_int(e.status, 400, "map: input is a 400 in general, whatever its errno");
+    garden_image_failure(&e, &f, -ENOENT);
+    is_int(e.status, 404, "map: the image store's -ENOENT input is a 404");
+    failure_input(&f, -EBUSY, "Image 'x' is used by 1 container");
+    garden_image_failure(&e, &f, -EBUSY);
+    is_int(e.status, 409, "map: the image store's -EBUSY input is a 409");
+    failure_input(&f, -ESTALE, "The container's image is not 'sha256:...'");
+    garden_image_failure(&e, &f, -ESTALE);
+    is_int(e.status, 409, "map: -ESTALE is a 409");
+    failure_input(&f, -EINVAL, "Image reference 'x' has two tags");
+    garden_image_failure(&e, &f, -EINVAL);
+    ok(e.status == 400 && strcmp(e.message, "Image reference 'x' has two tags") == 0,
+       "map: other input is a 400");
+    failure_errno(&f, -ENOENT, "Failed to open layer 'x'");
+    garden_image_failure(&e, &f, -ENOENT);
+    is_int(e.status, 500, "map: a system -ENOENT stays a 500");
+    failure_set(&f, -ETIMEDOUT, FAILURE_REMOTE, "Registry 'r' stalled");
+    garden_image_failure(&e, &f, -ETIMEDOUT);
+    is_int(e.status, 502, "map: the image store's remote failures are 502");
+    failure_clear(&f);
+    api_error_clear(&e);
+    garden_image_failure(&e, &f, -ENOMEM);
+    is_int(e.status, 0, "map: nothing recorded leaves the reply to the caller");
+}
+
 int main(void)
 {
+    test_mapping();
     Failure f = {0};
     ok(!failure_is_set(&f), "a zeroed Failure holds nothing");
     is_int(failure_input(&f, -EINVAL, "Invalid user '%s'", "a b"), -EINVAL, "input returns r");

@@ -19,7 +19,7 @@ static void ref_ok(const char *uri, ImageRefKind kind, const char *registry, con
                    const char *tag, const char *digest, const char *path)
 {
     ImageReference r = {0};
-    ApiError e = {0};
+    Failure e = {0};
     int rc = image_ref_parse(uri, &r, &e);
     ok(rc == 0, "'%s' parses (%s)", uri, e.message);
     if (rc < 0)
@@ -40,10 +40,10 @@ static void ref_ok(const char *uri, ImageRefKind kind, const char *registry, con
 static void ref_bad(const char *uri, const char *words)
 {
     ImageReference r = {0};
-    ApiError e = {0};
+    Failure e = {0};
     int rc = image_ref_parse(uri, &r, &e);
-    ok(rc == -EINVAL && e.status == 400 && strstr(e.message, words), "'%s' refused: %s", uri,
-       e.message);
+    ok(rc == -EINVAL && e.cause == FAILURE_INPUT && strstr(e.message, words), "'%s' refused: %s",
+       uri, e.message);
     image_reference_done(&r);
 }
 
@@ -90,7 +90,7 @@ static void test_refs(void)
 static void test_manifests(void)
 {
     Manifest m = {0};
-    ApiError e = {0};
+    Failure e = {0};
     char buf[2048];
     snprintf(buf, sizeof(buf),
              "{\"schemaVersion\":2,\"manifests\":["
@@ -115,7 +115,7 @@ static void test_manifests(void)
              "{\"schemaVersion\":2,\"config\":{\"digest\":\"%s\",\"size\":3},\"layers\":["
              "{\"mediaType\":\"application/x-foreign\",\"digest\":\"%s\",\"size\":4}]}",
              D, D);
-    e = (ApiError){0};
+    failure_clear(&e);
     ok(manifest_parse(buf, strlen(buf), "m", &m, &e) < 0 && strstr(e.message, "unsupported"),
        "a foreign layer type is refused: %s", e.message);
     const char *v1 = "{\"schemaVersion\":1}";
@@ -172,7 +172,7 @@ static int make_tar(const char *const *entries, size_t n)
     return fd;
 }
 
-static int extract(const char *dir, const char *const *entries, size_t n, ApiError *e)
+static int extract(const char *dir, const char *const *entries, size_t n, Failure *e)
 {
     int fd = make_tar(entries, n);
     uint64_t bytes;
@@ -194,7 +194,7 @@ static void test_layers(void)
     char dir[512], path[800];
     snprintf(dir, sizeof(dir), "%s/l", base);
     mkdir(dir, 0755);
-    ApiError e = {0};
+    Failure e = {0};
     static const char *const good[] = {
         "a\td\t",         "a/f\tf\thello", "a/.wh.gone\tf\t", "o\td\t", "o/.wh..wh..opq\tf\t",
         "a/link\tl\ta/f", "s\ts\t/etc",
@@ -228,8 +228,8 @@ static void test_layers(void)
         char sub[600];
         snprintf(sub, sizeof(sub), "%s/t%zu", base, i);
         mkdir(sub, 0755);
-        e = (ApiError){0};
-        ok(extract(sub, tricks[i], tricks[i][1] ? 2 : 1, &e) < 0 && e.status == 502,
+        failure_clear(&e);
+        ok(extract(sub, tricks[i], tricks[i][1] ? 2 : 1, &e) < 0 && e.cause == FAILURE_REMOTE,
            "trick %zu refused: %s", i, e.message);
     }
     snprintf(path, sizeof(path), "%s/y", outside);

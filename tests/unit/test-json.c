@@ -386,8 +386,28 @@ static void test_serialize(void)
     serialized_is(NULL, "null\n", "NULL is null");
 }
 
+/* The same checks below garden, reporting a neutral Failure. */
+static void test_failure_face(void)
+{
+    Failure f = {0};
+    json_object *o = NULL;
+    is_int(json_parse_value("{\"a\":1} x", 9, &o, &f), -EINVAL, "value: trailing data refused");
+    ok(f.cause == FAILURE_INPUT &&
+           strcmp(f.message, "Unexpected data after the JSON value at offset 8") == 0,
+       "value: as input, with json_parse_strict's message (%s)", f.message);
+    is_int(json_parse_value("{\"size\":300}", 12, &o, &f), 0, "value: a valid document parses");
+    uint64_t u = 0;
+    is_int(json_read_u64(json_member(o, "size"), "size", 255, &u, &f), -EINVAL,
+           "u64: out of range refused");
+    ok(strstr(f.message, "300 is out of range (0..255)") != NULL, "u64: says why (%s)", f.message);
+    is_int(json_read_u64(json_member(o, "size"), "size", 1000, &u, &f), 0, "u64: in range read");
+    is_int((int)u, 300, "u64: the value");
+    json_object_put(o);
+}
+
 int main(void)
 {
+    test_failure_face();
     test_integers();
     test_strings();
     test_syntax();

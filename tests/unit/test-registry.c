@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cloche/fileio.h"
+#include "cloche/garden-setup.h"
 #include "cloche/garden.h"
 
 static GardenConfig config(const char *depot)

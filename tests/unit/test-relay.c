@@ -1,11 +1,13 @@
 /* The relay of an attached process (proc/relay.c) against a stand-in shim on a
  * socket pair: output buffered until its stream connects, control lines to
  * frames in order, signals on the process's ctl socket, the exit report, a
- * detach that leaves the process alone. */
+ * detach that leaves the process alone; and proc_output_follow (curl's
+ * one-request Run): output pieces in order, the exit status, a hang-up. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -187,6 +189,78 @@ static void test_detach(int dirfd)
     close(shim[0]);
 }
 
+typedef struct Collected {
+    char text[256];
+    size_t len;
+    int streams; /* stdout pieces + 10 * stderr pieces */
+    bool refuse; /* return false: the client stopped taking output */
+} Collected;
+
+static bool collect(void *userdata, int stream, const void *data, size_t len)
+{
+    Collected *c = userdata;
+    if (c->refuse)
+        return false;
+    if (c->len + len < sizeof(c->text)) {
+        memcpy(c->text + c->len, data, len);
+        c->len += len;
+    }
+    c->streams += stream == 1 ? 1 : 10;
+    return true;
+}
+
+static void test_follow(void)
+{
+    static atomic_bool no_stop, stop_now = true;
+    int shim[2], client[2];
+    ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, shim) == 0 &&
+           socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, client) == 0,
+       "follow: socket pairs");
+    proc_send_frame(shim[0], SHIM_FRAME_STDOUT, "out ", 4);
+    proc_send_frame(shim[0], SHIM_FRAME_STDERR, "err", 3);
+    proc_send_frame(shim[0], SHIM_FRAME_EXIT, "42", 2);
+    Collected c = {0};
+    is_int(proc_output_follow(shim[1], -1, client[1], &no_stop, collect, &c), 42,
+           "follow: the exit frame's status");
+    ok(c.len == 7 && memcmp(c.text, "out err", 7) == 0 && c.streams == 11,
+       "follow: stdout then stderr, in order");
+    close(shim[0]);
+
+    /* A shim that goes away without an exit frame: 255. */
+    ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, shim) == 0, "follow: a second shim");
+    close(shim[0]);
+    is_int(proc_output_follow(shim[1], -1, client[1], &no_stop, collect, &c), 255,
+           "follow: a vanished shim is 255");
+
+    /* Output the client does not take ends following: no status. */
+    ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, shim) == 0, "follow: a third shim");
+    proc_send_frame(shim[0], SHIM_FRAME_STDOUT, "x", 1);
+    proc_send_frame(shim[0], SHIM_FRAME_EXIT, "0", 1);
+    c.refuse = true;
+    is_int(proc_output_follow(shim[1], -1, client[1], &no_stop, collect, &c), -1,
+           "follow: a refused piece detaches");
+    close(shim[0]);
+
+    /* A process that exited before: its status at once; a stopping server: none. */
+    is_int(proc_output_follow(-1, 7, client[1], &no_stop, collect, &c), 7,
+           "follow: a known exit is reported");
+    ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, shim) == 0, "follow: a fourth shim");
+    is_int(proc_output_follow(shim[1], -1, client[1], &stop_now, collect, &c), -1,
+           "follow: a stopping server detaches");
+    close(shim[0]);
+
+    /* The client hangs up: detached, the shim connection closed. */
+    ok(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, shim) == 0, "follow: a fifth shim");
+    shutdown(client[0], SHUT_WR);
+    is_int(proc_output_follow(shim[1], -1, client[1], &no_stop, collect, &c), -1,
+           "follow: a hang-up detaches");
+    char b;
+    is_int((int)read(shim[0], &b, 1), 0, "follow: and lets go of the shim");
+    close(shim[0]);
+    close(client[0]);
+    close(client[1]);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/test-relay-XXXXXX";
@@ -200,6 +274,7 @@ int main(void)
        "its ctl socket listens");
     test_attached(dirfd, listener);
     test_detach(dirfd);
+    test_follow();
     close(listener);
     close(dirfd);
     (void)rm_rf_at(AT_FDCWD, dir);
