@@ -261,7 +261,8 @@ int container_metrics_history(Garden *g, Container *c, int64_t since, HistorySam
 
 #ifdef CLOCHE_TEST_HOOKS
 /* Test builds only: replace the history by made-up samples, one per interval over
- * the last `seconds`, added through the sampler's own path. */
+ * the last `seconds`, added through the sampler's own path. -ESRCH for a container
+ * being created or destroyed. */
 int container_history_synthesise(Garden *g, Container *c, int64_t seconds, size_t *ret_added);
 #endif
 

@@ -366,6 +366,8 @@ int route_test_history(ApiRequest *req)
         return r;
     size_t added = 0;
     r = container_history_synthesise(req->garden, c, seconds, &added);
+    if (r == -ESRCH) /* being destroyed */
+        return api_container_not_found(&req->error, container_handle(c));
     if (r < 0)
         return api_internal_error(&req->error, r, "Failed to fill the history");
     json_object *o = json_object_new_object();

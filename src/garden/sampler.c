@@ -268,6 +268,11 @@ int container_history_synthesise(Garden *g, Container *c, int64_t seconds, size_
         return dfd;
     int64_t now = time(NULL);
     pthread_mutex_lock(&c->lock);
+    /* As the sampler: nothing for a container being created or destroyed. */
+    if (!(PHASE_MASK(c->phase) & (PHASES_RUNNING | PHASE_MASK(PHASE_STOPPING)))) {
+        pthread_mutex_unlock(&c->lock);
+        return -ESRCH;
+    }
     /* A new history in place of the one there (its file is replaced at the first
      * flush), so that the week may end now. */
     c->history = history_store_free(c->history);
