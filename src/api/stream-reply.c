@@ -16,6 +16,15 @@
 
 void stream_reply_error(int fd, const HttpHead *head, const ApiError *e)
 {
+    /* A failure that set no status is the server's own. */
+    ApiError fallback;
+    if (e->status < 400 || e->status > 599) {
+        fallback = *e;
+        fallback.status = 500;
+        if (!fallback.message[0])
+            snprintf(fallback.message, sizeof(fallback.message), "internal error");
+        e = &fallback;
+    }
     reqstats_stream_reply(e->status);
     size_t len = 0;
     _cleanup_free_ char *body = api_error_serialize(e, &len);

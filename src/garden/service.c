@@ -97,10 +97,13 @@ int container_service_properties(Garden *g, Container *c, StringMap *props)
         return r;
     _cleanup_close_ int dirfd = -EBADF;
     ProcServiceState st = {.last_status = -1};
-    bool known = garden_process_dir_fd(g, c, GARDEN_SERVICE_ID, &dirfd) >= 0 &&
-                 proc_read_service_state(dirfd, &st) >= 0;
+    bool have_dir = garden_process_dir_fd(g, c, GARDEN_SERVICE_ID, &dirfd) >= 0;
+    bool known = have_dir && proc_read_service_state(dirfd, &st) >= 0;
     if (!known) {
-        snprintf(st.state, sizeof(st.state), "exited");
+        /* Between the monitor's start and its first state file the service is
+         * starting, not over. */
+        bool starting = have_dir && garden_process_monitored(dirfd);
+        snprintf(st.state, sizeof(st.state), "%s", starting ? "running" : "exited");
     } else if (strcmp(st.state, "exited") != 0 && !garden_process_monitored(dirfd)) {
         /* Its monitor is gone without a last word (killed): it does not run. */
         snprintf(st.state, sizeof(st.state), "exited");

@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from garden_client import GardenClient, GardenError  # noqa: E402
 
-START_TIMEOUT = 10.0  # seconds for a new daemon to answer GET /ping
+START_TIMEOUT = 30.0  # seconds for a new daemon to answer GET /ping (a wait, not a timing check: CI machines may be loaded)
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL at teardown
 LOG_TAIL_LINES = 400  # daemon log lines attached to a failed test's report
 
