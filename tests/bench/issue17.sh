@@ -6,7 +6,8 @@
 #   Run /bin/true to exit status      vs crun exec        processes.py
 #   create + destroy                  vs crun run         containers.py
 #   create/destroy at 0, 1000, LIVE live (networked)      network.py
-#   bulk_metrics of 1000, warm and cold; daemon RSS       metrics.py
+#   bulk_metrics of 1000, warm and cold; daemon RSS       metrics.py (a -Dtest_hooks=true
+#   with a week of history per container                  build: the week is synthesised)
 #   daemon restart with LIVE containers to serving all    restart.py
 #   the default id pool: LIVE creates on default ids      (network.py and restart.py fill
 #                                                          LIVE containers without --uid-pool-size)
@@ -25,5 +26,5 @@ python3 "$here/processes.py" --build "$build" "$@" -n 200
 python3 "$here/containers.py" --build "$build" "$@" -n 100
 python3 "$here/network.py" "$build" "$@" --no-peer -n 50 --cycles 20 \
     --levels "0,1000,$live" --network-pool 10.192.0.0/17 --max-containers $((live + 64))
-python3 "$here/metrics.py" "$build" "$@" --containers 1000
+python3 "$here/metrics.py" "$build" "$@" --containers 1000 --metrics-interval 10 --history-week
 python3 "$here/restart.py" "$build" "$@" -n "$live" --restarts 3 --net-rules
