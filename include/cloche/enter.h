@@ -36,3 +36,8 @@ int enter_open_init(pid_t pid, uint64_t start_time, int *ret_pidfd, EnterFailure
 /* Which of `candidates` (CLONE_NEW* flags) the init's namespaces differ in from
  * ours: the flags to hand setns() with its pidfd. */
 int enter_namespaces_to_join(pid_t pid, int candidates, int *ret_flags, EnterFailure *f);
+
+/* Note our own namespaces once, for every later enter_namespaces_to_join(): for
+ * a single-threaded process that never changes its own (an idle cloche-shim;
+ * setns of a pid namespace changes only its children's). Not thread safe. */
+int enter_cache_own_namespaces(void);

@@ -78,11 +78,27 @@ typedef struct ProcLaunch {
 
 /* Write dirfd/spec (atomically, not fsynced: it is read once, at once). */
 int proc_write_spec(int dirfd, const ProcLaunch *l);
+/* The spec's text (malloc'd, *ret_len bytes), as proc_write_spec writes it. */
+int proc_format_spec(const ProcLaunch *l, char **ret, size_t *ret_len);
 
 /* Run `shim_path dir` detached and wait for its start line. On success *ret_pid is
  * the process's host pid. An exec failure (ENOENT, EACCES, ENOTDIR) is a
  * FAILURE_EXECUTABLE with the shim's message; anything else a system failure. */
 int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, Failure *reterr);
+
+/* The pool (design §5): an idle shim, started ahead of need, detached and set up,
+ * waiting on *ret_fd (a SOCK_SEQPACKET socket, close-on-exec) for the directory of
+ * its process; *ret_pid is its pid. label names it for ps (the daemon's depot).
+ * Closing the fd ends an idle shim. Waits up to PROC_IDLE_READY_MS. */
+#define PROC_IDLE_READY_MS 5000
+int proc_idle_spawn(const char *shim_path, const char *label, int *ret_fd, pid_t *ret_pid);
+/* Hand dir to the idle shim on fd (taken: closed here), with its spec (at most
+ * SHIM_IDLE_SPEC_MAX bytes; NULL: dir/spec is written), and wait for its start
+ * line, as proc_start does. A shim that was gone before
+ * dir could be sent fails with -EPIPE: nothing started. One that ended without a
+ * start line fails with -ECONNRESET: dir/pid tells whether it started the process. */
+int proc_idle_take(int fd, const char *dir, const char *spec, size_t spec_len, pid_t *ret_pid,
+                   Failure *reterr);
 
 /* Connect to dir/sock (non-blocking off: a plain blocking SOCK_STREAM fd). */
 int proc_connect(int dirfd, int *ret_fd);

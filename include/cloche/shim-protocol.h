@@ -4,7 +4,8 @@
  * ## Process directory
  * Each process has a directory <depot>/containers/<handle>/processes/<id>/ (mode
  * 0700, owned by host root) holding:
- *   spec      written by the daemon before starting the shim (format below)
+ *   spec      written by the daemon before starting the shim (format below);
+ *             absent when an idle shim received the spec in its message
  *   sock      the shim's listening Unix socket (SOCK_STREAM, mode 0600)
  *   ctl       a second listening socket for control-only connections: they send
  *             'S' (and 'W') frames and receive nothing (no output, no ring, no
@@ -31,6 +32,17 @@
  *                                  from exec mean the executable was not found /
  *                                  not executable)
  * Both sockets are listening before that line is written.
+ *
+ * ## Idle shims (the pool)
+ * The daemon may also run `cloche-shim --idle LABEL PADDING` ahead of need, with
+ * fd 3 = its end of a SOCK_SEQPACKET socket pair (LABEL names the daemon's depot
+ * for ps; PADDING, blanks, is room in the argv). The shim detaches as above, then
+ * sends "ready <its pid>\n" and waits. The daemon hands it ONE message: "DIR"
+ * (the spec is DIR/spec) or "DIR\nSPEC" (the spec itself, at most
+ * SHIM_IDLE_SPEC_MAX bytes, and no DIR/spec file). From then on the shim is that
+ * process's shim exactly as above (its argv rewritten to "cloche-shim DIR"), the
+ * start line coming back on the same socket. An idle shim exits quietly when the
+ * daemon's end closes without a message (the daemon ended or dropped it).
  *
  * ## spec format
  * A sequence of records "key=value\n". Values are percent-encoded: '%', '\n' and
@@ -115,6 +127,7 @@
 #define SHIM_FRAME_HEADER 5
 #define SHIM_FRAME_MAX (64u << 10)
 #define SHIM_DEFAULT_RING (1u << 20)
+#define SHIM_IDLE_SPEC_MAX (64u << 10) /* a spec sent to an idle shim in its message */
 #define SHIM_DEFAULT_LINGER 300
 #define SHIM_DEFAULT_LOG_SIZE (10u << 20)
 #define SHIM_DEFAULT_LOG_FILES 3

@@ -42,6 +42,18 @@ typedef enum ContainerTransition {
     TRANSITION_START, /* also its undo when it fails or a destroy cancels it */
 } ContainerTransition;
 
+/* shimpool.c: idle shims, started ahead of Runs. */
+#define GARDEN_IDLE_SHIMS 2
+typedef struct ShimPool ShimPool;
+int garden_shim_pool_start(Garden *g);
+void garden_shim_pool_stop(Garden *g);
+/* An idle shim's socket for proc_idle_take() (taken by the caller); -ENOENT when
+ * none is ready (then start one with proc_start()). */
+int garden_shim_pool_take(Garden *g, int *ret_fd);
+/* Start replacements for the idle shims taken (after the start they served, so
+ * that the spawn does not compete with it). */
+void garden_shim_pool_refill(Garden *g);
+
 struct Container {
     atomic_uint refcount;
     pthread_mutex_t lock;
@@ -156,6 +168,9 @@ struct Garden {
     GardenEvents *events;
     /* Service events from the monitors' state files (service-watch.c). */
     struct ServiceWatch *service_watch;
+
+    /* Idle shims ready for the next Run (shimpool.c); NULL when there are none. */
+    ShimPool *shim_pool;
 
     /* garden_image_size's cache, under lock. */
     struct ImageSize *image_sizes;

@@ -176,6 +176,9 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
         r = garden_sampler_start(g);
         if (r < 0)
             goto fail;
+        r = garden_shim_pool_start(g);
+        if (r < 0)
+            goto fail;
     }
     *ret = g;
     return 0;
@@ -193,6 +196,7 @@ void garden_free(Garden *g)
     garden_events_stop(g);
     grace_service_stop(g->grace);
     garden_sampler_stop(g);
+    garden_shim_pool_stop(g);
     if (g->containers) {
         size_t state = 0;
         const char *key;

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -196,6 +197,16 @@ static int spec_addf(FILE *f, const char *key, const char *fmt, ...)
 
 int proc_write_spec(int dirfd, const ProcLaunch *l)
 {
+    _cleanup_free_ char *buf = NULL;
+    size_t len;
+    int r = proc_format_spec(l, &buf, &len);
+    if (r < 0)
+        return r;
+    return atomic_write_volatile_at(dirfd, "spec", buf, len, 0600);
+}
+
+int proc_format_spec(const ProcLaunch *l, char **ret, size_t *ret_len)
+{
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -249,38 +260,22 @@ int proc_write_spec(int dirfd, const ProcLaunch *l)
         free(buf);
         return -EIO;
     }
-    int r = atomic_write_volatile_at(dirfd, "spec", buf, len, 0600);
-    free(buf);
-    return r;
+    *ret = buf;
+    *ret_len = len;
+    return 0;
 }
 
-int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, Failure *reterr)
+/* Read the shim's start line from rd (up to its newline or EOF) and decode it. An
+ * empty line (the shim died first) is -ECONNRESET. */
+static int await_start_line(int rd, pid_t *ret_pid, Failure *reterr)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return failure_errno(reterr, -errno, "Failed to start the process");
-    _cleanup_close_ int rd = p[0];
-    _cleanup_close_ int wr = p[1];
-
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, wr, 3);
-    char *argv[] = {(char *)"cloche-shim", (char *)dir, NULL};
-    pid_t pid;
-    int r = spawn_clean(&pid, shim_path, &fa, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (r < 0)
-        return failure_errno(reterr, r, "Failed to run cloche-shim");
-    close(TAKE_FD(wr));
-
     char line[512];
     size_t have = 0;
     for (;;) {
         struct pollfd pfd = {.fd = rd, .events = POLLIN};
         int k = poll(&pfd, 1, 30000);
+        if (k < 0 && errno == EINTR)
+            continue;
         if (k == 0)
             return failure_errno(reterr, -ETIMEDOUT, "cloche-shim did not report");
         ssize_t n = read(rd, line + have, sizeof(line) - 1 - have);
@@ -293,10 +288,6 @@ int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, Failure *
             break;
     }
     line[have] = '\0';
-    /* The first shim process exits as soon as it has forked the monitor: long
-     * gone by now, so reaping it here costs nothing (and did not delay the start). */
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
     char *nl = strchr(line, '\n');
     if (nl)
         *nl = '\0';
@@ -312,8 +303,115 @@ int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, Failure *
             return failure_set(reterr, -err, FAILURE_EXECUTABLE, "%s", msg);
         return failure_set(reterr, -err, FAILURE_SYSTEM, "Failed to start the process: %s", msg);
     }
-    return failure_set(reterr, -EIO, FAILURE_SYSTEM, "cloche-shim failed without a report%s%s",
-                       have ? ": " : "", line);
+    return failure_set(reterr, have ? -EIO : -ECONNRESET, FAILURE_SYSTEM,
+                       "cloche-shim failed without a report%s%s", have ? ": " : "", line);
+}
+
+/* posix_spawn shim_path with argv, /dev/null on 0..2 and fd as its fd 3. */
+static int spawn_shim(const char *shim_path, char *const argv[], int fd, pid_t *ret_pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, fd, 3);
+    int r = spawn_clean(ret_pid, shim_path, &fa, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    return r;
+}
+
+static void reap(pid_t pid)
+{
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, Failure *reterr)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return failure_errno(reterr, -errno, "Failed to start the process");
+    _cleanup_close_ int rd = p[0];
+    _cleanup_close_ int wr = p[1];
+
+    char *argv[] = {(char *)"cloche-shim", (char *)dir, NULL};
+    pid_t pid;
+    int r = spawn_shim(shim_path, argv, wr, &pid);
+    if (r < 0)
+        return failure_errno(reterr, r, "Failed to run cloche-shim");
+    close(TAKE_FD(wr));
+
+    r = await_start_line(rd, ret_pid, reterr);
+    /* The first shim process exits as soon as it has forked the monitor: long
+     * gone by now, so reaping it here costs nothing (and did not delay the start). */
+    reap(pid);
+    return r;
+}
+
+int proc_idle_spawn(const char *shim_path, const char *label, int *ret_fd, pid_t *ret_pid)
+{
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+        return -errno;
+    _cleanup_close_ int ours = sp[0];
+    _cleanup_close_ int theirs = sp[1];
+    /* Room in the argv for the shim to name its process directory once it has
+     * one: DEPOT/containers/HANDLE/processes/ID, with a handle and an id of at
+     * most 255 bytes each. */
+    char padding[600];
+    memset(padding, ' ', sizeof(padding) - 1);
+    padding[sizeof(padding) - 1] = '\0';
+    char *argv[] = {(char *)"cloche-shim", (char *)"--idle", (char *)label, padding, NULL};
+    pid_t pid;
+    int r = spawn_shim(shim_path, argv, theirs, &pid);
+    if (r < 0)
+        return r;
+    close(TAKE_FD(theirs));
+
+    /* "ready <pid>" from the detached monitor; the first process has exited. */
+    char line[32];
+    ssize_t n = -1;
+    struct pollfd pfd = {.fd = ours, .events = POLLIN};
+    int k;
+    while ((k = poll(&pfd, 1, PROC_IDLE_READY_MS)) < 0 && errno == EINTR)
+        ;
+    if (k > 0)
+        while ((n = recv(ours, line, sizeof(line) - 1, 0)) < 0 && errno == EINTR)
+            ;
+    reap(pid);
+    if (k == 0)
+        return -ETIMEDOUT; /* closing our end makes it exit */
+    if (n <= 0)
+        return n < 0 ? -errno : -EPIPE;
+    line[n] = '\0';
+    int ready;
+    if (sscanf(line, "ready %d", &ready) != 1 || ready <= 0)
+        return -EBADMSG;
+    *ret_fd = TAKE_FD(ours);
+    *ret_pid = ready;
+    return 0;
+}
+
+int proc_idle_take(int fd, const char *dir, const char *spec, size_t spec_len, pid_t *ret_pid,
+                   Failure *reterr)
+{
+    _cleanup_close_ int sock = fd;
+    if (spec && spec_len > SHIM_IDLE_SPEC_MAX)
+        return failure_errno(reterr, -EMSGSIZE, "The spec is too large for an idle shim");
+    /* One message: "DIR" or "DIR\nSPEC". */
+    struct iovec iov[3] = {{.iov_base = (void *)dir, .iov_len = strlen(dir)},
+                           {.iov_base = (void *)"\n", .iov_len = 1},
+                           {.iov_base = (void *)spec, .iov_len = spec_len}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = spec ? 3 : 1};
+    size_t len = iov[0].iov_len + (spec ? 1 + spec_len : 0);
+    ssize_t n;
+    while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)len)
+        /* Gone before it took anything (killed): nothing was started. */
+        return failure_errno(reterr, -EPIPE, "The idle cloche-shim is gone");
+    return await_start_line(sock, ret_pid, reterr);
 }
 
 static int connect_at(int dirfd, const char *name, int *ret_fd)

@@ -45,17 +45,48 @@ int enter_open_init(pid_t pid, uint64_t start_time, int *ret_pidfd, EnterFailure
     return 0;
 }
 
+#define N_NAMESPACES (sizeof(namespaces) / sizeof(namespaces[0]))
+
+/* Our own namespaces, when enter_cache_own_namespaces() noted them. */
+static struct stat own_cache[N_NAMESPACES];
+static bool own_cached;
+
+static int own_namespace(size_t i, struct stat *ret)
+{
+    if (own_cached) {
+        *ret = own_cache[i];
+        return 0;
+    }
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/ns/%s", namespaces[i].name);
+    return stat(path, ret) < 0 ? -errno : 0;
+}
+
+int enter_cache_own_namespaces(void)
+{
+    struct stat st[N_NAMESPACES];
+    for (size_t i = 0; i < N_NAMESPACES; i++) {
+        int r = own_namespace(i, &st[i]);
+        if (r < 0)
+            return r;
+    }
+    for (size_t i = 0; i < N_NAMESPACES; i++)
+        own_cache[i] = st[i];
+    own_cached = true;
+    return 0;
+}
+
 int enter_namespaces_to_join(pid_t pid, int candidates, int *ret_flags, EnterFailure *f)
 {
     int flags = 0;
-    for (size_t i = 0; i < sizeof(namespaces) / sizeof(namespaces[0]); i++) {
+    for (size_t i = 0; i < N_NAMESPACES; i++) {
         if (!(candidates & namespaces[i].flag))
             continue;
         char path[64];
         struct stat own, theirs;
-        snprintf(path, sizeof(path), "/proc/self/ns/%s", namespaces[i].name);
-        if (stat(path, &own) < 0)
-            return enter_fail(f, ENTER_STEP_OWN_NAMESPACE, -errno, namespaces[i].name);
+        int r = own_namespace(i, &own);
+        if (r < 0)
+            return enter_fail(f, ENTER_STEP_OWN_NAMESPACE, r, namespaces[i].name);
         snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, namespaces[i].name);
         if (stat(path, &theirs) < 0)
             return enter_fail(f, ENTER_STEP_INIT_NAMESPACE, -errno, namespaces[i].name);

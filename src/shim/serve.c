@@ -600,7 +600,7 @@ static void server_restart(Server *s)
     (void)shim_supervisor_write(&s->sv, s->dirfd, 0);
     ShimProcess p = {.pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .master_fd = -1};
     shim_supervisor_started(&s->sv, now_ms(), time(NULL));
-    if (shim_process_start(s->spec, &p, &err) < 0) {
+    if (shim_process_start(s->spec, -1, &p, &err) < 0) {
         /* The container's init is gone (stopped, destroyed): nothing to restart in. */
         if (err.err == ESRCH) {
             s->sv.quit = true;

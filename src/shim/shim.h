@@ -10,6 +10,7 @@
 #pragma once
 
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -148,6 +149,9 @@ typedef struct ShimSpec {
 
 /* Read and validate dirfd/spec into *ret (release with shim_spec_clear). */
 int shim_spec_load(int dirfd, ShimSpec *ret, ShimError *reterr);
+/* The same from spec text handed over whole (an idle shim's message): len bytes,
+ * text[len] writable; taken by *ret on success. */
+int shim_spec_adopt(char *text, size_t len, ShimSpec *ret, ShimError *reterr);
 /* Parse spec text (len bytes, modified in place; taken by *ret on success). */
 int shim_spec_parse(char *text, size_t len, ShimSpec *ret, ShimError *reterr);
 void shim_spec_clear(ShimSpec *spec);
@@ -163,8 +167,9 @@ typedef struct ShimProcess {
 } ShimProcess;
 
 /* Start the process of spec inside the namespaces of its init and in its cgroups;
- * returns once it has exec'd (or failed, with nothing left running). */
-int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr);
+ * returns once it has exec'd (or failed, with nothing left running). With
+ * pid_dirfd >= 0, writes pid_dirfd/pid meanwhile (shim_write_pid_file). */
+int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, ShimError *reterr);
 
 /* Serve DIR/sock until the process has exited and its status was delivered (or the
  * linger time ran out). listen_fd and signal_fd are borrowed; proc's fds are taken.
@@ -223,6 +228,22 @@ int shim_pea_noted(pid_t pid, uint64_t *ret_mnt_ns);
 void shim_pea_finish(const ShimSpec *spec, uint64_t mnt_ns, int dirfd);
 /* Write dirfd/pid for the process pid (the shim's own pid and start time first). */
 int shim_write_pid_file(int dirfd, pid_t pid);
+/* The shim's own start time (/proc/self/stat, read once); 0 if unreadable. */
+uint64_t shim_own_start_time(void);
+
+/* ---- the pool (idle.c) ---- */
+
+/* The largest message an idle shim takes: its directory, a newline and the spec
+ * (a larger spec is written to DIR/spec instead). */
+#define SHIM_IDLE_MESSAGE_MAX (PATH_MAX + SHIM_IDLE_SPEC_MAX + 1)
+
+/* As an idle shim: report "ready <pid>" on fd, then wait for the daemon's one
+ * message: "DIR" (the process directory, absolute; its spec in DIR/spec) or
+ * "DIR\nSPEC". *ret_message is DIR (malloc'd); *ret_spec a malloc'd copy of SPEC
+ * (NUL-terminated after spec_len bytes), or NULL. -EPIPE
+ * when the daemon's end closed first (exit quietly), -EBADMSG for a malformed
+ * message. */
+int shim_idle_wait(int fd, char **ret_message, char **ret_spec, size_t *ret_spec_len);
 
 /* ---- log files (log.c) ---- */
 

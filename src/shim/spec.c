@@ -402,15 +402,23 @@ int shim_spec_load(int dirfd, ShimSpec *ret, ShimError *reterr)
         if (len > (size_t)st.st_size)
             return shim_error(reterr, EFBIG, "Invalid spec: it changed while being read");
     }
+    int r = shim_spec_adopt(text, len, ret, reterr);
+    if (r >= 0)
+        TAKE_PTR(text);
+    return r;
+}
+
+int shim_spec_adopt(char *text, size_t len, ShimSpec *ret, ShimError *reterr)
+{
     int r = shim_spec_parse(text, len, ret, reterr);
     if (r < 0)
         return r;
-    TAKE_PTR(text);
     /* The filter is read once, here: a restarted service gets the same. */
     if (ret->seccomp_path) {
         r = confine_filter_load(ret->seccomp_path, &ret->filter);
         if (r < 0) {
             shim_error(reterr, r, "Failed to read the seccomp filter '%s'", ret->seccomp_path);
+            ret->text = NULL; /* still the caller's */
             shim_spec_clear(ret);
             return r;
         }

@@ -571,14 +571,22 @@ static int clone_process(StartPlan *plan, int cgroup2, pid_t *ret_pid, ShimError
  * report pipe closes at the exec, or carries why it failed. A pea stops once in
  * its root until the shim has noted its mount namespace. */
 static int release_and_await(const ShimSpec *spec, ShimProcess *proc, int *go_write,
-                             int report_read, ShimError *reterr)
+                             int report_read, int pid_dirfd, bool *pid_written, ShimError *reterr)
 {
     char go = 'g';
     if (write(*go_write, &go, 1) != 1)
         return shim_error(reterr, errno, "Failed to start the process");
     shim_closep(go_write);
+    /* While the process enters the container and execs (on another CPU, with
+     * luck); removed again if the start fails. */
+    int r;
+    if (pid_dirfd >= 0) {
+        if ((r = shim_write_pid_file(pid_dirfd, proc->pid)) < 0)
+            return shim_error(reterr, r, "Failed to write the pid file");
+        *pid_written = true;
+    }
     Report rep;
-    int r = read_report(report_read, &rep);
+    r = read_report(report_read, &rep);
     if (r > 0 && rep.stage == STAGE_PEA_READY) {
         if ((r = shim_pea_noted(proc->pid, &proc->pea_mnt_ns)) < 0)
             return shim_error(reterr, r, "Failed to start the pea");
@@ -592,7 +600,7 @@ static int release_and_await(const ShimSpec *spec, ShimProcess *proc, int *go_wr
     return 0;
 }
 
-int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr)
+int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, ShimError *reterr)
 {
     ShimProcess proc = {
         .pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .master_fd = -1};
@@ -601,6 +609,7 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
     int report_pipe[2] = {-1, -1}, go_pipe[2] = {-1, -1};
     _cleanup_close_ int pidfd = -1, cgroup2 = -1;
     ShimPeaPlan pea = {.upper_fd = -1};
+    bool pid_written = false;
     int r;
 
     for (size_t i = 0; i < ELEMENTSOF(cgroup_fds); i++)
@@ -652,7 +661,8 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
 
     if ((r = attach_cgroups(cgroup_fds, spec->n_cgroups, proc.pid, spec, reterr)) < 0)
         goto out;
-    if ((r = release_and_await(spec, &proc, &go_pipe[1], report_pipe[0], reterr)) < 0)
+    if ((r = release_and_await(spec, &proc, &go_pipe[1], report_pipe[0], pid_dirfd, &pid_written,
+                               reterr)) < 0)
         goto out;
     *ret = proc;
     proc = (ShimProcess){.pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
@@ -661,6 +671,8 @@ int shim_process_start(const ShimSpec *spec, ShimProcess *ret, ShimError *reterr
 out:
     if (proc.pid > 0)
         kill_and_reap(proc.pid); /* nothing left running */
+    if (r < 0 && pid_written)
+        (void)unlinkat(pid_dirfd, "pid", 0);
     shim_pea_plan_clear(&pea);
     close_stdio(child_stdio, &proc);
     for (size_t i = 0; i < ELEMENTSOF(cgroup_fds); i++)

@@ -298,7 +298,9 @@ def test_refused_image_leaves_nothing_behind(containers, name, spec, status, men
     assert_nothing_left(d, name)
     assert depot_entries(d) == []
     assert cgroup_children(d.cgroup_parent) == []
-    assert daemon_children(d) == []
+    # The pool's idle shims are started in the background (their first process
+    # a child of the daemon for a moment): a leak stays, a start does not.
+    assert wait_until(lambda: daemon_children(d) == [], 5), daemon_children(d)
     # The handle was released: the same handle now works.
     assert containers.create({"handle": name}) == name
 
@@ -425,7 +427,9 @@ def test_bind_mount_missing_host_source_leaves_nothing_behind(containers, host_d
     assert_nothing_left(d, "bad-bind")
     assert depot_entries(d) == []
     assert cgroup_children(d.cgroup_parent) == []
-    assert daemon_children(d) == []
+    # The pool's idle shims are started in the background (their first process
+    # a child of the daemon for a moment): a leak stays, a start does not.
+    assert wait_until(lambda: daemon_children(d) == [], 5), daemon_children(d)
     assert mounts_below(host_dir) == []
     assert containers.create({"handle": "bad-bind"}) == "bad-bind"
 

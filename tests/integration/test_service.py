@@ -147,8 +147,8 @@ def test_service_is_an_ordinary_process(containers):
     """Attach and signal through the usual routes, under the id "service"."""
     c = containers.daemon.client()
     h = containers.create(env=["FROM_CONTAINER=1"], cloche_service=service(
-        "echo env=$FROM_CONTAINER,$MINE dir=$(pwd) user=$(id -u); "
-        "trap 'echo bye; exit 5' USR1; while true; do sleep 0.1; done",
+        "trap 'echo bye; exit 5' USR1; "
+        "echo env=$FROM_CONTAINER,$MINE dir=$(pwd) user=$(id -u); while true; do sleep 0.1; done",
         env=["MINE=2"], dir="/tmp", user="1000:1000", restart="no"))
     assert wait_until(lambda: "service" in (c.info(h)["ProcessIDs"] or []), WAIT)
     p = c.attach(h, "service")

@@ -1,0 +1,202 @@
+"""Issue 17: the pool of idle shims (design §5, doc/processes.md).
+
+The daemon keeps a few ``cloche-shim --idle DEPOT`` monitors ready; a Run hands
+one the process directory instead of starting a shim for it. These tests check
+from the host what the pool must keep true: a Run is taken by an idle shim,
+which then names its process directory like any shim; an idle shim killed by pid
+is replaced and Runs go on working (also when the kill lands just before the
+Run); idle shims hold nothing of a container (no cgroup membership, never listed
+as processes), end with the daemon (stopped or SIGKILLed), and a Run after a
+daemon restart on the same depot works; Stop and Destroy leave no shim behind.
+No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from conftest import wait_until, process_alive
+
+POOL = 2  # GARDEN_IDLE_SHIMS
+WAIT = 15.0
+
+
+def argv_of(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a for a in f.read().split(b"\0") if a.strip()]
+    except OSError:
+        return []
+
+
+def shims() -> dict[int, list[bytes]]:
+    """Live cloche-shim processes: pid -> argv (blank padding dropped)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        argv = argv_of(int(entry))
+        if argv and os.path.basename(argv[0]) == b"cloche-shim" and process_alive(int(entry)):
+            found[int(entry)] = argv
+    return found
+
+
+def idle_shims(d) -> set[int]:
+    """The idle shims of daemon d (their argv names its depot)."""
+    label = str(d.depot).encode()
+    return {pid for pid, argv in shims().items()
+            if len(argv) >= 3 and argv[1] == b"--idle" and argv[2] == label}
+
+
+def shims_of(path: Path) -> set[int]:
+    """Shims whose argv names a directory under path (process shims)."""
+    needle = str(path).encode()
+    return {pid for pid, argv in shims().items()
+            if len(argv) >= 2 and argv[1] != b"--idle" and argv[1].startswith(needle)}
+
+
+def pool_full(d) -> set[int]:
+    assert wait_until(lambda: len(idle_shims(d)) == POOL, WAIT), \
+        f"idle shims: {idle_shims(d)}\n{d.log_tail()}"
+    return idle_shims(d)
+
+
+def run_true(client, handle: str, **fields) -> str:
+    p = client.run(handle, dict({"path": "true"}, **fields))
+    try:
+        assert p.wait(WAIT) == 0
+    finally:
+        p.close()
+    return p.id
+
+
+def recorded_shim(d, handle: str, pid: str) -> int:
+    return int((d.depot / "containers" / handle / "processes" / pid / "pid").read_text().split()[0])
+
+
+def cgroup_of(pid: int) -> str:
+    with open(f"/proc/{pid}/cgroup") as f:
+        return f.read()
+
+
+def kill_and_wait(pids) -> None:
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        assert wait_until(lambda: not process_alive(pid), WAIT), f"idle shim {pid} lives on"
+
+
+def test_a_run_is_taken_by_an_idle_shim_which_then_names_its_directory(containers):
+    d = containers.daemon
+    client = d.client()
+    handle = containers.create(handle="pooled")
+    idle = pool_full(d)
+    # Idle shims belong to no container: not its processes, not in its cgroups.
+    assert client.info(handle)["ProcessIDs"] in (None, [])
+    for pid in idle:
+        assert "pooled" not in cgroup_of(pid)
+    p = client.run(handle, {"path": "sh", "args": ["-c", "echo hi; cat >/dev/null"], "id": "taken"},
+                   stdin=True)
+    try:
+        p.expect("hi\n")
+        shim = recorded_shim(d, handle, "taken")
+        assert shim in idle, f"shim {shim} was not one of the idle {idle}"
+        pdir = d.depot / "containers" / handle / "processes" / "taken"
+        assert argv_of(shim)[:2] == [b"cloche-shim", str(pdir).encode()]
+        assert client.info(handle)["ProcessIDs"] == ["taken"]
+        # The pool fills again behind it.
+        assert wait_until(lambda: len(idle_shims(d)) == POOL and shim not in idle_shims(d), WAIT)
+        p.close_stdin()
+        assert p.wait(WAIT) == 0
+    finally:
+        p.close()
+    assert p.stdout == b"hi\n"
+
+
+def test_a_killed_idle_shim_is_replaced_and_runs_still_work(containers):
+    d = containers.daemon
+    client = d.client()
+    handle = containers.create(handle="killed")
+    run_true(client, handle)
+    old = pool_full(d)
+    kill_and_wait(old)
+    # Replaced without a Run to notice it.
+    assert wait_until(lambda: len(idle_shims(d)) == POOL and not idle_shims(d) & old, WAIT)
+    pid = run_true(client, handle, id="after-kill")
+    assert recorded_shim(d, handle, pid) not in old
+    # Killed just before a Run (nothing waits for the kill to be noticed): the
+    # Run goes to another shim and succeeds.
+    for i in range(3):
+        pids = pool_full(d)
+        for victim in pids:
+            os.kill(victim, signal.SIGKILL)
+        pid = run_true(client, handle, id=f"raced-{i}")
+        assert recorded_shim(d, handle, pid) not in pids
+    pool_full(d)
+
+
+def test_idle_shims_end_with_the_daemon_and_a_run_after_a_restart_works(containers):
+    d = containers.daemon
+    client = d.client()
+    handle = containers.create(handle="restarted")
+    run_true(client, handle)
+    before = pool_full(d)
+    assert d.kill() == -signal.SIGKILL
+    assert wait_until(lambda: not any(process_alive(p) for p in before), WAIT), \
+        f"idle shims outlived the daemon: {idle_shims(d)}"
+    d.start()
+    client = d.client()
+    assert client.info(handle)["ProcessIDs"] in (None, [])
+    run_true(client, handle, id="after-restart")
+    after = pool_full(d)
+    assert not after & before
+    assert d.stop() == 0
+    assert wait_until(lambda: not idle_shims(d), WAIT), f"left: {idle_shims(d)}"
+    d.start()  # for the teardown's destroy
+
+
+def test_stop_and_destroy_leave_no_shim_and_the_pool_serves_on(containers):
+    d = containers.daemon
+    client = d.client()
+    handles = [containers.create(handle=f"ended-{i}") for i in range(2)]
+    procs = []
+    for h in handles:
+        for i in range(3):  # more than the pool holds
+            p = client.run(h, {"path": "sleep", "args": ["100"], "id": f"s{i}"})
+            procs.append(p)
+    cdirs = [d.depot / "containers" / h for h in handles]
+    assert all(len(shims_of(c)) == 3 for c in cdirs)
+    client.stop(handles[0])
+    assert wait_until(lambda: not shims_of(cdirs[0]), WAIT), f"left: {shims_of(cdirs[0])}"
+    client.destroy(handles[1])
+    assert wait_until(lambda: not shims_of(cdirs[1]), WAIT), f"left: {shims_of(cdirs[1])}"
+    for p in procs:
+        p.close()
+    # The pool is untouched by either, and serves another container.
+    idle = pool_full(d)
+    other = containers.create(handle="other")
+    pid = run_true(client, other)
+    assert recorded_shim(d, other, pid) in idle
+    client.destroy(handles[0])
+    client.destroy(other)
+    assert not shims_of(d.depot / "containers")
+
+
+def test_the_spec_goes_in_the_message_or_through_a_file_when_large(containers):
+    d = containers.daemon
+    client = d.client()
+    handle = containers.create(handle="specs")
+    pdir = d.depot / "containers" / handle / "processes"
+    for name, size in (("small", 10), ("large", 100 << 10)):  # SHIM_IDLE_SPEC_MAX is 64 KiB
+        idle = pool_full(d)
+        p = client.run(handle, {"path": "sh", "args": ["-c", 'echo ${#BIG}'], "id": name,
+                                "env": ["BIG=" + "x" * size]})
+        try:
+            assert p.wait(WAIT) == 0
+        finally:
+            p.close()
+        assert p.stdout == f"{size}\n".encode()
+        assert recorded_shim(d, handle, name) in idle
+        assert (pdir / name / "spec").exists() == (name == "large")
