@@ -259,6 +259,13 @@ int container_metrics(Garden *g, Container *c, bool may_cache, ContainerMetrics 
 int container_metrics_history(Garden *g, Container *c, int64_t since, HistorySample **ret,
                               size_t *ret_n, unsigned *ret_interval);
 
+#ifdef CLOCHE_TEST_HOOKS
+/* Test builds only: replace the history by made-up samples, one per interval over
+ * the last `seconds`, added through the sampler's own path. -ESRCH for a container
+ * being created or destroyed. */
+int container_history_synthesise(Garden *g, Container *c, int64_t seconds, size_t *ret_added);
+#endif
+
 const char *container_handle(const Container *c);
 int container_get_properties(Container *c, StringMap *ret);
 /* 500 "property does not exist: KEY" when missing (guardian's message). */

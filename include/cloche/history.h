@@ -82,3 +82,25 @@ int history_load(int dirfd, const char *name, History **ret);
 
 /* The decoding half of history_load, on bytes in memory (for tests and fuzzers). */
 int history_decode(const void *data, size_t len, History **ret);
+
+/* ---- carrying a history over (history-store.h) ---------------------------- */
+
+/* The running sums of a mean bucket being filled. */
+typedef struct HistoryBucket {
+    int64_t start;
+    uint32_t count;
+    double cpu_sum, memory_used_sum, memory_limit_sum;
+    uint64_t rx_bytes, tx_bytes; /* of the last sample */
+    uint64_t rx_delta, tx_delta; /* sums */
+} HistoryBucket;
+
+/* The records of tier 0 (raw), 1 (2-minute means) or 2 (20-minute means), oldest
+ * first, copied into out (NULL: only counted); the count is returned. */
+size_t history_tier_records(const History *h, unsigned tier, HistorySample *out);
+
+/* The bucket being filled of tier 1 or 2 (all zero when empty). */
+void history_tier_filling(const History *h, unsigned tier, HistoryBucket *ret);
+
+/* The newest sample's time, -1 when there is none; the interval it was made for. */
+int64_t history_last_time(const History *h);
+unsigned history_interval(const History *h);

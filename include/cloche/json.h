@@ -65,6 +65,26 @@ json_object *json_new_u64(uint64_t v);
  * NUL-terminated string (length in *ret_len) or NULL on ENOMEM. */
 char *json_serialize(json_object *obj, size_t *ret_len);
 
+/* The same text written piece by piece, without a tree: for large replies whose
+ * shape is fixed (BulkMetrics). Start from a zeroed JsonOut; allocation failures
+ * are sticky and reported by json_out_finish. */
+typedef struct JsonOut {
+    char *data;
+    size_t len;
+    size_t allocated;
+    bool failed;
+} JsonOut;
+/* Bytes as they are (punctuation, keys known to need no escaping). */
+void json_out_raw(JsonOut *o, const char *s, size_t n);
+/* A string, escaped as json_serialize escapes it. */
+void json_out_string(JsonOut *o, const char *s);
+void json_out_u64(JsonOut *o, uint64_t v);
+/* A tree, as json_serialize writes it (without the newline). */
+void json_out_value(JsonOut *o, json_object *v);
+/* The text with json_serialize's trailing newline (malloc'd, length in *ret_len), or
+ * NULL after a failed allocation; the JsonOut is left empty either way. */
+char *json_out_finish(JsonOut *o, size_t *ret_len);
+
 /* Go-style type name of a json value for messages: "string", "number", "object",
  * "array", "bool", "null". */
 const char *json_type_word(json_object *v);

@@ -76,6 +76,17 @@ typedef struct NetDevNamedStats {
 } NetDevNamedStats;
 int netdev_stats_all(NetDev *nd, const char *prefix, NetDevNamedStats **ret, size_t *ret_n);
 
+/* The counters of every link of the calling thread's network namespace from one
+ * RTM_GETSTATS dump of the 64-bit counters alone (netdev-stats.c): far cheaper
+ * than a link dump with many links. Sorted by ifindex; *ret is malloc'd. */
+typedef struct NetDevIndexedStats {
+    int ifindex;
+    NetDevStats stats;
+} NetDevIndexedStats;
+int netdev_stats_dump(NetDevIndexedStats **ret, size_t *ret_n);
+/* The entry of ifindex in a dump, or NULL (borrowed from all). */
+const NetDevStats *netdev_stats_find(const NetDevIndexedStats *all, size_t n, int ifindex);
+
 /* Bandwidth limits of a container, enforced on the host side where the container
  * cannot lift them. Download (towards the container): TBF at the root of host_if.
  * Upload: host_if's ingress redirected (u32 match-all + mirred) to the IFB device

@@ -8,6 +8,7 @@
 #include "cloche/api.h"
 #include "cloche/error.h"
 #include "cloche/garden.h"
+#include "cloche/json.h"
 #include "cloche/router.h"
 #include "cloche/strmap.h"
 
@@ -47,12 +48,22 @@ int api_reply_empty(ApiRequest *req);
 int route_net_in(ApiRequest *req);
 int route_net_out(ApiRequest *req);
 
+/* routes.c: the distinct handles of ?handles=a,b in their first order, pointing
+ * into *ret_copy (both malloc'd); no handles gives 0 of them; 400 past the limit. */
+int api_bulk_handles(ApiRequest *req, char **ret_copy, char ***ret_handles, size_t *ret_n);
+
 /* routes-metrics.c */
+int api_bulk_metrics(ApiRequest *req);
 json_object *api_metrics_to_json(const ContainerMetrics *m);
+/* The same object's text, as json_serialize writes it (without the newline). */
+void api_metrics_write(JsonOut *o, const ContainerMetrics *m);
 int api_container_metrics(ApiRequest *req, Container *c, bool may_cache, json_object **ret,
                           ApiError *err);
 int route_metrics(ApiRequest *req);
 int route_metrics_history(ApiRequest *req);
+#ifdef CLOCHE_TEST_HOOKS
+int route_test_history(ApiRequest *req);
+#endif
 
 /* routes-logs.c: GET .../cloche/logs without follow, as an ordinary reply. */
 int route_container_logs(ApiRequest *req);

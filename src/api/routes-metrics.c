@@ -1,7 +1,10 @@
 /* Metrics and BulkMetrics (protocol §3.5): Go-cased keys, every MemoryStat field
  * present, NetworkStat null when there is no network. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api-internal.h"
 #include "cloche/json.h"
@@ -11,15 +14,17 @@ static void add_u64(json_object *o, const char *key, uint64_t v)
     json_object_object_add(o, key, json_new_u64(v));
 }
 
-static json_object *memory_stat_to_json(const ContainerMemoryStats *m)
+typedef struct MetricField {
+    const char *key;
+    uint64_t v;
+} MetricField;
+
+#define MEMORY_STAT_FIELDS 32
+
+/* MemoryStat's keys in Garden's order, with their values. */
+static void memory_stat_fields(const ContainerMemoryStats *m, MetricField out[MEMORY_STAT_FIELDS])
 {
-    json_object *o = json_object_new_object();
-    if (!o)
-        return NULL;
-    const struct {
-        const char *key;
-        uint64_t v;
-    } fields[] = {
+    const MetricField fields[MEMORY_STAT_FIELDS] = {
         {"active_anon", m->active_anon},
         {"active_file", m->active_file},
         {"cache", m->cache},
@@ -53,6 +58,16 @@ static json_object *memory_stat_to_json(const ContainerMemoryStats *m)
         {"file", m->file},
         {"swapcached", m->swapcached},
     };
+    memcpy(out, fields, sizeof(fields));
+}
+
+static json_object *memory_stat_to_json(const ContainerMemoryStats *m)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return NULL;
+    MetricField fields[MEMORY_STAT_FIELDS];
+    memory_stat_fields(m, fields);
     for (size_t i = 0; i < ELEMENTSOF(fields); i++)
         add_u64(o, fields[i].key, fields[i].v);
     return o;
@@ -108,6 +123,165 @@ int api_container_metrics(ApiRequest *req, Container *c, bool may_cache, json_ob
                                   container_handle(c));
     *ret = api_metrics_to_json(&m);
     return *ret ? 0 : api_internal_error(err, -ENOMEM, "Failed to build the reply");
+}
+
+/* ---- BulkMetrics, written without trees ---------------------------------- */
+
+#define BULK_METRICS_THREADS 3 /* besides the request's own */
+
+/* {"key":value,...}; the keys are plain ASCII that needs no escaping. */
+static void write_fields(JsonOut *o, const MetricField *fields, size_t n)
+{
+    json_out_raw(o, "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        json_out_raw(o, i ? ",\"" : "\"", i ? 2 : 1);
+        json_out_raw(o, fields[i].key, strlen(fields[i].key));
+        json_out_raw(o, "\":", 2);
+        json_out_u64(o, fields[i].v);
+    }
+    json_out_raw(o, "}", 1);
+}
+
+#define OUT_LITERAL(o, text) json_out_raw(o, text, sizeof(text) - 1)
+
+/* The bytes json_serialize writes for api_metrics_to_json(m), without the tree. */
+void api_metrics_write(JsonOut *o, const ContainerMetrics *m)
+{
+    MetricField memory[MEMORY_STAT_FIELDS];
+    memory_stat_fields(&m->memory, memory);
+    OUT_LITERAL(o, "{\"MemoryStat\":");
+    write_fields(o, memory, MEMORY_STAT_FIELDS);
+    OUT_LITERAL(o, ",\"CPUStat\":");
+    write_fields(o,
+                 (const MetricField[]){{"Usage", m->cpu.usage_ns},
+                                       {"User", m->cpu.user_ns},
+                                       {"System", m->cpu.system_ns}},
+                 3);
+    OUT_LITERAL(o, ",\"DiskStat\":");
+    write_fields(o,
+                 (const MetricField[]){{"TotalBytesUsed", m->disk_total_bytes},
+                                       {"TotalInodesUsed", m->disk_total_inodes},
+                                       {"ExclusiveBytesUsed", m->disk_exclusive_bytes},
+                                       {"ExclusiveInodesUsed", m->disk_exclusive_inodes}},
+                 4);
+    OUT_LITERAL(o, ",\"NetworkStat\":");
+    if (m->has_network)
+        write_fields(o, (const MetricField[]){{"RxBytes", m->rx_bytes}, {"TxBytes", m->tx_bytes}},
+                     2);
+    else
+        OUT_LITERAL(o, "null");
+    OUT_LITERAL(o, ",\"PidStat\":");
+    write_fields(o, (const MetricField[]){{"Current", m->pids.current}, {"Max", m->pids.max}}, 2);
+    OUT_LITERAL(o, ",\"Age\":");
+    json_out_u64(o, m->age_ns);
+    OUT_LITERAL(o, ",\"CPUEntitlement\":");
+    json_out_u64(o, m->cpu_entitlement);
+    OUT_LITERAL(o, "}");
+}
+
+typedef struct BulkMetricsEntry {
+    int r;
+    ContainerMetrics metrics;
+    char *error; /* the Err object's text when r < 0 (NULL: null) */
+    size_t error_len;
+} BulkMetricsEntry;
+
+typedef struct BulkMetricsJob {
+    Garden *garden;
+    char **handles;
+    BulkMetricsEntry *entries;
+    size_t n;
+    atomic_size_t next; /* the next handle to take */
+} BulkMetricsJob;
+
+/* As Metrics does for one container, errors included. */
+static void bulk_metrics_one(BulkMetricsJob *job, size_t i)
+{
+    BulkMetricsEntry *e = &job->entries[i];
+    ApiError err;
+    api_error_clear(&err);
+    Container *c = NULL;
+    int r = spec_validate_handle(job->handles[i], &err);
+    if (r >= 0)
+        r = garden_find(job->garden, job->handles[i], &c, &err);
+    if (r >= 0) {
+        r = container_metrics(job->garden, c, true, &e->metrics);
+        if (r == -ESRCH) /* destroyed meanwhile */
+            r = api_container_not_found(&err, container_handle(c));
+        else if (r < 0)
+            r = api_internal_error(&err, r, "Failed to read the metrics of '%s'",
+                                   container_handle(c));
+        container_unref(c);
+    }
+    e->r = r;
+    if (r < 0) {
+        e->error = api_error_serialize(&err, &e->error_len);
+        if (e->error && e->error_len > 0 && e->error[e->error_len - 1] == '\n')
+            e->error_len--;
+    }
+}
+
+static void *bulk_metrics_worker(void *userdata)
+{
+    BulkMetricsJob *job = userdata;
+    for (size_t i; (i = atomic_fetch_add(&job->next, 1)) < job->n;)
+        bulk_metrics_one(job, i);
+    return NULL;
+}
+
+/* GET /containers/bulk_metrics?handles=a,b: {"a":{"Metrics":{...},"Err":null},...},
+ * byte for byte what the tree-built reply was, read by a few threads (so one slow
+ * container does not hold up the others) and written straight into one buffer. */
+int api_bulk_metrics(ApiRequest *req)
+{
+    _cleanup_free_ char *copy = NULL;
+    _cleanup_free_ char **handles = NULL;
+    size_t n;
+    int r = api_bulk_handles(req, &copy, &handles, &n);
+    if (r < 0)
+        return r;
+    _cleanup_free_ BulkMetricsEntry *entries = calloc(n + 1, sizeof(BulkMetricsEntry));
+    if (!entries)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    BulkMetricsJob job = {.garden = req->garden, .handles = handles, .entries = entries, .n = n};
+    atomic_init(&job.next, 0);
+    pthread_t threads[BULK_METRICS_THREADS];
+    size_t started = 0;
+    for (; n > 16 && started < BULK_METRICS_THREADS; started++)
+        if (pthread_create(&threads[started], NULL, bulk_metrics_worker, &job) != 0)
+            break;
+    bulk_metrics_worker(&job);
+    for (size_t t = 0; t < started; t++)
+        pthread_join(threads[t], NULL);
+
+    JsonOut o = {0};
+    OUT_LITERAL(&o, "{");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            OUT_LITERAL(&o, ",");
+        json_out_string(&o, handles[i]);
+        OUT_LITERAL(&o, ":{\"Metrics\":");
+        if (entries[i].r >= 0)
+            api_metrics_write(&o, &entries[i].metrics);
+        else
+            OUT_LITERAL(&o, "{}");
+        OUT_LITERAL(&o, ",\"Err\":");
+        if (entries[i].r >= 0 || !entries[i].error)
+            OUT_LITERAL(&o, "null");
+        else
+            json_out_raw(&o, entries[i].error, entries[i].error_len);
+        OUT_LITERAL(&o, "}");
+        free(entries[i].error);
+    }
+    OUT_LITERAL(&o, "}");
+    size_t len;
+    char *text = json_out_finish(&o, &len);
+    if (!text)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    req->raw_reply = text;
+    req->raw_len = len;
+    req->reply_type = "application/json";
+    return 0;
 }
 
 int route_metrics(ApiRequest *req)
@@ -171,3 +345,35 @@ int route_metrics_history(ApiRequest *req)
     req->reply = o;
     return o ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
 }
+
+#ifdef CLOCHE_TEST_HOOKS
+/* Test builds only (-Dtest_hooks=true): POST /containers/H/cloche/test/history?seconds=S
+ * replaces the history by made-up samples over the last S seconds (at most 8 days),
+ * added as the sampler adds its own, so a test or a benchmark need not wait a week. */
+#define TEST_HISTORY_SECONDS_MAX (8 * 24 * 3600)
+int route_test_history(ApiRequest *req)
+{
+    const char *text = strmap_get(&req->query, "seconds");
+    char *end = NULL;
+    errno = 0;
+    long long seconds = text ? strtoll(text, &end, 10) : -1;
+    if (!text || errno || *end || seconds < 0 || seconds > TEST_HISTORY_SECONDS_MAX)
+        return api_bad_request(&req->error, "Invalid 'seconds' %s: expected 0 to %d",
+                               text ? text : "(none)", TEST_HISTORY_SECONDS_MAX);
+    Container *c;
+    int r = api_request_container(req, &c);
+    if (r < 0)
+        return r;
+    size_t added = 0;
+    r = container_history_synthesise(req->garden, c, seconds, &added);
+    if (r == -ESRCH) /* being destroyed */
+        return api_container_not_found(&req->error, container_handle(c));
+    if (r < 0)
+        return api_internal_error(&req->error, r, "Failed to fill the history");
+    json_object *o = json_object_new_object();
+    if (o)
+        json_object_object_add(o, "added", json_new_u64(added));
+    req->reply = o;
+    return o ? 0 : api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+}
+#endif

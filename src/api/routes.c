@@ -271,13 +271,11 @@ static void *bulk_worker(void *userdata)
 /* BulkInfo and BulkMetrics: one entry per distinct handle of ?handles=a,b; they
  * do not touch grace timers. No handles gives {}. Entries are computed by a few
  * threads, so one slow container does not hold up the others. */
-static int bulk_reply(ApiRequest *req, const char *key, BulkEntryFn entry_fn,
-                      json_object *(*zero_fn)(void))
+int api_bulk_handles(ApiRequest *req, char **ret_copy, char ***ret_handles, size_t *ret_n)
 {
-    json_object *o = json_object_new_object();
-    if (!o)
-        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
-    req->reply = o;
+    *ret_copy = NULL;
+    *ret_handles = NULL;
+    *ret_n = 0;
     const char *list = strmap_get(&req->query, "handles");
     if (!list || !*list)
         return 0;
@@ -306,6 +304,25 @@ static int bulk_reply(ApiRequest *req, const char *key, BulkEntryFn entry_fn,
         }
         handles[n++] = h;
     }
+    *ret_copy = TAKE_PTR(copy);
+    *ret_handles = TAKE_PTR(handles);
+    *ret_n = n;
+    return 0;
+}
+
+static int bulk_reply(ApiRequest *req, const char *key, BulkEntryFn entry_fn,
+                      json_object *(*zero_fn)(void))
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
+    req->reply = o;
+    _cleanup_free_ char *copy = NULL;
+    _cleanup_free_ char **handles = NULL;
+    size_t n;
+    int r = api_bulk_handles(req, &copy, &handles, &n);
+    if (r < 0 || n == 0)
+        return r;
     _cleanup_free_ json_object **entries = calloc(n + 1, sizeof(json_object *));
     if (!entries)
         return api_internal_error(&req->error, -ENOMEM, "Failed to build the reply");
@@ -391,14 +408,10 @@ static int route_container_pending(ApiRequest *req)
     return not_implemented(req);
 }
 
-static int bulk_metrics_entry(ApiRequest *req, Container *c, json_object **ret, ApiError *err)
-{
-    return api_container_metrics(req, c, true, ret, err);
-}
-
+/* routes-metrics.c writes its entries without building trees. */
 static int route_bulk_metrics(ApiRequest *req)
 {
-    return bulk_reply(req, "Metrics", bulk_metrics_entry, json_object_new_object);
+    return api_bulk_metrics(req);
 }
 
 static int route_set_grace_time(ApiRequest *req)
@@ -555,6 +568,10 @@ const Route api_routes[] = {
     {"Metrics", "GET", C "/metrics", ROUTE_CONTAINER | ROUTE_SLOW, route_metrics},
     /* cloche's extensions */
     {"MetricsHistory", "GET", C "/metrics/history", ROUTE_CONTAINER, route_metrics_history},
+#ifdef CLOCHE_TEST_HOOKS
+    {"TestHistory", "POST", C "/cloche/test/history", ROUTE_CONTAINER | ROUTE_SLOW,
+     route_test_history},
+#endif
     {"Prometheus", "GET", "/metrics", ROUTE_SLOW, route_prometheus},
     {"Host", "GET", "/cloche/host", ROUTE_SLOW, route_host},
     {"Dashboard", "GET", "/ui/", ROUTE_INLINE, route_ui},

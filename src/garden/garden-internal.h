@@ -16,6 +16,7 @@
 #include "cloche/grace.h"
 #include "cloche/hashmap.h"
 #include "cloche/history.h"
+#include "cloche/history-store.h"
 #include "cloche/sandbox.h"
 #include "cloche/security.h"
 
@@ -80,11 +81,11 @@ struct Container {
     size_t oom_slot;
     uint64_t oom_count; /* the kernel's oom_kill count last seen, under lock */
 
-    /* Metrics history (sampler.c), under lock. */
-    History *history;
+    /* Metrics history (sampler.c), under lock: its records are in the depot
+     * directory's file, only its bookkeeping here. */
+    HistoryStore *history;
     int64_t sample_mono_ns;
     uint64_t sample_cpu_ns, sample_rx, sample_tx;
-    unsigned samples_unsaved;
     /* The last walk of a plain writable layer (metrics.c), under lock. */
     int64_t disk_walked_ns;
     DiskUsage disk_walked;
@@ -135,9 +136,10 @@ struct Garden {
     pthread_t reaper;
     bool reaper_started;
     pthread_mutex_t stats_lock; /* the link counters' snapshot (bulk metrics) */
-    NetDevNamedStats *stats;    /* sorted by name */
+    NetDevIndexedStats *stats;  /* sorted by ifindex */
     size_t n_stats;
     int64_t stats_at_ns;
+    int ifindex_sock; /* a datagram socket for SIOCGIFINDEX (-1 until net set-up) */
 
     /* OOM watch (oom.c). */
     pthread_mutex_t oom_lock; /* the slots; taken before any container's lock */

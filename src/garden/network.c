@@ -15,6 +15,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "cloche/log.h"
 #include "cloche/testhook.h"
@@ -228,6 +231,7 @@ int garden_net_setup(Garden *g)
              cfg->network_tag ? cfg->network_tag : "");
     pthread_mutex_init(&g->net_lock, NULL);
     pthread_mutex_init(&g->stats_lock, NULL);
+    g->ifindex_sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* the deadlines are monotonic */
@@ -316,6 +320,9 @@ void garden_net_free(Garden *g)
     pthread_mutex_destroy(&g->net_lock);
     free(g->stats);
     g->stats = NULL;
+    if (g->ifindex_sock >= 0)
+        close(g->ifindex_sock);
+    g->ifindex_sock = -1;
     pthread_mutex_destroy(&g->stats_lock);
     g->net_ready = false;
 }
@@ -950,24 +957,36 @@ int container_net_info(Garden *g, Container *c, ContainerNetInfo *ret)
 
 #define STATS_SNAPSHOT_NS (2 * 1000000000LL)
 
-static int named_stats_cmp(const void *a, const void *b)
+/* A link's ifindex by name: one ioctl on a socket kept for it (if_nametoindex
+ * opens and closes one each time). 0 when there is no such link. */
+static unsigned host_ifindex(Garden *g, const char *name)
 {
-    return strcmp(((const NetDevNamedStats *)a)->name, ((const NetDevNamedStats *)b)->name);
+    if (g->ifindex_sock < 0)
+        return if_nametoindex(name);
+    struct ifreq ifr = {0};
+    if (strlen(name) >= sizeof(ifr.ifr_name))
+        return 0;
+    memcpy(ifr.ifr_name, name, strlen(name));
+    return ioctl(g->ifindex_sock, SIOCGIFINDEX, &ifr) < 0 ? 0 : (unsigned)ifr.ifr_ifindex;
 }
 
 int garden_net_stats_cached(Garden *g, const char *host_if, NetDevStats *ret)
 {
     if (!g->net_ready)
         return -ENONET;
+    /* Names are looked up now (one ioctl), so a link replaced under the same name
+     * is never mistaken for the old one. */
+    unsigned ifindex = host_ifindex(g, host_if);
+    if (ifindex == 0)
+        return -ENOENT;
     int64_t now = clock_monotonic_ns();
     pthread_mutex_lock(&g->stats_lock);
     int r = 0;
     if (!g->stats || now - g->stats_at_ns > STATS_SNAPSHOT_NS) {
-        NetDevNamedStats *all = NULL;
+        NetDevIndexedStats *all = NULL;
         size_t n = 0;
-        r = netdev_stats_all(g->netdev, g->if_prefix, &all, &n);
+        r = netdev_stats_dump(&all, &n);
         if (r >= 0) {
-            qsort(all, n, sizeof(*all), named_stats_cmp);
             free(g->stats);
             g->stats = all;
             g->n_stats = n;
@@ -975,12 +994,9 @@ int garden_net_stats_cached(Garden *g, const char *host_if, NetDevStats *ret)
         }
     }
     if (r >= 0) {
-        NetDevNamedStats key;
-        snprintf(key.name, sizeof(key.name), "%s", host_if);
-        const NetDevNamedStats *found =
-            bsearch(&key, g->stats, g->n_stats, sizeof(key), named_stats_cmp);
+        const NetDevStats *found = netdev_stats_find(g->stats, g->n_stats, (int)ifindex);
         if (found)
-            *ret = found->stats;
+            *ret = *found;
         else
             r = -ENOENT;
     }

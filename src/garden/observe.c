@@ -11,8 +11,8 @@ void container_observe(Garden *g, Container *c, bool with_sample, ContainerObser
     *ret = (ContainerObservation){0};
     unsigned interval =
         g->cfg.metrics_interval_s ? g->cfg.metrics_interval_s : HISTORY_DEFAULT_INTERVAL_S;
-    HistorySample *samples = NULL;
-    size_t n = 0;
+    HistorySample newest;
+    bool has_newest = false;
     pthread_mutex_lock(&c->lock);
     ret->state = c->rec.state;
     ret->memory_limit = c->rec.spec.limits.memory.limit_in_bytes;
@@ -20,19 +20,19 @@ void container_observe(Garden *g, Container *c, bool with_sample, ContainerObser
     ret->oom_events = c->oom_count;
     ret->created_at_ns = c->rec.created_at_ns;
     Cgroup *cg = c->phase == PHASE_ACTIVE || c->phase == PHASE_STOPPED ? c->cgroup : NULL;
-    if (with_sample && c->history)
-        (void)history_query(c->history, time(NULL) - 3 * (int64_t)interval, &samples, &n);
+    /* The newest sample, if it is at most three intervals old. */
+    if (with_sample && c->history && history_store_latest(c->history, &newest) == 0)
+        has_newest = newest.time >= time(NULL) - 3 * (int64_t)interval;
     pthread_mutex_unlock(&c->lock);
     /* cg stays valid while the caller holds its reference; a read after a
      * destroy removed the group just fails. */
     if (cg && cgroup_read_memory_usage(cg, &ret->memory_usage) == 0)
         ret->has_usage = true;
-    if (n > 0) {
+    if (has_newest) {
         ret->has_sample = true;
-        ret->cpu_percent = samples[n - 1].cpu_percent;
-        ret->memory_used = samples[n - 1].memory_used;
+        ret->cpu_percent = newest.cpu_percent;
+        ret->memory_used = newest.memory_used;
     }
-    free(samples);
 }
 
 void garden_pool_use(Garden *g, GardenPoolUse *ret)

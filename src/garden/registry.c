@@ -22,7 +22,7 @@ void container_unref(Container *c)
     if (!c || atomic_fetch_sub(&c->refcount, 1) != 1)
         return;
     container_free_kernel(c);
-    history_free(c->history);
+    history_store_free(c->history);
     container_record_done(&c->rec);
     pthread_cond_destroy(&c->changed);
     pthread_mutex_destroy(&c->lock);

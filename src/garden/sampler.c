@@ -1,8 +1,9 @@
 /* The metrics history: a sampler thread reads every container's CPU time, memory
- * and network counters each --metrics-interval and keeps them in its History
+ * and network counters each --metrics-interval and adds them to its history
  * (tiered: raw for 4 h, 2-minute means for 24 h, 20-minute means for 7 days),
- * saved into the container's depot directory every SAVE_EVERY samples and at
- * shutdown, and loaded again at restore. */
+ * whose records live in the container's depot directory (history-store.h): each
+ * sample is written there as it is taken, only a few hundred bytes of bookkeeping
+ * stay in memory, and restore opens the file again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -13,8 +14,9 @@
 #include "cloche/log.h"
 #include "garden-internal.h"
 
-#define HISTORY_FILE "history"
-#define SAVE_EVERY 6
+#define HISTORY_FILE "metrics-history"
+/* The whole-file format of earlier versions, carried over at restore. */
+#define LEGACY_HISTORY_FILE "history"
 /* Plain writable layers are walked again once their last walk is three intervals
  * old, at most this (metrics.c): bulk calls take the walk from here instead of
  * walking 1000 trees. */
@@ -29,17 +31,44 @@ static int container_dirfd(Garden *g, const char *handle)
     return fd < 0 ? -errno : fd;
 }
 
-/* Under c->lock. */
-static void history_save_locked(Garden *g, Container *c)
+/* Under c->lock: write what is pending. dfd is the container's directory, or -1 to
+ * open it here. */
+static int history_flush_locked(Garden *g, Container *c, int dfd)
 {
-    if (!c->history)
-        return;
-    _cleanup_close_ int dfd = container_dirfd(g, c->rec.handle);
-    if (dfd < 0)
-        return;
-    int r = history_save(c->history, dfd, HISTORY_FILE);
+    if (!c->history || (history_store_pending(c->history) == 0))
+        return 0;
+    _cleanup_close_ int own = -1;
+    if (dfd < 0) {
+        own = container_dirfd(g, c->rec.handle);
+        if (own < 0)
+            return own;
+        dfd = own;
+    }
+    int r = history_store_flush(c->history, dfd, HISTORY_FILE);
     if (r < 0)
-        log_debug("Container '%s': failed to save its history: %s", c->rec.handle, strerror(-r));
+        log_debug("Container '%s': failed to write its history: %s", c->rec.handle, strerror(-r));
+    return r;
+}
+
+/* Under c->lock: add one sample, and write it out now (the sampler) or once
+ * enough are pending (a batch). What the sampler and the test hook both use. */
+static int history_record_locked(Garden *g, Container *c, const HistorySample *s, int dfd, bool now)
+{
+    int r;
+    if (!c->history && (r = history_store_new(g->cfg.metrics_interval_s, &c->history)) < 0)
+        return r;
+    r = history_store_add(c->history, s);
+    if (r == -ENOBUFS) { /* earlier writes failed, or a batch is full */
+        r = history_flush_locked(g, c, dfd);
+        if (r < 0)
+            return r;
+        r = history_store_add(c->history, s);
+    }
+    if (r < 0)
+        return r;
+    if (now || history_store_pending(c->history) >= HISTORY_STORE_PENDING_MAX / 2)
+        return history_flush_locked(g, c, dfd);
+    return 0;
 }
 
 void garden_history_restore(Garden *g, Container *c)
@@ -47,13 +76,25 @@ void garden_history_restore(Garden *g, Container *c)
     _cleanup_close_ int dfd = container_dirfd(g, c->rec.handle);
     if (dfd < 0)
         return;
-    History *h = NULL;
-    int r = history_load(dfd, HISTORY_FILE, &h);
+    HistoryStore *h = NULL;
+    int r = history_store_open(dfd, HISTORY_FILE, &h);
+    if (r == -ENOENT) {
+        _cleanup_history_ History *old = NULL;
+        r = history_load(dfd, LEGACY_HISTORY_FILE, &old);
+        if (r >= 0)
+            r = history_store_import(old, dfd, HISTORY_FILE, &h);
+        if (r >= 0 || r == -EBADMSG)
+            (void)unlinkat(dfd, LEGACY_HISTORY_FILE, 0);
+    }
     if (r == -EBADMSG)
         log_warn("Container '%s': its metrics history is corrupt; starting a new one",
                  c->rec.handle);
-    if (r >= 0)
+    pthread_mutex_lock(&c->lock);
+    if (r >= 0) {
+        history_store_free(c->history);
         c->history = h;
+    }
+    pthread_mutex_unlock(&c->lock);
 }
 
 static void sample_one(Garden *g, Container *c, int64_t now_s, int64_t now_mono_ns)
@@ -72,11 +113,7 @@ static void sample_one(Garden *g, Container *c, int64_t now_s, int64_t now_mono_
     if (c->rec.net.id && g->netdev) {
         char host_if[32];
         garden_net_host_if(g, &c->rec.net, host_if, sizeof(host_if));
-        (void)netdev_stats(g->netdev, host_if, &net);
-    }
-    if (!c->history && history_new_interval(&c->history, g->cfg.metrics_interval_s) < 0) {
-        pthread_mutex_unlock(&c->lock);
-        return;
+        (void)garden_net_stats_cached(g, host_if, &net);
     }
     /* The host end sees the container's traffic mirrored. */
     uint64_t rx = net.tx_bytes, tx = net.rx_bytes;
@@ -98,10 +135,7 @@ static void sample_one(Garden *g, Container *c, int64_t now_s, int64_t now_mono_
     c->sample_cpu_ns = cpu.usage_ns;
     c->sample_rx = rx;
     c->sample_tx = tx;
-    if (history_add(c->history, &s) == 0 && ++c->samples_unsaved >= SAVE_EVERY) {
-        history_save_locked(g, c);
-        c->samples_unsaved = 0;
-    }
+    (void)history_record_locked(g, c, &s, -1, true);
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -177,7 +211,7 @@ int garden_sampler_start(Garden *g)
     return 0;
 }
 
-/* Stop sampling and save every history. */
+/* Stop sampling and write what any history still holds. */
 void garden_sampler_stop(Garden *g)
 {
     if (!g->sampler_inited)
@@ -195,7 +229,7 @@ void garden_sampler_stop(Garden *g)
     for (size_t i = 0; all && i < n; i++) {
         pthread_mutex_lock(&all[i]->lock);
         if (PHASE_MASK(all[i]->phase) & (PHASES_RUNNING | PHASE_MASK(PHASE_STOPPING)))
-            history_save_locked(g, all[i]);
+            (void)history_flush_locked(g, all[i], -1);
         pthread_mutex_unlock(&all[i]->lock);
         container_unref(all[i]);
     }
@@ -212,8 +246,57 @@ int container_metrics_history(Garden *g, Container *c, int64_t since, HistorySam
     *ret_n = 0;
     *ret_interval =
         g->cfg.metrics_interval_s ? g->cfg.metrics_interval_s : HISTORY_DEFAULT_INTERVAL_S;
+    _cleanup_close_ int dfd = container_dirfd(g, container_handle(c));
     pthread_mutex_lock(&c->lock);
-    int r = c->history ? history_query(c->history, since, ret, ret_n) : 0;
+    int r = 0;
+    if (c->history)
+        r = dfd < 0 ? dfd : history_store_query(c->history, dfd, HISTORY_FILE, since, ret, ret_n);
     pthread_mutex_unlock(&c->lock);
     return r;
 }
+
+#ifdef CLOCHE_TEST_HOOKS
+/* Test builds only: the history replaced by a made-up load, sample by sample through
+ * the path the sampler takes, from `seconds` ago to now. */
+int container_history_synthesise(Garden *g, Container *c, int64_t seconds, size_t *ret_added)
+{
+    *ret_added = 0;
+    unsigned interval =
+        g->cfg.metrics_interval_s ? g->cfg.metrics_interval_s : HISTORY_DEFAULT_INTERVAL_S;
+    _cleanup_close_ int dfd = container_dirfd(g, container_handle(c));
+    if (dfd < 0)
+        return dfd;
+    int64_t now = time(NULL);
+    pthread_mutex_lock(&c->lock);
+    /* As the sampler: nothing for a container being created or destroyed. */
+    if (!(PHASE_MASK(c->phase) & (PHASES_RUNNING | PHASE_MASK(PHASE_STOPPING)))) {
+        pthread_mutex_unlock(&c->lock);
+        return -ESRCH;
+    }
+    /* A new history in place of the one there (its file is replaced at the first
+     * flush), so that the week may end now. */
+    c->history = history_store_free(c->history);
+    int64_t t = now - seconds;
+    uint64_t limit = c->rec.spec.limits.memory.limit_in_bytes;
+    int r = 0;
+    for (uint64_t i = 0; t <= now; t += interval, i++) {
+        HistorySample s = {
+            .time = t,
+            .cpu_percent = (double)(t % 97) * 0.5,
+            .memory_used = (1u << 20) + (uint64_t)(t % 1000) * 4096,
+            .memory_limit = limit,
+            .rx_bytes = i * 1000,
+            .tx_bytes = i * 500,
+            .rx_delta = i ? 1000 : 0,
+            .tx_delta = i ? 500 : 0,
+        };
+        r = history_record_locked(g, c, &s, dfd, false);
+        if (r < 0)
+            break;
+        (*ret_added)++;
+    }
+    int k = history_flush_locked(g, c, dfd);
+    pthread_mutex_unlock(&c->lock);
+    return r < 0 ? r : k;
+}
+#endif

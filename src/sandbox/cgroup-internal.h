@@ -63,6 +63,12 @@ int cgroup_hierarchy_for(const CgroupSystem *s, CgroupController controller);
 /* openat() of <group>/<file> in hierarchy idx; writes create files in fake trees. */
 int cgroup_group_open(const Cgroup *cg, int idx, const char *file, int flags);
 int cgroup_group_write(const Cgroup *cg, int idx, const char *file, const char *value);
+/* cgroup_group_read for a statistics file the kernel writes as one record
+ * (memory.stat, cpu.stat, one value): that comes whole in one read, so a read that
+ * does not fill buf is the end, and the read that would find EOF is saved (bulk
+ * metrics read five such files per container). Not for lists (cgroup.procs). */
+int cgroup_group_read_stat(const Cgroup *cg, int idx, const char *file, char *buf, size_t size,
+                           size_t *ret_len);
 int cgroup_group_read(const Cgroup *cg, int idx, const char *file, char *buf, size_t size,
                       size_t *ret_len);
 int cgroup_group_read_u64(const Cgroup *cg, int idx, const char *file, uint64_t *ret);

@@ -136,7 +136,8 @@ int cgroup_memory_stat_parse(bool v2, const char *memory_stat_text, uint64_t lim
     uint64_t value;
     while (cgroup_keyed_next(&cursor, &key, &key_len, &value) > 0)
         for (size_t i = 0; i < n_table; i++)
-            if (strlen(table[i].key) == key_len && memcmp(table[i].key, key, key_len) == 0) {
+            if (table[i].key[0] == key[0] && strncmp(table[i].key, key, key_len) == 0 &&
+                table[i].key[key_len] == '\0') {
                 *(uint64_t *)((char *)&st + table[i].offset) = value;
                 found++;
             }
@@ -190,7 +191,7 @@ int cgroup_read_memory_stat(const Cgroup *cg, CgroupMemoryStat *ret)
     if (idx < 0)
         return idx;
     char text[STAT_TEXT_MAX];
-    int r = cgroup_group_read(cg, idx, "memory.stat", text, sizeof(text), NULL);
+    int r = cgroup_group_read_stat(cg, idx, "memory.stat", text, sizeof(text), NULL);
     if (r < 0)
         return r;
     uint64_t limit = 0, swap_limit = 0, swap_current = 0;
@@ -315,21 +316,22 @@ static int read_cpu(const Cgroup *cg, bool throttling, CgroupCpuStat *ret)
         return -ENODEV;
     char stat[4096];
     if (s->hierarchies[cpu].v2) {
-        int r = cgroup_group_read(cg, cpu, "cpu.stat", stat, sizeof(stat), NULL);
+        int r = cgroup_group_read_stat(cg, cpu, "cpu.stat", stat, sizeof(stat), NULL);
         if (r < 0)
             return r;
         return cgroup_cpu_stat_parse_v2(stat, ret);
     }
 
     char usage[64], acct_stat[256];
-    int r = cgroup_group_read(cg, acct, "cpuacct.usage", usage, sizeof(usage), NULL);
+    int r = cgroup_group_read_stat(cg, acct, "cpuacct.usage", usage, sizeof(usage), NULL);
     if (r < 0)
         return r;
-    r = cgroup_group_read(cg, acct, "cpuacct.stat", acct_stat, sizeof(acct_stat), NULL);
+    r = cgroup_group_read_stat(cg, acct, "cpuacct.stat", acct_stat, sizeof(acct_stat), NULL);
     if (r < 0)
         return r;
     /* cpu.stat is missing without CFS bandwidth control. */
-    r = throttling ? cgroup_group_read(cg, cpu, "cpu.stat", stat, sizeof(stat), NULL) : -ENOENT;
+    r = throttling ? cgroup_group_read_stat(cg, cpu, "cpu.stat", stat, sizeof(stat), NULL)
+                   : -ENOENT;
     if (r < 0 && r != -ENOENT)
         return r;
     return cgroup_cpu_stat_parse_v1(usage, acct_stat, r < 0 ? NULL : stat, sysconf(_SC_CLK_TCK),

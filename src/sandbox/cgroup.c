@@ -432,11 +432,33 @@ int cgroup_group_read(const Cgroup *cg, int idx, const char *file, char *buf, si
     return cgroup_read_fd(fd, buf, size, ret_len);
 }
 
+int cgroup_group_read_stat(const Cgroup *cg, int idx, const char *file, char *buf, size_t size,
+                           size_t *ret_len)
+{
+    if (size < 2)
+        return -ENOBUFS;
+    _cleanup_close_ int fd = cgroup_group_open(cg, idx, file, O_RDONLY);
+    if (fd < 0)
+        return fd;
+    ssize_t n;
+    do
+        n = read(fd, buf, size - 1);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if ((size_t)n == size - 1) /* may have been cut: read it the long way */
+        return cgroup_group_read(cg, idx, file, buf, size, ret_len);
+    buf[n] = '\0';
+    if (ret_len)
+        *ret_len = (size_t)n;
+    return 0;
+}
+
 int cgroup_group_read_u64(const Cgroup *cg, int idx, const char *file, uint64_t *ret)
 {
     char buf[64];
     size_t len;
-    int r = cgroup_group_read(cg, idx, file, buf, sizeof(buf), &len);
+    int r = cgroup_group_read_stat(cg, idx, file, buf, sizeof(buf), &len);
     if (r < 0)
         return r;
     return cgroup_parse_value(buf, buf + len, ret);

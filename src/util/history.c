@@ -683,3 +683,45 @@ int history_load(int dirfd, const char *name, History **ret)
         return r;
     return history_decode(data, len, ret);
 }
+
+/* ---- carrying a history over ---------------------------------------------- */
+
+size_t history_tier_records(const History *h, unsigned tier, HistorySample *out)
+{
+    if (tier >= TIERS)
+        return 0;
+    const Ring *r = &h->rings[tier];
+    if (out)
+        for (uint32_t i = 0; i < r->count; i++)
+            record_to_sample(h, ring_at(r, i), &out[i]);
+    return r->count;
+}
+
+void history_tier_filling(const History *h, unsigned tier, HistoryBucket *ret)
+{
+    *ret = (HistoryBucket){0};
+    if (tier == TIER_RAW || tier >= TIERS)
+        return;
+    const Bucket *b = &h->filling[tier];
+    *ret = (HistoryBucket){
+        .start = b->start,
+        .count = b->count,
+        .cpu_sum = b->cpu_sum,
+        .memory_used_sum = b->memory_used_sum,
+        .memory_limit_sum = b->memory_limit_sum,
+        .rx_bytes = b->rx_bytes,
+        .tx_bytes = b->tx_bytes,
+        .rx_delta = b->rx_delta,
+        .tx_delta = b->tx_delta,
+    };
+}
+
+int64_t history_last_time(const History *h)
+{
+    return h->has_samples ? h->last_time : -1;
+}
+
+unsigned history_interval(const History *h)
+{
+    return h->interval_s;
+}

@@ -11,12 +11,7 @@
 #include "cloche/json.h"
 #include "json-internal.h"
 
-typedef struct OutBuf {
-    char *data;
-    size_t len;
-    size_t allocated;
-    bool failed; /* sticky ENOMEM, checked once at the end */
-} OutBuf;
+typedef JsonOut OutBuf; /* failed: sticky ENOMEM, checked once at the end */
 
 static void out_write(OutBuf *b, const char *s, size_t n)
 {
@@ -255,4 +250,48 @@ char *json_serialize(json_object *obj, size_t *ret_len)
 json_object *json_new_u64(uint64_t v)
 {
     return json_object_new_uint64(v);
+}
+
+/* ---- piece by piece ------------------------------------------------------- */
+
+void json_out_raw(JsonOut *o, const char *s, size_t n)
+{
+    out_write(o, s, n);
+}
+
+void json_out_string(JsonOut *o, const char *s)
+{
+    write_string(o, s, strlen(s));
+}
+
+void json_out_u64(JsonOut *o, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[sizeof(digits) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    out_write(o, digits + sizeof(digits) - n, n);
+}
+
+void json_out_value(JsonOut *o, json_object *v)
+{
+    write_value(o, v);
+}
+
+char *json_out_finish(JsonOut *o, size_t *ret_len)
+{
+    out_char(o, '\n');
+    char *data = o->data;
+    size_t len = o->len;
+    bool failed = o->failed;
+    *o = (JsonOut){0};
+    if (failed) {
+        free(data);
+        return NULL;
+    }
+    if (ret_len)
+        *ret_len = len;
+    return data;
 }

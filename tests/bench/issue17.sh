@@ -9,7 +9,8 @@
 #   daemon restart with LIVE containers to serving all    network.py --restarts (the
 #                                                          same fill; restart.py alone
 #                                                          fills its own)
-#   bulk_metrics of 1000, warm and cold; daemon RSS       metrics.py
+#   bulk_metrics of 1000, warm and cold; daemon RSS       metrics.py (a -Dtest_hooks=true
+#   with a week of history per container                  build: the week is synthesised)
 #   the default id pool: LIVE creates on default ids      (network.py and restart.py fill
 #                                                          LIVE containers without --uid-pool-size)
 #
@@ -28,4 +29,4 @@ python3 "$here/containers.py" --build "$build" "$@" -n 100
 python3 "$here/network.py" "$build" "$@" --no-peer -n 50 --cycles 20 \
     --levels "0,1000,$live" --network-pool 10.192.0.0/17 --max-containers $((live + 64)) \
     --restarts 3
-python3 "$here/metrics.py" "$build" "$@" --containers 1000
+python3 "$here/metrics.py" "$build" "$@" --containers 1000 --metrics-interval 10 --history-week

@@ -3,6 +3,7 @@
  * forked child that setns()es first. The host's own links are never touched: the
  * test refuses to go on while it is still in the initial namespace. */
 #include <errno.h>
+#include <net/if.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -249,6 +250,22 @@ static void test_list_stats_delete(NetDev *nd, int ctr)
     ok(after.tx_packets > before.tx_packets && after.tx_bytes > before.tx_bytes,
        "tx counters grew");
     is_int(netdev_stats(nd, "nosuchlink", &after), -ENOENT, "stats of a missing link");
+
+    /* The stats dump (netdev-stats.c) holds the same counters, by ifindex. */
+    NetDevIndexedStats *all = NULL;
+    size_t n = 0;
+    NetDevStats again;
+    is_int(netdev_stats(nd, "th0", &after), 0, "stats of the host end");
+    is_int(netdev_stats_dump(&all, &n), 0, "stats dump");
+    is_int(netdev_stats(nd, "th0", &again), 0, "and again");
+    ok(n >= 4, "the dump has every link (%zu)", n);
+    const NetDevStats *th0 = netdev_stats_find(all, n, (int)if_nametoindex("th0"));
+    ok(th0 && th0->rx_packets >= after.rx_packets && th0->rx_packets <= again.rx_packets &&
+           th0->tx_bytes >= after.tx_bytes && th0->tx_bytes <= again.tx_bytes && th0->tx_bytes > 0,
+       "th0's counters in the dump match a link query");
+    ok(netdev_stats_find(all, n, 1) != NULL, "lo (ifindex 1) is there");
+    ok(!netdev_stats_find(all, n, 999999), "an unknown ifindex is not");
+    free(all);
 
     is_int(netdev_delete(nd, "nosuchlink"), 0, "deleting a missing link is fine");
     is_int(netdev_delete(nd, "th2"), 0, "delete a host end");

@@ -14,6 +14,13 @@ static const Route *match(const char *method, const char *path, RouteMatch *m, c
     return m->route;
 }
 
+/* Test builds add routes of their own (routes-metrics.c's history filler). */
+#ifdef CLOCHE_TEST_HOOKS
+#define TEST_HOOK_ROUTES 1
+#else
+#define TEST_HOOK_ROUTES 0
+#endif
+
 int main(void)
 {
     RouteMatch m;
@@ -21,7 +28,8 @@ int main(void)
     char allow[64];
     const Route *r;
 
-    is_int(api_routes_count, 49, "the table has Garden's 28 routes and 21 of cloche's");
+    is_int(api_routes_count, 49 + TEST_HOOK_ROUTES,
+           "the table has Garden's 28 routes and 21 of cloche's");
 
     static const struct {
         const char *method, *path, *name;
