@@ -272,6 +272,11 @@ void garden_net_detach(Garden *g, Container *c);
 /* After restoring: remove firewall state and links of containers that are gone. */
 void garden_net_prune(Garden *g);
 
+/* bridges.c: bridges left without containers, deleted by a thread of their own. */
+void *garden_bridge_reaper(void *userdata);
+void garden_bridge_spare(Garden *g, const char *bridge); /* under net_lock */
+void garden_bridge_doom(Garden *g, const char *bridge);
+
 /* The host end of the container's veth pair. */
 void garden_net_host_if(const Garden *g, const ContainerNet *net, char *buf, size_t size);
 /* Counters of a host-side link from a snapshot of every link up to 2 s old. */

@@ -291,6 +291,56 @@ static int start_process(Garden *g, int dirfd, const char *dirpath, const ProcLa
     return proc_start(g->cfg.shim_path, dirpath, ret_pid, reterr);
 }
 
+/* <container>/processes/<id>, new: *ret_pdir is processes/, *ret_dirfd the new
+ * directory, *ret_dirpath its path. A taken id is a 409; a full container a 500. */
+static int make_process_dir(Garden *g, Container *c, const char *id, int *ret_pdir,
+                            char **ret_dirpath, int *ret_dirfd, ApiError *reterr)
+{
+    _cleanup_close_ int pdir = -EBADF;
+    int r = processes_dir_fd(g, c, true, &pdir);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to prepare the process directory");
+    if (count_entries(pdir) >= PROCESSES_PRUNE)
+        prune_finished(g, c, pdir);
+    if (count_entries(pdir) >= PROCESSES_MAX)
+        return api_errorf(reterr, -ENOSPC, 500, GARDEN_ERR_GENERIC,
+                          "Container '%s' already has %d processes", c->rec.handle, PROCESSES_MAX);
+    if (mkdirat(pdir, id, 0700) < 0) {
+        if (errno == EEXIST)
+            return api_errorf(reterr, -EEXIST, 409, GARDEN_ERR_GENERIC,
+                              "process ID '%s' already in use", id);
+        return api_internal_error(reterr, -errno, "Failed to create the process directory");
+    }
+    testhook_point("run.directory");
+    _cleanup_free_ char *dirpath = NULL;
+    r = depot_container_path(g->depot, c->rec.handle, &dirpath);
+    if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", TAKE_PTR(dirpath), id) < 0)
+        r = -ENOMEM;
+    if (r < 0) {
+        (void)rm_rf_at(pdir, id);
+        return api_internal_error(reterr, r, "Failed to prepare the process");
+    }
+    int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dirfd < 0) {
+        r = -errno;
+        (void)rm_rf_at(pdir, id);
+        return api_internal_error(reterr, r, "Failed to prepare the process");
+    }
+    *ret_pdir = TAKE_FD(pdir);
+    *ret_dirpath = TAKE_PTR(dirpath);
+    *ret_dirfd = dirfd;
+    return 0;
+}
+
+static ProcRestart service_restart(const ServiceSpec *service)
+{
+    return (ProcRestart){.policy = service_restart_to_string(service->restart),
+                         .max_restarts = service->max_restarts,
+                         .backoff_initial_ms = service->backoff_initial_ms,
+                         .backoff_max_ms = service->backoff_max_ms,
+                         .backoff_reset_ms = service->backoff_reset_ms};
+}
+
 static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const ServiceSpec *service,
                        char **ret_id, ApiError *reterr)
 {
@@ -321,36 +371,11 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     if (!is_pea && (r = proc_resolve_user(init_pid, spec->user, &user, &failure)) < 0)
         return garden_failure(reterr, &failure, r);
 
-    _cleanup_close_ int pdir = -EBADF;
-    r = processes_dir_fd(g, c, true, &pdir);
-    if (r < 0)
-        return api_internal_error(reterr, r, "Failed to prepare the process directory");
-    if (count_entries(pdir) >= PROCESSES_PRUNE)
-        prune_finished(g, c, pdir);
-    if (count_entries(pdir) >= PROCESSES_MAX)
-        return api_errorf(reterr, -ENOSPC, 500, GARDEN_ERR_GENERIC,
-                          "Container '%s' already has %d processes", c->rec.handle, PROCESSES_MAX);
-    if (mkdirat(pdir, id, 0700) < 0) {
-        if (errno == EEXIST)
-            return api_errorf(reterr, -EEXIST, 409, GARDEN_ERR_GENERIC,
-                              "process ID '%s' already in use", id);
-        return api_internal_error(reterr, -errno, "Failed to create the process directory");
-    }
-    testhook_point("run.directory");
+    _cleanup_close_ int pdir = -EBADF, dirfd = -EBADF;
     _cleanup_free_ char *dirpath = NULL;
-    r = depot_container_path(g->depot, c->rec.handle, &dirpath);
-    if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", TAKE_PTR(dirpath), id) < 0)
-        r = -ENOMEM;
-    if (r < 0) {
-        (void)rm_rf_at(pdir, id);
-        return api_internal_error(reterr, r, "Failed to prepare the process");
-    }
-    _cleanup_close_ int dirfd = openat(pdir, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dirfd < 0) {
-        r = -errno;
-        (void)rm_rf_at(pdir, id);
-        return api_internal_error(reterr, r, "Failed to prepare the process");
-    }
+    r = make_process_dir(g, c, id, &pdir, &dirpath, &dirfd, reterr);
+    if (r < 0)
+        return r;
     GardenPea pea = {0};
     r = garden_pea_prepare(g, c, spec, id, dirfd, dirpath, &pea, reterr);
     if (r >= 0 && is_pea)
@@ -379,13 +404,7 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     }
     ProcRlimit rlimits[_RLIMIT_KIND_MAX];
     size_t n_rlimits = process_rlimits(&spec->rlimits, rlimits);
-    ProcRestart restart = {0};
-    if (service)
-        restart = (ProcRestart){.policy = service_restart_to_string(service->restart),
-                                .max_restarts = service->max_restarts,
-                                .backoff_initial_ms = service->backoff_initial_ms,
-                                .backoff_max_ms = service->backoff_max_ms,
-                                .backoff_reset_ms = service->backoff_reset_ms};
+    ProcRestart restart = service ? service_restart(service) : (ProcRestart){0};
     /* Created (owned by the user) if missing, as guardian does; a pea starts at
      * its root. */
     const char *dir = spec->dir && *spec->dir ? spec->dir : is_pea ? "/" : user.home;

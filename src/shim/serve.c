@@ -643,12 +643,12 @@ static void server_reap(Server *s)
 
 enum { SLOT_LISTEN, SLOT_CONTROL, SLOT_SIGNAL, SLOT_STDOUT, SLOT_STDERR, SLOT_STDIN, _SLOT_CONNS };
 
-int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, int signal_fd,
-               ShimProcess *proc)
+static Server *server_new(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd,
+                          int signal_fd, ShimProcess *proc)
 {
     Server *s = calloc(1, sizeof(Server));
     if (!s)
-        return -ENOMEM;
+        return NULL;
     s->spec = spec;
     s->dirfd = dirfd;
     s->listen_fd = listen_fd;
@@ -663,7 +663,7 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
     s->wait_first_ms = now_ms() + FIRST_CONNECTION_MS;
     if (shim_log_init(&s->log, spec->log_path, spec->log_max_size, spec->log_max_files) < 0) {
         free(s);
-        return -ENOMEM;
+        return NULL;
     }
     if (spec->supervised) {
         /* Nobody connects first to a service, and nobody writes its stdin. */
@@ -673,108 +673,140 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
         shim_supervisor_started(&s->sv, now_ms(), time(NULL));
         (void)shim_supervisor_write(&s->sv, dirfd, proc->pid);
     }
+    return s;
+}
 
-    struct pollfd pfd[_SLOT_CONNS + SHIM_CONNECTIONS_MAX];
-    Conn *polled[SHIM_CONNECTIONS_MAX];
-    for (;;) {
-        server_sweep(s);
-        uint64_t now = now_ms();
-        if (s->exited && s->n_conns == 0 && (s->delivered || now >= s->deadline_ms))
-            break;
-
-        /* The daemon connects right after the start line: until then (or for at
-         * most FIRST_CONNECTION_MS) leave the output in the pipe, so a Run's first
-         * bytes go to its client rather than through the ring. */
-        bool waiting_first = !s->attached && now < s->wait_first_ms;
-        bool paused = output_paused(s) || waiting_first;
-        pfd[SLOT_LISTEN] = (struct pollfd){.fd = s->n_conns < SHIM_CONNECTIONS_MAX ? listen_fd : -1,
-                                           .events = POLLIN};
-        pfd[SLOT_CONTROL] =
-            (struct pollfd){.fd = s->n_conns < SHIM_CONNECTIONS_MAX && !s->exited ? control_fd : -1,
-                            .events = POLLIN};
-        /* SIGCHLD stays watched during a back-off: orphans are still reaped. */
-        pfd[SLOT_SIGNAL] = (struct pollfd){.fd = s->exited ? -1 : signal_fd, .events = POLLIN};
-        for (int st = 0; st < _STREAM_MAX; st++)
-            pfd[SLOT_STDOUT + st] =
-                (struct pollfd){.fd = paused ? -1 : s->out_fd[st], .events = POLLIN};
-        pfd[SLOT_STDIN] =
-            (struct pollfd){.fd = s->input.len ? proc->stdin_fd : -1, .events = POLLOUT};
-        nfds_t n = _SLOT_CONNS;
-        for (size_t i = 0; i < s->n_conns; i++) {
-            Conn *c = s->conns[i];
-            short events = c->out.len ? POLLOUT : 0;
-            if (!c->closing && c->in_len < sizeof(c->in))
-                events |= POLLIN;
-            polled[i] = c;
-            pfd[n++] = (struct pollfd){.fd = c->fd, .events = events};
-        }
-        int timeout = -1;
-        if (s->exited && s->n_conns == 0)
-            timeout = (int)(s->deadline_ms - now);
-        if (waiting_first)
-            timeout = (int)(s->wait_first_ms - now) + 1;
-        if (s->backoff)
-            timeout = s->restart_at_ms > now ? (int)(s->restart_at_ms - now) + 1 : 0;
-
-        if (poll(pfd, n, timeout) < 0) {
-            if (errno == EINTR)
-                continue;
-            free(s);
-            return -errno;
-        }
-
-        for (int st = 0; st < _STREAM_MAX; st++) {
-            if (!pfd[SLOT_STDOUT + st].revents || s->exited)
-                continue;
-            /* A few reads per wake-up while every reader keeps up. */
-            for (int k = 0; k < READS_PER_WAKEUP && s->out_fd[st] >= 0; k++)
-                if (read_output(s, st) < SHIM_FRAME_MAX || output_paused(s))
-                    break;
-        }
-        for (size_t i = 0; i < s->n_conns && _SLOT_CONNS + i < n; i++) {
-            Conn *c = polled[i];
-            short re = pfd[_SLOT_CONNS + i].revents;
-            if (c->dead || !re)
-                continue;
-            if (re & POLLOUT) {
-                int r = conn_flush(c);
-                if (r < 0) {
-                    conn_drop(c);
-                    continue;
-                }
-                if (r > 0 && c->closing) {
-                    s->delivered = true;
-                    conn_drop(c);
-                    continue;
-                }
-            }
-            if (re & POLLIN)
-                conn_read(s, c);
-            else if (re & (POLLHUP | POLLERR | POLLNVAL))
-                conn_drop(c);
-        }
-        if (pfd[SLOT_STDIN].revents) {
-            stdin_write(s, NULL, 0);
-            if (s->input.len < SHIM_STDIN_CAP)
-                conns_resume_input(s);
-        }
-        if (pfd[SLOT_LISTEN].revents)
-            server_accept(s, false);
-        if (pfd[SLOT_CONTROL].revents)
-            server_accept(s, true);
-        if (pfd[SLOT_SIGNAL].revents)
-            server_reap(s);
-        if (s->backoff && now_ms() >= s->restart_at_ms)
-            server_restart(s);
-    }
-
+static void server_free(Server *s)
+{
     for (int st = 0; st < _STREAM_MAX; st++) {
         ring_clear(&s->ring[st]);
         shim_closep(&s->out_fd[st]);
     }
-    shim_closep(&proc->stdin_fd);
+    shim_closep(&s->proc->stdin_fd);
     buffer_clear(&s->input);
     shim_log_done(&s->log);
     free(s);
+}
+
+/* What to wait for next, into pfd (polled[i] is the connection of slot
+ * _SLOT_CONNS + i); returns the number of slots, *ret_timeout the wait. */
+static nfds_t server_poll_set(Server *s, struct pollfd *pfd, Conn **polled, int *ret_timeout)
+{
+    uint64_t now = now_ms();
+    /* The daemon connects right after the start line: until then (or for at
+     * most FIRST_CONNECTION_MS) leave the output in the pipe, so a Run's first
+     * bytes go to its client rather than through the ring. */
+    bool waiting_first = !s->attached && now < s->wait_first_ms;
+    bool paused = output_paused(s) || waiting_first;
+    pfd[SLOT_LISTEN] = (struct pollfd){.fd = s->n_conns < SHIM_CONNECTIONS_MAX ? s->listen_fd : -1,
+                                       .events = POLLIN};
+    pfd[SLOT_CONTROL] =
+        (struct pollfd){.fd = s->n_conns < SHIM_CONNECTIONS_MAX && !s->exited ? s->control_fd : -1,
+                        .events = POLLIN};
+    /* SIGCHLD stays watched during a back-off: orphans are still reaped. */
+    pfd[SLOT_SIGNAL] = (struct pollfd){.fd = s->exited ? -1 : s->signal_fd, .events = POLLIN};
+    for (int st = 0; st < _STREAM_MAX; st++)
+        pfd[SLOT_STDOUT + st] =
+            (struct pollfd){.fd = paused ? -1 : s->out_fd[st], .events = POLLIN};
+    pfd[SLOT_STDIN] =
+        (struct pollfd){.fd = s->input.len ? s->proc->stdin_fd : -1, .events = POLLOUT};
+    nfds_t n = _SLOT_CONNS;
+    for (size_t i = 0; i < s->n_conns; i++) {
+        Conn *c = s->conns[i];
+        short events = c->out.len ? POLLOUT : 0;
+        if (!c->closing && c->in_len < sizeof(c->in))
+            events |= POLLIN;
+        polled[i] = c;
+        pfd[n++] = (struct pollfd){.fd = c->fd, .events = events};
+    }
+    int timeout = -1;
+    if (s->exited && s->n_conns == 0)
+        timeout = (int)(s->deadline_ms - now);
+    if (waiting_first)
+        timeout = (int)(s->wait_first_ms - now) + 1;
+    if (s->backoff)
+        timeout = s->restart_at_ms > now ? (int)(s->restart_at_ms - now) + 1 : 0;
+    *ret_timeout = timeout;
+    return n;
+}
+
+/* One connection's events. */
+static void server_conn_events(Server *s, Conn *c, short re)
+{
+    if (re & POLLOUT) {
+        int r = conn_flush(c);
+        if (r < 0) {
+            conn_drop(c);
+            return;
+        }
+        if (r > 0 && c->closing) {
+            s->delivered = true;
+            conn_drop(c);
+            return;
+        }
+    }
+    if (re & POLLIN)
+        conn_read(s, c);
+    else if (re & (POLLHUP | POLLERR | POLLNVAL))
+        conn_drop(c);
+}
+
+/* Everything poll reported, in order: output, connections, stdin, new
+ * connections, children, then a due restart. */
+static void server_dispatch(Server *s, const struct pollfd *pfd, Conn **polled, nfds_t n)
+{
+    for (int st = 0; st < _STREAM_MAX; st++) {
+        if (!pfd[SLOT_STDOUT + st].revents || s->exited)
+            continue;
+        /* A few reads per wake-up while every reader keeps up. */
+        for (int k = 0; k < READS_PER_WAKEUP && s->out_fd[st] >= 0; k++)
+            if (read_output(s, st) < SHIM_FRAME_MAX || output_paused(s))
+                break;
+    }
+    for (size_t i = 0; i < s->n_conns && _SLOT_CONNS + i < n; i++) {
+        Conn *c = polled[i];
+        short re = pfd[_SLOT_CONNS + i].revents;
+        if (!c->dead && re)
+            server_conn_events(s, c, re);
+    }
+    if (pfd[SLOT_STDIN].revents) {
+        stdin_write(s, NULL, 0);
+        if (s->input.len < SHIM_STDIN_CAP)
+            conns_resume_input(s);
+    }
+    if (pfd[SLOT_LISTEN].revents)
+        server_accept(s, false);
+    if (pfd[SLOT_CONTROL].revents)
+        server_accept(s, true);
+    if (pfd[SLOT_SIGNAL].revents)
+        server_reap(s);
+    if (s->backoff && now_ms() >= s->restart_at_ms)
+        server_restart(s);
+}
+
+int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, int signal_fd,
+               ShimProcess *proc)
+{
+    Server *s = server_new(spec, dirfd, listen_fd, control_fd, signal_fd, proc);
+    if (!s)
+        return -ENOMEM;
+    struct pollfd pfd[_SLOT_CONNS + SHIM_CONNECTIONS_MAX];
+    Conn *polled[SHIM_CONNECTIONS_MAX];
+    for (;;) {
+        server_sweep(s);
+        if (s->exited && s->n_conns == 0 && (s->delivered || now_ms() >= s->deadline_ms))
+            break;
+        int timeout;
+        nfds_t n = server_poll_set(s, pfd, polled, &timeout);
+        if (poll(pfd, n, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            int r = -errno;
+            server_free(s);
+            return r;
+        }
+        server_dispatch(s, pfd, polled, n);
+    }
+    server_free(s);
     return 0;
 }

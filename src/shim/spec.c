@@ -160,11 +160,77 @@ static int parse_restart(ShimSpec *s, const char *value, ShimError *reterr)
 }
 
 /* One decoded record. */
+/* "rlimit RESOURCE SOFT HARD" */
+static int parse_rlimit(ShimSpec *s, char *value, ShimError *reterr)
+{
+    uint64_t v;
+    int r;
+    char copy[128];
+    char *f[3];
+    snprintf(copy, sizeof(copy), "%s", value);
+    ShimRlimit rl;
+    if (strlen(value) >= sizeof(copy) || split_fields(copy, f, 3) < 0 ||
+        parse_u64(f[0], RLIM_NLIMITS - 1, &v) < 0 || parse_rlim(f[1], &rl.limit.rlim_cur) < 0 ||
+        parse_rlim(f[2], &rl.limit.rlim_max) < 0)
+        return shim_error(reterr, EINVAL, "Invalid spec: rlimit '%s'", value);
+    rl.resource = (int)v;
+    if ((r = array_grow((void **)&s->rlimits, s->n_rlimits, sizeof(ShimRlimit))) < 0)
+        return r;
+    s->rlimits[s->n_rlimits++] = rl;
+    return 0;
+}
+
+/* "tty COLUMNS ROWS" */
+static int parse_tty(ShimSpec *s, char *value, ShimError *reterr)
+{
+    char copy[64];
+    char *f[2];
+    uint64_t cols, rows;
+    snprintf(copy, sizeof(copy), "%s", value);
+    if (strlen(value) >= sizeof(copy) || split_fields(copy, f, 2) < 0 ||
+        parse_u64(f[0], USHRT_MAX, &cols) < 0 || parse_u64(f[1], USHRT_MAX, &rows) < 0)
+        return shim_error(reterr, EINVAL, "Invalid spec: tty '%s'", value);
+    s->tty = true;
+    s->columns = (unsigned short)cols;
+    s->rows = (unsigned short)rows;
+    return 0;
+}
+
+/* "log_rotate MAX_SIZE MAX_FILES" */
+static int parse_log_rotate(ShimSpec *s, char *value, ShimError *reterr)
+{
+    char copy[64];
+    char *f[2];
+    uint64_t files;
+    snprintf(copy, sizeof(copy), "%s", value);
+    if (strlen(value) >= sizeof(copy) || split_fields(copy, f, 2) < 0 ||
+        parse_u64(f[0], SHIM_LOG_SIZE_LIMIT, &s->log_max_size) < 0 ||
+        s->log_max_size < SHIM_LOG_SIZE_MIN || parse_u64(f[1], SHIM_LOG_FILES_LIMIT, &files) < 0 ||
+        files == 0)
+        return shim_error(reterr, EINVAL, "Invalid spec: log_rotate '%s'", value);
+    s->log_max_files = (unsigned)files;
+    return 0;
+}
+
+/* "group GID", one supplementary group */
+static int parse_group(ShimSpec *s, char *value, ShimError *reterr)
+{
+    uint64_t v;
+    int r;
+    if (parse_u64(value, UINT32_MAX - 1, &v) < 0)
+        return shim_error(reterr, EINVAL, "Invalid spec: group '%s'", value);
+    if (s->n_groups >= SHIM_GROUPS_MAX)
+        return shim_error(reterr, E2BIG, "Invalid spec: more than %d groups", SHIM_GROUPS_MAX);
+    if ((r = array_grow((void **)&s->groups, s->n_groups, sizeof(gid_t))) < 0)
+        return r;
+    s->groups[s->n_groups++] = (gid_t)v;
+    return 0;
+}
+
 static int spec_apply(ShimSpec *s, size_t *n_argv, size_t *n_envp, bool *have_init_start,
                       const char *key, char *value, ShimError *reterr)
 {
     uint64_t v;
-    int r;
     if (strcmp(key, "path") == 0) {
         s->path = value;
         s->argv[0] = value;
@@ -190,44 +256,12 @@ static int spec_apply(ShimSpec *s, size_t *n_argv, size_t *n_envp, bool *have_in
             s->gid = (gid_t)v;
         return 0;
     }
-    if (strcmp(key, "group") == 0) {
-        if (parse_u64(value, UINT32_MAX - 1, &v) < 0)
-            return shim_error(reterr, EINVAL, "Invalid spec: group '%s'", value);
-        if (s->n_groups >= SHIM_GROUPS_MAX)
-            return shim_error(reterr, E2BIG, "Invalid spec: more than %d groups", SHIM_GROUPS_MAX);
-        if ((r = array_grow((void **)&s->groups, s->n_groups, sizeof(gid_t))) < 0)
-            return r;
-        s->groups[s->n_groups++] = (gid_t)v;
-        return 0;
-    }
-    if (strcmp(key, "rlimit") == 0) {
-        char copy[128];
-        char *f[3];
-        snprintf(copy, sizeof(copy), "%s", value);
-        ShimRlimit rl;
-        if (strlen(value) >= sizeof(copy) || split_fields(copy, f, 3) < 0 ||
-            parse_u64(f[0], RLIM_NLIMITS - 1, &v) < 0 || parse_rlim(f[1], &rl.limit.rlim_cur) < 0 ||
-            parse_rlim(f[2], &rl.limit.rlim_max) < 0)
-            return shim_error(reterr, EINVAL, "Invalid spec: rlimit '%s'", value);
-        rl.resource = (int)v;
-        if ((r = array_grow((void **)&s->rlimits, s->n_rlimits, sizeof(ShimRlimit))) < 0)
-            return r;
-        s->rlimits[s->n_rlimits++] = rl;
-        return 0;
-    }
-    if (strcmp(key, "tty") == 0) {
-        char copy[64];
-        char *f[2];
-        uint64_t cols, rows;
-        snprintf(copy, sizeof(copy), "%s", value);
-        if (strlen(value) >= sizeof(copy) || split_fields(copy, f, 2) < 0 ||
-            parse_u64(f[0], USHRT_MAX, &cols) < 0 || parse_u64(f[1], USHRT_MAX, &rows) < 0)
-            return shim_error(reterr, EINVAL, "Invalid spec: tty '%s'", value);
-        s->tty = true;
-        s->columns = (unsigned short)cols;
-        s->rows = (unsigned short)rows;
-        return 0;
-    }
+    if (strcmp(key, "group") == 0)
+        return parse_group(s, value, reterr);
+    if (strcmp(key, "rlimit") == 0)
+        return parse_rlimit(s, value, reterr);
+    if (strcmp(key, "tty") == 0)
+        return parse_tty(s, value, reterr);
     if (strcmp(key, "init_pid") == 0) {
         if (parse_u64(value, INT_MAX, &v) < 0 || v == 0)
             return shim_error(reterr, EINVAL, "Invalid spec: init_pid '%s'", value);
@@ -284,19 +318,8 @@ static int spec_apply(ShimSpec *s, size_t *n_argv, size_t *n_envp, bool *have_in
         s->log_path = value;
         return 0;
     }
-    if (strcmp(key, "log_rotate") == 0) {
-        char copy[64];
-        char *f[2];
-        uint64_t files;
-        snprintf(copy, sizeof(copy), "%s", value);
-        if (strlen(value) >= sizeof(copy) || split_fields(copy, f, 2) < 0 ||
-            parse_u64(f[0], SHIM_LOG_SIZE_LIMIT, &s->log_max_size) < 0 ||
-            s->log_max_size < SHIM_LOG_SIZE_MIN ||
-            parse_u64(f[1], SHIM_LOG_FILES_LIMIT, &files) < 0 || files == 0)
-            return shim_error(reterr, EINVAL, "Invalid spec: log_rotate '%s'", value);
-        s->log_max_files = (unsigned)files;
-        return 0;
-    }
+    if (strcmp(key, "log_rotate") == 0)
+        return parse_log_rotate(s, value, reterr);
     /* The daemon and the shim ship together: an unknown key is a bug, not news. */
     return shim_error(reterr, EINVAL, "Invalid spec: unknown key '%s'", key);
 }
