@@ -245,9 +245,10 @@ static const char *const base_chain_names[] = {
     "prerouting", "output", "postrouting", "forward", "input", "default",
 };
 
-void firewall_script_globals(FirewallScript *s, const FirewallConfig *cfg)
+/* The table, its sets and maps, its chains (flushed: the rules follow). */
+static void script_sets(FirewallScript *s, const FirewallConfig *cfg)
 {
-    const char *t = cfg->table, *p = cfg->if_prefix;
+    const char *t = cfg->table;
 
     firewall_script_add(s, "add table inet %s\n", t);
     firewall_script_add(s,
@@ -297,6 +298,12 @@ void firewall_script_globals(FirewallScript *s, const FirewallConfig *cfg)
         firewall_script_add(s, "add chain inet %s %s\n", t, base_chains[i]);
     for (size_t i = 0; i < ELEMENTSOF(base_chain_names); i++)
         firewall_script_add(s, "flush chain inet %s %s\n", t, base_chain_names[i]);
+}
+
+/* NetIn and masquerade. */
+static void script_nat(FirewallScript *s, const FirewallConfig *cfg)
+{
+    const char *t = cfg->table, *p = cfg->if_prefix;
 
     /* NetIn: local destinations, from outside and from the host itself. */
     static const char dnat[] =
@@ -318,6 +325,12 @@ void firewall_script_globals(FirewallScript *s, const FirewallConfig *cfg)
                         "add rule inet %s postrouting ip saddr @subnets oifname != \"%s*\" "
                         "masquerade\n",
                         t, p);
+}
+
+/* What containers may send through the host. */
+static void script_forward(FirewallScript *s, const FirewallConfig *cfg)
+{
+    const char *t = cfg->table, *p = cfg->if_prefix;
 
     /* Anti-spoofing first, or a forged source reaches a published port. */
     firewall_script_add(s,
@@ -341,8 +354,13 @@ void firewall_script_globals(FirewallScript *s, const FirewallConfig *cfg)
     firewall_script_add(
         s, "add rule inet %s forward iifname \"%s*\" meta nfproto ipv4 goto default\n", t, p);
     firewall_script_add(s, "add rule inet %s forward iifname \"%s*\" drop\n", t, p);
+}
 
-    /* What containers may reach on the host itself. */
+/* What containers may reach on the host itself, and the deny list. */
+static void script_input(FirewallScript *s, const FirewallConfig *cfg)
+{
+    const char *t = cfg->table, *p = cfg->if_prefix;
+
     firewall_script_add(s,
                         "add rule inet %s input iifname \"%s*\" ct state established,related "
                         "accept\n",
@@ -377,6 +395,14 @@ void firewall_script_globals(FirewallScript *s, const FirewallConfig *cfg)
                             "admin-prohibited\n",
                             t, firewall_ipv4net_text(&cfg->deny[i]).s);
     firewall_script_add(s, "add rule inet %s default accept\n", t);
+}
+
+void firewall_script_globals(FirewallScript *s, const FirewallConfig *cfg)
+{
+    script_sets(s, cfg);
+    script_nat(s, cfg);
+    script_forward(s, cfg);
+    script_input(s, cfg);
 }
 
 /* ---- reading the table back ---------------------------------------------- */
