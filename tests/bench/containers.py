@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import socket
+import math
 import statistics
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def call(sock_path, method, path, body=None):
 
 def stats(xs):
     xs = sorted(xs)
-    return statistics.median(xs) * 1e3, xs[int(len(xs) * 0.9) - 1] * 1e3
+    return statistics.median(xs) * 1e3, xs[max(math.ceil(len(xs) * 0.9) - 1, 0)] * 1e3
 
 
 def bench_cloche(build, rootfs, n, tmp):

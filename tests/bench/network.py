@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import signal
+import math
 import stat
 import statistics
 import subprocess
@@ -56,7 +57,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 def stats(xs):
     """(median, p90) in ms."""
     xs = sorted(xs)
-    return statistics.median(xs) * 1e3, xs[max(int(len(xs) * 0.9) - 1, 0)] * 1e3
+    return statistics.median(xs) * 1e3, xs[max(math.ceil(len(xs) * 0.9) - 1, 0)] * 1e3
 
 
 def enter_sandbox():

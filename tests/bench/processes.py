@@ -30,6 +30,7 @@ import fcntl
 import json
 import os
 import shutil
+import math
 import statistics
 import subprocess
 import sys
@@ -46,7 +47,7 @@ GIB = 1 << 30
 
 def stats(xs):
     xs = sorted(xs)
-    return statistics.median(xs) * 1e3, xs[max(int(len(xs) * 0.9) - 1, 0)] * 1e3
+    return statistics.median(xs) * 1e3, xs[max(math.ceil(len(xs) * 0.9) - 1, 0)] * 1e3
 
 
 def remove_cgroup_parent(parent):
