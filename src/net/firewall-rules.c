@@ -140,21 +140,10 @@ static int script_netout_rule(FirewallScript *s, const char *verb, const char *t
                               const char *chain, const char *log_prefix, const FirewallRule *rule,
                               size_t *n_lines, char *err, size_t errlen)
 {
-    if (rule->protocol > FIREWALL_PROTOCOL_ICMPV6) {
-        snprintf(err, errlen, "Unknown protocol %u", (unsigned)rule->protocol);
-        return -EINVAL;
-    }
-    if (rule->protocol == FIREWALL_PROTOCOL_ALL && rule->n_ports > 0) {
-        snprintf(err, errlen, "Ports cannot be specified for protocol all");
-        return -EINVAL;
-    }
+    int r = firewall_rule_check(rule, err, errlen);
+    if (r < 0)
+        return r;
     bool ports = rule->protocol == FIREWALL_PROTOCOL_TCP || rule->protocol == FIREWALL_PROTOCOL_UDP;
-    for (size_t i = 0; ports && i < rule->n_ports; i++)
-        if (rule->ports[i].start > rule->ports[i].end) {
-            snprintf(err, errlen, "Port range '%u-%u' ends before it starts", rule->ports[i].start,
-                     rule->ports[i].end);
-            return -EINVAL;
-        }
 
     _cleanup_free_ FirewallIpv4Range *ranges = NULL;
     size_t n_ranges = 0;
@@ -164,7 +153,7 @@ static int script_netout_rule(FirewallScript *s, const char *verb, const char *t
             return -ENOMEM;
     }
     for (size_t i = 0; i < rule->n_networks; i++) {
-        int r = firewall_parse_range(&rule->networks[i], &ranges[n_ranges], err, errlen);
+        r = firewall_parse_range(&rule->networks[i], &ranges[n_ranges], err, errlen);
         if (r < 0)
             return r;
         n_ranges += (size_t)r;
