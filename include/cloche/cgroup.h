@@ -184,7 +184,19 @@ int cgroup_get_limits(const Cgroup *cgroup, CgroupLimits *ret);
  * CLONE_INTO_CGROUP already, write only the v1 hierarchies (no-op on pure v2).
  * Attach before the process execs: v1 memory charges do not follow a moved task. */
 #define CGROUP_ATTACH_SKIP_V2 (1u << 0)
+/* CGROUP_ATTACH_SKIP_V1: the process joined its v1 groups itself (see below). */
+#define CGROUP_ATTACH_SKIP_V1 (1u << 1)
 int cgroup_attach(const Cgroup *cgroup, pid_t pid, unsigned flags);
+
+/* The group's "tasks" file in every v1 hierarchy, opened O_WRONLY|O_CLOEXEC into
+ * fds (at most size; the caller closes them), for a new process to write "0" to:
+ * a thread that moves itself skips the kernel's global threadgroup lock, whose
+ * write side waits for an RCU grace period (10-40 ms here, longer with thousands
+ * of containers) every time a pid is written to cgroup.procs. The writes are
+ * allowed by the opener's credentials, so a child that is already in its own
+ * user namespace can make them. *ret_n is 0 on pure v2 and on a fake tree. */
+#define CGROUP_V1_TASKS_MAX 8
+int cgroup_open_v1_tasks(const Cgroup *cgroup, int *fds, size_t size, size_t *ret_n);
 
 /* A new O_RDONLY|O_DIRECTORY|O_CLOEXEC fd of the v2 (or unified) group, for
  * clone3(CLONE_INTO_CGROUP). The caller owns it. -ENOENT on pure v1. */

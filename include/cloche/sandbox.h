@@ -49,6 +49,10 @@ typedef struct SandboxSpec {
     const SandboxBind *binds;
     size_t n_binds;
     int cgroup_fd; /* v2/unified group for CLONE_INTO_CGROUP, or -1 */
+    /* Optional: fds the child writes "0" to first, before anything else (its v1
+     * groups' "tasks" files, cgroup_open_v1_tasks); borrowed. */
+    const int *self_attach_fds;
+    size_t n_self_attach_fds;
     SandboxAttachFn attach;
     void *attach_userdata;
     /* Optional: called once the child has been let go, while it mounts its root

@@ -383,13 +383,22 @@ static int write_etc_files(const Garden *g, const char *dir, const ContainerReco
 
 typedef struct AttachCtx {
     Cgroup *cgroup;
-    bool cloned_into;
+    bool cloned_into;   /* v2: CLONE_INTO_CGROUP */
+    bool self_attached; /* v1: the child wrote its "tasks" files itself */
 } AttachCtx;
 
 static int attach_init(pid_t pid, void *userdata)
 {
     AttachCtx *a = userdata;
-    return cgroup_attach(a->cgroup, pid, a->cloned_into ? CGROUP_ATTACH_SKIP_V2 : 0);
+    return cgroup_attach(a->cgroup, pid,
+                         (a->cloned_into ? CGROUP_ATTACH_SKIP_V2 : 0) |
+                             (a->self_attached ? CGROUP_ATTACH_SKIP_V1 : 0));
+}
+
+static void close_fds(int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
 }
 
 /* The network, set up while the container's init mounts its root (the two take
@@ -550,7 +559,11 @@ static int build_sandbox(Garden *g, Container *c, const char *dir, CgroupViewDir
     if (r < 0)
         return r;
     _cleanup_close_ int cgfd = cgroup_open_v2_fd(c->cgroup);
-    AttachCtx actx = {.cgroup = c->cgroup, .cloned_into = cgfd >= 0};
+    int tasks[CGROUP_V1_TASKS_MAX];
+    size_t n_tasks = 0;
+    if ((r = cgroup_open_v1_tasks(c->cgroup, tasks, ELEMENTSOF(tasks), &n_tasks)) < 0)
+        return api_internal_error(reterr, r, "Failed to open the container's cgroups");
+    AttachCtx actx = {.cgroup = c->cgroup, .cloned_into = cgfd >= 0, .self_attached = n_tasks > 0};
     NetCtx nctx = {.g = g, .c = c, .reterr = reterr};
     SandboxSpec sb = {
         .handle = rec->handle,
@@ -562,6 +575,8 @@ static int build_sandbox(Garden *g, Container *c, const char *dir, CgroupViewDir
         .binds = binds,
         .n_binds = spec->n_bind_mounts,
         .cgroup_fd = cgfd >= 0 ? cgfd : -1,
+        .self_attach_fds = tasks,
+        .n_self_attach_fds = n_tasks,
         .attach = attach_init,
         .attach_userdata = &actx,
         .prepare = g->net_ready ? prepare_network : NULL,
@@ -574,6 +589,7 @@ static int build_sandbox(Garden *g, Container *c, const char *dir, CgroupViewDir
     SandboxInit init;
     Failure failure = {0};
     r = sandbox_create(&sb, &init, &failure);
+    close_fds(tasks, n_tasks);
     *ret_network_ns = nctx.took_ns;
     if (r < 0)
         return garden_failure(reterr, &failure, r);

@@ -688,7 +688,8 @@ int cgroup_attach(const Cgroup *cg, pid_t pid, unsigned flags)
     snprintf(value, sizeof(value), "%d", (int)pid);
     const CgroupSystem *s = cg->system;
     for (size_t i = 0; i < s->n_hierarchies; i++) {
-        if (s->hierarchies[i].v2 && (flags & CGROUP_ATTACH_SKIP_V2))
+        if (s->hierarchies[i].v2 ? (flags & CGROUP_ATTACH_SKIP_V2)
+                                 : (flags & CGROUP_ATTACH_SKIP_V1))
             continue;
         /* Pure v2 with peas' groups: the container's processes live in its leaf. */
         bool leaf = s->hierarchies[i].v2 && cgroup_has_leaf(cg);
@@ -697,6 +698,25 @@ int cgroup_attach(const Cgroup *cg, pid_t pid, unsigned flags)
         if (r < 0)
             return r;
     }
+    return 0;
+}
+
+int cgroup_open_v1_tasks(const Cgroup *cg, int *fds, size_t size, size_t *ret_n)
+{
+    const CgroupSystem *s = cg->system;
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_hierarchies && !s->plain_files; i++) {
+        if (s->hierarchies[i].v2)
+            continue;
+        int fd = n < size ? cgroup_group_open(cg, (int)i, "tasks", O_WRONLY) : -ENOBUFS;
+        if (fd < 0) {
+            while (n > 0)
+                close(fds[--n]);
+            return fd;
+        }
+        fds[n++] = fd;
+    }
+    *ret_n = n;
     return 0;
 }
 

@@ -353,6 +353,12 @@ static _Noreturn void child_main(const ChildPlan *plan)
 {
     const SandboxSpec *spec = plan->spec;
 
+    /* Into the container's v1 groups, by the child itself: no grace period (see
+     * cgroup_open_v1_tasks), and before it allocates what should be charged there. */
+    for (size_t i = 0; i < spec->n_self_attach_fds; i++)
+        if (write(spec->self_attach_fds[i], "0", 1) != 1)
+            child_fail(plan, errno, "Failed to join the container's cgroups", NULL);
+
     /* Wait for the parent: id maps written, cgroups attached, idmapped lower sent. */
     char byte;
     char cbuf[CMSG_SPACE(sizeof(int) * SANDBOX_MAX_LOWERS)];
