@@ -268,6 +268,11 @@ static void mask_proc(const ChildPlan *plan, int rootfd)
                                          "/proc/acpi",          "/proc/scsi",
                                          "/sys/firmware",       "/sys/devices/virtual/powercap",
                                          "/proc/asound"};
+    /* Directories are masked by one empty read-only tmpfs, bound on all of them:
+     * every superblock costs the kernel work at each later mount (alloc_super)
+     * and at each memory cgroup's removal (its lists are walked), for every
+     * container on the host. */
+    int empty = -1;
     for (size_t i = 0; i < ELEMENTSOF(masked); i++) {
         int fd = open_in_root(rootfd, masked[i], O_PATH);
         if (fd < 0)
@@ -276,12 +281,27 @@ static void mask_proc(const ChildPlan *plan, int rootfd)
         fstat(fd, &st);
         char target[32];
         fd_path(target, fd);
-        int r = S_ISDIR(st.st_mode) ? mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0")
-                                    : mount("/dev/null", target, NULL, MS_BIND, NULL);
+        int r;
+        if (!S_ISDIR(st.st_mode)) {
+            r = mount("/dev/null", target, NULL, MS_BIND, NULL);
+        } else if (empty < 0) {
+            r = mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0");
+            if (r == 0 && (empty = open_in_root(rootfd, masked[i], O_PATH | O_DIRECTORY)) < 0)
+                child_fail(plan, -empty, "Failed to open", masked[i]);
+        } else {
+            int t = open_tree(empty, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+            r = t < 0
+                    ? -1
+                    : move_mount(t, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+            if (t >= 0)
+                close(t);
+        }
         if (r < 0)
             child_fail(plan, errno, "Failed to mask", masked[i]);
         close(fd);
     }
+    if (empty >= 0)
+        close(empty);
     static const char *const readonly[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq",
                                            "/proc/bus", "/proc/fs"};
     for (size_t i = 0; i < ELEMENTSOF(readonly); i++) {

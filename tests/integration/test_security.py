@@ -141,10 +141,17 @@ def test_unprivileged_masked_and_read_only_paths(containers, payload):
     # Read-only mounts over what may stay visible.
     status, out = run(client, h, PAYLOAD, ["read", "/proc/self/mountinfo"])
     assert status == 0, out
-    options = {}
+    options, devices = {}, {}
     for line in out.splitlines():
         fields = line.split()
         options[fields[4]] = fields[5].split(",")
+        devices[fields[4]] = fields[2]
+    # The masked directories: read-only, and one file system bound on all of them.
+    masked_dirs = [p for p in ("/proc/acpi", "/proc/scsi", "/sys/firmware",
+                               "/sys/devices/virtual/powercap", "/proc/asound") if p in options]
+    for path in masked_dirs:
+        assert "ro" in options[path], (path, options[path])
+    assert len({devices[p] for p in masked_dirs}) <= 1, {p: devices[p] for p in masked_dirs}
     for path in ("/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs", "/proc/sysrq-trigger"):
         if path in options:
             assert "ro" in options[path], (path, options[path])
