@@ -26,7 +26,10 @@ Unless --no-peer, an approximation of its per-container iptables-nft CLI calls
 w--prerouting and w--postrouting found again by comment at destroy) is timed at
 0 and 1000 live instance chains, pre-filled with iptables-restore; it is skipped
 if iptables-nft cannot be installed, and cut short when it gets too slow.
-Prints medians, p90s and ratios; asserts nothing. Not a CI test.
+Prints medians, p90s and ratios; asserts nothing. Not a CI test. With
+CLOCHE_BENCH_LOG=PATH the daemon's debug log is kept there and (b) also prints the
+median of each step the daemon timed (cgroups, namespaces and mounts, links, the
+state write, and a destroy's steps) at each level.
 """
 import argparse
 import concurrent.futures
@@ -337,6 +340,38 @@ def bench_cloche(args, tmp):
     return res
 
 
+# The daemon's own timing of each create's and destroy's steps (debug log lines
+# of garden/lifecycle.c, network.c and registry.c), by the handle's cycle tag.
+PHASES = [
+    (r"'{}-\d+': /etc files ([\d.]+) ms, cgroups ([\d.]+) ms, namespaces and mounts ([\d.]+) ms "
+     r"\(network ([\d.]+)", ["/etc", "cgroups+disk", "ns+mounts", "(network)"]),
+    (r"'{}-\d+': links ([\d.]+) ms, firewall ([\d.]+) ms", ["(links)", "(firewall)"]),
+    (r"'{}-\d+': state written in ([\d.]+)", ["state"]),
+    (r"'{}-\d+': created in ([\d.]+)", ["created"]),
+    (r"'{}-\d+': shims ([\d.]+) ms, cgroups ([\d.]+) ms", ["d:shims", "d:cgroups"]),
+    (r"'{}-\d+': firewall state removed in ([\d.]+)", ["d:firewall"]),
+    (r"'{}-\d+': torn down in ([\d.]+) ms, removed from the depot in ([\d.]+)",
+     ["d:torn down", "d:depot"]),
+]
+
+
+def log_phases(log, tag):
+    """{step: median ms} of the cycles tagged tag in the daemon's debug log."""
+    found = {}
+    pats = [(re.compile(p.format(re.escape(tag))), names) for p, names in PHASES]
+    try:
+        with open(log, errors="replace") as f:
+            for line in f:
+                for pat, names in pats:
+                    m = pat.search(line)
+                    if m:
+                        for name, v in zip(names, m.groups()):
+                            found.setdefault(name, []).append(float(v))
+    except OSError:
+        return {}
+    return {k: statistics.median(v) for k, v in found.items()}
+
+
 # ---- peer: guardian-like iptables-nft calls
 
 def ipt(*argv):
@@ -539,6 +574,16 @@ def main():
         print(f"  ratio create {level} / 0: {stats(lv[level]['create'])[0] / stats(lv[0]['create'])[0]:.2f}"
               f"   destroy {level} / 0: "
               f"{stats(lv[level]['destroy'])[0] / stats(lv[0]['destroy'])[0]:.2f}")
+    if os.environ.get("CLOCHE_BENCH_LOG"):
+        steps = {level: log_phases(os.environ["CLOCHE_BENCH_LOG"], f"b{level}")
+                 for level in args.levels}
+        names = [n for _, ns in PHASES for n in ns if any(n in steps[lv] for lv in args.levels)]
+        print("  the daemon's steps (debug log), median ms; in parentheses: part of ns+mounts, in "
+              "parallel with the init's mounts")
+        print("    " + "level".rjust(12) + "".join(f"{lv:>9}" for lv in args.levels))
+        for n in names:
+            print("    " + n.rjust(12) + "".join(
+                f"{steps[lv][n]:9.2f}" if n in steps[lv] else " " * 9 for lv in args.levels))
     print(f"(c) NetIn and NetOut, {args.cycles} calls each on a probe container at each level")
     for level in args.levels:
         line(f"NetIn  at {level} live", lv[level]["netin"])
