@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <sys/pidfd.h>
 
+#include "cloche/fdio.h"
 #include "cloche/fileio.h"
 #include "cloche/log.h"
 #include "cloche/wire.h"
@@ -241,7 +242,7 @@ int garden_kernel_restore(Garden *g, Container *c)
         close(fd);
         return -ESRCH;
     }
-    c->init_pidfd = fd;
+    c->init_pidfd = fd_move_high(fd);
     c->init_is_child = false;
     int r = cgroup_open_existing(g->cgroups, rec->handle, &c->cgroup);
     if (r < 0)
@@ -594,7 +595,7 @@ static int build_sandbox(Garden *g, Container *c, const char *dir, CgroupViewDir
     if (r < 0)
         return garden_failure(reterr, &failure, r);
     pthread_mutex_lock(&c->lock);
-    c->init_pidfd = init.pidfd;
+    c->init_pidfd = fd_move_high(init.pidfd);
     c->init_is_child = true;
     rec->init_pid = init.pid;
     rec->init_start_time = init.start_time;

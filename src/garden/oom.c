@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "cloche/fdio.h"
 #include "cloche/log.h"
 #include "garden-internal.h"
 
@@ -143,6 +144,7 @@ void garden_oom_watch(Garden *g, Container *c)
         log_warn_errno(r, "Container '%s': OOM events cannot be watched: %m", c->rec.handle);
         return;
     }
+    fd = fd_move_high(fd);
     pthread_mutex_lock(&g->oom_lock);
     size_t slot;
     for (slot = 0; slot < g->n_oom_slots && g->oom_slots[slot]; slot++)

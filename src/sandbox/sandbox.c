@@ -21,9 +21,11 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 #include <linux/openat2.h>
 
 #include "cloche/cleanup.h"
+#include "cloche/fdio.h"
 #include "cloche/fileio.h"
 #include "cloche/sandbox.h"
 #include "cloche/procfs.h"
@@ -49,6 +51,9 @@ typedef struct ChildPlan {
     int resolv_fd;
     int *view_fds; /* per spec->cgroup_views[i]: a detached read-only tree */
     int tun_fd;    /* the container's /dev/net/tun node (its own, mode 0666), or -1 */
+    /* > 0: cloned with CLONE_FILES; the child first takes a table of its own with
+     * every descriptor below this one (fd_high_base) and none of the rest. */
+    int unshare_from;
     char overlay_opts[PATH_MAX + 128];
     /* Where the child attaches the lower trees the parent sends (a rootfs of
      * several ':'-joined directories is an image's layer stack, top first). */
@@ -372,6 +377,16 @@ static void confine_init(const ChildPlan *plan)
 static _Noreturn void child_main(const ChildPlan *plan)
 {
     const SandboxSpec *spec = plan->spec;
+
+    /* Its own descriptor table, without the daemon's long-lived descriptors: no
+     * copy of each now and no close of each at exec. Then the parent may close
+     * its end of the socket. */
+    if (plan->unshare_from > 0) {
+        if (syscall(SYS_close_range, (unsigned)plan->unshare_from, ~0U, CLOSE_RANGE_UNSHARE) < 0)
+            child_fail(plan, errno, "Failed to take a descriptor table of its own", NULL);
+        if (write(plan->sock, "u", 1) != 1)
+            _exit(1);
+    }
 
     /* Into the container's v1 groups, by the child itself: no grace period (see
      * cgroup_open_v1_tasks), and before it allocates what should be charged there. */
@@ -709,13 +724,46 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, Failure *reter
     return 0;
 }
 
+/* Whether every descriptor the child uses is below base (see unshare_from). */
+static bool plan_fds_below(const ChildPlan *plan, const SandboxSpec *spec, int base)
+{
+    int fds[] = {plan->sock,      plan->devnull, plan->dir_fd, plan->hosts_fd,
+                 plan->resolv_fd, plan->tun_fd,  spec->init_fd};
+    for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+        if (fds[i] >= base)
+            return false;
+    for (size_t i = 0; i < spec->n_binds; i++)
+        if (plan->bind_fds[i] >= base)
+            return false;
+    for (size_t i = 0; i < spec->n_cgroup_views; i++)
+        if (plan->view_fds[i] >= base)
+            return false;
+    for (size_t i = 0; i < spec->n_self_attach_fds; i++)
+        if (spec->self_attach_fds[i] >= base)
+            return false;
+    return true;
+}
+
+/* A child cloned with CLONE_FILES shares our table until it says it has its own
+ * (or fails, or dies): only then may our end of its socket be closed. */
+static void await_unshared(int parent_sock, int pidfd)
+{
+    struct pollfd pfd[2] = {{.fd = parent_sock, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
+    if (poll(pfd, 2, 30000) < 1 || !(pfd[0].revents & POLLIN))
+        return;
+    char buf[sizeof(ChildReport)];
+    if (recv(parent_sock, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT) == 1)
+        (void)!recv(parent_sock, buf, 1, MSG_DONTWAIT); /* a report stays for await_init */
+}
+
 /* Clone the init into its new namespaces (and, on cgroup v2, its cgroup) from
  * inside the container's directory. */
 static int clone_init(const ChildPlan *plan, const SandboxSpec *spec, SandboxInit *ret,
                       Failure *reterr)
 {
     uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET |
-                     CLONE_PIDFD | (spec->privileged ? 0 : CLONE_NEWUSER);
+                     CLONE_PIDFD | (spec->privileged ? 0 : CLONE_NEWUSER) |
+                     (plan->unshare_from > 0 ? CLONE_FILES : 0);
     int pidfd = -1;
     struct clone_args args = {
         .flags = flags,
@@ -825,10 +873,16 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, Failure *reterr)
     plan->sock = child_sock;
     plan->devnull = devnull;
 
+    int base = fd_high_base();
+    if (base > 0 && plan_fds_below(plan, spec, base))
+        plan->unshare_from = base;
+
     SandboxInit init;
     r = clone_init(plan, spec, &init, reterr);
     if (r < 0)
         return r;
+    if (plan->unshare_from > 0)
+        await_unshared(parent_sock, init.pidfd);
     close(TAKE_FD(child_sock));
     r = setup_init(plan, spec, init.pid, parent_sock, reterr);
     if (r >= 0) {

@@ -1,6 +1,9 @@
-/* Writing whole buffers. */
+/* Writing whole buffers; where long-lived descriptors live. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -49,4 +52,32 @@ int fd_send_all(int fd, const void *data, size_t len, int timeout_ms)
         len -= (size_t)n;
     }
     return 0;
+}
+
+int fd_high_base(void)
+{
+    static atomic_int base = -1;
+    int b = atomic_load(&base);
+    if (b >= 0)
+        return b;
+    struct rlimit rl;
+    b = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 8192) {
+        rlim_t cur = rl.rlim_cur > (1u << 20) ? (1u << 20) : rl.rlim_cur; /* fs.nr_open's default */
+        b = (int)(cur / 2);
+    }
+    atomic_store(&base, b);
+    return b;
+}
+
+int fd_move_high(int fd)
+{
+    int base = fd_high_base();
+    if (fd < 0 || base == 0 || fd >= base)
+        return fd;
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, base);
+    if (high < 0)
+        return fd;
+    close(fd);
+    return high;
 }

@@ -1,5 +1,6 @@
 /* fileio: atomic writes (including a crash between write and rename), capped
- * reads, rm_rf_at's refusal to follow symlinks or cross mounts, mkdir_p. */
+ * reads, rm_rf_at's refusal to follow symlinks or cross mounts, mkdir_p; fdio's
+ * high range for long-lived descriptors. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -7,14 +8,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/close_range.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "tap.h"
 
 #include "cloche/cleanup.h"
+#include "cloche/fdio.h"
 #include "cloche/fileio.h"
 
 static char tmpdir[PATH_MAX];
@@ -325,6 +333,54 @@ static void test_mkdir_p(int dfd)
     is_int(mkdir_p("/", 0700), 0, "root exists");
 }
 
+/* In a child that shares our table: take its own, then whether it kept low and
+ * dropped high (exit 0). */
+static _Noreturn void child_sees(int low, int high)
+{
+    if (syscall(SYS_close_range, (unsigned)fd_high_base(), ~0U, CLOSE_RANGE_UNSHARE) < 0)
+        _exit(3);
+    _exit(fcntl(low, F_GETFD) >= 0 && fcntl(high, F_GETFD) < 0 && errno == EBADF ? 0 : 4);
+}
+
+/* Long-lived descriptors go high; a child cloned with CLONE_FILES drops them all
+ * with one close_range(CLOSE_RANGE_UNSHARE), and the parent keeps them. */
+static void test_fd_high(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 8192 && rl.rlim_max >= 8192) {
+        rl.rlim_cur = rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    int base = fd_high_base();
+    int low = eventfd(0, EFD_CLOEXEC);
+    ok(low >= 0, "eventfd");
+    if (base == 0) {
+        is_int(fd_move_high(low), low, "without a high range nothing moves");
+        close(low);
+        ok(1, "# SKIP RLIMIT_NOFILE below 8192: no high range");
+        return;
+    }
+    ok(getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+           base == (int)((rl.rlim_cur > (1u << 20) ? (1u << 20) : rl.rlim_cur) / 2),
+       "the high range starts at half the soft limit (%d)", base);
+    int moved = eventfd(0, EFD_CLOEXEC);
+    int was = moved;
+    moved = fd_move_high(moved);
+    ok(moved >= base && (fcntl(moved, F_GETFD) & FD_CLOEXEC), "moved to %d, close-on-exec", moved);
+    ok(fcntl(was, F_GETFD) < 0 && errno == EBADF, "the original is closed");
+    /* clone3 without a stack: the child runs on a copy of ours, as after fork. */
+    struct clone_args args = {.flags = CLONE_FILES, .exit_signal = SIGCHLD};
+    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+    if (pid == 0)
+        child_sees(low, moved);
+    int status = -1;
+    bool reaped = pid > 0 && waitpid(pid, &status, 0) == pid;
+    ok(reaped && WIFEXITED(status) && WEXITSTATUS(status) == 0 && fcntl(moved, F_GETFD) >= 0,
+       "a CLONE_FILES child drops the high range (status %d), the parent keeps it", status);
+    close(moved);
+    close(low);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -342,6 +398,7 @@ int main(void)
     test_rm_rf(dfd);
     test_rm_rf_mounts(dfd);
     test_mkdir_p(dfd);
+    test_fd_high();
 
     close(dfd);
     is_int(rm_rf_at(AT_FDCWD, tmpdir), 0, "remove temp dir");
