@@ -15,11 +15,12 @@ int fd_send_all(int fd, const void *data, size_t len, int timeout_ms);
 
 /* Long-lived descriptors (a container's pidfd and OOM watch, thousands with
  * thousands of containers) are kept at or above fd_high_base(): half the
- * RLIMIT_NOFILE soft limit, read once; 0 when that is below 8192 (then nothing
- * moves). A process cloned with CLONE_FILES can then take its own table with
- * close_range(fd_high_base(), ~0U, CLOSE_RANGE_UNSHARE), which copies only the
- * descriptors below: a clone and exec that inherit every one of them cost the
- * kernel 1-4 ms with 8,200 (a copy of each, then a close of each at exec). */
+ * RLIMIT_NOFILE soft limit, at most FD_HIGH_BASE_MAX, read once; 0 when the limit
+ * is below 8192 (then nothing moves). A process cloned with CLONE_FILES can then take its own table
+ * with close_range(fd_high_base(), ~0U, CLOSE_RANGE_UNSHARE), which copies only the descriptors
+ * below: a clone and exec that inherit every one of them cost the kernel 1-4 ms with 8,200 (a copy
+ * of each, then a close of each at exec). */
+#define FD_HIGH_BASE_MAX 16384
 int fd_high_base(void);
 /* fd moved to the lowest free number at or above fd_high_base() (close-on-exec),
  * the original closed; fd itself if there is no high range or no room there. */

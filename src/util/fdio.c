@@ -62,10 +62,10 @@ int fd_high_base(void)
         return b;
     struct rlimit rl;
     b = 0;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 8192) {
-        rlim_t cur = rl.rlim_cur > (1u << 20) ? (1u << 20) : rl.rlim_cur; /* fs.nr_open's default */
-        b = (int)(cur / 2);
-    }
+    /* Not higher: a fork that copies the whole table copies its array up to the
+     * highest descriptor (LimitNOFILE=1048576 in the unit would make that 4 MiB). */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= 8192)
+        b = rl.rlim_cur / 2 > FD_HIGH_BASE_MAX ? FD_HIGH_BASE_MAX : (int)(rl.rlim_cur / 2);
     atomic_store(&base, b);
     return b;
 }

@@ -361,8 +361,8 @@ static void test_fd_high(void)
         return;
     }
     ok(getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-           base == (int)((rl.rlim_cur > (1u << 20) ? (1u << 20) : rl.rlim_cur) / 2),
-       "the high range starts at half the soft limit (%d)", base);
+           base == (rl.rlim_cur / 2 > FD_HIGH_BASE_MAX ? FD_HIGH_BASE_MAX : (int)(rl.rlim_cur / 2)),
+       "the high range starts at half the soft limit, at most %d (%d)", FD_HIGH_BASE_MAX, base);
     int moved = eventfd(0, EFD_CLOEXEC);
     int was = moved;
     moved = fd_move_high(moved);
