@@ -4,8 +4,12 @@
  * the process (C2) straight into the container's cgroup2 group (CLONE_INTO_CGROUP:
  * no migration, so none of the RCU grace period a cgroup.procs write on cgroup2
  * costs, several milliseconds here). C2 is the shim's own child, in the
- * container's pid namespace. The shim writes C2's pid into the v1 hierarchies'
- * cgroup.procs (cheap), then releases it; C2 joins the init's other namespaces
+ * container's pid namespace. Released by the shim, C2 first moves itself into
+ * the v1 hierarchies' groups by writing "0" to each one's `tasks` (opened by the
+ * shim): the kernel moves the calling thread, its whole process here, without
+ * the global write lock a cgroup.procs write takes, whose RCU grace period
+ * costs milliseconds on a busy machine and stalls every fork and thread
+ * creation on the host meanwhile. C2 then joins the init's other namespaces
  * through its pidfd, drops to the spec's ids and execs. A close-on-exec report
  * pipe tells the shim how it went: EOF = exec'd. */
 #include <fcntl.h>
@@ -51,6 +55,7 @@ typedef enum Stage {
     STAGE_EXEC,
     STAGE_PEA,       /* arg: the pea step (shim.h) */
     STAGE_PEA_READY, /* not a failure: in the pea's root, stopped until the shim saw it */
+    STAGE_CGROUP,    /* arg: the index of the cgroup in the spec */
 } Stage;
 
 typedef struct Report {
@@ -68,6 +73,8 @@ typedef struct StartPlan {
     int go_fd;     /* read end: C2 waits for one byte */
     int go_write;  /* the shim's end, closed in the child */
     int stdio[3];  /* the process's ends (the pty slave thrice with a tty) */
+    const int *tasks_fds; /* per spec cgroup: its v1 `tasks`, opened for writing, or -1 */
+    size_t n_cgroups;
     const char *search_path;
     const ShimPeaPlan *pea; /* NULL: the container's own root */
 } StartPlan;
@@ -184,6 +191,11 @@ static _Noreturn void process_main(const StartPlan *p)
         ;
     if (n != 1)
         _exit(127); /* the shim gave up on us */
+    /* Into the v1 groups before anything else is charged to the shim's: "0" is
+     * the calling thread, this process's only one. */
+    for (size_t i = 0; i < p->n_cgroups; i++)
+        if (p->tasks_fds[i] >= 0 && write(p->tasks_fds[i], "0", 1) != 1)
+            child_fail(p, STAGE_CGROUP, errno, (int)i);
     /* Nothing in the container may ptrace us before the exec (which resets this). */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (p->ns_flags && setns(p->pidfd, p->ns_flags) < 0)
@@ -293,8 +305,8 @@ static int namespaces_to_join(pid_t pid, int *ret, ShimError *reterr)
                       "Failed to inspect the %s namespace of the container's init", f.namespace);
 }
 
-/* cgroup.procs of every v1 group, and the cgroup2 group itself (for
- * CLONE_INTO_CGROUP) whose cgroup.procs is then not needed. */
+/* `tasks` of every v1 group (the process writes itself there), and the cgroup2
+ * group itself (for CLONE_INTO_CGROUP), whose cgroup.procs is then not needed. */
 static int open_cgroups(const ShimSpec *spec, int *fds, int *ret_v2, ShimError *reterr)
 {
     for (size_t i = 0; i < spec->n_cgroups; i++) {
@@ -306,7 +318,7 @@ static int open_cgroups(const ShimSpec *spec, int *fds, int *ret_v2, ShimError *
             continue;
         }
         char path[PATH_MAX];
-        if (snprintf(path, sizeof(path), "%s/cgroup.procs", spec->cgroups[i]) >= (int)sizeof(path))
+        if (snprintf(path, sizeof(path), "%s/tasks", spec->cgroups[i]) >= (int)sizeof(path))
             return shim_error(reterr, ENAMETOOLONG, "Cgroup path '%s' is too long",
                               spec->cgroups[i]);
         fds[i] = open(path, O_WRONLY | O_CLOEXEC);
@@ -512,6 +524,11 @@ static int report_error(const ShimSpec *spec, const Report *rep, ShimError *rete
         return shim_error(reterr, rep->value, "Failed to execute '%s'", spec->path);
     case STAGE_PEA:
         return shim_pea_error(rep->arg, rep->value, reterr);
+    case STAGE_CGROUP:
+        if (rep->arg < 0 || (size_t)rep->arg >= spec->n_cgroups)
+            break;
+        return shim_error(reterr, rep->value, "Failed to join the cgroup '%s'",
+                          spec->cgroups[rep->arg]);
     case STAGE_PEA_READY:
     case STAGE_PID:
         break;
@@ -524,17 +541,6 @@ static void kill_and_reap(pid_t pid)
     kill(pid, SIGKILL);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
         ;
-}
-
-static int attach_cgroups(const int *fds, size_t n, pid_t pid, const ShimSpec *spec,
-                          ShimError *reterr)
-{
-    char text[32];
-    int len = snprintf(text, sizeof(text), "%d", (int)pid);
-    for (size_t i = 0; i < n; i++)
-        if (fds[i] >= 0 && write(fds[i], text, (size_t)len) != len)
-            return shim_error(reterr, errno, "Failed to join the cgroup '%s'", spec->cgroups[i]);
-    return 0;
 }
 
 /* Clone the process: into the container's pid namespace (entered for the
@@ -647,6 +653,8 @@ int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, Sh
         .go_fd = go_pipe[0],
         .go_write = go_pipe[1],
         .stdio = {child_stdio[0], child_stdio[1], child_stdio[2]},
+        .tasks_fds = cgroup_fds,
+        .n_cgroups = spec->n_cgroups,
         .search_path = search_path,
         .pea = shim_pea_wanted(spec) ? &pea : NULL,
     };
@@ -659,8 +667,6 @@ int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, Sh
     shim_closep(&report_pipe[1]);
     shim_closep(&go_pipe[0]);
 
-    if ((r = attach_cgroups(cgroup_fds, spec->n_cgroups, proc.pid, spec, reterr)) < 0)
-        goto out;
     if ((r = release_and_await(spec, &proc, &go_pipe[1], report_pipe[0], pid_dirfd, &pid_written,
                                reterr)) < 0)
         goto out;
