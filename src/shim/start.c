@@ -68,11 +68,11 @@ typedef struct Report {
 typedef struct StartPlan {
     const ShimSpec *spec;
     int pidfd;
-    int ns_flags;  /* namespaces of the init that differ from the shim's, but pid */
-    int report_fd; /* write end, close-on-exec */
-    int go_fd;     /* read end: C2 waits for one byte */
-    int go_write;  /* the shim's end, closed in the child */
-    int stdio[3];  /* the process's ends (the pty slave thrice with a tty) */
+    int ns_flags;         /* namespaces of the init that differ from the shim's, but pid */
+    int report_fd;        /* write end, close-on-exec */
+    int go_fd;            /* read end: C2 waits for one byte */
+    int go_write;         /* the shim's end, closed in the child */
+    int stdio[3];         /* the process's ends (the pty slave thrice with a tty) */
     const int *tasks_fds; /* per spec cgroup: its v1 `tasks`, opened for writing, or -1 */
     size_t n_cgroups;
     const char *search_path;
