@@ -17,6 +17,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -233,8 +234,22 @@ int main(int argc, char **argv)
     for (int fd = 0; fd < 3; fd++)
         if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
             return 1;
-    signal(SIGPIPE, SIG_IGN); /* a reader gone is an error on its connection only */
-    signal(SIGHUP, SIG_IGN);
+    /* Every disposition inherited from the daemon back to the default, once
+     * here, so that a process's start only resets the two the shim ignores. The
+     * raw call: libc's refuses its own two real-time signals, which an ignoring
+     * ancestor would otherwise leave ignored in every process. */
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        uint64_t mask;
+    } dfl = {.handler = SIG_DFL};
+    for (int sig = 1; sig < _NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
+    static const int ignored[] = {SHIM_IGNORED_SIGNALS};
+    for (size_t i = 0; i < ELEMENTSOF(ignored); i++)
+        signal(ignored[i], SIG_IGN); /* SIGPIPE: a reader gone is an error on its connection only */
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);

@@ -26,6 +26,9 @@
 #define SHIM_RING_LIMIT (256u << 20) /* largest `ring` accepted */
 #define SHIM_LINGER_LIMIT 86400u     /* largest `linger` accepted, seconds */
 #define SHIM_CGROUPS_MAX 32          /* `cgroup` records */
+/* The only signals the shim ignores (all others have their default action from
+ * its start on): the process's start resets just these. */
+#define SHIM_IGNORED_SIGNALS SIGPIPE, SIGHUP
 #define SHIM_GROUPS_MAX 65536        /* `group` records (NGROUPS_MAX) */
 #define SHIM_CONNECTIONS_MAX 32      /* simultaneous connections to DIR/sock */
 #define SHIM_QUEUE_CAP (1u << 20)    /* output queued per connection before reads pause */

@@ -262,9 +262,11 @@ static _Noreturn void process_main(const StartPlan *p)
     for (int fd = 0; fd < 3; fd++)
         if (dup2(p->stdio[fd], fd) < 0)
             child_fail(p, STAGE_STDIO, errno, 0);
+    /* The shim set every other disposition to the default when it started. */
     struct sigaction dfl = {.sa_handler = SIG_DFL};
-    for (int sig = 1; sig < _NSIG; sig++)
-        sigaction(sig, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP, libc's own */
+    static const int ignored[] = {SHIM_IGNORED_SIGNALS};
+    for (size_t i = 0; i < ELEMENTSOF(ignored); i++)
+        sigaction(ignored[i], &dfl, NULL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

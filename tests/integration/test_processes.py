@@ -271,6 +271,30 @@ def test_a_process_is_in_every_group_of_its_container_and_its_shim_in_none(box):
     assert p.wait(WAIT) == 137
 
 
+def signal_masks(pid: int) -> dict[str, int]:
+    with open(f"/proc/{pid}/status") as f:
+        return {k: int(v, 16) for k, v in (line.split(":", 1) for line in f)
+                if k in ("SigIgn", "SigBlk")}
+
+
+def test_a_process_starts_with_no_signal_ignored_or_blocked(box):
+    """The shim ignores SIGPIPE and SIGHUP and blocks SIGCHLD; its process
+    inherits none of it, nor any signal the daemon's own ancestors ignored
+    (the shim resets every disposition when it starts, libc's real-time two
+    included)."""
+    p = start_sleeper(box)
+    shim, pid = recorded_pids(box.daemon, box.handle, p.id)
+    assert signal_masks(pid) == {"SigIgn": 0, "SigBlk": 0}
+    want = (1 << (signal.SIGPIPE - 1)) | (1 << (signal.SIGHUP - 1))
+    assert signal_masks(shim)["SigIgn"] & want == want, signal_masks(shim)
+    assert signal_masks(shim)["SigBlk"] & (1 << (signal.SIGCHLD - 1))
+    assert box.output({"path": "grep", "args": ["-E", "^Sig(Ign|Blk)", "/proc/self/status"]}) \
+        .split() == \
+        ["SigBlk:", "0" * 16, "SigIgn:", "0" * 16]
+    p.signal(1)
+    assert p.wait(WAIT) == 137
+
+
 def test_signal_kill_gives_137(box):
     p = start_sleeper(box)
     started = time.monotonic()
