@@ -76,8 +76,7 @@ static void start_error(const ShimError *e)
     start_line(line);
 }
 
-/* Bind and listen on dirfd/name, mode 0600, replacing a stale socket. */
-static int listen_on(int dirfd, const char *name, ShimError *reterr)
+int shim_listen_on(int dirfd, const char *name, ShimError *reterr)
 {
     if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
         return shim_error(reterr, errno, "Failed to remove the stale socket");
@@ -126,8 +125,9 @@ int shim_write_pid_file(int dirfd, pid_t pid)
 }
 
 /* spec_text: the spec as an idle shim received it (spec_len bytes, writable one
- * beyond; taken), or NULL to read DIR/spec. */
-static int run(const char *dir, char *spec_text, size_t spec_len)
+ * beyond; taken), or NULL to read DIR/spec. idle: an idle shim's prepared
+ * directory (NULL: none), whose sockets serve when DIR is that directory. */
+static int run(const char *dir, char *spec_text, size_t spec_len, ShimIdleDir *idle)
 {
     _cleanup_free_ char *text = spec_text;
     ShimError err = {0};
@@ -140,6 +140,8 @@ static int run(const char *dir, char *spec_text, size_t spec_len)
     dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
         shim_error(&err, errno, "Failed to open the process directory '%s'", dir);
+        if (idle)
+            shim_idle_dir_remove(idle);
         goto fail;
     }
     if (text) {
@@ -158,11 +160,13 @@ static int run(const char *dir, char *spec_text, size_t spec_len)
         shim_error(&err, errno, "Failed to create a signalfd");
         goto fail;
     }
-    listen_fd = listen_on(dirfd, "sock", &err);
-    if (listen_fd >= 0)
-        control_fd = listen_on(dirfd, "ctl", &err);
-    if (listen_fd < 0 || control_fd < 0)
-        goto fail;
+    if (!idle || !shim_idle_dir_adopt(idle, dirfd, &listen_fd, &control_fd)) {
+        listen_fd = shim_listen_on(dirfd, "sock", &err);
+        if (listen_fd >= 0)
+            control_fd = shim_listen_on(dirfd, "ctl", &err);
+        if (listen_fd < 0 || control_fd < 0)
+            goto fail;
+    }
     if (shim_process_start(&spec, dirfd, &proc, &err) < 0)
         goto fail;
 
@@ -259,10 +263,14 @@ int main(int argc, char **argv)
     if (idle) {
         char *message, *spec;
         size_t spec_len;
-        if (shim_idle_wait(START_FD, &message, &spec, &spec_len) < 0)
+        static ShimIdleDir prepared;
+        shim_idle_dir_prepare(argv[2], &prepared);
+        if (shim_idle_wait(START_FD, &message, &spec, &spec_len) < 0) {
+            shim_idle_dir_remove(&prepared);
             return 0; /* dropped, or the daemon ended: nothing was started */
+        }
         retitle(argc, argv, message);
-        return run(message, spec, spec_len); /* message lives as long as the shim */
+        return run(message, spec, spec_len, &prepared); /* message lives as long as the shim */
     }
-    return run(argv[1], NULL, 0);
+    return run(argv[1], NULL, 0, NULL);
 }

@@ -240,6 +240,26 @@ uint64_t shim_own_start_time(void);
  * (a larger spec is written to DIR/spec instead). */
 #define SHIM_IDLE_MESSAGE_MAX (PATH_MAX + SHIM_IDLE_SPEC_MAX + 1)
 
+/* An idle shim's process directory made ahead of need:
+ * LABEL/SHIM_IDLE_DIRS/<pid>, its `sock` and `ctl` already listening, which the
+ * daemon renames into place as the next process's directory. */
+typedef struct ShimIdleDir {
+    char path[PATH_MAX];
+    int dirfd; /* -1: none (the shim binds in the directory it is given) */
+    int listen_fd, control_fd;
+} ShimIdleDir;
+
+/* Make the directory (best effort: *ret->dirfd stays -1 on failure). */
+void shim_idle_dir_prepare(const char *label, ShimIdleDir *ret);
+/* The directory at dirfd is the prepared one (renamed or not): take its sockets
+ * into *ret_listen_fd, *ret_control_fd and return true. Otherwise remove it. */
+bool shim_idle_dir_adopt(ShimIdleDir *d, int dirfd, int *ret_listen_fd, int *ret_control_fd);
+/* Remove what is left of it (the daemon ended, or the shim took another directory). */
+void shim_idle_dir_remove(ShimIdleDir *d);
+
+/* Bind and listen on dirfd/name, mode 0600, replacing a stale socket. */
+int shim_listen_on(int dirfd, const char *name, ShimError *reterr);
+
 /* As an idle shim: report "ready <pid>" on fd, then wait for the daemon's one
  * message: "DIR" (the process directory, absolute; its spec in DIR/spec) or
  * "DIR\nSPEC". *ret_message is DIR (malloc'd); *ret_spec a malloc'd copy of SPEC
