@@ -630,6 +630,19 @@ int cmd_run(int argc, char **argv)
     return session_attach_streams(&s);
 }
 
+/* Attaches the control connection to process ID of container HANDLE. */
+static int open_existing(Session *s, const char *handle, const char *id)
+{
+    int r;
+    if ((r = check_name("handle", handle)) < 0 || (r = check_name("process id", id)) < 0)
+        return r;
+    s->handle = handle;
+    _cleanup_free_ char *target = NULL;
+    if (asprintf(&target, "/containers/%s/processes/%s", handle, id) < 0)
+        return cli_error(-ENOMEM, "Out of memory");
+    return open_control(s, "GET", target, NULL);
+}
+
 int cmd_attach(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -656,14 +669,7 @@ int cmd_attach(int argc, char **argv)
     }
     if (argc - optind != 2)
         return cli_usage("attach", "Expected: attach HANDLE PROCESS-ID");
-    s.handle = argv[optind];
-    if ((r = check_name("handle", s.handle)) < 0 ||
-        (r = check_name("process id", argv[optind + 1])) < 0)
-        return r;
-    _cleanup_free_ char *target = NULL;
-    if (asprintf(&target, "/containers/%s/processes/%s", s.handle, argv[optind + 1]) < 0)
-        return cli_error(-ENOMEM, "Out of memory");
-    if ((r = open_control(&s, "GET", target, NULL)) < 0)
+    if ((r = open_existing(&s, argv[optind], argv[optind + 1])) < 0)
         return r;
     if (s.have_status) { /* it had already finished */
         cli_exit_code = s.status & 0xff;
@@ -698,14 +704,7 @@ int cmd_kill(int argc, char **argv)
     }
     if (argc - optind != 2)
         return cli_usage("kill", "Expected: kill [-s SIGNAL] HANDLE PROCESS-ID");
-    s.handle = argv[optind];
-    if ((r = check_name("handle", s.handle)) < 0 ||
-        (r = check_name("process id", argv[optind + 1])) < 0)
-        return r;
-    _cleanup_free_ char *target = NULL;
-    if (asprintf(&target, "/containers/%s/processes/%s", s.handle, argv[optind + 1]) < 0)
-        return cli_error(-ENOMEM, "Out of memory");
-    if ((r = open_control(&s, "GET", target, NULL)) < 0)
+    if ((r = open_existing(&s, argv[optind], argv[optind + 1])) < 0)
         return r;
     /* A finished process answers with its status at once. */
     struct pollfd p = {.fd = s.ctl.fd, .events = POLLIN};
