@@ -121,7 +121,7 @@ int shim_write_pid_file(int dirfd, pid_t pid)
     char text[96];
     int len = snprintf(text, sizeof(text), "%d %llu %d\n", (int)getpid(), (unsigned long long)start,
                        (int)pid);
-    return shim_write_file_atomic(dirfd, "pid.tmp", "pid", text, (size_t)len);
+    return shim_write_file_first(dirfd, "pid.tmp", "pid", text, (size_t)len);
 }
 
 /* spec_text: the spec as an idle shim received it (spec_len bytes, writable one

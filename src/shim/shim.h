@@ -185,6 +185,10 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
 /* Write data to dirfd/name through dirfd/tmp_name and a rename. */
 int shim_write_file_atomic(int dirfd, const char *tmp_name, const char *name, const char *data,
                            size_t len);
+/* The same, but a file not there yet is created under its own name with one
+ * write (len must be small: one write() of a few bytes). */
+int shim_write_file_first(int dirfd, const char *tmp_name, const char *name, const char *data,
+                          size_t len);
 
 /* ---- peas (pea.c) ---- */
 
