@@ -4,7 +4,7 @@
  * the process (C2) straight into the container's cgroup2 group (CLONE_INTO_CGROUP:
  * no migration, so none of the RCU grace period a cgroup.procs write on cgroup2
  * costs, several milliseconds here). C2 is the shim's own child, in the
- * container's pid namespace. Released by the shim, C2 first moves itself into
+ * container's pid namespace. Straight after its clone, C2 first moves itself into
  * the v1 hierarchies' groups by writing "0" to each one's `tasks` (opened by the
  * shim): the kernel moves the calling thread, its whole process here, without
  * the global write lock a cgroup.procs write takes, whose RCU grace period
@@ -68,11 +68,11 @@ typedef struct Report {
 typedef struct StartPlan {
     const ShimSpec *spec;
     int pidfd;
-    int ns_flags;         /* namespaces of the init that differ from the shim's, but pid */
-    int report_fd;        /* write end, close-on-exec */
-    int go_fd;            /* read end: C2 waits for one byte */
-    int go_write;         /* the shim's end, closed in the child */
-    int stdio[3];         /* the process's ends (the pty slave thrice with a tty) */
+    int ns_flags;    /* namespaces of the init that differ from the shim's, but pid */
+    int report_fd;   /* write end, close-on-exec */
+    pid_t shim_seen; /* the shim's pid as the process sees its parent (0: outside its pid namespace)
+                      */
+    int stdio[3];    /* the process's ends (the pty slave thrice with a tty) */
     const int *tasks_fds; /* per spec cgroup: its v1 `tasks`, opened for writing, or -1 */
     size_t n_cgroups;
     const char *search_path;
@@ -184,13 +184,12 @@ static int make_dir_as(const char *dir, uid_t uid, gid_t gid)
 static _Noreturn void process_main(const StartPlan *p)
 {
     const ShimSpec *spec = p->spec;
-    char go;
-    ssize_t n;
-    close(p->go_write); /* so that a shim that dies releases us with EOF */
-    while ((n = read(p->go_fd, &go, 1)) < 0 && errno == EINTR)
-        ;
-    if (n != 1)
-        _exit(127); /* the shim gave up on us */
+    /* No word from the shim to wait for (the cgroups are joined here): killed
+     * if the shim dies before the exec (until an id change or the reset before
+     * the exec clears it), gone at once if it died already. */
+    if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 ||
+        syscall(SYS_getppid) != p->shim_seen)
+        _exit(127);
     /* Into the v1 groups before anything else is charged to the shim's: "0" is
      * the calling thread, this process's only one. */
     for (size_t i = 0; i < p->n_cgroups; i++)
@@ -272,6 +271,8 @@ static _Noreturn void process_main(const StartPlan *p)
     sigprocmask(SIG_SETMASK, &none, NULL);
     /* Everything but stdio goes at the exec, the report pipe included. */
     syscall(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC);
+    /* The process outlives its shim from here on, as any other. */
+    syscall(SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0);
 
     child_fail(p, STAGE_EXEC, exec_search(p), 0);
 }
@@ -550,7 +551,9 @@ static void kill_and_reap(pid_t pid)
 static int clone_process(StartPlan *plan, int cgroup2, pid_t *ret_pid, ShimError *reterr)
 {
     _cleanup_close_ int own_pidns = -1;
-    /* Children from here on are born in the container's pid namespace. */
+    /* Children from here on are born in the container's pid namespace, where
+     * their parent, outside it, is pid 0. */
+    plan->shim_seen = plan->ns_flags & CLONE_NEWPID ? 0 : getpid();
     if (plan->ns_flags & CLONE_NEWPID) {
         own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
         if (own_pidns < 0 || setns(plan->pidfd, CLONE_NEWPID) < 0)
@@ -575,16 +578,12 @@ static int clone_process(StartPlan *plan, int cgroup2, pid_t *ret_pid, ShimError
     return 0;
 }
 
-/* Let the child go on to exec (its cgroups joined) and wait for its word: the
- * report pipe closes at the exec, or carries why it failed. A pea stops once in
- * its root until the shim has noted its mount namespace. */
-static int release_and_await(const ShimSpec *spec, ShimProcess *proc, int *go_write,
-                             int report_read, int pid_dirfd, bool *pid_written, ShimError *reterr)
+/* Wait for the child's word as it enters the container and execs: the report
+ * pipe closes at the exec, or carries why it failed. A pea stops once in its
+ * root until the shim has noted its mount namespace. */
+static int await_exec(const ShimSpec *spec, ShimProcess *proc, int report_read, int pid_dirfd,
+                      bool *pid_written, ShimError *reterr)
 {
-    char go = 'g';
-    if (write(*go_write, &go, 1) != 1)
-        return shim_error(reterr, errno, "Failed to start the process");
-    shim_closep(go_write);
     /* While the process enters the container and execs (on another CPU, with
      * luck); removed again if the start fails. */
     int r;
@@ -614,7 +613,7 @@ int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, Sh
         .pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .master_fd = -1};
     int child_stdio[3] = {-1, -1, -1};
     int cgroup_fds[SHIM_CGROUPS_MAX];
-    int report_pipe[2] = {-1, -1}, go_pipe[2] = {-1, -1};
+    int report_pipe[2] = {-1, -1};
     _cleanup_close_ int pidfd = -1, cgroup2 = -1;
     ShimPeaPlan pea = {.upper_fd = -1};
     bool pid_written = false;
@@ -636,7 +635,7 @@ int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, Sh
     }
     if (shim_pea_wanted(spec) && (r = shim_pea_prepare(spec, &pea, reterr)) < 0)
         goto out;
-    if (pipe2(report_pipe, O_CLOEXEC) < 0 || pipe2(go_pipe, O_CLOEXEC) < 0) {
+    if (pipe2(report_pipe, O_CLOEXEC) < 0) {
         r = shim_error(reterr, errno, "Failed to create pipes");
         goto out;
     }
@@ -652,8 +651,6 @@ int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, Sh
         .pidfd = pidfd,
         .ns_flags = ns_flags,
         .report_fd = report_pipe[1],
-        .go_fd = go_pipe[0],
-        .go_write = go_pipe[1],
         .stdio = {child_stdio[0], child_stdio[1], child_stdio[2]},
         .tasks_fds = cgroup_fds,
         .n_cgroups = spec->n_cgroups,
@@ -667,10 +664,8 @@ int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, Sh
     /* Only the child needs these now. */
     close_stdio(child_stdio, NULL);
     shim_closep(&report_pipe[1]);
-    shim_closep(&go_pipe[0]);
 
-    if ((r = release_and_await(spec, &proc, &go_pipe[1], report_pipe[0], pid_dirfd, &pid_written,
-                               reterr)) < 0)
+    if ((r = await_exec(spec, &proc, report_pipe[0], pid_dirfd, &pid_written, reterr)) < 0)
         goto out;
     *ret = proc;
     proc = (ShimProcess){.pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
@@ -687,7 +682,6 @@ out:
         shim_closep(&cgroup_fds[i]);
     for (int i = 0; i < 2; i++) {
         shim_closep(&report_pipe[i]);
-        shim_closep(&go_pipe[i]);
     }
     return r;
 }
