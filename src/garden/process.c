@@ -319,10 +319,12 @@ static int make_process_dir(Garden *g, Container *c, const char *id, int *ret_pd
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to create the process directory");
     testhook_point("run.directory");
-    _cleanup_free_ char *dirpath = NULL;
-    r = depot_container_path(g->depot, c->rec.handle, &dirpath);
-    if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", TAKE_PTR(dirpath), id) < 0)
+    _cleanup_free_ char *container_path = NULL, *dirpath = NULL;
+    r = depot_container_path(g->depot, c->rec.handle, &container_path);
+    if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", container_path, id) < 0) {
+        dirpath = NULL;
         r = -ENOMEM;
+    }
     if (r < 0) {
         (void)rm_rf_at(pdir, id);
         return api_internal_error(reterr, r, "Failed to prepare the process");
