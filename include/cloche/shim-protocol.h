@@ -43,6 +43,13 @@
  * process's shim exactly as above (its argv rewritten to "cloche-shim DIR"), the
  * start line coming back on the same socket. An idle shim exits quietly when the
  * daemon's end closes without a message (the daemon ended or dropped it).
+ * Before "ready", an idle shim whose LABEL is an absolute directory makes
+ * LABEL/idle-shims/<its pid>/ (mode 0700) and binds its `sock` and `ctl` there;
+ * the daemon renames that directory to the process directory before the message
+ * (so a Run costs one rename, not a mkdir and two binds). Given any other DIR
+ * (the rename failed, or the shim made none), the shim binds in DIR as above and
+ * removes its own. Whatever is left in LABEL/idle-shims/ when a daemon starts is
+ * stale and removed.
  *
  * ## spec format
  * A sequence of records "key=value\n". Values are percent-encoded: '%', '\n' and
@@ -128,6 +135,7 @@
 #define SHIM_FRAME_MAX (64u << 10)
 #define SHIM_DEFAULT_RING (1u << 20)
 #define SHIM_IDLE_SPEC_MAX (64u << 10) /* a spec sent to an idle shim in its message */
+#define SHIM_IDLE_DIRS "idle-shims"    /* LABEL/idle-shims/<pid>: an idle shim's directory */
 #define SHIM_DEFAULT_LINGER 300
 #define SHIM_DEFAULT_LOG_SIZE (10u << 20)
 #define SHIM_DEFAULT_LOG_FILES 3

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include "api-internal.h"
 #include "cloche/fileio.h"
@@ -54,10 +55,17 @@ struct ApiServer {
     HttpServer metrics_http; /* started only with a metrics listener */
     char *metrics_ip;
     Garden *garden;
-    /* Streaming connections run on threads of their own; shutdown waits for them. */
+    /* Streaming connections run on threads of their own; shutdown waits for them.
+     * A thread whose connection ended waits a while for the next one (a Run's
+     * three connections come together), so most connections cost no thread
+     * creation, which also waits on the host's cgroup writers. */
     pthread_mutex_t stream_lock;
     pthread_cond_t stream_done;
-    struct StreamJob *streams;
+    pthread_cond_t stream_work;
+    struct StreamJob *streams; /* every connection being served or queued */
+    struct StreamJob *queued;  /* handed to an idle thread, not yet taken (FIFO) */
+    size_t n_idle, n_queued, n_threads;
+    bool stream_closing;
 };
 
 static int listen_unix(const char *path, int *ret)
@@ -278,6 +286,11 @@ static ApiServer *server_alloc(const ApiConfig *cfg, Garden *garden, bool unix_s
     s->stop.fd = -EBADF;
     pthread_mutex_init(&s->stream_lock, NULL);
     pthread_cond_init(&s->stream_done, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->stream_work, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     for (size_t i = 0; i < ELEMENTSOF(s->listeners); i++)
         s->listeners[i].fd = -EBADF;
     s->cfg.listen_fds = NULL; /* taken below */
@@ -502,29 +515,61 @@ static void reply_and_close(int fd, int status, const char *message)
     close(fd);
 }
 
+#define STREAM_IDLE_THREADS 8      /* at most this many wait for the next connection */
+#define STREAM_IDLE_NS 30000000000 /* each for at most this long */
+
 typedef struct StreamJob {
     int fd;
     ApiServer *server;
-    struct StreamJob *prev, *next;
+    struct StreamJob *prev, *next; /* in streams */
+    struct StreamJob *queue_next;
 } StreamJob;
+
+/* The next queued connection for an idle thread, or NULL when there was none
+ * before STREAM_IDLE_NS or the server closes (lock held). */
+static StreamJob *stream_await(ApiServer *s)
+{
+    if (s->stream_closing || s->n_idle >= STREAM_IDLE_THREADS)
+        return NULL;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += STREAM_IDLE_NS / 1000000000;
+    s->n_idle++;
+    while (!s->queued && !s->stream_closing)
+        if (pthread_cond_timedwait(&s->stream_work, &s->stream_lock, &until) == ETIMEDOUT)
+            break;
+    s->n_idle--;
+    StreamJob *job = s->queued;
+    if (job) {
+        s->queued = job->queue_next;
+        s->n_queued--;
+    }
+    return job;
+}
 
 static void *stream_thread(void *arg)
 {
     StreamJob *job = arg;
     ApiServer *s = job->server;
-    bool taken = api_stream_serve(job->fd, &s->cfg, s->garden);
-    pthread_mutex_lock(&s->stream_lock);
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        s->streams = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    if (!taken)
-        close(job->fd); /* under the lock: shutdown in api_server_free must not see a reused fd */
-    pthread_cond_broadcast(&s->stream_done);
-    pthread_mutex_unlock(&s->stream_lock);
-    free(job);
+    while (job) {
+        bool taken = api_stream_serve(job->fd, &s->cfg, s->garden);
+        pthread_mutex_lock(&s->stream_lock);
+        if (job->prev)
+            job->prev->next = job->next;
+        else
+            s->streams = job->next;
+        if (job->next)
+            job->next->prev = job->prev;
+        if (!taken)
+            close(
+                job->fd); /* under the lock: shutdown in api_server_free must not see a reused fd */
+        free(job);
+        job = stream_await(s);
+        if (!job)
+            s->n_threads--;
+        pthread_cond_broadcast(&s->stream_done);
+        pthread_mutex_unlock(&s->stream_lock);
+    }
     return NULL;
 }
 
@@ -533,8 +578,6 @@ static void start_stream(ApiServer *s, int fd)
     StreamJob *job = malloc(sizeof(*job));
     pthread_t t;
     pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (job) {
         *job = (StreamJob){.fd = fd, .server = s};
         pthread_mutex_lock(&s->stream_lock);
@@ -542,9 +585,23 @@ static void start_stream(ApiServer *s, int fd)
         if (s->streams)
             s->streams->prev = job;
         s->streams = job;
-        if (pthread_create(&t, &attr, stream_thread, job) == 0) {
+        if (s->n_idle > s->n_queued) {
+            StreamJob **tail = &s->queued;
+            while (*tail)
+                tail = &(*tail)->queue_next;
+            *tail = job;
+            s->n_queued++;
+            pthread_cond_signal(&s->stream_work);
             pthread_mutex_unlock(&s->stream_lock);
-            pthread_attr_destroy(&attr);
+            return;
+        }
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int r = pthread_create(&t, &attr, stream_thread, job);
+        pthread_attr_destroy(&attr);
+        if (r == 0) {
+            s->n_threads++;
+            pthread_mutex_unlock(&s->stream_lock);
             return;
         }
         s->streams = job->next;
@@ -553,7 +610,6 @@ static void start_stream(ApiServer *s, int fd)
         pthread_mutex_unlock(&s->stream_lock);
         free(job);
     }
-    pthread_attr_destroy(&attr);
     reply_and_close(fd, 503, "Out of resources for a streaming connection");
 }
 
@@ -674,13 +730,16 @@ void api_server_free(ApiServer *s)
     http_server_stop(&s->http);
     http_server_stop(&s->metrics_http);
     api_attachments_stop();
-    /* Wake every streaming connection and wait until its thread is gone. */
+    /* Wake every streaming connection and idle thread; wait until all are gone. */
     pthread_mutex_lock(&s->stream_lock);
+    s->stream_closing = true;
+    pthread_cond_broadcast(&s->stream_work);
     for (StreamJob *j = s->streams; j; j = j->next)
         shutdown(j->fd, SHUT_RDWR);
-    while (s->streams)
+    while (s->streams || s->n_threads)
         pthread_cond_wait(&s->stream_done, &s->stream_lock);
     pthread_mutex_unlock(&s->stream_lock);
+    pthread_cond_destroy(&s->stream_work);
     pthread_cond_destroy(&s->stream_done);
     pthread_mutex_destroy(&s->stream_lock);
     if (s->stop.fd >= 0)

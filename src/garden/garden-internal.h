@@ -50,6 +50,10 @@ void garden_shim_pool_stop(Garden *g);
 /* An idle shim's socket for proc_idle_take() (taken by the caller); -ENOENT when
  * none is ready (then start one with proc_start()). */
 int garden_shim_pool_take(Garden *g, int *ret_fd);
+/* Take an idle shim and rename the directory it prepared (sockets bound) to
+ * pdir/id: 1 = done; 0 = *ret_fd is an idle shim's socket (or -1: none ready)
+ * but no directory was moved, make it; -EEXIST = pdir/id exists. */
+int garden_shim_pool_take_into(Garden *g, int pdir, const char *id, int *ret_fd);
 /* Start replacements for the idle shims taken (after the start they served, so
  * that the spawn does not compete with it). */
 void garden_shim_pool_refill(Garden *g);

@@ -251,10 +251,11 @@ static int log_file_path(Garden *g, Container *c, const char *id, char **ret)
 }
 
 /* Start the process of dirpath with its spec: through an idle shim when one is
- * ready (the spec in its message when small enough), else through a shim
- * started for it (the spec written to the directory). *ret_pooled says which. */
+ * ready (*idle_fd first: the one whose directory this is; taken), the spec in
+ * its message when small enough, else through a shim started for it (the spec
+ * written to the directory). *ret_pooled says which. */
 static int start_process(Garden *g, int dirfd, const char *dirpath, const ProcLaunch *launch,
-                         pid_t *ret_pid, bool *ret_pooled, Failure *reterr)
+                         int *idle_fd, pid_t *ret_pid, bool *ret_pooled, Failure *reterr)
 {
     _cleanup_free_ char *spec = NULL;
     size_t len;
@@ -264,8 +265,8 @@ static int start_process(Garden *g, int dirfd, const char *dirpath, const ProcLa
         return failure_errno(reterr, r, "Failed to write the process spec");
     testhook_point("run.spec");
     bool written = false;
-    int fd;
-    while (garden_shim_pool_take(g, &fd) >= 0) {
+    int fd = TAKE_FD(*idle_fd);
+    while (fd >= 0 || garden_shim_pool_take(g, &fd) >= 0) {
         if (len > SHIM_IDLE_SPEC_MAX && !written) {
             if ((r = atomic_write_volatile_at(dirfd, "spec", spec, len, 0600)) < 0) {
                 close(fd);
@@ -284,6 +285,7 @@ static int start_process(Garden *g, int dirfd, const char *dirpath, const ProcLa
         if (r != -EPIPE && !(r == -ECONNRESET && faccessat(dirfd, "pid", F_OK, 0) < 0))
             return r;
         log_debug("An idle shim was gone: %s", reterr->message);
+        fd = -1; /* the next one binds its sockets in the directory, over any stale ones */
     }
     failure_clear(reterr);
     if (!written && (r = atomic_write_volatile_at(dirfd, "spec", spec, len, 0600)) < 0)
@@ -292,9 +294,11 @@ static int start_process(Garden *g, int dirfd, const char *dirpath, const ProcLa
 }
 
 /* <container>/processes/<id>, new: *ret_pdir is processes/, *ret_dirfd the new
- * directory, *ret_dirpath its path. A taken id is a 409; a full container a 500. */
+ * directory, *ret_dirpath its path, *ret_idle_fd the idle shim whose prepared
+ * directory it is (or just an idle shim, or -1). A taken id is a 409; a full
+ * container a 500. */
 static int make_process_dir(Garden *g, Container *c, const char *id, int *ret_pdir,
-                            char **ret_dirpath, int *ret_dirfd, ApiError *reterr)
+                            char **ret_dirpath, int *ret_dirfd, int *ret_idle_fd, ApiError *reterr)
 {
     _cleanup_close_ int pdir = -EBADF;
     int r = processes_dir_fd(g, c, true, &pdir);
@@ -305,17 +309,22 @@ static int make_process_dir(Garden *g, Container *c, const char *id, int *ret_pd
     if (count_entries(pdir) >= PROCESSES_MAX)
         return api_errorf(reterr, -ENOSPC, 500, GARDEN_ERR_GENERIC,
                           "Container '%s' already has %d processes", c->rec.handle, PROCESSES_MAX);
-    if (mkdirat(pdir, id, 0700) < 0) {
-        if (errno == EEXIST)
-            return api_errorf(reterr, -EEXIST, 409, GARDEN_ERR_GENERIC,
-                              "process ID '%s' already in use", id);
-        return api_internal_error(reterr, -errno, "Failed to create the process directory");
-    }
+    _cleanup_close_ int idle = -EBADF;
+    r = garden_shim_pool_take_into(g, pdir, id, &idle);
+    if (r == 0 && mkdirat(pdir, id, 0700) < 0)
+        r = -errno;
+    if (r == -EEXIST)
+        return api_errorf(reterr, -EEXIST, 409, GARDEN_ERR_GENERIC,
+                          "process ID '%s' already in use", id);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to create the process directory");
     testhook_point("run.directory");
-    _cleanup_free_ char *dirpath = NULL;
-    r = depot_container_path(g->depot, c->rec.handle, &dirpath);
-    if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", TAKE_PTR(dirpath), id) < 0)
+    _cleanup_free_ char *container_path = NULL, *dirpath = NULL;
+    r = depot_container_path(g->depot, c->rec.handle, &container_path);
+    if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", container_path, id) < 0) {
+        dirpath = NULL;
         r = -ENOMEM;
+    }
     if (r < 0) {
         (void)rm_rf_at(pdir, id);
         return api_internal_error(reterr, r, "Failed to prepare the process");
@@ -329,6 +338,7 @@ static int make_process_dir(Garden *g, Container *c, const char *id, int *ret_pd
     *ret_pdir = TAKE_FD(pdir);
     *ret_dirpath = TAKE_PTR(dirpath);
     *ret_dirfd = dirfd;
+    *ret_idle_fd = TAKE_FD(idle);
     return 0;
 }
 
@@ -371,9 +381,11 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     if (!is_pea && (r = proc_resolve_user(init_pid, spec->user, &user, &failure)) < 0)
         return garden_failure(reterr, &failure, r);
 
-    _cleanup_close_ int pdir = -EBADF, dirfd = -EBADF;
+    /* An idle shim taken with its directory: closed on every failure below, it
+     * exits. */
+    _cleanup_close_ int pdir = -EBADF, dirfd = -EBADF, idle = -EBADF;
     _cleanup_free_ char *dirpath = NULL;
-    r = make_process_dir(g, c, id, &pdir, &dirpath, &dirfd, reterr);
+    r = make_process_dir(g, c, id, &pdir, &dirpath, &dirfd, &idle, reterr);
     if (r < 0)
         return r;
     GardenPea pea = {0};
@@ -436,7 +448,7 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     pid_t pid;
     bool pooled;
     int64_t t1 = clock_monotonic_ns();
-    r = start_process(g, dirfd, dirpath, &launch, &pid, &pooled, &failure);
+    r = start_process(g, dirfd, dirpath, &launch, &idle, &pid, &pooled, &failure);
     garden_shim_pool_refill(g);
     log_debug("Process '%s': prepared in %.2f ms, %s shim started it in %.2f ms", id,
               (double)(t1 - t0) / 1e6, pooled ? "an idle" : "a new",

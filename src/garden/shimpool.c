@@ -11,16 +11,28 @@
  * limit, and Stop or Destroy has nothing of theirs to end. They do not outlive
  * the daemon: each exits when its socket's other end closes (the daemon ended,
  * or dropped it). A thread keeps the pool full, off the Run's path: it refills
- * after a take and replaces an idle shim that died (seen as a hang-up). */
+ * after a take and replaces an idle shim that died (seen as a hang-up).
+ *
+ * Each idle shim also prepares its process directory ahead of need, its sockets
+ * bound, in <depot>/idle-shims/<its pid> (shim-protocol.h): a Run renames that
+ * directory into place, one rename instead of a mkdir and two binds on its
+ * path. A directory left there by a shim killed while idle is removed with it,
+ * and all of them at the pool's start. */
+#include <dirent.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "cloche/fileio.h"
 #include "cloche/log.h"
 #include "cloche/proc.h"
+#include "cloche/shim-protocol.h"
 #include "garden-internal.h"
 
 #define RETRY_MS 1000 /* after a failed start, before the next attempt */
@@ -32,6 +44,7 @@ typedef struct IdleShim {
 
 struct ShimPool {
     char *shim_path, *label;
+    int dirs_fd; /* <depot>/idle-shims, or -1 */
     pthread_mutex_t lock;
     IdleShim idle[GARDEN_IDLE_SHIMS];
     size_t n;      /* under lock */
@@ -47,6 +60,36 @@ static void wake(ShimPool *p)
     (void)n; /* a full counter still wakes the thread */
 }
 
+/* The directory an idle shim prepared, if it is still there. */
+static void remove_dir(ShimPool *p, pid_t pid)
+{
+    char name[16];
+    snprintf(name, sizeof(name), "%d", (int)pid);
+    if (p->dirs_fd >= 0)
+        (void)rm_rf_at(p->dirs_fd, name);
+}
+
+/* <depot>/idle-shims, emptied of what shims of an earlier daemon left there. */
+static int open_dirs(const char *depot)
+{
+    _cleanup_close_ int top = open(depot, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (top < 0 || (mkdirat(top, SHIM_IDLE_DIRS, 0700) < 0 && errno != EEXIST))
+        return -1;
+    int fd = openat(top, SHIM_IDLE_DIRS, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int walk = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = walk >= 0 ? fdopendir(walk) : NULL;
+    for (struct dirent *de; d && (de = readdir(d));)
+        if (de->d_name[0] != '.')
+            (void)rm_rf_at(fd, de->d_name);
+    if (d)
+        closedir(d);
+    else if (walk >= 0)
+        close(walk);
+    return fd;
+}
+
 /* Remove the idle shim at fd (if still in the pool): it hung up. */
 static void drop_dead(ShimPool *p, int fd)
 {
@@ -56,6 +99,7 @@ static void drop_dead(ShimPool *p, int fd)
             continue;
         log_debug("Idle shim %d is gone: replacing it", (int)p->idle[i].pid);
         close(fd);
+        remove_dir(p, p->idle[i].pid);
         p->idle[i] = p->idle[--p->n];
         break;
     }
@@ -132,9 +176,12 @@ int garden_shim_pool_start(Garden *g)
         free(p);
         return r;
     }
+    p->dirs_fd = g->depot_path ? open_dirs(g->depot_path) : -1;
     pthread_mutex_init(&p->lock, NULL);
     int r = pthread_create(&p->thread, NULL, pool_loop, p);
     if (r > 0) {
+        if (p->dirs_fd >= 0)
+            close(p->dirs_fd);
         pthread_mutex_destroy(&p->lock);
         close(p->wake);
         free(p->shim_path);
@@ -161,6 +208,8 @@ void garden_shim_pool_stop(Garden *g)
         close(p->idle[i].fd);
     pthread_mutex_destroy(&p->lock);
     close(p->wake);
+    if (p->dirs_fd >= 0)
+        close(p->dirs_fd); /* each shim removes its own directory as it exits */
     free(p->shim_path);
     free(p->label);
     free(p);
@@ -180,6 +229,36 @@ int garden_shim_pool_take(Garden *g, int *ret_fd)
         return -ENOENT;
     }
     *ret_fd = fd;
+    return 0;
+}
+
+int garden_shim_pool_take_into(Garden *g, int pdir, const char *id, int *ret_fd)
+{
+    ShimPool *p = g->shim_pool;
+    *ret_fd = -1;
+    if (!p)
+        return 0;
+    pthread_mutex_lock(&p->lock);
+    IdleShim shim = p->n ? p->idle[--p->n] : (IdleShim){.fd = -1};
+    pthread_mutex_unlock(&p->lock);
+    if (shim.fd < 0) {
+        wake(p);
+        return 0;
+    }
+    char name[16];
+    snprintf(name, sizeof(name), "%d", (int)shim.pid);
+    if (p->dirs_fd >= 0 && renameat2(p->dirs_fd, name, pdir, id, RENAME_NOREPLACE) == 0) {
+        *ret_fd = shim.fd;
+        return 1;
+    }
+    if (errno == EEXIST) {
+        close(shim.fd); /* it removes its directory as it exits */
+        wake(p);
+        return -EEXIST;
+    }
+    /* No directory (the shim could not make one, or another file system):
+     * the shim binds in the directory it is given. */
+    *ret_fd = shim.fd;
     return 0;
 }
 

@@ -9,7 +9,10 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cloche/enter.h"
 #include "cloche/shim-protocol.h"
@@ -67,4 +70,55 @@ int shim_idle_wait(int fd, char **ret_message, char **ret_spec, size_t *ret_spec
     *ret_spec = spec;
     *ret_spec_len = spec_len;
     return 0;
+}
+
+void shim_idle_dir_prepare(const char *label, ShimIdleDir *ret)
+{
+    *ret = (ShimIdleDir){.dirfd = -1, .listen_fd = -1, .control_fd = -1};
+    if (label[0] != '/' || snprintf(ret->path, sizeof(ret->path), "%s/" SHIM_IDLE_DIRS "/%d", label,
+                                    (int)getpid()) >= (int)sizeof(ret->path))
+        return;
+    if (mkdir(ret->path, 0700) < 0) /* the daemon cleared SHIM_IDLE_DIRS: no stale one */
+        return;
+    ret->dirfd = open(ret->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    ShimError err;
+    if (ret->dirfd >= 0 && (ret->listen_fd = shim_listen_on(ret->dirfd, "sock", &err)) >= 0)
+        ret->control_fd = shim_listen_on(ret->dirfd, "ctl", &err);
+    if (ret->control_fd < 0)
+        shim_idle_dir_remove(ret); /* the process's own directory gets the sockets */
+}
+
+bool shim_idle_dir_adopt(ShimIdleDir *d, int dirfd, int *ret_listen_fd, int *ret_control_fd)
+{
+    struct stat ours, given;
+    if (d->dirfd < 0)
+        return false;
+    if (fstat(d->dirfd, &ours) < 0 || fstat(dirfd, &given) < 0 || ours.st_dev != given.st_dev ||
+        ours.st_ino != given.st_ino) {
+        shim_idle_dir_remove(d);
+        return false;
+    }
+    *ret_listen_fd = TAKE_FD(d->listen_fd);
+    *ret_control_fd = TAKE_FD(d->control_fd);
+    shim_closep(&d->dirfd);
+    return true;
+}
+
+void shim_idle_dir_remove(ShimIdleDir *d)
+{
+    if (d->dirfd < 0)
+        return;
+    /* Through the fd: wherever the directory is now, only its own sockets go. */
+    if (d->listen_fd >= 0)
+        unlinkat(d->dirfd, "sock", 0);
+    if (d->control_fd >= 0)
+        unlinkat(d->dirfd, "ctl", 0);
+    shim_closep(&d->listen_fd);
+    shim_closep(&d->control_fd);
+    /* Still where it was made (not renamed into the depot): remove it. */
+    struct stat ours, there;
+    if (fstat(d->dirfd, &ours) == 0 && stat(d->path, &there) == 0 && ours.st_dev == there.st_dev &&
+        ours.st_ino == there.st_ino)
+        rmdir(d->path);
+    shim_closep(&d->dirfd);
 }

@@ -554,7 +554,7 @@ static void server_finish(Server *s)
     char text[16];
     int len = snprintf(text, sizeof(text), "%d\n", s->status);
     /* Nothing to report a failure to: the status still goes out on the connections. */
-    (void)shim_write_file_atomic(s->dirfd, "exit.tmp", "exit", text, (size_t)len);
+    (void)shim_write_file_first(s->dirfd, "exit.tmp", "exit", text, (size_t)len);
 
     s->exited = true;
     s->deadline_ms = now_ms() + (uint64_t)s->spec->linger * 1000;

@@ -17,6 +17,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -75,8 +76,7 @@ static void start_error(const ShimError *e)
     start_line(line);
 }
 
-/* Bind and listen on dirfd/name, mode 0600, replacing a stale socket. */
-static int listen_on(int dirfd, const char *name, ShimError *reterr)
+int shim_listen_on(int dirfd, const char *name, ShimError *reterr)
 {
     if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
         return shim_error(reterr, errno, "Failed to remove the stale socket");
@@ -121,12 +121,13 @@ int shim_write_pid_file(int dirfd, pid_t pid)
     char text[96];
     int len = snprintf(text, sizeof(text), "%d %llu %d\n", (int)getpid(), (unsigned long long)start,
                        (int)pid);
-    return shim_write_file_atomic(dirfd, "pid.tmp", "pid", text, (size_t)len);
+    return shim_write_file_first(dirfd, "pid.tmp", "pid", text, (size_t)len);
 }
 
 /* spec_text: the spec as an idle shim received it (spec_len bytes, writable one
- * beyond; taken), or NULL to read DIR/spec. */
-static int run(const char *dir, char *spec_text, size_t spec_len)
+ * beyond; taken), or NULL to read DIR/spec. idle: an idle shim's prepared
+ * directory (NULL: none), whose sockets serve when DIR is that directory. */
+static int run(const char *dir, char *spec_text, size_t spec_len, ShimIdleDir *idle)
 {
     _cleanup_free_ char *text = spec_text;
     ShimError err = {0};
@@ -139,6 +140,8 @@ static int run(const char *dir, char *spec_text, size_t spec_len)
     dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
         shim_error(&err, errno, "Failed to open the process directory '%s'", dir);
+        if (idle)
+            shim_idle_dir_remove(idle);
         goto fail;
     }
     if (text) {
@@ -157,11 +160,13 @@ static int run(const char *dir, char *spec_text, size_t spec_len)
         shim_error(&err, errno, "Failed to create a signalfd");
         goto fail;
     }
-    listen_fd = listen_on(dirfd, "sock", &err);
-    if (listen_fd >= 0)
-        control_fd = listen_on(dirfd, "ctl", &err);
-    if (listen_fd < 0 || control_fd < 0)
-        goto fail;
+    if (!idle || !shim_idle_dir_adopt(idle, dirfd, &listen_fd, &control_fd)) {
+        listen_fd = shim_listen_on(dirfd, "sock", &err);
+        if (listen_fd >= 0)
+            control_fd = shim_listen_on(dirfd, "ctl", &err);
+        if (listen_fd < 0 || control_fd < 0)
+            goto fail;
+    }
     if (shim_process_start(&spec, dirfd, &proc, &err) < 0)
         goto fail;
 
@@ -233,8 +238,22 @@ int main(int argc, char **argv)
     for (int fd = 0; fd < 3; fd++)
         if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) != fd)
             return 1;
-    signal(SIGPIPE, SIG_IGN); /* a reader gone is an error on its connection only */
-    signal(SIGHUP, SIG_IGN);
+    /* Every disposition inherited from the daemon back to the default, once
+     * here, so that a process's start only resets the two the shim ignores. The
+     * raw call: libc's refuses its own two real-time signals, which an ignoring
+     * ancestor would otherwise leave ignored in every process. */
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        uint64_t mask;
+    } dfl = {.handler = SIG_DFL};
+    for (int sig = 1; sig < _NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
+    static const int ignored[] = {SHIM_IGNORED_SIGNALS};
+    for (size_t i = 0; i < ELEMENTSOF(ignored); i++)
+        signal(ignored[i], SIG_IGN); /* SIGPIPE: a reader gone is an error on its connection only */
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGCHLD);
@@ -244,10 +263,14 @@ int main(int argc, char **argv)
     if (idle) {
         char *message, *spec;
         size_t spec_len;
-        if (shim_idle_wait(START_FD, &message, &spec, &spec_len) < 0)
+        static ShimIdleDir prepared;
+        shim_idle_dir_prepare(argv[2], &prepared);
+        if (shim_idle_wait(START_FD, &message, &spec, &spec_len) < 0) {
+            shim_idle_dir_remove(&prepared);
             return 0; /* dropped, or the daemon ended: nothing was started */
+        }
         retitle(argc, argv, message);
-        return run(message, spec, spec_len); /* message lives as long as the shim */
+        return run(message, spec, spec_len, &prepared); /* message lives as long as the shim */
     }
-    return run(argv[1], NULL, 0);
+    return run(argv[1], NULL, 0, NULL);
 }

@@ -26,6 +26,9 @@
 #define SHIM_RING_LIMIT (256u << 20) /* largest `ring` accepted */
 #define SHIM_LINGER_LIMIT 86400u     /* largest `linger` accepted, seconds */
 #define SHIM_CGROUPS_MAX 32          /* `cgroup` records */
+/* The only signals the shim ignores (all others have their default action from
+ * its start on): the process's start resets just these. */
+#define SHIM_IGNORED_SIGNALS SIGPIPE, SIGHUP
 #define SHIM_GROUPS_MAX 65536        /* `group` records (NGROUPS_MAX) */
 #define SHIM_CONNECTIONS_MAX 32      /* simultaneous connections to DIR/sock */
 #define SHIM_QUEUE_CAP (1u << 20)    /* output queued per connection before reads pause */
@@ -182,6 +185,10 @@ int shim_serve(const ShimSpec *spec, int dirfd, int listen_fd, int control_fd, i
 /* Write data to dirfd/name through dirfd/tmp_name and a rename. */
 int shim_write_file_atomic(int dirfd, const char *tmp_name, const char *name, const char *data,
                            size_t len);
+/* The same, but a file not there yet is created under its own name with one
+ * write (len must be small: one write() of a few bytes). */
+int shim_write_file_first(int dirfd, const char *tmp_name, const char *name, const char *data,
+                          size_t len);
 
 /* ---- peas (pea.c) ---- */
 
@@ -236,6 +243,26 @@ uint64_t shim_own_start_time(void);
 /* The largest message an idle shim takes: its directory, a newline and the spec
  * (a larger spec is written to DIR/spec instead). */
 #define SHIM_IDLE_MESSAGE_MAX (PATH_MAX + SHIM_IDLE_SPEC_MAX + 1)
+
+/* An idle shim's process directory made ahead of need:
+ * LABEL/SHIM_IDLE_DIRS/<pid>, its `sock` and `ctl` already listening, which the
+ * daemon renames into place as the next process's directory. */
+typedef struct ShimIdleDir {
+    char path[PATH_MAX];
+    int dirfd; /* -1: none (the shim binds in the directory it is given) */
+    int listen_fd, control_fd;
+} ShimIdleDir;
+
+/* Make the directory (best effort: *ret->dirfd stays -1 on failure). */
+void shim_idle_dir_prepare(const char *label, ShimIdleDir *ret);
+/* The directory at dirfd is the prepared one (renamed or not): take its sockets
+ * into *ret_listen_fd, *ret_control_fd and return true. Otherwise remove it. */
+bool shim_idle_dir_adopt(ShimIdleDir *d, int dirfd, int *ret_listen_fd, int *ret_control_fd);
+/* Remove what is left of it (the daemon ended, or the shim took another directory). */
+void shim_idle_dir_remove(ShimIdleDir *d);
+
+/* Bind and listen on dirfd/name, mode 0600, replacing a stale socket. */
+int shim_listen_on(int dirfd, const char *name, ShimError *reterr);
 
 /* As an idle shim: report "ready <pid>" on fd, then wait for the daemon's one
  * message: "DIR" (the process directory, absolute; its spec in DIR/spec) or

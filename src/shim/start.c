@@ -4,8 +4,12 @@
  * the process (C2) straight into the container's cgroup2 group (CLONE_INTO_CGROUP:
  * no migration, so none of the RCU grace period a cgroup.procs write on cgroup2
  * costs, several milliseconds here). C2 is the shim's own child, in the
- * container's pid namespace. The shim writes C2's pid into the v1 hierarchies'
- * cgroup.procs (cheap), then releases it; C2 joins the init's other namespaces
+ * container's pid namespace. Straight after its clone, C2 first moves itself into
+ * the v1 hierarchies' groups by writing "0" to each one's `tasks` (opened by the
+ * shim): the kernel moves the calling thread, its whole process here, without
+ * the global write lock a cgroup.procs write takes, whose RCU grace period
+ * costs milliseconds on a busy machine and stalls every fork and thread
+ * creation on the host meanwhile. C2 then joins the init's other namespaces
  * through its pidfd, drops to the spec's ids and execs. A close-on-exec report
  * pipe tells the shim how it went: EOF = exec'd. */
 #include <fcntl.h>
@@ -51,6 +55,7 @@ typedef enum Stage {
     STAGE_EXEC,
     STAGE_PEA,       /* arg: the pea step (shim.h) */
     STAGE_PEA_READY, /* not a failure: in the pea's root, stopped until the shim saw it */
+    STAGE_CGROUP,    /* arg: the index of the cgroup in the spec */
 } Stage;
 
 typedef struct Report {
@@ -63,11 +68,13 @@ typedef struct Report {
 typedef struct StartPlan {
     const ShimSpec *spec;
     int pidfd;
-    int ns_flags;  /* namespaces of the init that differ from the shim's, but pid */
-    int report_fd; /* write end, close-on-exec */
-    int go_fd;     /* read end: C2 waits for one byte */
-    int go_write;  /* the shim's end, closed in the child */
-    int stdio[3];  /* the process's ends (the pty slave thrice with a tty) */
+    int ns_flags;    /* namespaces of the init that differ from the shim's, but pid */
+    int report_fd;   /* write end, close-on-exec */
+    pid_t shim_seen; /* the shim's pid as the process sees its parent (0: outside its pid namespace)
+                      */
+    int stdio[3];    /* the process's ends (the pty slave thrice with a tty) */
+    const int *tasks_fds; /* per spec cgroup: its v1 `tasks`, opened for writing, or -1 */
+    size_t n_cgroups;
     const char *search_path;
     const ShimPeaPlan *pea; /* NULL: the container's own root */
 } StartPlan;
@@ -177,13 +184,17 @@ static int make_dir_as(const char *dir, uid_t uid, gid_t gid)
 static _Noreturn void process_main(const StartPlan *p)
 {
     const ShimSpec *spec = p->spec;
-    char go;
-    ssize_t n;
-    close(p->go_write); /* so that a shim that dies releases us with EOF */
-    while ((n = read(p->go_fd, &go, 1)) < 0 && errno == EINTR)
-        ;
-    if (n != 1)
-        _exit(127); /* the shim gave up on us */
+    /* No word from the shim to wait for (the cgroups are joined here): killed
+     * if the shim dies before the exec (until an id change or the reset before
+     * the exec clears it), gone at once if it died already. */
+    if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 ||
+        syscall(SYS_getppid) != p->shim_seen)
+        _exit(127);
+    /* Into the v1 groups before anything else is charged to the shim's: "0" is
+     * the calling thread, this process's only one. */
+    for (size_t i = 0; i < p->n_cgroups; i++)
+        if (p->tasks_fds[i] >= 0 && write(p->tasks_fds[i], "0", 1) != 1)
+            child_fail(p, STAGE_CGROUP, errno, (int)i);
     /* Nothing in the container may ptrace us before the exec (which resets this). */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (p->ns_flags && setns(p->pidfd, p->ns_flags) < 0)
@@ -250,14 +261,18 @@ static _Noreturn void process_main(const StartPlan *p)
     for (int fd = 0; fd < 3; fd++)
         if (dup2(p->stdio[fd], fd) < 0)
             child_fail(p, STAGE_STDIO, errno, 0);
+    /* The shim set every other disposition to the default when it started. */
     struct sigaction dfl = {.sa_handler = SIG_DFL};
-    for (int sig = 1; sig < _NSIG; sig++)
-        sigaction(sig, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP, libc's own */
+    static const int ignored[] = {SHIM_IGNORED_SIGNALS};
+    for (size_t i = 0; i < ELEMENTSOF(ignored); i++)
+        sigaction(ignored[i], &dfl, NULL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     /* Everything but stdio goes at the exec, the report pipe included. */
     syscall(SYS_close_range, 3, ~0u, CLOSE_RANGE_CLOEXEC);
+    /* The process outlives its shim from here on, as any other. */
+    syscall(SYS_prctl, PR_SET_PDEATHSIG, 0, 0, 0, 0);
 
     child_fail(p, STAGE_EXEC, exec_search(p), 0);
 }
@@ -293,8 +308,8 @@ static int namespaces_to_join(pid_t pid, int *ret, ShimError *reterr)
                       "Failed to inspect the %s namespace of the container's init", f.namespace);
 }
 
-/* cgroup.procs of every v1 group, and the cgroup2 group itself (for
- * CLONE_INTO_CGROUP) whose cgroup.procs is then not needed. */
+/* `tasks` of every v1 group (the process writes itself there), and the cgroup2
+ * group itself (for CLONE_INTO_CGROUP), whose cgroup.procs is then not needed. */
 static int open_cgroups(const ShimSpec *spec, int *fds, int *ret_v2, ShimError *reterr)
 {
     for (size_t i = 0; i < spec->n_cgroups; i++) {
@@ -306,7 +321,7 @@ static int open_cgroups(const ShimSpec *spec, int *fds, int *ret_v2, ShimError *
             continue;
         }
         char path[PATH_MAX];
-        if (snprintf(path, sizeof(path), "%s/cgroup.procs", spec->cgroups[i]) >= (int)sizeof(path))
+        if (snprintf(path, sizeof(path), "%s/tasks", spec->cgroups[i]) >= (int)sizeof(path))
             return shim_error(reterr, ENAMETOOLONG, "Cgroup path '%s' is too long",
                               spec->cgroups[i]);
         fds[i] = open(path, O_WRONLY | O_CLOEXEC);
@@ -512,6 +527,11 @@ static int report_error(const ShimSpec *spec, const Report *rep, ShimError *rete
         return shim_error(reterr, rep->value, "Failed to execute '%s'", spec->path);
     case STAGE_PEA:
         return shim_pea_error(rep->arg, rep->value, reterr);
+    case STAGE_CGROUP:
+        if (rep->arg < 0 || (size_t)rep->arg >= spec->n_cgroups)
+            break;
+        return shim_error(reterr, rep->value, "Failed to join the cgroup '%s'",
+                          spec->cgroups[rep->arg]);
     case STAGE_PEA_READY:
     case STAGE_PID:
         break;
@@ -526,23 +546,14 @@ static void kill_and_reap(pid_t pid)
         ;
 }
 
-static int attach_cgroups(const int *fds, size_t n, pid_t pid, const ShimSpec *spec,
-                          ShimError *reterr)
-{
-    char text[32];
-    int len = snprintf(text, sizeof(text), "%d", (int)pid);
-    for (size_t i = 0; i < n; i++)
-        if (fds[i] >= 0 && write(fds[i], text, (size_t)len) != len)
-            return shim_error(reterr, errno, "Failed to join the cgroup '%s'", spec->cgroups[i]);
-    return 0;
-}
-
 /* Clone the process: into the container's pid namespace (entered for the
  * clone and left again) and, on cgroup v2, straight into its cgroup. */
 static int clone_process(StartPlan *plan, int cgroup2, pid_t *ret_pid, ShimError *reterr)
 {
     _cleanup_close_ int own_pidns = -1;
-    /* Children from here on are born in the container's pid namespace. */
+    /* Children from here on are born in the container's pid namespace, where
+     * their parent, outside it, is pid 0. */
+    plan->shim_seen = plan->ns_flags & CLONE_NEWPID ? 0 : getpid();
     if (plan->ns_flags & CLONE_NEWPID) {
         own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
         if (own_pidns < 0 || setns(plan->pidfd, CLONE_NEWPID) < 0)
@@ -567,16 +578,12 @@ static int clone_process(StartPlan *plan, int cgroup2, pid_t *ret_pid, ShimError
     return 0;
 }
 
-/* Let the child go on to exec (its cgroups joined) and wait for its word: the
- * report pipe closes at the exec, or carries why it failed. A pea stops once in
- * its root until the shim has noted its mount namespace. */
-static int release_and_await(const ShimSpec *spec, ShimProcess *proc, int *go_write,
-                             int report_read, int pid_dirfd, bool *pid_written, ShimError *reterr)
+/* Wait for the child's word as it enters the container and execs: the report
+ * pipe closes at the exec, or carries why it failed. A pea stops once in its
+ * root until the shim has noted its mount namespace. */
+static int await_exec(const ShimSpec *spec, ShimProcess *proc, int report_read, int pid_dirfd,
+                      bool *pid_written, ShimError *reterr)
 {
-    char go = 'g';
-    if (write(*go_write, &go, 1) != 1)
-        return shim_error(reterr, errno, "Failed to start the process");
-    shim_closep(go_write);
     /* While the process enters the container and execs (on another CPU, with
      * luck); removed again if the start fails. */
     int r;
@@ -606,7 +613,7 @@ int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, Sh
         .pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .master_fd = -1};
     int child_stdio[3] = {-1, -1, -1};
     int cgroup_fds[SHIM_CGROUPS_MAX];
-    int report_pipe[2] = {-1, -1}, go_pipe[2] = {-1, -1};
+    int report_pipe[2] = {-1, -1};
     _cleanup_close_ int pidfd = -1, cgroup2 = -1;
     ShimPeaPlan pea = {.upper_fd = -1};
     bool pid_written = false;
@@ -628,7 +635,7 @@ int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, Sh
     }
     if (shim_pea_wanted(spec) && (r = shim_pea_prepare(spec, &pea, reterr)) < 0)
         goto out;
-    if (pipe2(report_pipe, O_CLOEXEC) < 0 || pipe2(go_pipe, O_CLOEXEC) < 0) {
+    if (pipe2(report_pipe, O_CLOEXEC) < 0) {
         r = shim_error(reterr, errno, "Failed to create pipes");
         goto out;
     }
@@ -644,9 +651,9 @@ int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, Sh
         .pidfd = pidfd,
         .ns_flags = ns_flags,
         .report_fd = report_pipe[1],
-        .go_fd = go_pipe[0],
-        .go_write = go_pipe[1],
         .stdio = {child_stdio[0], child_stdio[1], child_stdio[2]},
+        .tasks_fds = cgroup_fds,
+        .n_cgroups = spec->n_cgroups,
         .search_path = search_path,
         .pea = shim_pea_wanted(spec) ? &pea : NULL,
     };
@@ -657,12 +664,8 @@ int shim_process_start(const ShimSpec *spec, int pid_dirfd, ShimProcess *ret, Sh
     /* Only the child needs these now. */
     close_stdio(child_stdio, NULL);
     shim_closep(&report_pipe[1]);
-    shim_closep(&go_pipe[0]);
 
-    if ((r = attach_cgroups(cgroup_fds, spec->n_cgroups, proc.pid, spec, reterr)) < 0)
-        goto out;
-    if ((r = release_and_await(spec, &proc, &go_pipe[1], report_pipe[0], pid_dirfd, &pid_written,
-                               reterr)) < 0)
+    if ((r = await_exec(spec, &proc, report_pipe[0], pid_dirfd, &pid_written, reterr)) < 0)
         goto out;
     *ret = proc;
     proc = (ShimProcess){.pid = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1};
@@ -679,7 +682,6 @@ out:
         shim_closep(&cgroup_fds[i]);
     for (int i = 0; i < 2; i++) {
         shim_closep(&report_pipe[i]);
-        shim_closep(&go_pipe[i]);
     }
     return r;
 }

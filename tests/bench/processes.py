@@ -3,6 +3,7 @@
 the Go client drives it, beside `crun exec` of the same in a crun container.
 
     tests/bench/processes.py [--build DIR] [--rootfs DIR] [-n N] [--gib G]
+                             [--no-peer] [--no-throughput]
 
 Runs as root inside a private mount and network namespace of its own (it
 re-executes itself under unshare), with a temporary depot and a cgroup parent of
@@ -76,10 +77,13 @@ class Counter:
 
 def start_daemon(build, rootfs, tmp, parent):
     sock = os.path.join(tmp, "cloche.sock")
-    log = open(os.path.join(tmp, "cloched.log"), "w")
+    # CLOCHE_BENCH_LOG=PATH keeps a debug log (each Run's steps timed) there.
+    keep = os.environ.get("CLOCHE_BENCH_LOG")
+    log = open(keep or os.path.join(tmp, "cloched.log"), "w")
     daemon = subprocess.Popen([os.path.join(build, "cloched"), "--bind-socket", sock,
                                "--depot", os.path.join(tmp, "depot"), "--cgroup-parent", parent,
-                               "--default-rootfs", rootfs, "--log-level", "warn"],
+                               "--default-rootfs", rootfs, "--log-level",
+                               "debug" if keep else "warn"],
                               stdout=log, stderr=log)
     client = GardenClient(sock, timeout=120)
     for _ in range(200):
@@ -92,7 +96,7 @@ def start_daemon(build, rootfs, tmp, parent):
     raise RuntimeError(f"cloched did not start; see {log.name}")
 
 
-def bench_cloche(build, rootfs, n, gib, tmp):
+def bench_cloche(build, rootfs, n, gib, tmp, throughput=True):
     parent = f"cloche-bench-proc-{os.getpid()}"
     if not os.access(os.path.join(build, "cloche-shim"), os.X_OK):
         raise SystemExit(f"{build}/cloche-shim is missing: cloched cannot run processes")
@@ -119,7 +123,7 @@ def bench_cloche(build, rootfs, n, gib, tmp):
         results["run_nostreams"] = [run_true(False) for _ in range(n)]
 
         size = gib * GIB
-        for name, argv in (("dd", ["dd", "if=/dev/zero", "bs=1M", f"count={gib * 1024}"]),
+        for name, argv in () if not throughput else (("dd", ["dd", "if=/dev/zero", "bs=1M", f"count={gib * 1024}"]),
                            ("head", ["head", "-c", str(size), "/dev/zero"])):
             sink = Counter()
             t0 = time.perf_counter()
@@ -222,6 +226,8 @@ def main():
     ap.add_argument("--rootfs", default=os.path.join(ROOT, "build", "rootfs", "busybox"))
     ap.add_argument("-n", type=int, default=200)
     ap.add_argument("--gib", type=int, default=1, help="GiB written for the throughput run")
+    ap.add_argument("--no-peer", action="store_true", help="skip crun exec and the host pipe")
+    ap.add_argument("--no-throughput", action="store_true", help="skip the stdout throughput runs")
     args = ap.parse_args()
     if os.environ.get("CLOCHE_BENCH_SANDBOX") != "1":
         os.execvp("unshare", ["unshare", "--mount", "--net", "--propagation", "private", "--fork",
@@ -235,27 +241,31 @@ def main():
     tmp = tempfile.mkdtemp(prefix="cloche-bench-")
     os.chmod(tmp, 0o711)
     try:
-        res = bench_cloche(args.build, args.rootfs, args.n, args.gib, tmp)
-        crun = bench_crun(args.rootfs, args.n, tmp)
-        host = bench_host_pipe(args.gib)
+        res = bench_cloche(args.build, args.rootfs, args.n, args.gib, tmp,
+                           throughput=not args.no_throughput)
+        crun = None if args.no_peer else bench_crun(args.rootfs, args.n, tmp)
+        host = None if args.no_peer or args.no_throughput else bench_host_pipe(args.gib)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     r_med, r_p90 = stats(res["run"])
     s_med, s_p90 = stats(res["run_nostreams"])
-    c_med, c_p90 = stats(crun)
     print(f"processes, {args.n} runs each, unprivileged container, 2 cores")
     print(f"  cloche Run /bin/true to exit status (3 connections)  "
           f"median {r_med:6.2f} ms  p90 {r_p90:6.2f} ms  (target <= 2)")
     print(f"  cloche Run /bin/true, no stream connections          "
           f"median {s_med:6.2f} ms  p90 {s_p90:6.2f} ms")
-    print(f"  crun exec /bin/true                                  "
-          f"median {c_med:6.2f} ms  p90 {c_p90:6.2f} ms")
-    print(f"  ratio cloche Run / crun exec: {r_med / c_med:.2f}")
-    for name in ("dd", "head"):
+    if crun is not None:
+        c_med, c_p90 = stats(crun)
+        print(f"  crun exec /bin/true                                  "
+              f"median {c_med:6.2f} ms  p90 {c_p90:6.2f} ms")
+        print(f"  ratio cloche Run / crun exec: {r_med / c_med:.2f}")
+    for name in () if args.no_throughput else ("dd", "head"):
         size, got, secs = res[f"tput_{name}"]
         lost = f"  ({size - got} BYTES LOST)" if got != size else ""
         print(f"  stdout throughput, {size / GIB:.0f} GiB via {name:4s}: "
               f"{got / secs / 1e6:7.0f} MB/s in {secs:.2f} s  (target >= 1000){lost}")
+    if host is None:
+        return
     size, secs = host
     print(f"  for scale: host dd -> 1 MiB pipe -> this reader: {size / secs / 1e6:7.0f} MB/s "
           f"(busybox head writes in small pieces: its figure is head's own limit)")

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until, DEFAULT_ROOTFS, process_alive
+from conftest import (wait_until, DEFAULT_ROOTFS, process_alive, container_init_pid,
+                      cgroup_pids)
 from garden_client import (GardenError, ProcessError, check_hijack_head, go_json,
                            go_process_spec, parse_response)
 
@@ -236,6 +237,62 @@ def start_sleeper(box, seconds: int = 100, **fields):
     p = box.run(sh(f"echo ready; exec sleep {seconds}", **fields))
     p.expect("ready\n")
     return p
+
+
+def cgroup_lines(pid: int) -> dict[str, str]:
+    """/proc/PID/cgroup as {hierarchy id and controllers: group path}."""
+    with open(f"/proc/{pid}/cgroup") as f:
+        return dict(line.rstrip("\n").rsplit(":", 1) for line in f)
+
+
+def test_a_process_is_in_every_group_of_its_container_and_its_shim_in_none(box):
+    """The process joins the v1 groups itself (their `tasks`) and the v2 group
+    at its clone: it ends in exactly the container's groups, in every
+    hierarchy, as the container's init; its shim stays outside them all."""
+    p = start_sleeper(box)
+    shim, pid = recorded_pids(box.daemon, box.handle, p.id)
+    init = container_init_pid(box.daemon, box.handle)
+    theirs, ours, shims = cgroup_lines(init), cgroup_lines(pid), cgroup_lines(shim)
+    groups = {k: v for k, v in theirs.items() if box.handle in v.split("/")}
+    assert groups, f"the init's groups name no {box.handle!r}: {theirs}"
+    for hierarchy, path in groups.items():
+        assert ours.get(hierarchy) == path, (hierarchy, ours, theirs)
+        assert box.handle not in shims.get(hierarchy, "").split("/"), (hierarchy, shims)
+    # Each v1 group lists the whole process (its one thread moved it) beside the init.
+    for hierarchy, path in groups.items():
+        controllers = hierarchy.split(":", 1)[1]
+        if not controllers or controllers.startswith("name="):
+            continue
+        mount = next((m for m in (f"/sys/fs/cgroup/{c}" for c in controllers.split(","))
+                      if os.path.isdir(m + path)), None)
+        if mount:
+            assert pid in cgroup_pids(mount + path) and init in cgroup_pids(mount + path)
+    p.signal(1)
+    assert p.wait(WAIT) == 137
+
+
+def signal_masks(pid: int) -> dict[str, int]:
+    with open(f"/proc/{pid}/status") as f:
+        return {k: int(v, 16) for k, v in (line.split(":", 1) for line in f)
+                if k in ("SigIgn", "SigBlk")}
+
+
+def test_a_process_starts_with_no_signal_ignored_or_blocked(box):
+    """The shim ignores SIGPIPE and SIGHUP and blocks SIGCHLD; its process
+    inherits none of it, nor any signal the daemon's own ancestors ignored
+    (the shim resets every disposition when it starts, libc's real-time two
+    included)."""
+    p = start_sleeper(box)
+    shim, pid = recorded_pids(box.daemon, box.handle, p.id)
+    assert signal_masks(pid) == {"SigIgn": 0, "SigBlk": 0}
+    want = (1 << (signal.SIGPIPE - 1)) | (1 << (signal.SIGHUP - 1))
+    assert signal_masks(shim)["SigIgn"] & want == want, signal_masks(shim)
+    assert signal_masks(shim)["SigBlk"] & (1 << (signal.SIGCHLD - 1))
+    assert box.output({"path": "grep", "args": ["-E", "^Sig(Ign|Blk)", "/proc/self/status"]}) \
+        .split() == \
+        ["SigBlk:", "0" * 16, "SigIgn:", "0" * 16]
+    p.signal(1)
+    assert p.wait(WAIT) == 137
 
 
 def test_signal_kill_gives_137(box):

@@ -200,3 +200,91 @@ def test_the_spec_goes_in_the_message_or_through_a_file_when_large(containers):
         assert p.stdout == f"{size}\n".encode()
         assert recorded_shim(d, handle, name) in idle
         assert (pdir / name / "spec").exists() == (name == "large")
+
+
+# --------------------------------------------------------------------------
+# Each idle shim's process directory, prepared ahead of need
+
+
+def idle_dirs(d) -> Path:
+    return d.depot / "idle-shims"
+
+
+def prepared(d, pid: int) -> Path:
+    """The directory idle shim pid prepared, its sockets listening."""
+    path = idle_dirs(d) / str(pid)
+    assert wait_until(lambda: (path / "ctl").is_socket(), WAIT), f"{path}: {d.log_tail()}"
+    return path
+
+
+def test_a_run_takes_the_directory_its_idle_shim_prepared(containers):
+    """The directory (sock and ctl bound) is renamed into place: the process
+    directory is that very directory, and the prepared ones are only the idle
+    shims' own."""
+    d = containers.daemon
+    client = d.client()
+    handle = containers.create(handle="prepared")
+    idle = pool_full(d)
+    inodes = {prepared(d, pid).stat().st_ino: pid for pid in idle}
+    assert sorted(os.listdir(idle_dirs(d))) == sorted(str(pid) for pid in idle)
+    p = client.run(handle, {"path": "cat", "id": "moved"}, stdin=True)
+    try:
+        pdir = d.depot / "containers" / handle / "processes" / "moved"
+        shim = recorded_shim(d, handle, "moved")
+        assert inodes.get(pdir.stat().st_ino) == shim, (inodes, shim)
+        assert (pdir / "sock").is_socket() and (pdir / "ctl").is_socket()
+        assert not (idle_dirs(d) / str(shim)).exists()
+        p.write_stdin(b"through the prepared socket\n")
+        p.expect("through the prepared socket\n")
+        p.close_stdin()
+        assert p.wait(WAIT) == 0
+    finally:
+        p.close()
+    # The taken shim's place is filled by a new one with its own directory.
+    after = pool_full(d)
+    assert wait_until(lambda: sorted(os.listdir(idle_dirs(d))) == sorted(map(str, after)), WAIT)
+
+
+def test_without_its_directory_an_idle_shim_binds_in_the_one_it_is_given(containers):
+    """The prepared directory gone (or on another file system), the daemon makes
+    the process directory and the idle shim binds its sockets there."""
+    d = containers.daemon
+    client = d.client()
+    handle = containers.create(handle="unprepared")
+    for pid in pool_full(d):
+        path = prepared(d, pid)
+        for name in ("sock", "ctl"):
+            (path / name).unlink()
+        path.rmdir()
+    pid = run_true(client, handle, id="fallback")
+    assert recorded_shim(d, handle, pid) is not None
+    p = client.run(handle, {"path": "sh", "args": ["-c", "echo again"], "id": "fallback-2"})
+    try:
+        assert p.wait(WAIT) == 0
+        assert p.stdout == b"again\n"
+    finally:
+        p.close()
+
+
+def test_a_killed_idle_shims_directory_goes_with_it_and_stale_ones_at_start(containers):
+    d = containers.daemon
+    client = d.client()
+    handle = containers.create(handle="stale")
+    idle = pool_full(d)
+    for pid in idle:
+        prepared(d, pid)
+    kill_and_wait(idle)
+    assert wait_until(lambda: not any((idle_dirs(d) / str(p)).exists() for p in idle), WAIT)
+    after = pool_full(d)
+    assert wait_until(lambda: sorted(os.listdir(idle_dirs(d))) == sorted(map(str, after)), WAIT)
+    # A daemon killed with its idle shims: what they left is removed at the next start.
+    assert d.kill() == -signal.SIGKILL
+    kill_and_wait([p for p in after if process_alive(p)])
+    stale = idle_dirs(d) / "999999"
+    stale.mkdir()
+    (stale / "sock").write_text("")
+    d.start()
+    client = d.client()
+    fresh = pool_full(d)
+    assert wait_until(lambda: sorted(os.listdir(idle_dirs(d))) == sorted(map(str, fresh)), WAIT)
+    run_true(client, handle, id="after-stale")

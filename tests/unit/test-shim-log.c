@@ -1,6 +1,6 @@
 /* cloche-shim's log files and restart policy (src/shim/log.c, supervise.c),
  * compiled in: the record format, line splitting, rotation at max_size, and the
- * back-off series. */
+ * back-off series; and its pid/exit file writes (file.c). */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,10 +141,35 @@ static void test_backoff(void)
     ok(!shim_supervisor_exited(&sv, &spec, 1, now += 10, &delay), "no: never");
 }
 
+/* A first version is created under its name, with no temp file; a later one
+ * replaces it through the temp file and a rename. */
+static void test_file_first(void)
+{
+    int dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    is_int(shim_write_file_first(dirfd, "pid.tmp", "pid", "1 2 3\n", 6), 0, "first version");
+    char *text = slurp("pid");
+    ok(text && strcmp(text, "1 2 3\n") == 0, "whole: '%s'", text ? text : "(none)");
+    free(text);
+    ok(size_of("pid.tmp") < 0, "no temp file");
+    struct stat before, after;
+    char path[256];
+    snprintf(path, sizeof(path), "%s/pid", dir);
+    stat(path, &before);
+    is_int(shim_write_file_first(dirfd, "pid.tmp", "pid", "1 2 44\n", 7), 0, "second version");
+    stat(path, &after);
+    text = slurp("pid");
+    ok(text && strcmp(text, "1 2 44\n") == 0, "replaced: '%s'", text ? text : "(none)");
+    free(text);
+    ok(before.st_ino != after.st_ino && size_of("pid.tmp") < 0,
+       "by a rename of a new file: a reader never sees it half written");
+    close(dirfd);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
         return 1;
+    test_file_first();
     test_format();
     test_lines();
     test_rotation();
