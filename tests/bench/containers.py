@@ -70,10 +70,12 @@ def bench_cloche(build, rootfs, n, tmp):
                                "--default-rootfs", rootfs,
                                "--log-level", "debug" if keep else "warn"], stderr=log)
     try:
-        for _ in range(100):
-            if os.path.exists(sock):
+        for _ in range(600):  # until it answers, not just until the socket file exists
+            try:
+                call(sock, "GET", "/ping")
                 break
-            time.sleep(0.05)
+            except (OSError, RuntimeError, IndexError):
+                time.sleep(0.05)
         spec = {"limits": {"memory_limits": {"limit_in_bytes": 256 << 20},
                            "pid_limits": {"max": 512}}}
         for i in range(5):  # warm-up
