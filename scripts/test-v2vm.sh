@@ -86,6 +86,9 @@ tests=(
     "tests/integration/test_security.py::test_devices_outside_the_list_cannot_be_opened"
     "tests/integration/test_security.py::test_privileged_container_may_open_fuse"
     "tests/integration/test_security.py::test_cgroup_view_shows_own_limits_only_and_is_read_only"
+    # joining: the init and a Run's process in their groups (CLONE_INTO_CGROUP on v2)
+    "tests/integration/test_cgroup_join.py"
+    "tests/integration/test_processes.py::test_a_process_is_in_every_group_of_its_container_and_its_shim_in_none"
     # v2 only: delegation (systemd's Delegate=yes) and a group lacking a controller
     "tests/integration/test_cgroup_v2.py"
     # 6.1 cannot idmap tmpfs: an image there is imported into the depot

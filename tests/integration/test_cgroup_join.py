@@ -35,7 +35,9 @@ def test_init_is_in_its_group_in_every_hierarchy(containers):
     handle = containers.create({"handle": "joined", "limits": {"pid_limits": {"max": 4}}})
     pid = container_init_pid(d, handle)
     groups = cgroup_group_dirs(d.cgroup_parent, handle)
-    assert len(groups) >= 2, groups
+    # Hybrid and v1 hosts: a group per v1 hierarchy and the v2 one; pure v2: one.
+    pure_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    assert len(groups) >= (1 if pure_v2 else 2), groups
     for group in groups:
         mount = group[: -len(f"/{d.cgroup_parent}/{handle}")]
         assert pid in cgroup_pids(group), f"init {pid} not in {group}"
