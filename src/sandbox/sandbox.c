@@ -29,6 +29,7 @@
 #include "cloche/fileio.h"
 #include "cloche/sandbox.h"
 #include "cloche/procfs.h"
+#include "cloche/vmclone.h"
 #include "sandbox-internal.h"
 
 /* What the child reports when a step fails (the parent reads EOF on success,
@@ -756,10 +757,17 @@ static void await_unshared(int parent_sock, int pidfd)
         (void)!recv(parent_sock, buf, 1, MSG_DONTWAIT); /* a report stays for await_init */
 }
 
+static void child_entry(void *plan)
+{
+    child_main(plan);
+}
+
 /* Clone the init into its new namespaces (and, on cgroup v2, its cgroup) from
- * inside the container's directory. */
+ * inside the container's directory: sharing our memory until its exec where the
+ * architecture allows (vmclone.h; *ret_vm, for sandbox_create to finish), else as
+ * a copy of it. */
 static int clone_init(const ChildPlan *plan, const SandboxSpec *spec, SandboxInit *ret,
-                      Failure *reterr)
+                      VmClone **ret_vm, Failure *reterr)
 {
     uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET |
                      CLONE_PIDFD | (spec->privileged ? 0 : CLONE_NEWUSER) |
@@ -774,6 +782,14 @@ static int clone_init(const ChildPlan *plan, const SandboxSpec *spec, SandboxIni
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = (uint64_t)spec->cgroup_fd;
     }
+    pid_t pid;
+    if (vmclone_supported() && !getenv("CLOCHE_CLONE_COPY")) {
+        int r = vmclone_start(&args, plan->dir_fd, child_entry, (void *)plan, ret_vm, &pid);
+        if (r < 0)
+            return failure_errno(reterr, r, "Failed to create the container's namespaces");
+        *ret = (SandboxInit){.pid = pid, .pidfd = pidfd};
+        return 0;
+    }
     /* The child must work in its own mount namespace's copy of the container's
      * directory, and as an unprivileged id it may not be able to walk there by
      * path. A cwd is carried into the new namespace's copy by clone, so clone
@@ -783,7 +799,7 @@ static int clone_init(const ChildPlan *plan, const SandboxSpec *spec, SandboxIni
     _cleanup_close_ int oldcwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (oldcwd < 0 || fchdir(plan->dir_fd) < 0)
         return failure_errno(reterr, -errno, "Failed to enter the container's directory");
-    pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+    pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
     if (pid == 0)
         child_main(plan);
     int clone_errno = errno;
@@ -878,9 +894,12 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, Failure *reterr)
         plan->unshare_from = base;
 
     SandboxInit init;
-    r = clone_init(plan, spec, &init, reterr);
-    if (r < 0)
+    VmClone *vm = NULL;
+    r = clone_init(plan, spec, &init, &vm, reterr);
+    if (r < 0) {
+        vmclone_finish(vm);
         return r;
+    }
     if (plan->unshare_from > 0)
         await_unshared(parent_sock, init.pidfd);
     close(TAKE_FD(child_sock));
@@ -892,9 +911,11 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, Failure *reterr)
     }
     if (r < 0) {
         pidfd_send_signal(init.pidfd, SIGKILL, NULL, 0);
+        vmclone_finish(vm); /* the child has exited: no more use of plan */
         sandbox_reap(&init);
         return r;
     }
+    vmclone_finish(vm); /* it has exec'd (its socket closed at the exec) */
     *ret = init;
     return 0;
 }
