@@ -123,6 +123,26 @@ class Daemon:
                     return int(line.split()[1])
         return 0
 
+    def address_space(self):
+        """What the daemon's address space holds (what each clone of it copies): RSS,
+        anonymous and page-table KiB, mappings and threads."""
+        out = {}
+        try:
+            with open(f"/proc/{self.proc.pid}/smaps_rollup") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    if k in ("Rss", "Anonymous"):
+                        out[k] = int(v.split()[0])
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith(("VmPTE:", "Threads:")):
+                        out[line.split(":")[0]] = int(line.split()[1])
+            with open(f"/proc/{self.proc.pid}/maps") as f:
+                out["VMAs"] = sum(1 for _ in f)
+        except OSError:
+            pass
+        return out
+
     def destroy_all(self, threads):
         """Destroy every container; (count, seconds). A destroy that fails (a
         client timeout, say) is reported on stderr and retried once at the end, so
@@ -310,11 +330,13 @@ def bench_cloche(args, tmp):
                 res.setdefault("fill", []).append((live, level, secs))
                 live = level
             counts = firewall_counts()
+            space = d.address_space()
             cr, de = cycles(c, args.cycles, f"b{level}")
             ni, no = probe_net_calls(c, args.cycles, level)
             res["levels"][level] = {"create": cr, "destroy": de,
                                     "cycle": [x + y for x, y in zip(cr, de)],
-                                    "netin": ni, "netout": no, "counts": counts}
+                                    "netin": ni, "netout": no, "counts": counts,
+                                    "space": space}
             print(f"  [level {level}: {counts[0]} NetIn mappings, {counts[1]} container "
                   f"chains, {counts[2]} NetOut rules; create %.2f/%.2f, destroy %.2f/%.2f, "
                   f"NetIn %.2f/%.2f, NetOut %.2f/%.2f ms (median/p90)]"
@@ -584,6 +606,10 @@ def main():
         for n in names:
             print("    " + n.rjust(12) + "".join(
                 f"{steps[lv][n]:9.2f}" if n in steps[lv] else " " * 9 for lv in args.levels))
+    print("  the daemon's address space at each level, before the cycles (KiB, or a count)")
+    for level in args.levels:
+        print(f"    {level:>6} live: " + ", ".join(f"{k} {v}" for k, v in
+                                                   lv[level].get("space", {}).items()))
     print(f"(c) NetIn and NetOut, {args.cycles} calls each on a probe container at each level")
     for level in args.levels:
         line(f"NetIn  at {level} live", lv[level]["netin"])
