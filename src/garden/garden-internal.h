@@ -90,6 +90,7 @@ struct Container {
     HistoryStore *history;
     int64_t sample_mono_ns;
     uint64_t sample_cpu_ns, sample_rx, sample_tx;
+    unsigned sample_ifindex; /* the sampler's: its host link, 0 until looked up */
     /* The last walk of a plain writable layer (metrics.c), under lock. */
     int64_t disk_walked_ns;
     DiskUsage disk_walked;
@@ -285,6 +286,11 @@ void garden_bridge_doom(Garden *g, const char *bridge);
 void garden_net_host_if(const Garden *g, const ContainerNet *net, char *buf, size_t size);
 /* Counters of a host-side link from a snapshot of every link up to 2 s old. */
 int garden_net_stats_cached(Garden *g, const char *host_if, NetDevStats *ret);
+/* The same by ifindex (the sampler keeps each container's); -ENOENT when the
+ * snapshot has no such link. */
+int garden_net_stats_indexed(Garden *g, unsigned ifindex, NetDevStats *ret);
+/* A host link's ifindex by name (one ioctl), 0 if there is none. */
+unsigned garden_net_host_ifindex(Garden *g, const char *host_if);
 /* Bandwidth shaping of the container's host-side link (rate 0 = none). */
 int garden_net_set_bandwidth(Garden *g, Container *c, const BandwidthLimits *b, ApiError *reterr);
 

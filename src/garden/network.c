@@ -904,13 +904,15 @@ static unsigned host_ifindex(Garden *g, const char *name)
     return ioctl(g->ifindex_sock, SIOCGIFINDEX, &ifr) < 0 ? 0 : (unsigned)ifr.ifr_ifindex;
 }
 
-int garden_net_stats_cached(Garden *g, const char *host_if, NetDevStats *ret)
+unsigned garden_net_host_ifindex(Garden *g, const char *host_if)
+{
+    return g->net_ready ? host_ifindex(g, host_if) : 0;
+}
+
+int garden_net_stats_indexed(Garden *g, unsigned ifindex, NetDevStats *ret)
 {
     if (!g->net_ready)
         return -ENONET;
-    /* Names are looked up now (one ioctl), so a link replaced under the same name
-     * is never mistaken for the old one. */
-    unsigned ifindex = host_ifindex(g, host_if);
     if (ifindex == 0)
         return -ENOENT;
     int64_t now = clock_monotonic_ns();
@@ -936,4 +938,16 @@ int garden_net_stats_cached(Garden *g, const char *host_if, NetDevStats *ret)
     }
     pthread_mutex_unlock(&g->stats_lock);
     return r;
+}
+
+int garden_net_stats_cached(Garden *g, const char *host_if, NetDevStats *ret)
+{
+    if (!g->net_ready)
+        return -ENONET;
+    /* Names are looked up now (one ioctl), so a link replaced under the same name
+     * is never mistaken for the old one. */
+    unsigned ifindex = host_ifindex(g, host_if);
+    if (ifindex == 0)
+        return -ENOENT;
+    return garden_net_stats_indexed(g, ifindex, ret);
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cloche/clock.h"
 #include "cloche/log.h"
 #include "garden-internal.h"
 
@@ -111,9 +112,16 @@ static void sample_one(Garden *g, Container *c, int64_t now_s, int64_t now_mono_
     (void)cgroup_read_memory_usage(c->cgroup, &mem);
     NetDevStats net = {0};
     if (c->rec.net.id && g->netdev) {
-        char host_if[32];
-        garden_net_host_if(g, &c->rec.net, host_if, sizeof(host_if));
-        (void)garden_net_stats_cached(g, host_if, &net);
+        /* By the ifindex found the first time: no lookup by name each tick. A link
+         * replaced under the same name has a new ifindex (they are not reused), so
+         * the old one leaves the next snapshot and the name is looked up again. */
+        int k = c->sample_ifindex ? garden_net_stats_indexed(g, c->sample_ifindex, &net) : -ENOENT;
+        if (k == -ENOENT) {
+            char host_if[32];
+            garden_net_host_if(g, &c->rec.net, host_if, sizeof(host_if));
+            c->sample_ifindex = garden_net_host_ifindex(g, host_if);
+            (void)garden_net_stats_indexed(g, c->sample_ifindex, &net);
+        }
     }
     /* The host end sees the container's traffic mirrored. */
     uint64_t rx = net.tx_bytes, tx = net.rx_bytes;
@@ -178,6 +186,7 @@ static void *sampler_loop(void *userdata)
         clock_gettime(CLOCK_MONOTONIC, &mono);
         size_t n;
         Container **all = containers_snapshot(g, &n);
+        int64_t started_ns = clock_monotonic_ns();
         int64_t refresh_ns = (int64_t)g->cfg.metrics_interval_s * 3 * 1000000000LL;
         if (refresh_ns > DISK_REFRESH_MAX_NS)
             refresh_ns = DISK_REFRESH_MAX_NS;
@@ -187,6 +196,8 @@ static void *sampler_loop(void *userdata)
             container_unref(all[i]);
         }
         free(all);
+        log_debug("Sampled %zu containers in %.2f ms", n,
+                  (double)(clock_monotonic_ns() - started_ns) / 1e6);
         pthread_mutex_lock(&g->sampler_lock);
     }
     pthread_mutex_unlock(&g->sampler_lock);

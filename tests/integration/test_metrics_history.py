@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from conftest import wait_until
 from garden_client import GardenError, go_request_target
 
 WEEK = 7 * 24 * 3600
@@ -115,3 +116,54 @@ def test_a_history_of_the_earlier_format_is_carried_over(daemon):
         assert (cdir / STORE_FILE).is_file() and not (cdir / LEGACY_FILE).exists()
     finally:
         d.client().destroy(h)
+
+
+def sh(client, handle, script):
+    p = client.run(handle, {"path": "/bin/sh", "args": ["-c", script]})
+    status = p.wait(60)
+    out = (p.stdout or b"").decode(errors="replace") + (p.stderr or b"").decode(errors="replace")
+    p.close()
+    return status, out
+
+
+def test_the_sampler_records_each_containers_own_traffic(daemon):
+    """Issue 17: the sampler finds each container's host link once (not by name each
+    tick) and still records every container's own counters, as the container sees
+    them, for several containers with different traffic."""
+    d = daemon("--metrics-interval", "1")
+    client = d.client()
+    hs = [client.create({}) for _ in range(3)]
+    try:
+        own = {}
+        for i, h in enumerate(hs):
+            gw = client.info(h)["HostIP"]
+            rc, out = sh(client, h, f"ping -c {3 * (i + 1)} -i 0.2 -s 1200 -W 2 {gw}")
+            assert rc == 0, out
+            rc, out = sh(client, h, "cd /sys/class/net && for l in *; do [ $l = lo ] || "
+                                    "cat $l/statistics/tx_bytes $l/statistics/rx_bytes; done")
+            assert rc == 0, out
+            tx, rx = (int(x) for x in out.split())
+            own[h] = (tx, rx)
+        # More pings, more bytes: the three are told apart.
+        assert own[hs[0]][0] + 3 * 1200 < own[hs[1]][0] and own[hs[1]][0] + 3 * 1200 < own[hs[2]][0]
+
+        def latest(h):
+            samples = client.metrics_history(h)["samples"]
+            return (samples[-1]["tx_bytes"], samples[-1]["rx_bytes"]) if samples else (0, 0)
+
+        def caught_up():
+            return all(latest(h)[0] >= own[h][0] and latest(h)[1] >= own[h][1] for h in hs)
+        assert wait_until(caught_up, 15, 0.5), ({h: latest(h) for h in hs}, own)
+        for h in hs:
+            # Its own link's counters (a neighbour's ARP at most on top), no other's.
+            tx, rx = latest(h)
+            assert own[h][0] <= tx <= own[h][0] + 1000, (h, tx, own[h])
+            assert own[h][1] <= rx <= own[h][1] + 1000, (h, rx, own[h])
+        # The bulk call (its own lookup by name) agrees within the same margin.
+        bulk = client.bulk_metrics(hs)
+        for h in hs:
+            net = bulk[h]["Metrics"]["NetworkStat"]
+            assert own[h][0] <= net["TxBytes"] <= own[h][0] + 1000, (h, net, own[h])
+    finally:
+        for h in hs:
+            client.destroy(h)
