@@ -12,6 +12,7 @@
 #pragma once
 
 #include <linux/sched.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 typedef struct VmClone VmClone;
@@ -32,6 +33,13 @@ bool vmclone_supported(void);
  * vmclone_finish) is set in both cases. */
 int vmclone_start(const struct clone_args *args, int cwd_fd, void (*fn)(void *), void *arg,
                   VmClone **ret, pid_t *ret_pid);
+
+/* The posix_spawn case: fn(arg) in a child made from the calling thread with
+ * args | CLONE_VM | CLONE_VFORK, which returns once the child has exec'd or exited
+ * (so fn must not wait for the caller). Signals are blocked in the caller for
+ * that while, and the child starts as above. The child's pid, or a negative
+ * errno when it could not be made. */
+pid_t vmclone_exec(const struct clone_args *args, void (*fn)(void *), void *arg);
 
 /* Wait until the child has exec'd or exited (kill it first to give up on it), and
  * free v. NULL is a no-op. */

@@ -310,15 +310,7 @@ static int await_start_line(int rd, pid_t *ret_pid, Failure *reterr)
 /* posix_spawn shim_path with argv, /dev/null on 0..2 and fd as its fd 3. */
 static int spawn_shim(const char *shim_path, char *const argv[], int fd, pid_t *ret_pid)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, fd, 3);
-    int r = spawn_clean(ret_pid, shim_path, &fa, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    return r;
+    return spawn_clean_fd3(ret_pid, shim_path, fd, argv, environ);
 }
 
 static void reap(pid_t pid)

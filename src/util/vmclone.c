@@ -107,9 +107,8 @@ struct kernel_sigaction {
 /* In the child: its own copy of the handlers, so that none of the daemon's runs
  * here on shared memory once the child unblocks signals before its exec (which
  * would reset them anyway). */
-static void vmclone_child(void *p)
+static void reset_handlers(void)
 {
-    VmClone *v = p;
     for (int sig = 1; sig < 65; sig++) {
         struct kernel_sigaction old;
         if (sig == SIGKILL || sig == SIGSTOP ||
@@ -120,33 +119,46 @@ static void vmclone_child(void *p)
             syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
         }
     }
+}
+
+static void vmclone_child(void *p)
+{
+    VmClone *v = p;
+    reset_handlers();
     atomic_store(&v->state, VMCLONE_RUNNING);
     futex_wake(&v->state);
     v->fn(v->arg);
     _exit(127);
 }
 
+/* clone3 with args on a stack of its own, calling fn(arg) in the child; returns
+ * once the child has exec'd or exited (CLONE_VFORK): the pid or a negative errno. */
+static long clone_on_new_stack(struct clone_args *args, void (*fn)(void *), void *arg)
+{
+    void *stack = mmap(NULL, VMCLONE_STACK + VMCLONE_GUARD, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (stack == MAP_FAILED)
+        return -errno;
+    long r = 0;
+    if (mprotect(stack, VMCLONE_GUARD, PROT_NONE) < 0)
+        r = -errno;
+    if (r == 0) {
+        args->stack = (uint64_t)(uintptr_t)stack;
+        args->stack_size = VMCLONE_STACK + VMCLONE_GUARD;
+        r = vmclone_raw(args, sizeof(*args), fn, arg);
+    }
+    munmap(stack, VMCLONE_STACK + VMCLONE_GUARD);
+    return r;
+}
+
 static void *vmclone_thread(void *p)
 {
     VmClone *v = p;
-    void *stack = MAP_FAILED;
     long r = 0;
     if (v->cwd_fd >= 0 && (unshare(CLONE_FS) < 0 || fchdir(v->cwd_fd) < 0))
         r = -errno;
-    if (r == 0) {
-        stack = mmap(NULL, VMCLONE_STACK + VMCLONE_GUARD, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-        if (stack == MAP_FAILED || mprotect(stack, VMCLONE_GUARD, PROT_NONE) < 0)
-            r = -errno;
-    }
-    if (r == 0) {
-        v->args.stack = (uint64_t)(uintptr_t)stack;
-        v->args.stack_size = VMCLONE_STACK + VMCLONE_GUARD;
-        /* Returns once the child has exec'd or exited (CLONE_VFORK). */
-        r = vmclone_raw(&v->args, sizeof(v->args), vmclone_child, v);
-    }
-    if (stack != MAP_FAILED)
-        munmap(stack, VMCLONE_STACK + VMCLONE_GUARD);
+    if (r == 0)
+        r = clone_on_new_stack(&v->args, vmclone_child, v);
     if (r < 0)
         v->err = (int)r;
     atomic_store(&v->state, VMCLONE_DONE);
@@ -188,6 +200,34 @@ int vmclone_start(const struct clone_args *args, int cwd_fd, void (*fn)(void *),
     /* RUNNING, or DONE for a child that died before it said so: it was made. */
     *ret_pid = v->pid;
     return 0;
+}
+
+typedef struct ExecChild {
+    void (*fn)(void *);
+    void *arg;
+} ExecChild;
+
+static void exec_child(void *p)
+{
+    const ExecChild *e = p;
+    reset_handlers();
+    e->fn(e->arg);
+    _exit(127);
+}
+
+pid_t vmclone_exec(const struct clone_args *args, void (*fn)(void *), void *arg)
+{
+    if (!VMCLONE_ARCH)
+        return -ENOSYS;
+    struct clone_args a = *args;
+    a.flags |= CLONE_VM | CLONE_VFORK;
+    ExecChild e = {.fn = fn, .arg = arg};
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long r = clone_on_new_stack(&a, exec_child, &e);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return (pid_t)r;
 }
 
 void vmclone_finish(VmClone *v)

@@ -288,3 +288,45 @@ def test_a_killed_idle_shims_directory_goes_with_it_and_stale_ones_at_start(cont
     fresh = pool_full(d)
     assert wait_until(lambda: sorted(os.listdir(idle_dirs(d))) == sorted(map(str, fresh)), WAIT)
     run_true(client, handle, id="after-stale")
+
+
+def status_field(pid: int, name: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    raise KeyError(name)
+
+
+def test_an_idle_shim_holds_none_of_the_daemons_descriptors(containers):
+    """Issue 17: an idle shim spawned while the daemon holds a container's
+    long-lived descriptors (a pidfd and an eventfd, above fd_high_base) holds none
+    of them, and takes Runs. (That its spawn copies none of them either is
+    test-spawn's: the monitor is forked after the exec, from a table the exec
+    emptied, so its own table shows nothing of the spawn.)"""
+    d = containers.daemon
+    client = d.client()
+    with open(f"/proc/{d.pid}/limits") as f:
+        soft = next(int(line.split()[3]) for line in f if line.startswith("Max open files"))
+    if soft < 8192:
+        import pytest
+        pytest.skip(f"RLIMIT_NOFILE {soft}: the daemon keeps no high descriptor range")
+    base = min(soft // 2, 16384)
+    handle = containers.create(handle="fdtable")
+    run_true(client, handle)
+    high = [int(fd) for fd in os.listdir(f"/proc/{d.pid}/fd") if int(fd) >= base]
+    # The allowed case: the daemon itself holds descriptors up there, a table that
+    # large (a spawn that copied it would give the shim one as large).
+    assert high and status_field(d.pid, "FDSize") > base, (high, base)
+    old = pool_full(d)
+    kill_and_wait(old)  # spawned again now, with the container's descriptors open
+    assert wait_until(lambda: len(idle_shims(d)) == POOL and not idle_shims(d) & old, WAIT)
+    # Sockets, pipes and files name themselves uniquely (anon inodes do not).
+    daemon_fds = {t for t in (os.readlink(f"/proc/{d.pid}/fd/{fd}") for fd in high)
+                  if not t.startswith("anon_inode:")}
+    for pid in idle_shims(d):
+        fds = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert max(fds) < base, (pid, fds)
+        assert not daemon_fds & set(fds.values()), (pid, fds)
+    pid = run_true(client, handle, id="small-table")
+    assert recorded_shim(d, handle, pid) not in old
