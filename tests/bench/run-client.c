@@ -8,7 +8,14 @@
  * the figure is the server's, not a scripting language's.
  *
  * usage: run-client SOCKET HANDLE COUNT [streams|nostreams] [PATH]
- * prints one line per Run: the seconds it took. */
+ * prints one line per Run: the seconds it took.
+ *
+ * usage: run-client SOCKET --cycle COUNT SPEC
+ * COUNT times: create a container from the JSON object SPEC (given a handle of
+ * its own), Run /bin/true in it with both streams, destroy it; each an
+ * ordinary call sent as Go's net/http sends it (a new connection, `Connection:
+ * close`). Prints one line per cycle: the seconds of the create, the Run and
+ * the destroy. */
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -221,8 +228,96 @@ out:
     return r;
 }
 
+/* An ordinary call (protocol §1.2): one connection, read to its close.
+ * Fails unless the status is 200. */
+static int call(const char *sock, const char *method, const char *target, const char *body)
+{
+    char req[8192];
+    int len = body ? snprintf(req, sizeof(req),
+                              "%s %s HTTP/1.1\r\nHost: api\r\nUser-Agent: Go-http-client/1.1\r\n"
+                              "Content-Length: %zu\r\nContent-Type: application/json\r\n"
+                              "Accept-Encoding: gzip\r\nConnection: close\r\n\r\n%s",
+                              method, target, strlen(body), body)
+                   : snprintf(req, sizeof(req),
+                              "%s %s HTTP/1.1\r\nHost: api\r\nUser-Agent: Go-http-client/1.1\r\n"
+                              "Accept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+                              method, target);
+    if (len < 0 || (size_t)len >= sizeof(req))
+        return -E2BIG;
+    int fd = dial(sock);
+    if (fd < 0)
+        return fd;
+    char reply[16384];
+    size_t have = 0;
+    int r = send_all(fd, req, (size_t)len);
+    while (r >= 0 && have + 1 < sizeof(reply)) {
+        ssize_t n = recv(fd, reply + have, sizeof(reply) - 1 - have, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            r = -errno;
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+    }
+    close(fd);
+    reply[have] = '\0';
+    if (r >= 0 && strncmp(reply, "HTTP/1.1 200", 12) != 0) {
+        fprintf(stderr, "run-client: %s %s: %.300s\n", method, target, reply);
+        r = -EPROTO;
+    }
+    return r;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static int cycles(const char *sock, int count, const char *spec)
+{
+    if (spec[0] != '{')
+        return -EINVAL;
+    for (int i = 0; i < count; i++) {
+        char handle[32], body[4096], target[64];
+        snprintf(handle, sizeof(handle), "cycle-%d-%d", (int)getpid(), i);
+        int n = snprintf(body, sizeof(body), "{\"handle\":\"%s\"%s%s\n", handle,
+                         strcmp(spec, "{}") == 0 ? "" : ",", spec + 1);
+        if (n < 0 || (size_t)n >= sizeof(body))
+            return -E2BIG;
+        struct timespec t;
+        double create, run, destroy;
+        int status = -1;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        int r = call(sock, "POST", "/containers", body);
+        create = seconds_since(&t);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (r >= 0)
+            r = run_once(sock, handle, "/bin/true", true, &status);
+        run = seconds_since(&t);
+        snprintf(target, sizeof(target), "/containers/%s", handle);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        int d = call(sock, "DELETE", target, NULL);
+        destroy = seconds_since(&t);
+        if (r < 0 || d < 0) {
+            fprintf(stderr, "run-client: cycle %d: %s\n", i, strerror(r < 0 ? -r : -d));
+            return -EIO;
+        }
+        if (status != 0) {
+            fprintf(stderr, "run-client: cycle %d: exit status %d\n", i, status);
+            return -EIO;
+        }
+        printf("%.6f %.6f %.6f\n", create, run, destroy);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[2], "--cycle") == 0)
+        return cycles(argv[1], atoi(argv[3]), argv[4]) < 0 ? 1 : 0;
     if (argc < 4) {
         fprintf(stderr, "usage: run-client SOCKET HANDLE COUNT [streams|nostreams] [PATH]\n");
         return 2;
