@@ -9,7 +9,8 @@ re-executes itself under unshare). cloche: N x (POST /containers, DELETE) of an
 unprivileged container with the default limits, timed from request to reply over
 the Unix socket; then N x (create, Run /bin/true to its exit status through
 tests/garden_client/ as the Go client does it, with its stdout and stderr
-connections, destroy), the whole cycle timed. crun: N x `crun run` of
+connections, destroy), the whole cycle timed, and the same cycle again from
+tests/bench/run-client.c (the Go client's bytes, sent from C). crun: N x `crun run` of
 /bin/true in the same rootfs, with new
 pid, mount, uts, ipc and net namespaces, a user namespace with a 65536-id map and
 memory/pids limits; crun refuses this machine's hybrid cgroups, so it runs in a
@@ -104,7 +105,15 @@ def bench_cloche(build, rootfs, n, tmp):
                 raise RuntimeError(f"/bin/true exited {status}")
             if i >= 3:  # warm-up
                 full.append(time.perf_counter() - t0)
-        return create, destroy, cycle, full
+        # The same cycle from a C client (tests/bench/run-client.c), whose own
+        # cost is of the Go client's order, not Python's.
+        c_full = None
+        c_client = os.path.join(build, "tests", "bench", "run-client")
+        if os.access(c_client, os.X_OK):
+            out = subprocess.run([c_client, sock, "--cycle", str(n), json.dumps(spec)],
+                                 check=True, capture_output=True, text=True).stdout
+            c_full = [sum(float(x) for x in line.split()) for line in out.splitlines()]
+        return create, destroy, cycle, full, c_full
     finally:
         daemon.terminate()
         daemon.wait()
@@ -179,7 +188,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="cloche-bench-")
     os.chmod(tmp, 0o711)
     try:
-        create, destroy, cycle, full = bench_cloche(args.build, args.rootfs, args.n, tmp)
+        create, destroy, cycle, full, c_full = bench_cloche(args.build, args.rootfs, args.n, tmp)
         crun = bench_crun(args.rootfs, args.n, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -194,9 +203,14 @@ def main():
     print(f"  cloche create+destroy     median {y_med:6.2f} ms  p90 {y_p90:6.2f} ms")
     print(f"  cloche create+run+destroy median {f_med:6.2f} ms  p90 {f_p90:6.2f} ms  "
           "(Run /bin/true to its exit status, 3 connections)")
+    if c_full:
+        cf_med, cf_p90 = stats(c_full)
+        print(f"  the same from a C client  median {cf_med:6.2f} ms  p90 {cf_p90:6.2f} ms")
     print(f"  crun run /bin/true        median {r_med:6.2f} ms  p90 {r_p90:6.2f} ms")
     print(f"  ratio cloche create+destroy / crun run: {y_med / r_med:.2f}")
     print(f"  ratio cloche create+run+destroy / crun run: {f_med / r_med:.2f} (target <= 1.0)")
+    if c_full:
+        print(f"  ratio from the C client / crun run: {cf_med / r_med:.2f} (target <= 1.0)")
 
 
 if __name__ == "__main__":
