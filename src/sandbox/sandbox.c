@@ -39,6 +39,9 @@ typedef struct ChildReport {
     char what[240];
 } ChildReport;
 
+/* The child reads its plan and never writes it (nor anything else but its own
+ * stack): it shares the daemon's memory until its exec (clone_init), and the
+ * daemon closes the plan's descriptors in its own table afterwards. */
 typedef struct ChildPlan {
     const SandboxSpec *spec;
     int sock;
@@ -335,7 +338,6 @@ static void setup_cgroup_view(const ChildPlan *plan, int rootfd)
     const SandboxSpec *spec = plan->spec;
     if (spec->n_cgroup_views == 1 && !spec->cgroup_views[0].name[0]) {
         attach_tree_in_root(plan, rootfd, plan->view_fds[0], "/sys/fs/cgroup", false);
-        plan->view_fds[0] = -1;
         return;
     }
     if (!spec->n_cgroup_views)
@@ -348,7 +350,6 @@ static void setup_cgroup_view(const ChildPlan *plan, int rootfd)
         safe_append(path, sizeof(path), "/sys/fs/cgroup/");
         safe_append(path, sizeof(path), spec->cgroup_views[i].name);
         attach_tree_in_root(plan, rootfd, plan->view_fds[i], path, false);
-        plan->view_fds[i] = -1;
     }
     int fd = open_in_root(rootfd, "/sys/fs/cgroup", O_PATH | O_DIRECTORY);
     struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
