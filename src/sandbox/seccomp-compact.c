@@ -415,9 +415,9 @@ static bool agree_on(const struct sock_fprog *a, const struct sock_fprog *b,
     return seccomp_bpf_eval(a, d, &ra) == 0 && seccomp_bpf_eval(b, d, &rb) == 0 && ra == rb;
 }
 
-static uint64_t arg_values[32 + 16];
+#define ARG_VALUES_MAX (32 + 16)
 
-static size_t fill_arg_values(const SeccompPolicy *p)
+static size_t fill_arg_values(const SeccompPolicy *p, uint64_t arg_values[ARG_VALUES_MAX])
 {
     size_t n = 0;
     for (int bit = 0; bit < 32; bit++)
@@ -434,8 +434,7 @@ static size_t fill_arg_values(const SeccompPolicy *p)
                              (1ull << 32) | 0xffffffffull};
     for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
         arg_values[n++] = more[i];
-    for (size_t i = 0; i < p->n_personas && n < sizeof(arg_values) / sizeof(arg_values[0]) - 1;
-         i++) {
+    for (size_t i = 0; i < p->n_personas && n < ARG_VALUES_MAX - 1; i++) {
         arg_values[n++] = p->personas[i];
         arg_values[n++] = (1ull << 32) | p->personas[i];
     }
@@ -447,7 +446,8 @@ bool seccomp_programs_agree(const struct sock_fprog *a, const struct sock_fprog 
 {
     if (seccomp_bpf_check(a) < 0 || seccomp_bpf_check(b) < 0)
         return false;
-    size_t n_args = fill_arg_values(p);
+    uint64_t arg_values[ARG_VALUES_MAX];
+    size_t n_args = fill_arg_values(p, arg_values);
     uint32_t arches[4] = {AUDIT_ARCH_AARCH64}; /* one no ABI here has */
     size_t n_arches = 1;
     for (size_t i = 0; i < p->n_abis && n_arches < 4; i++)
