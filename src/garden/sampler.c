@@ -196,8 +196,9 @@ static void *sampler_loop(void *userdata)
             container_unref(all[i]);
         }
         free(all);
-        log_debug("Sampled %zu containers in %.2f ms", n,
-                  (double)(clock_monotonic_ns() - started_ns) / 1e6);
+        if (n)
+            log_debug("Sampled %zu containers in %.2f ms", n,
+                      (double)(clock_monotonic_ns() - started_ns) / 1e6);
         pthread_mutex_lock(&g->sampler_lock);
     }
     pthread_mutex_unlock(&g->sampler_lock);

@@ -14,6 +14,23 @@
 
 #include "cloche/vmclone.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define VMCLONE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VMCLONE_ASAN 1
+#endif
+#endif
+#ifdef VMCLONE_ASAN
+#include <sanitizer/asan_interface.h>
+/* AddressSanitizer does not know the child's stack: no shadow of an earlier
+ * child's frames (it exec'd or exited inside them) may stay on the memory, for
+ * the next child or whatever is mapped there next. */
+#define stack_unpoison(p, n) __asan_unpoison_memory_region((p), (n))
+#else
+#define stack_unpoison(p, n) ((void)(p), (void)(n))
+#endif
+
 /* The child's stack (the deepest step, a path walk, uses a few KiB), and a guard
  * page below it. */
 #define VMCLONE_STACK (256 * 1024)
@@ -143,9 +160,11 @@ static long clone_on_new_stack(struct clone_args *args, void (*fn)(void *), void
     if (mprotect(stack, VMCLONE_GUARD, PROT_NONE) < 0)
         r = -errno;
     if (r == 0) {
+        stack_unpoison((char *)stack + VMCLONE_GUARD, VMCLONE_STACK);
         args->stack = (uint64_t)(uintptr_t)stack;
         args->stack_size = VMCLONE_STACK + VMCLONE_GUARD;
         r = vmclone_raw(args, sizeof(*args), fn, arg);
+        stack_unpoison((char *)stack + VMCLONE_GUARD, VMCLONE_STACK);
     }
     munmap(stack, VMCLONE_STACK + VMCLONE_GUARD);
     return r;
