@@ -18,7 +18,7 @@ import threading
 
 import pytest
 
-from conftest import container_init_pid, process_start_time, wait_until
+from conftest import container_init_pid, process_alive, process_start_time, wait_until
 from test_concurrency import assert_clean, hooked, needs_hooks, whole
 
 STAGED = ".state.json.staged.tmp"
@@ -77,14 +77,21 @@ def test_crash_between_staging_and_rename_leaves_no_container(daemon):
     # What the crash left: the staged active record beside a creating one.
     cdir = d.depot / "containers" / "victim"
     assert (cdir / STAGED).exists(), os.listdir(cdir)
-    assert json.loads((cdir / STAGED).read_text())["state"] == "active"
+    staged = json.loads((cdir / STAGED).read_text())
+    assert staged["state"] == "active", staged
     assert json.loads((cdir / "state.json").read_text())["state"] == "creating"
+    init = staged["runtime"]["init_pid"]
+    # Its init outlived the daemon (it had its go before the staging).
+    assert process_alive(init), init
 
     d.env["CLOCHE_TEST_CRASH"] = None
     d.start()
     client = d.client()
     assert client.list({"garden.state": "all"}) == []
     assert_clean(d, 30)
+    # The init the crashed create had started is gone with it.
+    assert wait_until(lambda: not process_alive(init) or
+                      process_start_time(init) != staged["runtime"]["init_start_time"], 10), init
     # The allowed case on the same depot: the handle and its resources are free.
     h = client.create({"handle": "victim"})
     assert not (d.depot / "containers" / h / STAGED).exists()
