@@ -370,19 +370,28 @@ static void setup_cgroup_view(const ChildPlan *plan, int rootfd)
         return;
     mount_fs_in_root(plan, rootfd, "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                      "mode=755,size=64k");
-    char path[96];
+    /* Each group on a new directory of that fresh tmpfs (nothing else has seen
+     * it: no name there needs resolving in the root). */
+    int dir = open_in_root(rootfd, "/sys/fs/cgroup", O_PATH | O_DIRECTORY);
+    if (dir < 0)
+        child_fail(plan, -dir, "Failed to open", "/sys/fs/cgroup");
     for (size_t i = 0; i < spec->n_cgroup_views; i++) {
-        path[0] = '\0';
-        safe_append(path, sizeof(path), "/sys/fs/cgroup/");
-        safe_append(path, sizeof(path), spec->cgroup_views[i].name);
-        attach_tree_in_root(plan, rootfd, plan->view_fds[i], path, false);
+        const char *name = spec->cgroup_views[i].name;
+        bool plain = name[0] && !(name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2])));
+        for (const char *c = name; plain && *c; c++)
+            plain = *c != '/';
+        if (!plain)
+            child_fail(plan, EINVAL, "Bad cgroup hierarchy name", name);
+        if (mkdirat(dir, name, 0755) < 0 ||
+            move_mount(plan->view_fds[i], "", dir, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            child_fail(plan, errno, "Failed to mount the cgroup view of", name);
+        close(plan->view_fds[i]);
         plan->view_fds[i] = -1;
     }
-    int fd = open_in_root(rootfd, "/sys/fs/cgroup", O_PATH | O_DIRECTORY);
     struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
-    if (fd < 0 || mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
-        child_fail(plan, fd < 0 ? -fd : errno, "Failed to make read-only:", "/sys/fs/cgroup");
-    close(fd);
+    if (mount_setattr(dir, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+        child_fail(plan, errno, "Failed to make read-only:", "/sys/fs/cgroup");
+    close(dir);
 }
 
 /* Capabilities and the seccomp filter, last before the exec (which the filter

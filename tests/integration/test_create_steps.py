@@ -5,9 +5,10 @@
   after the staging and before the rename leaves no container, nothing of it in
   the depot, cgroups or network after a restart; a create that completes leaves
   no staged file, and its record reads back active with the init's pid.
-- /dev is built with *at calls below the fresh tmpfs: it still holds exactly the
-  allowed nodes, with the right types, device numbers, modes and owners, and the
-  right mounts, in unprivileged and privileged containers.
+- /dev and the cgroup view are built with *at calls below their fresh tmpfs:
+  /dev still holds exactly the allowed nodes, with the right types, device
+  numbers, modes and owners, and the right mounts; /sys/fs/cgroup one read-only
+  group per hierarchy; in unprivileged and privileged containers.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import threading
 
 import pytest
 
-from conftest import container_init_pid, process_alive, process_start_time, wait_until
+from conftest import (cgroup_group_dirs, container_init_pid, process_alive, process_start_time,
+                      wait_until)
 from test_concurrency import assert_clean, hooked, needs_hooks, whole
 
 STAGED = ".state.json.staged.tmp"
@@ -237,3 +239,48 @@ def test_dev_has_exactly_the_allowed_nodes(containers, privileged):
     assert "touched" in out, out
     if not privileged:
         assert "made" not in out, out
+
+
+# --------------------------------------------------------------------------
+# /sys/fs/cgroup
+
+LIST_VIEW = r"""
+ls -a /sys/fs/cgroup | grep -v '^\.\.\?$' | tr '\n' ' '; echo
+echo MOUNTS
+awk '$5 ~ "^/sys/fs/cgroup" { split($6, o, ","); print $5, $(NF-2), o[1] }' /proc/self/mountinfo
+"""
+
+
+@pytest.mark.parametrize("privileged", [False, True], ids=["unprivileged", "privileged"])
+def test_cgroup_view_has_one_read_only_group_per_hierarchy(containers, privileged):
+    """On a host with v1 hierarchies, /sys/fs/cgroup is a read-only tmpfs with
+    the container's own group of each hierarchy the daemon uses, under the
+    host's name for it, each mounted read-only; on pure v2 the group itself."""
+    d = containers.daemon
+    client = d.client()
+    h = containers.create({"privileged": privileged})
+    dirs = cgroup_group_dirs(d.cgroup_parent, h)
+    assert dirs, "the container has no groups"
+    status, out = sh(client, h, LIST_VIEW)
+    assert status == 0, out
+    names_line, rest = out.split("MOUNTS\n")
+    mounts = {}
+    for ln in rest.strip().splitlines():
+        point, fstype, ro = ln.split()
+        mounts.setdefault(point, []).append((fstype, ro))
+    pure_v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    if pure_v2:
+        assert mounts["/sys/fs/cgroup"] == [("cgroup2", "ro")], mounts
+        return
+    # One directory per hierarchy, named as the host names its mount point.
+    want = sorted(os.path.basename(p[:-len(f"/{d.cgroup_parent}/{h}")]) for p in dirs)
+    assert sorted(names_line.split()) == want, (names_line, want)
+    assert mounts["/sys/fs/cgroup"] == [("tmpfs", "ro")], mounts
+    for name in want:
+        fstype, ro = mounts[f"/sys/fs/cgroup/{name}"][0]
+        assert fstype in ("cgroup", "cgroup2") and ro == "ro", (name, mounts)
+    assert len(mounts) == len(want) + 1, mounts
+    # Refused: nothing can be made there; allowed: the groups' files read.
+    status, out = sh(client, h, "mkdir /sys/fs/cgroup/x && echo made; "
+                     f"cat /sys/fs/cgroup/{want[0]}/cgroup.procs >/dev/null && echo read")
+    assert "made" not in out and "read" in out, out
