@@ -36,8 +36,11 @@ int garden_security_setup(Garden *g)
                                   .filter = &g->security.filter};
     g->confine[1] =
         (ConfinePlan){.caps = CONFINE_CAPS_PRIVILEGED, .no_new_privs = g->cfg.no_new_privileges};
-    log_info("security: seccomp filter of %u instructions compiled in %.2f ms%s",
-             g->security.filter.len, (double)(t1 - t0) / 1e6,
+    log_info("security: seccomp filter of %u instructions (%s, libseccomp's: %u) compiled in "
+             "%.2f ms%s",
+             g->security.filter.len,
+             g->security.compact ? "as ranges, deciding alike" : "libseccomp's",
+             g->security.reference_len, (double)(t1 - t0) / 1e6,
              g->cfg.no_new_privileges ? ", no_new_privs for every process" : "");
     return 0;
 }

@@ -844,6 +844,10 @@ static int await_init(int parent_sock, const char **ret_step, Failure *reterr)
         return -ETIMEDOUT;
     }
     ssize_t n = read(parent_sock, &rep, sizeof(rep));
+    /* A child that failed before it took the go left it unread: the kernel then
+     * reports the reset first, once, ahead of the child's report still queued. */
+    if (n < 0 && errno == ECONNRESET)
+        n = read(parent_sock, &rep, sizeof(rep));
     if (n == (ssize_t)sizeof(rep)) {
         rep.what[sizeof(rep.what) - 1] = '\0';
         failure_set(reterr, -rep.err, FAILURE_SYSTEM, "%s: %s", rep.what, strerror(rep.err));

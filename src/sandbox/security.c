@@ -4,6 +4,7 @@
  * keyrings, bpf, perf, userfaultfd, io_uring, kexec, modules, open_by_handle_at,
  * syslog, acct, clock setting, swap and reboot. */
 #include <errno.h>
+#include <linux/audit.h>
 #include <seccomp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "cloche/cleanup.h"
 #include "cloche/fileio.h"
+#include "cloche/seccomp-compact.h"
 #include "cloche/security.h"
 
 /* CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET (guardian's
@@ -382,6 +384,10 @@ static const char *const allowed[] = {
     "writev",
 };
 
+/* guardian's personality values: PER_LINUX, PER_LINUX32, and the query. */
+static const uint32_t personas[] = {0, 8, 0xffffffff};
+#define REFUSED_FAMILY 40 /* AF_VSOCK, which is not namespaced */
+
 static void ctx_releasep(scmp_filter_ctx *ctx)
 {
     if (*ctx)
@@ -408,14 +414,13 @@ static int add_rules(scmp_filter_ctx ctx)
     /* clone3 passes its flags in memory the filter cannot read. */
     if (r >= 0)
         r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
-    /* guardian's personality values: PER_LINUX, PER_LINUX32, and the query. */
-    static const scmp_datum_t personas[] = {0, 8, 0xffffffff};
     for (size_t i = 0; r >= 0 && i < ELEMENTSOF(personas); i++)
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(personality), 1,
                              SCMP_A0(SCMP_CMP_EQ, personas[i]));
     /* Every socket family but AF_VSOCK (40), which is not namespaced. */
     if (r >= 0)
-        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_NE, 40));
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+                             SCMP_A0(SCMP_CMP_NE, REFUSED_FAMILY));
     return r;
 }
 
@@ -463,7 +468,128 @@ static bool x32_usable(void)
 }
 #endif
 
+#define ABI_SPAN 2048 /* above every ABI's last number */
+
+typedef struct AbiNumbers {
+    SeccompAbi abi;
+    int allowed[ABI_SPAN];
+} AbiNumbers;
+
+/* ref's answer for one call of an ABI with arg 0, or 0 (never an answer it
+ * gives: that would be a kill) where it cannot be evaluated. */
+static uint32_t answer(const struct sock_fprog *ref, uint32_t arch, uint32_t nr, uint64_t arg0)
+{
+    struct seccomp_data d = {.nr = (int)nr, .arch = arch};
+    d.args[0] = arg0;
+    uint32_t action;
+    return seccomp_bpf_eval(ref, &d, &action) < 0 ? 0 : action;
+}
+
+/* What libseccomp's program ref decides for each number of an ABI, read from the
+ * program itself (libseccomp knows, for instance, i386's socket calls by two
+ * numbers each): allowed whatever the arguments, or one of the argument tests.
+ * -EPROTO for a number whose answers match none of those. */
+static int abi_numbers(const struct sock_fprog *ref, uint32_t arch, uint32_t nr_bit, bool wide,
+                       AbiNumbers *ret)
+{
+    const uint32_t allow = SECCOMP_RET_ALLOW, refuse = SECCOMP_RET_ERRNO | EPERM;
+    SeccompAbi *abi = &ret->abi;
+    *abi = (SeccompAbi){.arch = arch,
+                        .nr_bit = nr_bit,
+                        .wide_args = wide,
+                        .clone = -1,
+                        .unshare = -1,
+                        .clone3 = -1,
+                        .personality = -1,
+                        .socket = -1};
+    for (int i = 0; i < ABI_SPAN; i++) {
+        uint32_t nr = nr_bit | (uint32_t)i;
+        uint32_t zero = answer(ref, arch, nr, 0), ones = answer(ref, arch, nr, ~0ull);
+        uint32_t ns = answer(ref, arch, nr, NAMESPACE_FLAGS & -NAMESPACE_FLAGS);
+        uint32_t family = answer(ref, arch, nr, REFUSED_FAMILY), other = answer(ref, arch, nr, 1);
+        int *slot = NULL;
+        if (zero == allow && ones == allow && ns == allow && family == allow && other == allow)
+            ret->allowed[abi->n_allowed++] = i;
+        else if (zero == refuse && ones == refuse && ns == refuse && family == refuse &&
+                 other == refuse)
+            continue;
+        else if (zero == (SECCOMP_RET_ERRNO | ENOSYS) && ones == zero && family == zero)
+            slot = &abi->clone3;
+        else if (zero == allow && ns == refuse && family == allow && other == allow)
+            slot = abi->clone < 0 ? &abi->clone : &abi->unshare;
+        else if (zero == allow && answer(ref, arch, nr, 0xffffffffu) == allow && other == refuse &&
+                 family == refuse)
+            slot = &abi->personality;
+        else if (zero == allow && other == allow && family == refuse)
+            slot = &abi->socket;
+        else
+            return -EPROTO;
+        if (slot && *slot >= 0)
+            return -EPROTO; /* a second number of the same kind */
+        if (slot)
+            *slot = i;
+    }
+    abi->allowed = ret->allowed;
+    return 0;
+}
+
+/* The same decisions as libseccomp's program ref, in fewer instructions
+ * (seccomp-compact.h), or ref itself where they would differ. */
+static int shorten(struct sock_fprog *ref, bool x32)
+{
+    _cleanup_free_ AbiNumbers *abis = calloc(3, sizeof(AbiNumbers));
+    if (!abis)
+        return -ENOMEM;
+    size_t n = 0;
+#if defined(__x86_64__)
+    if (abi_numbers(ref, AUDIT_ARCH_X86_64, 0, true, &abis[n++]) < 0 ||
+        (x32 && abi_numbers(ref, AUDIT_ARCH_X86_64, 0x40000000u, false, &abis[n++]) < 0) ||
+        abi_numbers(ref, AUDIT_ARCH_I386, 0, false, &abis[n++]) < 0)
+        return 0;
+#else
+    (void)x32;
+    return 0;
+#endif
+    SeccompAbi list[3];
+    for (size_t i = 0; i < n; i++)
+        list[i] = abis[i].abi;
+    /* The answer for another arch, as libseccomp's program gives it. */
+    uint32_t badarch;
+    struct seccomp_data other = {.arch = AUDIT_ARCH_AARCH64};
+    if (seccomp_bpf_eval(ref, &other, &badarch) < 0)
+        return 0;
+    SeccompPolicy policy = {
+        .abis = list,
+        .n_abis = n,
+        .namespace_flags = (uint32_t)NAMESPACE_FLAGS,
+        .personas = personas,
+        .n_personas = ELEMENTSOF(personas),
+        .refused_family = REFUSED_FAMILY,
+        .default_action = SECCOMP_RET_ERRNO | EPERM,
+        .badarch_action = badarch,
+    };
+    struct sock_fprog compact;
+    if (seccomp_compact_build(&policy, &compact) < 0)
+        return 0;
+    if (compact.len >= ref->len || !seccomp_programs_agree(ref, &compact, &policy, NULL)) {
+        free(compact.filter);
+        return 0;
+    }
+    free(ref->filter);
+    *ref = compact;
+    return 1;
+}
+
 int security_profile_build(SecurityProfile *ret)
+{
+#if defined(__x86_64__)
+    return security_profile_build_for(ret, x32_usable());
+#else
+    return security_profile_build_for(ret, false);
+#endif
+}
+
+int security_profile_build_for(SecurityProfile *ret, bool x32)
 {
     _cleanup_(ctx_releasep) scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
     if (!ctx)
@@ -476,7 +602,7 @@ int security_profile_build(SecurityProfile *ret)
     int r = 0;
 #if defined(__x86_64__)
     r = seccomp_arch_add(ctx, SCMP_ARCH_X86);
-    if ((r >= 0 || r == -EEXIST) && x32_usable())
+    if ((r >= 0 || r == -EEXIST) && x32)
         r = seccomp_arch_add(ctx, SCMP_ARCH_X32);
     else if (r >= 0 || r == -EEXIST)
         r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(ENOSYS));
@@ -496,7 +622,18 @@ int security_profile_build(SecurityProfile *ret)
     r = add_rules(ctx);
     if (r < 0)
         return r;
-    return export_filter(ctx, &ret->filter);
+    *ret = (SecurityProfile){0};
+    r = export_filter(ctx, &ret->filter);
+    if (r < 0)
+        return r;
+    ret->reference_len = ret->filter.len;
+    r = shorten(&ret->filter, x32);
+    if (r < 0) {
+        security_profile_clear(ret);
+        return r;
+    }
+    ret->compact = r > 0;
+    return 0;
 }
 
 void security_profile_clear(SecurityProfile *p)

@@ -9,7 +9,8 @@ re-executes itself under unshare). cloche: N x (POST /containers, DELETE) of an
 unprivileged container with the default limits, timed from request to reply over
 the Unix socket; then N x (create, Run /bin/true to its exit status through
 tests/garden_client/ as the Go client does it, with its stdout and stderr
-connections, destroy), the whole cycle timed. crun: N x `crun run` of
+connections, destroy), the whole cycle timed, and the same cycle again from
+tests/bench/run-client.c (the Go client's bytes, sent from C). crun: N x `crun run` of
 /bin/true in the same rootfs, with new
 pid, mount, uts, ipc and net namespaces, a user namespace with a 65536-id map and
 memory/pids limits; crun refuses this machine's hybrid cgroups, so it runs in a
@@ -89,7 +90,12 @@ class Bench:
             except (OSError, RuntimeError, IndexError):
                 time.sleep(0.05)
         self.client = GardenClient(self.sock, timeout=60)
-        self.create, self.destroy, self.cycle, self.full = [], [], [], []
+        self.create, self.destroy, self.cycle, self.full, self.c_full = [], [], [], [], []
+        # The same cycle from a C client (tests/bench/run-client.c), whose own
+        # cost is of the Go client's order, not Python's.
+        self.c_client = os.path.join(build, "tests", "bench", "run-client")
+        if not os.access(self.c_client, os.X_OK):
+            self.c_client = None
         for i in range(5):  # warm-up
             call(self.sock, "POST", "/containers", dict(SPEC, handle=f"w{i}"))
             call(self.sock, "DELETE", f"/containers/w{i}")
@@ -115,6 +121,13 @@ class Bench:
             raise RuntimeError(f"/bin/true exited {status}")
         if keep:
             self.full.append(time.perf_counter() - t0)
+
+    def c_cycles(self, count):
+        if not self.c_client:
+            return
+        out = subprocess.run([self.c_client, self.sock, "--cycle", str(count), json.dumps(SPEC)],
+                             check=True, capture_output=True, text=True).stdout
+        self.c_full += [sum(float(x) for x in line.split()) for line in out.splitlines()]
 
     def stop(self):
         self.daemon.terminate()
@@ -148,6 +161,9 @@ def bench_cloche(builds, rootfs, n, tmp):
         for i in range(n + 3):
             for b in benches if i % 2 == 0 else benches[::-1]:
                 b.create_run_destroy(i, keep=i >= 3)  # 3 warm-up cycles
+        for i in range(0, n, 10):  # the C client's, in runs of 10 alternating
+            for b in benches if i % 20 == 0 else benches[::-1]:
+                b.c_cycles(min(10, n - i))
         return benches
     finally:
         for b in benches:
@@ -269,12 +285,18 @@ def main():
         print(f"  cloche create+destroy     median {y_med:6.2f} ms  p90 {y_p90:6.2f} ms")
         print(f"  cloche create+run+destroy median {f_med:6.2f} ms  p90 {f_p90:6.2f} ms  "
               "(Run /bin/true to its exit status, 3 connections)")
+        if b.c_full:
+            cf_med, cf_p90 = stats(b.c_full)
+            print(f"  the same from a C client  median {cf_med:6.2f} ms  p90 {cf_p90:6.2f} ms")
         if k == len(benches) - 1 and crun:
             print(f"  crun run /bin/true        median {r_med:6.2f} ms  p90 {stats(crun)[1]:6.2f} ms")
         if crun:
             print(f"  ratio cloche create+destroy / crun run: {y_med / r_med:.2f}")
             print(f"  ratio cloche create+run+destroy / crun run: {f_med / r_med:.2f} "
                   "(target <= 1.0)")
+            if b.c_full:
+                print(f"  ratio from the C client / crun run: {cf_med / r_med:.2f} "
+                      "(target <= 1.0)")
     if os.environ.get("CLOCHE_BENCH_LOG"):
         steps = [log_steps(b.log_path) for b in benches]
         print("  the daemon's own steps of a create+destroy (its debug log), median ms"

@@ -14,7 +14,9 @@ its own, removed at the end.
     the control connection, then the stdout and stderr connections, and Wait
     returning once the status has arrived and both streams reached EOF (Go's
     Wait). Also shown: the same without stream connections (a Go client with
-    nil writers). Beside it, N x `crun exec <id> /bin/true` into a crun
+    nil writers), and both again from tests/bench/run-client.c, which sends
+    the same bytes in the same order from C, so that the figure is the
+    server's and not the Python client's. Beside it, N x `crun exec <id> /bin/true` into a crun
     container running `sleep 1000` from the same rootfs (same namespaces, a
     65536-id user namespace, memory/pids limits); crun refuses this machine's
     hybrid cgroups, so it runs in a mount namespace where the cgroup2 `unified`
@@ -121,6 +123,14 @@ def bench_cloche(build, rootfs, n, gib, tmp, throughput=True):
             run_true(True)
         results["run"] = [run_true(True) for _ in range(n)]
         results["run_nostreams"] = [run_true(False) for _ in range(n)]
+        # The same sequence from a C client (tests/bench/run-client.c), so the
+        # client's own cost is the Go client's order of magnitude, not Python's.
+        c_client = os.path.join(build, "tests", "bench", "run-client")
+        if os.access(c_client, os.X_OK):
+            for key, mode in (("c_run", "streams"), ("c_run_nostreams", "nostreams")):
+                out = subprocess.run([c_client, client.unix_path, handle, str(n), mode],
+                                     check=True, capture_output=True, text=True).stdout
+                results[key] = [float(x) for x in out.split()]
 
         size = gib * GIB
         for name, argv in () if not throughput else (("dd", ["dd", "if=/dev/zero", "bs=1M", f"count={gib * 1024}"]),
@@ -254,6 +264,13 @@ def main():
           f"median {r_med:6.2f} ms  p90 {r_p90:6.2f} ms  (target <= 2)")
     print(f"  cloche Run /bin/true, no stream connections          "
           f"median {s_med:6.2f} ms  p90 {s_p90:6.2f} ms")
+    if "c_run" in res:
+        cr_med, cr_p90 = stats(res["c_run"])
+        cs_med, cs_p90 = stats(res["c_run_nostreams"])
+        print(f"  the same from a C client (3 connections)             "
+              f"median {cr_med:6.2f} ms  p90 {cr_p90:6.2f} ms  (target <= 2)")
+        print(f"  the same from a C client, no stream connections      "
+              f"median {cs_med:6.2f} ms  p90 {cs_p90:6.2f} ms")
     if crun is not None:
         c_med, c_p90 = stats(crun)
         print(f"  crun exec /bin/true                                  "

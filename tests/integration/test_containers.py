@@ -305,6 +305,41 @@ def test_refused_image_leaves_nothing_behind(containers, name, spec, status, men
     assert containers.create({"handle": name}) == name
 
 
+def set_policy(pid: int, policy: int) -> None:
+    """Every thread of pid to policy (threads started later inherit it)."""
+    prio = os.sched_get_priority_min(policy) if policy != os.SCHED_OTHER else 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setscheduler(int(tid), policy, os.sched_param(prio))
+
+
+def test_a_child_that_fails_before_its_go_reports_its_own_error(containers):
+    """The init fails before it reads the daemon's go, which stays unread in its
+    socket: the kernel then reports a reset ahead of the init's report, and the
+    create used to fail with "Lost contact with the container". Provoked here with
+    a real-time daemon: an init inheriting SCHED_FIFO may not join a v1 cpu group
+    that has no real-time runtime (kernels with RT group scheduling)."""
+    d = containers.daemon
+    client = d.client()
+    set_policy(d.pid, os.SCHED_FIFO)
+    try:
+        try:
+            handle = containers.create({"handle": "rt"})
+        except GardenError as e:
+            err = e
+        else:
+            client.destroy(handle)
+            pytest.skip("a real-time init joins its groups on this kernel: nothing fails")
+    finally:
+        set_policy(d.pid, os.SCHED_OTHER)
+    assert err.status == 500, err
+    assert "Failed to join the container's cgroups" in err.message, err
+    assert "Lost contact" not in err.message, err
+    assert_nothing_left(d, "rt")
+    assert cgroup_children(d.cgroup_parent) == []
+    # The allowed case, on the same daemon: back to SCHED_OTHER, it works.
+    assert containers.create({"handle": "rt"}) == "rt"
+
+
 # --------------------------------------------------------------------------
 # Inside the container
 

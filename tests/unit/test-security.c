@@ -15,6 +15,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
 #include <linux/sched.h>
 
@@ -22,6 +23,7 @@
 
 #include "cloche/cleanup.h"
 #include "cloche/confine.h"
+#include "cloche/seccomp-compact.h"
 #include "cloche/security.h"
 
 /* Codes the child exits with: bit i set = check i failed. */
@@ -163,6 +165,140 @@ static void test_filter(void)
     security_profile_clear(&p);
 }
 
+#define BAD 0xdeadu
+
+static uint32_t decide(const struct sock_fprog *p, uint32_t arch, uint32_t nr, uint64_t a0)
+{
+    struct seccomp_data d = {.nr = (int)nr, .arch = arch};
+    d.args[0] = a0;
+    uint32_t r;
+    return seccomp_bpf_eval(p, &d, &r) < 0 ? BAD : r;
+}
+
+#define ALLOW SECCOMP_RET_ALLOW
+#define EPERM_ (SECCOMP_RET_ERRNO | EPERM)
+#define ENOSYS_ (SECCOMP_RET_ERRNO | ENOSYS)
+
+/* The shorter program (seccomp-compact.h) is the one kept, and decides as the
+ * profile says, through each ABI; the check that guards it sees a single
+ * changed answer; the evaluator refuses what the kernel would. */
+static void test_compact(void)
+{
+#if defined(__x86_64__)
+    const uint32_t X64 = AUDIT_ARCH_X86_64, I386 = AUDIT_ARCH_I386, X32 = 0x40000000u;
+    for (int x32 = 0; x32 < 2; x32++) {
+        SecurityProfile p = {0};
+        is_int(security_profile_build_for(&p, x32), 0, "x32 %d: the profile compiles", x32);
+        ok(p.compact && p.filter.len * 2 < p.reference_len,
+           "x32 %d: the shorter program is kept: %u instructions for libseccomp's %u", x32,
+           p.filter.len, p.reference_len);
+        const struct sock_fprog *f = &p.filter;
+        const struct {
+            uint32_t arch, nr;
+            uint64_t a0, want;
+            const char *what;
+        } cases[] = {
+            {X64, 39, 0, ALLOW, "getpid"},
+            {X64, 0, 0, ALLOW, "read"},
+            {X64, 56, 0x50f00, ALLOW, "clone of a thread"},
+            {X64, 56, CLONE_NEWUSER, EPERM_, "clone of a user namespace"},
+            {X64, 272, CLONE_FILES, ALLOW, "unshare of the file table"},
+            {X64, 272, CLONE_NEWNET, EPERM_, "unshare of the network"},
+            {X64, 435, 0, ENOSYS_, "clone3"},
+            {X64, 135, 8, ALLOW, "personality PER_LINUX32"},
+            {X64, 135, 0xffffffff, ALLOW, "personality query"},
+            {X64, 135, 0x40000, EPERM_, "personality ADDR_NO_RANDOMIZE"},
+            {X64, 135, (1ull << 32) | 8, EPERM_, "personality with a high word"},
+            {X64, 41, 2, ALLOW, "socket AF_INET"},
+            {X64, 41, 40, EPERM_, "socket AF_VSOCK"},
+            {X64, 41, (1ull << 32) | 40, ALLOW, "socket 40 with a high word (not AF_VSOCK)"},
+            {X64, 165, 0, EPERM_, "mount"},
+            {X64, 250, 0, EPERM_, "keyctl"},
+            {X64, 321, 0, EPERM_, "bpf"},
+            {X64, 1000, 0, EPERM_, "a number past the last"},
+            {X64, 0xffffffff, 0, EPERM_, "-1"},
+            {I386, 20, 0, ALLOW, "i386 getpid"},
+            {I386, 21, 0, EPERM_, "i386 mount"},
+            {I386, 120, CLONE_NEWUSER, EPERM_, "i386 clone of a user namespace"},
+            {I386, 359, 40, EPERM_, "i386 socket AF_VSOCK"},
+            {I386, 359, 2, ALLOW, "i386 socket AF_INET"},
+            {I386, 102, 1, ALLOW, "i386 socketcall"},
+            {X64, X32 | 39, 0, x32 ? ALLOW : ENOSYS_, "x32 getpid"},
+            {X64, X32 | 165, 0, x32 ? EPERM_ : ENOSYS_, "x32 mount"},
+            {AUDIT_ARCH_AARCH64, 39, 0, x32 ? SECCOMP_RET_KILL_THREAD : ENOSYS_, "another arch"},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+            is_int(decide(f, cases[i].arch, cases[i].nr, cases[i].a0), cases[i].want, "x32 %d: %s",
+                   x32, cases[i].what);
+
+        /* One answer changed: the check sees it. */
+        SeccompAbi abis[2] = {{.arch = X64}, {.arch = I386}};
+        static const uint32_t personas[] = {0, 8, 0xffffffff};
+        SeccompPolicy policy = {.abis = abis,
+                                .n_abis = 2,
+                                .namespace_flags = 0x7E020000u,
+                                .personas = personas,
+                                .n_personas = 3,
+                                .refused_family = 40};
+        ok(seccomp_programs_agree(f, f, &policy, NULL), "x32 %d: a program agrees with itself",
+           x32);
+        struct sock_filter *copy = malloc(f->len * sizeof(*copy));
+        memcpy(copy, f->filter, f->len * sizeof(*copy));
+        struct sock_fprog changed = {.len = f->len, .filter = copy};
+        for (size_t i = 0; i < changed.len; i++)
+            if (copy[i].code == (BPF_RET | BPF_K) && copy[i].k == ENOSYS_) {
+                copy[i].k = EPERM_; /* the first ENOSYS answer: clone3 in x86_64's part */
+                break;
+            }
+        struct seccomp_data diff = {0};
+        bool same = seccomp_programs_agree(f, &changed, &policy, &diff);
+        ok(!same, "x32 %d: one changed answer is seen (arch %x, number %d)", x32, diff.arch,
+           diff.nr);
+        free(copy);
+        security_profile_clear(&p);
+    }
+
+    /* The evaluator: what the kernel would refuse, it refuses. */
+    struct sock_filter past_end[] = {BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 1, 5, 0),
+                                     BPF_STMT(BPF_RET | BPF_K, ALLOW)};
+    struct sock_filter no_ret[] = {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0)};
+    struct sock_filter outside[] = {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 64),
+                                    BPF_STMT(BPF_RET | BPF_K, ALLOW)};
+    struct sock_fprog progs[] = {{2, past_end}, {1, no_ret}, {2, outside}};
+    is_int(seccomp_bpf_check(&progs[0]), -EINVAL, "a jump past the end is refused unrun");
+    is_int(seccomp_bpf_check(&progs[1]), -EINVAL, "a program that does not end in a return");
+    is_int(decide(&progs[1], X64, 1, 0), BAD, "which cannot run either");
+    is_int(decide(&progs[2], X64, 1, 0), BAD, "a load outside the call's data is refused");
+
+    /* Ranges: numbers 0-2, 5, 7-9 of a made-up ABI. */
+    static const int some[] = {9, 0, 1, 2, 5, 7, 8};
+    SeccompAbi abi = {.arch = X64,
+                      .allowed = some,
+                      .n_allowed = 7,
+                      .clone = -1,
+                      .unshare = -1,
+                      .clone3 = -1,
+                      .personality = -1,
+                      .socket = -1};
+    SeccompPolicy one = {.abis = &abi,
+                         .n_abis = 1,
+                         .default_action = EPERM_,
+                         .badarch_action = SECCOMP_RET_KILL_PROCESS};
+    struct sock_fprog small = {0};
+    is_int(seccomp_compact_build(&one, &small), 0, "a program of three runs");
+    bool right = true;
+    for (uint32_t nr = 0; nr < 20; nr++) {
+        bool in = nr <= 2 || nr == 5 || (nr >= 7 && nr <= 9);
+        right &= decide(&small, X64, nr, 0) == (in ? ALLOW : EPERM_);
+    }
+    ok(right && decide(&small, I386, 0, 0) == SECCOMP_RET_KILL_PROCESS,
+       "its ranges decide 0..19 and another arch as given (%u instructions)", small.len);
+    free(small.filter);
+#else
+    ok(true, "# SKIP the shorter program is for x86_64");
+#endif
+}
+
 static void test_parse(void)
 {
     ConfinePlan plan = {0};
@@ -179,5 +315,6 @@ int main(void)
 {
     test_parse();
     test_filter();
+    test_compact();
     return tap_done();
 }
