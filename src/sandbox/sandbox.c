@@ -363,7 +363,6 @@ static void setup_cgroup_view(const ChildPlan *plan, int rootfd)
     const SandboxSpec *spec = plan->spec;
     if (spec->n_cgroup_views == 1 && !spec->cgroup_views[0].name[0]) {
         attach_tree_in_root(plan, rootfd, plan->view_fds[0], "/sys/fs/cgroup", false);
-        plan->view_fds[0] = -1;
         return;
     }
     if (!spec->n_cgroup_views)
@@ -386,7 +385,6 @@ static void setup_cgroup_view(const ChildPlan *plan, int rootfd)
             move_mount(plan->view_fds[i], "", dir, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
             child_fail(plan, errno, "Failed to mount the cgroup view of", name);
         close(plan->view_fds[i]);
-        plan->view_fds[i] = -1;
     }
     struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
     if (mount_setattr(dir, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
