@@ -81,6 +81,19 @@ typedef enum DepotWriteFlags {
     DEPOT_WRITE_NEW = 1u << 1,      /* also make the container's directory entry durable */
 } DepotWriteFlags;
 int depot_write_record_flags(Depot *d, const ContainerRecord *rec, unsigned flags);
+/* The durable write in two halves, so that its slow half (writing and fsyncing
+ * the file) can run while something else is slow, before the record is final.
+ * depot_stage_record writes buf (a serialized record, container_record_serialize)
+ * fsynced beside <handle>/state.json, which it leaves as it is: a crash now
+ * leaves the old record. depot_commit_record then makes rec durable: when rec
+ * serializes to the staged bytes (staged, staged_len: the buffer given to the
+ * stage; borrowed), by renaming the staged file over state.json and fsyncing
+ * the directory only; otherwise (or staged NULL) as depot_write_record does,
+ * removing any staged file. The caller keeps other writes of the record out
+ * between the two, or lets the commit see the change. */
+int depot_stage_record(Depot *d, const char *handle, const char *buf, size_t len);
+int depot_commit_record(Depot *d, const ContainerRecord *rec, const char *staged,
+                        size_t staged_len);
 /* Read one record. -ENOENT if there is none; -EBADMSG if it is corrupt. */
 int depot_read_record(Depot *d, const char *handle, ContainerRecord *ret);
 

@@ -27,6 +27,9 @@
  * id); state files stay 0600. */
 #define DEPOT_MODE 0711
 #define DEPOT_STATE_MODE 0600
+/* The record a create stages while its init mounts (depot_stage_record); its
+ * temp file (atomic_write_temp_name) is what a commit renames over state.json. */
+#define DEPOT_STAGED_FILE "state.json.staged"
 
 /* Deletion of removed containers' directories happens off the caller's path, on
  * one worker thread: a destroy's reply waits only for the rename. */
@@ -139,8 +142,10 @@ static int depot_open_container(Depot *d, const char *handle, int *ret)
  * state.json beside it is still the last complete record. */
 static int depot_remove_stale_temps(Depot *d)
 {
-    char tmp[NAME_MAX + 1];
+    char tmp[NAME_MAX + 1], staged[NAME_MAX + 1];
     int r = atomic_write_temp_name(DEPOT_STATE_FILE, tmp, sizeof(tmp));
+    if (r >= 0)
+        r = atomic_write_temp_name(DEPOT_STAGED_FILE, staged, sizeof(staged));
     if (r < 0)
         return r;
 
@@ -168,6 +173,7 @@ static int depot_remove_stale_temps(Depot *d)
         /* Best effort: an undeletable leftover only blocks that container's next
          * write, which then reports the error where it can be acted on. */
         (void)unlinkat(cfd, tmp, 0);
+        (void)unlinkat(cfd, staged, 0);
     }
 }
 
@@ -316,6 +322,46 @@ int depot_write_record_flags(Depot *d, const ContainerRecord *rec, unsigned flag
     if (r >= 0 && (flags & DEPOT_WRITE_NEW))
         r = fsync_dirfd(d->containers_fd);
     return r;
+}
+
+int depot_stage_record(Depot *d, const char *handle, const char *buf, size_t len)
+{
+    if (!buf)
+        return -EINVAL;
+    if (len > DEPOT_RECORD_MAX)
+        return -EFBIG;
+    _cleanup_close_ int cfd = -EBADF;
+    int r = depot_open_container(d, handle, &cfd);
+    if (r < 0)
+        return r;
+    return atomic_write_stage(cfd, DEPOT_STAGED_FILE, buf, len, DEPOT_STATE_MODE);
+}
+
+int depot_commit_record(Depot *d, const ContainerRecord *rec, const char *staged, size_t staged_len)
+{
+    if (!rec)
+        return -EINVAL;
+    _cleanup_close_ int cfd = -EBADF;
+    int r = depot_open_container(d, rec->handle, &cfd);
+    if (r < 0)
+        return r;
+    char tmp[NAME_MAX + 1];
+    if ((r = atomic_write_temp_name(DEPOT_STAGED_FILE, tmp, sizeof(tmp))) < 0)
+        return r;
+    if (staged) {
+        size_t len;
+        _cleanup_free_ char *buf = container_record_serialize(rec, &len);
+        if (buf && len == staged_len && memcmp(buf, staged, len) == 0) {
+            if (renameat(cfd, tmp, cfd, DEPOT_STATE_FILE) == 0)
+                return fsync_dirfd(cfd);
+            if (errno != ENOENT)
+                return -errno;
+        }
+    }
+    /* Nothing staged, or not this record: the staged file goes, the record is
+     * written whole. */
+    (void)unlinkat(cfd, tmp, 0);
+    return depot_write_record(d, rec);
 }
 
 int depot_read_record(Depot *d, const char *handle, ContainerRecord *ret)

@@ -24,6 +24,7 @@
 #include "cloche/testhook.h"
 #include "cloche/uuid.h"
 #include "cloche/clock.h"
+#include "cloche/procfs.h"
 #include "garden-internal.h"
 
 #define DESTROY_TIMEOUT_MS 10000
@@ -402,21 +403,73 @@ static void close_fds(int *fds, size_t n)
         close(fds[i]);
 }
 
-/* The network, set up while the container's init mounts its root (the two take
- * about as long; doing them one after the other made create ~2 ms slower). */
-typedef struct NetCtx {
+/* A create's active record, written (fsynced) while its init mounts, so that
+ * create's last write is a rename (depot_stage_record). buf: NULL if not staged. */
+typedef struct StagedRecord {
+    char *buf;
+    size_t len;
+    int64_t took_ns;
+} StagedRecord;
+
+/* What runs while the container's init mounts its root: the network (the two
+ * take about as long; doing them one after the other made create ~2 ms slower)
+ * and, for a create, beside it on a thread of its own, the staging of its active
+ * record (an fsync: the network is often the longer of the three already). */
+typedef struct PrepareCtx {
     Garden *g;
     Container *c;
     ApiError *reterr;
     int64_t took_ns;
-} NetCtx;
+    StagedRecord *staged; /* create only */
+    pid_t pid;
+} PrepareCtx;
 
-static int prepare_network(pid_t pid, void *userdata)
+/* Best effort: a record not staged is written whole at the end (create_build). */
+static void *stage_active_record(void *userdata)
 {
-    NetCtx *n = userdata;
+    PrepareCtx *p = userdata;
     int64_t t = clock_monotonic_ns();
-    int r = garden_net_attach(n->g, n->c, pid, n->reterr);
-    n->took_ns = clock_monotonic_ns() - t;
+    uint64_t start_time;
+    if (procfs_start_time(p->pid, &start_time) < 0)
+        return NULL;
+    /* The record as create_build will commit it, once the init has exec'd. */
+    pthread_mutex_lock(&p->c->lock);
+    ContainerRecord active = p->c->rec; /* shallow: only serialized */
+    active.state = CONTAINER_STATE_ACTIVE;
+    active.init_pid = p->pid;
+    active.init_start_time = start_time;
+    size_t len;
+    _cleanup_free_ char *buf = container_record_serialize(&active, &len);
+    pthread_mutex_unlock(&p->c->lock);
+    if (!buf || depot_stage_record(p->g->depot, p->c->rec.handle, buf, len) < 0)
+        return NULL;
+    p->staged->buf = TAKE_PTR(buf);
+    p->staged->len = len;
+    p->staged->took_ns = clock_monotonic_ns() - t;
+    testhook_point("create.staged");
+    return NULL;
+}
+
+static int prepare_init(pid_t pid, void *userdata)
+{
+    PrepareCtx *p = userdata;
+    p->pid = pid;
+    pthread_t stager;
+    bool threaded = false;
+    if (p->staged && p->g->net_ready)
+        threaded = pthread_create(&stager, NULL, stage_active_record, p) == 0;
+    else if (p->staged)
+        stage_active_record(p);
+    int r = 0;
+    if (p->g->net_ready) {
+        int64_t t = clock_monotonic_ns();
+        r = garden_net_attach(p->g, p->c, pid, p->reterr);
+        p->took_ns = clock_monotonic_ns() - t;
+    }
+    if (threaded)
+        pthread_join(stager, NULL);
+    else if (p->staged && p->g->net_ready && r >= 0)
+        stage_active_record(p); /* no thread to be had */
     return r;
 }
 
@@ -441,10 +494,11 @@ static int create_step(Container *c, const char *point, ApiError *reterr)
     return kernel_step(c, "create", point + strlen("create."), reterr);
 }
 
-static int build_kernel(Garden *g, Container *c, const char *op, const char *dir, ApiError *reterr);
+static int build_kernel(Garden *g, Container *c, const char *op, const char *dir,
+                        StagedRecord *staged, ApiError *reterr);
 
 /* Everything kernel-side for a registered, persisted CREATING container. */
-static int create_kernel(Garden *g, Container *c, ApiError *reterr)
+static int create_kernel(Garden *g, Container *c, StagedRecord *staged, ApiError *reterr)
 {
     ContainerRecord *rec = &c->rec;
     const ContainerSpec *spec = &rec->spec;
@@ -472,7 +526,7 @@ static int create_kernel(Garden *g, Container *c, ApiError *reterr)
     }
     if ((r = create_step(c, "create.address", reterr)) < 0)
         return r;
-    return build_kernel(g, c, "create", dir, reterr);
+    return build_kernel(g, c, "create", dir, staged, reterr);
 }
 
 /* The writable layer's disk, when the spec limits it. */
@@ -546,9 +600,11 @@ static SandboxBind *sandbox_binds(const ContainerSpec *spec)
 }
 
 /* The init with its namespaces and mounts over the writable layer (and, in
- * parallel, the network). *ret_network_ns: how long the network took. */
+ * parallel, the network and the staging of a create's record).
+ * *ret_network_ns: how long the network took. */
 static int build_sandbox(Garden *g, Container *c, const char *dir, CgroupViewDir *views,
-                         size_t n_views, int64_t *ret_network_ns, ApiError *reterr)
+                         size_t n_views, StagedRecord *staged, int64_t *ret_network_ns,
+                         ApiError *reterr)
 {
     ContainerRecord *rec = &c->rec;
     const ContainerSpec *spec = &rec->spec;
@@ -565,7 +621,7 @@ static int build_sandbox(Garden *g, Container *c, const char *dir, CgroupViewDir
     if ((r = cgroup_open_v1_tasks(c->cgroup, tasks, ELEMENTSOF(tasks), &n_tasks)) < 0)
         return api_internal_error(reterr, r, "Failed to open the container's cgroups");
     AttachCtx actx = {.cgroup = c->cgroup, .cloned_into = cgfd >= 0, .self_attached = n_tasks > 0};
-    NetCtx nctx = {.g = g, .c = c, .reterr = reterr};
+    PrepareCtx pctx = {.g = g, .c = c, .reterr = reterr, .staged = staged};
     SandboxSpec sb = {
         .handle = rec->handle,
         .rootfs = lower,
@@ -580,8 +636,8 @@ static int build_sandbox(Garden *g, Container *c, const char *dir, CgroupViewDir
         .n_self_attach_fds = n_tasks,
         .attach = attach_init,
         .attach_userdata = &actx,
-        .prepare = g->net_ready ? prepare_network : NULL,
-        .prepare_userdata = &nctx,
+        .prepare = g->net_ready || staged ? prepare_init : NULL,
+        .prepare_userdata = &pctx,
         .init_fd = g->init_fd,
         .confine = garden_confine_plan(g, spec->privileged),
         .cgroup_views = views,
@@ -591,7 +647,7 @@ static int build_sandbox(Garden *g, Container *c, const char *dir, CgroupViewDir
     Failure failure = {0};
     r = sandbox_create(&sb, &init, &failure);
     close_fds(tasks, n_tasks);
-    *ret_network_ns = nctx.took_ns;
+    *ret_network_ns = pctx.took_ns;
     if (r < 0)
         return garden_failure(reterr, &failure, r);
     pthread_mutex_lock(&c->lock);
@@ -608,7 +664,8 @@ static int build_sandbox(Garden *g, Container *c, const char *dir, CgroupViewDir
  * over the writable layer, links and firewall state, bandwidth. Create makes them
  * all; start reuses the disk and cgroups a stop left and makes what is missing
  * (after a reboot, everything). */
-static int build_kernel(Garden *g, Container *c, const char *op, const char *dir, ApiError *reterr)
+static int build_kernel(Garden *g, Container *c, const char *op, const char *dir,
+                        StagedRecord *staged, ApiError *reterr)
 {
     ContainerRecord *rec = &c->rec;
     const ContainerSpec *spec = &rec->spec;
@@ -624,11 +681,12 @@ static int build_kernel(Garden *g, Container *c, const char *op, const char *dir
     if ((r = build_cgroups(g, c, op, &views, &n_views, reterr)) < 0)
         return r;
     int64_t t2 = clock_monotonic_ns(), network_ns = 0;
-    r = build_sandbox(g, c, dir, views, n_views, &network_ns, reterr);
+    r = build_sandbox(g, c, dir, views, n_views, staged, &network_ns, reterr);
     log_debug("Container '%s': /etc files %.2f ms, cgroups %.2f ms, namespaces and mounts %.2f ms "
-              "(network %.2f ms of it, in parallel)",
+              "(network %.2f ms, record staged %.2f ms of it, in parallel)",
               rec->handle, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
-              (double)(clock_monotonic_ns() - t2) / 1e6, (double)network_ns / 1e6);
+              (double)(clock_monotonic_ns() - t2) / 1e6, (double)network_ns / 1e6,
+              staged ? (double)staged->took_ns / 1e6 : 0.0);
     if (r < 0)
         return r;
     if ((r = kernel_step(c, op, "sandbox", reterr)) < 0)
@@ -700,6 +758,7 @@ static int create_record(Garden *g, ContainerSpec *spec, ContainerRecord *rec, A
 static int create_build(Garden *g, Container *c, ApiError *reterr)
 {
     const char *handle = c->rec.handle;
+    StagedRecord staged = {0};
     int r;
     testhook_point("create.directory");
     /* Volatile: if this is lost in a crash, start-up still finds the directory
@@ -710,16 +769,17 @@ static int create_build(Garden *g, Container *c, ApiError *reterr)
     if (r < 0)
         api_internal_error(reterr, r, "Failed to persist the container");
     else if ((r = create_step(c, "create.record", reterr)) >= 0)
-        r = create_kernel(g, c, reterr);
+        r = create_kernel(g, c, &staged, reterr);
 
     if (r >= 0) {
         pthread_mutex_lock(&c->lock);
         c->rec.state = CONTAINER_STATE_ACTIVE;
         /* Durable now; the containers/ directory entry itself is not fsynced: after
          * a power loss the container's processes are gone anyway, and a record
-         * that vanished with them leaves nothing to restore. */
+         * that vanished with them leaves nothing to restore. When the record
+         * staged while the init mounted is this one, only its rename is left. */
         int64_t t = clock_monotonic_ns();
-        r = depot_write_record(g->depot, &c->rec);
+        r = depot_commit_record(g->depot, &c->rec, staged.buf, staged.len);
         log_debug("Container '%s': state written in %.2f ms", handle,
                   (double)(clock_monotonic_ns() - t) / 1e6);
         if (r < 0) {
@@ -728,6 +788,7 @@ static int create_build(Garden *g, Container *c, ApiError *reterr)
         }
         pthread_mutex_unlock(&c->lock);
     }
+    free(staged.buf);
     if (r >= 0)
         testhook_point("create.active");
     return r;
@@ -837,7 +898,7 @@ int garden_kernel_start(Garden *g, Container *c, ApiError *reterr)
         return api_internal_error(reterr, r, "Failed to persist container '%s'", c->rec.handle);
     r = kernel_step(c, "start", "ended", reterr);
     if (r >= 0)
-        r = build_kernel(g, c, "start", dir, reterr);
+        r = build_kernel(g, c, "start", dir, NULL, reterr);
     if (r < 0) {
         /* Back to stopped, without an init: a later start or a destroy goes on
          * from there. */

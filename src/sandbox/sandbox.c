@@ -221,48 +221,77 @@ static void attach_tree_in_root(const ChildPlan *plan, int rootfd, int src_fd, c
     close(src_fd);
 }
 
-static void bind_host_path(const ChildPlan *plan, int rootfd, const char *src, const char *dst,
-                           bool rw)
+/* A fresh file system on a new directory below dir, in the child's own fresh
+ * /dev (a tmpfs nothing else has seen: no name there needs resolving in the
+ * root, and nothing can be there already). */
+static void mount_fs_below(const ChildPlan *plan, int dir, const char *name, const char *fstype,
+                           unsigned long flags, const char *data)
 {
-    int fd = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (mkdirat(dir, name, 0755) < 0)
+        child_fail(plan, errno, "Failed to create the mount point /dev/", name);
+    int fd = openat(dir, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        child_fail(plan, errno, "Failed to open the bind mount source", src);
-    attach_tree_in_root(plan, rootfd, fd, dst, !rw);
+        child_fail(plan, errno, "Failed to open /dev/", name);
+    char target[32];
+    fd_path(target, fd);
+    if (mount(fstype, target, fstype, flags, data) < 0)
+        child_fail(plan, errno, "Failed to mount /dev/", name);
+    close(fd);
+}
+
+/* Bind src (a detached tree of a device node; taken) onto a new file below dir,
+ * in the child's own fresh /dev. */
+static void bind_node_below(const ChildPlan *plan, int dir, int src, const char *name)
+{
+    if (mknodat(dir, name, S_IFREG | 0644, 0) < 0)
+        child_fail(plan, errno, "Failed to create /dev/", name);
+    if (move_mount(src, "", dir, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        child_fail(plan, errno, "Failed to bind mount onto /dev/", name);
+    close(src);
 }
 
 static void setup_dev(const ChildPlan *plan, int rootfd)
 {
     mount_fs_in_root(plan, rootfd, "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME,
                      "mode=755,size=65536k");
-    static const char *const nodes[][2] = {
-        {"/dev/null", "/dev/null"},       {"/dev/zero", "/dev/zero"},
-        {"/dev/full", "/dev/full"},       {"/dev/random", "/dev/random"},
-        {"/dev/urandom", "/dev/urandom"}, {"/dev/tty", "/dev/tty"}};
-    for (size_t i = 0; i < ELEMENTSOF(nodes); i++)
-        bind_host_path(plan, rootfd, nodes[i][0], nodes[i][1], true);
-    /* On the device allow-list; opening it needs no capability, using it does. */
-    if (plan->tun_fd >= 0)
-        attach_tree_in_root(plan, rootfd, plan->tun_fd, "/dev/net/tun", false);
-    mount_fs_in_root(plan, rootfd, "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-                     "newinstance,ptmxmode=0666,mode=0620,gid=5");
-    mount_fs_in_root(plan, rootfd, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                     "mode=1777,size=65536k");
-    mount_fs_in_root(plan, rootfd, "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     int dev = open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
     if (dev < 0)
         child_fail(plan, -dev, "Failed to open", "/dev");
+    static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+    for (size_t i = 0; i < ELEMENTSOF(nodes); i++) {
+        char host[24] = "/dev/";
+        safe_append(host, sizeof(host), nodes[i]);
+        int src = open_tree(AT_FDCWD, host, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (src < 0)
+            child_fail(plan, errno, "Failed to open the bind mount source", host);
+        bind_node_below(plan, dev, src, nodes[i]);
+    }
+    /* On the device allow-list; opening it needs no capability, using it does. */
+    if (plan->tun_fd >= 0) {
+        if (mkdirat(dev, "net", 0755) < 0)
+            child_fail(plan, errno, "Failed to create /dev/", "net");
+        int net = openat(dev, "net", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (net < 0)
+            child_fail(plan, errno, "Failed to open /dev/", "net");
+        bind_node_below(plan, net, plan->tun_fd, "tun");
+        close(net);
+    }
+    mount_fs_below(plan, dev, "pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                   "newinstance,ptmxmode=0666,mode=0620,gid=5");
+    mount_fs_below(plan, dev, "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                   "mode=1777,size=65536k");
+    mount_fs_below(plan, dev, "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     static const char *const links[][2] = {{"pts/ptmx", "ptmx"},
                                            {"/proc/self/fd", "fd"},
                                            {"/proc/self/fd/0", "stdin"},
                                            {"/proc/self/fd/1", "stdout"},
                                            {"/proc/self/fd/2", "stderr"}};
     for (size_t i = 0; i < ELEMENTSOF(links); i++)
-        if (symlinkat(links[i][0], dev, links[i][1]) < 0 && errno != EEXIST)
+        if (symlinkat(links[i][0], dev, links[i][1]) < 0)
             child_fail(plan, errno, "Failed to create /dev/", links[i][1]);
     /* Privileged containers get FUSE, as in guardian (10:229, mode 0666). */
-    if (plan->spec->privileged &&
-        ((mknodat(dev, "fuse", S_IFCHR | 0666, makedev(10, 229)) < 0 && errno != EEXIST) ||
-         fchmodat(dev, "fuse", 0666, 0) < 0))
+    if (plan->spec->privileged && (mknodat(dev, "fuse", S_IFCHR | 0666, makedev(10, 229)) < 0 ||
+                                   fchmodat(dev, "fuse", 0666, 0) < 0))
         child_fail(plan, errno, "Failed to create /dev/", "fuse");
     close(dev);
 }
@@ -344,18 +373,27 @@ static void setup_cgroup_view(const ChildPlan *plan, int rootfd)
         return;
     mount_fs_in_root(plan, rootfd, "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                      "mode=755,size=64k");
-    char path[96];
+    /* Each group on a new directory of that fresh tmpfs (nothing else has seen
+     * it: no name there needs resolving in the root). */
+    int dir = open_in_root(rootfd, "/sys/fs/cgroup", O_PATH | O_DIRECTORY);
+    if (dir < 0)
+        child_fail(plan, -dir, "Failed to open", "/sys/fs/cgroup");
     for (size_t i = 0; i < spec->n_cgroup_views; i++) {
-        path[0] = '\0';
-        safe_append(path, sizeof(path), "/sys/fs/cgroup/");
-        safe_append(path, sizeof(path), spec->cgroup_views[i].name);
-        attach_tree_in_root(plan, rootfd, plan->view_fds[i], path, false);
+        const char *name = spec->cgroup_views[i].name;
+        bool plain = name[0] && !(name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2])));
+        for (const char *c = name; plain && *c; c++)
+            plain = *c != '/';
+        if (!plain)
+            child_fail(plan, EINVAL, "Bad cgroup hierarchy name", name);
+        if (mkdirat(dir, name, 0755) < 0 ||
+            move_mount(plan->view_fds[i], "", dir, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            child_fail(plan, errno, "Failed to mount the cgroup view of", name);
+        close(plan->view_fds[i]);
     }
-    int fd = open_in_root(rootfd, "/sys/fs/cgroup", O_PATH | O_DIRECTORY);
     struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
-    if (fd < 0 || mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
-        child_fail(plan, fd < 0 ? -fd : errno, "Failed to make read-only:", "/sys/fs/cgroup");
-    close(fd);
+    if (mount_setattr(dir, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+        child_fail(plan, errno, "Failed to make read-only:", "/sys/fs/cgroup");
+    close(dir);
 }
 
 /* Capabilities and the seccomp filter, last before the exec (which the filter

@@ -396,6 +396,78 @@ static void test_depot(void)
     ok(d == NULL, "no depot returned on failure");
 }
 
+/* The durable write in two halves: the commit renames the staged file when the
+ * record is the staged one, writes whole when it changed; a crash between the
+ * two (no commit) leaves the old record, and the next open removes the staged
+ * file. */
+static void test_staged(void)
+{
+    Depot *d = NULL;
+    ContainerRecord rec, got;
+    is_int(depot_open(depot_dir, &d), 0, "open the depot again");
+    const char *h = "staged-1";
+    make_record(&rec, h);
+    rec.state = CONTAINER_STATE_CREATING;
+    is_int(depot_container_create(d, h), 0, "create container dir");
+    is_int(depot_write_record(d, &rec), 0, "the creating record");
+
+    /* Unchanged: the staged file becomes the record. */
+    rec.state = CONTAINER_STATE_ACTIVE;
+    size_t len;
+    char *staged = container_record_serialize(&rec, &len);
+    is_int(depot_stage_record(d, h, staged, len), 0, "stage the active record");
+    ok(exists_in(h, ".state.json.staged.tmp"), "staged file written beside the record");
+    is_int(depot_read_record(d, h, &got), 0, "read while staged");
+    is_int(got.state, CONTAINER_STATE_CREATING, "staging leaves the record as it was");
+    container_record_done(&got);
+    is_int(depot_commit_record(d, &rec, staged, len), 0, "commit the staged record");
+    ok(!exists_in(h, ".state.json.staged.tmp") && !exists_in(h, ".state.json.tmp"),
+       "no staged or temp file left");
+    is_int(depot_read_record(d, h, &got), 0, "read the committed record");
+    check_record(&got, &rec, "committed");
+    container_record_done(&got);
+    free(staged);
+
+    /* Changed after staging: written whole, the staged file gone. */
+    rec.state = CONTAINER_STATE_STOPPED;
+    staged = container_record_serialize(&rec, &len);
+    is_int(depot_stage_record(d, h, staged, len), 0, "stage again");
+    strmap_set(&rec.properties, "late", "change");
+    is_int(depot_commit_record(d, &rec, staged, len), 0, "commit a record that changed");
+    ok(!exists_in(h, ".state.json.staged.tmp"), "the stale staged file removed");
+    is_int(depot_read_record(d, h, &got), 0, "read the changed record");
+    check_record(&got, &rec, "changed after staging");
+    container_record_done(&got);
+
+    /* Nothing staged: a plain durable write. */
+    rec.state = CONTAINER_STATE_ACTIVE;
+    is_int(depot_commit_record(d, &rec, NULL, 0), 0, "commit with nothing staged");
+    is_int(depot_read_record(d, h, &got), 0, "read it back");
+    check_record(&got, &rec, "nothing staged");
+    container_record_done(&got);
+
+    /* Staged, then a crash: the old record stays, the next open drops the file. */
+    is_int(depot_stage_record(d, h, staged, len), 0, "stage, then crash");
+    free(staged);
+    depot_free(d);
+    d = NULL;
+    ok(exists_in(h, ".state.json.staged.tmp"), "the crash left the staged file");
+    is_int(depot_open(depot_dir, &d), 0, "open after the crash");
+    ok(!exists_in(h, ".state.json.staged.tmp"), "the open removed the staged file");
+    is_int(depot_read_record(d, h, &got), 0, "read after the crash");
+    check_record(&got, &rec, "the last committed record");
+    container_record_done(&got);
+
+    /* Refused: too large, no buffer, a bad handle. */
+    is_int(depot_stage_record(d, h, "x", DEPOT_RECORD_MAX + 1), -EFBIG, "too large refused");
+    is_int(depot_stage_record(d, h, NULL, 0), -EINVAL, "no buffer refused");
+    is_int(depot_stage_record(d, "../escape", "{}", 2), -EINVAL, "a bad handle refused");
+    ok(!exists_in(h, ".state.json.staged.tmp"), "nothing staged by a refusal");
+
+    container_record_done(&rec);
+    depot_free(d);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -409,6 +481,7 @@ int main(void)
     test_states();
     test_parse();
     test_depot();
+    test_staged();
 
     is_int(rm_rf_at(AT_FDCWD, tmpdir), 0, "remove temp dir");
     return tap_done();
