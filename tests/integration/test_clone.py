@@ -14,16 +14,9 @@ import os
 import pytest
 
 from garden_client import GardenError
+from test_limits import sh as run_sh
 
 PROBE = "id -u; tr '\\0' ' ' </proc/1/cmdline; echo; hostname; echo ok"
-
-
-def run_sh(client, handle, script):
-    p = client.run(handle, {"path": "/bin/sh", "args": ["-c", script]})
-    status = p.wait(60)
-    out = (p.stdout or b"").decode(errors="replace") + (p.stderr or b"").decode(errors="replace")
-    p.close()
-    return status, out
 
 
 @pytest.mark.parametrize("mode", ["shared", "copy"])

@@ -22,19 +22,12 @@ import pytest
 from conftest import (cgroup_group_dirs, container_init_pid, process_alive, process_start_time,
                       wait_until)
 from test_concurrency import assert_clean, hooked, needs_hooks, whole
+from test_limits import sh
 
 STAGED = ".state.json.staged.tmp"
 # A destroy's bridge is deleted in the background; under load (the netns
 # cleanup holding the rtnl lock) that took up to ~20 s here, on main as well.
 CLEAN_TIMEOUT = 40
-
-
-def sh(client, handle: str, script: str) -> tuple[int, str]:
-    p = client.run(handle, {"path": "/bin/sh", "args": ["-c", script]})
-    status = p.wait(60)
-    out = (p.stdout or b"").decode(errors="replace") + (p.stderr or b"").decode(errors="replace")
-    p.close()
-    return status, out
 
 
 # --------------------------------------------------------------------------

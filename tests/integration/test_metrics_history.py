@@ -9,6 +9,7 @@ import pytest
 
 from conftest import wait_until
 from garden_client import GardenError, go_request_target
+from test_limits import sh
 
 WEEK = 7 * 24 * 3600
 # Long enough that the real sampler (first tick one interval after start) does
@@ -116,14 +117,6 @@ def test_a_history_of_the_earlier_format_is_carried_over(daemon):
         assert (cdir / STORE_FILE).is_file() and not (cdir / LEGACY_FILE).exists()
     finally:
         d.client().destroy(h)
-
-
-def sh(client, handle, script):
-    p = client.run(handle, {"path": "/bin/sh", "args": ["-c", script]})
-    status = p.wait(60)
-    out = (p.stdout or b"").decode(errors="replace") + (p.stderr or b"").decode(errors="replace")
-    p.close()
-    return status, out
 
 
 def test_the_sampler_records_each_containers_own_traffic(daemon):
