@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cloche/cleanup.h"
+#include "cloche/fdio.h"
 #include "cloche/procfs.h"
 #include "cloche/sandbox.h"
 #include "sandbox-internal.h"
@@ -58,12 +59,9 @@ int sandbox_load_executable(const char *path, int *ret_fd)
             return -errno;
         if (n == 0)
             break;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(mfd, buf + off, (size_t)(n - off));
-            if (w < 0)
-                return -errno;
-            off += w;
-        }
+        int r = fd_write_all(mfd, buf, (size_t)n);
+        if (r < 0)
+            return r;
     }
     if (fchmod(mfd, 0555) < 0 ||
         fcntl(mfd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0)

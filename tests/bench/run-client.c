@@ -129,6 +129,19 @@ static int open_stream(const char *sock, const char *handle, const char *pid, co
     return fd;
 }
 
+/* More of the control connection after the *have bytes in buf, kept a string. */
+static int recv_more(int fd, char *buf, size_t size, size_t *have)
+{
+    if (*have + 1 >= size)
+        return -E2BIG;
+    ssize_t n = recv(fd, buf + *have, size - 1 - *have, 0);
+    if (n <= 0)
+        return -EIO;
+    *have += (size_t)n;
+    buf[*have] = '\0';
+    return 0;
+}
+
 /* One Run, to its exit status and (with streams) both EOFs. */
 static int run_once(const char *sock, const char *handle, const char *path, bool streams,
                     int *ret_status)
@@ -154,15 +167,9 @@ static int run_once(const char *sock, const char *handle, const char *path, bool
     memmove(buf, buf + off, have);
     buf[have] = '\0';
     /* The first line: process and stream ids. */
-    while (!memchr(buf, '\n', have)) {
-        ssize_t n = recv(ctl, buf + have, sizeof(buf) - 1 - have, 0);
-        if (n <= 0) {
-            r = -EIO;
+    while (!memchr(buf, '\n', have))
+        if ((r = recv_more(ctl, buf, sizeof(buf), &have)) < 0)
             goto out;
-        }
-        have += (size_t)n;
-        buf[have] = '\0';
-    }
     if ((r = json_string(buf, "process_id", pid, sizeof(pid))) < 0 ||
         (r = json_string(buf, "stream_id", sid, sizeof(sid))) < 0)
         goto out;
@@ -200,13 +207,8 @@ static int run_once(const char *sock, const char *handle, const char *path, bool
             if (!pfd[i].revents)
                 continue;
             if (pfd[i].fd == ctl) {
-                ssize_t n = recv(ctl, buf + have, sizeof(buf) - 1 - have, 0);
-                if (n <= 0) {
-                    r = -EIO;
+                if ((r = recv_more(ctl, buf, sizeof(buf), &have)) < 0)
                     goto out;
-                }
-                have += (size_t)n;
-                buf[have] = '\0';
                 continue;
             }
             char sink[4096];
