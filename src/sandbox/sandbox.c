@@ -67,6 +67,8 @@ typedef struct ChildPlan {
 
 #define PLAN_LOWER "rootfs/lower"
 #define PLAN_MERGED "rootfs/merged"
+/* Where the child mounts its scratch tmpfs before the pivot (see mount_scratch). */
+#define PLAN_SCRATCH "rootfs/scratch"
 
 /* ---- async-signal-safe helpers for the child ---- */
 
@@ -250,10 +252,49 @@ static void bind_node_below(const ChildPlan *plan, int dir, int src, const char 
     close(src);
 }
 
-static void setup_dev(const ChildPlan *plan, int rootfd)
+/* The container's one tmpfs, holding /dev, /dev/shm, the cgroup view's
+ * directories and the empty directory that masks paths, each a directory of it
+ * bound where it belongs. One superblock instead of four: every superblock
+ * costs the kernel work at each memory cgroup's removal on the host (its two
+ * lists are walked, under the cgroup mutex) and at each later mount, so with
+ * thousands of containers alive the count per container is what create and
+ * destroy pay for. The tmpfs itself stays mounted only below the old root,
+ * which the pivot detaches; a bind's ".." stops at its own root, and renames
+ * between the binds fail (EXDEV), so no bind reaches another's directory. */
+static int mount_scratch(const ChildPlan *plan)
 {
-    mount_fs_in_root(plan, rootfd, "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME,
-                     "mode=755,size=65536k");
+    if (mount("tmpfs", PLAN_SCRATCH, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") <
+        0)
+        child_fail(plan, errno, "Failed to mount the container's tmpfs", NULL);
+    int scratch = open(PLAN_SCRATCH, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (scratch < 0)
+        child_fail(plan, errno, "Failed to open the container's tmpfs", NULL);
+    static const struct {
+        const char *name;
+        mode_t mode;
+    } dirs[] = {{"dev", 0755}, {"shm", 01777}, {"cgroup", 0755}, {"empty", 0555}};
+    for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+        if (mkdirat(scratch, dirs[i].name, dirs[i].mode) < 0 ||
+            fchmodat(scratch, dirs[i].name, dirs[i].mode, 0) < 0)
+            child_fail(plan, errno, "Failed to create the tmpfs directory", dirs[i].name);
+    return scratch;
+}
+
+/* A detached bind of one directory of the scratch tmpfs, with attrs set on it. */
+static int scratch_tree(const ChildPlan *plan, int scratch, const char *name, uint64_t attrs)
+{
+    int t = open_tree(scratch, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (t < 0)
+        child_fail(plan, errno, "Failed to open the tmpfs directory", name);
+    struct mount_attr attr = {.attr_set = attrs};
+    if (attrs && mount_setattr(t, "", AT_EMPTY_PATH, &attr, sizeof(attr)) < 0)
+        child_fail(plan, errno, "Failed to set the mount options of the tmpfs directory", name);
+    return t;
+}
+
+static void setup_dev(const ChildPlan *plan, int rootfd, int scratch)
+{
+    attach_tree_in_root(plan, rootfd, scratch_tree(plan, scratch, "dev", 0), "/dev", false);
     int dev = open_in_root(rootfd, "/dev", O_PATH | O_DIRECTORY);
     if (dev < 0)
         child_fail(plan, -dev, "Failed to open", "/dev");
@@ -278,8 +319,13 @@ static void setup_dev(const ChildPlan *plan, int rootfd)
     }
     mount_fs_below(plan, dev, "pts", "devpts", MS_NOSUID | MS_NOEXEC,
                    "newinstance,ptmxmode=0666,mode=0620,gid=5");
-    mount_fs_below(plan, dev, "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                   "mode=1777,size=65536k");
+    if (mkdirat(dev, "shm", 0755) < 0)
+        child_fail(plan, errno, "Failed to create the mount point /dev/", "shm");
+    int shm = scratch_tree(plan, scratch, "shm",
+                           MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    if (move_mount(shm, "", dev, "shm", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        child_fail(plan, errno, "Failed to bind mount onto /dev/", "shm");
+    close(shm);
     mount_fs_below(plan, dev, "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     static const char *const links[][2] = {{"pts/ptmx", "ptmx"},
                                            {"/proc/self/fd", "fd"},
@@ -298,7 +344,7 @@ static void setup_dev(const ChildPlan *plan, int rootfd)
 
 /* Every container: hide what runc hides (a user namespace does not make
  * /proc/timer_list or /sys/firmware any less revealing). */
-static void mask_proc(const ChildPlan *plan, int rootfd)
+static void mask_proc(const ChildPlan *plan, int rootfd, int scratch)
 {
     static const char *const masked[] = {"/proc/kcore",         "/proc/keys",
                                          "/proc/latency_stats", "/proc/timer_list",
@@ -306,11 +352,8 @@ static void mask_proc(const ChildPlan *plan, int rootfd)
                                          "/proc/acpi",          "/proc/scsi",
                                          "/sys/firmware",       "/sys/devices/virtual/powercap",
                                          "/proc/asound"};
-    /* Directories are masked by one empty read-only tmpfs, bound on all of them:
-     * every superblock costs the kernel work at each later mount (alloc_super)
-     * and at each memory cgroup's removal (its lists are walked), for every
-     * container on the host. */
-    int empty = -1;
+    /* Directories are masked by the scratch tmpfs's empty directory, read-only
+     * (see mount_scratch). */
     for (size_t i = 0; i < ELEMENTSOF(masked); i++) {
         int fd = open_in_root(rootfd, masked[i], O_PATH);
         if (fd < 0)
@@ -322,24 +365,17 @@ static void mask_proc(const ChildPlan *plan, int rootfd)
         int r;
         if (!S_ISDIR(st.st_mode)) {
             r = mount("/dev/null", target, NULL, MS_BIND, NULL);
-        } else if (empty < 0) {
-            r = mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0");
-            if (r == 0 && (empty = open_in_root(rootfd, masked[i], O_PATH | O_DIRECTORY)) < 0)
-                child_fail(plan, -empty, "Failed to open", masked[i]);
         } else {
-            int t = open_tree(empty, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
-            r = t < 0
-                    ? -1
-                    : move_mount(t, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
-            if (t >= 0)
-                close(t);
+            int t = scratch_tree(plan, scratch, "empty",
+                                 MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                     MOUNT_ATTR_NOEXEC);
+            r = move_mount(t, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+            close(t);
         }
         if (r < 0)
             child_fail(plan, errno, "Failed to mask", masked[i]);
         close(fd);
     }
-    if (empty >= 0)
-        close(empty);
     static const char *const readonly[] = {"/proc/sys", "/proc/sysrq-trigger", "/proc/irq",
                                            "/proc/bus", "/proc/fs"};
     for (size_t i = 0; i < ELEMENTSOF(readonly); i++) {
@@ -360,9 +396,10 @@ static void mask_proc(const ChildPlan *plan, int rootfd)
 }
 
 /* The container's own groups, read-only at /sys/fs/cgroup: on pure v2 the group
- * is the view's root; otherwise a read-only tmpfs holds one directory per
- * hierarchy, as on the host. Nothing above the container's groups shows. */
-static void setup_cgroup_view(const ChildPlan *plan, int rootfd)
+ * is the view's root; otherwise a read-only directory of the scratch tmpfs holds
+ * one directory per hierarchy, as on the host. Nothing above the container's
+ * groups shows. */
+static void setup_cgroup_view(const ChildPlan *plan, int rootfd, int scratch)
 {
     const SandboxSpec *spec = plan->spec;
     if (spec->n_cgroup_views == 1 && !spec->cgroup_views[0].name[0]) {
@@ -371,10 +408,12 @@ static void setup_cgroup_view(const ChildPlan *plan, int rootfd)
     }
     if (!spec->n_cgroup_views)
         return;
-    mount_fs_in_root(plan, rootfd, "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                     "mode=755,size=64k");
-    /* Each group on a new directory of that fresh tmpfs (nothing else has seen
-     * it: no name there needs resolving in the root). */
+    attach_tree_in_root(plan, rootfd,
+                        scratch_tree(plan, scratch, "cgroup",
+                                     MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC),
+                        "/sys/fs/cgroup", false);
+    /* Each group on a new directory of that fresh directory (nothing else has
+     * seen it: no name there needs resolving in the root). */
     int dir = open_in_root(rootfd, "/sys/fs/cgroup", O_PATH | O_DIRECTORY);
     if (dir < 0)
         child_fail(plan, -dir, "Failed to open", "/sys/fs/cgroup");
@@ -501,13 +540,15 @@ static _Noreturn void child_main(const ChildPlan *plan)
     }
 
     mount_fs_in_root(plan, rootfd, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    setup_dev(plan, rootfd);
+    int scratch = mount_scratch(plan);
+    setup_dev(plan, rootfd, scratch);
     mount_fs_in_root(plan, rootfd, "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                      NULL);
-    setup_cgroup_view(plan, rootfd);
+    setup_cgroup_view(plan, rootfd, scratch);
     attach_tree_in_root(plan, rootfd, plan->hosts_fd, "/etc/hosts", false);
     attach_tree_in_root(plan, rootfd, plan->resolv_fd, "/etc/resolv.conf", false);
-    mask_proc(plan, rootfd);
+    mask_proc(plan, rootfd, scratch);
+    close(scratch);
 
     if (fchdir(rootfd) < 0)
         child_fail(plan, errno, "Failed to enter the root file system", NULL);
@@ -678,8 +719,8 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, Failure *reter
 
     bool own = !spec->privileged;
     uid_t uid = spec->uid_base;
-    static const char *const dirs[] = {"rootfs", "rootfs/upper", "rootfs/work", PLAN_MERGED,
-                                       PLAN_LOWER};
+    static const char *const dirs[] = {"rootfs",    "rootfs/upper", "rootfs/work",
+                                       PLAN_MERGED, PLAN_LOWER,     PLAN_SCRATCH};
     for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
         if (mkdirat(d, dirs[i], 0755) < 0 && errno != EEXIST)
             return failure_errno(reterr, -errno, "Failed to create '%s'", dirs[i]);

@@ -29,7 +29,9 @@ if iptables-nft cannot be installed, and cut short when it gets too slow.
 Prints medians, p90s and ratios; asserts nothing. Not a CI test. With
 CLOCHE_BENCH_LOG=PATH the daemon's debug log is kept there and (b) also prints the
 median of each step the daemon timed (cgroups, namespaces and mounts, links, the
-state write, and a destroy's steps) at each level.
+state write, and a destroy's steps) at each level. With CLOCHE_BENCH_PERF=DIR a
+system-wide `perf record -g` of (b)'s cycles at each level is written to
+DIR/bLEVEL.data.
 """
 import argparse
 import concurrent.futures
@@ -282,6 +284,25 @@ def cycles(client, n, tag):
     return create, destroy
 
 
+def perf_start(tag):
+    """With CLOCHE_BENCH_PERF=DIR, a system-wide `perf record -g` of the cycles
+    at each level goes to DIR/TAG.data (for `perf diff` between levels)."""
+    out = os.environ.get("CLOCHE_BENCH_PERF")
+    if not out:
+        return None
+    os.makedirs(out, exist_ok=True)
+    p = subprocess.Popen(["perf", "record", "-q", "-a", "-g", "-o",
+                          os.path.join(out, f"{tag}.data")], stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return p
+
+
+def perf_stop(p):
+    if p:
+        p.send_signal(signal.SIGINT)
+        p.wait()
+
+
 def probe_net_calls(client, n, tag):
     h = client.create(dict(SPEC, handle=f"probe-{tag}"))
     netin, netout = [], []
@@ -331,7 +352,9 @@ def bench_cloche(args, tmp):
                 live = level
             counts = firewall_counts()
             space = d.address_space()
+            perf = perf_start(f"b{level}")
             cr, de = cycles(c, args.cycles, f"b{level}")
+            perf_stop(perf)
             ni, no = probe_net_calls(c, args.cycles, level)
             res["levels"][level] = {"create": cr, "destroy": de,
                                     "cycle": [x + y for x, y in zip(cr, de)],

@@ -164,6 +164,56 @@ def test_unprivileged_masked_and_read_only_paths(containers, payload):
     assert status == 0 and out.strip(), out
 
 
+def mounts(client, handle: str) -> dict[str, dict]:
+    """The container's mount table: mount point -> device, root, options, type."""
+    status, out = run(client, handle, PAYLOAD, ["read", "/proc/self/mountinfo"])
+    assert status == 0, out
+    table = {}
+    for line in out.splitlines():
+        f = line.split()
+        sep = f.index("-")
+        table[f[4]] = {"dev": f[2], "root": f[3], "options": f[5].split(","), "type": f[sep + 1]}
+    return table
+
+
+def test_dev_shm_cgroup_view_and_masks_are_one_tmpfs_of_the_containers_own(containers, payload):
+    client = containers.daemon.client()
+    h = containers.create()
+    other = containers.create()
+    m = mounts(client, h)
+    tmpfs = {p: e for p, e in m.items() if e["type"] == "tmpfs"}
+    # One tmpfs superblock, each place a directory of it (the fewer superblocks a
+    # container has, the less every memory cgroup's removal on the host costs).
+    assert len({e["dev"] for e in tmpfs.values()}) == 1, tmpfs
+    assert m["/dev"]["root"] == "/dev" and m["/dev/shm"]["root"] == "/shm", m
+    assert m["/proc/acpi"]["root"] == "/empty" if "/proc/acpi" in m else True
+    if "/sys/fs/cgroup" in tmpfs:  # not on pure v2, where the group itself is the view
+        assert tmpfs["/sys/fs/cgroup"]["root"] == "/cgroup", tmpfs
+        assert "ro" in tmpfs["/sys/fs/cgroup"]["options"], tmpfs
+    for path, e in tmpfs.items():
+        if e["root"] == "/empty":
+            assert "ro" in e["options"], (path, e)
+    for opt in ("nosuid", "nodev", "noexec", "rw"):
+        assert opt in m["/dev/shm"]["options"], m["/dev/shm"]
+    assert "nosuid" in m["/dev"]["options"] and "noexec" not in m["/dev"]["options"], m["/dev"]
+    # Another container's tmpfs is another superblock.
+    assert mounts(client, other)["/dev"]["dev"] != m["/dev"]["dev"]
+    # /dev/shm is open to every user, /dev to root; neither sees the other's
+    # files, and ".." of /dev/shm is /dev, not the tmpfs's own root.
+    status, out = sh(client, h, "echo x > /dev/shm/s && echo y > /dev/d && ls -a /dev/shm && "
+                     "ls /dev/shm/.. && ls /dev/shm/../.. | grep -c .")
+    assert status == 0, out
+    assert "s" in out.split() and "d" in out.split() and "null" in out.split(), out
+    assert "empty" not in out.split() and "cgroup" not in out.split(), out
+    status, out = sh(client, h, "echo z > /dev/shm/u && echo no > /dev/u2", user="1000:1000")
+    assert status != 0 and "Permission denied" in out, out
+    status, out = sh(client, h, "ls /dev/shm; ls /dev | grep -c '^s$' || true")
+    assert status == 0 and "u" in out.split() and out.split()[-1] == "0", out
+    # The masks stay empty and read-only, even for the container's root.
+    status, out = sh(client, h, "ls -A /proc/acpi | grep -c .; touch /proc/acpi/x")
+    assert status != 0 and out.split()[0] == "0" and "Read-only" in out, out
+
+
 def test_non_root_user_has_no_capabilities(containers, payload):
     client = containers.daemon.client()
     h = containers.create()
