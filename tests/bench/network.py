@@ -31,7 +31,10 @@ CLOCHE_BENCH_LOG=PATH the daemon's debug log is kept there and (b) also prints t
 median of each step the daemon timed (cgroups, namespaces and mounts, links, the
 state write, and a destroy's steps) at each level. With CLOCHE_BENCH_PERF=DIR a
 system-wide `perf record -g` of (b)'s cycles at each level is written to
-DIR/bLEVEL.data.
+DIR/bLEVEL.data. --cycle-gap S idles S seconds before each of (b)'s cycles: the
+kernel finishes what a destroy leaves to its workers (the memory cgroup's
+offlining, the network namespace's cleanup) before the next create, which
+separates what grows on the create's own path from that background work.
 """
 import argparse
 import concurrent.futures
@@ -271,9 +274,11 @@ def fill(client, start, stop, threads, prefix="live", netin=True, netout=True):
 
 # ---- cloche
 
-def cycles(client, n, tag):
+def cycles(client, n, tag, gap=0.0):
     create, destroy = [], []
     for i in range(n):
+        if gap:
+            time.sleep(gap)
         t0 = time.perf_counter()
         client.create(dict(SPEC, handle=f"{tag}-{i}"))
         t1 = time.perf_counter()
@@ -353,7 +358,7 @@ def bench_cloche(args, tmp):
             counts = firewall_counts()
             space = d.address_space()
             perf = perf_start(f"b{level}")
-            cr, de = cycles(c, args.cycles, f"b{level}")
+            cr, de = cycles(c, args.cycles, f"b{level}", args.cycle_gap)
             perf_stop(perf)
             ni, no = probe_net_calls(c, args.cycles, level)
             res["levels"][level] = {"create": cr, "destroy": de,
@@ -568,6 +573,9 @@ def main():
     ap.add_argument("--network-pool", default="10.200.0.0/19")
     ap.add_argument("--max-containers", type=int, default=2048)
     ap.add_argument("--no-peer", action="store_true", help="skip the iptables-nft peer")
+    ap.add_argument("--cycle-gap", type=float, default=0.0,
+                    help="seconds idle before each cycle of (b), so that the kernel's "
+                         "deferred work of the last destroy is done before the next create")
     ap.add_argument("--restarts", type=int, default=0,
                     help="then restart the daemon R times with the top level alive (as "
                          "restart.py, without a fill of its own)")
@@ -602,7 +610,8 @@ def main():
         print(f"    filled {lo} -> {hi} live (create+NetIn+NetOut, {args.threads} threads): "
               f"{secs:.1f} s, {(hi - lo) / secs:.0f} containers/s")
     print(f"(b) {args.cycles} create/destroy cycles at each level; every live container has "
-          f"1 NetIn + 1 NetOut")
+          f"1 NetIn + 1 NetOut" + (f"; {args.cycle_gap:g} s idle before each cycle"
+                                   if args.cycle_gap else ""))
     lv = res["levels"]
     for level in args.levels:
         n_in, n_ch, n_out = lv[level]["counts"]
