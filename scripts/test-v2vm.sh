@@ -81,11 +81,12 @@ tests=(
     "tests/integration/test_concurrency.py::test_crash_point[create.sandbox]"
     "tests/integration/test_concurrency.py::test_crash_point[destroy.killed]"
     # confinement: the seccomp filter on this kernel, the BPF device program,
-    # the cgroup view of a pure v2 host
+    # the cgroup view of a pure v2 host, and the one tmpfs of a container there
     "tests/integration/test_security.py::test_unprivileged_root_is_refused_everything_outside_the_profile"
     "tests/integration/test_security.py::test_devices_outside_the_list_cannot_be_opened"
     "tests/integration/test_security.py::test_privileged_container_may_open_fuse"
     "tests/integration/test_security.py::test_cgroup_view_shows_own_limits_only_and_is_read_only"
+    "tests/integration/test_security.py::test_dev_shm_cgroup_view_and_masks_are_one_tmpfs_of_the_containers_own"
     # joining: the init and a Run's process in their groups (CLONE_INTO_CGROUP on v2)
     "tests/integration/test_cgroup_join.py"
     "tests/integration/test_processes.py::test_a_process_is_in_every_group_of_its_container_and_its_shim_in_none"
