@@ -25,6 +25,8 @@
 
 #define DEFAULT_SOCKET "/run/cloche/cloche.sock"
 #define DEFAULT_DEPOT "/var/lib/cloche/depot"
+/* Beside the default socket: on a systemd host /run is a tmpfs. */
+#define DEFAULT_RUN_DIR "/run/cloche"
 #define DEFAULT_ROOTFS "/var/lib/cloche/rootfs/busybox"
 #define DEFAULT_POOL "10.254.0.0/22"
 #define DEFAULT_MAX_CONTAINERS 4096
@@ -37,6 +39,7 @@ typedef struct Options {
     const char *auth_token_file;
     bool insecure_no_auth;
     const char *depot;
+    const char *run_dir;
     const char *default_rootfs;
     uint64_t max_containers;
     int64_t default_grace_time_ns;
@@ -101,6 +104,9 @@ static void usage(FILE *f)
             "\n"
             "State and containers:\n"
             "  --depot DIR               Container state directory (default " DEFAULT_DEPOT ")\n"
+            "  --run-dir DIR             Process table and idle shims, best on a tmpfs\n"
+            "                            (default " DEFAULT_RUN_DIR " with the default depot,\n"
+            "                            else DEPOT/run)\n"
             "  --default-rootfs DIR      Root filesystem for containers that name none\n"
             "                            (default " DEFAULT_ROOTFS ")\n"
             "  --max-containers N        At most N containers (default %d; capacity also\n"
@@ -201,6 +207,7 @@ enum {
     OPT_AUTH_TOKEN_FILE,
     OPT_INSECURE_NO_AUTH,
     OPT_DEPOT,
+    OPT_RUN_DIR,
     OPT_DEFAULT_ROOTFS,
     OPT_MAX_CONTAINERS,
     OPT_DEFAULT_GRACE_TIME,
@@ -244,6 +251,7 @@ static const struct option longopts[] = {
     {"auth-token-file", required_argument, NULL, OPT_AUTH_TOKEN_FILE},
     {"insecure-no-auth", no_argument, NULL, OPT_INSECURE_NO_AUTH},
     {"depot", required_argument, NULL, OPT_DEPOT},
+    {"run-dir", required_argument, NULL, OPT_RUN_DIR},
     {"default-rootfs", required_argument, NULL, OPT_DEFAULT_ROOTFS},
     {"max-containers", required_argument, NULL, OPT_MAX_CONTAINERS},
     {"default-grace-time", required_argument, NULL, OPT_DEFAULT_GRACE_TIME},
@@ -539,6 +547,7 @@ static const OptionRule option_rules[] = {
     STRING(OPT_AUTH_TOKEN_FILE, auth_token_file),
     FLAG(OPT_INSECURE_NO_AUTH, insecure_no_auth),
     PATH(OPT_DEPOT, depot),
+    PATH(OPT_RUN_DIR, run_dir),
     PATH(OPT_DEFAULT_ROOTFS, default_rootfs),
     NUMBER(OPT_MAX_CONTAINERS, max_containers, 1, 1000000, "expected 1..1000000"),
     PARSE(OPT_DEFAULT_GRACE_TIME, parse_grace_time),
@@ -797,6 +806,10 @@ static int open_garden(const Options *o, const Helpers *h, ImageStore *images, G
         .uid_range_size = o->uid_range_size,
         .uid_map_shared = o->uid_map_shared,
         .depot_path = o->depot,
+        /* Another depot gets its own (DEPOT/run): two daemons never share one. */
+        .run_path = o->run_dir                             ? o->run_dir
+                    : strcmp(o->depot, DEFAULT_DEPOT) == 0 ? DEFAULT_RUN_DIR
+                                                           : NULL,
         .default_rootfs = o->default_rootfs,
         .max_containers = o->max_containers,
         .network_capacity = (uint64_t)1 << (30 - o->pool.prefix),

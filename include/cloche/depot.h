@@ -1,7 +1,7 @@
 /* The depot: crash-safe on-disk state, one directory per container.
  *
  *   <depot>/containers/<handle>/state.json   the ContainerRecord, written atomically
- *   <depot>/containers/<handle>/...          later: rootfs upper/work, processes
+ *   <depot>/containers/<handle>/...          rootfs upper/work, peas, logs
  *
  * Every mutation of a container is persisted with depot_write_record() before the
  * API replies; a daemon restarted after a crash reads every record back with
@@ -54,16 +54,33 @@ typedef struct ContainerRecord {
 
 typedef struct Depot Depot;
 
+/* The run directory holds what lives only as long as the processes do: each
+ * container's process table, <run>/processes/<handle>/<id>/ (pid, exit, the
+ * shim's sockets), and the idle shims' directories. Nothing there outlives a
+ * reboot that ends those processes, so it belongs on a tmpfs (/run): a Run
+ * then writes nothing to the depot's disk. */
+
 /* Open (creating if needed, mode 0700) the depot at path. Removes temp files that
  * a crash left behind. */
 int depot_open(const char *path, Depot **ret);
+/* depot_open with the run directory at run_path (created if needed; NULL:
+ * <depot>/run). Removes what a crash left there, and the process tables of
+ * containers the depot does not have. */
+int depot_open_run(const char *path, const char *run_path, Depot **ret);
+/* The run directory (absolute, canonical). */
+const char *depot_run_path(const Depot *d);
+/* Absolute path of the container's process table, malloc'd: <run>/processes/
+ * <handle>, or <depot>/containers/<handle>/processes for a container made by an
+ * earlier version (whose shims are bound there). */
+int depot_processes_path(const Depot *d, const char *handle, char **ret);
 void depot_free(Depot *d);
 const char *depot_path(const Depot *d);
 
 /* mkdir <depot>/containers/<handle>; -EEXIST if it exists. Not yet durable: the
  * first depot_write_record() with DEPOT_WRITE_NEW makes the directory durable. */
 int depot_container_create(Depot *d, const char *handle);
-/* Remove <depot>/containers/<handle> and everything in it; missing = 0. The
+/* Remove <depot>/containers/<handle> and everything in it, and its process
+ * table in the run directory; missing = 0. The
  * directory is first renamed out of the way (atomic), then deleted by a worker
  * thread (depot_free finishes the queue); not fsynced:
  * a record that reappears after a power loss describes a container whose

@@ -10,6 +10,7 @@
 
 typedef struct GardenConfig {
     const char *depot_path;
+    const char *run_path; /* NULL: <depot>/run (depot.h) */
     const char *default_rootfs;
     uint64_t max_containers;       /* from --max-containers */
     uint64_t network_capacity;     /* number of subnets in --network-pool */

@@ -2,8 +2,8 @@
  * §5). Both sides include this header; nothing here allocates.
  *
  * ## Process directory
- * Each process has a directory <depot>/containers/<handle>/processes/<id>/ (mode
- * 0700, owned by host root) holding:
+ * Each process has a directory <run>/processes/<handle>/<id>/ (the run
+ * directory, depot.h; mode 0700, owned by host root) holding:
  *   spec      written by the daemon before starting the shim (format below);
  *             absent when an idle shim received the spec in its message
  *   sock      the shim's listening Unix socket (SOCK_STREAM, mode 0600)
@@ -35,8 +35,8 @@
  *
  * ## Idle shims (the pool)
  * The daemon may also run `cloche-shim --idle LABEL PADDING` ahead of need, with
- * fd 3 = its end of a SOCK_SEQPACKET socket pair (LABEL names the daemon's depot
- * for ps; PADDING, blanks, is room in the argv). The shim detaches as above, then
+ * fd 3 = its end of a SOCK_SEQPACKET socket pair (LABEL names the daemon's run
+ * directory, for ps too; PADDING, blanks, is room in the argv). The shim detaches as above, then
  * sends "ready <its pid>\n" and waits. The daemon hands it ONE message: "DIR"
  * (the spec is DIR/spec) or "DIR\nSPEC" (the spec itself, at most
  * SHIM_IDLE_SPEC_MAX bytes, and no DIR/spec file). From then on the shim is that

@@ -1,5 +1,7 @@
 /* The depot's directories: <depot>/containers/<handle>/state.json, each record
  * replaced atomically (fileio's write temp, fsync, rename, fsync directory).
+ * The process table is in the run directory: <run>/processes/<handle>/<id>
+ * (depot.h says why).
  *
  * Callers serialise mutations of one container (the registry's per-container
  * lock): two concurrent writers of the same record would share its temp file. */
@@ -22,6 +24,8 @@
 
 #define DEPOT_CONTAINERS_DIR "containers"
 #define DEPOT_STATE_FILE "state.json"
+#define DEPOT_PROCESSES_DIR "processes"
+#define DEPOT_DEFAULT_RUN_DIR "run" /* <depot>/run, when no run directory is given */
 /* Traversable but not listable: the user namespace of an unprivileged container
  * must walk to its own rootfs directories (its root maps to an unprivileged host
  * id); state files stay 0600. */
@@ -35,12 +39,15 @@
  * one worker thread: a destroy's reply waits only for the rename. */
 typedef struct TrashItem {
     struct TrashItem *next;
+    bool run; /* in <run>/processes, not in containers/ */
     char name[];
 } TrashItem;
 
 struct Depot {
     char *path;        /* absolute, canonical */
     int containers_fd; /* O_PATH|O_DIRECTORY of <path>/containers */
+    char *run_path;    /* the run directory, absolute, canonical */
+    int processes_fd;  /* O_PATH|O_DIRECTORY of <run>/processes */
     pthread_mutex_t trash_lock;
     pthread_cond_t trash_cond;
     TrashItem *trash;
@@ -61,7 +68,7 @@ static void *trash_worker(void *arg)
             break; /* stopping, nothing left */
         d->trash = it->next;
         pthread_mutex_unlock(&d->trash_lock);
-        (void)rm_rf_at(d->containers_fd, it->name);
+        (void)rm_rf_at(it->run ? d->processes_fd : d->containers_fd, it->name);
         free(it);
         pthread_mutex_lock(&d->trash_lock);
     }
@@ -70,12 +77,13 @@ static void *trash_worker(void *arg)
 }
 
 /* Queue name for deletion; false = do it now (no worker). */
-static bool trash_queue(Depot *d, const char *name)
+static bool trash_queue(Depot *d, const char *name, bool run)
 {
     size_t len = strlen(name);
     TrashItem *it = malloc(sizeof(TrashItem) + len + 1);
     if (!it)
         return false;
+    it->run = run;
     memcpy(it->name, name, len + 1);
     pthread_mutex_lock(&d->trash_lock);
     if (!d->trash_started && !d->trash_stop)
@@ -183,7 +191,51 @@ static void depot_freep(Depot **d)
     *d = NULL;
 }
 
+/* <run>/processes: what a crash left of a removal, and the process tables of
+ * containers the depot no longer has (removed while the run directory was
+ * elsewhere, or a crash between the two renames of a removal), removed. */
+static int open_run_dir(Depot *d, const char *run_path)
+{
+    int r = mkdir_p(run_path, DEPOT_MODE);
+    if (r < 0)
+        return r;
+    d->run_path = realpath(run_path, NULL);
+    if (!d->run_path)
+        return -errno;
+    _cleanup_close_ int run_fd = open(d->run_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (run_fd < 0)
+        return -errno;
+    if (mkdirat(run_fd, DEPOT_PROCESSES_DIR, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    d->processes_fd =
+        openat(run_fd, DEPOT_PROCESSES_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (d->processes_fd < 0)
+        return -errno;
+    int fd = openat(d->processes_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_closedir_ DIR *dir = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dir) {
+        r = -errno;
+        if (fd >= 0)
+            close(fd);
+        return r;
+    }
+    for (struct dirent *de; (de = readdir(dir));) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        if (de->d_name[0] == '.' ||
+            fstatat(d->containers_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            (void)rm_rf_at(d->processes_fd, de->d_name);
+    }
+    return 0;
+}
+
 int depot_open(const char *path, Depot **ret)
+{
+    return depot_open_run(path, NULL, ret);
+}
+
+int depot_open_run(const char *path, const char *run_path, Depot **ret)
 {
     if (!path || !*path || !ret)
         return -EINVAL;
@@ -196,6 +248,7 @@ int depot_open(const char *path, Depot **ret)
     if (!d)
         return -ENOMEM;
     d->containers_fd = -EBADF;
+    d->processes_fd = -EBADF;
     pthread_mutex_init(&d->trash_lock, NULL);
     pthread_cond_init(&d->trash_cond, NULL);
 
@@ -220,6 +273,14 @@ int depot_open(const char *path, Depot **ret)
     }
     if (r >= 0)
         r = depot_remove_stale_temps(d);
+    _cleanup_free_ char *default_run = NULL;
+    if (r >= 0 && !run_path) {
+        if (asprintf(&default_run, "%s/" DEPOT_DEFAULT_RUN_DIR, d->path) < 0)
+            r = -ENOMEM;
+        run_path = default_run;
+    }
+    if (r >= 0)
+        r = open_run_dir(d, run_path);
     if (r < 0)
         return r;
 
@@ -242,7 +303,9 @@ void depot_free(Depot *d)
     pthread_cond_destroy(&d->trash_cond);
     pthread_mutex_destroy(&d->trash_lock);
     closep(&d->containers_fd);
+    closep(&d->processes_fd);
     free(d->path);
+    free(d->run_path);
     free(d);
 }
 
@@ -277,9 +340,14 @@ int depot_container_remove(Depot *d, const char *handle)
     snprintf(trash, sizeof(trash), ".trash-%d-%u", (int)getpid(), atomic_fetch_add(&counter, 1));
     if (renameat(d->containers_fd, handle, d->containers_fd, trash) < 0)
         return errno == ENOENT ? 0 : -errno;
-    if (trash_queue(d, trash))
+    if (!trash_queue(d, trash, false))
+        (void)rm_rf_at(d->containers_fd, trash);
+    /* Its process table: depot_open_run removes it should a crash come first. */
+    if (renameat(d->processes_fd, handle, d->processes_fd, trash) < 0)
         return 0;
-    return rm_rf_at(d->containers_fd, trash);
+    if (!trash_queue(d, trash, true))
+        (void)rm_rf_at(d->processes_fd, trash);
+    return 0;
 }
 
 int depot_container_path(const Depot *d, const char *handle, char **ret)
@@ -292,6 +360,33 @@ int depot_container_path(const Depot *d, const char *handle, char **ret)
         return -ENOMEM;
     *ret = p;
     return 0;
+}
+
+int depot_processes_path(const Depot *d, const char *handle, char **ret)
+{
+    int r = depot_check_handle(handle);
+    if (r < 0)
+        return r;
+    char *p;
+    struct stat st;
+    /* A container made by a daemon from before the run directory keeps its
+     * process table where its shims are bound. */
+    if (asprintf(&p, "%s/" DEPOT_CONTAINERS_DIR "/%s/" DEPOT_PROCESSES_DIR, d->path, handle) < 0)
+        return -ENOMEM;
+    if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+        *ret = p;
+        return 0;
+    }
+    free(p);
+    if (asprintf(&p, "%s/" DEPOT_PROCESSES_DIR "/%s", d->run_path, handle) < 0)
+        return -ENOMEM;
+    *ret = p;
+    return 0;
+}
+
+const char *depot_run_path(const Depot *d)
+{
+    return d->run_path;
 }
 
 int depot_write_record(Depot *d, const ContainerRecord *rec)

@@ -400,14 +400,14 @@ typedef struct GardenPea {
     char **image_env; /* a pulled image's Env, or NULL */
     Cgroup *cgroup;   /* its own group (override_container_limits), or NULL */
 } GardenPea;
-/* Resolve the spec's image and make the pea's layer under dirfd (the process
- * directory, whose path is dirpath) and, with override_container_limits, its
- * cgroup. Nothing to do (and 0) for a process with neither. */
-int garden_pea_prepare(Garden *g, Container *c, const ProcessSpec *spec, const char *id, int dirfd,
-                       const char *dirpath, GardenPea *ret, ApiError *reterr);
+/* Resolve the spec's image and make the pea's layer (<container>/peas/<id>, in
+ * the depot) and, with override_container_limits, its cgroup. Nothing to do
+ * (and 0) for a process with neither. */
+int garden_pea_prepare(Garden *g, Container *c, const ProcessSpec *spec, const char *id,
+                       GardenPea *ret, ApiError *reterr);
 /* Free it (a started pea's shim removes the layer and group). */
 void garden_pea_done(GardenPea *p);
-/* Its start failed: remove its cgroup too, then free it. */
+/* Its start failed: remove its layer and cgroup too, then free it. */
 void garden_pea_abort(GardenPea *p);
 /* Call visit with the layers (':'-joined) of each pea of the container that
  * still has its layer, for the image store's in-use check. */

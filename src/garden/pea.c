@@ -21,7 +21,8 @@
 #include "garden-internal.h"
 
 #define PEA_CGROUP_PREFIX "pea-"
-#define PEA_IMAGE_FILE "image" /* in the process directory: the layers, ':'-joined */
+#define PEAS_DIR "peas"        /* <container>/peas/<id>: a pea's writable layer */
+#define PEA_IMAGE_FILE "image" /* in that layer's directory: the image's layers, ':'-joined */
 
 void garden_pea_done(GardenPea *p)
 {
@@ -150,17 +151,17 @@ static int make_cgroup(Garden *g, Container *c, const ProcessSpec *spec, const c
 }
 
 /* A directory owned by the container's root (host root for a privileged one). */
-static int make_owned_dir(int dirfd, const char *name, uid_t uid)
+static int make_owned_dir(int dirfd, const char *name, uid_t uid, mode_t mode)
 {
-    if (mkdirat(dirfd, name, 0755) < 0 && errno != EEXIST)
+    if (mkdirat(dirfd, name, mode) < 0 && errno != EEXIST)
         return -errno;
     if (uid && fchownat(dirfd, name, uid, uid, AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
     return 0;
 }
 
-int garden_pea_prepare(Garden *g, Container *c, const ProcessSpec *spec, const char *id, int dirfd,
-                       const char *dirpath, GardenPea *ret, ApiError *reterr)
+int garden_pea_prepare(Garden *g, Container *c, const ProcessSpec *spec, const char *id,
+                       GardenPea *ret, ApiError *reterr)
 {
     _cleanup_(garden_pea_done) GardenPea p = {0};
     pthread_mutex_lock(&c->lock);
@@ -180,15 +181,33 @@ int garden_pea_prepare(Garden *g, Container *c, const ProcessSpec *spec, const c
             return api_bad_request(reterr, "An image of more than %d layers", SANDBOX_MAX_LOWERS);
         if (r < 0)
             return api_internal_error(reterr, r, "Failed to resolve the image");
-        if ((r = make_owned_dir(dirfd, "rootfs", 0)) < 0 ||
-            (r = make_owned_dir(dirfd, "rootfs/upper", uid)) < 0 ||
-            (r = make_owned_dir(dirfd, "rootfs/work", uid)) < 0)
+        /* Its writable layer is on the depot's disk, not in the process table
+         * (the run directory, a tmpfs): <container>/peas/<id>. */
+        _cleanup_free_ char *container = NULL;
+        _cleanup_close_ int peas = -EBADF, layer = -EBADF;
+        if ((r = depot_container_path(g->depot, c->rec.handle, &container)) < 0 ||
+            asprintf(&p.root, "%s/" PEAS_DIR "/%s", container, id) < 0)
+            return api_internal_error(reterr, r < 0 ? r : -ENOMEM, "Failed to prepare the process");
+        _cleanup_close_ int cdir = open(container, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (cdir < 0 || (r = make_owned_dir(cdir, PEAS_DIR, 0, 0711)) < 0 ||
+            (peas = openat(cdir, PEAS_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+            return api_internal_error(reterr, cdir < 0 || r >= 0 ? -errno : r,
+                                      "Failed to make the writable layer of '%s'", id);
+        /* A directory left by a pea of the same id that a crash interrupted. */
+        (void)rm_rf_at(peas, id);
+        if ((r = make_owned_dir(peas, id, 0, 0755)) < 0 ||
+            (layer = openat(peas, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+            (r = make_owned_dir(layer, "upper", uid, 0755)) < 0 ||
+            (r = make_owned_dir(layer, "work", uid, 0755)) < 0) {
+            r = r < 0 ? r : -errno;
+            (void)rm_rf_at(peas, id);
             return api_internal_error(reterr, r, "Failed to make the writable layer of '%s'", id);
-        if (asprintf(&p.root, "%s/rootfs", dirpath) < 0)
-            return api_internal_error(reterr, -ENOMEM, "Failed to prepare the process");
-        /* For the image store: these layers are in use while rootfs/ exists. */
-        if ((r = atomic_write_volatile_at(dirfd, PEA_IMAGE_FILE, lower, strlen(lower), 0600)) < 0)
+        }
+        /* For the image store: these layers are in use while the layer exists. */
+        if ((r = atomic_write_volatile_at(layer, PEA_IMAGE_FILE, lower, strlen(lower), 0600)) < 0) {
+            (void)rm_rf_at(peas, id);
             return api_internal_error(reterr, r, "Failed to prepare the process");
+        }
     }
     if (spec->override_limits && (r = make_cgroup(g, c, spec, id, &p.cgroup, reterr)) < 0)
         return r;
@@ -201,6 +220,8 @@ void garden_pea_abort(GardenPea *p)
 {
     if (p->cgroup)
         (void)cgroup_destroy(p->cgroup, 2000);
+    if (p->root)
+        (void)rm_rf_at(AT_FDCWD, p->root);
     garden_pea_done(p);
 }
 
@@ -229,7 +250,7 @@ void garden_pea_visit_images(Garden *g, const char *handle, void (*visit)(const 
 {
     _cleanup_free_ char *dir = NULL;
     if (depot_container_path(g->depot, handle, &dir) < 0 ||
-        asprintf(&dir, "%s/processes", TAKE_PTR(dir)) < 0)
+        asprintf(&dir, "%s/" PEAS_DIR, TAKE_PTR(dir)) < 0)
         return;
     _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(TAKE_FD(fd)) : NULL;
@@ -238,11 +259,9 @@ void garden_pea_visit_images(Garden *g, const char *handle, void (*visit)(const 
             continue;
         _cleanup_close_ int pfd =
             openat(dirfd(d), de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        struct stat st;
-        if (pfd < 0 || fstatat(pfd, "rootfs", &st, AT_SYMLINK_NOFOLLOW) < 0)
-            continue; /* not a pea, or one that has ended */
         _cleanup_free_ char *layers = NULL;
-        if (read_file_at(pfd, PEA_IMAGE_FILE, 1 << 20, &layers, NULL) >= 0)
+        /* A pea's layer exists from before its start to after its end. */
+        if (pfd >= 0 && read_file_at(pfd, PEA_IMAGE_FILE, 1 << 20, &layers, NULL) >= 0)
             visit(layers, ctx);
     }
     if (d)

@@ -1,6 +1,7 @@
-/* Processes of a container. The depot is the process table: each process has a
- * directory <container>/processes/<id> that the shim fills (pid, exit, sock), so a
- * restarted daemon finds every process without any state of its own. */
+/* Processes of a container. The process table is their record: each process has
+ * a directory <run>/processes/<container>/<id> (depot.h) that the shim fills
+ * (pid, exit, sock), so a restarted daemon finds every process without any state
+ * of its own. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -23,7 +24,6 @@
 #include "cloche/clock.h"
 #include "garden-internal.h"
 
-#define PROCESSES_DIR "processes"
 #define PROCESSES_MAX 4096  /* process directories per container */
 #define PROCESSES_PRUNE 512 /* above this many, finished processes are forgotten */
 #define DEFAULT_LINGER 60
@@ -41,15 +41,17 @@ static int container_dir_fd(Garden *g, Container *c, int *ret)
     return 0;
 }
 
+/* The container's process table (created if asked, with the run directory's
+ * processes/ above it). */
 static int processes_dir_fd(Garden *g, Container *c, bool create, int *ret)
 {
-    _cleanup_close_ int cdir = -EBADF;
-    int r = container_dir_fd(g, c, &cdir);
+    _cleanup_free_ char *dir = NULL;
+    int r = depot_processes_path(g->depot, c->rec.handle, &dir);
     if (r < 0)
         return r;
-    if (create && mkdirat(cdir, PROCESSES_DIR, 0700) < 0 && errno != EEXIST)
+    if (create && mkdir(dir, 0700) < 0 && errno != EEXIST)
         return -errno;
-    int fd = openat(cdir, PROCESSES_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     *ret = fd;
@@ -293,7 +295,7 @@ static int start_process(Garden *g, int dirfd, const char *dirpath, const ProcLa
     return proc_start(g->cfg.shim_path, dirpath, ret_pid, reterr);
 }
 
-/* <container>/processes/<id>, new: *ret_pdir is processes/, *ret_dirfd the new
+/* <run>/processes/<container>/<id>, new: *ret_pdir is the table, *ret_dirfd the new
  * directory, *ret_dirpath its path, *ret_idle_fd the idle shim whose prepared
  * directory it is (or just an idle shim, or -1). A taken id is a 409; a full
  * container a 500. */
@@ -319,9 +321,9 @@ static int make_process_dir(Garden *g, Container *c, const char *id, int *ret_pd
     if (r < 0)
         return api_internal_error(reterr, r, "Failed to create the process directory");
     testhook_point("run.directory");
-    _cleanup_free_ char *container_path = NULL, *dirpath = NULL;
-    r = depot_container_path(g->depot, c->rec.handle, &container_path);
-    if (r >= 0 && asprintf(&dirpath, "%s/" PROCESSES_DIR "/%s", container_path, id) < 0) {
+    _cleanup_free_ char *table = NULL, *dirpath = NULL;
+    r = depot_processes_path(g->depot, c->rec.handle, &table);
+    if (r >= 0 && asprintf(&dirpath, "%s/%s", table, id) < 0) {
         dirpath = NULL;
         r = -ENOMEM;
     }
@@ -389,7 +391,7 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     if (r < 0)
         return r;
     GardenPea pea = {0};
-    r = garden_pea_prepare(g, c, spec, id, dirfd, dirpath, &pea, reterr);
+    r = garden_pea_prepare(g, c, spec, id, &pea, reterr);
     if (r >= 0 && is_pea)
         r = garden_pea_resolve_user(&pea, spec->user, &user, reterr);
     if (r < 0) {
@@ -411,6 +413,7 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
     }
     _cleanup_free_ char *log_path = NULL;
     if ((service || spec->cloche_log) && (r = log_file_path(g, c, id, &log_path)) < 0) {
+        garden_pea_abort(&pea);
         (void)rm_rf_at(pdir, id);
         return api_internal_error(reterr, r, "Failed to prepare the log directory");
     }

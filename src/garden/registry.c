@@ -154,7 +154,7 @@ int garden_new(const GardenConfig *cfg, Garden **ret)
     if (r < 0)
         goto fail;
     garden_images_attach(g, true);
-    r = depot_open(cfg->depot_path, &g->depot);
+    r = depot_open_run(cfg->depot_path, cfg->run_path, &g->depot);
     if (r < 0)
         goto fail;
     r = garden_service_watch_setup(g);

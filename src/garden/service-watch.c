@@ -42,10 +42,10 @@ static bool ended(const ProcServiceState *s)
 static int service_dir_path(Garden *g, const char *handle, char **ret)
 {
     _cleanup_free_ char *dir = NULL;
-    int r = depot_container_path(g->depot, handle, &dir);
+    int r = depot_processes_path(g->depot, handle, &dir);
     if (r < 0)
         return r;
-    return asprintf(ret, "%s/processes/" GARDEN_SERVICE_ID, dir) < 0 ? -ENOMEM : 0;
+    return asprintf(ret, "%s/" GARDEN_SERVICE_ID, dir) < 0 ? -ENOMEM : 0;
 }
 
 static int read_state(Garden *g, const char *handle, ProcServiceState *ret)

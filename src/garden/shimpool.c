@@ -14,7 +14,8 @@
  * after a take and replaces an idle shim that died (seen as a hang-up).
  *
  * Each idle shim also prepares its process directory ahead of need, its sockets
- * bound, in <depot>/idle-shims/<its pid> (shim-protocol.h): a Run renames that
+ * bound, in <run>/idle-shims/<its pid> (shim-protocol.h; the run directory,
+ * depot.h, so on the process table's file system): a Run renames that
  * directory into place, one rename instead of a mkdir and two binds on its
  * path. A directory left there by a shim killed while idle is removed with it,
  * and all of them at the pool's start. */
@@ -44,7 +45,7 @@ typedef struct IdleShim {
 
 struct ShimPool {
     char *shim_path, *label;
-    int dirs_fd; /* <depot>/idle-shims, or -1 */
+    int dirs_fd; /* <run>/idle-shims, or -1 */
     pthread_mutex_t lock;
     IdleShim idle[GARDEN_IDLE_SHIMS];
     size_t n;      /* under lock */
@@ -69,10 +70,10 @@ static void remove_dir(ShimPool *p, pid_t pid)
         (void)rm_rf_at(p->dirs_fd, name);
 }
 
-/* <depot>/idle-shims, emptied of what shims of an earlier daemon left there. */
-static int open_dirs(const char *depot)
+/* <run>/idle-shims, emptied of what shims of an earlier daemon left there. */
+static int open_dirs(const char *run)
 {
-    _cleanup_close_ int top = open(depot, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_close_ int top = open(run, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (top < 0 || (mkdirat(top, SHIM_IDLE_DIRS, 0700) < 0 && errno != EEXIST))
         return -1;
     int fd = openat(top, SHIM_IDLE_DIRS, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -166,7 +167,8 @@ int garden_shim_pool_start(Garden *g)
         return -ENOMEM;
     p->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     p->shim_path = strdup(g->cfg.shim_path);
-    p->label = strdup(g->depot_path ? g->depot_path : "cloche");
+    const char *run = g->depot ? depot_run_path(g->depot) : NULL;
+    p->label = strdup(run ? run : "cloche");
     if (p->wake < 0 || !p->shim_path || !p->label) {
         int r = p->wake < 0 ? -errno : -ENOMEM;
         if (p->wake >= 0)
@@ -176,7 +178,7 @@ int garden_shim_pool_start(Garden *g)
         free(p);
         return r;
     }
-    p->dirs_fd = g->depot_path ? open_dirs(g->depot_path) : -1;
+    p->dirs_fd = run ? open_dirs(run) : -1;
     pthread_mutex_init(&p->lock, NULL);
     int r = pthread_create(&p->thread, NULL, pool_loop, p);
     if (r > 0) {

@@ -349,7 +349,7 @@ int proc_idle_spawn(const char *shim_path, const char *label, int *ret_fd, pid_t
     _cleanup_close_ int ours = sp[0];
     _cleanup_close_ int theirs = sp[1];
     /* Room in the argv for the shim to name its process directory once it has
-     * one: DEPOT/containers/HANDLE/processes/ID, with a handle and an id of at
+     * one: RUN/processes/HANDLE/ID, with a handle and an id of at
      * most 255 bytes each. */
     char padding[600];
     memset(padding, ' ', sizeof(padding) - 1);

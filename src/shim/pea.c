@@ -6,11 +6,12 @@
  *
  * Before the clone the shim (host root, in the daemon's mount namespace) makes
  * detached trees of each image layer (idmapped) and of the pea's upper/work
- * directory DIR/rootfs. The process, once it has joined the container's
- * namespaces, clones the container's /dev, /proc (with its masks), /sys (with
- * its cgroup view) and /etc/hosts and /etc/resolv.conf, unshares its mount
- * namespace, stages the trees on a private tmpfs, mounts the overlay, attaches
- * those clones in it and pivots into it. From clone to exec: system calls only.
+ * directory (pea_root: <depot>/containers/<handle>/peas/<id>). The process,
+ * once it has joined the container's namespaces, clones the container's /dev,
+ * /proc (with its masks), /sys (with its cgroup view) and /etc/hosts and
+ * /etc/resolv.conf, unshares its mount namespace, stages the trees on a private
+ * tmpfs, mounts the overlay, attaches those clones in it and pivots into it.
+ * From clone to exec: system calls only.
  *
  * When the process has exited, the shim ends what is left of the pea (processes
  * still in its mount namespace, or in its own cgroups) and removes its layer and
@@ -32,7 +33,7 @@
 #include "shim.h"
 
 #define STAGE_DIR "/dev"     /* covered by a private tmpfs while the root is built */
-#define PEA_REMOVE_DEPTH 256 /* directory levels removed below DIR/rootfs */
+#define PEA_REMOVE_DEPTH 256 /* directory levels removed below pea_root */
 
 int shim_pea_spec_apply(ShimSpec *s, const char *key, char *value, ShimError *reterr)
 {
@@ -341,7 +342,7 @@ static void remove_tree_at(int parent, const char *name, unsigned depth)
     (void)unlinkat(parent, name, AT_REMOVEDIR);
 }
 
-void shim_pea_finish(const ShimSpec *spec, uint64_t mnt_ns, int dirfd)
+void shim_pea_finish(const ShimSpec *spec, uint64_t mnt_ns)
 {
     if (!shim_pea_wanted(spec))
         return;
@@ -363,5 +364,6 @@ void shim_pea_finish(const ShimSpec *spec, uint64_t mnt_ns, int dirfd)
                 struct timespec ts = {.tv_nsec = 5000000}; /* killed tasks still exiting */
                 nanosleep(&ts, NULL);
             }
-    remove_tree_at(dirfd, "rootfs", 0);
+    /* Its layer, pea_root: made by the daemon for this process alone. */
+    remove_tree_at(AT_FDCWD, spec->pea.root, 0);
 }

@@ -550,7 +550,7 @@ static void server_finish(Server *s)
         (void)shim_supervisor_write(&s->sv, s->dirfd, 0);
     }
 
-    shim_pea_finish(s->spec, s->proc->pea_mnt_ns, s->dirfd);
+    shim_pea_finish(s->spec, s->proc->pea_mnt_ns);
     char text[16];
     int len = snprintf(text, sizeof(text), "%d\n", s->status);
     /* Nothing to report a failure to: the status still goes out on the connections. */

@@ -231,8 +231,8 @@ int shim_pea_error(int step, int err, ShimError *reterr);
  * its mount namespace (inode) and let it go on. */
 int shim_pea_noted(pid_t pid, uint64_t *ret_mnt_ns);
 /* After the exit, before the status is written: end what the pea left running,
- * remove its own cgroups and its layer (dirfd/rootfs). No-op for other processes. */
-void shim_pea_finish(const ShimSpec *spec, uint64_t mnt_ns, int dirfd);
+ * remove its own cgroups and its layer (pea_root). No-op for other processes. */
+void shim_pea_finish(const ShimSpec *spec, uint64_t mnt_ns);
 /* Write dirfd/pid for the process pid (the shim's own pid and start time first). */
 int shim_write_pid_file(int dirfd, pid_t pid);
 /* The shim's own start time (/proc/self/stat, read once); 0 if unreadable. */

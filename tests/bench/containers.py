@@ -40,6 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from garden_client import GardenClient  # noqa: E402
+from rundir import remove_tree, run_dir_args  # noqa: E402
 
 
 def call(sock_path, method, path, body=None):
@@ -81,7 +82,8 @@ class Bench:
         self.daemon = subprocess.Popen(
             [os.path.join(build, "cloched"), "--bind-socket", self.sock,
              "--depot", os.path.join(self.dir, "depot"), "--cgroup-parent", self.parent,
-             "--default-rootfs", rootfs, "--log-level", "debug" if log_path else "warn"] + extra,
+             "--default-rootfs", rootfs, "--log-level", "debug" if log_path else "warn"] + extra
+            + run_dir_args(self.dir),
             stderr=self.log)
         for _ in range(600):  # until it answers, not just until the socket file exists
             try:
@@ -268,7 +270,7 @@ def main():
         benches = bench_cloche(builds, args.rootfs, args.n, tmp)
         crun = None if args.no_peer else bench_crun(args.rootfs, args.n, tmp)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
     r_med = stats(crun)[0] if crun else None
     print(f"containers, {args.n} runs each, unprivileged, memory+pids limits, 2 cores")
     for k, b in enumerate(benches):

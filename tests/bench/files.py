@@ -31,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from garden_client import GardenClient  # noqa: E402
+from rundir import remove_tree, run_dir_args  # noqa: E402
 
 PIECE = 1 << 20
 
@@ -144,7 +145,8 @@ def main():
     log = open(os.path.join(tmp, "cloched.log"), "w")
     daemon = subprocess.Popen([os.path.join(args.build, "cloched"), "--bind-socket", sock,
                                "--depot", os.path.join(tmp, "depot"), "--cgroup-parent", parent,
-                               "--default-rootfs", args.rootfs, "--log-level", "warn"],
+                               "--default-rootfs", args.rootfs, "--log-level", "warn"]
+                              + run_dir_args(tmp),
                               stderr=log)
     results = []
     try:
@@ -191,7 +193,7 @@ def main():
                 os.rmdir(os.path.join("/sys/fs/cgroup", ctrl, parent))
             except OSError:
                 pass
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
 
     print(f"files: StreamIn/StreamOut over the Unix socket, unprivileged container, "
           f"{os.cpu_count()} cores")

@@ -24,6 +24,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rundir import remove_tree, run_dir_args  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -109,7 +112,8 @@ class Daemon:
         self.proc = subprocess.Popen(
             [os.path.join(build, "cloched"), "--bind-socket", self.sock,
              "--depot", os.path.join(self.dir, "depot"), "--cgroup-parent", self.parent,
-             "--default-rootfs", rootfs, "--log-level", "warn", *extra], stderr=self.log)
+             "--default-rootfs", rootfs, "--log-level", "warn", *extra,
+             *run_dir_args(self.dir)], stderr=self.log)
         for _ in range(600):
             if os.path.exists(self.sock):
                 return
@@ -177,7 +181,7 @@ def main():
             assert "digest" in last, last
             d.close()
             daemons.remove(d)
-            shutil.rmtree(d.dir)
+            remove_tree(d.dir)
             dest = os.path.join(tmp, f"skopeo{i}")
             t = time.perf_counter()
             sh("skopeo", "copy", "--src-tls-verify=false", ref,
@@ -224,7 +228,7 @@ def main():
             d.close()
         if registry:
             registry.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
 
     print(f"images: a {args.mb} MB image (busybox + random data) from docker-registry on loopback")
     print(f"  cloche pull (download, verify, extract)  median {p:6.2f} s over {args.runs}")

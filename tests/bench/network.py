@@ -55,6 +55,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from garden_client import GardenClient  # noqa: E402
+from rundir import remove_tree, run_dir_args  # noqa: E402,F401 (remove_tree: for restart.py, metrics.py)
 
 SPEC = {"limits": {"memory_limits": {"limit_in_bytes": 256 << 20}, "pid_limits": {"max": 512}}}
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -118,7 +119,8 @@ class Daemon:
                 [os.path.join(self.build, "cloched"), "--bind-socket", self.sock,
                  "--depot", os.path.join(self.tmp, "depot"), "--cgroup-parent", self.parent,
                  "--default-rootfs", self.rootfs, "--log-level",
-                 "debug" if os.environ.get("CLOCHE_BENCH_LOG") else "warn"] + list(extra),
+                 "debug" if os.environ.get("CLOCHE_BENCH_LOG") else "warn"] + list(extra)
+                + run_dir_args(self.tmp),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent)
 
     def rss_kib(self):
@@ -208,44 +210,6 @@ def remove_cgroup_parent(parent):
                     except OSError:
                         pass
                     time.sleep(0.05)
-
-
-def remove_tree(path):
-    """Unmount what is mounted below path (lazily, deepest first), then delete it
-    without crossing into another file system."""
-    if not os.path.exists(path):
-        return
-    prefix = path.rstrip("/") + "/"
-    points = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            p = line.split()[4].encode().decode("unicode_escape")
-            if p == path or p.startswith(prefix):
-                points.append(p)
-    for p in sorted(set(points), key=len, reverse=True):
-        _libc.umount2(os.fsencode(p), 2)  # MNT_DETACH
-    dev = os.lstat(path).st_dev
-
-    def walk(p):
-        for e in os.scandir(p):
-            st = e.stat(follow_symlinks=False)
-            if stat.S_ISDIR(st.st_mode):
-                if st.st_dev == dev:
-                    walk(e.path)
-                    try:
-                        os.rmdir(e.path)
-                    except OSError:
-                        pass
-            else:
-                try:
-                    os.unlink(e.path)
-                except OSError:
-                    pass
-    walk(path)
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
 
 
 def netout_rule(i):

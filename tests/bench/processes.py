@@ -44,6 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from garden_client import GardenClient  # noqa: E402
+from rundir import remove_tree, run_dir_args  # noqa: E402
 
 GIB = 1 << 30
 
@@ -85,7 +86,7 @@ def start_daemon(build, rootfs, tmp, parent):
     daemon = subprocess.Popen([os.path.join(build, "cloched"), "--bind-socket", sock,
                                "--depot", os.path.join(tmp, "depot"), "--cgroup-parent", parent,
                                "--default-rootfs", rootfs, "--log-level",
-                               "debug" if keep else "warn"],
+                               "debug" if keep else "warn"] + run_dir_args(tmp),
                               stdout=log, stderr=log)
     client = GardenClient(sock, timeout=120)
     for _ in range(200):
@@ -256,7 +257,7 @@ def main():
         crun = None if args.no_peer else bench_crun(args.rootfs, args.n, tmp)
         host = None if args.no_peer or args.no_throughput else bench_host_pipe(args.gib)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
     r_med, r_p90 = stats(res["run"])
     s_med, s_p90 = stats(res["run_nostreams"])
     print(f"processes, {args.n} runs each, unprivileged container, 2 cores")

@@ -272,6 +272,9 @@ class Daemon:
         self.depot = depot if depot is not None else self.workdir / "depot"
         self.owns_depot = depot is None
         self.depot.mkdir(parents=True, exist_ok=True)
+        # The run directory (process table, idle shims): DEPOT/run unless a
+        # test passes --run-dir.
+        self.run_dir = self.depot / "run"
         self.socket_path = self.workdir / "cloche.sock" if socket_enabled else None
         self.bind_ip = bind_ip
         self.bind_port = (bind_port or free_port(bind_ip)) if bind_ip else None
@@ -368,6 +371,10 @@ class Daemon:
         self.stop()
         raise DaemonStartError(f"{self.name} did not answer /ping within {timeout} s "
                                f"(last error: {last_error!r})\n{self.log_tail()}")
+
+    def processes(self, handle: str) -> Path:
+        """The container's process table: RUN/processes/HANDLE/<id>/."""
+        return self.run_dir / "processes" / handle
 
     def restart(self, extra_args=(), timeout: float = START_TIMEOUT) -> "Daemon":
         """Stop (SIGTERM) and start again on the same depot, socket and port."""

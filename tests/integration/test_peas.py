@@ -73,7 +73,17 @@ def output(client, handle: str, spec: dict, timeout: float = WAIT) -> tuple[int,
 
 
 def process_dir(d, handle: str, pid: str) -> Path:
-    return d.depot / "containers" / handle / "processes" / pid
+    return d.processes(handle) / pid
+
+
+def pea_layer(d, handle: str, pid: str) -> Path:
+    """A pea's writable layer: in the depot, not in the process table."""
+    return d.depot / "containers" / handle / "peas" / pid
+
+
+def pea_layers(d, handle: str) -> list:
+    peas = d.depot / "containers" / handle / "peas"
+    return list(peas.iterdir()) if peas.exists() else []
 
 
 def process_host_pid(d, handle: str, pid: str) -> int:
@@ -148,8 +158,7 @@ def test_pea_files_are_its_own(container, pea_image):
     assert "from-container" in out and "No such file" in out, out
     # The pea's image on the host is untouched; its layer went with it.
     assert not (pea_image / "pea-file").exists()
-    pdirs = list((d.depot / "containers" / h / "processes").iterdir())
-    assert all(not (p / "rootfs").exists() for p in pdirs), pdirs
+    assert not pea_layers(d, h), pea_layers(d, h)
 
 
 def test_pea_in_a_privileged_container(daemon, pea_image):
@@ -222,8 +231,7 @@ def test_pea_missing_executable_is_the_same_error(container, pea_image):
         client.run(h, sh("true", image={"uri": "/no/such/image"}))
     assert 400 <= e.value.status < 500
     assert output(client, h, pea(pea_image, "true"))[0] == 0
-    pdirs = list((d.depot / "containers" / h / "processes").iterdir())
-    assert all(not (p / "rootfs").exists() for p in pdirs), pdirs
+    assert not pea_layers(d, h), pea_layers(d, h)
 
 
 def test_pea_stdio_tty_signals_and_exit_status(container, pea_image):
@@ -349,11 +357,11 @@ def test_stop_ends_peas_and_removes_their_layers(container, pea_image):
     p = client.run(h, pea(pea_image, "sleep 300", id="stopped-pea",
                           limits={"pid_limits": {"max": 10}}))
     assert wait_until(lambda: (process_dir(d, h, "stopped-pea") / "pid").exists(), WAIT)
-    assert (process_dir(d, h, "stopped-pea") / "rootfs").is_dir()
+    assert pea_layer(d, h, "stopped-pea").is_dir()
     client.stop(h, kill=True)
     assert p.wait(WAIT) == 128 + signal.SIGKILL
     p.close()
-    assert not (process_dir(d, h, "stopped-pea") / "rootfs").exists()
+    assert not pea_layer(d, h, "stopped-pea").exists()
     core = Path(cgroup_core_dir(d.cgroup_parent, h))
     assert not (core / "pea-stopped-pea").exists()
 
@@ -376,7 +384,7 @@ def test_pea_survives_a_daemon_restart_and_can_be_attached(daemon, pea_image):
     assert q.wait(WAIT) == 3
     assert q.stdout == b"pea\ngot:again\n", q.stdout
     q.close()
-    assert wait_until(lambda: not (process_dir(d, h, "survivor") / "rootfs").exists(), WAIT)
+    assert wait_until(lambda: not pea_layer(d, h, "survivor").exists(), WAIT)
 
 
 def test_metrics_count_a_pea_with_its_container(container, pea_image):
@@ -447,5 +455,4 @@ def test_pea_from_a_docker_registry_and_an_oci_layout(daemon, registry, layout):
     with pytest.raises(GardenError) as e:
         client.run(h, sh("true", image={"uri": f"docker://{registry.host}/test/none:v1"}))
     assert 400 <= e.value.status < 500, e.value
-    pdirs = list((d.depot / "containers" / h / "processes").iterdir())
-    assert all(not (p / "rootfs").exists() for p in pdirs), pdirs
+    assert not pea_layers(d, h), pea_layers(d, h)

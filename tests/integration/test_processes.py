@@ -55,7 +55,7 @@ def process_ids(client, handle: str) -> list[str]:
 
 
 def process_dir(d, handle: str, pid: str) -> Path:
-    return d.depot / "containers" / handle / "processes" / pid
+    return d.processes(handle) / pid
 
 
 def recorded_pids(d, handle: str, pid: str) -> tuple[int, int]:
@@ -691,7 +691,7 @@ def test_destroy_leaves_no_shim_process_or_socket(own):
     detached.detach()
     unread = own.run(sh("echo unread-output; exit 3", id="unread"), stdout=False, stderr=False)
     assert unread.wait(WAIT) == 3
-    cdir = d.depot / "containers" / own.handle
+    cdir = d.processes(own.handle)
     pids = [recorded_pids(d, own.handle, i)[1] for i in ("attached", "detached")]
     assert len(shims_of(cdir)) >= 2
     assert (process_dir(d, own.handle, "attached") / "sock").exists()
@@ -848,7 +848,7 @@ def test_many_short_processes_never_exhaust_the_process_table(box):
         assert box.run({"path": "true", "id": f"short-{i}", "cloche_log": i % 2 == 0},
                        stdout=False, stderr=False).wait(WAIT) == 0
     assert box.output(sh("echo still-fine")) == "still-fine\n"
-    processes = Path(box.daemon.depot) / "containers" / box.handle / "processes"
+    processes = box.daemon.processes(box.handle)
     assert len(list(processes.iterdir())) < 600
     logs = Path(box.daemon.depot) / "containers" / box.handle / "logs"
     kept = {p.name for p in logs.iterdir()}

@@ -34,7 +34,7 @@ def props(client, handle: str) -> dict:
 
 
 def state_file(d, handle: str) -> Path:
-    return d.depot / "containers" / handle / "processes" / "service" / "state"
+    return d.processes(handle) / "service" / "state"
 
 
 def log_records(d, handle: str) -> list[tuple[float, str, str]]:

@@ -1,6 +1,6 @@
 """Issue 17: the pool of idle shims (design §5, doc/processes.md).
 
-The daemon keeps a few ``cloche-shim --idle DEPOT`` monitors ready; a Run hands
+The daemon keeps a few ``cloche-shim --idle RUN`` monitors ready; a Run hands
 one the process directory instead of starting a shim for it. These tests check
 from the host what the pool must keep true: a Run is taken by an idle shim,
 which then names its process directory like any shim; an idle shim killed by pid
@@ -44,8 +44,8 @@ def shims() -> dict[int, list[bytes]]:
 
 
 def idle_shims(d) -> set[int]:
-    """The idle shims of daemon d (their argv names its depot)."""
-    label = str(d.depot).encode()
+    """The idle shims of daemon d (their argv names its run directory)."""
+    label = str(d.run_dir).encode()
     return {pid for pid, argv in shims().items()
             if len(argv) >= 3 and argv[1] == b"--idle" and argv[2] == label}
 
@@ -73,7 +73,7 @@ def run_true(client, handle: str, **fields) -> str:
 
 
 def recorded_shim(d, handle: str, pid: str) -> int:
-    return int((d.depot / "containers" / handle / "processes" / pid / "pid").read_text().split()[0])
+    return int((d.processes(handle) / pid / "pid").read_text().split()[0])
 
 
 def cgroup_of(pid: int) -> str:
@@ -103,7 +103,7 @@ def test_a_run_is_taken_by_an_idle_shim_which_then_names_its_directory(container
         p.expect("hi\n")
         shim = recorded_shim(d, handle, "taken")
         assert shim in idle, f"shim {shim} was not one of the idle {idle}"
-        pdir = d.depot / "containers" / handle / "processes" / "taken"
+        pdir = d.processes(handle) / "taken"
         assert argv_of(shim)[:2] == [b"cloche-shim", str(pdir).encode()]
         assert client.info(handle)["ProcessIDs"] == ["taken"]
         # The pool fills again behind it.
@@ -166,7 +166,7 @@ def test_stop_and_destroy_leave_no_shim_and_the_pool_serves_on(containers):
         for i in range(3):  # more than the pool holds
             p = client.run(h, {"path": "sleep", "args": ["100"], "id": f"s{i}"})
             procs.append(p)
-    cdirs = [d.depot / "containers" / h for h in handles]
+    cdirs = [d.processes(h) for h in handles]
     assert all(len(shims_of(c)) == 3 for c in cdirs)
     client.stop(handles[0])
     assert wait_until(lambda: not shims_of(cdirs[0]), WAIT), f"left: {shims_of(cdirs[0])}"
@@ -181,14 +181,14 @@ def test_stop_and_destroy_leave_no_shim_and_the_pool_serves_on(containers):
     assert recorded_shim(d, other, pid) in idle
     client.destroy(handles[0])
     client.destroy(other)
-    assert not shims_of(d.depot / "containers")
+    assert not shims_of(d.run_dir / "processes")
 
 
 def test_the_spec_goes_in_the_message_or_through_a_file_when_large(containers):
     d = containers.daemon
     client = d.client()
     handle = containers.create(handle="specs")
-    pdir = d.depot / "containers" / handle / "processes"
+    pdir = d.processes(handle)
     for name, size in (("small", 10), ("large", 100 << 10)):  # SHIM_IDLE_SPEC_MAX is 64 KiB
         idle = pool_full(d)
         p = client.run(handle, {"path": "sh", "args": ["-c", 'echo ${#BIG}'], "id": name,
@@ -207,7 +207,7 @@ def test_the_spec_goes_in_the_message_or_through_a_file_when_large(containers):
 
 
 def idle_dirs(d) -> Path:
-    return d.depot / "idle-shims"
+    return d.run_dir / "idle-shims"
 
 
 def prepared(d, pid: int) -> Path:
@@ -229,7 +229,7 @@ def test_a_run_takes_the_directory_its_idle_shim_prepared(containers):
     assert sorted(os.listdir(idle_dirs(d))) == sorted(str(pid) for pid in idle)
     p = client.run(handle, {"path": "cat", "id": "moved"}, stdin=True)
     try:
-        pdir = d.depot / "containers" / handle / "processes" / "moved"
+        pdir = d.processes(handle) / "moved"
         shim = recorded_shim(d, handle, "moved")
         assert inodes.get(pdir.stat().st_ino) == shim, (inodes, shim)
         assert (pdir / "sock").is_socket() and (pdir / "ctl").is_socket()

@@ -1,0 +1,137 @@
+"""Issue 17: the process table lives in the run directory (depot.h,
+doc/processes.md): <run>/processes/<handle>/<id>/ and the idle shims'
+directories, best on a tmpfs (/run on a systemd host), so a Run writes nothing
+to the depot's disk. What must hold: Runs leave the depot untouched; a daemon
+restarted on the same run directory finds and attaches its processes; Destroy
+takes the container's table with it; start-up removes tables the depot has no
+container for; a container made before the run directory keeps its table where
+its shims are bound."""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_until
+
+WAIT = 30
+ECHO = {"path": "sh", "args": ["-c", "read line; echo got:$line; exit 3"]}
+
+
+def tree(path: Path) -> set[str]:
+    """Every name under path, relative to it."""
+    found = set()
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            found.add(os.path.relpath(os.path.join(root, name), path))
+    return found
+
+
+def fs_type(path: Path) -> str:
+    return subprocess.run(["stat", "-f", "-c", "%T", str(path)], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def tmpfs_run():
+    """A run directory on a tmpfs of the test's own (the sandbox's mount
+    namespace), as /run/cloche is on a systemd host."""
+    top = Path(tempfile.mkdtemp(prefix="cloche-test-run-", dir="/tmp"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=64m", "tmpfs", str(top)],
+                   check=True)
+    try:
+        yield top / "cloche"
+    finally:
+        subprocess.run(["umount", "-l", str(top)], check=False)
+        os.rmdir(top)
+
+
+def test_runs_write_their_table_to_the_run_directory_and_a_restart_finds_it(tmpfs_run,
+                                                                             daemon):
+    d = daemon("--run-dir", str(tmpfs_run))
+    d.run_dir = tmpfs_run
+    client = d.client()
+    h = client.create({})
+    depot_before = tree(d.depot)
+    for i in range(5):
+        p = client.run(h, {"path": "true", "id": f"t{i}"})
+        assert p.wait(WAIT) == 0
+        p.close()
+    p = client.run(h, dict(ECHO, id="echo"))
+    assert wait_until(lambda: (d.processes(h) / "echo" / "pid").exists(), WAIT)
+    p.close()
+    # The table and the idle shims are on the tmpfs; the depot gained nothing.
+    assert fs_type(d.processes(h)) == "tmpfs"
+    assert {f"t{i}" for i in range(5)} | {"echo"} <= set(os.listdir(d.processes(h)))
+    assert all((d.processes(h) / f"t{i}" / "exit").read_text() == "0\n" for i in range(5))
+    assert os.listdir(tmpfs_run / "idle-shims")
+    assert tree(d.depot) == depot_before, tree(d.depot) ^ depot_before
+
+    d.restart()
+    client = d.client()
+    assert "echo" in client.info(h)["ProcessIDs"]
+    q = client.attach(h, "echo", stdin=b"again\n")
+    assert q.wait(WAIT) == 3
+    assert q.stdout == b"got:again\n", q.stdout
+    q.close()
+    p = client.run(h, {"path": "true", "id": "after"})
+    assert p.wait(WAIT) == 0
+    p.close()
+
+    client.destroy(h)
+    assert wait_until(lambda: not d.processes(h).exists(), WAIT), os.listdir(d.processes(h))
+    assert wait_until(lambda: os.listdir(tmpfs_run / "processes") == [], WAIT), \
+        os.listdir(tmpfs_run / "processes")
+
+
+def test_start_up_removes_tables_the_depot_has_no_container_for(daemon):
+    d = daemon()
+    client = d.client()
+    h = client.create({})
+    p = client.run(h, {"path": "sleep", "args": ["300"], "id": "keep"})
+    assert wait_until(lambda: (d.processes(h) / "keep" / "pid").exists(), WAIT)
+    p.close()
+    ghost = d.processes("ghost") / "p1"
+    ghost.mkdir(parents=True)
+    (ghost / "exit").write_text("0\n")
+    trash = d.run_dir / "processes" / ".trash-1-1" / "p2"
+    trash.mkdir(parents=True)
+    d.restart()
+    assert not d.processes("ghost").exists()
+    assert not trash.parent.exists()
+    client = d.client()
+    assert (d.processes(h) / "keep" / "pid").exists()
+    assert "keep" in client.info(h)["ProcessIDs"]
+    client.destroy(h)
+
+
+def test_a_container_from_before_the_run_directory_keeps_its_table(daemon):
+    """An earlier cloche kept the table in <depot>/containers/<handle>/processes,
+    where a live process's shim has its sockets bound: the daemon goes on
+    using that table for that container (new Runs included)."""
+    d = daemon()
+    client = d.client()
+    h = client.create({})
+    p = client.run(h, dict(ECHO, id="old"))
+    assert wait_until(lambda: (d.processes(h) / "old" / "pid").exists(), WAIT)
+    p.close()
+    d.kill()
+    legacy = d.depot / "containers" / h / "processes"
+    os.rename(d.processes(h), legacy)  # the same file system: the sockets move along
+    d.restart()
+    client = d.client()
+    assert "old" in client.info(h)["ProcessIDs"]
+    q = client.attach(h, "old", stdin=b"x\n")
+    assert q.wait(WAIT) == 3
+    assert q.stdout == b"got:x\n", q.stdout
+    q.close()
+    p = client.run(h, {"path": "true", "id": "new"})
+    assert p.wait(WAIT) == 0
+    p.close()
+    assert (legacy / "new" / "exit").read_text() == "0\n"
+    assert not d.processes(h).exists()
+    client.destroy(h)
+    assert wait_until(lambda: not (d.depot / "containers" / h).exists(), WAIT)
