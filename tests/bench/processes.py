@@ -49,6 +49,14 @@ from rundir import remove_tree, run_dir_args  # noqa: E402
 GIB = 1 << 30
 
 
+def busy_ms():
+    """CPU time the whole machine has spent busy so far (every process and the
+    kernel: user, nice, system, irq, softirq), in ms."""
+    with open("/proc/stat") as f:
+        v = f.readline().split()[1:]
+    return sum(int(v[i]) for i in (0, 1, 2, 5, 6)) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def stats(xs):
     xs = sorted(xs)
     return statistics.median(xs) * 1e3, xs[max(math.ceil(len(xs) * 0.9) - 1, 0)] * 1e3
@@ -129,8 +137,10 @@ def bench_cloche(build, rootfs, n, gib, tmp, throughput=True):
         c_client = os.path.join(build, "tests", "bench", "run-client")
         if os.access(c_client, os.X_OK):
             for key, mode in (("c_run", "streams"), ("c_run_nostreams", "nostreams")):
+                b0 = busy_ms()
                 out = subprocess.run([c_client, client.unix_path, handle, str(n), mode],
                                      check=True, capture_output=True, text=True).stdout
+                results[key + "_cpu"] = (busy_ms() - b0) / n
                 results[key] = [float(x) for x in out.split()]
 
         size = gib * GIB
@@ -182,9 +192,15 @@ subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "hide-unified", "/sys/f
 cid = f"bench-exec-{os.getpid()}"
 subprocess.run(["crun", "run", "--detach", "--bundle", bundle, cid], check=True,
                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def busy_ms():
+    with open("/proc/stat") as f:
+        v = f.readline().split()[1:]
+    return sum(int(v[i]) for i in (0, 1, 2, 5, 6)) * 1000 / os.sysconf("SC_CLK_TCK")
 try:
     times = []
     for i in range(n + 10):
+        if i == 10:
+            b0 = busy_ms()
         t = time.perf_counter()
         subprocess.run(["crun", "exec", cid, "/bin/true"], check=True, stdin=subprocess.DEVNULL)
         if i >= 10:
@@ -195,7 +211,7 @@ finally:
         if subprocess.run(["crun", "delete", "-f", cid], stderr=subprocess.DEVNULL).returncode == 0:
             break
         time.sleep(0.05)
-print(json.dumps(times))
+print(json.dumps({"times": times, "cpu_ms": (busy_ms() - b0) / n}))
 '''
 
 
@@ -228,7 +244,8 @@ def bench_crun(rootfs, n, tmp):
                              text=True)
     finally:
         remove_cgroup_parent(parent)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return got["times"], got["cpu_ms"]
 
 
 def main():
@@ -272,10 +289,14 @@ def main():
               f"median {cr_med:6.2f} ms  p90 {cr_p90:6.2f} ms  (target <= 2)")
         print(f"  the same from a C client, no stream connections      "
               f"median {cs_med:6.2f} ms  p90 {cs_p90:6.2f} ms")
+        print(f"  CPU per Run from C, the whole machine (client, daemon, shims, process, "
+              f"kernel): {res['c_run_cpu']:.2f} ms")
     if crun is not None:
+        crun, crun_cpu = crun
         c_med, c_p90 = stats(crun)
         print(f"  crun exec /bin/true                                  "
               f"median {c_med:6.2f} ms  p90 {c_p90:6.2f} ms")
+        print(f"  CPU per crun exec, the whole machine: {crun_cpu:.2f} ms")
         print(f"  ratio cloche Run / crun exec: {r_med / c_med:.2f}")
     for name in () if args.no_throughput else ("dd", "head"):
         size, got, secs = res[f"tput_{name}"]
