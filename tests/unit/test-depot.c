@@ -1,5 +1,6 @@
 /* depot: records written atomically, read back after a "restart" (re-open),
  * crash leftovers ignored and cleaned, corrupt records reported, handles checked. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -468,6 +469,77 @@ static void test_staged(void)
     depot_free(d);
 }
 
+static bool in_table(const char *run, const char *name)
+{
+    char p[PATH_MAX * 3];
+    snprintf(p, sizeof(p), "%s/processes/%s", run, name);
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
+
+/* The run directory: each container's process table there (or, for a container
+ * made before it, in the container's directory), removed with the container,
+ * and what a crash or another depot left there removed by the next open. */
+static void test_run_dir(void)
+{
+    char run[PATH_MAX + 32], want[PATH_MAX * 2];
+    snprintf(run, sizeof(run), "%s/run-here", tmpdir);
+    Depot *d = NULL;
+    is_int(depot_open(depot_dir, &d), 0, "open with the default run directory");
+    snprintf(want, sizeof(want), "%s/run", depot_dir);
+    is_str(depot_run_path(d), want, "the default run directory is DEPOT/run");
+    depot_free(d);
+    d = NULL;
+
+    is_int(depot_open_run(depot_dir, run, &d), 0, "open with a run directory of its own");
+    is_str(depot_run_path(d), run, "the run directory given");
+    ok(in_table(run, ""), "RUN/processes made");
+    const char *h = "runs-1", *old = "runs-old";
+    char *path = NULL;
+    is_int(depot_container_create(d, h), 0, "create a container");
+    is_int(depot_processes_path(d, h, &path), 0, "its process table's path");
+    snprintf(want, sizeof(want), "%s/processes/%s", run, h);
+    is_str(path, want, "the table is in the run directory");
+    ok(mkdir(path, 0700) == 0, "make the table");
+    free(path);
+
+    is_int(depot_container_create(d, old), 0, "create a container of an earlier version");
+    snprintf(want, sizeof(want), "%s/containers/%s/processes", depot_dir, old);
+    ok(mkdir(want, 0700) == 0, "with its table in its own directory");
+    is_int(depot_processes_path(d, old, &path), 0, "that container's table's path");
+    is_str(path, want, "is where its shims are bound");
+    free(path);
+    is_int(depot_processes_path(d, "../x", &path), -EINVAL, "a bad handle refused");
+
+    /* Left by a crash, or by containers the depot no longer has. */
+    ok(in_table(run, h), "the table exists");
+    snprintf(want, sizeof(want), "%s/processes/ghost/p1", run);
+    is_int(mkdir_p(want, 0700), 0, "a table without a container");
+    snprintf(want, sizeof(want), "%s/processes/.trash-1-1/p1", run);
+    is_int(mkdir_p(want, 0700), 0, "a removal a crash cut short");
+    depot_free(d);
+    d = NULL;
+    is_int(depot_open_run(depot_dir, run, &d), 0, "open again");
+    ok(!in_table(run, "ghost"), "the table without a container is gone");
+    ok(!in_table(run, ".trash-1-1"), "the cut-short removal is finished");
+    ok(in_table(run, h), "a container's table stays");
+
+    is_int(depot_container_remove(d, h), 0, "remove the container");
+    ok(!in_table(run, h), "its table went with it");
+    is_int(depot_container_remove(d, old), 0, "remove the earlier one");
+    depot_free(d); /* finishes the queued deletions */
+    d = NULL;
+    char procs[PATH_MAX + 64];
+    snprintf(procs, sizeof(procs), "%s/processes", run);
+    int left = 0;
+    DIR *dir = opendir(procs);
+    for (struct dirent *de; dir && (de = readdir(dir));)
+        left += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    if (dir)
+        closedir(dir);
+    is_int(left, 0, "nothing left in RUN/processes once the deletions are done");
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -482,6 +554,7 @@ int main(void)
     test_parse();
     test_depot();
     test_staged();
+    test_run_dir();
 
     is_int(rm_rf_at(AT_FDCWD, tmpdir), 0, "remove temp dir");
     return tap_done();
