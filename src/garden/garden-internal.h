@@ -417,6 +417,7 @@ void garden_pea_visit_images(Garden *g, const char *handle, void (*visit)(const 
 int garden_pea_resolve_user(const GardenPea *p, const char *user, ProcUser *ret, ApiError *reterr);
 /* service.c (cloche_service) */
 #define GARDEN_LOGS_DIR "logs"      /* <container>/logs/<process id>.log[.N] */
+#define GARDEN_PEAS_DIR "peas"      /* <container>/peas/<process id>: a pea's writable layer */
 #define GARDEN_SERVICE_ID "service" /* the service's process id */
 /* Start the service process (id "service") of an active container that has one;
  * 0 when it has none or it runs already. Create calls it; so does start. */

@@ -21,7 +21,6 @@
 #include "garden-internal.h"
 
 #define PEA_CGROUP_PREFIX "pea-"
-#define PEAS_DIR "peas"        /* <container>/peas/<id>: a pea's writable layer */
 #define PEA_IMAGE_FILE "image" /* in that layer's directory: the image's layers, ':'-joined */
 
 void garden_pea_done(GardenPea *p)
@@ -186,11 +185,12 @@ int garden_pea_prepare(Garden *g, Container *c, const ProcessSpec *spec, const c
         _cleanup_free_ char *container = NULL;
         _cleanup_close_ int peas = -EBADF, layer = -EBADF;
         if ((r = depot_container_path(g->depot, c->rec.handle, &container)) < 0 ||
-            asprintf(&p.root, "%s/" PEAS_DIR "/%s", container, id) < 0)
+            asprintf(&p.root, "%s/" GARDEN_PEAS_DIR "/%s", container, id) < 0)
             return api_internal_error(reterr, r < 0 ? r : -ENOMEM, "Failed to prepare the process");
         _cleanup_close_ int cdir = open(container, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (cdir < 0 || (r = make_owned_dir(cdir, PEAS_DIR, 0, 0711)) < 0 ||
-            (peas = openat(cdir, PEAS_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        if (cdir < 0 || (r = make_owned_dir(cdir, GARDEN_PEAS_DIR, 0, 0711)) < 0 ||
+            (peas = openat(cdir, GARDEN_PEAS_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
+                0)
             return api_internal_error(reterr, cdir < 0 || r >= 0 ? -errno : r,
                                       "Failed to make the writable layer of '%s'", id);
         /* A directory left by a pea of the same id that a crash interrupted. */
@@ -250,7 +250,7 @@ void garden_pea_visit_images(Garden *g, const char *handle, void (*visit)(const 
 {
     _cleanup_free_ char *dir = NULL;
     if (depot_container_path(g->depot, handle, &dir) < 0 ||
-        asprintf(&dir, "%s/" PEAS_DIR, TAKE_PTR(dir)) < 0)
+        asprintf(&dir, "%s/" GARDEN_PEAS_DIR, TAKE_PTR(dir)) < 0)
         return;
     _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(TAKE_FD(fd)) : NULL;

@@ -615,6 +615,7 @@ void garden_end_shims(Garden *g, Container *c, int timeout_ms)
 typedef struct Prune {
     int pdir;
     int logs; /* <container>/logs, or -1 */
+    int peas; /* <container>/peas, or -1 */
 } Prune;
 
 /* id.log, id.log.1, ... (the rotation leaves no gaps). */
@@ -642,6 +643,9 @@ static void remove_if_finished(int dirfd, const char *id, void *userdata)
         (void)rm_rf_at(p->pdir, id);
         if (p->logs >= 0 && strcmp(id, GARDEN_SERVICE_ID) != 0)
             remove_logs(p->logs, id);
+        /* A pea's layer its shim could not remove (killed before the end). */
+        if (p->peas >= 0)
+            (void)rm_rf_at(p->peas, id);
     }
 }
 
@@ -650,12 +654,16 @@ static void remove_if_finished(int dirfd, const char *id, void *userdata)
 static void prune_finished(Garden *g, Container *c, int pdir)
 {
     _cleanup_close_ int cdir = -EBADF;
-    Prune p = {.pdir = pdir, .logs = -1};
-    if (container_dir_fd(g, c, &cdir) >= 0)
+    Prune p = {.pdir = pdir, .logs = -1, .peas = -1};
+    if (container_dir_fd(g, c, &cdir) >= 0) {
         p.logs = openat(cdir, GARDEN_LOGS_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        p.peas = openat(cdir, GARDEN_PEAS_DIR, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
     for_each_process(g, c, remove_if_finished, &p);
     if (p.logs >= 0)
         close(p.logs);
+    if (p.peas >= 0)
+        close(p.peas);
 }
 
 int garden_process_dir_fd(Garden *g, Container *c, const char *id, int *ret)
