@@ -88,10 +88,19 @@ int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, Failure *
 
 /* The pool (design §5): an idle shim, started ahead of need, detached and set up,
  * waiting on *ret_fd (a SOCK_SEQPACKET socket, close-on-exec) for the directory of
- * its process; *ret_pid is its pid. label names it for ps (the daemon's depot).
+ * its process; *ret_pid is its pid. label names it for ps (the daemon's run
+ * directory, where it prepares its process directory).
  * Closing the fd ends an idle shim. Waits up to PROC_IDLE_READY_MS. */
 #define PROC_IDLE_READY_MS 5000
 int proc_idle_spawn(const char *shim_path, const char *label, int *ret_fd, pid_t *ret_pid);
+/* The zygote (`cloche-shim --zygote`): started as an idle shim is, it makes idle
+ * shims by forking itself, a fraction of a spawn's cost. proc_zygote_fork asks
+ * the zygote on zygote_fd for one and waits (PROC_IDLE_READY_MS each step) until
+ * it is ready: then *ret_fd and *ret_pid are as proc_idle_spawn's. -EAGAIN: the
+ * zygote could not fork; -EPIPE, -ETIMEDOUT, -EBADMSG: the zygote is gone or
+ * broken (close it). */
+int proc_zygote_spawn(const char *shim_path, const char *label, int *ret_fd, pid_t *ret_pid);
+int proc_zygote_fork(int zygote_fd, int *ret_fd, pid_t *ret_pid);
 /* Hand dir to the idle shim on fd (taken: closed here), with its spec (at most
  * SHIM_IDLE_SPEC_MAX bytes; NULL: dir/spec is written), and wait for its start
  * line, as proc_start does. A shim that was gone before

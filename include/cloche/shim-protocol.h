@@ -51,6 +51,17 @@
  * removes its own. Whatever is left in LABEL/idle-shims/ when a daemon starts is
  * stale and removed.
  *
+ * ## The zygote
+ * `cloche-shim --zygote LABEL PADDING` starts and detaches as an idle shim does
+ * and sends "ready <its pid>\n", then serves: for each message "spawn" it makes a
+ * SOCK_SEQPACKET pair and forks; the child takes one end as its fd 3, becomes a
+ * session of its own (SIGCHLD back to the default, child subreaper), renames its
+ * argv to "cloche-shim --idle LABEL" and is from then on an idle shim as above
+ * ("ready", its directory, the message); the zygote answers "pid <child>\n" with
+ * the other end attached (SCM_RIGHTS), or "pid -1\n" with none when it could not
+ * fork. It ignores SIGCHLD (its children are reaped by the kernel) and exits
+ * when the daemon's end closes.
+ *
  * ## spec format
  * A sequence of records "key=value\n". Values are percent-encoded: '%', '\n' and
  * every byte < 0x20 or == 0x7f as %XX (uppercase hex); everything else literal.

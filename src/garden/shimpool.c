@@ -11,7 +11,10 @@
  * limit, and Stop or Destroy has nothing of theirs to end. They do not outlive
  * the daemon: each exits when its socket's other end closes (the daemon ended,
  * or dropped it). A thread keeps the pool full, off the Run's path: it refills
- * after a take and replaces an idle shim that died (seen as a hang-up).
+ * after a take and replaces an idle shim that died (seen as a hang-up). It asks
+ * the zygote (a detached `cloche-shim --zygote`) for each new one, a fork
+ * instead of a spawn, an exec and a detaching fork; it spawns one as before when
+ * the zygote cannot give one, and starts another zygote at the next refill.
  *
  * Each idle shim also prepares its process directory ahead of need, its sockets
  * bound, in <run>/idle-shims/<its pid> (shim-protocol.h; the run directory,
@@ -45,7 +48,8 @@ typedef struct IdleShim {
 
 struct ShimPool {
     char *shim_path, *label;
-    int dirs_fd; /* <run>/idle-shims, or -1 */
+    int dirs_fd;   /* <run>/idle-shims, or -1 */
+    int zygote_fd; /* our end of the zygote's socket (pool thread only), or -1 */
     pthread_mutex_t lock;
     IdleShim idle[GARDEN_IDLE_SHIMS];
     size_t n;      /* under lock */
@@ -107,6 +111,31 @@ static void drop_dead(ShimPool *p, int fd)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* A new idle shim: forked by the zygote (started first when there is none, or
+ * again when it broke), or spawned as before when the zygote cannot give one. */
+static int spawn_one(ShimPool *p, int *ret_fd, pid_t *ret_pid)
+{
+    int r = 0;
+    if (p->zygote_fd < 0) {
+        pid_t zygote;
+        r = proc_zygote_spawn(p->shim_path, p->label, &p->zygote_fd, &zygote);
+        if (r < 0)
+            p->zygote_fd = -1;
+        else
+            log_debug("Idle shims come from zygote %d", (int)zygote);
+    }
+    if (p->zygote_fd >= 0) {
+        r = proc_zygote_fork(p->zygote_fd, ret_fd, ret_pid);
+        if (r >= 0)
+            return 0;
+        if (r != -EAGAIN) {
+            closep(&p->zygote_fd); /* it exits at the hang-up; the next spawn starts another */
+        }
+    }
+    log_debug("No idle shim from a zygote (%s): spawning one", strerror(-r));
+    return proc_idle_spawn(p->shim_path, p->label, ret_fd, ret_pid);
+}
+
 static void *pool_loop(void *userdata)
 {
     ShimPool *p = userdata;
@@ -125,7 +154,7 @@ static void *pool_loop(void *userdata)
         if (!full && retry_ms < 0) {
             int fd;
             pid_t pid;
-            int r = proc_idle_spawn(p->shim_path, p->label, &fd, &pid);
+            int r = spawn_one(p, &fd, &pid);
             if (r < 0) {
                 log_debug("Failed to start an idle shim: %s", strerror(-r));
                 retry_ms = RETRY_MS;
@@ -179,6 +208,7 @@ int garden_shim_pool_start(Garden *g)
         return r;
     }
     p->dirs_fd = run ? open_dirs(run) : -1;
+    p->zygote_fd = -1;
     pthread_mutex_init(&p->lock, NULL);
     int r = pthread_create(&p->thread, NULL, pool_loop, p);
     if (r > 0) {
@@ -210,6 +240,7 @@ void garden_shim_pool_stop(Garden *g)
         close(p->idle[i].fd);
     pthread_mutex_destroy(&p->lock);
     close(p->wake);
+    closep(&p->zygote_fd); /* the zygote exits at the hang-up */
     if (p->dirs_fd >= 0)
         close(p->dirs_fd); /* each shim removes its own directory as it exits */
     free(p->shim_path);

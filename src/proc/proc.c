@@ -341,7 +341,90 @@ int proc_start(const char *shim_path, const char *dir, pid_t *ret_pid, Failure *
     return r;
 }
 
+static int spawn_detached(const char *shim_path, const char *mode, const char *label, int *ret_fd,
+                          pid_t *ret_pid);
+
 int proc_idle_spawn(const char *shim_path, const char *label, int *ret_fd, pid_t *ret_pid)
+{
+    return spawn_detached(shim_path, "--idle", label, ret_fd, ret_pid);
+}
+
+int proc_zygote_spawn(const char *shim_path, const char *label, int *ret_fd, pid_t *ret_pid)
+{
+    return spawn_detached(shim_path, "--zygote", label, ret_fd, ret_pid);
+}
+
+/* "ready <pid>" on fd within PROC_IDLE_READY_MS. */
+static int await_ready(int fd, pid_t *ret_pid)
+{
+    char line[32];
+    ssize_t n = -1;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int k;
+    while ((k = poll(&pfd, 1, PROC_IDLE_READY_MS)) < 0 && errno == EINTR)
+        ;
+    if (k > 0)
+        while ((n = recv(fd, line, sizeof(line) - 1, 0)) < 0 && errno == EINTR)
+            ;
+    if (k == 0)
+        return -ETIMEDOUT;
+    if (n <= 0)
+        return n < 0 ? -errno : -EPIPE;
+    line[n] = '\0';
+    int ready;
+    if (sscanf(line, "ready %d", &ready) != 1 || ready <= 0)
+        return -EBADMSG;
+    *ret_pid = ready;
+    return 0;
+}
+
+int proc_zygote_fork(int zygote_fd, int *ret_fd, pid_t *ret_pid)
+{
+    if (send(zygote_fd, "spawn", 5, MSG_NOSIGNAL) != 5)
+        return -EPIPE;
+    struct pollfd pfd = {.fd = zygote_fd, .events = POLLIN};
+    int k;
+    while ((k = poll(&pfd, 1, PROC_IDLE_READY_MS)) < 0 && errno == EINTR)
+        ;
+    if (k == 0)
+        return -ETIMEDOUT;
+    char line[32];
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct iovec iov = {.iov_base = line, .iov_len = sizeof(line) - 1};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl)};
+    ssize_t n;
+    while ((n = recvmsg(zygote_fd, &mh, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+        ;
+    if (n <= 0)
+        return n < 0 ? -errno : -EPIPE;
+    _cleanup_close_ int fd = -EBADF;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    line[n] = '\0';
+    int pid;
+    if (sscanf(line, "pid %d", &pid) != 1 || (mh.msg_flags & MSG_CTRUNC))
+        return -EBADMSG;
+    if (pid <= 0 || fd < 0)
+        return -EAGAIN; /* its fork failed */
+    pid_t ready;
+    int r = await_ready(fd, &ready);
+    if (r < 0)
+        return r; /* closing our end makes it exit */
+    if (ready != pid)
+        return -EBADMSG;
+    *ret_fd = TAKE_FD(fd);
+    *ret_pid = ready;
+    return 0;
+}
+
+static int spawn_detached(const char *shim_path, const char *mode, const char *label, int *ret_fd,
+                          pid_t *ret_pid)
 {
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
@@ -354,7 +437,7 @@ int proc_idle_spawn(const char *shim_path, const char *label, int *ret_fd, pid_t
     char padding[600];
     memset(padding, ' ', sizeof(padding) - 1);
     padding[sizeof(padding) - 1] = '\0';
-    char *argv[] = {(char *)"cloche-shim", (char *)"--idle", (char *)label, padding, NULL};
+    char *argv[] = {(char *)"cloche-shim", (char *)mode, (char *)label, padding, NULL};
     pid_t pid;
     int r = spawn_shim(shim_path, argv, theirs, &pid);
     if (r < 0)
@@ -362,24 +445,11 @@ int proc_idle_spawn(const char *shim_path, const char *label, int *ret_fd, pid_t
     close(TAKE_FD(theirs));
 
     /* "ready <pid>" from the detached monitor; the first process has exited. */
-    char line[32];
-    ssize_t n = -1;
-    struct pollfd pfd = {.fd = ours, .events = POLLIN};
-    int k;
-    while ((k = poll(&pfd, 1, PROC_IDLE_READY_MS)) < 0 && errno == EINTR)
-        ;
-    if (k > 0)
-        while ((n = recv(ours, line, sizeof(line) - 1, 0)) < 0 && errno == EINTR)
-            ;
+    pid_t ready;
+    r = await_ready(ours, &ready);
     reap(pid);
-    if (k == 0)
-        return -ETIMEDOUT; /* closing our end makes it exit */
-    if (n <= 0)
-        return n < 0 ? -errno : -EPIPE;
-    line[n] = '\0';
-    int ready;
-    if (sscanf(line, "ready %d", &ready) != 1 || ready <= 0)
-        return -EBADMSG;
+    if (r < 0)
+        return r; /* closing our end makes it exit */
     *ret_fd = TAKE_FD(ours);
     *ret_pid = ready;
     return 0;

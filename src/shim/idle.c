@@ -7,9 +7,11 @@
  * daemon ended, or dropped it), so an idle shim never outlives its daemon. */
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -121,4 +123,69 @@ void shim_idle_dir_remove(ShimIdleDir *d)
         ours.st_ino == there.st_ino)
         rmdir(d->path);
     shim_closep(&d->dirfd);
+}
+
+/* The zygote: one more detached shim, which makes the pool's idle shims by
+ * forking itself (no exec, no detaching fork, no set-up again: a fraction of a
+ * spawn's cost). Each "spawn" from the daemon gets a new socket pair; the child
+ * keeps one end as its fd 3 and returns to become an idle shim; the zygote
+ * sends the other end to the daemon ("pid <child>", SCM_RIGHTS). Its children
+ * are reaped by the kernel (SIGCHLD ignored here, the default again in each
+ * child). Returns only in a child; the zygote itself exits when the daemon's
+ * end closes. */
+void shim_zygote_serve(int fd)
+{
+    signal(SIGCHLD, SIG_IGN);
+    char ready[32];
+    int rlen = snprintf(ready, sizeof(ready), "ready %d\n", (int)getpid());
+    if (send(fd, ready, (size_t)rlen, MSG_NOSIGNAL) != rlen)
+        _exit(0);
+    for (;;) {
+        char req[16];
+        ssize_t n = recv(fd, req, sizeof(req), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(0); /* the daemon's end closed */
+        int sp[2];
+        char line[32];
+        pid_t pid = -1;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == 0) {
+            pid = fork();
+            if (pid == 0) {
+                /* The idle shim: its own socket as fd 3 (which closes the
+                 * zygote's), its own session, SIGCHLD back to the default. */
+                close(sp[0]);
+                if (dup3(sp[1], fd, O_CLOEXEC) < 0)
+                    _exit(1);
+                close(sp[1]);
+                signal(SIGCHLD, SIG_DFL);
+                setsid();
+                prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+                return;
+            }
+            close(sp[1]);
+        }
+        int len = snprintf(line, sizeof(line), "pid %d\n", (int)pid);
+        struct iovec iov = {.iov_base = line, .iov_len = (size_t)len};
+        union {
+            struct cmsghdr h;
+            char buf[CMSG_SPACE(sizeof(int))];
+        } ctl = {0};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        if (pid > 0) {
+            mh.msg_control = ctl.buf;
+            mh.msg_controllen = sizeof(ctl.buf);
+            struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &sp[0], sizeof(int));
+        }
+        /* A failed fork or socket pair answers "pid -1": the daemon spawns one. */
+        while (sendmsg(fd, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR)
+            ;
+        if (pid > 0)
+            close(sp[0]); /* the child has its end; a daemon gone makes it exit */
+    }
 }

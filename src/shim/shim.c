@@ -191,31 +191,41 @@ fail:
 }
 
 /* An idle shim that took a process names its directory in its argv, as one
- * started for it does (`cloche-shim DIR`), so ps and the daemon's tests tell
- * the shims apart: the argv area, padded by the daemon for this, is rewritten in
- * place (no PR_SET_MM: that needs CAP_SYS_RESOURCE). */
-static void retitle(int argc, char **argv, const char *dir)
+ * started for it does (`cloche-shim DIR`), and one the zygote forked calls
+ * itself `cloche-shim --idle LABEL`, so ps and the daemon's tests tell the shims
+ * apart: the argv area, padded by the daemon for this, is rewritten in place
+ * (no PR_SET_MM: that needs CAP_SYS_RESOURCE). */
+static char *title_start, *title_end; /* the argv area, noted at the start */
+
+static void retitle(const char *word, const char *word2)
 {
-    char *start = argv[0], *end = argv[argc - 1] + strlen(argv[argc - 1]) + 1;
-    size_t size = (size_t)(end - start);
+    char *start = title_start;
+    size_t size = (size_t)(title_end - title_start);
     const char *name = "cloche-shim";
-    size_t nl = strlen(name) + 1, dl = strlen(dir);
+    size_t nl = strlen(name) + 1, wl = strlen(word), w2l = word2 ? strlen(word2) + 1 : 0;
     if (size < nl + 2)
         return;
-    if (dl > size - nl - 1)
-        dl = size - nl - 1;
+    if (wl > size - nl - 1)
+        wl = size - nl - 1;
     memset(start, 0, size);
     memcpy(start, name, nl);
-    memcpy(start + nl, dir, dl);
+    memcpy(start + nl, word, wl);
+    if (word2 && nl + wl + 1 + w2l <= size)
+        memcpy(start + nl + wl + 1, word2, w2l);
 }
 
 int main(int argc, char **argv)
 {
-    bool idle = argc >= 3 && argc <= 4 && strcmp(argv[1], "--idle") == 0;
+    title_start = argv[0];
+    title_end = argv[argc - 1] + strlen(argv[argc - 1]) + 1;
+    bool zygote = argc >= 3 && argc <= 4 && strcmp(argv[1], "--zygote") == 0;
+    bool idle = zygote || (argc >= 3 && argc <= 4 && strcmp(argv[1], "--idle") == 0);
     if ((argc != 2 && !idle) || fcntl(START_FD, F_GETFD) < 0) {
         fprintf(stderr, "Usage: cloche-shim DIR, with fd 3 the write end of the start pipe\n"
                         "       cloche-shim --idle LABEL [PADDING], with fd 3 a socket to the "
-                        "daemon\n");
+                        "daemon\n"
+                        "       cloche-shim --zygote LABEL [PADDING], the same, forking idle "
+                        "shims\n");
         return 2;
     }
     /* Detach: the daemon reaps the first process at once. */
@@ -260,16 +270,24 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &mask, NULL);
     if (chdir("/") < 0)
         return 1;
+    const char *label = argv[idle ? 2 : 1];
+    if (zygote) {
+        shim_zygote_serve(START_FD); /* returns in each idle shim it forks */
+        label = strdup(label);
+        if (!label)
+            return 1;
+        retitle("--idle", label); /* ps tells it from the zygote */
+    }
     if (idle) {
         char *message, *spec;
         size_t spec_len;
         static ShimIdleDir prepared;
-        shim_idle_dir_prepare(argv[2], &prepared);
+        shim_idle_dir_prepare(label, &prepared);
         if (shim_idle_wait(START_FD, &message, &spec, &spec_len) < 0) {
             shim_idle_dir_remove(&prepared);
             return 0; /* dropped, or the daemon ended: nothing was started */
         }
-        retitle(argc, argv, message);
+        retitle(message, NULL);
         return run(message, spec, spec_len, &prepared); /* message lives as long as the shim */
     }
     return run(argv[1], NULL, 0, NULL);

@@ -260,6 +260,10 @@ void shim_idle_dir_prepare(const char *label, ShimIdleDir *ret);
 bool shim_idle_dir_adopt(ShimIdleDir *d, int dirfd, int *ret_listen_fd, int *ret_control_fd);
 /* Remove what is left of it (the daemon ended, or the shim took another directory). */
 void shim_idle_dir_remove(ShimIdleDir *d);
+/* `cloche-shim --zygote LABEL`: serve the daemon's requests for idle shims on fd
+ * by forking; returns in each child (fd now its own socket), never in the
+ * zygote (shim-protocol.h). */
+void shim_zygote_serve(int fd);
 
 /* Bind and listen on dirfd/name, mode 0600, replacing a stale socket. */
 int shim_listen_on(int dirfd, const char *name, ShimError *reterr);

@@ -330,3 +330,65 @@ def test_an_idle_shim_holds_none_of_the_daemons_descriptors(containers):
         assert not daemon_fds & set(fds.values()), (pid, fds)
     pid = run_true(client, handle, id="small-table")
     assert recorded_shim(d, handle, pid) not in old
+
+
+def zygotes(d) -> set[int]:
+    """Daemon d's zygote(s): `cloche-shim --zygote RUN`."""
+    label = str(d.run_dir).encode()
+    return {pid for pid, argv in shims().items()
+            if len(argv) >= 3 and argv[1] == b"--zygote" and argv[2] == label}
+
+
+def parent_of(pid: int) -> int:
+    return status_field(pid, "PPid")
+
+
+def test_idle_shims_are_forked_by_one_detached_zygote(containers):
+    """Issue 17: the pool's shims come from a zygote that forks them (no exec,
+    no detaching fork each), detached from the daemon like every shim; its
+    children are sessions of their own, and the same zygote serves refill after
+    refill."""
+    d = containers.daemon
+    client = d.client()
+    handle = containers.create(handle="zygote")
+    idle = pool_full(d)
+    (zygote,) = zygotes(d)
+    assert parent_of(zygote) != d.pid
+    for pid in idle:
+        assert parent_of(pid) == zygote
+        assert os.getsid(pid) == pid and os.getsid(zygote) == zygote
+    for i in range(5):
+        run_true(client, handle, id=f"z{i}")
+    after = pool_full(d)
+    assert after - idle and zygotes(d) == {zygote}  # (the pool is a stack: one may stay)
+    assert all(parent_of(pid) == zygote for pid in after)
+
+
+def test_a_killed_zygote_is_replaced_and_runs_go_on(containers):
+    d = containers.daemon
+    client = d.client()
+    handle = containers.create(handle="zygote-killed")
+    pool_full(d)
+    (old,) = zygotes(d)
+    os.kill(old, signal.SIGKILL)
+    assert wait_until(lambda: not process_alive(old), WAIT)
+    for i in range(2 * POOL + 1):  # past the shims it made, into new ones
+        run_true(client, handle, id=f"after-{i}")
+    assert wait_until(lambda: len(zygotes(d)) == 1, WAIT), d.log_tail()
+    (new,) = zygotes(d)
+    assert new != old
+    # (The pool is a stack: a shim of the old zygote may wait at its bottom.)
+    assert wait_until(lambda: len(idle_shims(d)) == POOL
+                      and any(parent_of(p) == new for p in idle_shims(d)), WAIT)
+    run_true(client, handle, id="from-the-new-zygote")
+
+
+def test_the_zygote_ends_with_the_daemon(containers):
+    d = containers.daemon
+    pool_full(d)
+    (zygote,) = zygotes(d)
+    assert d.stop() == 0
+    assert wait_until(lambda: not process_alive(zygote), WAIT), "the zygote outlived its daemon"
+    d.start()  # for the teardown
+    pool_full(d)
+    assert len(zygotes(d)) == 1 and zygote not in zygotes(d)
