@@ -35,6 +35,22 @@ def fs_type(path: Path) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
+def restart_and_reattach(d, h: str, pid: str, new_id: str):
+    """Restart d; the process pid (ECHO) is still listed and answers an attach;
+    a new Run works. Returns the client."""
+    d.restart()
+    client = d.client()
+    assert pid in client.info(h)["ProcessIDs"]
+    q = client.attach(h, pid, stdin=b"again\n")
+    assert q.wait(WAIT) == 3
+    assert q.stdout == b"got:again\n", q.stdout
+    q.close()
+    p = client.run(h, {"path": "true", "id": new_id})
+    assert p.wait(WAIT) == 0
+    p.close()
+    return client
+
+
 @pytest.fixture
 def tmpfs_run():
     """A run directory on a tmpfs of the test's own (the sandbox's mount
@@ -70,16 +86,7 @@ def test_runs_write_their_table_to_the_run_directory_and_a_restart_finds_it(tmpf
     assert os.listdir(tmpfs_run / "idle-shims")
     assert tree(d.depot) == depot_before, tree(d.depot) ^ depot_before
 
-    d.restart()
-    client = d.client()
-    assert "echo" in client.info(h)["ProcessIDs"]
-    q = client.attach(h, "echo", stdin=b"again\n")
-    assert q.wait(WAIT) == 3
-    assert q.stdout == b"got:again\n", q.stdout
-    q.close()
-    p = client.run(h, {"path": "true", "id": "after"})
-    assert p.wait(WAIT) == 0
-    p.close()
+    client = restart_and_reattach(d, h, "echo", "after")
 
     client.destroy(h)
     assert wait_until(lambda: not d.processes(h).exists(), WAIT), os.listdir(d.processes(h))
@@ -121,16 +128,7 @@ def test_a_container_from_before_the_run_directory_keeps_its_table(daemon):
     d.kill()
     legacy = d.depot / "containers" / h / "processes"
     os.rename(d.processes(h), legacy)  # the same file system: the sockets move along
-    d.restart()
-    client = d.client()
-    assert "old" in client.info(h)["ProcessIDs"]
-    q = client.attach(h, "old", stdin=b"x\n")
-    assert q.wait(WAIT) == 3
-    assert q.stdout == b"got:x\n", q.stdout
-    q.close()
-    p = client.run(h, {"path": "true", "id": "new"})
-    assert p.wait(WAIT) == 0
-    p.close()
+    client = restart_and_reattach(d, h, "old", "new")
     assert (legacy / "new" / "exit").read_text() == "0\n"
     assert not d.processes(h).exists()
     client.destroy(h)
