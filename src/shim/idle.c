@@ -135,6 +135,9 @@ void shim_idle_dir_remove(ShimIdleDir *d)
  * end closes. */
 void shim_zygote_serve(int fd)
 {
+    /* Not a subreaper itself: a shim's orphans go where they went before the
+     * zygote (each shim is one for its own process). */
+    prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
     signal(SIGCHLD, SIG_IGN);
     char ready[32];
     int rlen = snprintf(ready, sizeof(ready), "ready %d\n", (int)getpid());

@@ -362,6 +362,18 @@ def test_idle_shims_are_forked_by_one_detached_zygote(containers):
     after = pool_full(d)
     assert after - idle and zygotes(d) == {zygote}  # (the pool is a stack: one may stay)
     assert all(parent_of(pid) == zygote for pid in after)
+    # The zygote is no subreaper: a process whose shim died is not adopted by it.
+    p = client.run(handle, {"path": "sleep", "args": ["300"], "id": "orphan"})
+    try:
+        assert wait_until(lambda: (d.processes(handle) / "orphan" / "pid").exists(), WAIT)
+        fields = (d.processes(handle) / "orphan" / "pid").read_text().split()
+        shim, host_pid = int(fields[0]), int(fields[2])
+        assert parent_of(host_pid) == shim
+        kill_and_wait([shim])
+        assert wait_until(lambda: parent_of(host_pid) != shim, WAIT)
+        assert parent_of(host_pid) != zygote
+    finally:
+        p.close()
 
 
 def test_a_killed_zygote_is_replaced_and_runs_go_on(containers):
