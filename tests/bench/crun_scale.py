@@ -13,7 +13,9 @@ makes of cloche's, as near as crun allows: new pid, mount, uts, ipc, net, user
 (65536 ids) and cgroup namespaces, a read-only root (the same busybox rootfs),
 256 MiB memory and 512 pids limits, and unless --no-veth a veth pair, made by a
 createRuntime hook (one `ip -batch`: the peer moved into the container's network
-namespace, the host end on a bridge), as a CNI plugin would.
+namespace, the host end on a bridge), as a CNI plugin would. After each fill,
+as network.py does, a sync and 2 s idle: a level is measured without the fill's
+own writeback.
 
 At each level L of live containers (`crun run --detach` of `sleep`, filled with T
 threads), C cycles of `crun run` of /bin/true are timed back to back: create,
@@ -39,6 +41,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BRIDGE = "cbr-crun"
+SETTLE_S = 2.0
 HOOK = """#!/bin/sh
 # createRuntime hook: the container's state (one line of JSON) on stdin; a veth
 # pair whose peer is the container's eth0 and whose host end is on one of the
@@ -212,9 +215,14 @@ def main():
                 c.fill(level, args.threads)
                 if level > before:
                     took = time.monotonic() - t0
+                    t1 = time.monotonic()
+                    os.sync()  # as network.py's settle(): not the fill's own writeback
+                    synced = time.monotonic() - t1
+                    time.sleep(SETTLE_S)
                     print(f"    filled {before} -> {level} live crun containers "
                           f"({args.threads} threads): {took:.1f} s, "
-                          f"{(level - before) / took:.0f} containers/s", flush=True)
+                          f"{(level - before) / took:.0f} containers/s; then sync {synced:.1f} s "
+                          f"and {SETTLE_S:g} s idle", flush=True)
                 for _ in range(3):  # warm-up
                     c.cycle()
                 times = []

@@ -16,7 +16,9 @@ bridge and a veth pair, nftables entries).
 (b) The same, C cycles at each level of live containers (default 0, 250, 1000).
     Every live container has one NetIn mapping and one NetOut rule, so at 1000
     the firewall holds 1000 of each. The live containers are made with a few
-    client threads. Ratios 250/0 and 1000/0 (target <= 1.3).
+    client threads; after each fill a sync and 2 s idle, so a level is measured
+    without the fill's own writeback (as on a host whose containers were made
+    over time). Ratios 250/0 and 1000/0 (target <= 1.3).
 (c) NetIn and NetOut call latency at each level: C calls of each on a probe
     container created at that level (so the probe's own rules grow alike).
 
@@ -221,6 +223,21 @@ def netout_rule(i):
             "ports": [{"start": 443, "end": 443}]}
 
 
+SETTLE_S = 2.0
+
+
+def settle():
+    """After a fill: write back what it left dirty and idle a moment, so that a
+    level is measured as on a host whose containers were made over time, not
+    under the fill's own writeback and deferred kernel work. Returns the sync's
+    seconds."""
+    t = time.monotonic()
+    os.sync()
+    took = time.monotonic() - t
+    time.sleep(SETTLE_S)
+    return took
+
+
 def fill(client, start, stop, threads, prefix="live", netin=True, netout=True):
     """Create containers prefix<start..stop-1> with T client threads, each with one
     NetIn mapping and one NetOut rule. Returns the seconds taken."""
@@ -317,7 +334,7 @@ def bench_cloche(args, tmp):
         for level in args.levels:
             if level > live:
                 secs = fill(c, live, level, args.threads)
-                res.setdefault("fill", []).append((live, level, secs))
+                res.setdefault("fill", []).append((live, level, secs, settle()))
                 live = level
             counts = firewall_counts()
             space = d.address_space()
@@ -570,9 +587,10 @@ def main():
     line("create", res["a"][0])
     line("destroy", res["a"][1])
     line("create+destroy", [x + y for x, y in zip(*res["a"])])
-    for lo, hi, secs in res.get("fill", []):
+    for lo, hi, secs, synced in res.get("fill", []):
         print(f"    filled {lo} -> {hi} live (create+NetIn+NetOut, {args.threads} threads): "
-              f"{secs:.1f} s, {(hi - lo) / secs:.0f} containers/s")
+              f"{secs:.1f} s, {(hi - lo) / secs:.0f} containers/s; then sync {synced:.1f} s "
+              f"and {SETTLE_S:g} s idle")
     print(f"(b) {args.cycles} create/destroy cycles at each level; every live container has "
           f"1 NetIn + 1 NetOut" + (f"; {args.cycle_gap:g} s idle before each cycle"
                                    if args.cycle_gap else ""))
