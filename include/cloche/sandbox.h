@@ -61,6 +61,10 @@ typedef struct SandboxSpec {
     SandboxAttachFn prepare;
     void *prepare_userdata;
     int init_fd; /* executable fd of cloche-init (a sealed memfd) */
+    /* A char node 10:200 (mode 0666) that every container's /dev/net/tun binds,
+     * read-only so that no container changes its mode; NULL: a node of the
+     * container's own in spec->dir. */
+    const char *tun_node;
     /* Capabilities, no_new_privs and seccomp filter of the init, applied last
      * before its exec (borrowed; NULL: none). */
     const ConfinePlan *confine;
@@ -75,8 +79,8 @@ typedef struct SandboxInit {
     uint64_t start_time; /* /proc/PID/stat field 22, to recognise the process later */
 } SandboxInit;
 
-/* Create the container's directories under spec->dir (rootfs/upper, work, merged,
- * lower; hosts; resolv.conf must already be written there by the caller), clone
+/* Create the container's directories under spec->dir (rootfs/upper, work, lower;
+ * hosts; resolv.conf must already be written there by the caller), clone
  * its init and wait until it has exec'd cloche-init. On failure nothing of it is
  * left running; the directories are left for the caller's depot cleanup. A
  * missing bind-mount source or too many image layers is FAILURE_INPUT. When the

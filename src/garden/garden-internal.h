@@ -115,6 +115,7 @@ struct Garden {
     CgroupSystem *cgroups;
     IdPool *ids;
     int init_fd;
+    char *tun_node; /* <depot>/tun, the node every /dev/net/tun binds; NULL: none */
 
     /* Confinement (security.c): the compiled filter, its file for the helpers,
      * and the plan of unprivileged [0] and privileged [1] containers. */

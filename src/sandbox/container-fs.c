@@ -204,12 +204,21 @@ static void bind_node_below(const ChildPlan *plan, int dir, int src, const char 
  * between the binds fail (EXDEV), so no bind reaches another's directory. */
 int child_mount_scratch(const ChildPlan *plan)
 {
-    if (mount("tmpfs", PLAN_SCRATCH, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") <
-        0)
-        child_fail(plan, errno, "Failed to mount the container's tmpfs", NULL);
-    int scratch = open(PLAN_SCRATCH, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    /* Made detached and then attached over the container's directory (the cwd,
+     * whose own lookups still see the directory below): its descriptor is the
+     * tmpfs's root, with no mountpoint of its own on the depot's disk. */
+    int fs = fsopen("tmpfs", FSOPEN_CLOEXEC);
+    if (fs < 0 || fsconfig(fs, FSCONFIG_SET_STRING, "source", "tmpfs", 0) < 0 ||
+        fsconfig(fs, FSCONFIG_SET_STRING, "mode", "755", 0) < 0 ||
+        fsconfig(fs, FSCONFIG_SET_STRING, "size", "65536k", 0) < 0 ||
+        fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+        child_fail(plan, errno, "Failed to make the container's tmpfs", NULL);
+    int scratch = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME);
     if (scratch < 0)
-        child_fail(plan, errno, "Failed to open the container's tmpfs", NULL);
+        child_fail(plan, errno, "Failed to mount the container's tmpfs", NULL);
+    close(fs);
+    if (move_mount(scratch, "", AT_FDCWD, ".", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        child_fail(plan, errno, "Failed to attach the container's tmpfs", NULL);
     static const struct {
         const char *name;
         mode_t mode;

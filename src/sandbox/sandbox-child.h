@@ -44,9 +44,11 @@ typedef struct ChildPlan {
 } ChildPlan;
 
 #define PLAN_LOWER "rootfs/lower"
-#define PLAN_MERGED "rootfs/merged"
-/* Where the child mounts its scratch tmpfs before the pivot (see mount_scratch). */
-#define PLAN_SCRATCH "rootfs/scratch"
+/* The overlay root file system is mounted on the rootfs directory itself (its
+ * layers are resolved by then), and the scratch tmpfs on the container's
+ * directory: both in the child's own mount namespace, where nothing needs those
+ * paths afterwards, so neither takes a directory of its own on the depot's disk. */
+#define PLAN_ROOT "rootfs"
 
 /* Async-signal-safe helpers (container-fs.c). */
 size_t child_strlen(const char *s);

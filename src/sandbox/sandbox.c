@@ -113,9 +113,9 @@ static _Noreturn void child_main(const ChildPlan *plan)
             child_fail(plan, errno, "Failed to attach the idmapped image", NULL);
         close(lower_fds[i]);
     }
-    if (mount("overlay", PLAN_MERGED, "overlay", 0, plan->overlay_opts) < 0)
+    if (mount("overlay", PLAN_ROOT, "overlay", 0, plan->overlay_opts) < 0)
         child_fail(plan, errno, "Failed to mount the overlay root file system", NULL);
-    int rootfd = open(PLAN_MERGED, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int rootfd = open(PLAN_ROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (rootfd < 0)
         child_fail(plan, errno, "Failed to open the root file system", NULL);
 
@@ -317,8 +317,7 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, Failure *reter
 
     bool own = !spec->privileged;
     uid_t uid = spec->uid_base;
-    static const char *const dirs[] = {"rootfs",    "rootfs/upper", "rootfs/work",
-                                       PLAN_MERGED, PLAN_LOWER,     PLAN_SCRATCH};
+    static const char *const dirs[] = {PLAN_ROOT, "rootfs/upper", "rootfs/work", PLAN_LOWER};
     for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
         if (mkdirat(d, dirs[i], 0755) < 0 && errno != EEXIST)
             return failure_errno(reterr, -errno, "Failed to create '%s'", dirs[i]);
@@ -374,11 +373,15 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, Failure *reter
         return failure_errno(reterr, -ENOMEM, "Failed to prepare bind mounts");
     for (size_t i = 0; i < spec->n_binds; i++)
         plan->bind_fds[i] = -1;
-    /* A node of the container's own for /dev/net/tun, usable by its root
-     * whatever mode the host's has (an unprivileged container cannot mknod).
-     * Best effort: without it the container has no tun device. */
-    if ((mknodat(d, "tun", S_IFCHR | 0666, makedev(10, 200)) == 0 || errno == EEXIST) &&
-        fchmodat(d, "tun", 0666, 0) == 0)
+    /* A node for /dev/net/tun, usable by the container's root whatever mode the
+     * host's has (an unprivileged container cannot mknod): the daemon's shared
+     * one, bound read-only (a device opens for writing on a read-only mount,
+     * and nobody can chmod it there), else one of the container's own. Best
+     * effort: without it the container has no tun device. */
+    if (spec->tun_node)
+        (void)clone_host_tree(AT_FDCWD, spec->tun_node, false, &plan->tun_fd);
+    else if ((mknodat(d, "tun", S_IFCHR | 0666, makedev(10, 200)) == 0 || errno == EEXIST) &&
+             fchmodat(d, "tun", 0666, 0) == 0)
         (void)clone_host_tree(d, "tun", true, &plan->tun_fd);
     plan->view_fds = malloc((spec->n_cgroup_views + 1) * sizeof(int));
     if (!plan->view_fds)

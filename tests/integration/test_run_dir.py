@@ -133,3 +133,25 @@ def test_a_container_from_before_the_run_directory_keeps_its_table(daemon):
     assert not d.processes(h).exists()
     client.destroy(h)
     assert wait_until(lambda: not (d.depot / "containers" / h).exists(), WAIT)
+
+
+def test_a_create_makes_only_the_layers_state_and_etc_files_in_the_depot(daemon):
+    """Issue 17: the mountpoints a create needs (the overlay root, the scratch
+    tmpfs) are directories it already has, in the init's own mount namespace,
+    and /dev/net/tun binds one node the daemon made once in the depot's root:
+    a create adds no more files to the depot's disk than its layers, its state
+    and its /etc files, and its /dev/net/tun still opens."""
+    d = daemon()
+    client = d.client()
+    for privileged in (False, True):
+        h = client.create({"privileged": privileged})
+        names = tree(d.depot / "containers" / h)
+        assert names == {"rootfs", "rootfs/upper", "rootfs/work", "rootfs/work/work",
+                         "rootfs/lower", "state.json", "hosts", "resolv.conf"}, names
+        p = client.run(h, {"path": "sh", "args": ["-c", "test -c /dev/net/tun"]})
+        assert p.wait(WAIT) == 0
+        p.close()
+        client.destroy(h)
+    tun = os.lstat(d.depot / "tun")
+    assert (tun.st_mode & 0o170000) == 0o020000 and tun.st_rdev == os.makedev(10, 200)
+    assert tun.st_mode & 0o7777 == 0o666

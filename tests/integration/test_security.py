@@ -372,6 +372,9 @@ def test_devices_outside_the_list_cannot_be_opened(containers, payload, device_d
     if os.path.exists("/dev/net/tun"):
         status, out = sh(client, h, "exec 3<>/dev/net/tun && echo opened")
         assert status == 0 and "opened" in out, out
+    # The node is shared by every container, bound read-only: none changes it.
+    status, out = sh(client, h, "chmod 600 /dev/net/tun && echo changed")
+    assert status != 0 and "changed" not in out, out
 
 
 def test_privileged_container_may_open_fuse(containers, payload, device_dir):
