@@ -104,6 +104,10 @@ tests=(
     "tests/integration/test_peas.py::test_stop_ends_peas_and_removes_their_layers"
     "tests/integration/test_peas.py::test_pea_survives_a_daemon_restart_and_can_be_attached"
     "tests/integration/test_peas.py::test_metrics_count_a_pea_with_its_container"
+    # 6.1's overlay and tmpfs, and a start after a stop on v2 (the device program
+    # attached again): a volatile layer mounted again, the scratch tmpfs made
+    # detached, the shared /dev/net/tun
+    "tests/integration/test_run_dir.py::test_a_create_makes_only_the_layers_state_and_etc_files_in_the_depot"
 )
 
 CLOCHE_TEST_ROOTFS="$work/mnt/busybox" CLOCHE_JUNIT="$junit" \

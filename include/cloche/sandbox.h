@@ -65,6 +65,10 @@ typedef struct SandboxSpec {
      * read-only so that no container changes its mode; NULL: a node of the
      * container's own in spec->dir. */
     const char *tun_node;
+    /* The writable layer's overlay is mounted volatile: nothing synced for it,
+     * neither a process's fsync nor the unmount's sync of the file system
+     * below. For a layer that never outlives the host's uptime. */
+    bool volatile_layer;
     /* Capabilities, no_new_privs and seccomp filter of the init, applied last
      * before its exec (borrowed; NULL: none). */
     const ConfinePlan *confine;

@@ -348,6 +348,11 @@ int garden_record_stopped(Garden *g, Container *c);
  * address and ports and register it stopped, to be started by
  * garden_reboot_start_all once every record is loaded. false: remove it. */
 bool garden_reboot_adopt(Garden *g, Container *c);
+/* Whether a container's writable layer may be used again after a reboot: its
+ * service's restart policy brings it back (wanted_after_reboot). Any other
+ * layer is mounted volatile (SandboxSpec.volatile_layer): a restarted daemon
+ * removes the container once its init is gone. */
+bool garden_layer_outlives_reboot(const ContainerSpec *spec);
 void garden_reboot_start_all(Garden *g);
 /* restore.c: c is restored (gone: and has left); waiters go on. */
 void garden_restore_done(Container *c, bool gone);

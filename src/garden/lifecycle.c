@@ -674,6 +674,7 @@ static int build_sandbox(Garden *g, Container *c, const char *dir, CgroupViewDir
         .prepare_userdata = &pctx,
         .init_fd = g->init_fd,
         .tun_node = g->tun_node,
+        .volatile_layer = !garden_layer_outlives_reboot(&rec->spec),
         .confine = garden_confine_plan(g, spec->privileged),
         .cgroup_views = views,
         .n_cgroup_views = n_views,

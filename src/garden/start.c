@@ -133,12 +133,18 @@ int container_restart(Garden *g, Container *c, bool kill_now, ApiError *reterr)
 /* Does a container whose kernel side is gone (a reboot) come back? Only one
  * whose service's restart policy is always or unless-stopped, and that no
  * client stopped. */
+bool garden_layer_outlives_reboot(const ContainerSpec *spec)
+{
+    const ServiceSpec *s = spec->service;
+    return s &&
+           (s->restart == SERVICE_RESTART_ALWAYS || s->restart == SERVICE_RESTART_UNLESS_STOPPED);
+}
+
 static bool wanted_after_reboot(const ContainerRecord *rec)
 {
-    const ServiceSpec *s = rec->spec.service;
-    if (!s || rec->stopped_by_client || rec->state != CONTAINER_STATE_ACTIVE)
+    if (rec->stopped_by_client || rec->state != CONTAINER_STATE_ACTIVE)
         return false;
-    return s->restart == SERVICE_RESTART_ALWAYS || s->restart == SERVICE_RESTART_UNLESS_STOPPED;
+    return garden_layer_outlives_reboot(&rec->spec);
 }
 
 bool garden_reboot_adopt(Garden *g, Container *c)

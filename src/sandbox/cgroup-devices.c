@@ -171,6 +171,21 @@ int cgroup_set_devices(const Cgroup *cg, bool privileged)
     attr.attach_bpf_fd = (uint32_t)prog;
     attr.attach_type = BPF_CGROUP_DEVICE;
     attr.attach_flags = BPF_F_ALLOW_MULTI;
+    if (syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof(attr)) == 0)
+        return 0;
+    int r = -errno;
+    /* A group that keeps its program across a stop (a start makes a new init in
+     * the same group): the kernel refuses to attach one program twice (EINVAL).
+     * Detached and attached again, so the group holds it once. */
+    if (r != -EINVAL)
+        return r;
+    union bpf_attr detach;
+    memset(&detach, 0, sizeof(detach));
+    detach.target_fd = (uint32_t)group;
+    detach.attach_bpf_fd = (uint32_t)prog;
+    detach.attach_type = BPF_CGROUP_DEVICE;
+    if (syscall(SYS_bpf, BPF_PROG_DETACH, &detach, sizeof(detach)) < 0)
+        return r;
     if (syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof(attr)) < 0)
         return -errno;
     return 0;

@@ -329,6 +329,19 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, Failure *reter
         (fchownat(d, "hosts", uid, uid, 0) < 0 || fchownat(d, "resolv.conf", uid, uid, 0) < 0))
         return failure_errno(reterr, -errno, "Failed to hand over the /etc files");
 
+    /* A volatile overlay marks its work directory (work/incompat/volatile), and
+     * the kernel refuses to mount it again while the mark is there, against a
+     * layer a crash left unsynced. A start of a stopped container mounts the
+     * layer again in the same boot (its pages are all in memory), and a layer
+     * that outlives a reboot is not volatile (spec->volatile_layer), except
+     * one whose start a crash cut short: the mark goes. */
+    static const char *const marks[] = {"rootfs/work/work/incompat/volatile/dirty",
+                                        "rootfs/work/work/incompat/volatile",
+                                        "rootfs/work/work/incompat"};
+    for (size_t i = 0; i < ELEMENTSOF(marks); i++)
+        if (unlinkat(d, marks[i], i ? AT_REMOVEDIR : 0) < 0 && errno != ENOENT)
+            return failure_errno(reterr, -errno, "Failed to remove the overlay's mark '%s'",
+                                 marks[i]);
     int n;
     size_t layers = 1;
     for (const char *p = spec->rootfs; (p = strchr(p, ':')); p++)
@@ -349,15 +362,15 @@ static int plan_prepare(ChildPlan *plan, const SandboxSpec *spec, Failure *reter
             strcat(lowerdir, plan->lower_paths[i]);
         }
         n = snprintf(plan->overlay_opts, sizeof(plan->overlay_opts),
-                     "lowerdir=%s,upperdir=rootfs/upper,workdir=rootfs/work%s", lowerdir,
-                     spec->privileged ? "" : ",userxattr");
+                     "lowerdir=%s,upperdir=rootfs/upper,workdir=rootfs/work%s%s", lowerdir,
+                     spec->volatile_layer ? ",volatile" : "", spec->privileged ? "" : ",userxattr");
     } else {
         plan->n_lowers = spec->privileged ? 0 : 1;
         snprintf(plan->lower_paths[0], sizeof(plan->lower_paths[0]), PLAN_LOWER);
         n = snprintf(plan->overlay_opts, sizeof(plan->overlay_opts),
-                     "lowerdir=%s,upperdir=rootfs/upper,workdir=rootfs/work%s",
+                     "lowerdir=%s,upperdir=rootfs/upper,workdir=rootfs/work%s%s",
                      spec->privileged ? spec->rootfs : PLAN_LOWER,
-                     spec->privileged ? "" : ",userxattr");
+                     spec->volatile_layer ? ",volatile" : "", spec->privileged ? "" : ",userxattr");
     }
     if (n < 0 || (size_t)n >= sizeof(plan->overlay_opts))
         return failure_errno(reterr, -ENAMETOOLONG, "Image path too long");

@@ -110,13 +110,15 @@ int shim_pea_prepare(const ShimSpec *spec, ShimPeaPlan *plan, ShimError *reterr)
     if (plan->upper_fd < 0)
         return shim_error(reterr, errno, "Failed to open the pea's layer '%s'", p->root);
 
-    /* lowerdir=/dev/l0:/dev/l1,...: staged under the private tmpfs. */
+    /* lowerdir=/dev/l0:/dev/l1,...: staged under the private tmpfs. volatile:
+     * the layer goes with the pea, so its end syncs nothing (as a container's,
+     * sandbox.c). */
     size_t n = (size_t)snprintf(plan->overlay_opts, sizeof(plan->overlay_opts), "lowerdir=");
     for (size_t i = 0; i < plan->n_lowers; i++)
         n += (size_t)snprintf(plan->overlay_opts + n, sizeof(plan->overlay_opts) - n,
                               "%s" STAGE_DIR "/l%zu", i ? ":" : "", i);
     snprintf(plan->overlay_opts + n, sizeof(plan->overlay_opts) - n,
-             ",upperdir=" STAGE_DIR "/u/upper,workdir=" STAGE_DIR "/u/work%s",
+             ",upperdir=" STAGE_DIR "/u/upper,workdir=" STAGE_DIR "/u/work,volatile%s",
              plan->userns ? ",userxattr" : "");
     for (size_t i = 0; i < plan->n_lowers; i++)
         snprintf(plan->lower_paths[i], sizeof(plan->lower_paths[i]), STAGE_DIR "/l%zu", i);

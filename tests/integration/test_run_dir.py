@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
+from conftest import container_init_pid, wait_until
 
 WAIT = 30
 ECHO = {"path": "sh", "args": ["-c", "read line; echo got:$line; exit 3"]}
@@ -140,18 +140,42 @@ def test_a_create_makes_only_the_layers_state_and_etc_files_in_the_depot(daemon)
     tmpfs) are directories it already has, in the init's own mount namespace,
     and /dev/net/tun binds one node the daemon made once in the depot's root:
     a create adds no more files to the depot's disk than its layers, its state
-    and its /etc files, and its /dev/net/tun still opens."""
+    and its /etc files, and its /dev/net/tun still opens. The layer's overlay is
+    volatile (its unmount syncs nothing) unless a reboot may bring it back, and
+    a stopped container starts again on it."""
     d = daemon()
     client = d.client()
     for privileged in (False, True):
         h = client.create({"privileged": privileged})
-        names = tree(d.depot / "containers" / h)
-        assert names == {"rootfs", "rootfs/upper", "rootfs/work", "rootfs/work/work",
-                         "rootfs/lower", "state.json", "hosts", "resolv.conf"}, names
+        # (Below rootfs/work is the overlay's own.)
+        names = {n for n in tree(d.depot / "containers" / h) if not n.startswith("rootfs/work/")}
+        assert names == {"rootfs", "rootfs/upper", "rootfs/work", "rootfs/lower", "state.json",
+                         "hosts", "resolv.conf"}, names
+        # The writable layer is volatile: it never outlives the host's uptime.
+        with open(f"/proc/{container_init_pid(d, h)}/mountinfo") as f:
+            root = next(line for line in f if line.split()[4] == "/")
+        assert " overlay " in root and "volatile" in root, root
+        # Stopped and started again: the layer mounts again (the kernel refuses
+        # a volatile layer that still carries its mark) and kept its files.
+        p = client.run(h, {"path": "sh", "args": ["-c", "echo kept > /root/f"]})
+        assert p.wait(WAIT) == 0
+        p.close()
+        client.stop(h, kill=True)
+        status, _, reply = client.raw("PUT", f"/containers/{h}/cloche/start", None)
+        assert status == 200, reply
+        p = client.run(h, {"path": "sh", "args": ["-c", "test \"$(cat /root/f)\" = kept"]})
+        assert p.wait(WAIT) == 0
+        p.close()
         p = client.run(h, {"path": "sh", "args": ["-c", "test -c /dev/net/tun"]})
         assert p.wait(WAIT) == 0
         p.close()
         client.destroy(h)
+    # A layer that a reboot may bring back (a service restarted always) is not.
+    h = client.create({"cloche_service": {"path": "sleep", "args": ["1000"], "restart": "always"}})
+    with open(f"/proc/{container_init_pid(d, h)}/mountinfo") as f:
+        root = next(line for line in f if line.split()[4] == "/")
+    assert " overlay " in root and "volatile" not in root, root
+    client.destroy(h)
     tun = os.lstat(d.depot / "tun")
     assert (tun.st_mode & 0o170000) == 0o020000 and tun.st_rdev == os.makedev(10, 200)
     assert tun.st_mode & 0o7777 == 0o666
