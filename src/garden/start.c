@@ -130,9 +130,6 @@ int container_restart(Garden *g, Container *c, bool kill_now, ApiError *reterr)
     return container_start(g, c, reterr);
 }
 
-/* Does a container whose kernel side is gone (a reboot) come back? Only one
- * whose service's restart policy is always or unless-stopped, and that no
- * client stopped. */
 bool garden_layer_outlives_reboot(const ContainerSpec *spec)
 {
     const ServiceSpec *s = spec->service;
@@ -140,6 +137,9 @@ bool garden_layer_outlives_reboot(const ContainerSpec *spec)
            (s->restart == SERVICE_RESTART_ALWAYS || s->restart == SERVICE_RESTART_UNLESS_STOPPED);
 }
 
+/* Does a container whose kernel side is gone (a reboot) come back? Only one
+ * whose service's restart policy is always or unless-stopped, and that no
+ * client stopped. */
 static bool wanted_after_reboot(const ContainerRecord *rec)
 {
     if (rec->stopped_by_client || rec->state != CONTAINER_STATE_ACTIVE)
