@@ -153,6 +153,18 @@ int cgroup_devices_setup(CgroupSystem *s)
     return 0;
 }
 
+/* BPF_PROG_ATTACH or BPF_PROG_DETACH of a device program on a v2 group. */
+static int device_prog_call(int cmd, int group, int prog, uint32_t flags)
+{
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.target_fd = (uint32_t)group;
+    attr.attach_bpf_fd = (uint32_t)prog;
+    attr.attach_type = BPF_CGROUP_DEVICE;
+    attr.attach_flags = flags;
+    return syscall(SYS_bpf, cmd, &attr, sizeof(attr)) < 0 ? -errno : 0;
+}
+
 int cgroup_set_devices(const Cgroup *cg, bool privileged)
 {
     const CgroupSystem *s = cg->system;
@@ -165,30 +177,13 @@ int cgroup_set_devices(const Cgroup *cg, bool privileged)
     _cleanup_close_ int group = cgroup_open_v2_fd(cg);
     if (group < 0)
         return group;
-    union bpf_attr attr;
-    memset(&attr, 0, sizeof(attr));
-    attr.target_fd = (uint32_t)group;
-    attr.attach_bpf_fd = (uint32_t)prog;
-    attr.attach_type = BPF_CGROUP_DEVICE;
-    attr.attach_flags = BPF_F_ALLOW_MULTI;
-    if (syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof(attr)) == 0)
-        return 0;
-    int r = -errno;
+    int r = device_prog_call(BPF_PROG_ATTACH, group, prog, BPF_F_ALLOW_MULTI);
     /* A group that keeps its program across a stop (a start makes a new init in
      * the same group): the kernel refuses to attach one program twice (EINVAL).
      * Detached and attached again, so the group holds it once. */
-    if (r != -EINVAL)
+    if (r != -EINVAL || device_prog_call(BPF_PROG_DETACH, group, prog, 0) < 0)
         return r;
-    union bpf_attr detach;
-    memset(&detach, 0, sizeof(detach));
-    detach.target_fd = (uint32_t)group;
-    detach.attach_bpf_fd = (uint32_t)prog;
-    detach.attach_type = BPF_CGROUP_DEVICE;
-    if (syscall(SYS_bpf, BPF_PROG_DETACH, &detach, sizeof(detach)) < 0)
-        return r;
-    if (syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof(attr)) < 0)
-        return -errno;
-    return 0;
+    return device_prog_call(BPF_PROG_ATTACH, group, prog, BPF_F_ALLOW_MULTI);
 }
 
 int cgroup_view_dirs(const Cgroup *cg, CgroupViewDir *ret, size_t max, size_t *ret_n)

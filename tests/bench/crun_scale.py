@@ -29,15 +29,17 @@ test: it asserts nothing.
 import argparse
 import concurrent.futures
 import json
-import math
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import network  # noqa: E402 (its sandbox and stats)
+from network import stats  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BRIDGE = "cbr-crun"
@@ -57,18 +59,10 @@ EOF
 """
 
 
-def stats(xs):
-    """(median, p90) in ms."""
-    xs = sorted(xs)
-    return statistics.median(xs) * 1e3, xs[max(math.ceil(len(xs) * 0.9) - 1, 0)] * 1e3
-
-
 def enter_sandbox():
-    """Re-execute under unshare --net --mount (never on the host's network)."""
-    if os.environ.get("CLOCHE_BENCH_SANDBOX") != "1":
-        os.execvp("unshare", ["unshare", "--mount", "--net", "--propagation", "private", "--fork",
-                              "env", "CLOCHE_BENCH_SANDBOX=1", sys.executable] + sys.argv)
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    """network.py's sandbox (private net and mount namespaces), with this
+    machine's hybrid `unified` mount hidden from crun."""
+    network.enter_sandbox()
     if os.path.ismount("/sys/fs/cgroup/unified"):
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "hide-unified",
                         "/sys/fs/cgroup/unified"], check=True)
