@@ -108,6 +108,8 @@ tests=(
     # attached again): a volatile layer mounted again, the scratch tmpfs made
     # detached, the shared /dev/net/tun
     "tests/integration/test_run_dir.py::test_a_create_makes_only_the_layers_state_and_etc_files_in_the_depot"
+    # a start after a stop: the same address, MAC, ports, rules and files
+    "tests/integration/test_lifecycle.py::test_stop_then_start_keeps_address_ports_rules_and_files"
 )
 
 CLOCHE_TEST_ROOTFS="$work/mnt/busybox" CLOCHE_JUNIT="$junit" \

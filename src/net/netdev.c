@@ -530,6 +530,22 @@ static int bridge_port_hairpin(struct nl_sock *sk, int ifindex)
     return r;
 }
 
+/* The container end's MAC, from its address: 0a:58 (unicast, locally
+ * administered) and the four bytes of the address. A start after a stop makes the
+ * pair anew, and the host's neighbour entry for the address (on the bridge, still
+ * valid for up to a minute) then names the right MAC; a random one would be
+ * unreachable until that entry expires. Addresses are unique on the host. */
+static int mac_of_address(uint32_t ip, struct nl_addr **ret)
+{
+    uint8_t mac[ETH_ALEN] = {
+        0x0a, 0x58, (uint8_t)(ip >> 24), (uint8_t)(ip >> 16), (uint8_t)(ip >> 8), (uint8_t)ip};
+    struct nl_addr *a = nl_addr_build(AF_LLC, mac, sizeof(mac));
+    if (!a)
+        return -ENOMEM;
+    *ret = a;
+    return 0;
+}
+
 /* The pair with the peer born in the container's namespace. The host end comes
  * up once IPv6 is off and hairpin is on. The peer cannot be created up: it opens
  * before its partner is registered, and veth_open() refuses that with ENOTCONN. */
@@ -539,6 +555,10 @@ static int veth_create(struct nl_sock *sk, const NetDevContainer *s, int bridge_
     _cleanup_(rtnl_link_putp) struct rtnl_link *link = rtnl_link_veth_alloc();
     if (!link)
         return -ENOMEM;
+    _cleanup_(nl_addr_putp) struct nl_addr *mac = NULL;
+    int r = mac_of_address(s->ip, &mac);
+    if (r < 0)
+        return r;
     rtnl_link_set_name(link, s->host_if);
     rtnl_link_set_mtu(link, s->mtu);
     rtnl_link_set_master(link, bridge_index);
@@ -546,9 +566,10 @@ static int veth_create(struct nl_sock *sk, const NetDevContainer *s, int bridge_
     rtnl_link_set_name(peer, s->container_if);
     rtnl_link_set_mtu(peer, s->mtu);
     rtnl_link_set_ns_fd(peer, s->netns_fd);
+    rtnl_link_set_addr(peer, mac);
     rtnl_link_put(peer);
     int index = 0;
-    int r = netdev_link_add(sk, link, &index, ret_peer_index);
+    r = netdev_link_add(sk, link, &index, ret_peer_index);
     if (r < 0)
         return r;
     if (index <= 0)

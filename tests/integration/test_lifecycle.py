@@ -93,6 +93,11 @@ def test_stop_then_start_keeps_address_ports_rules_and_files(containers, payload
     # server in it through the same host port.
     rc, out = busybox(client, a, ["ip", "-o", "-4", "addr"])
     assert ia in out, out
+    # Its MAC is its address's (0a:58 and the four bytes), the same as before the
+    # stop: the host's neighbour entry for the address, still valid, reaches it.
+    mac = "0a:58:" + ":".join(f"{int(x):02x}" for x in ia.split("."))
+    rc, out = busybox(client, a, ["ip", "-o", "link"])
+    assert rc == 0 and mac in out, out
     run_bg(client, a, ["serve", "tcp", "8080"])
     assert wait_serving("tcp", "127.0.0.1", hp) == f"{a}:ping"
     assert host_connect("tcp", before["HostIP"], hp) == f"{a}:ping"
