@@ -102,6 +102,13 @@ bool sandbox_process_alive(pid_t pid, uint64_t start_time);
  * otherwise write through /proc/1/exe). */
 int sandbox_load_executable(const char *path, int *ret_fd);
 
+/* The char node 10:200 (mode 0666) at dir/tun, made if missing: the one every
+ * container's /dev/net/tun binds (SandboxSpec.tun_node), so a create makes no
+ * node of its own. dir's file system must not be mounted nodev. Its path in
+ * *ret_path (malloc'd), or a negative errno (-EEXIST: something else by that
+ * name, left alone). */
+int sandbox_tun_node(const char *dir, char **ret_path);
+
 /* Images that cannot be idmapped (rootfs-import.c). An unprivileged container
  * sees its image through an idmapped mount, which not every file system allows
  * on every kernel (tmpfs only since 6.3; NFS, virtiofs not on 6.1). */

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,36 +29,6 @@
 
 #define DESTROY_TIMEOUT_MS 10000
 #define STOP_GRACE_MS 10000
-
-/* The node every container's /dev/net/tun binds (SandboxSpec.tun_node), made
- * once in the depot's root: a create then makes no node of its own, and the
- * depot's file system is not mounted nodev (the writable layers are there).
- * Best effort: without it each container gets a node in its own directory. */
-static void tun_node_setup(Garden *g)
-{
-    char *path = NULL;
-    if (asprintf(&path, "%s/tun", depot_path(g->depot)) < 0)
-        return;
-    struct stat st;
-    int r = 0;
-    if (mknod(path, S_IFCHR | 0666, makedev(10, 200)) < 0 && errno != EEXIST)
-        r = -errno;
-    else if (lstat(path, &st) < 0)
-        r = -errno;
-    else if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(10, 200))
-        r = -EEXIST; /* something else by that name: left alone */
-    else if ((st.st_mode & 07777) != 0666 && chmod(path, 0666) < 0)
-        r = -errno;
-    if (r < 0) {
-        log_warn_errno(r,
-                       "No shared /dev/net/tun node at %s (%m): each container gets one of "
-                       "its own",
-                       path);
-        free(path);
-        return;
-    }
-    g->tun_node = path;
-}
 
 int garden_kernel_setup(Garden *g)
 {
@@ -122,7 +91,11 @@ int garden_kernel_setup(Garden *g)
     else
         log_info("ids: %u ranges of %u ids from %u", count, size, base);
     garden_rootfs_check_default(g);
-    tun_node_setup(g);
+    r = sandbox_tun_node(depot_path(g->depot), &g->tun_node);
+    if (r < 0)
+        log_warn_errno(r,
+                       "No shared /dev/net/tun node in %s (%m): each container gets one of its own",
+                       depot_path(g->depot));
     r = sandbox_load_executable(g->cfg.init_path, &g->init_fd);
     if (r < 0)
         return log_error_errno(r, "Failed to load cloche-init from %s: %m", g->cfg.init_path);

@@ -617,3 +617,21 @@ int sandbox_create(const SandboxSpec *spec, SandboxInit *ret, Failure *reterr)
     *ret = init;
     return 0;
 }
+
+int sandbox_tun_node(const char *dir, char **ret_path)
+{
+    _cleanup_free_ char *path = NULL;
+    if (asprintf(&path, "%s/tun", dir) < 0)
+        return -ENOMEM;
+    struct stat st;
+    if (mknod(path, S_IFCHR | 0666, makedev(10, 200)) < 0 && errno != EEXIST)
+        return -errno;
+    if (lstat(path, &st) < 0)
+        return -errno;
+    if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(10, 200))
+        return -EEXIST;
+    if ((st.st_mode & 07777) != 0666 && chmod(path, 0666) < 0)
+        return -errno;
+    *ret_path = TAKE_PTR(path);
+    return 0;
+}
