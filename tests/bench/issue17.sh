@@ -8,6 +8,7 @@
 #   create/destroy at 0, 1000, LIVE live (networked)      network.py
 #     beside crun run at 0, 1000, LIVE live crun          crun_scale.py
 #     containers (a veth each, from a hook)
+#     and the bare kernel primitives at the same levels      kernel-scale (built)
 #   daemon restart with LIVE containers to serving all    network.py --restarts (the
 #                                                          same fill; restart.py alone
 #                                                          fills its own)
@@ -32,4 +33,5 @@ python3 "$here/network.py" "$build" "$@" --no-peer -n 50 --cycles 20 \
     --levels "0,1000,$live" --network-pool 10.192.0.0/17 --max-containers $((live + 64)) \
     --restarts 3
 python3 "$here/crun_scale.py" "$@" --levels "0,1000,$live" --cycles 20
+"$build/tests/bench/kernel-scale" 100 "0,1000,$live"
 python3 "$here/metrics.py" "$build" "$@" --containers 1000 --metrics-interval 10 --history-week
