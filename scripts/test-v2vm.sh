@@ -1,7 +1,9 @@
 #!/bin/bash
 # The cgroup-touching integration tests, a second time, on a pure cgroup v2 host.
 #
-#   scripts/test-v2vm.sh BUILD_DIR ROOTFS JUNIT_XML
+#   scripts/test-v2vm.sh BUILD_DIR ROOTFS JUNIT_XML [TEST...]
+#
+# With TESTs (pytest node ids or files) those run instead of the list below.
 #
 # scripts/test.sh runs this inside a throw-away VM with pure cgroup v2 and every
 # controller enabled (run-in-v2vm.sh: Debian's 6.1 kernel under emulation, the
@@ -17,6 +19,7 @@ set -euo pipefail
 build=$1
 rootfs_src=$2
 junit=$3
+shift 3
 cd "$(dirname "$0")/.."
 
 if [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
@@ -111,6 +114,7 @@ tests=(
     # a start after a stop: the same address, MAC, ports, rules and files
     "tests/integration/test_lifecycle.py::test_stop_then_start_keeps_address_ports_rules_and_files"
 )
+[ $# -eq 0 ] || tests=("$@")
 
 CLOCHE_TEST_ROOTFS="$work/mnt/busybox" CLOCHE_JUNIT="$junit" \
     tests/integration/run.sh "$build" -q -p no:randomly "${tests[@]}"

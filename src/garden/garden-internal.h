@@ -1,5 +1,6 @@
 /* Private to src/garden: the registry's structures, shared by registry.c (the
- * model) and lifecycle.c (the kernel side of create, stop, destroy, restore). */
+ * model), lifecycle.c (the kernel side of create, destroy, restore) and start.c
+ * (stop, start, restart) among others. */
 #pragma once
 
 #include <pthread.h>

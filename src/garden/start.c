@@ -1,18 +1,73 @@
-/* Start and restart (cloche extensions), and containers brought back after a
- * reboot. A start gives a stopped container a new init over the same writable
- * layer, with the address, host ports, firewall rules, limits, properties and
- * bind mounts it had (lifecycle.c does the kernel side); a container whose
- * kernel side a reboot took (no init, no cgroups, no links) is rebuilt the same
- * way at start-up when its service's restart policy asks for it. */
+/* Stop (Garden's), start and restart (cloche extensions), and containers
+ * brought back after a reboot. A stop signals every process but the init, TERM
+ * and then KILL after the grace period, and keeps everything else. A start
+ * gives a stopped container a new init over the same writable layer, with the
+ * address, host ports, firewall rules, limits, properties and bind mounts it
+ * had (lifecycle.c does the kernel side); a container whose kernel side a
+ * reboot took (no init, no cgroups, no links) is rebuilt the same way at
+ * start-up when its service's restart policy asks for it. */
 #include <errno.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cloche/clock.h"
 #include "cloche/log.h"
 #include "cloche/testhook.h"
 #include "garden-internal.h"
+
+#define STOP_GRACE_MS 10000
+
+/* Signal every process of the container but its init; returns how many remain. */
+static size_t signal_all_but_init(Container *c, int sig)
+{
+    pid_t *pids = NULL;
+    size_t n = 0, others = 0;
+    if (cgroup_list_pids(c->cgroup, &pids, &n) < 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pids[i] == c->rec.init_pid)
+            continue;
+        others++;
+        if (sig)
+            kill(pids[i], sig);
+    }
+    free(pids);
+    return others;
+}
+
+int container_stop(Garden *g, Container *c, bool kill_now, ApiError *reterr)
+{
+    int r = state_begin_stop(c, reterr);
+    if (r < 0)
+        return r;
+    if (!c->cgroup) {
+        state_end_stop(c, false);
+        return api_errorf(reterr, -ESRCH, 409, GARDEN_ERR_GENERIC,
+                          "Container '%s' has no processes to stop", c->rec.handle);
+    }
+    garden_service_quit(g, c);
+    /* A destroy waiting for this stop cuts the grace period short. */
+    if (!kill_now && signal_all_but_init(c, SIGTERM) > 0) {
+        for (int waited = 0; waited < STOP_GRACE_MS && !state_cancelled(c); waited += 50) {
+            usleep(50000);
+            if (signal_all_but_init(c, 0) == 0)
+                break;
+        }
+    }
+    for (int i = 0; i < 100 && signal_all_but_init(c, SIGKILL) > 0; i++)
+        usleep(20000);
+    garden_end_shims(g, c, 2000);
+
+    r = garden_record_stopped(g, c);
+    state_end_stop(c, r >= 0);
+    if (r < 0)
+        return api_internal_error(reterr, r, "Failed to persist the stopped state");
+    garden_event_emit(g, "stopped", c->rec.handle, NULL, -1, kill_now ? "killed" : NULL);
+    return 0;
+}
 
 /* Under c->lock: the recorded state, the property that shows it, and the mark
  * of a client's Stop, together. */
