@@ -14,6 +14,7 @@
 
 #include "cloche/api.h"
 #include "cloche/duration.h"
+#include "cloche/fdio.h"
 #include "cloche/fileio.h"
 #include "cloche/garden-setup.h"
 #include "cloche/garden.h"
@@ -856,6 +857,28 @@ static int serve(Garden *garden)
     return r;
 }
 
+/* Before anything reads the limit (fd_high_base). What the daemon starts gets
+ * the limit found again (fd_limit_restore). */
+static void raise_open_files_limit(void)
+{
+    struct rlimit found, now;
+    int r = fd_limit_raise(&found, &now);
+    if (r < 0) {
+        log_warn_errno(r, "Failed to raise the open files limit: %m");
+        return;
+    }
+    if (now.rlim_cur != found.rlim_cur)
+        log_info("Open files: soft limit raised from %llu to %llu (what cloche starts keeps %llu)",
+                 (unsigned long long)found.rlim_cur, (unsigned long long)now.rlim_cur,
+                 (unsigned long long)found.rlim_cur);
+    if (now.rlim_cur < 65536)
+        log_warn("Open files: the limit is %llu; cloche holds about 2 descriptors per container "
+                 "and 3 per process (up to a minute after its exit, for a late attach): raise the "
+                 "hard limit "
+                 "(LimitNOFILE= in a unit, ulimit -Hn) for more than a few hundred containers",
+                 (unsigned long long)now.rlim_cur);
+}
+
 int main(int argc, char **argv)
 {
     Options o;
@@ -867,6 +890,7 @@ int main(int argc, char **argv)
         return r > 0 ? EXIT_SUCCESS : 2;
     log_setup(o.log_level, o.log_format);
     testhook_init();
+    raise_open_files_limit();
 
     _cleanup_free_ char *token = NULL;
     if (o.auth_token_file && read_token(o.auth_token_file, &token) < 0)

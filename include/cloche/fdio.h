@@ -3,6 +3,8 @@
 #pragma once
 
 #include <stddef.h>
+#include <sys/resource.h>
+#include <sys/types.h>
 
 /* write() all of data, retrying on EINTR. 0, or a negative errno (-EIO if the
  * file takes nothing). */
@@ -25,3 +27,16 @@ int fd_high_base(void);
 /* fd moved to the lowest free number at or above fd_high_base() (close-on-exec),
  * the original closed; fd itself if there is no high range or no room there. */
 int fd_move_high(int fd);
+
+/* The daemon's RLIMIT_NOFILE soft limit raised to the hard one, at most
+ * FD_LIMIT_WANT, before anything reads it (fd_high_base): a daemon started
+ * from a shell has a soft limit of 1024, which ~500 containers or a few hundred
+ * recently finished processes use up. The limit found is remembered, and
+ * ret_found/ret_now (may be NULL) say both. 0, or a negative errno. */
+#define FD_LIMIT_WANT 1048576
+int fd_limit_raise(struct rlimit *ret_found, struct rlimit *ret_now);
+/* The limit fd_limit_raise() found, set again for pid (0: the caller; a child
+ * before its exec, async-signal-safe; or one just spawned, before it starts
+ * anything), so what the daemon starts (shims, inits, and the processes they
+ * run) sees what it would have without the raise. Nothing if not raised. */
+void fd_limit_restore(pid_t pid);

@@ -166,6 +166,7 @@ static _Noreturn void child_main(const ChildPlan *plan)
 
     char *const argv[] = {(char *)"garden-init", NULL}; /* guardian's name: clients look for it */
     char *const envp[] = {NULL};
+    fd_limit_restore(0);
     confine_init(plan);
     syscall(SYS_execveat, spec->init_fd, "", argv, envp, AT_EMPTY_PATH);
     child_fail(plan, errno, "Failed to execute cloche-init", NULL);

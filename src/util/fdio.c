@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -52,6 +53,36 @@ int fd_send_all(int fd, const void *data, size_t len, int timeout_ms)
         len -= (size_t)n;
     }
     return 0;
+}
+
+static struct rlimit limit_found;
+static bool limit_raised;
+
+int fd_limit_raise(struct rlimit *ret_found, struct rlimit *ret_now)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -errno;
+    struct rlimit now = rl;
+    rlim_t want = rl.rlim_max > FD_LIMIT_WANT ? FD_LIMIT_WANT : rl.rlim_max; /* or infinity */
+    if (rl.rlim_cur < want) {
+        now.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &now) < 0)
+            return -errno;
+        limit_found = rl;
+        limit_raised = true;
+    }
+    if (ret_found)
+        *ret_found = rl;
+    if (ret_now)
+        *ret_now = now;
+    return 0;
+}
+
+void fd_limit_restore(pid_t pid)
+{
+    if (limit_raised)
+        (void)prlimit(pid, RLIMIT_NOFILE, &limit_found, NULL);
 }
 
 int fd_high_base(void)

@@ -27,6 +27,10 @@ int spawn_clean(pid_t *ret_pid, const char *path, const posix_spawn_file_actions
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     r = posix_spawn(ret_pid, path, fa, &attr, argv, envp);
     posix_spawnattr_destroy(&attr);
+    /* posix_spawn has no rlimit step: the child (a shim starts nothing until
+     * it is asked, a helper does not care) gets it right after its exec. */
+    if (r == 0)
+        fd_limit_restore(*ret_pid);
     return -r;
 }
 
@@ -64,6 +68,7 @@ static void spawn_child(void *p)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    fd_limit_restore(0);
     execve(s->path, s->argv, s->envp);
 fail:
     s->err = -errno;

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -301,6 +302,7 @@ class Daemon:
         # a value of None removes the variable.
         self.env: "dict[str, str | None]" = {}
         self.start_cgroup: "str | None" = None  # a v2 group to start the daemon in
+        self.nofile_soft: "int | None" = None  # RLIMIT_NOFILE soft limit to start with
         self.starts = 0
         self._log_cache = ""
 
@@ -335,9 +337,13 @@ class Daemon:
             log.write(f"==== start #{self.starts}: {' '.join(self.argv(extra_args))}\n".encode())
             log.flush()
             group = self.start_cgroup
+            nofile = self.nofile_soft
 
             def preexec():
                 _die_with_parent()
+                if nofile is not None:  # as a shell's default (1024) would leave it
+                    resource.setrlimit(resource.RLIMIT_NOFILE,
+                                       (nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
                 if group:  # start inside this (v2) group, as a service manager would
                     with open(os.path.join(group, "cgroup.procs"), "w") as f:
                         f.write("0")

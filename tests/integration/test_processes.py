@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -853,6 +854,41 @@ def test_many_short_processes_never_exhaust_the_process_table(box):
     logs = Path(box.daemon.depot) / "containers" / box.handle / "logs"
     kept = {p.name for p in logs.iterdir()}
     assert len(kept) < 300 and "short-598.log" in kept and "short-0.log" not in kept
+
+
+def test_started_with_a_shells_open_files_limit_the_daemon_raises_its_own(daemon):
+    """Started with the soft RLIMIT_NOFILE a login shell leaves (1024), the daemon
+    raises its own to the hard limit (at most 1048576), so 400 short processes
+    whose output nobody attaches (each holds 3 of its descriptors for up to a
+    minute after the exit) all run, where the 139th failed with "Too many open
+    files" before. What it starts keeps 1024: a process in the container, and
+    the container's init, see the limit the daemon was started with."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 8192:
+        pytest.skip(f"the hard open files limit here is {hard}")
+    d = daemon.new()
+    d.nofile_soft = 1024
+    d.start()
+
+    def soft_limit(pid):
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        return int(re.search(r"^Max open files\s+(\d+)", limits, re.M).group(1))
+
+    assert soft_limit(d.pid) == min(hard, 1048576)
+    assert "soft limit raised from 1024" in d.log_text()
+    c = d.client()
+    c.create({"handle": "nofile"})
+    box = Runner(d, "nofile")
+    try:
+        assert box.output(sh("ulimit -n")) == "1024\n"
+        assert soft_limit(container_init_pid(d, "nofile")) == 1024
+        for i in range(400):
+            assert box.run({"path": "true", "id": f"n-{i}"}, stdout=False,
+                           stderr=False).wait(WAIT) == 0
+        assert box.output(sh("echo still-fine")) == "still-fine\n"
+    finally:
+        box.close()
+    c.destroy("nofile")
 
 
 def test_an_ordinary_user_has_no_capabilities(box):
