@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cloche/archive-write.h"
 #include "cloche/fileio.h"
 
 #define CP_BLOCK 65536
@@ -288,7 +289,7 @@ static int copy_out(const char *handle, const char *src, const char *dst, const 
         size_t size;
         la_int64_t off;
         while ((k = archive_read_data_block(a, &buf, &size, &off)) == ARCHIVE_OK)
-            if (archive_write_data_block(w, buf, size, off) < ARCHIVE_WARN)
+            if (archive_data_write_failed(w, archive_write_data_block(w, buf, size, off)))
                 break;
         if (k != ARCHIVE_EOF && k != ARCHIVE_OK) {
             r = cli_error(-EIO, "Cannot read the archive from the daemon: %s",
@@ -296,8 +297,10 @@ static int copy_out(const char *handle, const char *src, const char *dst, const 
             break;
         }
         if (k == ARCHIVE_OK) {
-            r = cli_error(-EIO, "Cannot write '%s': %s", archive_entry_pathname(e),
-                          archive_error_string(w));
+            int err = archive_errno(w);
+            r = cli_error(err > 0 ? -err : -EIO, "Cannot write '%s': %s%s%s",
+                          archive_entry_pathname(e), archive_error_string(w), err > 0 ? ": " : "",
+                          err > 0 ? strerror(err) : "");
             break;
         }
         if (archive_write_finish_entry(w) < ARCHIVE_WARN) {

@@ -25,6 +25,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "cloche/archive-write.h"
 #include "cloche/cleanup.h"
 #include "image-internal.h"
 
@@ -214,9 +215,13 @@ static int copy_data(struct archive *in, struct archive *out, uint64_t *budget, 
                                "A layer extracts to more than %llu bytes",
                                (unsigned long long)IMAGE_LAYER_MAX);
         *budget -= size;
-        if (archive_write_data_block(out, buf, size, offset) < ARCHIVE_WARN)
+        if (archive_data_write_failed(out, archive_write_data_block(out, buf, size, offset))) {
+            int e = archive_errno(out);
+            if (e > 0) /* a full disk: ENOSPC, and not a corrupt layer */
+                return failure_errno(reterr, -e, "Failed to write '%s'", rel);
             return failure_errno(reterr, -EIO, "Failed to write '%s': %s", rel,
                                  archive_error_string(out));
+        }
     }
 }
 

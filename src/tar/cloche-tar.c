@@ -47,6 +47,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cloche/archive-write.h"
 #include "cloche/confine.h"
 #include "cloche/enter.h"
 #include "cloche/fdio.h"
@@ -349,7 +350,7 @@ static bool entry_is_safe(struct archive_entry *e)
     return true;
 }
 
-static int copy_entry_data(struct archive *in, struct archive *out)
+static int copy_entry_data(struct archive *in, struct archive *out, const char *name)
 {
     for (;;) {
         const void *buf;
@@ -362,9 +363,10 @@ static int copy_entry_data(struct archive *in, struct archive *out)
             archive_message(in, NULL);
             return r;
         }
-        if (archive_write_data_block(out, buf, size, offset) < ARCHIVE_WARN) {
-            archive_message(out, NULL);
-            return ARCHIVE_FAILED;
+        /* A failed write is the last one: the next would fail alike. */
+        if (archive_data_write_failed(out, archive_write_data_block(out, buf, size, offset))) {
+            archive_message(out, name);
+            return ARCHIVE_FATAL;
         }
     }
 }
@@ -422,7 +424,7 @@ static int stream_in(const char *dest)
             }
         }
         if (archive_entry_size(e) > 0) {
-            r = copy_entry_data(in, out);
+            r = copy_entry_data(in, out, archive_entry_pathname(e));
             if (r < ARCHIVE_WARN) {
                 status = 1;
                 if (r == ARCHIVE_FATAL)

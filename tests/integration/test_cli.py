@@ -573,6 +573,27 @@ def test_cp_directory_tree_both_ways(cli, box, module_daemon, tmp_path):
     cli.fails("cp", src, tmp_path / "z", rc=2, match="Exactly one")
 
 
+def test_cp_onto_a_full_disk_fails_and_says_so(cli, box, tmp_path):
+    """A copy out of a container onto a host file system that fills up fails
+    with "No space left on device", one line, exit 1 (before, libarchive's
+    failed write counted as a warning: the file was extended to its full length
+    with zeros and cp exited 0)."""
+    cli.ok("run", box, "sh", "-c", "mkdir /big && yes cloche | head -c 24000000 > /big/f")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "cloche-test", str(small)],
+                   check=True)
+    try:
+        cli.fails("cp", f"{box}:/big", small, rc=1,
+                  match=r"Cannot write 'big/f': .*No space left on device")
+        subprocess.run(["rm", "-rf", str(small / "big")], check=True)
+        cli.ok("run", box, "sh", "-c", "mkdir /fits && echo ok > /fits/f")
+        cli.ok("cp", f"{box}:/fits", small)
+        assert (small / "fits" / "f").read_text() == "ok\n"
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
 # --------------------------------------------------------------------------
 # limits, metrics, network, properties
 

@@ -661,3 +661,23 @@ def test_stream_in_is_charged_to_the_container(box):
     grew = usage() - before
     assert grew >= 16 << 20, f"the container's memory grew by only {grew} bytes"
     sh(d, h, "rm -rf /tmp/charged")
+
+
+def test_stream_in_that_does_not_fit_fails_and_says_so(containers):
+    """A StreamIn whose data does not fit in the container's disk limit fails
+    with the kernel's "No space left on device", as tar would, and the file
+    written so far is not passed off as whole (before, libarchive's failed write
+    counted as a warning: the file was extended to its full length with zeros
+    and the StreamIn answered 200). What fits still goes in."""
+    client = containers.daemon.client()
+    h = containers.create(limits={"disk_limits": {"byte_hard": 32 << 20, "scope": 1}})
+    big = os.urandom(40 << 20)
+    with pytest.raises(GardenError) as e:
+        client.stream_in(h, "/tmp/full", make_tar(entry("big", big)))
+    assert "No space left on device" in e.value.message, e.value.message
+    with pytest.raises(GardenError) as e:
+        client.stream_in(h, "/tmp/full/one", big, content_type="application/octet-stream")
+    assert "No space left on device" in e.value.message, e.value.message
+    assert container_exec(containers.daemon, h, ["rm", "-rf", "/tmp/full"])[0] == 0
+    client.stream_in(h, "/tmp/fits", make_tar(entry("small", b"fits\n")))
+    assert read_tar(client.stream_out(h, "/tmp/fits/small"))["small"][1] == b"fits\n"
