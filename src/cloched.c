@@ -873,9 +873,9 @@ static void raise_open_files_limit(void)
                  (unsigned long long)found.rlim_cur);
     if (now.rlim_cur < 65536)
         log_warn("Open files: the limit is %llu; cloche holds about 2 descriptors per container "
-                 "and 3 per process (up to a minute after its exit, for a late attach): raise the "
-                 "hard limit "
-                 "(LimitNOFILE= in a unit, ulimit -Hn) for more than a few hundred containers",
+                 "and 3 per process (up to a minute after its exit, for a late attach): raise "
+                 "the hard limit (LimitNOFILE= in a unit, ulimit -Hn) for more than a few "
+                 "hundred containers",
                  (unsigned long long)now.rlim_cur);
 }
 
