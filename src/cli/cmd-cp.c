@@ -71,14 +71,19 @@ static int upload_close(struct archive *a, void *data)
     return ARCHIVE_OK;
 }
 
-/* Archive the tree at name (relative to the current directory). */
-static int archive_tree(struct archive *w, const char *name)
+/* Archive the tree at name (relative to the current directory). -EPIPE once
+ * sending failed (u->error says why). An entry tar cannot hold (a socket) is
+ * said, skipped, and counted in *ret_skipped, as tar does. */
+static int archive_tree(struct archive *w, const char *name, const Upload *u, unsigned *ret_skipped)
 {
     _cleanup_archive_ struct archive *disk = archive_read_disk_new();
     if (!disk)
         return cli_error(-ENOMEM, "Out of memory");
     archive_read_disk_set_symlink_physical(disk);
     archive_read_disk_set_standard_lookup(disk);
+    /* A file with holes is read whole (zeros in them): the data blocks below
+     * are written as one stream, which a sparse entry would misplace. */
+    archive_read_disk_set_behavior(disk, ARCHIVE_READDISK_NO_SPARSE);
     if (archive_read_disk_open(disk, name) != ARCHIVE_OK)
         return cli_error(-EIO, "Cannot read '%s': %s", name, archive_error_string(disk));
     for (;;) {
@@ -100,6 +105,13 @@ static int archive_tree(struct archive *w, const char *name)
         archive_entry_set_uid(e, 0);
         archive_entry_set_gid(e, 0);
         r = archive_write_header(w, e);
+        if (r < ARCHIVE_WARN && !u->error) {
+            cli_error(-EINVAL, "Cannot copy '%s': %s", archive_entry_pathname(e),
+                      archive_error_string(w));
+            (*ret_skipped)++;
+            archive_entry_free(e);
+            continue;
+        }
         if (r < ARCHIVE_WARN) {
             archive_entry_free(e);
             return -EPIPE;
@@ -109,9 +121,13 @@ static int archive_tree(struct archive *w, const char *name)
             size_t size;
             la_int64_t off;
             while ((r = archive_read_data_block(disk, &buf, &size, &off)) == ARCHIVE_OK)
-                if (archive_write_data(w, buf, size) < 0) {
+                if (archive_write_data(w, buf, size) != (la_ssize_t)size) {
+                    int k = u->error
+                                ? -EPIPE
+                                : cli_error(-EIO, "Cannot archive '%s': %s",
+                                            archive_entry_pathname(e), archive_error_string(w));
                     archive_entry_free(e);
-                    return -EPIPE;
+                    return k;
                 }
             if (r != ARCHIVE_EOF) {
                 int k = cli_error(-EIO, "Cannot read '%s': %s", archive_entry_pathname(e),
@@ -144,6 +160,7 @@ static int copy_in(const char *src, const char *handle, const char *dst, const c
 
     Upload u = {.fd = c.fd};
     int send_r = 0;
+    unsigned skipped = 0;
     if (strcmp(src, "-") == 0) {
         char buf[CP_BLOCK];
         for (;;) {
@@ -177,7 +194,7 @@ static int copy_in(const char *src, const char *handle, const char *dst, const c
         archive_write_set_bytes_in_last_block(w, 1);
         if (archive_write_open(w, &u, NULL, upload_write, upload_close) != ARCHIVE_OK)
             return cli_error(-EIO, "Cannot start the archive: %s", archive_error_string(w));
-        send_r = archive_tree(w, name);
+        send_r = archive_tree(w, name, &u, &skipped);
         if (send_r >= 0 || send_r == -EPIPE)
             archive_write_close(w);
         if (fchdir(cwd) < 0)
@@ -201,6 +218,8 @@ static int copy_in(const char *src, const char *handle, const char *dst, const c
         errno = -u.error;
         return cli_error(u.error, "Cannot send the files to the daemon: %m");
     }
+    if (skipped) /* each was said; the rest is in the container */
+        return -EINVAL;
     if (cli_json)
         puts("{}");
     return 0;

@@ -11,6 +11,7 @@ line on stderr.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import stat
 import struct
 import subprocess
@@ -571,6 +573,37 @@ def test_cp_directory_tree_both_ways(cli, box, module_daemon, tmp_path):
     cli.fails("cp", tmp_path / "missing", f"{box}:/x", rc=1, match="missing")
     cli.fails("cp", "nope-handle:/x", tmp_path / "y", rc=1, match="unknown handle")
     cli.fails("cp", src, tmp_path / "z", rc=2, match="Exactly one")
+
+
+def test_cp_in_keeps_sparse_files_and_says_what_tar_cannot_hold(cli, box, tmp_path):
+    """A file with holes arrives byte for byte (before, its data blocks were sent
+    as one stream under a sparse entry, which put them in the wrong places), and
+    a socket, which tar cannot hold, is said in one line and skipped: the rest
+    of the tree still arrives and cp exits 1 (before, the copy stopped at the
+    socket and exited 0)."""
+    src = tmp_path / "tree"
+    src.mkdir()
+    sparse = src / "sparse.img"
+    with open(sparse, "wb") as f:
+        for i in range(4):
+            f.seek(i * (1 << 20))
+            f.write(f"block {i}\n".encode() * 100)
+        f.truncate(5 << 20)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(src / "listening.sock"))
+    for i in range(20):
+        (src / f"after-{i}.txt").write_text(f"file {i}\n")
+    try:
+        line = cli.fails("cp", src, f"{box}:/in", rc=1,
+                         match=r"Cannot copy 'tree/listening.sock': .*socket")
+    finally:
+        sock.close()
+    assert "socket" in line
+    want = hashlib.sha256(sparse.read_bytes()).hexdigest()
+    got = cli.ok("run", box, "sha256sum", "/in/tree/sparse.img").split()[0]
+    assert got == want
+    listing = cli.ok("run", box, "ls", "/in/tree").split()
+    assert sorted(listing) == sorted(["sparse.img"] + [f"after-{i}.txt" for i in range(20)])
 
 
 def test_cp_onto_a_full_disk_fails_and_says_so(cli, box, tmp_path):
