@@ -74,9 +74,14 @@ static int add_header(Walk *w, const char *path, const struct stat *st, mode_t t
     return r;
 }
 
-static int add_file_data(Walk *w, int fd)
+/* The file's size bytes, as its header said. A file that shrank or grew while
+ * it was read (a process in the container writing it) is -EBUSY: the tar
+ * writer would pad the rest with zeros, or cut it, and the layer would be a
+ * mix of two moments. */
+static int add_file_data(Walk *w, int fd, off_t size)
 {
     char buf[65536];
+    off_t done = 0;
     for (;;) {
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
@@ -84,9 +89,12 @@ static int add_file_data(Walk *w, int fd)
         if (n < 0)
             return -errno;
         if (n == 0)
-            return 0;
+            return done == size ? 0 : -EBUSY;
+        if (n > size - done)
+            return -EBUSY;
         if (archive_write_data(w->a, buf, (size_t)n) != n)
             return -EIO;
+        done += n;
     }
 }
 
@@ -141,7 +149,7 @@ static int walk_dir(Walk *w, int dirfd, const char *prefix, int depth)
                     return -errno;
                 r = add_header(w, path, &st, AE_IFREG, st.st_size, NULL, NULL);
                 if (r >= 0)
-                    r = add_file_data(w, fd);
+                    r = add_file_data(w, fd, st.st_size);
                 if (r >= 0 && st.st_nlink > 1 && w->n_links < COMMIT_LINKS_MAX) {
                     Link *g = realloc(w->links, (w->n_links + 1) * sizeof(Link));
                     if (!g)
@@ -221,6 +229,10 @@ static int commit_layer(ImageStore *s, const char *upper, uint32_t uid_shift, ch
     if (tar < 0 || top < 0)
         return failure_errno(reterr, -errno, "Failed to read the container's layer");
     int r = layer_dir_to_tar(top, uid_shift, tar);
+    if (r == -EBUSY)
+        return failure_input(reterr, r,
+                             "A file in the container's layer changed while it was read: stop "
+                             "the container first, or commit again");
     if (r < 0)
         return failure_errno(reterr, r, "Failed to write the container's layer");
     r = sha256_of_fd(tar, digest, ret_size);

@@ -632,6 +632,37 @@ def test_commit_writable_layer_as_a_new_image(images_daemon, anon, privileged):
         c.destroy(raw)
 
 
+def test_commit_of_a_file_being_rewritten_is_409_or_whole(images_daemon, anon):
+    """A file that a process keeps rewriting (truncated, then written again) is
+    read by the commit at a size it no longer has: the commit is a 409 that says
+    so, or, when the file held still, the image has it whole. Before, a file
+    that shrank was padded with zeros and the commit succeeded."""
+    c = images_daemon.client()
+    h = create(c, f"docker://{anon.host}/test/multi#v1")
+    writer = c.run(h, {"path": "sh", "args": ["-c", "while :; do head -c 2000000 /dev/zero | "
+                                                    "tr '\\0' a > /f; done"]})
+    outcomes = []
+    try:
+        for i in range(8):
+            resp = c.request("POST", f"/containers/{h}/cloche/commit?name=rewritten:{i}")
+            if resp.status == 409:
+                assert "changed while it was read" in resp.json()["Message"], resp.body
+                outcomes.append("409")
+                continue
+            assert resp.status == 200, resp.body
+            h2 = create(c, f"cloche:///rewritten:{i}")
+            try:
+                # All of it 'a': no zeros where the file was cut short.
+                assert out_in(c, h2, "tr -d a < /f | wc -c").strip() == "0"
+            finally:
+                c.destroy(h2)
+            outcomes.append("whole")
+    finally:
+        writer.close()
+        c.destroy(h)
+    assert outcomes, outcomes
+
+
 def test_commit_sets_the_config_checks_the_parent_and_can_skip_the_layer(images_daemon, anon):
     c = images_daemon.client()
     h = create(c, f"docker://{anon.host}/test/multi#v1")
