@@ -329,7 +329,9 @@ int image_store_commit(ImageStore *s, const char *base_digest, const char *rootf
         r = store_write_record(s, image_digest, "config", cfg, next_config_len);
     if (r < 0)
         return failure_errno(reterr, r, "Failed to record the image");
-    store_set_tag(s, name, image_digest);
+    r = store_set_tag(s, name, image_digest);
+    if (r < 0)
+        return failure_errno(reterr, r, "Failed to record the name '%s'", name);
     *ret_digest = strdup(image_digest);
     return *ret_digest ? 0 : -ENOMEM;
 }

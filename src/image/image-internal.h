@@ -122,7 +122,7 @@ int store_read_record(ImageStore *s, const char *digest, const char *suffix, cha
                       size_t *ret_len);
 int store_write_record(ImageStore *s, const char *digest, const char *suffix, const char *data,
                        size_t len);
-void store_set_tag(ImageStore *s, const char *name, const char *digest);
+int store_set_tag(ImageStore *s, const char *name, const char *digest);
 int store_tmp_fd(ImageStore *s);
 bool store_has_layer(ImageStore *s, const char *hex);
 int store_stack_string(ImageStore *s, const Manifest *m, char **ret);

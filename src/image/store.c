@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cloche/cleanup.h"
+#include "cloche/testhook.h"
 #include "cloche/fileio.h"
 #include "cloche/hashmap.h"
 #include "cloche/log.h"
@@ -146,14 +147,15 @@ static int tags_load(ImageStore *s)
     return 0;
 }
 
-static void tag_save(ImageStore *s, const char *name, const char *digest)
+static int tag_save(ImageStore *s, const char *name, const char *digest)
 {
     char hex[65];
     image_sha256_hex(name, strlen(name), hex);
     _cleanup_free_ char *data = NULL;
     int n = asprintf(&data, "%s\n%s\n", name, digest);
-    if (n > 0 && atomic_write_at(s->tags_fd, hex, data, (size_t)n, 0644) < 0)
-        log_warn("Image store: failed to record the name '%s'", name);
+    if (n < 0)
+        return -ENOMEM;
+    return atomic_write_at(s->tags_fd, hex, data, (size_t)n, 0644);
 }
 
 int image_store_new(const ImageStoreConfig *cfg, ImageStore **ret)
@@ -675,8 +677,8 @@ static void remember_tag(ImageStore *s, const char *name, const char *digest)
         free(hashmap_remove(s->tags, name));
         if (hashmap_put(s->tags, name, copy) < 0)
             free(copy);
-        else
-            tag_save(s, name, digest);
+        else if (tag_save(s, name, digest) < 0) /* a pulled name can be pulled again */
+            log_warn("Image store: failed to record the name '%s'", name);
     } else {
         free(copy);
     }
@@ -786,19 +788,25 @@ int store_write_record(ImageStore *s, const char *digest, const char *suffix, co
     return write_record(s, digest, suffix, data, len);
 }
 
-void store_set_tag(ImageStore *s, const char *name, const char *digest)
+int store_set_tag(ImageStore *s, const char *name, const char *digest)
 {
     pthread_mutex_lock(&s->lock);
     char *copy = strdup(digest);
-    if (copy) {
+    /* On disk first: a name that only the memory holds would be gone after a
+     * restart, and with it the only way to an image made here. */
+    int r = !copy ? -ENOMEM : testhook_fault("image.tag") ? -ENOSPC : tag_save(s, name, digest);
+    if (r >= 0) {
         free(hashmap_remove(s->tags, name));
-        if (hashmap_put(s->tags, name, copy) < 0)
+        if (hashmap_put(s->tags, name, copy) < 0) {
             free(copy);
-        else
-            tag_save(s, name, digest);
+            r = -ENOMEM;
+        }
+    } else {
+        free(copy);
     }
     pthread_mutex_unlock(&s->lock);
     resolved_drop(s->resolved, name);
+    return r;
 }
 
 int store_tmp_fd(ImageStore *s)

@@ -663,6 +663,41 @@ def test_commit_of_a_file_being_rewritten_is_409_or_whole(images_daemon, anon):
     assert outcomes, outcomes
 
 
+def test_commit_whose_name_cannot_be_written_fails_and_a_kept_name_survives_a_restart(
+        request, sandbox_guard, anon):
+    """A commit whose name cannot be written to the store (a full disk; the
+    image.tag fault of the test builds) fails and says so, and the name is not
+    given out from memory only (before, the commit answered 200 and the name was
+    gone after a restart, and with it the only way to the image). A commit whose
+    name was written finds it again after a restart."""
+    factory = DaemonFactory(request.node.nodeid)
+    try:
+        d = factory.new(*image_args(anon))
+        d.env["CLOCHE_TEST_FAULT"] = "image.tag:1"
+        d.start()
+        c = d.client()
+        h = create(c, f"docker://{anon.host}/test/multi#v1")
+        out_in(c, h, "echo kept > /kept")
+        resp = c.request("POST", f"/containers/{h}/cloche/commit?name=lost:1")
+        assert resp.status == 500, resp.body
+        assert "Failed to record the name 'cloche/lost:1'" in resp.json()["Message"], resp.body
+        names = {i["name"] for i in c.request("GET", "/cloche/images").json()["images"]}
+        assert "cloche/lost:1" not in names, names
+        resp = c.request("POST", f"/containers/{h}/cloche/commit?name=kept:1")
+        assert resp.status == 200, resp.body
+        c.destroy(h)
+        d.env.pop("CLOCHE_TEST_FAULT")
+        d.restart()
+        c = d.client()
+        names = {i["name"] for i in c.request("GET", "/cloche/images").json()["images"]}
+        assert "cloche/kept:1" in names and "cloche/lost:1" not in names, names
+        h = create(c, "cloche:///kept:1")
+        assert out_in(c, h, "cat /kept") == "kept\n"
+        c.destroy(h)
+    finally:
+        assert not factory.cleanup()
+
+
 def test_commit_sets_the_config_checks_the_parent_and_can_skip_the_layer(images_daemon, anon):
     c = images_daemon.client()
     h = create(c, f"docker://{anon.host}/test/multi#v1")
