@@ -542,13 +542,23 @@ static int open_writer(struct archive *out, struct archive_entry_linkresolver *l
 }
 
 /* One entry's data. 0, 1 when it could not all be read, -1 when the reader of
- * the archive is gone. */
-static int copy_data(struct archive *disk, struct archive *out, void *buffer)
+ * the archive is gone. A file that shrank since its header was written (a
+ * process writing it) would be padded with zeros: 1, as GNU tar says so and
+ * fails. One that grew is cut at its header's size, as tar does. */
+static int copy_data(struct archive *disk, struct archive *out, void *buffer,
+                     struct archive_entry *e)
 {
+    la_int64_t done = 0, size = archive_entry_size(e);
     for (;;) {
         la_ssize_t n = archive_read_data(disk, buffer, IO_BUFFER);
+        if (n == 0 && done < size) {
+            message("'%s' shrank by %lld bytes while it was read", archive_entry_pathname(e),
+                    (long long)(size - done));
+            return 1;
+        }
         if (n == 0)
             return 0;
+        done += n;
         if (n < 0) {
             archive_message(disk, NULL);
             return 1;
@@ -581,7 +591,7 @@ static int write_entry(struct archive *disk, struct archive *out,
         archive_message(out, NULL);
         status = r == ARCHIVE_FATAL ? -1 : 1;
     } else if (archive_entry_size(e) > 0 && !archive_entry_hardlink(e)) {
-        status = copy_data(disk, out, buffer);
+        status = copy_data(disk, out, buffer, e);
         if (status < 0)
             return -2; /* the process ends now: nothing to free */
     }

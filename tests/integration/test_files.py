@@ -681,3 +681,34 @@ def test_stream_in_that_does_not_fit_fails_and_says_so(containers):
     assert container_exec(containers.daemon, h, ["rm", "-rf", "/tmp/full"])[0] == 0
     client.stream_in(h, "/tmp/fits", make_tar(entry("small", b"fits\n")))
     assert read_tar(client.stream_out(h, "/tmp/fits/small"))["small"][1] == b"fits\n"
+
+
+def test_stream_out_of_a_file_being_rewritten_fails_or_is_whole(box):
+    """A file that a process keeps rewriting (truncated, then written again) may
+    be read at a size it no longer has: the StreamOut then fails (its body ends
+    without its last chunk, and the log says the file shrank), or the tar holds
+    the file whole. Before, a file that shrank was padded with zeros in a tar
+    that ended as if complete."""
+    d, h = box
+    client = d.client()
+    sh(d, h, "mkdir -p /tmp/rw")
+    writer = client.run(h, {"path": "sh", "args": [
+        "-c", "while [ ! -e /tmp/rw-stop ]; do head -c 2000000 /dev/zero | "
+              "tr '\\0' a > /tmp/rw/f; done"]})
+    outcomes = []
+    try:
+        for _ in range(20):
+            try:
+                data = client.stream_out(h, "/tmp/rw")
+            except (ProtocolError, GardenError):
+                outcomes.append("failed")
+                continue
+            kind, content, _ = read_tar(data)["rw/f"]
+            assert kind == "file" and content.strip(b"a") == b"", "zeros in a file read whole"
+            outcomes.append("whole")
+    finally:
+        sh(d, h, "touch /tmp/rw-stop")
+        assert writer.wait(15) == 0
+        writer.close()
+    assert outcomes
+    assert "shrank by" in d.log_text() or "failed" not in outcomes
