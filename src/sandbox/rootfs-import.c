@@ -230,6 +230,17 @@ int sandbox_tree_fingerprint(const char *path, uint64_t *ret)
 
 /* ---- the import ---- */
 
+/* syncfs() of the file system path is on (the depot's). */
+static int sync_tree_fs(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = syncfs(fd) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
 static int run_cp(const char *src, const char *dst)
 {
     _cleanup_free_ char *from = NULL;
@@ -288,6 +299,11 @@ int sandbox_rootfs_import(const char *rootfs, const char *import_dir, char **ret
         goto out;
     }
     r = run_cp(rootfs, tmp);
+    /* Durable before visible: a copy found by its name is used as it is, so a
+     * crash must not leave the name over files whose data never reached the
+     * disk. */
+    if (r >= 0)
+        r = sync_tree_fs(tmp);
     if (r >= 0 && rename(tmp, dest) < 0)
         r = -errno;
     if (r < 0)
