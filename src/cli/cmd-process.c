@@ -38,6 +38,7 @@ typedef struct Session {
     bool tty;
     bool have_status;
     int status;
+    int write_error; /* the first failed write of the output, other than a reader gone */
     char *line;
     size_t line_len;
     unsigned char utf8_carry[4];
@@ -256,8 +257,11 @@ static int read_control(Session *s)
     return control_lines(s);
 }
 
-/* Relay one read of a stream to fd; *done at its EOF. */
-static int relay_stream(HttpConn *c, int fd, bool *done)
+/* Relay one read of a stream to fd; *done at its EOF. A write that fails is
+ * not retried: the stream is drained meanwhile, so the process is never held
+ * up. A reader gone (EPIPE) is as a pipe reader would have it; any other
+ * failure (a full disk) is kept in *write_error, and the command fails. */
+static int relay_stream(HttpConn *c, int fd, bool *done, int *write_error)
 {
     char buf[65536];
     ssize_t n = http_read_raw(c, buf, sizeof(buf));
@@ -269,8 +273,11 @@ static int relay_stream(HttpConn *c, int fd, bool *done)
         ssize_t w = write(fd, buf + off, (size_t)(n - off));
         if (w < 0 && errno == EINTR)
             continue;
-        if (w < 0) /* our stdout went away: keep draining, as a pipe reader would */
+        if (w < 0) {
+            if (errno != EPIPE && !*write_error)
+                *write_error = -errno;
             return 0;
+        }
         off += w;
     }
     return 0;
@@ -368,9 +375,9 @@ static int relay(Session *s)
         if (!s->ctl_done && http_buffered(&s->ctl) && (r = read_control(s)) < 0)
             return r;
         if (!s->out_done && http_buffered(&s->out))
-            relay_stream(&s->out, STDOUT_FILENO, &s->out_done);
+            relay_stream(&s->out, STDOUT_FILENO, &s->out_done, &s->write_error);
         if (!s->err_done && http_buffered(&s->err))
-            relay_stream(&s->err, STDERR_FILENO, &s->err_done);
+            relay_stream(&s->err, STDERR_FILENO, &s->err_done, &s->write_error);
 
         if (s->have_status && s->out_done && s->err_done)
             return 0;
@@ -404,9 +411,9 @@ static int relay(Session *s)
             return cli_error(-errno, "poll: %m");
         }
         if (i_out >= 0 && p[i_out].revents)
-            relay_stream(&s->out, STDOUT_FILENO, &s->out_done);
+            relay_stream(&s->out, STDOUT_FILENO, &s->out_done, &s->write_error);
         if (i_err >= 0 && p[i_err].revents)
-            relay_stream(&s->err, STDERR_FILENO, &s->err_done);
+            relay_stream(&s->err, STDERR_FILENO, &s->err_done, &s->write_error);
         if (i_ctl >= 0 && p[i_ctl].revents && (r = read_control(s)) < 0)
             return r;
         if (i_in >= 0 && p[i_in].revents) {
@@ -449,6 +456,11 @@ static int session_attach_streams(Session *s)
     restore_terminal();
     if (r < 0)
         return r;
+    if (s->write_error) {
+        errno = -s->write_error;
+        return cli_error(s->write_error, "Cannot write the process's output (it exited %d): %m",
+                         s->status);
+    }
     cli_exit_code = s->status & 0xff;
     return 0;
 }

@@ -606,6 +606,31 @@ def test_cp_in_keeps_sparse_files_and_says_what_tar_cannot_hold(cli, box, tmp_pa
     assert sorted(listing) == sorted(["sparse.img"] + [f"after-{i}.txt" for i in range(20)])
 
 
+def test_run_whose_output_cannot_be_written_fails_and_says_so(cli, box, tmp_path):
+    """`cloche run ... > file` on a disk that fills up exits 125 (run's own
+    failure) with one line that says why and what the process exited with (before, the output was
+    dropped and the exit status was the process's own, 0). A reader that goes
+    away (a closed pipe) is still no error."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "cloche-test", str(small)],
+                   check=True)
+    try:
+        with open(small / "out", "wb") as out:
+            p = subprocess.run([str(CLOCHE), "run", box, "sh", "-c", "yes | head -c 16000000"],
+                               stdout=out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                               env=cli.env, timeout=60)
+        err = p.stderr.decode().splitlines()
+        assert p.returncode == 125 and len(err) == 1, (p.returncode, err)
+        assert "Cannot write the process's output (it exited 0): No space left on device" \
+            in err[0], err
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+    p = subprocess.run(f"'{CLOCHE}' run {box} sh -c 'yes | head -c 16000000' | head -c 10",
+                       shell=True, capture_output=True, env=cli.env, timeout=60)
+    assert p.stdout == b"y\ny\ny\ny\ny\n" and p.stderr == b"", p
+
+
 def test_cp_onto_a_full_disk_fails_and_says_so(cli, box, tmp_path):
     """A copy out of a container onto a host file system that fills up fails
     with "No space left on device", one line, exit 1 (before, libarchive's
