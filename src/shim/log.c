@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "shim.h"
 
@@ -87,7 +88,9 @@ static void log_record(ShimLog *l, int stream, const char *text, size_t len,
     ssize_t w;
     while ((w = write(l->fd, l->record, n)) < 0 && errno == EINTR)
         ;
-    if (w > 0)
+    if (w == (ssize_t)n)
+        l->size += n;
+    else if (w > 0 && ftruncate(l->fd, (off_t)l->size) < 0) /* a full disk: whole records only */
         l->size += (uint64_t)w;
 }
 

@@ -2,6 +2,8 @@
  * compiled in: the record format, line splitting, rotation at max_size, and the
  * back-off series; and its pid/exit file writes (file.c). */
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -105,6 +107,37 @@ static void test_rotation(void)
     is_int(200 % 41 * 98, size_of("rot.log"), "the current file holds the rest");
 }
 
+/* A record cut short (a full disk; here RLIMIT_FSIZE, which cuts a write at
+ * the limit as ENOSPC would) is taken back: the file holds whole records
+ * only, and writing goes on once there is room. */
+static void test_full_disk(void)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/full.log", dir);
+    ShimLog l;
+    ok(shim_log_init(&l, path, 1 << 20, 2) == 0, "init");
+    struct timespec t = {.tv_sec = 1700000000, .tv_nsec = 0};
+    char line[100];
+    memset(line, 'f', 69);
+    line[69] = '\n';
+    struct rlimit old, cap = {.rlim_cur = 1000, .rlim_max = RLIM_INFINITY};
+    getrlimit(RLIMIT_FSIZE, &old);
+    cap.rlim_max = old.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
+    setrlimit(RLIMIT_FSIZE, &cap);
+    for (int i = 0; i < 20; i++) /* 98 bytes each: the 11th is cut at 1000 */
+        shim_log_write(&l, SHIM_LOG_STDOUT, (uint8_t *)line, 70, &t);
+    setrlimit(RLIMIT_FSIZE, &old);
+    is_int(size_of("full.log"), 10 * 98, "only the 10 whole records are kept");
+    shim_log_write(&l, SHIM_LOG_STDOUT, (uint8_t *)"after\n", 6, &t);
+    shim_log_done(&l);
+    char *text = slurp("full.log");
+    ok(text && strlen(text) == 10 * 98 + 34 &&
+           strstr(text, "\n1700000000.000000000 stdout after\n"),
+       "the next record follows the last whole one");
+    free(text);
+}
+
 static void test_backoff(void)
 {
     ShimSpec spec = {.supervised = true,
@@ -173,6 +206,7 @@ int main(void)
     test_format();
     test_lines();
     test_rotation();
+    test_full_disk();
     test_backoff();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
