@@ -209,8 +209,11 @@ int garden_pea_prepare(Garden *g, Container *c, const ProcessSpec *spec, const c
             return api_internal_error(reterr, r, "Failed to prepare the process");
         }
     }
-    if (spec->override_limits && (r = make_cgroup(g, c, spec, id, &p.cgroup, reterr)) < 0)
+    if (spec->override_limits && (r = make_cgroup(g, c, spec, id, &p.cgroup, reterr)) < 0) {
+        if (p.root) /* the layer made above: nothing else would remove it */
+            (void)rm_rf_at(AT_FDCWD, p.root);
         return r;
+    }
     *ret = p;
     p = (GardenPea){0};
     return 0;
@@ -248,9 +251,9 @@ int garden_pea_resolve_user(const GardenPea *p, const char *user, ProcUser *ret,
 void garden_pea_visit_images(Garden *g, const char *handle, void (*visit)(const char *, void *),
                              void *ctx)
 {
-    _cleanup_free_ char *dir = NULL;
-    if (depot_container_path(g->depot, handle, &dir) < 0 ||
-        asprintf(&dir, "%s/" GARDEN_PEAS_DIR, TAKE_PTR(dir)) < 0)
+    _cleanup_free_ char *container = NULL, *dir = NULL;
+    if (depot_container_path(g->depot, handle, &container) < 0 ||
+        asprintf(&dir, "%s/" GARDEN_PEAS_DIR, container) < 0)
         return;
     _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(TAKE_FD(fd)) : NULL;

@@ -457,9 +457,12 @@ static int run_claimed(Garden *g, Container *c, ProcessSpec *spec, const Service
               (double)(t1 - t0) / 1e6, pooled ? "an idle" : "a new",
               (double)(clock_monotonic_ns() - t1) / 1e6);
     if (r < 0) {
-        /* Nothing runs: the id is free again. */
+        /* Nothing runs: the id is free again, and its (empty) log file goes
+         * too. A service's log holds its earlier runs: it stays. */
         garden_pea_abort(&pea);
         (void)rm_rf_at(pdir, id);
+        if (log_path && !service)
+            (void)unlink(log_path);
         return garden_failure(reterr, &failure, r);
     }
     garden_pea_done(&pea);

@@ -460,9 +460,18 @@ static int stream_in_file(const char *path)
         }
     }
     free(copy);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY | O_CLOEXEC, 0644);
+    /* Non-blocking, as for StreamOut: a FIFO there would hold the request until
+     * a reader came (ENXIO without one). Only a regular file is written. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOCTTY | O_NONBLOCK | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENXIO)
+        return fail("'%s' is not a regular file", path);
     if (fd < 0)
         return fail("Failed to create '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return fail("'%s' is not a regular file", path);
+    }
     for (;;) {
         ssize_t n = splice(STDIN_FILENO, NULL, fd, NULL, IO_BUFFER, SPLICE_F_MOVE);
         if (n < 0 && errno == EINTR)
@@ -668,7 +677,9 @@ static int stream_out(const char *source)
 
 static int stream_out_file(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+    /* Non-blocking: a FIFO's open would wait for a writer for ever (and the
+     * request with it). Its read is refused below; a regular file ignores it. */
+    int fd = open(path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return fail("Failed to open '%s': %s", path, strerror(errno));
     struct stat st;

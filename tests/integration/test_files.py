@@ -712,3 +712,21 @@ def test_stream_out_of_a_file_being_rewritten_fails_or_is_whole(box):
         writer.close()
     assert outcomes
     assert "shrank by" in d.log_text() or "failed" not in outcomes
+
+
+def test_single_file_forms_refuse_a_fifo_at_once(box):
+    """StreamOut and StreamIn of one file refuse a FIFO at once (before, the
+    helper's open waited for a writer or a reader for ever, and the request,
+    its thread and the helper with it)."""
+    d, h = box
+    client = d.client()
+    sh(d, h, "mkdir -p /tmp/ff && mkfifo /tmp/ff/pipe && echo data > /tmp/ff/plain")
+    t0 = time.monotonic()
+    with pytest.raises(GardenError) as e:
+        client.stream_out(h, "/tmp/ff/pipe", accept="application/octet-stream")
+    assert "'/tmp/ff/pipe' is not a regular file" in e.value.message, e.value.message
+    with pytest.raises(GardenError) as e:
+        client.stream_in(h, "/tmp/ff/pipe", b"x", content_type="application/octet-stream")
+    assert "'/tmp/ff/pipe' is not a regular file" in e.value.message, e.value.message
+    assert time.monotonic() - t0 < 10
+    assert client.stream_out(h, "/tmp/ff/plain", accept="application/octet-stream") == b"data\n"

@@ -316,6 +316,30 @@ def test_pea_pid_override_and_limits_without_image(container, pea_image):
     assert status == 0 and "done" in out, err
 
 
+def test_a_run_refused_after_its_layer_or_log_was_made_leaves_neither(container, pea_image):
+    """A pea whose own group cannot take its limits (a pids.max the kernel
+    refuses) is refused without leaving its writable layer in the depot, and a
+    logging Run whose program does not exist leaves no log file (before, both
+    stayed until the container was destroyed, one per request, and the layer
+    kept its image's layers in use)."""
+    d, client, h = container
+    for i in range(3):
+        with pytest.raises(GardenError) as e:
+            client.run(h, pea(pea_image, "true", id=f"refused-{i}",
+                              limits={"pid_limits": {"max": 10 ** 12}}))
+        assert e.value.status in (400, 500), e.value
+    assert not pea_layers(d, h), pea_layers(d, h)
+    logs = d.depot / "containers" / h / "logs"
+    for i in range(3):
+        with pytest.raises(GardenError) as e:
+            client.run(h, {"path": "/no/such/program", "id": f"nolog-{i}", "cloche_log": True})
+        assert e.value.type == "ExecutableNotFoundError", e.value
+    assert not (logs.exists() and list(logs.iterdir())), list(logs.iterdir())
+    # The same Run that works keeps its log, and a pea its (own) layer while it runs.
+    status, _, _ = output(client, h, sh("echo kept", id="logged", cloche_log=True))
+    assert status == 0 and (logs / "logged.log").exists()
+
+
 # --------------------------------------------------------------------------
 # Lifecycle: destroy, stop, daemon restart, Info and metrics
 
