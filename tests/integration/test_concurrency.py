@@ -195,9 +195,11 @@ def test_two_destroys_during_create(daemon):
     for x in ds:
         x.join(30)
     t.join(30)
-    # Each destroy either did it, found it done, or was told it was being destroyed.
+    # Each destroy either did it, found it done (404: a thread that started
+    # late on a busy machine), or was told it was being destroyed.
     for r in results:
-        assert r == "ok" or (r.status == 500 and r.message == "container already being destroyed")
+        assert r == "ok" or r.status == 404 or (
+            r.status == 500 and r.message == "container already being destroyed"), r
     assert "ok" in results
     assert_clean(d)
 
